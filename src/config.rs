@@ -1,0 +1,284 @@
+//! The validated settings the service runs with. The binary fills this from a TOML file,
+//! `IH_*` environment variables and flags (flag over env over file over default); the library
+//! never reads the environment itself.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::store::{StoreLimits, DAY_MS, HOUR_MS};
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("setting `{setting}` {problem}")]
+    Invalid {
+        setting: &'static str,
+        problem: String,
+    },
+}
+
+fn invalid(setting: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        problem: problem.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenGrant {
+    pub token: String,
+    /// Tenant ids this token may read; `"*"` means all.
+    pub tenants: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub brokers: String,
+    pub topic: String,
+    pub group: String,
+    /// Dead-letter topic; default `<topic>.dlq`.
+    pub dlq_topic: Option<String>,
+    pub grpc_addr: SocketAddr,
+    /// Where snapshots live. Without it, state lives only in memory.
+    pub state_dir: Option<PathBuf>,
+    pub retention_days: u32,
+    pub minute_window_hours: u32,
+    pub max_future_secs: u32,
+    pub group_cap_per_tenant: usize,
+    pub dedup_capacity: usize,
+    pub log_format: LogFormat,
+    /// librdkafka properties passed through as-is (SASL, SSL, timeouts, ...).
+    pub kafka: BTreeMap<String, String>,
+    pub tokens: Vec<TokenGrant>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            brokers: "localhost:9092".into(),
+            topic: "integration-events".into(),
+            group: "integration-health".into(),
+            dlq_topic: None,
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            state_dir: None,
+            retention_days: 62,
+            minute_window_hours: 48,
+            max_future_secs: 300,
+            group_cap_per_tenant: 10_000,
+            dedup_capacity: 1_000_000,
+            log_format: LogFormat::Pretty,
+            kafka: BTreeMap::new(),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+/// librdkafka properties the service sets itself; overriding them would break its guarantees.
+const MANAGED_KAFKA_PROPERTIES: [&str; 5] = [
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+];
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    pub fn dlq_topic(&self) -> String {
+        self.dlq_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.dlq", self.topic))
+    }
+
+    pub fn store_limits(&self) -> StoreLimits {
+        StoreLimits {
+            retention_ms: i64::from(self.retention_days) * DAY_MS,
+            minute_window_ms: i64::from(self.minute_window_hours) * HOUR_MS,
+            group_cap_per_tenant: self.group_cap_per_tenant,
+            dedup_capacity: self.dedup_capacity,
+        }
+    }
+
+    pub fn max_future_ms(&self) -> i64 {
+        i64::from(self.max_future_secs) * 1000
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.brokers.trim().is_empty() {
+            return Err(invalid("brokers", "must list at least one host:port"));
+        }
+        check_topic("topic", &self.topic)?;
+        if let Some(dlq) = &self.dlq_topic {
+            check_topic("dlq_topic", dlq)?;
+        }
+        if self.dlq_topic() == self.topic {
+            return Err(invalid("dlq_topic", "must differ from topic"));
+        }
+        if self.group.trim().is_empty() {
+            return Err(invalid("group", "must not be empty"));
+        }
+        if !(2..=3650).contains(&self.retention_days) {
+            return Err(invalid("retention_days", "must be between 2 and 3650"));
+        }
+        if self.minute_window_hours == 0 || self.minute_window_hours > self.retention_days * 24 {
+            return Err(invalid(
+                "minute_window_hours",
+                "must be at least 1 and no longer than the retention",
+            ));
+        }
+        if self.group_cap_per_tenant == 0 {
+            return Err(invalid("group_cap_per_tenant", "must be at least 1"));
+        }
+        if self.dedup_capacity == 0 {
+            return Err(invalid("dedup_capacity", "must be at least 1"));
+        }
+        if let Some(key) = self
+            .kafka
+            .keys()
+            .find(|k| MANAGED_KAFKA_PROPERTIES.contains(&k.as_str()))
+        {
+            return Err(invalid(
+                "kafka",
+                format!("may not set `{key}`: the service manages it (use brokers/group settings instead)"),
+            ));
+        }
+        if let Some(grant) = self.tokens.iter().find(|g| g.token.trim().is_empty()) {
+            return Err(invalid(
+                "tokens",
+                format!("has an empty token (tenants {:?})", grant.tenants),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_topic(setting: &'static str, topic: &str) -> Result<(), ConfigError> {
+    let legal = topic
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if topic.is_empty() || topic.len() > 249 || !legal {
+        return Err(invalid(
+            setting,
+            format!("{topic:?} is not a legal Kafka topic name"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+        assert_eq!(Config::default().dlq_topic(), "integration-events.dlq");
+    }
+
+    #[test]
+    fn toml_overrides_and_passes_kafka_properties_through() {
+        let config = Config::from_toml(
+            r#"
+            brokers = "k1:9092,k2:9092"
+            retention_days = 40
+            [kafka]
+            "security.protocol" = "SASL_SSL"
+            "sasl.mechanisms" = "PLAIN"
+            [[tokens]]
+            token = "abc"
+            tenants = ["acme"]
+            "#,
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.retention_days, 40);
+        assert_eq!(config.kafka["security.protocol"], "SASL_SSL");
+        assert_eq!(config.tokens[0].tenants, ["acme"]);
+    }
+
+    #[test]
+    fn unknown_settings_are_refused() {
+        assert!(Config::from_toml("retention = 3")
+            .unwrap_err()
+            .contains("retention"));
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let cases: Vec<(Config, &str)> = vec![
+            (
+                Config {
+                    retention_days: 1,
+                    ..Config::default()
+                },
+                "retention_days",
+            ),
+            (
+                Config {
+                    topic: "bad topic".into(),
+                    ..Config::default()
+                },
+                "topic",
+            ),
+            (
+                Config {
+                    group_cap_per_tenant: 0,
+                    ..Config::default()
+                },
+                "group_cap_per_tenant",
+            ),
+            (
+                Config {
+                    minute_window_hours: 10_000,
+                    ..Config::default()
+                },
+                "minute_window_hours",
+            ),
+            (
+                Config {
+                    kafka: BTreeMap::from([("enable.auto.commit".to_owned(), "true".to_owned())]),
+                    ..Config::default()
+                },
+                "kafka",
+            ),
+        ];
+        for (config, setting) in cases {
+            let message = config.validate().unwrap_err().to_string();
+            assert!(message.contains(setting), "{message}");
+        }
+    }
+}

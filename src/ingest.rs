@@ -1,0 +1,460 @@
+//! Kafka ingest: a consumer thread, an owner thread, and the dead-letter producer.
+//!
+//! The consumer thread polls librdkafka and forwards messages in batches over a bounded channel
+//! (backpressure). The owner thread is the single writer of partition state: it decodes,
+//! deduplicates and applies each batch. Rebalance callbacks run on the consumer thread; they
+//! send `Assigned` / `Revoked` to the owner and wait for its reply, so by the time a revoke
+//! returns every message polled before it has been applied, and an assignment starts at the
+//! exact offset the owner's state ends at. Auto-commit is off: the offset lives with the state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::clock::SharedClock;
+use crate::event::{decode, DecodeLimits, EventError};
+use crate::store::{PartitionKey, PartitionState, SharedPartition, Store, StoreLimits};
+
+/// Headers every dead-lettered message carries.
+pub const HEADER_REASON: &str = "ih-reason";
+pub const HEADER_ERROR: &str = "ih-error";
+pub const HEADER_SOURCE_TOPIC: &str = "ih-source-topic";
+pub const HEADER_SOURCE_PARTITION: &str = "ih-source-partition";
+pub const HEADER_SOURCE_OFFSET: &str = "ih-source-offset";
+
+const MAX_BATCH: usize = 2_000;
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Error)]
+pub enum IngestError {
+    #[error("kafka client could not be created: {0}")]
+    Client(#[source] KafkaError),
+    #[error("cannot subscribe to topic {topic}: {source}")]
+    Subscribe { topic: String, source: KafkaError },
+    #[error("cannot start ingest thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub brokers: String,
+    pub topic: String,
+    pub group: String,
+    pub dlq_topic: String,
+    pub max_future_ms: i64,
+    /// librdkafka properties passed through to both consumer and DLQ producer.
+    pub kafka: BTreeMap<String, String>,
+}
+
+enum Command {
+    Batch(Vec<OwnedMessage>),
+    Assigned(Vec<PartitionKey>, SyncSender<Vec<(PartitionKey, Offset)>>),
+    Revoked(Vec<PartitionKey>, SyncSender<()>),
+}
+
+/// Running ingest; `join` waits for both threads after shutdown was signalled.
+pub struct IngestHandle {
+    consumer: JoinHandle<()>,
+    owner: JoinHandle<()>,
+    pub dlq_failures: Arc<AtomicU64>,
+}
+
+impl IngestHandle {
+    pub fn join(self) {
+        if self.consumer.join().is_err() {
+            error!("consumer thread panicked");
+        }
+        if self.owner.join().is_err() {
+            error!("owner thread panicked");
+        }
+    }
+}
+
+pub fn start(
+    config: IngestConfig,
+    store: Arc<Store>,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+) -> Result<IngestHandle, IngestError> {
+    let (commands, inbox) = sync_channel::<Command>(16);
+    let dlq_failures = Arc::new(AtomicU64::new(0));
+    let dead_letters = DeadLetters::new(&config, dlq_failures.clone())?;
+    let consumer = new_consumer(&config, commands.clone(), store.clone())?;
+    consumer
+        .subscribe(&[config.topic.as_str()])
+        .map_err(|source| IngestError::Subscribe {
+            topic: config.topic.clone(),
+            source,
+        })?;
+    let owner = Owner {
+        limits: *store.limits(),
+        store,
+        clock,
+        max_future_ms: config.max_future_ms,
+        dead_letters,
+        parked: HashMap::new(),
+    };
+    let owner = std::thread::Builder::new()
+        .name("ih-owner".into())
+        .spawn(move || owner.run(inbox))
+        .map_err(IngestError::Thread)?;
+    let consumer = std::thread::Builder::new()
+        .name("ih-consumer".into())
+        .spawn(move || consume(consumer, commands, shutdown))
+        .map_err(IngestError::Thread)?;
+    Ok(IngestHandle {
+        consumer,
+        owner,
+        dlq_failures,
+    })
+}
+
+/// Defaults first, so a passed-through property can override them.
+fn client_config(config: &IngestConfig, defaults: &[(&str, &str)]) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    for (key, value) in defaults {
+        client.set(*key, *value);
+    }
+    client.set("bootstrap.servers", &config.brokers);
+    for (key, value) in &config.kafka {
+        client.set(key, value);
+    }
+    client
+}
+
+fn new_consumer(
+    config: &IngestConfig,
+    commands: SyncSender<Command>,
+    store: Arc<Store>,
+) -> Result<BaseConsumer<IngestContext>, IngestError> {
+    let mut client = client_config(config, &[("statistics.interval.ms", "1000")]);
+    client
+        .set("group.id", &config.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest");
+    client
+        .create_with_context(IngestContext { commands, store })
+        .map_err(IngestError::Client)
+}
+
+fn consume(
+    consumer: BaseConsumer<IngestContext>,
+    commands: SyncSender<Command>,
+    shutdown: CancellationToken,
+) {
+    info!("consumer started");
+    while !shutdown.is_cancelled() {
+        let Some(first) = consumer.poll(POLL_TIMEOUT) else {
+            continue;
+        };
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(result) = next {
+            match result {
+                Ok(message) => batch.push(message.detach()),
+                Err(err) => warn!(error = %err, "kafka consumer error"),
+            }
+            if batch.len() >= MAX_BATCH {
+                break;
+            }
+            next = consumer.poll(Duration::ZERO);
+        }
+        if !batch.is_empty() && commands.send(Command::Batch(batch)).is_err() {
+            error!("owner thread is gone; consumer stops");
+            return;
+        }
+    }
+    info!("consumer leaving the group");
+    // Dropping the consumer closes it, which runs the final revoke through the owner.
+    drop(consumer);
+}
+
+struct IngestContext {
+    commands: SyncSender<Command>,
+    store: Arc<Store>,
+}
+
+impl ClientContext for IngestContext {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, details) in statistics.topics {
+            for (partition, stats) in details.partitions {
+                if partition >= 0 && stats.hi_offset >= 0 {
+                    self.store
+                        .set_high_watermark(PartitionKey::new(&topic, partition), stats.hi_offset);
+                }
+            }
+        }
+    }
+}
+
+fn partition_keys(tpl: &TopicPartitionList) -> Vec<PartitionKey> {
+    tpl.elements()
+        .iter()
+        .map(|e| PartitionKey::new(e.topic(), e.partition()))
+        .collect()
+}
+
+impl IngestContext {
+    fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let (reply, answer) = sync_channel(1);
+        let keys = partition_keys(tpl);
+        let offsets = match self.commands.send(Command::Assigned(keys, reply)) {
+            Ok(()) => answer.recv().unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let mut assignment = TopicPartitionList::new();
+        for (key, offset) in offsets {
+            if let Err(err) = assignment.add_partition_offset(&key.topic, key.partition, offset) {
+                error!(topic = %key.topic, partition = key.partition, error = %err, "cannot build assignment");
+            }
+        }
+        let result = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_assign(&assignment),
+            _ => consumer.assign(&assignment),
+        };
+        if let Err(err) = result {
+            error!(error = %err, "assign failed");
+        }
+    }
+
+    fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let (reply, answer) = sync_channel(1);
+        if self
+            .commands
+            .send(Command::Revoked(partition_keys(tpl), reply))
+            .is_ok()
+        {
+            let _ = answer.recv();
+        }
+        let result = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
+            _ => consumer.unassign(),
+        };
+        if let Err(err) = result {
+            error!(error = %err, "unassign failed");
+        }
+    }
+}
+
+impl ConsumerContext for IngestContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.revoke(consumer, tpl),
+            other => {
+                error!(error = %RDKafkaErrorCode::from(other), "rebalance failed; dropping assignment");
+                self.revoke(consumer, tpl);
+            }
+        }
+    }
+}
+
+/// The single writer of partition state.
+struct Owner {
+    store: Arc<Store>,
+    limits: StoreLimits,
+    clock: SharedClock,
+    max_future_ms: i64,
+    dead_letters: DeadLetters,
+    /// Partitions revoked from this instance. Their state and offset stay consistent, so if a
+    /// partition comes back, consumption resumes at its offset and nothing is lost or doubled.
+    parked: HashMap<PartitionKey, SharedPartition>,
+}
+
+impl Owner {
+    fn run(mut self, inbox: Receiver<Command>) {
+        for command in inbox {
+            match command {
+                Command::Batch(messages) => self.apply_batch(messages),
+                Command::Assigned(keys, reply) => {
+                    let offsets = self.assigned(keys);
+                    let _ = reply.send(offsets);
+                }
+                Command::Revoked(keys, reply) => {
+                    self.revoked(keys);
+                    let _ = reply.send(());
+                }
+            }
+        }
+        self.dead_letters.flush();
+        info!("owner stopped");
+    }
+
+    fn assigned(&mut self, keys: Vec<PartitionKey>) -> Vec<(PartitionKey, Offset)> {
+        keys.into_iter()
+            .map(|key| {
+                let shared = match self.parked.remove(&key) {
+                    Some(shared) => shared,
+                    None => std::sync::Arc::new(parking_lot::RwLock::new(PartitionState::new(
+                        &self.limits,
+                    ))),
+                };
+                let offset = shared
+                    .read()
+                    .next_offset
+                    .map_or(Offset::Beginning, Offset::Offset);
+                info!(topic = %key.topic, partition = key.partition, ?offset, "partition assigned");
+                self.store.attach(key.clone(), shared);
+                (key, offset)
+            })
+            .collect()
+    }
+
+    fn revoked(&mut self, keys: Vec<PartitionKey>) {
+        self.dead_letters.flush();
+        for key in keys {
+            info!(topic = %key.topic, partition = key.partition, "partition revoked");
+            if let Some(shared) = self.store.remove_partition(&key) {
+                self.parked.insert(key, shared);
+            }
+        }
+    }
+
+    fn apply_batch(&mut self, messages: Vec<OwnedMessage>) {
+        let now_ms = self.clock.now_ms();
+        let limits = DecodeLimits {
+            now_ms,
+            max_future_ms: self.max_future_ms,
+        };
+        let mut by_partition: BTreeMap<PartitionKey, Vec<OwnedMessage>> = BTreeMap::new();
+        for message in messages {
+            by_partition
+                .entry(PartitionKey::new(message.topic(), message.partition()))
+                .or_default()
+                .push(message);
+        }
+        for (key, messages) in by_partition {
+            let Some(shared) = self.store.partition(&key) else {
+                debug!(topic = %key.topic, partition = key.partition, "message for a partition not owned; skipped");
+                continue;
+            };
+            let mut rejected = Vec::new();
+            {
+                let mut state = shared.write();
+                for message in &messages {
+                    if state.already_applied(message.offset()) {
+                        continue;
+                    }
+                    match decode(message.payload().unwrap_or_default(), limits) {
+                        Ok(event) => {
+                            state.apply(&event, &self.limits, now_ms);
+                        }
+                        Err(reason) => {
+                            state.record_rejected();
+                            rejected.push((message, reason));
+                        }
+                    }
+                    state.mark_applied(message.offset());
+                }
+            }
+            for (message, reason) in rejected {
+                self.dead_letters.send(message, &reason);
+            }
+        }
+    }
+}
+
+struct DlqContext {
+    failures: Arc<AtomicU64>,
+}
+
+impl ClientContext for DlqContext {}
+
+impl ProducerContext for DlqContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {
+        if let Err((err, message)) = result {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            error!(error = %err, partition = message.partition(), "dead letter was not delivered");
+        }
+    }
+}
+
+/// Publishes rejected events, byte for byte, with the reason and source position in headers.
+struct DeadLetters {
+    producer: ThreadedProducer<DlqContext>,
+    topic: String,
+}
+
+impl DeadLetters {
+    fn new(config: &IngestConfig, failures: Arc<AtomicU64>) -> Result<Self, IngestError> {
+        let client = client_config(
+            config,
+            &[("enable.idempotence", "true"), ("linger.ms", "5")],
+        );
+        let producer = client
+            .create_with_context(DlqContext { failures })
+            .map_err(IngestError::Client)?;
+        Ok(DeadLetters {
+            producer,
+            topic: config.dlq_topic.clone(),
+        })
+    }
+
+    fn send(&self, message: &OwnedMessage, reason: &EventError) {
+        let error_text = reason.to_string();
+        let partition = message.partition().to_string();
+        let offset = message.offset().to_string();
+        let headers = OwnedHeaders::new()
+            .insert(header(HEADER_REASON, reason.reason_code()))
+            .insert(header(HEADER_ERROR, &error_text))
+            .insert(header(HEADER_SOURCE_TOPIC, message.topic()))
+            .insert(header(HEADER_SOURCE_PARTITION, &partition))
+            .insert(header(HEADER_SOURCE_OFFSET, &offset));
+        let payload = message.payload().unwrap_or_default();
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topic)
+            .payload(payload)
+            .headers(headers);
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err((err, _)) => {
+                    error!(error = %err, "cannot queue dead letter");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn flush(&self) {
+        if let Err(err) = self.producer.flush(Duration::from_secs(30)) {
+            error!(error = %err, "dead letters not flushed");
+        }
+    }
+}
+
+fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
+    Header {
+        key,
+        value: Some(value),
+    }
+}

@@ -1,0 +1,178 @@
+//! The `integration-health` binary: parse arguments, build a `Config`, call the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use integration_health::cli::{self, QueryArgs};
+use integration_health::clock::SystemClock;
+use integration_health::config::{Config, LogFormat};
+use integration_health::embedded::{self, DemoOptions};
+use integration_health::{server, telemetry};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "integration-health",
+    version,
+    about = "Health of third-party integrations, counted from Kafka and served over gRPC"
+)]
+struct Cli {
+    /// Log filter, e.g. `info` or `info,integration_health=debug`.
+    #[arg(long, env = "IH_LOG", default_value = "info", global = true)]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Consume from real Kafka brokers and serve gRPC.
+    Serve(ServeArgs),
+    /// Run an in-process Kafka broker, a traffic simulator and the service.
+    Demo {
+        #[arg(long, env = "IH_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+        grpc_addr: SocketAddr,
+        #[arg(long, default_value_t = 32)]
+        backfill_days: i64,
+    },
+    /// Ask a running service over gRPC.
+    Query(QueryArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// TOML config file; flags and IH_* variables override it.
+    #[arg(long, env = "IH_CONFIG")]
+    config: Option<PathBuf>,
+    #[arg(long, env = "IH_BROKERS")]
+    brokers: Option<String>,
+    #[arg(long, env = "IH_TOPIC")]
+    topic: Option<String>,
+    #[arg(long, env = "IH_GROUP")]
+    group: Option<String>,
+    #[arg(long, env = "IH_GRPC_ADDR")]
+    grpc_addr: Option<SocketAddr>,
+    /// A librdkafka property, `key=value`; repeatable (SASL, SSL, timeouts ...).
+    #[arg(
+        long = "kafka-property",
+        env = "IH_KAFKA_PROPERTIES",
+        value_delimiter = ','
+    )]
+    kafka_properties: Vec<String>,
+    #[arg(long, env = "IH_LOG_FORMAT", value_parser = ["pretty", "json"])]
+    log_format: Option<String>,
+}
+
+impl ServeArgs {
+    fn into_config(self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(brokers) = self.brokers {
+            config.brokers = brokers;
+        }
+        if let Some(topic) = self.topic {
+            config.topic = topic;
+        }
+        if let Some(group) = self.group {
+            config.group = group;
+        }
+        if let Some(addr) = self.grpc_addr {
+            config.grpc_addr = addr;
+        }
+        if let Some(format) = self.log_format {
+            config.log_format = if format == "json" {
+                LogFormat::Json
+            } else {
+                LogFormat::Pretty
+            };
+        }
+        for property in self.kafka_properties {
+            let (key, value) = property.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!("--kafka-property {property:?} must be key=value")
+            })?;
+            config
+                .kafka
+                .insert(key.trim().to_owned(), value.trim().to_owned());
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Cancelled on ctrl-c or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(term) => term,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        trigger.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        trigger.cancel();
+    });
+    token
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = args.into_config()?;
+            telemetry::init(config.log_format, &cli.log);
+            server::run(&config, Arc::new(SystemClock), shutdown_on_signal()).await?;
+        }
+        Command::Demo {
+            grpc_addr,
+            backfill_days,
+        } => {
+            telemetry::init(
+                LogFormat::Pretty,
+                &format!(
+                    "warn,{}",
+                    cli.log.replace("info", "integration_health=warn")
+                ),
+            );
+            let options = DemoOptions {
+                grpc_addr,
+                backfill_days,
+                ..DemoOptions::default()
+            };
+            embedded::run_demo(options, shutdown_on_signal()).await?;
+        }
+        Command::Query(args) => {
+            println!("{}", cli::run(args).await?);
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Wires the parts together: store, ingest threads, eviction task and the gRPC server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::api::{Auth, IntegrationHealthApi};
+use crate::clock::SharedClock;
+use crate::config::{Config, ConfigError};
+use crate::ingest::{self, IngestConfig, IngestError, IngestHandle};
+use crate::proto::integration_health_server::IntegrationHealthServer;
+use crate::query::QueryEngine;
+use crate::store::Store;
+
+const EVICTION_INTERVAL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    #[error("cannot listen for gRPC on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+}
+
+/// A started service. Stop it by cancelling the token given to `start`, then `wait`.
+pub struct RunningService {
+    pub grpc_addr: SocketAddr,
+    pub store: Arc<Store>,
+    pub engine: QueryEngine,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    ingest: IngestHandle,
+}
+
+impl RunningService {
+    pub async fn wait(self) -> Result<(), ServerError> {
+        let served = self.server.await;
+        let ingest = self.ingest;
+        if tokio::task::spawn_blocking(move || ingest.join())
+            .await
+            .is_err()
+        {
+            warn!("ingest threads did not stop cleanly");
+        }
+        match served {
+            Ok(result) => result.map_err(ServerError::from),
+            Err(join) => {
+                warn!(error = %join, "gRPC server task ended abnormally");
+                Ok(())
+            }
+        }
+    }
+}
+
+pub fn ingest_config(config: &Config) -> IngestConfig {
+    IngestConfig {
+        brokers: config.brokers.clone(),
+        topic: config.topic.clone(),
+        group: config.group.clone(),
+        dlq_topic: config.dlq_topic(),
+        max_future_ms: config.max_future_ms(),
+        kafka: config.kafka.clone(),
+    }
+}
+
+pub async fn start(
+    config: &Config,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+) -> Result<RunningService, ServerError> {
+    config.validate()?;
+    let store = Arc::new(Store::new(config.store_limits()));
+    let listener = TcpListener::bind(config.grpc_addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.grpc_addr,
+            source,
+        })?;
+    let grpc_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: config.grpc_addr,
+        source,
+    })?;
+    let ingest = ingest::start(
+        ingest_config(config),
+        store.clone(),
+        clock.clone(),
+        shutdown.clone(),
+    )?;
+    spawn_eviction(store.clone(), clock.clone(), shutdown.clone());
+
+    let engine = QueryEngine::new(store.clone(), clock);
+    let auth = Auth::with_tokens(
+        config
+            .tokens
+            .iter()
+            .map(|g| (g.token.as_str(), g.tenants.as_slice())),
+    );
+    let (mut health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<IntegrationHealthServer<IntegrationHealthApi>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let api = IntegrationHealthServer::new(IntegrationHealthApi::new(engine.clone(), auth));
+    let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(api)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled_owned());
+    info!(%grpc_addr, topic = %config.topic, brokers = %config.brokers, "serving gRPC");
+    Ok(RunningService {
+        grpc_addr,
+        store,
+        engine,
+        server: tokio::spawn(server),
+        ingest,
+    })
+}
+
+/// Runs until `shutdown` is cancelled.
+pub async fn run(
+    config: &Config,
+    clock: SharedClock,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    start(config, clock, shutdown).await?.wait().await
+}
+
+fn spawn_eviction(store: Arc<Store>, clock: SharedClock, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(EVICTION_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let store = store.clone();
+            let now_ms = clock.now_ms();
+            // Eviction takes each partition's write lock in turn; keep it off the async workers.
+            let _ = tokio::task::spawn_blocking(move || store.evict(now_ms)).await;
+        }
+    });
+}
