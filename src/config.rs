@@ -13,7 +13,7 @@ use crate::store::{StoreLimits, DAY_MS, HOUR_MS};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

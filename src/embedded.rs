@@ -2,7 +2,6 @@
 //! cluster (a real Kafka-protocol broker, reachable over TCP), and a traffic simulator that
 //! plays the integration runtimes of a few tenants, incidents included.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -151,7 +150,7 @@ fn tenants() -> Vec<Tenant> {
     vec![
         Tenant {
             id: "acme-retail",
-            events_per_hour: 600.0,
+            events_per_hour: 300.0,
             utc_offset_hours: -5,
             integrations: vec![
                 integration(
@@ -200,7 +199,7 @@ fn tenants() -> Vec<Tenant> {
         },
         Tenant {
             id: "globex-health",
-            events_per_hour: 400.0,
+            events_per_hour: 200.0,
             utc_offset_hours: 1,
             integrations: vec![
                 integration(
@@ -242,7 +241,7 @@ fn tenants() -> Vec<Tenant> {
         },
         Tenant {
             id: "initech-bank",
-            events_per_hour: 300.0,
+            events_per_hour: 150.0,
             utc_offset_hours: 5,
             integrations: vec![
                 integration(
@@ -570,9 +569,11 @@ impl Default for DemoOptions {
     }
 }
 
-/// The mock cluster keeps ~5 MB per partition, so the backfill waits for the consumer to stay
-/// within this many events of the producer.
-const BACKFILL_HEADROOM: u64 = 20_000;
+/// The mock cluster keeps only ~5 MB (about 13k of these events) per partition, and the demo's
+/// keys put a whole tenant on one partition. So the backfill goes in small steps and waits for
+/// the consumer to stay within this many events of the producer.
+const BACKFILL_HEADROOM: u64 = 5_000;
+const BACKFILL_STEP_MS: i64 = 4 * HOUR_MS;
 
 fn wait_for_consumer(store: &Store, produced: u64, headroom: u64) -> Result<(), EmbeddedError> {
     let started = std::time::Instant::now();
@@ -600,14 +601,14 @@ fn backfill(
     to_ms: i64,
 ) -> Result<u64, EmbeddedError> {
     let mut produced = 0;
-    let mut day = from_ms;
-    while day < to_ms {
-        let events = simulator.events_between(day, (day + DAY_MS).min(to_ms));
+    let mut step = from_ms;
+    while step < to_ms {
+        let events = simulator.events_between(step, (step + BACKFILL_STEP_MS).min(to_ms));
         produced += producer.publish(&events);
-        producer.flush();
         wait_for_consumer(store, produced, BACKFILL_HEADROOM)?;
-        day += DAY_MS;
+        step += BACKFILL_STEP_MS;
     }
+    producer.flush();
     wait_for_consumer(store, produced, 0)?;
     Ok(produced)
 }
@@ -622,7 +623,8 @@ pub async fn run_demo(
         brokers: bootstrap.clone(),
         topic: options.topic.clone(),
         grpc_addr: options.grpc_addr,
-        kafka: BTreeMap::from([("session.timeout.ms".to_owned(), "6000".to_owned())]),
+        // The backfill waits for the consumer after each step; a long fetch wait would idle it.
+        kafka: std::collections::BTreeMap::from([("fetch.wait.max.ms".to_owned(), "10".to_owned())]),
         ..Config::default()
     };
     kafka.create_topic(&config.topic, options.partitions)?;
@@ -668,7 +670,8 @@ pub async fn run_demo(
         "Backfilled {produced} events in {:.1} s. Try:",
         started.elapsed().as_secs_f64()
     );
-    let exe = "integration-health";
+    // Echo the command the way this binary was started, so the hint can be pasted as is.
+    let exe = std::env::args().next().unwrap_or_else(|| "integration-health".to_owned());
     let addr = format!("http://{grpc}");
     println!("  {exe} query --addr {addr} overview --tenant {tenant}");
     println!("  {exe} query --addr {addr} failures --tenant {tenant}");

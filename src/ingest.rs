@@ -21,6 +21,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
@@ -44,7 +45,7 @@ const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 pub enum IngestError {
     #[error("kafka client could not be created: {0}")]
     Client(#[source] KafkaError),
-    #[error("cannot subscribe to topic {topic}: {source}")]
+    #[error("cannot subscribe to topic {topic}")]
     Subscribe { topic: String, source: KafkaError },
     #[error("cannot start ingest thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -379,7 +380,23 @@ struct DlqContext {
     failures: Arc<AtomicU64>,
 }
 
-impl ClientContext for DlqContext {}
+impl ClientContext for DlqContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        // The producer gets the same pass-through properties as the consumer, so librdkafka's
+        // "consumer property ignored by this producer" warnings are expected noise here.
+        if facility == "CONFWARN" {
+            return;
+        }
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => error!(target: "librdkafka", "dlq producer: {facility} {message}"),
+            RDKafkaLogLevel::Warning => warn!(target: "librdkafka", "dlq producer: {facility} {message}"),
+            _ => debug!(target: "librdkafka", "dlq producer: {facility} {message}"),
+        }
+    }
+}
 
 impl ProducerContext for DlqContext {
     type DeliveryOpaque = ();

@@ -27,7 +27,7 @@ pub enum ServerError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Ingest(#[from] IngestError),
-    #[error("cannot listen for gRPC on {addr}: {source}")]
+    #[error("cannot listen for gRPC on {addr}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
