@@ -624,7 +624,10 @@ pub async fn run_demo(
         topic: options.topic.clone(),
         grpc_addr: options.grpc_addr,
         // The backfill waits for the consumer after each step; a long fetch wait would idle it.
-        kafka: std::collections::BTreeMap::from([("fetch.wait.max.ms".to_owned(), "10".to_owned())]),
+        kafka: std::collections::BTreeMap::from([(
+            "fetch.wait.max.ms".to_owned(),
+            "10".to_owned(),
+        )]),
         ..Config::default()
     };
     kafka.create_topic(&config.topic, options.partitions)?;
@@ -671,7 +674,9 @@ pub async fn run_demo(
         started.elapsed().as_secs_f64()
     );
     // Echo the command the way this binary was started, so the hint can be pasted as is.
-    let exe = std::env::args().next().unwrap_or_else(|| "integration-health".to_owned());
+    let exe = std::env::args()
+        .next()
+        .unwrap_or_else(|| "integration-health".to_owned());
     let addr = format!("http://{grpc}");
     println!("  {exe} query --addr {addr} overview --tenant {tenant}");
     println!("  {exe} query --addr {addr} failures --tenant {tenant}");

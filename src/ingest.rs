@@ -15,13 +15,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
@@ -391,8 +391,12 @@ impl ClientContext for DlqContext {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
             | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => error!(target: "librdkafka", "dlq producer: {facility} {message}"),
-            RDKafkaLogLevel::Warning => warn!(target: "librdkafka", "dlq producer: {facility} {message}"),
+            | RDKafkaLogLevel::Error => {
+                error!(target: "librdkafka", "dlq producer: {facility} {message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                warn!(target: "librdkafka", "dlq producer: {facility} {message}")
+            }
             _ => debug!(target: "librdkafka", "dlq producer: {facility} {message}"),
         }
     }

@@ -627,7 +627,13 @@ impl QueryEngine {
                 (guard.next_offset, guard.totals)
             };
             totals.add(&part_totals);
-            let high_watermark = self.store.high_watermark(&key).unwrap_or(-1);
+            // Statistics arrive once a second; a consumed offset proves the mark is past it.
+            let high_watermark = match (self.store.high_watermark(&key), next) {
+                (Some(hw), Some(next)) => hw.max(next),
+                (Some(hw), None) => hw,
+                (None, Some(next)) => next,
+                (None, None) => -1,
+            };
             let lag = match (next, high_watermark) {
                 (_, hw) if hw < 0 => 0,
                 (Some(next), hw) => (hw - next).max(0),

@@ -1,0 +1,419 @@
+//! Helpers shared by the Kafka tests: an in-process broker, a producer, waiting on conditions,
+//! and `Truth`, a deliberately simple second computation of every number the API serves.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use chrono::TimeZone;
+use integration_health::catalog;
+use integration_health::proto::integration_health_client::IntegrationHealthClient;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use serde_json::{json, Value};
+use tonic::transport::Channel;
+
+pub const HOUR: i64 = 3_600_000;
+pub const DAY: i64 = 24 * HOUR;
+/// 2026-06-15T12:34:56.789Z: not on any bucket boundary, on purpose.
+pub const NOW: i64 = 1_781_526_896_789;
+pub const TYPES: [&str; 5] = [
+    "inbound_webhook",
+    "outbound_webhook",
+    "prebuilt_integration",
+    "custom_node",
+    "custom_event",
+];
+
+/// Polls `condition` until it holds or `limit` passes.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !condition().await {
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn client(addr: std::net::SocketAddr) -> IntegrationHealthClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("valid uri")
+        .connect()
+        .await
+        .expect("grpc connects");
+    IntegrationHealthClient::new(channel)
+}
+
+pub fn producer(bootstrap: &str) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "2")
+        .create()
+        .expect("producer")
+}
+
+pub async fn publish(producer: &FutureProducer, topic: &str, messages: &[Message]) {
+    for message in messages {
+        let record = FutureRecord::to(topic)
+            .key(&message.key)
+            .payload(&message.payload);
+        producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .expect("broker acknowledged");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flushed");
+}
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub key: String,
+    pub payload: Vec<u8>,
+}
+
+/// What each message is meant to be, so the test knows the truth without asking the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Valid,
+    Duplicate,
+    Malformed,
+    Future,
+    Late,
+}
+
+/// A valid event as the truth model sees it.
+#[derive(Debug, Clone)]
+pub struct TruthEvent {
+    pub event_id: String,
+    pub tenant: String,
+    pub at: i64,
+    pub kind: &'static str,
+    pub integration_id: String,
+    pub integration_name: String,
+    pub failed: bool,
+    pub code: u16,
+    pub description: String,
+    pub service_id: String,
+    pub service_name: String,
+    pub flow_id: String,
+    pub flow_name: String,
+}
+
+pub struct Generated {
+    pub messages: Vec<(Kind, Message)>,
+    pub truth: Truth,
+}
+
+fn time_text(rng: &mut SmallRng, at: i64) -> Value {
+    match rng.gen_range(0..3) {
+        0 => json!(at),
+        1 => json!(chrono::Utc
+            .timestamp_millis_opt(at)
+            .single()
+            .expect("valid")
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        _ => {
+            let zone = chrono::FixedOffset::east_opt(5 * 3600 + 1800).expect("offset");
+            json!(zone
+                .timestamp_millis_opt(at)
+                .single()
+                .expect("valid")
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, false))
+        }
+    }
+}
+
+/// A seeded mix of valid events (spread over 40 days, three tenants, every type), repeats,
+/// malformed payloads, events from the future and events older than retention.
+pub fn generate(seed: u64, valid_count: usize, now: i64) -> Generated {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let tenants = ["acme", "globex", "initech"];
+    let codes = [400u16, 401, 404, 429, 503, 504, 882, 418, 777];
+    let mut messages = Vec::new();
+    let mut truth = Truth::default();
+    for i in 0..valid_count {
+        let tenant = tenants[rng.gen_range(0..tenants.len())];
+        let kind = TYPES[rng.gen_range(0..5)];
+        let integration = rng.gen_range(0..4);
+        let at = now - rng.gen_range(0..40 * DAY);
+        let failed = rng.gen_bool(0.4);
+        let code = codes[rng.gen_range(0..codes.len())];
+        let message = (failed && rng.gen_bool(0.5)).then(|| format!("upstream said {code}"));
+        let service = rng.gen_range(0..3);
+        let flow = rng.gen_range(0..3);
+        let event_id = format!("{tenant}-{i}");
+        let mut event = json!({
+            "event_id": event_id,
+            "tenant_id": tenant,
+            "occurred_at": time_text(&mut rng, at),
+            "integration_type": kind,
+            "integration_id": format!("{kind}-{integration}"),
+            "integration_name": format!("Integration {integration} v{}", rng.gen_range(1..3)),
+            "outcome": if failed { "failure" } else { "success" },
+            "some_future_field": [1, 2, 3],
+        });
+        if failed {
+            event["status_code"] = json!(code);
+        }
+        if let Some(m) = &message {
+            event["error_message"] = json!(m);
+        }
+        // Service 0 and flow 0 stand for "not given".
+        if service > 0 {
+            event["service_id"] = json!(format!("svc-{service}"));
+            event["service_name"] = json!(format!("Service {service}"));
+        }
+        if flow > 0 {
+            event["flow_id"] = json!(format!("flow-{flow}"));
+            event["flow_name"] = json!(format!("Flow {flow}"));
+        }
+        // Most events are keyed by tenant; some by event id, so a tenant spans partitions.
+        let key = if rng.gen_bool(0.8) {
+            tenant.to_owned()
+        } else {
+            event_id.clone()
+        };
+        let payload = serde_json::to_vec(&event).expect("json");
+        let parsed = TruthEvent {
+            event_id: event_id.clone(),
+            tenant: tenant.to_owned(),
+            at,
+            kind,
+            integration_id: format!("{kind}-{integration}"),
+            integration_name: event["integration_name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            failed,
+            code: if failed { code } else { 0 },
+            description: message.unwrap_or_else(|| catalog::name_of(code).to_owned()),
+            service_id: event["service_id"].as_str().unwrap_or_default().to_owned(),
+            service_name: event["service_name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            flow_id: event["flow_id"].as_str().unwrap_or_default().to_owned(),
+            flow_name: event["flow_name"].as_str().unwrap_or_default().to_owned(),
+        };
+        truth.events.push(parsed);
+        let msg = Message { key, payload };
+        messages.push((Kind::Valid, msg.clone()));
+        if rng.gen_bool(0.05) {
+            messages.push((Kind::Duplicate, msg));
+            truth.duplicates += 1;
+        }
+        if rng.gen_bool(0.02) {
+            let bad = bad_payload(&mut rng, tenant, i, now);
+            truth.dead_letters.push(bad.1.payload.clone());
+            messages.push(bad);
+        }
+        if rng.gen_bool(0.01) {
+            let mut late = event.clone();
+            late["event_id"] = json!(format!("late-{i}"));
+            late["occurred_at"] = json!(now - 62 * DAY - HOUR);
+            messages.push((
+                Kind::Late,
+                Message {
+                    key: tenant.to_owned(),
+                    payload: serde_json::to_vec(&late).expect("json"),
+                },
+            ));
+            truth.late += 1;
+        }
+    }
+    Generated { messages, truth }
+}
+
+fn bad_payload(rng: &mut SmallRng, tenant: &str, i: usize, now: i64) -> (Kind, Message) {
+    let base = json!({
+        "event_id": format!("bad-{i}"), "tenant_id": tenant, "occurred_at": now - HOUR,
+        "integration_type": "custom_node", "integration_id": "cn", "integration_name": "n",
+        "outcome": "failure", "status_code": 500,
+    });
+    let mut event = base.clone();
+    let kind = match rng.gen_range(0..7) {
+        0 => {
+            return (
+                Kind::Malformed,
+                Message {
+                    key: tenant.to_owned(),
+                    payload: b"{not json".to_vec(),
+                },
+            )
+        }
+        1 => {
+            event.as_object_mut().expect("object").remove("status_code");
+            Kind::Malformed
+        }
+        2 => {
+            event["tenant_id"] = json!("no spaces allowed");
+            Kind::Malformed
+        }
+        3 => {
+            event["integration_type"] = json!("carrier_pigeon");
+            Kind::Malformed
+        }
+        4 => {
+            event["status_code"] = json!(42);
+            Kind::Malformed
+        }
+        5 => {
+            event["occurred_at"] = json!("yesterday");
+            Kind::Malformed
+        }
+        _ => {
+            event["occurred_at"] = json!(now + 10 * 60_000);
+            Kind::Future
+        }
+    };
+    (
+        kind,
+        Message {
+            key: tenant.to_owned(),
+            payload: serde_json::to_vec(&event).expect("json"),
+        },
+    )
+}
+
+/// The independent computation: plain loops over the generated events.
+#[derive(Debug, Default, Clone)]
+pub struct Truth {
+    pub events: Vec<TruthEvent>,
+    pub duplicates: u64,
+    pub late: u64,
+    pub dead_letters: Vec<Vec<u8>>,
+}
+
+pub type GroupId = (String, &'static str, String, String, String, u16, String);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TruthGroup {
+    pub total: u64,
+    pub first: i64,
+    pub last: i64,
+    pub integration_name: String,
+    pub service_name: String,
+    pub flow_name: String,
+    /// (at, event_id), newest first.
+    pub samples: Vec<(i64, String)>,
+}
+
+impl Truth {
+    pub fn of<'a>(&'a self, tenant: &'a str) -> impl Iterator<Item = &'a TruthEvent> + 'a {
+        self.events.iter().filter(move |e| e.tenant == tenant)
+    }
+
+    /// (failed, succeeded) per type for events in [start, end).
+    pub fn counts(&self, tenant: &str, start: i64, end: i64) -> HashMap<&'static str, (u64, u64)> {
+        let mut counts: HashMap<&'static str, (u64, u64)> =
+            TYPES.iter().map(|t| (*t, (0, 0))).collect();
+        for e in self.of(tenant).filter(|e| e.at >= start && e.at < end) {
+            let slot = counts.get_mut(e.kind).expect("known type");
+            if e.failed {
+                slot.0 += 1;
+            } else {
+                slot.1 += 1;
+            }
+        }
+        counts
+    }
+
+    pub fn by_code(&self, tenant: &str, start: i64, end: i64) -> BTreeMap<u16, u64> {
+        let mut codes = BTreeMap::new();
+        for e in self
+            .of(tenant)
+            .filter(|e| e.failed && e.at >= start && e.at < end)
+        {
+            *codes.entry(e.code).or_insert(0) += 1;
+        }
+        codes
+    }
+
+    /// Failures per type per local calendar day in `tz`.
+    pub fn daily(
+        &self,
+        tenant: &str,
+        tz: chrono_tz::Tz,
+        start: i64,
+        end: i64,
+    ) -> HashMap<(&'static str, chrono::NaiveDate), u64> {
+        let mut days = HashMap::new();
+        for e in self
+            .of(tenant)
+            .filter(|e| e.failed && e.at >= start && e.at < end)
+        {
+            let date = tz
+                .timestamp_millis_opt(e.at)
+                .single()
+                .expect("valid")
+                .date_naive();
+            *days.entry((e.kind, date)).or_insert(0) += 1;
+        }
+        days
+    }
+
+    pub fn groups(&self, tenant: &str, start: i64, end: i64) -> HashMap<GroupId, TruthGroup> {
+        let mut groups: HashMap<GroupId, TruthGroup> = HashMap::new();
+        let mut named_at: HashMap<GroupId, i64> = HashMap::new();
+        for e in self.of(tenant).filter(|e| e.failed) {
+            let id = (
+                e.tenant.clone(),
+                e.kind,
+                e.integration_id.clone(),
+                e.service_id.clone(),
+                e.flow_id.clone(),
+                e.code,
+                e.description.clone(),
+            );
+            let group = groups.entry(id.clone()).or_insert(TruthGroup {
+                total: 0,
+                first: i64::MAX,
+                last: i64::MIN,
+                integration_name: String::new(),
+                service_name: String::new(),
+                flow_name: String::new(),
+                samples: Vec::new(),
+            });
+            if e.at >= start && e.at < end {
+                group.total += 1;
+            }
+            group.first = group.first.min(e.at);
+            group.last = group.last.max(e.at);
+            group.samples.push((e.at, e.event_id.clone()));
+            let seen = named_at.entry(id).or_insert(i64::MIN);
+            if e.at >= *seen {
+                *seen = e.at;
+                group.integration_name = e.integration_name.clone();
+                group.service_name = e.service_name.clone();
+                group.flow_name = e.flow_name.clone();
+            }
+        }
+        for group in groups.values_mut() {
+            group
+                .samples
+                .sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+            group.samples.truncate(5);
+        }
+        groups.retain(|_, g| g.total > 0);
+        groups
+    }
+
+    pub fn accepted(&self) -> u64 {
+        self.events.len() as u64
+    }
+
+    pub fn distinct_dead_letters(&self) -> HashSet<Vec<u8>> {
+        self.dead_letters.iter().cloned().collect()
+    }
+}
