@@ -366,9 +366,7 @@ async fn check_failures_and_details(
 ) {
     let mut rows = Vec::new();
     let mut token = String::new();
-    let mut effective = (0, 0);
-    let mut total_groups = 0;
-    loop {
+    let (effective, total_groups) = loop {
         let page = api
             .list_failures(proto::ListFailuresRequest {
                 tenant_id: tenant.into(),
@@ -379,14 +377,12 @@ async fn check_failures_and_details(
             .await
             .expect("failures")
             .into_inner();
-        effective = span(&page.effective_range);
-        total_groups = page.total_groups;
         rows.extend(page.failures);
         if page.next_page_token.is_empty() {
-            break;
+            break (span(&page.effective_range), page.total_groups);
         }
         token = page.next_page_token;
-    }
+    };
     let expected = truth.groups(tenant, effective.0, effective.1);
     assert_eq!(
         rows.len(),
