@@ -12,7 +12,6 @@ use common::*;
 use integration_health::api::{ms_to_timestamp, timestamp_to_ms};
 use integration_health::catalog;
 use integration_health::clock::ManualClock;
-use integration_health::config::Config;
 use integration_health::embedded::EmbeddedKafka;
 use integration_health::event::IntegrationType;
 use integration_health::ingest::{
@@ -58,20 +57,6 @@ fn type_str(value: i32) -> &'static str {
     TYPES[(value - 1) as usize]
 }
 
-fn test_config(bootstrap: &str, group: &str) -> Config {
-    Config {
-        brokers: bootstrap.to_owned(),
-        topic: TOPIC.into(),
-        group: group.into(),
-        grpc_addr: "127.0.0.1:0".parse().expect("addr"),
-        kafka: [("session.timeout.ms", "6000"), ("fetch.wait.max.ms", "10")]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
-        ..Config::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rpc_matches_an_independent_count_of_events_that_came_through_kafka() {
     let kafka = EmbeddedKafka::start(1).expect("mock cluster");
@@ -81,7 +66,7 @@ async fn every_rpc_matches_an_independent_count_of_events_that_came_through_kafk
     let clock = ManualClock::new(NOW);
     let shutdown = CancellationToken::new();
     let service = server::start(
-        &test_config(&bootstrap, "e2e"),
+        &test_config(&bootstrap, TOPIC, "e2e"),
         Arc::new(clock),
         shutdown.clone(),
     )

@@ -29,6 +29,25 @@ pub const TYPES: [&str; 5] = [
     "custom_event",
 ];
 
+/// A service config for tests: ephemeral gRPC port, short consumer-group timeouts.
+pub fn test_config(
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+) -> integration_health::config::Config {
+    integration_health::config::Config {
+        brokers: bootstrap.to_owned(),
+        topic: topic.into(),
+        group: group.into(),
+        grpc_addr: "127.0.0.1:0".parse().expect("addr"),
+        kafka: [("session.timeout.ms", "6000"), ("fetch.wait.max.ms", "10")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        ..integration_health::config::Config::default()
+    }
+}
+
 /// Polls `condition` until it holds or `limit` passes.
 pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut condition: F)
 where

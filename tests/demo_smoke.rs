@@ -1,0 +1,107 @@
+//! The README's first command, as a new user would run it: `demo` starts, prints where it
+//! listens, `query overview` shows failures for all five types, and SIGTERM stops it cleanly.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_integration-health");
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn demo_serves_failures_for_every_type_and_stops_on_sigterm() {
+    let child = Command::new(BIN)
+        .args(["demo", "--grpc-addr", "127.0.0.1:0", "--backfill-days", "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("demo starts");
+    let mut demo = KillOnDrop(child);
+    let stdout = demo.0.stdout.take().expect("stdout");
+    let (lines, inbox) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut grpc = None;
+    loop {
+        let line = inbox
+            .recv_timeout(Duration::from_secs(120))
+            .expect("demo keeps talking");
+        if let Some(addr) = line.strip_prefix("gRPC: ") {
+            grpc = addr.split_whitespace().next().map(str::to_owned);
+        }
+        if line.starts_with("Live traffic") {
+            break;
+        }
+    }
+    let addr = format!("http://{}", grpc.expect("demo printed its gRPC address"));
+
+    let output = Command::new(BIN)
+        .args([
+            "query",
+            "--addr",
+            &addr,
+            "--json",
+            "overview",
+            "--tenant",
+            "acme-retail",
+        ])
+        .output()
+        .expect("query runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let overview: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json output");
+    let types = overview["types"].as_array().expect("types");
+    assert_eq!(types.len(), 5);
+    for t in types {
+        assert!(t["failed"].as_u64().unwrap_or(0) > 0, "no failures for {t}");
+    }
+
+    let table = Command::new(BIN)
+        .args([
+            "query",
+            "--addr",
+            &addr,
+            "failures",
+            "--tenant",
+            "acme-retail",
+        ])
+        .output()
+        .expect("query runs");
+    assert!(String::from_utf8_lossy(&table.stdout).contains("failure groups"));
+
+    let pid = demo.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs")
+        .success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = demo.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "demo did not stop within 30 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "demo exited with {status}");
+}
