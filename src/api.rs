@@ -524,6 +524,15 @@ impl IntegrationHealth for IntegrationHealthApi {
                     next_offset: p.next_offset,
                     high_watermark: p.high_watermark,
                     lag: p.lag,
+                    snapshot_next_offset: p.snapshot.map_or(-1, |s| s.next_offset),
+                    snapshot_age_seconds: if p.snapshot_age_ms < 0 {
+                        -1.0
+                    } else {
+                        p.snapshot_age_ms as f64 / 1000.0
+                    },
+                    snapshot_bytes: p.snapshot.map_or(0, |s| s.bytes),
+                    snapshot_encode_ms: p.snapshot.map_or(0.0, |s| s.encode_ms),
+                    snapshot_write_ms: p.snapshot.map_or(0.0, |s| s.write_ms),
                 })
                 .collect(),
             accepted: status.totals.accepted,

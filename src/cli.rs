@@ -780,6 +780,9 @@ fn render_status(response: &proto::GetIngestStatusResponse, json: bool) -> Strin
             "partitions": response.partitions.iter().map(|p| json!({
                 "topic": p.topic, "partition": p.partition, "next_offset": p.next_offset,
                 "high_watermark": p.high_watermark, "lag": p.lag,
+                "snapshot_next_offset": p.snapshot_next_offset, "snapshot_age_seconds": p.snapshot_age_seconds,
+                "snapshot_bytes": p.snapshot_bytes, "snapshot_encode_ms": p.snapshot_encode_ms,
+                "snapshot_write_ms": p.snapshot_write_ms,
             })).collect::<Vec<_>>(),
             "accepted": response.accepted, "rejected": response.rejected,
             "duplicates": response.duplicates, "late_dropped": response.late_dropped,

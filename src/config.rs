@@ -61,6 +61,7 @@ pub struct Config {
     pub grpc_addr: SocketAddr,
     /// Where snapshots live. Without it, state lives only in memory.
     pub state_dir: Option<PathBuf>,
+    pub snapshot_interval_ms: u64,
     pub retention_days: u32,
     pub minute_window_hours: u32,
     pub max_future_secs: u32,
@@ -81,6 +82,7 @@ impl Default for Config {
             dlq_topic: None,
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             state_dir: None,
+            snapshot_interval_ms: 5_000,
             retention_days: 62,
             minute_window_hours: 48,
             max_future_secs: 300,
@@ -159,6 +161,19 @@ impl Config {
                 "minute_window_hours",
                 "must be at least 1 and no longer than the retention",
             ));
+        }
+        if !(100..=3_600_000).contains(&self.snapshot_interval_ms) {
+            return Err(invalid(
+                "snapshot_interval_ms",
+                "must be between 100 and 3600000",
+            ));
+        }
+        if self
+            .state_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return Err(invalid("state_dir", "must not be empty"));
         }
         if self.group_cap_per_tenant == 0 {
             return Err(invalid("group_cap_per_tenant", "must be at least 1"));

@@ -54,7 +54,16 @@ impl EmbeddedKafka {
     }
 
     pub fn create_topic(&self, topic: &str, partitions: i32) -> Result<(), EmbeddedError> {
-        Ok(self.cluster.create_topic(topic, partitions, 1)?)
+        self.create_replicated_topic(topic, partitions, 1)
+    }
+
+    pub fn create_replicated_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        replicas: i32,
+    ) -> Result<(), EmbeddedError> {
+        Ok(self.cluster.create_topic(topic, partitions, replicas)?)
     }
 
     pub fn cluster(&self) -> &MockCluster<'static, DefaultProducerContext> {

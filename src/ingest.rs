@@ -8,15 +8,18 @@
 //! exact offset the owner's state ends at. Auto-commit is off: the offset lives with the state.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -27,9 +30,12 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::checkpoint::{self, CheckpointError, SnapshotStore};
 use crate::clock::SharedClock;
 use crate::event::{decode, DecodeLimits, EventError};
-use crate::store::{PartitionKey, PartitionState, SharedPartition, Store, StoreLimits};
+use crate::store::{
+    PartitionKey, PartitionState, SharedPartition, SnapshotStatus, Store, StoreLimits,
+};
 
 /// Headers every dead-lettered message carries.
 pub const HEADER_REASON: &str = "ih-reason";
@@ -40,6 +46,8 @@ pub const HEADER_SOURCE_OFFSET: &str = "ih-source-offset";
 
 const MAX_BATCH: usize = 2_000;
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+/// How often an idle owner wakes up to check whether a snapshot is due.
+const OWNER_TICK: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Error)]
 pub enum IngestError {
@@ -60,6 +68,9 @@ pub struct IngestConfig {
     pub max_future_ms: i64,
     /// librdkafka properties passed through to both consumer and DLQ producer.
     pub kafka: BTreeMap<String, String>,
+    /// Where snapshots live; `None` keeps state in memory only.
+    pub state_dir: Option<PathBuf>,
+    pub snapshot_interval: Duration,
 }
 
 enum Command {
@@ -95,6 +106,17 @@ pub fn start(
     let (commands, inbox) = sync_channel::<Command>(16);
     let dlq_failures = Arc::new(AtomicU64::new(0));
     let dead_letters = DeadLetters::new(&config, dlq_failures.clone())?;
+    let commits: PendingCommits = Arc::new(Mutex::new(Vec::new()));
+    let snapshots = match &config.state_dir {
+        Some(dir) => Some(Snapshotter::start(
+            SnapshotStore::new(dir),
+            config.snapshot_interval,
+            store.clone(),
+            clock.clone(),
+            commits.clone(),
+        )?),
+        None => None,
+    };
     let consumer = new_consumer(&config, commands.clone(), store.clone())?;
     consumer
         .subscribe(&[config.topic.as_str()])
@@ -109,6 +131,8 @@ pub fn start(
         max_future_ms: config.max_future_ms,
         dead_letters,
         parked: HashMap::new(),
+        snapshots,
+        shutdown: shutdown.clone(),
     };
     let owner = std::thread::Builder::new()
         .name("ih-owner".into())
@@ -116,7 +140,7 @@ pub fn start(
         .map_err(IngestError::Thread)?;
     let consumer = std::thread::Builder::new()
         .name("ih-consumer".into())
-        .spawn(move || consume(consumer, commands, shutdown))
+        .spawn(move || consume(consumer, commands, commits, shutdown))
         .map_err(IngestError::Thread)?;
     Ok(IngestHandle {
         consumer,
@@ -154,13 +178,34 @@ fn new_consumer(
         .map_err(IngestError::Client)
 }
 
+/// Offsets covered by durable snapshots, waiting to be committed to Kafka by the consumer thread.
+type PendingCommits = Arc<Mutex<Vec<(PartitionKey, i64)>>>;
+
+/// Kafka commits are advisory, for lag dashboards; the snapshot's offset is the truth.
+fn commit_pending(consumer: &BaseConsumer<IngestContext>, commits: &PendingCommits) {
+    let pending = std::mem::take(&mut *commits.lock());
+    if pending.is_empty() {
+        return;
+    }
+    let mut offsets = TopicPartitionList::new();
+    for (key, next_offset) in pending {
+        let _ =
+            offsets.add_partition_offset(&key.topic, key.partition, Offset::Offset(next_offset));
+    }
+    if let Err(err) = consumer.commit(&offsets, CommitMode::Async) {
+        debug!(error = %err, "advisory offset commit failed");
+    }
+}
+
 fn consume(
     consumer: BaseConsumer<IngestContext>,
     commands: SyncSender<Command>,
+    commits: PendingCommits,
     shutdown: CancellationToken,
 ) {
     info!("consumer started");
     while !shutdown.is_cancelled() {
+        commit_pending(&consumer, &commits);
         let Some(first) = consumer.poll(POLL_TIMEOUT) else {
             continue;
         };
@@ -278,56 +323,113 @@ struct Owner {
     clock: SharedClock,
     max_future_ms: i64,
     dead_letters: DeadLetters,
-    /// Partitions revoked from this instance. Their state and offset stay consistent, so if a
-    /// partition comes back, consumption resumes at its offset and nothing is lost or doubled.
+    /// Without a state dir: partitions revoked from this instance. Their state and offset stay
+    /// consistent, so if a partition comes back, consumption resumes at its offset.
     parked: HashMap<PartitionKey, SharedPartition>,
+    snapshots: Option<Snapshotter>,
+    shutdown: CancellationToken,
 }
 
 impl Owner {
     fn run(mut self, inbox: Receiver<Command>) {
-        for command in inbox {
-            match command {
-                Command::Batch(messages) => self.apply_batch(messages),
-                Command::Assigned(keys, reply) => {
+        loop {
+            match inbox.recv_timeout(OWNER_TICK) {
+                Ok(Command::Batch(messages)) => self.apply_batch(messages),
+                Ok(Command::Assigned(keys, reply)) => {
                     let offsets = self.assigned(keys);
                     let _ = reply.send(offsets);
                 }
-                Command::Revoked(keys, reply) => {
+                Ok(Command::Revoked(keys, reply)) => {
                     self.revoked(keys);
                     let _ = reply.send(());
                 }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
             }
+            self.snapshot_due();
         }
         self.dead_letters.flush();
         info!("owner stopped");
     }
 
-    fn assigned(&mut self, keys: Vec<PartitionKey>) -> Vec<(PartitionKey, Offset)> {
-        keys.into_iter()
-            .map(|key| {
-                let shared = match self.parked.remove(&key) {
-                    Some(shared) => shared,
-                    None => std::sync::Arc::new(parking_lot::RwLock::new(PartitionState::new(
-                        &self.limits,
-                    ))),
-                };
-                let offset = shared
-                    .read()
-                    .next_offset
-                    .map_or(Offset::Beginning, Offset::Offset);
-                info!(topic = %key.topic, partition = key.partition, ?offset, "partition assigned");
-                self.store.attach(key.clone(), shared);
-                (key, offset)
-            })
-            .collect()
+    /// Takes periodic snapshots. Dead letters are flushed first, so every rejected event a
+    /// snapshot covers is already acknowledged by the broker.
+    fn snapshot_due(&mut self) {
+        let Some(snapshots) = &mut self.snapshots else {
+            return;
+        };
+        let due = snapshots.due(&self.store.partitions());
+        if due.is_empty() {
+            return;
+        }
+        self.dead_letters.flush();
+        for (key, shared) in due {
+            snapshots.take(&key, &shared, false);
+        }
     }
 
+    fn restore(&self, key: &PartitionKey) -> Option<SharedPartition> {
+        let Some(snapshots) = &self.snapshots else {
+            return Some(
+                self.parked
+                    .get(key)
+                    .cloned()
+                    .unwrap_or_else(|| self.fresh()),
+            );
+        };
+        match snapshots.store.load_newest(key, &self.limits) {
+            Ok(Some((state, file))) => {
+                info!(topic = %key.topic, partition = key.partition, next_offset = file.next_offset, "restored snapshot");
+                Some(Arc::new(parking_lot::RwLock::new(state)))
+            }
+            Ok(None) => Some(self.fresh()),
+            Err(err) => {
+                error!(error = %err, "cannot restore partition; stopping rather than serving wrong numbers");
+                self.shutdown.cancel();
+                None
+            }
+        }
+    }
+
+    fn fresh(&self) -> SharedPartition {
+        Arc::new(parking_lot::RwLock::new(PartitionState::new(&self.limits)))
+    }
+
+    fn assigned(&mut self, keys: Vec<PartitionKey>) -> Vec<(PartitionKey, Offset)> {
+        let mut offsets = Vec::new();
+        for key in keys {
+            let Some(shared) = self.restore(&key) else {
+                continue;
+            };
+            self.parked.remove(&key);
+            let offset = shared
+                .read()
+                .next_offset
+                .map_or(Offset::Beginning, Offset::Offset);
+            info!(topic = %key.topic, partition = key.partition, ?offset, "partition assigned");
+            if let Some(snapshots) = &mut self.snapshots {
+                snapshots.restored(&key, &shared);
+            }
+            self.store.attach(key.clone(), shared);
+            offsets.push((key, offset));
+        }
+        offsets
+    }
+
+    /// With a state dir, a revoked partition is snapshotted before the callback returns, so the
+    /// instance that gains it restores exactly where this one stopped.
     fn revoked(&mut self, keys: Vec<PartitionKey>) {
         self.dead_letters.flush();
         for key in keys {
             info!(topic = %key.topic, partition = key.partition, "partition revoked");
-            if let Some(shared) = self.store.remove_partition(&key) {
-                self.parked.insert(key, shared);
+            let Some(shared) = self.store.remove_partition(&key) else {
+                continue;
+            };
+            match &mut self.snapshots {
+                Some(snapshots) => snapshots.take(&key, &shared, true),
+                None => {
+                    self.parked.insert(key, shared);
+                }
             }
         }
     }
@@ -374,6 +476,142 @@ impl Owner {
             }
         }
     }
+}
+
+struct WriteJob {
+    key: PartitionKey,
+    next_offset: i64,
+    image: Vec<u8>,
+    encode_ms: f64,
+    done: Option<SyncSender<()>>,
+}
+
+/// Decides when snapshots are due, encodes them on the owner thread (the only pause ingest
+/// sees) and hands the bytes to a writer thread for the file work.
+struct Snapshotter {
+    store: SnapshotStore,
+    interval: Duration,
+    writer: SyncSender<WriteJob>,
+    /// When each owned partition was last snapshotted, and at which offset.
+    last: HashMap<PartitionKey, (Instant, Option<i64>)>,
+}
+
+impl Snapshotter {
+    fn start(
+        store: SnapshotStore,
+        interval: Duration,
+        counters: Arc<Store>,
+        clock: SharedClock,
+        commits: PendingCommits,
+    ) -> Result<Self, IngestError> {
+        let (writer, jobs) = sync_channel::<WriteJob>(4);
+        let files = store.clone();
+        std::thread::Builder::new()
+            .name("ih-snapshots".into())
+            .spawn(move || write_snapshots(files, jobs, counters, clock, commits))
+            .map_err(IngestError::Thread)?;
+        Ok(Snapshotter {
+            store,
+            interval,
+            writer,
+            last: HashMap::new(),
+        })
+    }
+
+    fn restored(&mut self, key: &PartitionKey, shared: &SharedPartition) {
+        self.last
+            .insert(key.clone(), (Instant::now(), shared.read().next_offset));
+    }
+
+    fn due(
+        &self,
+        owned: &[(PartitionKey, SharedPartition)],
+    ) -> Vec<(PartitionKey, SharedPartition)> {
+        owned
+            .iter()
+            .filter(|(key, shared)| match self.last.get(key) {
+                Some((at, offset)) => {
+                    at.elapsed() >= self.interval && *offset != shared.read().next_offset
+                }
+                None => true,
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Encodes now; with `wait`, also blocks until the file is durable.
+    fn take(&mut self, key: &PartitionKey, shared: &SharedPartition, wait: bool) {
+        let started = Instant::now();
+        let (image, next_offset) = {
+            let state = shared.read();
+            (checkpoint::encode(&state), state.next_offset)
+        };
+        self.last.insert(key.clone(), (Instant::now(), next_offset));
+        let Some(next_offset) = next_offset else {
+            return;
+        };
+        let image = match image {
+            Ok(image) => image,
+            Err(err) => {
+                error!(error = %err, "snapshot not taken");
+                return;
+            }
+        };
+        let (done, finished) = sync_channel(1);
+        let job = WriteJob {
+            key: key.clone(),
+            next_offset,
+            image,
+            encode_ms: started.elapsed().as_secs_f64() * 1000.0,
+            done: wait.then_some(done),
+        };
+        if self.writer.send(job).is_err() {
+            error!("snapshot writer is gone");
+            return;
+        }
+        if wait {
+            let _ = finished.recv();
+        }
+    }
+}
+
+fn write_snapshots(
+    store: SnapshotStore,
+    jobs: Receiver<WriteJob>,
+    counters: Arc<Store>,
+    clock: SharedClock,
+    commits: PendingCommits,
+) {
+    for job in jobs {
+        let started = Instant::now();
+        match store.write(&job.key, job.next_offset, &job.image) {
+            Ok(file) => {
+                let write_ms = started.elapsed().as_secs_f64() * 1000.0;
+                debug!(path = %file.path.display(), bytes = job.image.len(), encode_ms = job.encode_ms, write_ms, "snapshot written");
+                counters.set_snapshot_status(
+                    job.key.clone(),
+                    SnapshotStatus {
+                        next_offset: job.next_offset,
+                        written_at_ms: clock.now_ms(),
+                        bytes: job.image.len() as u64,
+                        encode_ms: job.encode_ms,
+                        write_ms,
+                    },
+                );
+                commits.lock().push((job.key, job.next_offset));
+            }
+            Err(err) => {
+                error!(error = %err, "snapshot write failed; the previous snapshot stays in force")
+            }
+        }
+        if let Some(done) = job.done {
+            let _ = done.send(());
+        }
+    }
+}
+
+pub fn check_state_dir(dir: &std::path::Path) -> Result<(), CheckpointError> {
+    SnapshotStore::new(dir).check_versions()
 }
 
 struct DlqContext {

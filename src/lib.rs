@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod checkpoint;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -55,6 +55,11 @@ struct ServeArgs {
     group: Option<String>,
     #[arg(long, env = "IH_GRPC_ADDR")]
     grpc_addr: Option<SocketAddr>,
+    /// Directory for snapshots (a persistent volume in production).
+    #[arg(long, env = "IH_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    #[arg(long, env = "IH_SNAPSHOT_INTERVAL_MS")]
+    snapshot_interval_ms: Option<u64>,
     /// A librdkafka property, `key=value`; repeatable (SASL, SSL, timeouts ...).
     #[arg(
         long = "kafka-property",
@@ -83,6 +88,12 @@ impl ServeArgs {
         }
         if let Some(addr) = self.grpc_addr {
             config.grpc_addr = addr;
+        }
+        if let Some(dir) = self.state_dir {
+            config.state_dir = Some(dir);
+        }
+        if let Some(interval) = self.snapshot_interval_ms {
+            config.snapshot_interval_ms = interval;
         }
         if let Some(format) = self.log_format {
             config.log_format = if format == "json" {

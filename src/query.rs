@@ -19,7 +19,7 @@ use crate::clock::SharedClock;
 use crate::event::IntegrationType;
 use crate::store::{
     ceil_to, floor_to, format_failure_id, parse_failure_id, sample_order, GroupKey, GroupState,
-    IngestTotals, PartitionState, Store, TenantState, DAY_MS, HOUR_MS, MINUTE_MS,
+    IngestTotals, PartitionState, SnapshotStatus, Store, TenantState, DAY_MS, HOUR_MS, MINUTE_MS,
 };
 
 pub const DEFAULT_RANGE_MS: i64 = 30 * DAY_MS;
@@ -217,7 +217,7 @@ pub struct FailureDetails {
     pub effective_range: TimeRange,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PartitionStatus {
     pub topic: String,
     pub partition: i32,
@@ -226,6 +226,9 @@ pub struct PartitionStatus {
     /// -1 when not yet known.
     pub high_watermark: i64,
     pub lag: i64,
+    pub snapshot: Option<SnapshotStatus>,
+    /// Milliseconds since the snapshot was written; -1 without one.
+    pub snapshot_age_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -619,6 +622,7 @@ impl QueryEngine {
     }
 
     pub fn ingest_status(&self) -> IngestStatus {
+        let now = self.now_ms();
         let mut totals = IngestTotals::default();
         let mut partitions = Vec::new();
         for (key, partition) in self.store.partitions() {
@@ -645,6 +649,11 @@ impl QueryEngine {
                 next_offset: next.unwrap_or(-1),
                 high_watermark,
                 lag,
+                snapshot: self.store.snapshot_status(&key),
+                snapshot_age_ms: self
+                    .store
+                    .snapshot_status(&key)
+                    .map_or(-1, |s| (now - s.written_at_ms).max(0)),
             });
         }
         IngestStatus { partitions, totals }

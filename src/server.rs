@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::api::{Auth, IntegrationHealthApi};
+use crate::checkpoint::CheckpointError;
 use crate::clock::SharedClock;
 use crate::config::{Config, ConfigError};
 use crate::ingest::{self, IngestConfig, IngestError, IngestHandle};
@@ -27,6 +28,8 @@ pub enum ServerError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
     #[error("cannot listen for gRPC on {addr}")]
     Bind {
         addr: SocketAddr,
@@ -75,6 +78,8 @@ pub fn ingest_config(config: &Config) -> IngestConfig {
         dlq_topic: config.dlq_topic(),
         max_future_ms: config.max_future_ms(),
         kafka: config.kafka.clone(),
+        state_dir: config.state_dir.clone(),
+        snapshot_interval: Duration::from_millis(config.snapshot_interval_ms),
     }
 }
 
@@ -84,6 +89,9 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<RunningService, ServerError> {
     config.validate()?;
+    if let Some(dir) = &config.state_dir {
+        ingest::check_state_dir(dir)?;
+    }
     let store = Arc::new(Store::new(config.store_limits()));
     let listener = TcpListener::bind(config.grpc_addr)
         .await

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use parking_lot::RwLock;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::catalog;
 use crate::event::{Event, IntegrationType, Outcome};
@@ -84,6 +85,15 @@ pub struct Interner {
 }
 
 impl Interner {
+    fn from_strings(strings: Vec<Arc<str>>) -> Self {
+        let ids = strings
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i as Sym))
+            .collect();
+        Interner { ids, strings }
+    }
+
     pub fn intern(&mut self, text: &str) -> Sym {
         if let Some(id) = self.ids.get(text) {
             return *id;
@@ -112,8 +122,21 @@ impl Interner {
     }
 }
 
+/// Only the strings are stored; the reverse map is rebuilt on load.
+impl Serialize for Interner {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.strings.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Interner {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Interner::from_strings(Vec::deserialize(deserializer)?))
+    }
+}
+
 /// Failed and succeeded counts per integration type.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TypeCounts {
     pub failed: [u64; 5],
     pub succeeded: [u64; 5],
@@ -136,7 +159,7 @@ impl TypeCounts {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct GroupKey {
     pub integration_type: IntegrationType,
     pub integration_id: Sym,
@@ -146,14 +169,14 @@ pub struct GroupKey {
     pub description: Sym,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HourStat {
     pub count: u64,
     pub first_ms: i64,
     pub last_ms: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sample {
     pub event_id: Box<str>,
     pub occurred_at_ms: i64,
@@ -165,7 +188,7 @@ pub fn sample_order(a_ms: i64, a_id: &str, b_ms: i64, b_id: &str) -> std::cmp::O
     b_ms.cmp(&a_ms).then_with(|| a_id.cmp(b_id))
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GroupState {
     pub failure_id: u128,
     pub integration_name: Sym,
@@ -268,7 +291,7 @@ pub struct GroupIdentity<'a> {
     pub description: &'a str,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct TenantState {
     pub minutes: BTreeMap<i64, TypeCounts>,
     pub hours: BTreeMap<i64, TypeCounts>,
@@ -306,7 +329,7 @@ pub enum Applied {
     LateDropped,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IngestTotals {
     pub accepted: u64,
     pub rejected: u64,
@@ -381,13 +404,38 @@ impl Dedup {
         self.order.is_empty()
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &u128> {
-        self.order.iter()
+    /// Applies a (possibly new) capacity, forgetting the oldest keys if it shrank.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity.max(1);
+        while self.order.len() > self.capacity {
+            if let Some(oldest) = self.order.pop_front() {
+                self.seen.remove(&oldest);
+            }
+        }
+    }
+}
+
+/// Stored as the keys in arrival order; the set is rebuilt on load.
+impl Serialize for Dedup {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (self.capacity, &self.order).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Dedup {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (capacity, order): (usize, VecDeque<u128>) = Deserialize::deserialize(deserializer)?;
+        let seen = order.iter().copied().collect();
+        Ok(Dedup {
+            seen,
+            order,
+            capacity,
+        })
     }
 }
 
 /// Everything one partition has counted, and where in the partition counting stops.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct PartitionState {
     /// Exclusive: the offset of the next message to apply. Every message below it has been
     /// applied (or rejected) exactly once. `None` means nothing applied yet: start at earliest.
@@ -592,12 +640,25 @@ impl PartitionKey {
 /// guard is ever held across an `.await`.
 pub type SharedPartition = Arc<RwLock<PartitionState>>;
 
+/// The newest durable snapshot of a partition.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SnapshotStatus {
+    /// Exclusive: the first offset the snapshot does not cover.
+    pub next_offset: i64,
+    pub written_at_ms: i64,
+    pub bytes: u64,
+    /// Time spent encoding on the owner thread: the pause ingest sees.
+    pub encode_ms: f64,
+    pub write_ms: f64,
+}
+
 /// All partitions this instance owns, plus what ingest learned about the brokers.
 #[derive(Debug)]
 pub struct Store {
     limits: StoreLimits,
     partitions: DashMap<PartitionKey, SharedPartition>,
     high_watermarks: DashMap<PartitionKey, i64>,
+    snapshots: DashMap<PartitionKey, SnapshotStatus>,
 }
 
 impl Store {
@@ -606,6 +667,7 @@ impl Store {
             limits,
             partitions: DashMap::new(),
             high_watermarks: DashMap::new(),
+            snapshots: DashMap::new(),
         }
     }
 
@@ -646,6 +708,14 @@ impl Store {
 
     pub fn set_high_watermark(&self, key: PartitionKey, offset: i64) {
         self.high_watermarks.insert(key, offset);
+    }
+
+    pub fn set_snapshot_status(&self, key: PartitionKey, status: SnapshotStatus) {
+        self.snapshots.insert(key, status);
+    }
+
+    pub fn snapshot_status(&self, key: &PartitionKey) -> Option<SnapshotStatus> {
+        self.snapshots.get(key).map(|s| *s)
     }
 
     pub fn high_watermark(&self, key: &PartitionKey) -> Option<i64> {

@@ -19,9 +19,6 @@ use integration_health::ingest::{
 };
 use integration_health::proto::{self, integration_health_client::IntegrationHealthClient};
 use integration_health::server;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message as _};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -512,42 +509,18 @@ async fn check_catalog(api: &mut IntegrationHealthClient<Channel>) {
 }
 
 fn check_dead_letters(bootstrap: &str, truth: &Truth) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "dlq-reader")
-        .create()
-        .expect("dlq consumer");
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(DLQ, 0, Offset::Beginning)
-        .expect("partition");
-    consumer.assign(&assignment).expect("assign");
-    let mut payloads = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while payloads.len() < truth.dead_letters.len() && std::time::Instant::now() < deadline {
-        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let message = message.expect("dlq message");
-        let headers = message.headers().expect("dlq headers");
-        let header = |name: &str| -> String {
-            headers
-                .iter()
-                .find(|h| h.key == name)
-                .and_then(|h| h.value)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_else(|| panic!("header {name} present"))
-        };
-        assert!(!header(HEADER_REASON).is_empty());
-        assert_eq!(header(HEADER_SOURCE_TOPIC), TOPIC);
-        assert!(header(HEADER_SOURCE_PARTITION)
+    let letters = read_dead_letters(bootstrap, DLQ, truth.dead_letters.len());
+    for (_, headers) in &letters {
+        assert!(!headers[HEADER_REASON].is_empty());
+        assert_eq!(headers[HEADER_SOURCE_TOPIC], TOPIC);
+        assert!(headers[HEADER_SOURCE_PARTITION]
             .parse::<i32>()
             .is_ok_and(|p| (0..3).contains(&p)));
-        assert!(header(HEADER_SOURCE_OFFSET)
+        assert!(headers[HEADER_SOURCE_OFFSET]
             .parse::<i64>()
             .is_ok_and(|o| o >= 0));
-        payloads.push(message.payload().expect("payload").to_vec());
     }
+    let mut payloads: Vec<Vec<u8>> = letters.into_iter().map(|(p, _)| p).collect();
     let mut expected = truth.dead_letters.clone();
     expected.sort();
     payloads.sort();

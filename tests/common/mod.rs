@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::TimeZone;
 use integration_health::catalog;
+use integration_health::proto;
 use integration_health::proto::integration_health_client::IntegrationHealthClient;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -156,6 +157,11 @@ fn time_text(rng: &mut SmallRng, at: i64) -> Value {
 /// A seeded mix of valid events (spread over 40 days, three tenants, every type), repeats,
 /// malformed payloads, events from the future and events older than retention.
 pub fn generate(seed: u64, valid_count: usize, now: i64) -> Generated {
+    generate_tagged(seed, valid_count, now, "")
+}
+
+/// Like `generate`, with `tag` in every event id so separate batches never collide.
+pub fn generate_tagged(seed: u64, valid_count: usize, now: i64, tag: &str) -> Generated {
     let mut rng = SmallRng::seed_from_u64(seed);
     let tenants = ["acme", "globex", "initech"];
     let codes = [400u16, 401, 404, 429, 503, 504, 882, 418, 777];
@@ -171,7 +177,7 @@ pub fn generate(seed: u64, valid_count: usize, now: i64) -> Generated {
         let message = (failed && rng.gen_bool(0.5)).then(|| format!("upstream said {code}"));
         let service = rng.gen_range(0..3);
         let flow = rng.gen_range(0..3);
-        let event_id = format!("{tenant}-{i}");
+        let event_id = format!("{tenant}-{tag}{i}");
         let mut event = json!({
             "event_id": event_id,
             "tenant_id": tenant,
@@ -233,13 +239,13 @@ pub fn generate(seed: u64, valid_count: usize, now: i64) -> Generated {
             truth.duplicates += 1;
         }
         if rng.gen_bool(0.02) {
-            let bad = bad_payload(&mut rng, tenant, i, now);
+            let bad = bad_payload(&mut rng, tenant, &format!("{tag}{i}"), now);
             truth.dead_letters.push(bad.1.payload.clone());
             messages.push(bad);
         }
         if rng.gen_bool(0.01) {
             let mut late = event.clone();
-            late["event_id"] = json!(format!("late-{i}"));
+            late["event_id"] = json!(format!("late-{tag}{i}"));
             late["occurred_at"] = json!(now - 62 * DAY - HOUR);
             messages.push((
                 Kind::Late,
@@ -254,7 +260,7 @@ pub fn generate(seed: u64, valid_count: usize, now: i64) -> Generated {
     Generated { messages, truth }
 }
 
-fn bad_payload(rng: &mut SmallRng, tenant: &str, i: usize, now: i64) -> (Kind, Message) {
+fn bad_payload(rng: &mut SmallRng, tenant: &str, i: &str, now: i64) -> (Kind, Message) {
     let base = json!({
         "event_id": format!("bad-{i}"), "tenant_id": tenant, "occurred_at": now - HOUR,
         "integration_type": "custom_node", "integration_id": "cn", "integration_name": "n",
@@ -329,6 +335,13 @@ pub struct TruthGroup {
 }
 
 impl Truth {
+    pub fn extend(&mut self, other: Truth) {
+        self.events.extend(other.events);
+        self.duplicates += other.duplicates;
+        self.late += other.late;
+        self.dead_letters.extend(other.dead_letters);
+    }
+
     pub fn of<'a>(&'a self, tenant: &'a str) -> impl Iterator<Item = &'a TruthEvent> + 'a {
         self.events.iter().filter(move |e| e.tenant == tenant)
     }
@@ -435,4 +448,316 @@ impl Truth {
     pub fn distinct_dead_letters(&self) -> HashSet<Vec<u8>> {
         self.dead_letters.iter().cloned().collect()
     }
+}
+
+fn ts(t: &Option<prost_types::Timestamp>) -> i64 {
+    let t = t.as_ref().expect("timestamp present");
+    t.seconds * 1000 + i64::from(t.nanos / 1_000_000)
+}
+
+fn bounds(r: &Option<proto::TimeRange>) -> (i64, i64) {
+    let r = r.as_ref().expect("range present");
+    (ts(&r.start), ts(&r.end))
+}
+
+fn type_name(value: i32) -> &'static str {
+    TYPES[(value - 1) as usize]
+}
+
+/// What a set of instances reported, summed: used when several instances split the partitions.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reported {
+    pub accepted: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+    pub late_dropped: u64,
+    pub overview: BTreeMap<(String, &'static str), (u64, u64)>,
+}
+
+/// Sums every instance's status and default-range overview per tenant.
+pub async fn reported(apis: &mut [IntegrationHealthClient<Channel>], tenants: &[&str]) -> Reported {
+    let mut sum = Reported::default();
+    for api in apis.iter_mut() {
+        let s = api
+            .get_ingest_status(proto::GetIngestStatusRequest {})
+            .await
+            .expect("status")
+            .into_inner();
+        sum.accepted += s.accepted;
+        sum.rejected += s.rejected;
+        sum.duplicates += s.duplicates;
+        sum.late_dropped += s.late_dropped;
+        for tenant in tenants {
+            let o = api
+                .get_overview(proto::GetOverviewRequest {
+                    tenant_id: (*tenant).into(),
+                    range: None,
+                    integration_types: vec![],
+                })
+                .await
+                .expect("overview")
+                .into_inner();
+            for t in o.types {
+                let slot = sum
+                    .overview
+                    .entry(((*tenant).to_owned(), type_name(t.integration_type)))
+                    .or_default();
+                slot.0 += t.failed;
+                slot.1 += t.succeeded;
+            }
+        }
+    }
+    sum
+}
+
+/// The overview the truth expects over the default range used by `reported`.
+pub fn expected_overview(
+    truth: &Truth,
+    tenants: &[&str],
+    now: i64,
+) -> BTreeMap<(String, &'static str), (u64, u64)> {
+    let start = (now - 30 * DAY).div_euclid(HOUR) * HOUR;
+    let end = -(-now).div_euclid(HOUR) * HOUR;
+    let mut expected = BTreeMap::new();
+    for tenant in tenants {
+        for (kind, counts) in truth.counts(tenant, start, end) {
+            expected.insert(((*tenant).to_owned(), kind), counts);
+        }
+    }
+    expected
+}
+
+/// Compares every RPC's answer with the truth, computing the truth over the effective range
+/// each answer reports (so a wall clock moving on between calls cannot cause a mismatch).
+pub async fn assert_matches_truth(
+    api: &mut IntegrationHealthClient<Channel>,
+    truth: &Truth,
+    tenants: &[&str],
+) {
+    let s = api
+        .get_ingest_status(proto::GetIngestStatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    assert_eq!(s.accepted, truth.accepted(), "accepted");
+    assert_eq!(s.late_dropped, truth.late, "late dropped");
+    assert_eq!(s.rejected, truth.dead_letters.len() as u64, "rejected");
+    assert_eq!(s.duplicates, truth.duplicates, "duplicates");
+    for tenant in tenants {
+        let o = api
+            .get_overview(proto::GetOverviewRequest {
+                tenant_id: (*tenant).into(),
+                range: None,
+                integration_types: vec![],
+            })
+            .await
+            .expect("overview")
+            .into_inner();
+        let (start, end) = bounds(&o.effective_range);
+        let expected = truth.counts(tenant, start, end);
+        for t in &o.types {
+            assert_eq!(
+                (t.failed, t.succeeded),
+                expected[type_name(t.integration_type)],
+                "{tenant} overview"
+            );
+        }
+
+        for days in [1, 7] {
+            let c = api
+                .get_percentage_change(proto::GetPercentageChangeRequest {
+                    tenant_id: (*tenant).into(),
+                    period: Some(prost_types::Duration {
+                        seconds: days * 86_400,
+                        nanos: 0,
+                    }),
+                    end: None,
+                    integration_types: vec![],
+                })
+                .await
+                .expect("change")
+                .into_inner();
+            let (cs, ce) = bounds(&c.current_range);
+            let (ps, pe) = bounds(&c.previous_range);
+            let current = truth.counts(tenant, cs, ce);
+            let previous = truth.counts(tenant, ps, pe);
+            for t in &c.types {
+                let name = type_name(t.integration_type);
+                assert_eq!(
+                    (t.failed_current, t.succeeded_current),
+                    current[name],
+                    "{tenant} change current"
+                );
+                assert_eq!(
+                    (t.failed_previous, t.succeeded_previous),
+                    previous[name],
+                    "{tenant} change previous"
+                );
+            }
+        }
+
+        let e = api
+            .get_error_breakdown(proto::GetErrorBreakdownRequest {
+                tenant_id: (*tenant).into(),
+                range: None,
+                integration_types: vec![],
+            })
+            .await
+            .expect("errors")
+            .into_inner();
+        let (start, end) = bounds(&e.effective_range);
+        let got: BTreeMap<u16, u64> = e
+            .errors
+            .iter()
+            .map(|x| (x.status_code as u16, x.failed))
+            .collect();
+        assert_eq!(got, truth.by_code(tenant, start, end), "{tenant} errors");
+
+        let t = api
+            .get_trends(proto::GetTrendsRequest {
+                tenant_id: (*tenant).into(),
+                granularity: proto::Granularity::Day as i32,
+                ..Default::default()
+            })
+            .await
+            .expect("trends")
+            .into_inner();
+        let (start, end) = bounds(&t.effective_range);
+        let daily = truth.daily(tenant, chrono_tz::Tz::UTC, start, end);
+        for series in &t.series {
+            for p in &series.points {
+                let date = chrono::Utc
+                    .timestamp_millis_opt(ts(&p.bucket_start))
+                    .single()
+                    .expect("valid")
+                    .date_naive();
+                let expected = daily
+                    .get(&(type_name(series.integration_type), date))
+                    .copied()
+                    .unwrap_or(0);
+                assert_eq!(p.failed, expected, "{tenant} trend {date}");
+            }
+        }
+
+        let mut rows = Vec::new();
+        let mut token = String::new();
+        let effective = loop {
+            let page = api
+                .list_failures(proto::ListFailuresRequest {
+                    tenant_id: (*tenant).into(),
+                    page_size: 50,
+                    page_token: token.clone(),
+                    ..Default::default()
+                })
+                .await
+                .expect("failures")
+                .into_inner();
+            rows.extend(page.failures);
+            if page.next_page_token.is_empty() {
+                break bounds(&page.effective_range);
+            }
+            token = page.next_page_token;
+        };
+        let groups = truth.groups(tenant, effective.0, effective.1);
+        assert_eq!(rows.len(), groups.len(), "{tenant} group count");
+        for row in &rows {
+            let id = (
+                (*tenant).to_owned(),
+                type_name(row.integration_type),
+                row.integration_id.clone(),
+                row.service_id.clone(),
+                row.flow_id.clone(),
+                row.status_code as u16,
+                row.failure_description.clone(),
+            );
+            let group = groups
+                .get(&id)
+                .unwrap_or_else(|| panic!("unexpected group {id:?}"));
+            assert_eq!(
+                (row.total_errors, ts(&row.first_seen), ts(&row.last_seen)),
+                (group.total, group.first, group.last),
+                "{id:?}"
+            );
+        }
+        for row in rows.iter().take(3) {
+            let d = api
+                .get_failure_details(proto::GetFailureDetailsRequest {
+                    tenant_id: (*tenant).into(),
+                    failure_id: row.failure_id.clone(),
+                    range: None,
+                })
+                .await
+                .expect("details")
+                .into_inner();
+            let id = (
+                (*tenant).to_owned(),
+                type_name(row.integration_type),
+                row.integration_id.clone(),
+                row.service_id.clone(),
+                row.flow_id.clone(),
+                row.status_code as u16,
+                row.failure_description.clone(),
+            );
+            let samples: Vec<(i64, String)> = d
+                .recent_samples
+                .iter()
+                .map(|s| (ts(&s.occurred_at), s.event_id.clone()))
+                .collect();
+            assert_eq!(samples, groups[&id].samples, "{id:?} samples");
+        }
+    }
+}
+
+/// Reads a dead-letter topic from the beginning until `count` messages arrived or 30 s passed.
+/// Returns each message's payload with its headers.
+pub fn read_dead_letters(
+    bootstrap: &str,
+    topic: &str,
+    count: usize,
+) -> Vec<(Vec<u8>, HashMap<String, String>)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message as _};
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "dlq-reader")
+        .create()
+        .expect("dlq consumer");
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .expect("partition");
+    consumer.assign(&assignment).expect("assign");
+    let mut letters = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while letters.len() < count && Instant::now() < deadline {
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let message = message.expect("dlq message");
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        letters.push((message.payload().unwrap_or_default().to_vec(), headers));
+    }
+    letters
+}
+
+/// A port that was free a moment ago, for a child process to bind.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }

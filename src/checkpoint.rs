@@ -1,0 +1,402 @@
+//! Per-partition snapshots: the counters together with the partition's next offset, written
+//! atomically, so that restoring a snapshot and consuming from its offset counts every event
+//! exactly once.
+//!
+//! Layout: `<state_dir>/<topic>/<partition>/<next_offset, 20 digits>.snap`. The offset in the
+//! name is exclusive: the snapshot covers every message *below* it. A file is
+//! `MAGIC | version u32 | payload length u64 | xxh3-64 of payload u64 | payload (bincode)`,
+//! all little-endian. It is written to a temp file, fsynced, renamed into place, and the
+//! directory is fsynced, so a crash leaves either the old set of files or the new one.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+use tracing::{error, warn};
+
+use crate::store::{PartitionKey, PartitionState, StoreLimits};
+
+const MAGIC: &[u8; 8] = b"IHSNAP\0\0";
+pub const FORMAT_VERSION: u32 = 1;
+const HEADER_LEN: usize = 8 + 4 + 8 + 8;
+/// Snapshots kept per partition; the older one is the fallback if the newest is damaged.
+pub const SNAPSHOTS_KEPT: usize = 2;
+
+#[derive(Debug, Error)]
+pub enum CheckpointError {
+    #[error("snapshot i/o on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot encode snapshot: {0}")]
+    Encode(String),
+    #[error("snapshot {path} is damaged: {problem}")]
+    Corrupt { path: PathBuf, problem: String },
+    #[error(
+        "snapshot {path} has format version {found}, but this build reads version {FORMAT_VERSION}. \
+         Run a build that matches the snapshots, or move the state directory aside to rebuild \
+         the counts from Kafka (only exact if the topic still holds the whole retention)"
+    )]
+    UnsupportedVersion { path: PathBuf, found: u32 },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A snapshot that is on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotFile {
+    pub path: PathBuf,
+    /// Exclusive: the first offset *not* covered by this snapshot.
+    pub next_offset: i64,
+}
+
+/// Encodes a partition's state into a snapshot file image.
+pub fn encode(state: &PartitionState) -> Result<Vec<u8>, CheckpointError> {
+    let payload = bincode::serialize(state).map_err(|e| CheckpointError::Encode(e.to_string()))?;
+    let mut image = Vec::with_capacity(HEADER_LEN + payload.len());
+    image.extend_from_slice(MAGIC);
+    image.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    image.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    image.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&payload).to_le_bytes());
+    image.extend_from_slice(&payload);
+    Ok(image)
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    let mut buf = [0u8; 4];
+    buf.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(buf)
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> u64 {
+    let mut buf = [0u8; 8];
+    buf.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(buf)
+}
+
+/// Checks the header: magic and version. Returns the version-checked header fields.
+fn check_header(path: &Path, image: &[u8]) -> Result<(u64, u64), CheckpointError> {
+    let corrupt = |problem: &str| CheckpointError::Corrupt {
+        path: path.to_owned(),
+        problem: problem.to_owned(),
+    };
+    if image.len() < HEADER_LEN || &image[..8] != MAGIC {
+        return Err(corrupt("no snapshot header"));
+    }
+    let version = read_u32(image, 8);
+    if version != FORMAT_VERSION {
+        return Err(CheckpointError::UnsupportedVersion {
+            path: path.to_owned(),
+            found: version,
+        });
+    }
+    Ok((read_u64(image, 12), read_u64(image, 20)))
+}
+
+/// Decodes a snapshot file image, refusing anything truncated or altered.
+pub fn decode(
+    path: &Path,
+    image: &[u8],
+    limits: &StoreLimits,
+) -> Result<PartitionState, CheckpointError> {
+    let (length, checksum) = check_header(path, image)?;
+    let corrupt = |problem: String| CheckpointError::Corrupt {
+        path: path.to_owned(),
+        problem,
+    };
+    let payload = &image[HEADER_LEN..];
+    if payload.len() as u64 != length {
+        return Err(corrupt(format!(
+            "payload is {} bytes, header says {length}",
+            payload.len()
+        )));
+    }
+    if xxhash_rust::xxh3::xxh3_64(payload) != checksum {
+        return Err(corrupt("checksum mismatch".into()));
+    }
+    let mut state: PartitionState =
+        bincode::deserialize(payload).map_err(|e| corrupt(format!("undecodable payload: {e}")))?;
+    state.dedup.set_capacity(limits.dedup_capacity);
+    Ok(state)
+}
+
+/// The snapshot directory of one state dir.
+#[derive(Debug, Clone)]
+pub struct SnapshotStore {
+    root: PathBuf,
+}
+
+impl SnapshotStore {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        SnapshotStore { root: root.into() }
+    }
+
+    pub fn partition_dir(&self, key: &PartitionKey) -> PathBuf {
+        self.root.join(&*key.topic).join(key.partition.to_string())
+    }
+
+    /// Snapshots of a partition, newest first.
+    pub fn list(&self, key: &PartitionKey) -> Result<Vec<SnapshotFile>, CheckpointError> {
+        let dir = self.partition_dir(key);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(io(&dir)(err)),
+        };
+        let mut files: Vec<SnapshotFile> = entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let path = entry.path();
+                let name = path.file_name()?.to_str()?;
+                let next_offset = name.strip_suffix(".snap")?.parse::<i64>().ok()?;
+                Some(SnapshotFile { path, next_offset })
+            })
+            .collect();
+        files.sort_by(|a, b| b.next_offset.cmp(&a.next_offset));
+        Ok(files)
+    }
+
+    /// Writes a snapshot image atomically and prunes all but the newest `SNAPSHOTS_KEPT`.
+    pub fn write(
+        &self,
+        key: &PartitionKey,
+        next_offset: i64,
+        image: &[u8],
+    ) -> Result<SnapshotFile, CheckpointError> {
+        let dir = self.partition_dir(key);
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let path = dir.join(format!("{next_offset:020}.snap"));
+        let temp = dir.join(format!(".{next_offset:020}.snap.tmp"));
+        {
+            let mut file = File::create(&temp).map_err(io(&temp))?;
+            file.write_all(image).map_err(io(&temp))?;
+            file.sync_all().map_err(io(&temp))?;
+        }
+        fs::rename(&temp, &path).map_err(io(&path))?;
+        sync_dir(&dir)?;
+        self.prune(key)?;
+        Ok(SnapshotFile { path, next_offset })
+    }
+
+    fn prune(&self, key: &PartitionKey) -> Result<(), CheckpointError> {
+        for old in self.list(key)?.into_iter().skip(SNAPSHOTS_KEPT) {
+            fs::remove_file(&old.path).map_err(io(&old.path))?;
+        }
+        Ok(())
+    }
+
+    /// Loads the newest snapshot that decodes. A damaged one is logged and skipped in favour of
+    /// the one before it; an unknown format version is an error, never skipped, because the
+    /// files are probably fine and only this build cannot read them.
+    pub fn load_newest(
+        &self,
+        key: &PartitionKey,
+        limits: &StoreLimits,
+    ) -> Result<Option<(PartitionState, SnapshotFile)>, CheckpointError> {
+        for file in self.list(key)? {
+            let image = match fs::read(&file.path) {
+                Ok(image) => image,
+                Err(err) => {
+                    error!(path = %file.path.display(), error = %err, "snapshot unreadable; trying the previous one");
+                    continue;
+                }
+            };
+            match decode(&file.path, &image, limits) {
+                Ok(state) if state.next_offset == Some(file.next_offset) => {
+                    return Ok(Some((state, file)))
+                }
+                Ok(_) => {
+                    error!(path = %file.path.display(), "snapshot offset does not match its name; trying the previous one")
+                }
+                Err(err @ CheckpointError::UnsupportedVersion { .. }) => return Err(err),
+                Err(err) => error!(error = %err, "snapshot damaged; trying the previous one"),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Checks every snapshot's format version, so an incompatible state dir stops start-up
+    /// before anything is consumed.
+    pub fn check_versions(&self) -> Result<(), CheckpointError> {
+        let Ok(topics) = fs::read_dir(&self.root) else {
+            return Ok(());
+        };
+        for topic in topics.filter_map(Result::ok) {
+            let Ok(partitions) = fs::read_dir(topic.path()) else {
+                continue;
+            };
+            for partition in partitions.filter_map(Result::ok) {
+                let Ok(files) = fs::read_dir(partition.path()) else {
+                    continue;
+                };
+                for file in files.filter_map(Result::ok) {
+                    let path = file.path();
+                    if path.extension().and_then(|e| e.to_str()) != Some("snap") {
+                        continue;
+                    }
+                    let mut header = vec![0u8; HEADER_LEN];
+                    let read = File::open(&path)
+                        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header));
+                    if read.is_err() {
+                        warn!(path = %path.display(), "snapshot too short to check; it will be skipped if damaged");
+                        continue;
+                    }
+                    match check_header(&path, &header) {
+                        Err(err @ CheckpointError::UnsupportedVersion { .. }) => return Err(err),
+                        _ => continue,
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), CheckpointError> {
+    let handle = OpenOptions::new().read(true).open(dir).map_err(io(dir))?;
+    handle.sync_all().map_err(io(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+    use crate::event::{Event, IntegrationType, Outcome};
+
+    fn state_with_events(n: usize) -> PartitionState {
+        let limits = StoreLimits::default();
+        let mut state = PartitionState::new(&limits);
+        let now = 1_767_225_600_000;
+        for i in 0..n {
+            let event = Event {
+                event_id: Cow::Owned(format!("e{i}")),
+                tenant_id: Cow::Borrowed("t"),
+                occurred_at_ms: now - (i as i64) * 61_000,
+                integration_type: IntegrationType::ALL[i % 5],
+                integration_id: Cow::Borrowed("i"),
+                integration_name: Cow::Borrowed("n"),
+                outcome: if i % 3 == 0 {
+                    Outcome::Failure
+                } else {
+                    Outcome::Success
+                },
+                status_code: Some(500 + (i % 4) as u16),
+                error_message: None,
+                flow_id: None,
+                flow_name: None,
+                service_id: None,
+                service_name: None,
+                latency_ms: None,
+            };
+            state.apply(&event, &limits, now);
+            state.mark_applied(i as i64);
+        }
+        state
+    }
+
+    fn fingerprint(state: &PartitionState) -> Vec<u8> {
+        // Re-encoding is deterministic for the ordered maps; compare the parts that matter.
+        let tenant = state.tenant("t").expect("tenant");
+        let groups: u64 = tenant
+            .groups
+            .values()
+            .map(|g| g.total_in(i64::MIN, i64::MAX))
+            .sum();
+        format!(
+            "{:?}|{:?}|{:?}|{:?}|{}|{}",
+            state.next_offset,
+            state.totals,
+            tenant.hours,
+            tenant.minutes,
+            groups,
+            state.dedup.len()
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn snapshots_round_trip() {
+        let state = state_with_events(500);
+        let image = encode(&state).unwrap();
+        let restored = decode(Path::new("x"), &image, &StoreLimits::default()).unwrap();
+        assert_eq!(fingerprint(&restored), fingerprint(&state));
+        let mut restored = restored;
+        assert!(
+            !restored.dedup.insert(crate::store::Dedup::key("t", "e7")),
+            "dedup window survives"
+        );
+    }
+
+    #[test]
+    fn damage_is_detected() {
+        let image = encode(&state_with_events(50)).unwrap();
+        let limits = StoreLimits::default();
+        let mut flipped = image.clone();
+        let last = flipped.len() - 3;
+        flipped[last] ^= 0x40;
+        assert!(matches!(
+            decode(Path::new("x"), &flipped, &limits),
+            Err(CheckpointError::Corrupt { .. })
+        ));
+        let truncated = &image[..image.len() - 10];
+        assert!(matches!(
+            decode(Path::new("x"), truncated, &limits),
+            Err(CheckpointError::Corrupt { .. })
+        ));
+        let mut future = image.clone();
+        future[8] = 9;
+        assert!(matches!(
+            decode(Path::new("x"), &future, &limits),
+            Err(CheckpointError::UnsupportedVersion { found: 9, .. })
+        ));
+    }
+
+    #[test]
+    fn newest_valid_snapshot_wins_and_only_two_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::new(dir.path());
+        let key = PartitionKey::new("events", 3);
+        for n in [10usize, 20, 30] {
+            let state = state_with_events(n);
+            store
+                .write(&key, n as i64, &encode(&state).unwrap())
+                .unwrap();
+        }
+        let files = store.list(&key).unwrap();
+        assert_eq!(
+            files.iter().map(|f| f.next_offset).collect::<Vec<_>>(),
+            [30, 20]
+        );
+        let limits = StoreLimits::default();
+        let (_, file) = store.load_newest(&key, &limits).unwrap().unwrap();
+        assert_eq!(file.next_offset, 30);
+
+        let mut bytes = fs::read(&files[0].path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        fs::write(&files[0].path, bytes).unwrap();
+        let (state, file) = store.load_newest(&key, &limits).unwrap().unwrap();
+        assert_eq!((file.next_offset, state.next_offset), (20, Some(20)));
+    }
+
+    #[test]
+    fn an_unknown_version_stops_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SnapshotStore::new(dir.path());
+        let key = PartitionKey::new("events", 0);
+        let mut image = encode(&state_with_events(5)).unwrap();
+        image[8..12].copy_from_slice(&2u32.to_le_bytes());
+        store.write(&key, 5, &image).unwrap();
+        let err = store.check_versions().unwrap_err();
+        assert!(err.to_string().contains("format version 2"), "{err}");
+        assert!(store.load_newest(&key, &StoreLimits::default()).is_err());
+    }
+}
