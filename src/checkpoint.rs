@@ -159,7 +159,7 @@ impl SnapshotStore {
                 Some(SnapshotFile { path, next_offset })
             })
             .collect();
-        files.sort_by(|a, b| b.next_offset.cmp(&a.next_offset));
+        files.sort_by_key(|f| std::cmp::Reverse(f.next_offset));
         Ok(files)
     }
 
