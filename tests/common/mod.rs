@@ -708,13 +708,15 @@ pub async fn assert_matches_truth(
     }
 }
 
-/// Reads a dead-letter topic from the beginning until `count` messages arrived or 30 s passed.
+pub type DeadLetter = (Vec<u8>, HashMap<String, String>);
+
+/// Reads a dead-letter topic from the beginning until `enough` says so or 30 s passed.
 /// Returns each message's payload with its headers.
 pub fn read_dead_letters(
     bootstrap: &str,
     topic: &str,
-    count: usize,
-) -> Vec<(Vec<u8>, HashMap<String, String>)> {
+    enough: impl Fn(&[DeadLetter]) -> bool,
+) -> Vec<DeadLetter> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::{Headers, Message as _};
 
@@ -730,7 +732,7 @@ pub fn read_dead_letters(
     consumer.assign(&assignment).expect("assign");
     let mut letters = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while letters.len() < count && Instant::now() < deadline {
+    while !enough(&letters) && Instant::now() < deadline {
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };
