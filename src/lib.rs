@@ -4,6 +4,7 @@
 //! DLQ) → [`store`] (partition-owned buckets) → [`query`] (domain answers) → [`api`] (gRPC).
 
 pub mod api;
+pub mod bench;
 pub mod catalog;
 pub mod checkpoint;
 pub mod cli;

@@ -10,7 +10,7 @@ use integration_health::cli::{self, QueryArgs};
 use integration_health::clock::SystemClock;
 use integration_health::config::{Config, LogFormat};
 use integration_health::embedded::{self, DemoOptions};
-use integration_health::{server, telemetry};
+use integration_health::{bench, server, telemetry};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
@@ -40,6 +40,43 @@ enum Command {
     },
     /// Ask a running service over gRPC.
     Query(QueryArgs),
+    /// Generate events and measure ingest and query speed.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Write deterministic NDJSON events (SPEC §2), skewed across tenants, integrations and codes.
+    Gen {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 100)]
+        tenants: u32,
+        #[arg(long, default_value_t = 60)]
+        days: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Decode, validate, dedup and aggregate in-process; then time every dashboard query.
+    Ingest {
+        /// NDJSON file from `bench gen`; without it, events are generated in memory.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 100)]
+        tenants: u32,
+        #[arg(long, default_value_t = 60)]
+        days: u32,
+        /// Runs of each query.
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -171,6 +208,61 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Query(args) => {
             println!("{}", cli::run(args).await?);
+        }
+        Command::Bench(command) => run_bench(command)?,
+    }
+    Ok(())
+}
+
+fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    match command {
+        BenchCommand::Gen {
+            events,
+            tenants,
+            days,
+            seed,
+            out,
+        } => {
+            let spec = bench::GenSpec {
+                events,
+                tenants,
+                days,
+                seed,
+                end_ms: now_ms,
+            };
+            let bytes = bench::generate_file(spec, &out)?;
+            println!(
+                "wrote {events} events ({:.1} MB) to {}",
+                bytes as f64 / 1e6,
+                out.display()
+            );
+        }
+        BenchCommand::Ingest {
+            input,
+            events,
+            tenants,
+            days,
+            rounds,
+            json,
+        } => {
+            let lines = match input {
+                Some(path) => bench::read_lines(&path)?,
+                None => bench::generate_lines(bench::GenSpec {
+                    events,
+                    tenants,
+                    days,
+                    seed: 1,
+                    end_ms: now_ms,
+                }),
+            };
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let report = bench::run_ingest(&lines, rounds, threads)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", bench::render_ingest(&report));
+            }
         }
     }
     Ok(())

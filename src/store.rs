@@ -615,6 +615,40 @@ impl PartitionState {
         self.tenants.retain(|_, tenant| !tenant.is_empty());
     }
 
+    /// A rough count of the heap bytes this state holds: entries times their sizes plus a
+    /// per-entry allowance for map overhead. Good for trends and ratios, not for accounting.
+    pub fn approx_bytes(&self) -> u64 {
+        use std::mem::size_of;
+        const MAP_ENTRY_OVERHEAD: usize = 16;
+        let counts = size_of::<i64>() + size_of::<TypeCounts>() + MAP_ENTRY_OVERHEAD;
+        let strings: usize = self
+            .interner
+            .strings
+            .iter()
+            .map(|s| s.len() + 2 * (size_of::<Arc<str>>() + MAP_ENTRY_OVERHEAD))
+            .sum();
+        let mut total = strings + self.dedup.len() * (2 * size_of::<u128>() + MAP_ENTRY_OVERHEAD);
+        for tenant in self.tenants.values() {
+            total += (tenant.minutes.len() + tenant.hours.len()) * counts;
+            total += tenant
+                .codes
+                .values()
+                .map(|c| MAP_ENTRY_OVERHEAD + c.len() * (16 + MAP_ENTRY_OVERHEAD))
+                .sum::<usize>();
+            for group in tenant.groups.values() {
+                total += size_of::<GroupKey>() + size_of::<GroupState>() + MAP_ENTRY_OVERHEAD;
+                total += group.hours.len()
+                    * (size_of::<i64>() + size_of::<HourStat>() + MAP_ENTRY_OVERHEAD);
+                total += group
+                    .samples
+                    .iter()
+                    .map(|s| size_of::<Sample>() + s.event_id.len())
+                    .sum::<usize>();
+            }
+        }
+        total as u64
+    }
+
     pub fn group_count(&self) -> usize {
         self.tenants.values().map(|t| t.groups.len()).sum()
     }
