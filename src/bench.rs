@@ -295,6 +295,19 @@ fn time_us(run: impl FnOnce()) -> f64 {
 pub fn query_latencies(engine: &QueryEngine, tenant: &str, rounds: usize) -> Vec<Latency> {
     type Query<'a> = (&'static str, Box<dyn Fn() + 'a>);
     let all = TypeFilter::all();
+    let top_failure = engine
+        .list_failures(&ListFailuresRequest {
+            tenant_id: tenant.to_owned(),
+            range: None,
+            types: all,
+            filter: FailureFilter::default(),
+            page_size: 1,
+            page_token: None,
+            order: FailureOrder::TotalErrorsDesc,
+        })
+        .ok()
+        .and_then(|p| p.failures.into_iter().next())
+        .map(|row| row.failure_id);
     let queries: Vec<Query<'_>> = vec![
         (
             "overview",
@@ -336,18 +349,9 @@ pub fn query_latencies(engine: &QueryEngine, tenant: &str, rounds: usize) -> Vec
         ),
         (
             "failure_details",
-            Box::new(|| {
-                let page = engine.list_failures(&ListFailuresRequest {
-                    tenant_id: tenant.to_owned(),
-                    range: None,
-                    types: all,
-                    filter: FailureFilter::default(),
-                    page_size: 1,
-                    page_token: None,
-                    order: FailureOrder::TotalErrorsDesc,
-                });
-                if let Some(row) = page.ok().and_then(|p| p.failures.into_iter().next()) {
-                    drop(engine.failure_details(tenant, &row.failure_id, None));
+            Box::new(move || {
+                if let Some(id) = &top_failure {
+                    drop(engine.failure_details(tenant, id, None));
                 }
             }),
         ),

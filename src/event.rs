@@ -167,12 +167,47 @@ struct RawEvent<'a> {
     latency_ms: Option<f64>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
 enum RawTime<'a> {
     EpochMillis(i64),
-    #[serde(borrow)]
     Text(Cow<'a, str>),
+}
+
+/// Hand-written so the common integer form costs no buffering (an untagged enum would).
+impl<'de: 'a, 'a> Deserialize<'de> for RawTime<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TimeVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for TimeVisitor<'a> {
+            type Value = RawTime<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("RFC 3339 text or integer epoch milliseconds")
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(RawTime::EpochMillis(v))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                i64::try_from(v)
+                    .map(RawTime::EpochMillis)
+                    .map_err(|_| E::custom("epoch milliseconds out of range"))
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(RawTime::Text(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawTime::Text(Cow::Owned(v.to_owned())))
+            }
+        }
+
+        deserializer.deserialize_any(TimeVisitor(std::marker::PhantomData))
+    }
 }
 
 /// Bounds that depend on the wall clock, passed in so decoding stays deterministic.
@@ -187,7 +222,8 @@ pub fn decode(payload: &[u8], limits: DecodeLimits) -> Result<Event<'_>, EventEr
     if payload.is_empty() {
         return Err(EventError::EmptyPayload);
     }
-    let raw: RawEvent<'_> = match serde_json::from_slice(payload) {
+    // sonic-rs parses with SIMD and validates UTF-8; serde_json stays for the slow diagnosis.
+    let raw: RawEvent<'_> = match sonic_rs::from_slice(payload) {
         Ok(raw) => raw,
         Err(_) => return Err(diagnose(payload)),
     };

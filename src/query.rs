@@ -514,6 +514,8 @@ impl QueryEngine {
         merged
     }
 
+    /// Two passes: rank every matching group by numbers alone (no strings, no allocation per
+    /// group), then build rows only for the page being served.
     pub fn list_failures(&self, request: &ListFailuresRequest) -> Result<FailurePage, QueryError> {
         let page_size = match request.page_size {
             0 => DEFAULT_PAGE_SIZE,
@@ -529,38 +531,26 @@ impl QueryEngine {
         };
         let now = self.now_ms();
         let effective_range = self.effective(request.range, DEFAULT_RANGE_MS, now, HOUR_MS)?;
-        let filter = &request.filter;
-        let merged = self.merged_groups(&request.tenant_id, effective_range, |p, key, _| {
-            request.types.includes(key.integration_type)
-                && filter.status_code.is_none_or(|c| c == key.status_code)
-                && matches_text(
-                    &filter.integration_id,
-                    p.interner.resolve(key.integration_id),
-                )
-                && matches_text(&filter.flow_id, p.interner.resolve(key.flow_id))
-                && matches_text(&filter.service_id, p.interner.resolve(key.service_id))
-        });
-        let mut rows: Vec<FailureRow> = merged
-            .into_values()
-            .map(|g| g.row)
-            .filter(|row| row.total_errors > 0)
-            .collect();
-        let total_groups = rows.len() as u64;
-        rows.sort_by_key(|row| sort_key(request.order, row));
+        let partitions = self.store.partitions();
+        let mut ranked = rank_groups(&partitions, request, effective_range);
+        let total_groups = ranked.len() as u64;
+        let order = request.order;
+        ranked.sort_unstable_by_key(|c| c.sort_key(order));
         if let Some(after) = after {
-            let cut = rows.partition_point(|row| sort_key(request.order, row) <= after.position);
-            rows.drain(..cut);
+            let cut = ranked.partition_point(|c| c.sort_key(order) <= after.position);
+            ranked.drain(..cut);
         }
-        let next_page_token = (rows.len() > page_size).then(|| {
+        let next_page_token = (ranked.len() > page_size).then(|| {
             PageToken {
                 fingerprint,
-                position: sort_key(request.order, &rows[page_size - 1]),
+                position: ranked[page_size - 1].sort_key(order),
             }
             .encode()
         });
-        rows.truncate(page_size);
+        ranked.truncate(page_size);
+        let failures = ranked.iter().filter_map(|c| c.row(&partitions)).collect();
         Ok(FailurePage {
-            failures: rows,
+            failures,
             next_page_token,
             total_groups,
             effective_range,
@@ -666,10 +656,6 @@ pub fn change_percent(current: u64, previous: u64) -> Option<f64> {
         return None;
     }
     Some((current as f64 - previous as f64) / previous as f64 * 100.0)
-}
-
-fn matches_text(wanted: &Option<String>, actual: &str) -> bool {
-    wanted.as_deref().is_none_or(|w| w == actual)
 }
 
 fn guidance_for(entry: &CatalogEntry, integration_type: IntegrationType) -> Guidance {
@@ -816,13 +802,121 @@ fn merge_into(existing: &mut MergedGroup, part: MergedGroup) {
     existing.samples.truncate(crate::store::SAMPLES_PER_GROUP);
 }
 
-/// Position of a row in the requested order; smaller sorts first. Ties break on failure id.
-fn sort_key(order: FailureOrder, row: &FailureRow) -> (i64, String) {
-    let primary = match order {
-        FailureOrder::TotalErrorsDesc => -(row.total_errors as i64),
-        FailureOrder::LastSeenDesc => -row.last_seen_ms,
-    };
-    (primary, row.failure_id.clone())
+/// A matching group reduced to the numbers that rank it, merged across partitions.
+struct Ranked {
+    failure_id: u128,
+    total: u64,
+    first_ms: i64,
+    last_ms: i64,
+    /// Where to read the strings: the partition holding the newest names.
+    names_at_ms: i64,
+    source: (usize, GroupKey),
+}
+
+impl Ranked {
+    /// Position in the requested order; smaller sorts first. Ties break on failure id.
+    fn sort_key(&self, order: FailureOrder) -> (i64, u128) {
+        let primary = match order {
+            FailureOrder::TotalErrorsDesc => -(self.total as i64),
+            FailureOrder::LastSeenDesc => -self.last_ms,
+        };
+        (primary, self.failure_id)
+    }
+
+    fn row(
+        &self,
+        partitions: &[(crate::store::PartitionKey, crate::store::SharedPartition)],
+    ) -> Option<FailureRow> {
+        let (index, key) = self.source;
+        let guard = partitions.get(index)?.1.read();
+        let group = guard.tenants.values().find_map(|t| {
+            t.groups
+                .get(&key)
+                .filter(|g| g.failure_id == self.failure_id)
+        })?;
+        let text = |sym| guard.interner.resolve(sym).to_owned();
+        Some(FailureRow {
+            failure_id: format_failure_id(self.failure_id),
+            integration_type: key.integration_type,
+            integration_id: text(key.integration_id),
+            integration_name: text(group.integration_name),
+            failure_description: text(key.description),
+            status_code: key.status_code,
+            service_id: text(key.service_id),
+            service_name: text(group.service_name),
+            flow_id: text(key.flow_id),
+            flow_name: text(group.flow_name),
+            total_errors: self.total,
+            first_seen_ms: self.first_ms,
+            last_seen_ms: self.last_ms,
+        })
+    }
+}
+
+/// A text filter resolved against one partition's interner: `None` matches anything,
+/// `Some(None)` matches nothing (the string never occurred there).
+fn resolve_filter(partition: &PartitionState, wanted: &Option<String>) -> Option<Option<u32>> {
+    wanted.as_ref().map(|w| partition.interner.get(w))
+}
+
+fn sym_matches(filter: Option<Option<u32>>, actual: u32) -> bool {
+    match filter {
+        None => true,
+        Some(wanted) => wanted == Some(actual),
+    }
+}
+
+fn rank_groups(
+    partitions: &[(crate::store::PartitionKey, crate::store::SharedPartition)],
+    request: &ListFailuresRequest,
+    range: TimeRange,
+) -> Vec<Ranked> {
+    let mut merged: rustc_hash::FxHashMap<u128, Ranked> = rustc_hash::FxHashMap::default();
+    for (index, (_, partition)) in partitions.iter().enumerate() {
+        let guard = partition.read();
+        let Some(tenant) = guard.tenant(&request.tenant_id) else {
+            continue;
+        };
+        let integration = resolve_filter(&guard, &request.filter.integration_id);
+        let flow = resolve_filter(&guard, &request.filter.flow_id);
+        let service = resolve_filter(&guard, &request.filter.service_id);
+        for (key, group) in &tenant.groups {
+            let wanted = request.types.includes(key.integration_type)
+                && request
+                    .filter
+                    .status_code
+                    .is_none_or(|c| c == key.status_code)
+                && sym_matches(integration, key.integration_id)
+                && sym_matches(flow, key.flow_id)
+                && sym_matches(service, key.service_id);
+            if !wanted {
+                continue;
+            }
+            let part = Ranked {
+                failure_id: group.failure_id,
+                total: group.total_in(range.start_ms, range.end_ms),
+                first_ms: group.first_seen_ms().unwrap_or(0),
+                last_ms: group.last_seen_ms().unwrap_or(0),
+                names_at_ms: group.names_at_ms,
+                source: (index, *key),
+            };
+            match merged.get_mut(&group.failure_id) {
+                None => {
+                    merged.insert(group.failure_id, part);
+                }
+                Some(existing) => {
+                    existing.total += part.total;
+                    existing.first_ms = existing.first_ms.min(part.first_ms);
+                    existing.last_ms = existing.last_ms.max(part.last_ms);
+                    if part.names_at_ms > existing.names_at_ms {
+                        existing.names_at_ms = part.names_at_ms;
+                        existing.source = part.source;
+                    }
+                }
+            }
+        }
+    }
+    merged.into_values().filter(|r| r.total > 0).collect()
 }
 
 fn query_fingerprint(request: &ListFailuresRequest) -> u64 {
@@ -836,14 +930,16 @@ fn query_fingerprint(request: &ListFailuresRequest) -> u64 {
 /// Keyset page token: the sort position of the last row served, bound to the query it came from.
 struct PageToken {
     fingerprint: u64,
-    position: (i64, String),
+    position: (i64, u128),
 }
 
 impl PageToken {
     fn encode(&self) -> String {
         let text = format!(
             "v1.{:016x}.{}.{}",
-            self.fingerprint, self.position.0, self.position.1
+            self.fingerprint,
+            self.position.0,
+            format_failure_id(self.position.1)
         );
         URL_SAFE_NO_PAD.encode(text)
     }
@@ -864,10 +960,7 @@ impl PageToken {
             .next()
             .and_then(|p| p.parse::<i64>().ok())
             .ok_or_else(bad)?;
-        let failure_id = parts
-            .next()
-            .filter(|p| parse_failure_id(p).is_some())
-            .ok_or_else(bad)?;
+        let failure_id = parts.next().and_then(parse_failure_id).ok_or_else(bad)?;
         if token_fingerprint != fingerprint {
             return Err(invalid(
                 "page_token belongs to a different query (tenant, filters or order changed)",
@@ -875,7 +968,7 @@ impl PageToken {
         }
         Ok(PageToken {
             fingerprint,
-            position: (primary, failure_id.to_owned()),
+            position: (primary, failure_id),
         })
     }
 }
@@ -968,11 +1061,11 @@ mod tests {
     fn page_tokens_round_trip_and_are_bound_to_the_query() {
         let token = PageToken {
             fingerprint: 7,
-            position: (-42, format_failure_id(9)),
+            position: (-42, 9),
         }
         .encode();
         let decoded = PageToken::decode(&token, 7).unwrap();
-        assert_eq!(decoded.position, (-42, format_failure_id(9)));
+        assert_eq!(decoded.position, (-42, 9));
         assert!(PageToken::decode(&token, 8).is_err());
         assert!(PageToken::decode("garbage!", 7).is_err());
         assert!(PageToken::decode(&URL_SAFE_NO_PAD.encode("v1.zz.1.2"), 7).is_err());

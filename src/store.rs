@@ -9,11 +9,12 @@
 //! - `codes`: failed per (type, status code) per hour (error breakdown);
 //! - `groups`: failure groups with per-hour counts, first/last seen and samples (failures table).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use dashmap::DashMap;
 use parking_lot::RwLock;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::catalog;
@@ -208,12 +209,13 @@ impl GroupState {
             .sum()
     }
 
+    /// Hour buckets are time-ordered, so the first bucket holds the earliest occurrence.
     pub fn first_seen_ms(&self) -> Option<i64> {
-        self.hours.values().map(|s| s.first_ms).min()
+        self.hours.first_key_value().map(|(_, s)| s.first_ms)
     }
 
     pub fn last_seen_ms(&self) -> Option<i64> {
-        self.hours.values().map(|s| s.last_ms).max()
+        self.hours.last_key_value().map(|(_, s)| s.last_ms)
     }
 
     fn record(&mut self, at_ms: i64, event_id: &str, message: Sym) {
@@ -232,6 +234,11 @@ impl GroupState {
     }
 
     fn add_sample(&mut self, at_ms: i64, event_id: &str, message: Sym) {
+        if let Some(oldest) = self.samples.get(SAMPLES_PER_GROUP - 1) {
+            if sample_order(oldest.occurred_at_ms, &oldest.event_id, at_ms, event_id).is_lt() {
+                return;
+            }
+        }
         let position = self.samples.partition_point(|s| {
             sample_order(s.occurred_at_ms, &s.event_id, at_ms, event_id).is_lt()
         });
@@ -368,18 +375,18 @@ pub struct Dedup {
 impl Dedup {
     pub fn new(capacity: usize) -> Self {
         Dedup {
-            seen: HashSet::new(),
+            seen: HashSet::default(),
             order: VecDeque::new(),
             capacity: capacity.max(1),
         }
     }
 
     pub fn key(tenant_id: &str, event_id: &str) -> u128 {
-        let mut buffer = Vec::with_capacity(tenant_id.len() + event_id.len() + 1);
-        buffer.extend_from_slice(tenant_id.as_bytes());
-        buffer.push(0);
-        buffer.extend_from_slice(event_id.as_bytes());
-        xxhash_rust::xxh3::xxh3_128(&buffer)
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        hasher.update(tenant_id.as_bytes());
+        hasher.update(&[0]);
+        hasher.update(event_id.as_bytes());
+        hasher.digest128()
     }
 
     /// True when the key is new.
@@ -451,7 +458,7 @@ impl PartitionState {
         PartitionState {
             next_offset: None,
             interner: Interner::default(),
-            tenants: HashMap::new(),
+            tenants: HashMap::default(),
             dedup: Dedup::new(limits.dedup_capacity),
             totals: IngestTotals::default(),
         }
