@@ -77,6 +77,28 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Publish through the in-process mock cluster while the service consumes and gRPC clients
+    /// query it; then restart the service from its snapshots.
+    E2e {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 100)]
+        tenants: u32,
+        #[arg(long, default_value_t = 60)]
+        days: u32,
+        /// Target events per second; flat out when absent.
+        #[arg(long)]
+        rate: Option<u64>,
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Dashboard RPCs per second across all clients.
+        #[arg(long, default_value_t = 600)]
+        rpc_rate: u64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -209,12 +231,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Query(args) => {
             println!("{}", cli::run(args).await?);
         }
-        Command::Bench(command) => run_bench(command)?,
+        Command::Bench(command) => run_bench(command).await?,
     }
     Ok(())
 }
 
-fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
+async fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
     let now_ms = chrono::Utc::now().timestamp_millis();
     match command {
         BenchCommand::Gen {
@@ -262,6 +284,32 @@ fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", bench::render_ingest(&report));
+            }
+        }
+        BenchCommand::E2e {
+            events,
+            tenants,
+            days,
+            rate,
+            partitions,
+            clients,
+            rpc_rate,
+            json,
+        } => {
+            let spec = bench::E2eSpec {
+                events,
+                tenants,
+                days,
+                rate,
+                partitions,
+                clients,
+                rpc_rate,
+            };
+            let report = bench::run_e2e(spec).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", bench::render_e2e(&report));
             }
         }
     }
