@@ -192,7 +192,8 @@ pub struct IngestReport {
     pub events: u64,
     pub input_bytes: u64,
     pub single_thread: Throughput,
-    pub all_threads: Throughput,
+    /// Absent for the streaming run, which uses one thread.
+    pub all_threads: Option<Throughput>,
     pub rss_bytes: u64,
     pub state_bytes_estimate: u64,
     pub groups: u64,
@@ -413,6 +414,85 @@ pub fn run_ingest(
     });
     let all_threads = throughput(threads.max(1), events, bytes, started.elapsed());
 
+    finish_report(
+        states,
+        now_ms,
+        rounds,
+        events,
+        bytes,
+        single_thread,
+        Some(all_threads),
+    )
+}
+
+/// Streams a file through one thread into one state per partition (split by tenant, as a
+/// tenant-keyed topic would), holding only the state in memory: the figure for RSS.
+pub fn run_ingest_stream(
+    path: &Path,
+    rounds: usize,
+    partitions: usize,
+) -> Result<IngestReport, BenchError> {
+    let now_ms = clock_for(&[last_line(path)?])?;
+    let limits = StoreLimits::default();
+    let decode_limits = DecodeLimits {
+        now_ms,
+        max_future_ms: 5 * MINUTE_MS,
+    };
+    let mut states: Vec<PartitionState> = (0..partitions.max(1))
+        .map(|_| PartitionState::new(&limits))
+        .collect();
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut line = Vec::with_capacity(1024);
+    let (mut events, mut bytes) = (0u64, 0u64);
+    let started = Instant::now();
+    loop {
+        line.clear();
+        let read = reader.read_until(b'\n', &mut line).map_err(io(path))?;
+        if read == 0 {
+            break;
+        }
+        bytes += read as u64;
+        let payload = line.strip_suffix(b"\n").unwrap_or(&line);
+        let share = (xxhash_rust::xxh3::xxh3_64(tenant_of(payload)) % states.len() as u64) as usize;
+        let state = &mut states[share];
+        match decode(payload, decode_limits) {
+            Ok(event) => {
+                state.apply(&event, &limits, now_ms);
+            }
+            Err(_) => state.record_rejected(),
+        }
+        let offset = state.next_offset.unwrap_or(0);
+        state.mark_applied(offset);
+        events += 1;
+    }
+    let single_thread = throughput(1, events, bytes, started.elapsed());
+    finish_report(states, now_ms, rounds, events, bytes, single_thread, None)
+}
+
+fn last_line(path: &Path) -> Result<Vec<u8>, BenchError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).map_err(io(path))?;
+    let length = file.metadata().map_err(io(path))?.len();
+    file.seek(SeekFrom::Start(length.saturating_sub(4096)))
+        .map_err(io(path))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).map_err(io(path))?;
+    let text = tail.strip_suffix(b"\n").unwrap_or(&tail);
+    let start = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    Ok(text[start..].to_vec())
+}
+
+fn finish_report(
+    states: Vec<PartitionState>,
+    now_ms: i64,
+    rounds: usize,
+    events: u64,
+    bytes: u64,
+    single_thread: Throughput,
+    all_threads: Option<Throughput>,
+) -> Result<IngestReport, BenchError> {
+    let limits = StoreLimits::default();
     let state_dir = tempfile_dir()?;
     let snapshots = SnapshotStore::new(&state_dir);
     let store = Store::new(limits);
@@ -484,7 +564,7 @@ pub fn render_ingest(report: &IngestReport) -> String {
         report.events,
         report.input_bytes as f64 / 1e6
     );
-    for t in [&report.single_thread, &report.all_threads] {
+    for t in std::iter::once(&report.single_thread).chain(&report.all_threads) {
         let _ = writeln!(
             out,
             "decode+validate+dedup+aggregate, {} thread(s): {:.0} events/s, {:.0} MB/s ({:.2} s)",

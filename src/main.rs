@@ -74,6 +74,9 @@ enum BenchCommand {
         /// Runs of each query.
         #[arg(long, default_value_t = 200)]
         rounds: usize,
+        /// Stream `--input` through one thread instead of loading it, so RSS reflects the state.
+        #[arg(long, requires = "input")]
+        stream: bool,
         #[arg(long)]
         json: bool,
     },
@@ -266,20 +269,26 @@ async fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
             tenants,
             days,
             rounds,
+            stream,
             json,
         } => {
-            let lines = match input {
-                Some(path) => bench::read_lines(&path)?,
-                None => bench::generate_lines(bench::GenSpec {
-                    events,
-                    tenants,
-                    days,
-                    seed: 1,
-                    end_ms: now_ms,
-                }),
-            };
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let report = bench::run_ingest(&lines, rounds, threads)?;
+            let report = match (input, stream) {
+                (Some(path), true) => bench::run_ingest_stream(&path, rounds, 6)?,
+                (Some(path), false) => {
+                    bench::run_ingest(&bench::read_lines(&path)?, rounds, threads)?
+                }
+                (None, _) => {
+                    let spec = bench::GenSpec {
+                        events,
+                        tenants,
+                        days,
+                        seed: 1,
+                        end_ms: now_ms,
+                    };
+                    bench::run_ingest(&bench::generate_lines(spec), rounds, threads)?
+                }
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
