@@ -5,6 +5,9 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
 
 use prost_types::{Duration as ProtoDuration, Timestamp};
 use tonic::metadata::MetadataMap;
@@ -16,6 +19,7 @@ use crate::event::{IntegrationType, MAX_TENANT_ID_CHARS};
 use crate::proto;
 use crate::proto::integration_health_server::IntegrationHealth;
 use crate::query::{self, QueryEngine, QueryError, TimeRange, TypeFilter};
+use crate::telemetry::Metrics;
 
 /// Which tenants each bearer token may read. With no tokens configured the API is open,
 /// which suits the demo and a private network; production configs should set tokens.
@@ -80,11 +84,31 @@ impl Auth {
 pub struct IntegrationHealthApi {
     engine: QueryEngine,
     auth: Auth,
+    metrics: Arc<Metrics>,
 }
 
 impl IntegrationHealthApi {
-    pub fn new(engine: QueryEngine, auth: Auth) -> Self {
-        IntegrationHealthApi { engine, auth }
+    pub fn new(engine: QueryEngine, auth: Auth, metrics: Arc<Metrics>) -> Self {
+        IntegrationHealthApi {
+            engine,
+            auth,
+            metrics,
+        }
+    }
+
+    /// Runs one call and records its status and latency.
+    async fn timed<T>(
+        &self,
+        rpc: &'static str,
+        call: impl Future<Output = Result<Response<T>, Status>>,
+    ) -> Result<Response<T>, Status> {
+        let started = Instant::now();
+        let result = call.await;
+        let code = result
+            .as_ref()
+            .map_or_else(Status::code, |_| tonic::Code::Ok);
+        self.metrics.rpc(rpc, code, started.elapsed());
+        result
     }
 
     fn tenant<T>(&self, request: &Request<T>, tenant_id: &str) -> Result<(), Status> {
@@ -244,28 +268,31 @@ impl IntegrationHealth for IntegrationHealthApi {
         &self,
         request: Request<proto::GetOverviewRequest>,
     ) -> Result<Response<proto::GetOverviewResponse>, Status> {
-        let req = request.get_ref();
-        self.tenant(&request, &req.tenant_id)?;
-        let overview = self
-            .engine
-            .overview(
-                &req.tenant_id,
-                range_from(req.range.as_ref())?,
-                types_from(&req.integration_types)?,
-            )
-            .map_err(status_from)?;
-        Ok(Response::new(proto::GetOverviewResponse {
-            types: overview
-                .types
-                .into_iter()
-                .map(|t| proto::TypeCounts {
-                    integration_type: type_to(t.integration_type),
-                    failed: t.failed,
-                    succeeded: t.succeeded,
-                })
-                .collect(),
-            effective_range: Some(range_to(overview.effective_range)),
-        }))
+        self.timed("GetOverview", async {
+            let req = request.get_ref();
+            self.tenant(&request, &req.tenant_id)?;
+            let overview = self
+                .engine
+                .overview(
+                    &req.tenant_id,
+                    range_from(req.range.as_ref())?,
+                    types_from(&req.integration_types)?,
+                )
+                .map_err(status_from)?;
+            Ok(Response::new(proto::GetOverviewResponse {
+                types: overview
+                    .types
+                    .into_iter()
+                    .map(|t| proto::TypeCounts {
+                        integration_type: type_to(t.integration_type),
+                        failed: t.failed,
+                        succeeded: t.succeeded,
+                    })
+                    .collect(),
+                effective_range: Some(range_to(overview.effective_range)),
+            }))
+        })
+        .await
     }
 
     #[instrument(skip(self, request), fields(rpc = "GetPercentageChange"))]
@@ -273,44 +300,47 @@ impl IntegrationHealth for IntegrationHealthApi {
         &self,
         request: Request<proto::GetPercentageChangeRequest>,
     ) -> Result<Response<proto::GetPercentageChangeResponse>, Status> {
-        let req = request.get_ref();
-        self.tenant(&request, &req.tenant_id)?;
-        let period = req
-            .period
-            .as_ref()
-            .map(|d| duration_to_ms("period", d))
-            .transpose()?;
-        let end = req
-            .end
-            .as_ref()
-            .map(|t| timestamp_to_ms("end", t))
-            .transpose()?;
-        let change = self
-            .engine
-            .percentage_change(
-                &req.tenant_id,
-                period,
-                end,
-                types_from(&req.integration_types)?,
-            )
-            .map_err(status_from)?;
-        Ok(Response::new(proto::GetPercentageChangeResponse {
-            types: change
-                .types
-                .into_iter()
-                .map(|c| proto::TypeChange {
-                    integration_type: type_to(c.integration_type),
-                    failed_current: c.failed_current,
-                    failed_previous: c.failed_previous,
-                    failed_change_percent: c.failed_change_percent,
-                    succeeded_current: c.succeeded_current,
-                    succeeded_previous: c.succeeded_previous,
-                    succeeded_change_percent: c.succeeded_change_percent,
-                })
-                .collect(),
-            current_range: Some(range_to(change.current_range)),
-            previous_range: Some(range_to(change.previous_range)),
-        }))
+        self.timed("GetPercentageChange", async {
+            let req = request.get_ref();
+            self.tenant(&request, &req.tenant_id)?;
+            let period = req
+                .period
+                .as_ref()
+                .map(|d| duration_to_ms("period", d))
+                .transpose()?;
+            let end = req
+                .end
+                .as_ref()
+                .map(|t| timestamp_to_ms("end", t))
+                .transpose()?;
+            let change = self
+                .engine
+                .percentage_change(
+                    &req.tenant_id,
+                    period,
+                    end,
+                    types_from(&req.integration_types)?,
+                )
+                .map_err(status_from)?;
+            Ok(Response::new(proto::GetPercentageChangeResponse {
+                types: change
+                    .types
+                    .into_iter()
+                    .map(|c| proto::TypeChange {
+                        integration_type: type_to(c.integration_type),
+                        failed_current: c.failed_current,
+                        failed_previous: c.failed_previous,
+                        failed_change_percent: c.failed_change_percent,
+                        succeeded_current: c.succeeded_current,
+                        succeeded_previous: c.succeeded_previous,
+                        succeeded_change_percent: c.succeeded_change_percent,
+                    })
+                    .collect(),
+                current_range: Some(range_to(change.current_range)),
+                previous_range: Some(range_to(change.previous_range)),
+            }))
+        })
+        .await
     }
 
     #[instrument(skip(self, request), fields(rpc = "GetErrorBreakdown"))]
@@ -318,28 +348,31 @@ impl IntegrationHealth for IntegrationHealthApi {
         &self,
         request: Request<proto::GetErrorBreakdownRequest>,
     ) -> Result<Response<proto::GetErrorBreakdownResponse>, Status> {
-        let req = request.get_ref();
-        self.tenant(&request, &req.tenant_id)?;
-        let breakdown = self
-            .engine
-            .error_breakdown(
-                &req.tenant_id,
-                range_from(req.range.as_ref())?,
-                types_from(&req.integration_types)?,
-            )
-            .map_err(status_from)?;
-        Ok(Response::new(proto::GetErrorBreakdownResponse {
-            errors: breakdown
-                .errors
-                .into_iter()
-                .map(|e| proto::ErrorCount {
-                    status_code: u32::from(e.status_code),
-                    name: e.name.to_owned(),
-                    failed: e.failed,
-                })
-                .collect(),
-            effective_range: Some(range_to(breakdown.effective_range)),
-        }))
+        self.timed("GetErrorBreakdown", async {
+            let req = request.get_ref();
+            self.tenant(&request, &req.tenant_id)?;
+            let breakdown = self
+                .engine
+                .error_breakdown(
+                    &req.tenant_id,
+                    range_from(req.range.as_ref())?,
+                    types_from(&req.integration_types)?,
+                )
+                .map_err(status_from)?;
+            Ok(Response::new(proto::GetErrorBreakdownResponse {
+                errors: breakdown
+                    .errors
+                    .into_iter()
+                    .map(|e| proto::ErrorCount {
+                        status_code: u32::from(e.status_code),
+                        name: e.name.to_owned(),
+                        failed: e.failed,
+                    })
+                    .collect(),
+                effective_range: Some(range_to(breakdown.effective_range)),
+            }))
+        })
+        .await
     }
 
     #[instrument(skip(self, request), fields(rpc = "GetTrends"))]
@@ -347,43 +380,46 @@ impl IntegrationHealth for IntegrationHealthApi {
         &self,
         request: Request<proto::GetTrendsRequest>,
     ) -> Result<Response<proto::GetTrendsResponse>, Status> {
-        let req = request.get_ref();
-        self.tenant(&request, &req.tenant_id)?;
-        let granularity = match proto::Granularity::try_from(req.granularity) {
-            Ok(proto::Granularity::Hour) => query::Granularity::Hour,
-            Ok(proto::Granularity::Day | proto::Granularity::Unspecified) => {
-                query::Granularity::Day
-            }
-            Err(_) => return Err(Status::invalid_argument("granularity must be HOUR or DAY")),
-        };
-        let trends = self
-            .engine
-            .trends(
-                &req.tenant_id,
-                range_from(req.range.as_ref())?,
-                types_from(&req.integration_types)?,
-                granularity,
-                &req.time_zone,
-            )
-            .map_err(status_from)?;
-        Ok(Response::new(proto::GetTrendsResponse {
-            series: trends
-                .series
-                .into_iter()
-                .map(|s| proto::TrendSeries {
-                    integration_type: type_to(s.integration_type),
-                    points: s
-                        .points
-                        .into_iter()
-                        .map(|(start, failed)| proto::TrendPoint {
-                            bucket_start: Some(ms_to_timestamp(start)),
-                            failed,
-                        })
-                        .collect(),
-                })
-                .collect(),
-            effective_range: Some(range_to(trends.effective_range)),
-        }))
+        self.timed("GetTrends", async {
+            let req = request.get_ref();
+            self.tenant(&request, &req.tenant_id)?;
+            let granularity = match proto::Granularity::try_from(req.granularity) {
+                Ok(proto::Granularity::Hour) => query::Granularity::Hour,
+                Ok(proto::Granularity::Day | proto::Granularity::Unspecified) => {
+                    query::Granularity::Day
+                }
+                Err(_) => return Err(Status::invalid_argument("granularity must be HOUR or DAY")),
+            };
+            let trends = self
+                .engine
+                .trends(
+                    &req.tenant_id,
+                    range_from(req.range.as_ref())?,
+                    types_from(&req.integration_types)?,
+                    granularity,
+                    &req.time_zone,
+                )
+                .map_err(status_from)?;
+            Ok(Response::new(proto::GetTrendsResponse {
+                series: trends
+                    .series
+                    .into_iter()
+                    .map(|s| proto::TrendSeries {
+                        integration_type: type_to(s.integration_type),
+                        points: s
+                            .points
+                            .into_iter()
+                            .map(|(start, failed)| proto::TrendPoint {
+                                bucket_start: Some(ms_to_timestamp(start)),
+                                failed,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                effective_range: Some(range_to(trends.effective_range)),
+            }))
+        })
+        .await
     }
 
     #[instrument(skip(self, request), fields(rpc = "ListFailures"))]
@@ -391,45 +427,48 @@ impl IntegrationHealth for IntegrationHealthApi {
         &self,
         request: Request<proto::ListFailuresRequest>,
     ) -> Result<Response<proto::ListFailuresResponse>, Status> {
-        let req = request.get_ref();
-        self.tenant(&request, &req.tenant_id)?;
-        let status_code = match req.status_code {
-            0 => None,
-            code @ 100..=999 => Some(code as u16),
-            _ => {
-                return Err(Status::invalid_argument(
-                    "status_code must be 0 (any) or 100..=999",
-                ))
-            }
-        };
-        let order = match proto::FailureOrder::try_from(req.order_by) {
-            Ok(proto::FailureOrder::LastSeenDesc) => query::FailureOrder::LastSeenDesc,
-            Ok(_) => query::FailureOrder::TotalErrorsDesc,
-            Err(_) => return Err(Status::invalid_argument("order_by is not a known order")),
-        };
-        let page = self
-            .engine
-            .list_failures(&query::ListFailuresRequest {
-                tenant_id: req.tenant_id.clone(),
-                range: range_from(req.range.as_ref())?,
-                types: types_from(&req.integration_types)?,
-                filter: query::FailureFilter {
-                    integration_id: non_empty(&req.integration_id),
-                    status_code,
-                    flow_id: non_empty(&req.flow_id),
-                    service_id: non_empty(&req.service_id),
-                },
-                page_size: req.page_size as usize,
-                page_token: non_empty(&req.page_token),
-                order,
-            })
-            .map_err(status_from)?;
-        Ok(Response::new(proto::ListFailuresResponse {
-            failures: page.failures.into_iter().map(failure_to).collect(),
-            next_page_token: page.next_page_token.unwrap_or_default(),
-            total_groups: page.total_groups,
-            effective_range: Some(range_to(page.effective_range)),
-        }))
+        self.timed("ListFailures", async {
+            let req = request.get_ref();
+            self.tenant(&request, &req.tenant_id)?;
+            let status_code = match req.status_code {
+                0 => None,
+                code @ 100..=999 => Some(code as u16),
+                _ => {
+                    return Err(Status::invalid_argument(
+                        "status_code must be 0 (any) or 100..=999",
+                    ))
+                }
+            };
+            let order = match proto::FailureOrder::try_from(req.order_by) {
+                Ok(proto::FailureOrder::LastSeenDesc) => query::FailureOrder::LastSeenDesc,
+                Ok(_) => query::FailureOrder::TotalErrorsDesc,
+                Err(_) => return Err(Status::invalid_argument("order_by is not a known order")),
+            };
+            let page = self
+                .engine
+                .list_failures(&query::ListFailuresRequest {
+                    tenant_id: req.tenant_id.clone(),
+                    range: range_from(req.range.as_ref())?,
+                    types: types_from(&req.integration_types)?,
+                    filter: query::FailureFilter {
+                        integration_id: non_empty(&req.integration_id),
+                        status_code,
+                        flow_id: non_empty(&req.flow_id),
+                        service_id: non_empty(&req.service_id),
+                    },
+                    page_size: req.page_size as usize,
+                    page_token: non_empty(&req.page_token),
+                    order,
+                })
+                .map_err(status_from)?;
+            Ok(Response::new(proto::ListFailuresResponse {
+                failures: page.failures.into_iter().map(failure_to).collect(),
+                next_page_token: page.next_page_token.unwrap_or_default(),
+                total_groups: page.total_groups,
+                effective_range: Some(range_to(page.effective_range)),
+            }))
+        })
+        .await
     }
 
     #[instrument(skip(self, request), fields(rpc = "GetFailureDetails"))]
@@ -437,45 +476,48 @@ impl IntegrationHealth for IntegrationHealthApi {
         &self,
         request: Request<proto::GetFailureDetailsRequest>,
     ) -> Result<Response<proto::GetFailureDetailsResponse>, Status> {
-        let req = request.get_ref();
-        self.tenant(&request, &req.tenant_id)?;
-        let details = self
-            .engine
-            .failure_details(
-                &req.tenant_id,
-                &req.failure_id,
-                range_from(req.range.as_ref())?,
-            )
-            .map_err(status_from)?;
-        let failure = failure_to(details.failure);
-        Ok(Response::new(proto::GetFailureDetailsResponse {
-            integration_id: failure.integration_id.clone(),
-            service_id: failure.service_id.clone(),
-            flow_id: failure.flow_id.clone(),
-            failure: Some(failure),
-            guidance: Some(proto::Guidance {
-                applicable: details.guidance.applicable,
-                resolution: details.guidance.resolution,
-            }),
-            hourly_trend: details
-                .hourly_trend
-                .into_iter()
-                .map(|(start, failed)| proto::HourlyPoint {
-                    bucket_start: Some(ms_to_timestamp(start)),
-                    failed,
-                })
-                .collect(),
-            recent_samples: details
-                .recent_samples
-                .into_iter()
-                .map(|s| proto::SampleEvent {
-                    event_id: s.event_id,
-                    occurred_at: Some(ms_to_timestamp(s.occurred_at_ms)),
-                    error_message: s.error_message,
-                })
-                .collect(),
-            effective_range: Some(range_to(details.effective_range)),
-        }))
+        self.timed("GetFailureDetails", async {
+            let req = request.get_ref();
+            self.tenant(&request, &req.tenant_id)?;
+            let details = self
+                .engine
+                .failure_details(
+                    &req.tenant_id,
+                    &req.failure_id,
+                    range_from(req.range.as_ref())?,
+                )
+                .map_err(status_from)?;
+            let failure = failure_to(details.failure);
+            Ok(Response::new(proto::GetFailureDetailsResponse {
+                integration_id: failure.integration_id.clone(),
+                service_id: failure.service_id.clone(),
+                flow_id: failure.flow_id.clone(),
+                failure: Some(failure),
+                guidance: Some(proto::Guidance {
+                    applicable: details.guidance.applicable,
+                    resolution: details.guidance.resolution,
+                }),
+                hourly_trend: details
+                    .hourly_trend
+                    .into_iter()
+                    .map(|(start, failed)| proto::HourlyPoint {
+                        bucket_start: Some(ms_to_timestamp(start)),
+                        failed,
+                    })
+                    .collect(),
+                recent_samples: details
+                    .recent_samples
+                    .into_iter()
+                    .map(|s| proto::SampleEvent {
+                        event_id: s.event_id,
+                        occurred_at: Some(ms_to_timestamp(s.occurred_at_ms)),
+                        error_message: s.error_message,
+                    })
+                    .collect(),
+                effective_range: Some(range_to(details.effective_range)),
+            }))
+        })
+        .await
     }
 
     #[instrument(skip(self, request), fields(rpc = "ListCommonErrors"))]
@@ -483,28 +525,31 @@ impl IntegrationHealth for IntegrationHealthApi {
         &self,
         request: Request<proto::ListCommonErrorsRequest>,
     ) -> Result<Response<proto::ListCommonErrorsResponse>, Status> {
-        self.auth.check(request.metadata(), None)?;
-        let req = request.get_ref();
-        let integration_type = match req.integration_type {
-            0 => None,
-            t => Some(type_from(t)?),
-        };
-        let status_code = match req.status_code {
-            0 => None,
-            code @ 100..=999 => Some(code as u16),
-            _ => {
-                return Err(Status::invalid_argument(
-                    "status_code must be 0 (all) or 100..=999",
-                ))
-            }
-        };
-        let errors = self
-            .engine
-            .common_errors(integration_type, status_code)
-            .into_iter()
-            .map(|(entry, guidance)| common_error_to(entry, guidance))
-            .collect();
-        Ok(Response::new(proto::ListCommonErrorsResponse { errors }))
+        self.timed("ListCommonErrors", async {
+            self.auth.check(request.metadata(), None)?;
+            let req = request.get_ref();
+            let integration_type = match req.integration_type {
+                0 => None,
+                t => Some(type_from(t)?),
+            };
+            let status_code = match req.status_code {
+                0 => None,
+                code @ 100..=999 => Some(code as u16),
+                _ => {
+                    return Err(Status::invalid_argument(
+                        "status_code must be 0 (all) or 100..=999",
+                    ))
+                }
+            };
+            let errors = self
+                .engine
+                .common_errors(integration_type, status_code)
+                .into_iter()
+                .map(|(entry, guidance)| common_error_to(entry, guidance))
+                .collect();
+            Ok(Response::new(proto::ListCommonErrorsResponse { errors }))
+        })
+        .await
     }
 
     #[instrument(skip(self, request), fields(rpc = "GetIngestStatus"))]
@@ -512,35 +557,38 @@ impl IntegrationHealth for IntegrationHealthApi {
         &self,
         request: Request<proto::GetIngestStatusRequest>,
     ) -> Result<Response<proto::GetIngestStatusResponse>, Status> {
-        self.auth.check(request.metadata(), None)?;
-        let status = self.engine.ingest_status();
-        Ok(Response::new(proto::GetIngestStatusResponse {
-            partitions: status
-                .partitions
-                .into_iter()
-                .map(|p| proto::PartitionStatus {
-                    topic: p.topic,
-                    partition: p.partition,
-                    next_offset: p.next_offset,
-                    high_watermark: p.high_watermark,
-                    lag: p.lag,
-                    snapshot_next_offset: p.snapshot.map_or(-1, |s| s.next_offset),
-                    snapshot_age_seconds: if p.snapshot_age_ms < 0 {
-                        -1.0
-                    } else {
-                        p.snapshot_age_ms as f64 / 1000.0
-                    },
-                    snapshot_bytes: p.snapshot.map_or(0, |s| s.bytes),
-                    snapshot_encode_ms: p.snapshot.map_or(0.0, |s| s.encode_ms),
-                    snapshot_write_ms: p.snapshot.map_or(0.0, |s| s.write_ms),
-                })
-                .collect(),
-            accepted: status.totals.accepted,
-            rejected: status.totals.rejected,
-            duplicates: status.totals.duplicates,
-            late_dropped: status.totals.late_dropped,
-            overflowed: status.totals.overflowed,
-        }))
+        self.timed("GetIngestStatus", async {
+            self.auth.check(request.metadata(), None)?;
+            let status = self.engine.ingest_status();
+            Ok(Response::new(proto::GetIngestStatusResponse {
+                partitions: status
+                    .partitions
+                    .into_iter()
+                    .map(|p| proto::PartitionStatus {
+                        topic: p.topic,
+                        partition: p.partition,
+                        next_offset: p.next_offset,
+                        high_watermark: p.high_watermark,
+                        lag: p.lag,
+                        snapshot_next_offset: p.snapshot.map_or(-1, |s| s.next_offset),
+                        snapshot_age_seconds: if p.snapshot_age_ms < 0 {
+                            -1.0
+                        } else {
+                            p.snapshot_age_ms as f64 / 1000.0
+                        },
+                        snapshot_bytes: p.snapshot.map_or(0, |s| s.bytes),
+                        snapshot_encode_ms: p.snapshot.map_or(0.0, |s| s.encode_ms),
+                        snapshot_write_ms: p.snapshot.map_or(0.0, |s| s.write_ms),
+                    })
+                    .collect(),
+                accepted: status.totals.accepted,
+                rejected: status.totals.rejected,
+                duplicates: status.totals.duplicates,
+                late_dropped: status.totals.late_dropped,
+                overflowed: status.totals.overflowed,
+            }))
+        })
+        .await
     }
 }
 

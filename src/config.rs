@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::store::{StoreLimits, DAY_MS, HOUR_MS};
@@ -34,7 +34,7 @@ fn invalid(setting: &'static str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -42,7 +42,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenGrant {
     pub token: String,
@@ -50,7 +50,7 @@ pub struct TokenGrant {
     pub tenants: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub brokers: String,
@@ -59,6 +59,12 @@ pub struct Config {
     /// Dead-letter topic; default `<topic>.dlq`.
     pub dlq_topic: Option<String>,
     pub grpc_addr: SocketAddr,
+    /// Prometheus `/metrics`, `/healthz` and `/readyz`.
+    pub http_addr: SocketAddr,
+    /// `/readyz` and gRPC health report ready once every partition is within this lag.
+    pub ready_max_lag: i64,
+    /// How long a graceful stop (final snapshot, commit, leave the group) may take.
+    pub shutdown_grace_ms: u64,
     /// Where snapshots live. Without it, state lives only in memory.
     pub state_dir: Option<PathBuf>,
     pub snapshot_interval_ms: u64,
@@ -81,6 +87,9 @@ impl Default for Config {
             group: "integration-health".into(),
             dlq_topic: None,
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            ready_max_lag: 1_000,
+            shutdown_grace_ms: 10_000,
             state_dir: None,
             snapshot_interval_ms: 5_000,
             retention_days: 62,
@@ -118,6 +127,24 @@ impl Config {
 
     pub fn from_toml(text: &str) -> Result<Config, String> {
         toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The effective settings as TOML, with tokens and secret Kafka properties masked.
+    pub fn redacted_toml(&self) -> String {
+        const MASK: &str = "<redacted>";
+        let mut shown = self.clone();
+        for grant in &mut shown.tokens {
+            grant.token = MASK.into();
+        }
+        for (key, value) in shown.kafka.iter_mut() {
+            let secret = ["password", "secret", "key.pem", "token"]
+                .iter()
+                .any(|word| key.contains(word));
+            if secret {
+                *value = MASK.into();
+            }
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
 
     pub fn dlq_topic(&self) -> String {
@@ -174,6 +201,18 @@ impl Config {
             .is_some_and(|d| d.as_os_str().is_empty())
         {
             return Err(invalid("state_dir", "must not be empty"));
+        }
+        if self.ready_max_lag < 0 {
+            return Err(invalid("ready_max_lag", "must not be negative"));
+        }
+        if !(100..=600_000).contains(&self.shutdown_grace_ms) {
+            return Err(invalid(
+                "shutdown_grace_ms",
+                "must be between 100 and 600000",
+            ));
+        }
+        if self.grpc_addr.port() != 0 && self.grpc_addr == self.http_addr {
+            return Err(invalid("http_addr", "must differ from grpc_addr"));
         }
         if self.group_cap_per_tenant == 0 {
             return Err(invalid("group_cap_per_tenant", "must be at least 1"));
@@ -243,6 +282,29 @@ mod tests {
         assert_eq!(config.retention_days, 40);
         assert_eq!(config.kafka["security.protocol"], "SASL_SSL");
         assert_eq!(config.tokens[0].tenants, ["acme"]);
+    }
+
+    #[test]
+    fn printed_config_hides_secrets() {
+        let mut config = Config::default();
+        config
+            .kafka
+            .insert("sasl.password".into(), "hunter2".into());
+        config.kafka.insert("sasl.username".into(), "svc".into());
+        config.tokens.push(TokenGrant {
+            token: "t0ps3cret".into(),
+            tenants: vec!["*".into()],
+        });
+        let text = config.redacted_toml();
+        assert!(
+            !text.contains("hunter2") && !text.contains("t0ps3cret"),
+            "{text}"
+        );
+        assert!(text.contains("svc"));
+        assert_eq!(
+            Config::from_toml(&text).map(|c| c.brokers),
+            Ok(config.brokers)
+        );
     }
 
     #[test]

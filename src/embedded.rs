@@ -560,6 +560,7 @@ impl TrafficProducer {
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
     pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
     pub topic: String,
     pub partitions: i32,
     pub backfill_days: i64,
@@ -570,6 +571,7 @@ impl Default for DemoOptions {
     fn default() -> Self {
         DemoOptions {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
             topic: "integration-events".into(),
             partitions: 6,
             backfill_days: 32,
@@ -632,6 +634,7 @@ pub async fn run_demo(
         brokers: bootstrap.clone(),
         topic: options.topic.clone(),
         grpc_addr: options.grpc_addr,
+        http_addr: options.http_addr,
         // The backfill waits for the consumer after each step; a long fetch wait would idle it.
         kafka: std::collections::BTreeMap::from([(
             "fetch.wait.max.ms".to_owned(),
@@ -650,6 +653,10 @@ pub async fn run_demo(
     let service = server::start(&config, Arc::new(SystemClock), shutdown.clone()).await?;
     let grpc = service.grpc_addr;
     println!("gRPC: {grpc} (health and reflection enabled)");
+    println!(
+        "metrics: http://{}/metrics (also /healthz, /readyz)",
+        service.http_addr
+    );
 
     let now_ms = SystemClock.now_ms();
     let mut simulator = Simulator::new(options.seed, now_ms);
@@ -718,6 +725,35 @@ fn live_traffic(
         last_ms = now_ms;
     }
     producer.flush();
+}
+
+/// Plays the simulated runtimes against a real cluster: history first, then live traffic
+/// until `shutdown`. Used by the docker-compose setup to feed the service.
+pub async fn run_simulator(
+    bootstrap: &str,
+    topic: &str,
+    backfill_days: i64,
+    shutdown: CancellationToken,
+) -> Result<(), EmbeddedError> {
+    let now_ms = SystemClock.now_ms();
+    let mut simulator = Simulator::new(42, now_ms);
+    let mut producer = TrafficProducer::new(bootstrap, topic)?;
+    let produced = tokio::task::spawn_blocking(move || {
+        let mut produced = 0;
+        let mut step = now_ms - backfill_days * DAY_MS;
+        while step < now_ms {
+            let events = simulator.events_between(step, (step + BACKFILL_STEP_MS).min(now_ms));
+            produced += producer.publish(&events);
+            step += BACKFILL_STEP_MS;
+        }
+        producer.flush();
+        live_traffic(simulator, producer, now_ms, &shutdown);
+        produced
+    })
+    .await
+    .unwrap_or(0);
+    info!(backfilled = produced, "simulator stopped");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -34,8 +33,9 @@ use crate::checkpoint::{self, CheckpointError, SnapshotStore};
 use crate::clock::SharedClock;
 use crate::event::{decode, DecodeLimits, EventError};
 use crate::store::{
-    PartitionKey, PartitionState, SharedPartition, SnapshotStatus, Store, StoreLimits,
+    Applied, PartitionKey, PartitionState, SharedPartition, SnapshotStatus, Store, StoreLimits,
 };
+use crate::telemetry::Metrics;
 
 /// Headers every dead-lettered message carries.
 pub const HEADER_REASON: &str = "ih-reason";
@@ -85,7 +85,6 @@ enum Command {
 pub struct IngestHandle {
     consumer: JoinHandle<()>,
     owner: JoinHandle<()>,
-    pub dlq_failures: Arc<AtomicU64>,
 }
 
 impl IngestHandle {
@@ -104,10 +103,10 @@ pub fn start(
     store: Arc<Store>,
     clock: SharedClock,
     shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
 ) -> Result<IngestHandle, IngestError> {
     let (commands, inbox) = sync_channel::<Command>(16);
-    let dlq_failures = Arc::new(AtomicU64::new(0));
-    let dead_letters = DeadLetters::new(&config, dlq_failures.clone())?;
+    let dead_letters = DeadLetters::new(&config, metrics.clone())?;
     let commits: PendingCommits = Arc::new(Mutex::new(Vec::new()));
     let snapshots = match &config.state_dir {
         Some(dir) => Some(Snapshotter::start(
@@ -116,6 +115,7 @@ pub fn start(
             store.clone(),
             clock.clone(),
             commits.clone(),
+            metrics.clone(),
         )?),
         None => None,
     };
@@ -135,6 +135,7 @@ pub fn start(
         parked: HashMap::new(),
         snapshots,
         shutdown: shutdown.clone(),
+        metrics,
     };
     let owner = std::thread::Builder::new()
         .name("ih-owner".into())
@@ -144,11 +145,7 @@ pub fn start(
         .name("ih-consumer".into())
         .spawn(move || consume(consumer, commands, commits, shutdown))
         .map_err(IngestError::Thread)?;
-    Ok(IngestHandle {
-        consumer,
-        owner,
-        dlq_failures,
-    })
+    Ok(IngestHandle { consumer, owner })
 }
 
 /// Defaults first, so a passed-through property can override them.
@@ -184,7 +181,11 @@ fn new_consumer(
 type PendingCommits = Arc<Mutex<Vec<(PartitionKey, i64)>>>;
 
 /// Kafka commits are advisory, for lag dashboards; the snapshot's offset is the truth.
-fn commit_pending(consumer: &BaseConsumer<IngestContext>, commits: &PendingCommits) {
+fn commit_pending(
+    consumer: &BaseConsumer<IngestContext>,
+    commits: &PendingCommits,
+    mode: CommitMode,
+) {
     let pending = std::mem::take(&mut *commits.lock());
     if pending.is_empty() {
         return;
@@ -194,7 +195,7 @@ fn commit_pending(consumer: &BaseConsumer<IngestContext>, commits: &PendingCommi
         let _ =
             offsets.add_partition_offset(&key.topic, key.partition, Offset::Offset(next_offset));
     }
-    if let Err(err) = consumer.commit(&offsets, CommitMode::Async) {
+    if let Err(err) = consumer.commit(&offsets, mode) {
         debug!(error = %err, "advisory offset commit failed");
     }
 }
@@ -207,7 +208,7 @@ fn consume(
 ) {
     info!("consumer started");
     while !shutdown.is_cancelled() {
-        commit_pending(&consumer, &commits);
+        commit_pending(&consumer, &commits, CommitMode::Async);
         let Some(first) = consumer.poll(POLL_TIMEOUT) else {
             continue;
         };
@@ -228,8 +229,23 @@ fn consume(
             return;
         }
     }
+    leave_group(consumer, &commits);
+}
+
+/// A graceful exit: unsubscribing revokes every partition through the owner, which writes the
+/// final snapshots; their offsets are committed; then the consumer closes and leaves the group.
+/// Messages polled after the unsubscribe were never applied and are left for the next owner.
+fn leave_group(consumer: BaseConsumer<IngestContext>, commits: &PendingCommits) {
     info!("consumer leaving the group");
-    // Dropping the consumer closes it, which runs the final revoke through the owner.
+    consumer.unsubscribe();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let _ = consumer.poll(Duration::from_millis(50));
+        if consumer.assignment().map_or(true, |a| a.count() == 0) {
+            break;
+        }
+    }
+    commit_pending(&consumer, commits, CommitMode::Sync);
     drop(consumer);
 }
 
@@ -330,6 +346,7 @@ struct Owner {
     parked: HashMap<PartitionKey, SharedPartition>,
     snapshots: Option<Snapshotter>,
     shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
 }
 
 impl Owner {
@@ -398,6 +415,7 @@ impl Owner {
     }
 
     fn assigned(&mut self, keys: Vec<PartitionKey>) -> Vec<(PartitionKey, Offset)> {
+        self.store.mark_assigned();
         let mut offsets = Vec::new();
         for key in keys {
             let Some(shared) = self.restore(&key) else {
@@ -436,6 +454,21 @@ impl Owner {
         }
     }
 
+    /// Metrics are counted per batch, not per event, to keep the hot loop free of them.
+    fn count(&self, outcomes: &[[u64; 3]; 5]) {
+        let kinds = [Applied::Accepted, Applied::Duplicate, Applied::LateDropped];
+        for (index, per_kind) in outcomes.iter().enumerate() {
+            let Some(integration_type) = crate::event::IntegrationType::from_index(index) else {
+                continue;
+            };
+            for (kind, count) in kinds.iter().zip(per_kind) {
+                if *count > 0 {
+                    self.metrics.applied(integration_type, *kind, *count);
+                }
+            }
+        }
+    }
+
     fn apply_batch(&mut self, messages: Vec<OwnedMessage>) {
         let now_ms = self.clock.now_ms();
         let limits = DecodeLimits {
@@ -455,6 +488,7 @@ impl Owner {
                 continue;
             };
             let mut rejected = Vec::new();
+            let mut outcomes = [[0u64; 3]; 5];
             // Short write-lock holds keep query latency flat while a big batch is applied.
             for chunk in messages.chunks(LOCK_CHUNK) {
                 let mut state = shared.write();
@@ -464,7 +498,8 @@ impl Owner {
                     }
                     match decode(message.payload().unwrap_or_default(), limits) {
                         Ok(event) => {
-                            state.apply(&event, &self.limits, now_ms);
+                            let applied = state.apply(&event, &self.limits, now_ms);
+                            outcomes[event.integration_type.index()][applied as usize] += 1;
                         }
                         Err(reason) => {
                             state.record_rejected();
@@ -474,7 +509,9 @@ impl Owner {
                     state.mark_applied(message.offset());
                 }
             }
+            self.count(&outcomes);
             for (message, reason) in rejected {
+                self.metrics.rejected(reason.reason_code());
                 self.dead_letters.send(message, &reason);
             }
         }
@@ -506,12 +543,13 @@ impl Snapshotter {
         counters: Arc<Store>,
         clock: SharedClock,
         commits: PendingCommits,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, IngestError> {
         let (writer, jobs) = sync_channel::<WriteJob>(4);
         let files = store.clone();
         std::thread::Builder::new()
             .name("ih-snapshots".into())
-            .spawn(move || write_snapshots(files, jobs, counters, clock, commits))
+            .spawn(move || write_snapshots(files, jobs, counters, clock, commits, metrics))
             .map_err(IngestError::Thread)?;
         Ok(Snapshotter {
             store,
@@ -584,12 +622,17 @@ fn write_snapshots(
     counters: Arc<Store>,
     clock: SharedClock,
     commits: PendingCommits,
+    metrics: Arc<Metrics>,
 ) {
     for job in jobs {
         let started = Instant::now();
         match store.write(&job.key, job.next_offset, &job.image) {
             Ok(file) => {
                 let write_ms = started.elapsed().as_secs_f64() * 1000.0;
+                metrics.snapshot(
+                    Duration::from_secs_f64(job.encode_ms / 1000.0),
+                    started.elapsed(),
+                );
                 debug!(path = %file.path.display(), bytes = job.image.len(), encode_ms = job.encode_ms, write_ms, "snapshot written");
                 counters.set_snapshot_status(
                     job.key.clone(),
@@ -618,7 +661,7 @@ pub fn check_state_dir(dir: &std::path::Path) -> Result<(), CheckpointError> {
 }
 
 struct DlqContext {
-    failures: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
 }
 
 impl ClientContext for DlqContext {
@@ -648,7 +691,7 @@ impl ProducerContext for DlqContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {
         if let Err((err, message)) = result {
-            self.failures.fetch_add(1, Ordering::Relaxed);
+            self.metrics.dlq_failures.inc();
             error!(error = %err, partition = message.partition(), "dead letter was not delivered");
         }
     }
@@ -661,13 +704,13 @@ struct DeadLetters {
 }
 
 impl DeadLetters {
-    fn new(config: &IngestConfig, failures: Arc<AtomicU64>) -> Result<Self, IngestError> {
+    fn new(config: &IngestConfig, metrics: Arc<Metrics>) -> Result<Self, IngestError> {
         let client = client_config(
             config,
             &[("enable.idempotence", "true"), ("linger.ms", "5")],
         );
         let producer = client
-            .create_with_context(DlqContext { failures })
+            .create_with_context(DlqContext { metrics })
             .map_err(IngestError::Client)?;
         Ok(DeadLetters {
             producer,

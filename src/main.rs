@@ -35,14 +35,34 @@ enum Command {
     Demo {
         #[arg(long, env = "IH_GRPC_ADDR", default_value = "127.0.0.1:50051")]
         grpc_addr: SocketAddr,
+        #[arg(long, env = "IH_HTTP_ADDR", default_value = "127.0.0.1:9464")]
+        http_addr: SocketAddr,
         #[arg(long, default_value_t = 32)]
         backfill_days: i64,
     },
     /// Ask a running service over gRPC.
     Query(QueryArgs),
+    /// Check settings without starting anything.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Publish simulated integration traffic (history, then live) to a real cluster.
+    Simulate {
+        #[arg(long, env = "IH_BROKERS")]
+        brokers: String,
+        #[arg(long, env = "IH_TOPIC", default_value = "integration-events")]
+        topic: String,
+        #[arg(long, default_value_t = 7)]
+        backfill_days: i64,
+    },
     /// Generate events and measure ingest and query speed.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate the settings `serve` would run with, and print them with secrets masked.
+    Check(ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +137,9 @@ struct ServeArgs {
     group: Option<String>,
     #[arg(long, env = "IH_GRPC_ADDR")]
     grpc_addr: Option<SocketAddr>,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, env = "IH_HTTP_ADDR")]
+    http_addr: Option<SocketAddr>,
     /// Directory for snapshots (a persistent volume in production).
     #[arg(long, env = "IH_STATE_DIR")]
     state_dir: Option<PathBuf>,
@@ -150,6 +173,9 @@ impl ServeArgs {
         }
         if let Some(addr) = self.grpc_addr {
             config.grpc_addr = addr;
+        }
+        if let Some(addr) = self.http_addr {
+            config.http_addr = addr;
         }
         if let Some(dir) = self.state_dir {
             config.state_dir = Some(dir);
@@ -215,17 +241,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Demo {
             grpc_addr,
+            http_addr,
             backfill_days,
         } => {
-            telemetry::init(
-                LogFormat::Pretty,
-                &format!(
-                    "warn,{}",
-                    cli.log.replace("info", "integration_health=warn")
-                ),
-            );
+            // The demo prints its own progress; keep the log to problems.
+            let filter = if cli.log == "info" {
+                "warn,librdkafka=error"
+            } else {
+                cli.log.as_str()
+            };
+            telemetry::init(LogFormat::Pretty, filter);
             let options = DemoOptions {
                 grpc_addr,
+                http_addr,
                 backfill_days,
                 ..DemoOptions::default()
             };
@@ -235,6 +263,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", cli::run(args).await?);
         }
         Command::Bench(command) => run_bench(command).await?,
+        Command::Config(ConfigCommand::Check(args)) => {
+            let config = args.into_config()?;
+            println!("{}", config.redacted_toml());
+            eprintln!("config is valid");
+        }
+        Command::Simulate {
+            brokers,
+            topic,
+            backfill_days,
+        } => {
+            telemetry::init(LogFormat::Pretty, &cli.log);
+            embedded::run_simulator(&brokers, &topic, backfill_days, shutdown_on_signal()).await?;
+        }
     }
     Ok(())
 }

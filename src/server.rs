@@ -18,6 +18,7 @@ use crate::ingest::{self, IngestConfig, IngestError, IngestHandle};
 use crate::proto::integration_health_server::IntegrationHealthServer;
 use crate::query::QueryEngine;
 use crate::store::Store;
+use crate::telemetry::{self, Metrics};
 
 const EVICTION_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -36,6 +37,8 @@ pub enum ServerError {
     },
     #[error("reflection service: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("graceful stop took longer than {0:?}")]
+    GraceExceeded(Duration),
     #[error("cannot accept gRPC connections: {0}")]
     Incoming(String),
     #[error("gRPC server failed: {0}")]
@@ -45,15 +48,21 @@ pub enum ServerError {
 /// A started service. Stop it by cancelling the token given to `start`, then `wait`.
 pub struct RunningService {
     pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub metrics: Arc<Metrics>,
     pub store: Arc<Store>,
     pub engine: QueryEngine,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
+    http: JoinHandle<std::io::Result<()>>,
     ingest: IngestHandle,
 }
 
 impl RunningService {
     pub async fn wait(self) -> Result<(), ServerError> {
         let served = self.server.await;
+        if let Ok(Err(err)) = self.http.await {
+            warn!(error = %err, "operations HTTP server failed");
+        }
         let ingest = self.ingest;
         if tokio::task::spawn_blocking(move || ingest.join())
             .await
@@ -104,11 +113,20 @@ pub async fn start(
         addr: config.grpc_addr,
         source,
     })?;
+    let (http_addr, http_listener) =
+        telemetry::bind_http(config.http_addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: config.http_addr,
+                source,
+            })?;
+    let metrics = Arc::new(Metrics::new());
     let ingest = ingest::start(
         ingest_config(config),
         store.clone(),
         clock.clone(),
         shutdown.clone(),
+        metrics.clone(),
     )?;
     spawn_eviction(store.clone(), clock.clone(), shutdown.clone());
 
@@ -119,10 +137,13 @@ pub async fn start(
             .iter()
             .map(|g| (g.token.as_str(), g.tenants.as_slice())),
     );
-    let (mut health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<IntegrationHealthServer<IntegrationHealthApi>>()
-        .await;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    spawn_readiness(
+        health,
+        engine.clone(),
+        config.ready_max_lag,
+        shutdown.clone(),
+    );
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -131,7 +152,11 @@ pub async fn start(
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let api = IntegrationHealthServer::new(IntegrationHealthApi::new(engine.clone(), auth));
+    let api = IntegrationHealthServer::new(IntegrationHealthApi::new(
+        engine.clone(),
+        auth,
+        metrics.clone(),
+    ));
     // Without TCP_NODELAY, responses wait on delayed ACKs (~40 ms on Linux). The flag must be
     // set on the incoming stream: the builder's own setting only applies to `serve(addr)`.
     let incoming = tonic::transport::server::TcpIncoming::from_listener(listener, true, None)
@@ -141,10 +166,20 @@ pub async fn start(
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(api)
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned());
-    info!(%grpc_addr, topic = %config.topic, brokers = %config.brokers, "serving gRPC");
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+    let router = telemetry::http_router(engine.clone(), metrics.clone(), config.ready_max_lag);
+    let http_shutdown = shutdown.clone();
+    let http = tokio::spawn(async move {
+        axum::serve(http_listener, router)
+            .with_graceful_shutdown(http_shutdown.cancelled_owned())
+            .await
+    });
+    info!(%grpc_addr, %http_addr, topic = %config.topic, brokers = %config.brokers, "serving");
     Ok(RunningService {
         grpc_addr,
+        http_addr,
+        metrics,
+        http,
         store,
         engine,
         server: tokio::spawn(server),
@@ -152,13 +187,62 @@ pub async fn start(
     })
 }
 
-/// Runs until `shutdown` is cancelled.
+/// Runs until `shutdown` is cancelled, then stops within the configured grace period.
 pub async fn run(
     config: &Config,
     clock: SharedClock,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
-    start(config, clock, shutdown).await?.wait().await
+    let service = start(config, clock, shutdown.clone()).await?;
+    shutdown.cancelled().await;
+    info!("stopping: final snapshots, commit, leaving the group");
+    let grace = Duration::from_millis(config.shutdown_grace_ms);
+    match tokio::time::timeout(grace, service.wait()).await {
+        Ok(result) => result,
+        Err(_) => Err(ServerError::GraceExceeded(grace)),
+    }
+}
+
+/// Keeps gRPC health in step with `/readyz`: SERVING only when ready.
+fn spawn_readiness(
+    mut health: tonic_health::server::HealthReporter,
+    engine: QueryEngine,
+    max_lag: i64,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut was_ready = None;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    health.set_not_serving::<IntegrationHealthServer<IntegrationHealthApi>>().await;
+                    return;
+                }
+                _ = tick.tick() => {}
+            }
+            let ready = telemetry::is_ready(&engine, max_lag).is_ok();
+            if was_ready == Some(ready) {
+                continue;
+            }
+            was_ready = Some(ready);
+            let status = if ready {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
+            health.set_service_status("", status).await;
+            if ready {
+                health
+                    .set_serving::<IntegrationHealthServer<IntegrationHealthApi>>()
+                    .await;
+            } else {
+                health
+                    .set_not_serving::<IntegrationHealthServer<IntegrationHealthApi>>()
+                    .await;
+            }
+        }
+    });
 }
 
 fn spawn_eviction(store: Arc<Store>, clock: SharedClock, shutdown: CancellationToken) {

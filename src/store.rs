@@ -693,9 +693,19 @@ pub struct SnapshotStatus {
     pub write_ms: f64,
 }
 
+/// How much the store holds, for metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Cardinality {
+    pub tenants: u64,
+    pub groups: u64,
+    pub buckets: u64,
+}
+
 /// All partitions this instance owns, plus what ingest learned about the brokers.
 #[derive(Debug)]
 pub struct Store {
+    /// Set once the consumer group has given this instance its first assignment.
+    assigned: std::sync::atomic::AtomicBool,
     limits: StoreLimits,
     partitions: DashMap<PartitionKey, SharedPartition>,
     high_watermarks: DashMap<PartitionKey, i64>,
@@ -705,6 +715,7 @@ pub struct Store {
 impl Store {
     pub fn new(limits: StoreLimits) -> Self {
         Store {
+            assigned: std::sync::atomic::AtomicBool::new(false),
             limits,
             partitions: DashMap::new(),
             high_watermarks: DashMap::new(),
@@ -714,6 +725,29 @@ impl Store {
 
     pub fn limits(&self) -> &StoreLimits {
         &self.limits
+    }
+
+    pub fn mark_assigned(&self) {
+        self.assigned
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn has_assignment(&self) -> bool {
+        self.assigned.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn cardinality(&self) -> Cardinality {
+        let mut total = Cardinality::default();
+        for (_, partition) in self.partitions() {
+            let state = partition.read();
+            total.tenants += state.tenants.len() as u64;
+            for tenant in state.tenants.values() {
+                total.groups += tenant.groups.len() as u64;
+                total.buckets +=
+                    (tenant.minutes.len() + tenant.hours.len() + tenant.codes.len()) as u64;
+            }
+        }
+        total
     }
 
     pub fn partition(&self, key: &PartitionKey) -> Option<SharedPartition> {

@@ -44,7 +44,12 @@ fn spawn(bootstrap: &str, port: u16, state: &Path, log: &Path) -> Service {
             "--group",
             "crashers",
         ])
-        .args(["--grpc-addr", &format!("127.0.0.1:{port}")])
+        .args([
+            "--grpc-addr",
+            &format!("127.0.0.1:{port}"),
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
         .arg("--state-dir")
         .arg(state)
         .args(["--snapshot-interval-ms", "300"])
@@ -139,14 +144,48 @@ async fn sigkill_at_random_moments_neither_loses_nor_doubles_an_event() {
         letters.into_iter().map(|(p, _)| p).collect();
     assert_eq!(published, truth.distinct_dead_letters());
 
+    // A graceful stop leaves a final snapshot at exactly the consumed offsets.
+    let consumed: Vec<(i32, i64)> = api
+        .get_ingest_status(proto::GetIngestStatusRequest {})
+        .await
+        .expect("status")
+        .into_inner()
+        .partitions
+        .iter()
+        .map(|p| (p.partition, p.next_offset))
+        .collect();
     let pid = service.0.id().to_string();
-    assert!(Command::new("kill")
+    let stopping = std::time::Instant::now();
+    let signalled = Command::new("kill")
         .args(["-TERM", &pid])
         .status()
-        .expect("kill")
-        .success());
+        .expect("kill");
+    assert!(signalled.success());
     let status = service.0.wait().expect("exit status");
     assert!(status.success(), "graceful stop after SIGTERM: {status}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "stopped within the grace period"
+    );
+    for (partition, next_offset) in consumed {
+        let dir = state.join(TOPIC).join(partition.to_string());
+        let newest = std::fs::read_dir(&dir)
+            .expect("snapshot dir")
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_suffix(".snap")?
+                    .parse::<i64>()
+                    .ok()
+            })
+            .max();
+        assert_eq!(
+            newest,
+            Some(next_offset),
+            "partition {partition}: final snapshot offset"
+        );
+    }
     drop(kafka);
 }
 

@@ -20,7 +20,14 @@ impl Drop for KillOnDrop {
 #[test]
 fn demo_serves_failures_for_every_type_and_stops_on_sigterm() {
     let child = Command::new(BIN)
-        .args(["demo", "--grpc-addr", "127.0.0.1:0", "--backfill-days", "3"])
+        .args([
+            "demo",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--backfill-days", "3"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -105,6 +105,7 @@ async fn every_rpc_matches_an_independent_count_of_events_that_came_through_kafk
     check_catalog(&mut api).await;
     check_dead_letters(&bootstrap, &truth);
     check_health(service.grpc_addr).await;
+    check_metrics(service.http_addr, &truth).await;
 
     shutdown.cancel();
     service.wait().await.expect("clean stop");
@@ -528,6 +529,58 @@ fn check_dead_letters(bootstrap: &str, truth: &Truth) {
         payloads, expected,
         "every rejected event is in the DLQ, byte for byte"
     );
+}
+
+async fn check_metrics(addr: std::net::SocketAddr, truth: &Truth) {
+    let (status, text) = http_get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    let events = "integration_health_events_total";
+    assert_eq!(
+        metric_sum(&text, events, &["outcome=\"accepted\""]),
+        truth.accepted() as f64
+    );
+    assert_eq!(
+        metric_sum(&text, events, &["outcome=\"duplicate\""]),
+        truth.duplicates as f64
+    );
+    assert_eq!(
+        metric_sum(&text, events, &["outcome=\"late_dropped\""]),
+        truth.late as f64
+    );
+    let rejected = metric_sum(&text, "integration_health_events_rejected_total", &[]);
+    assert_eq!(rejected, truth.dead_letters.len() as f64);
+    assert!(
+        metric_sum(
+            &text,
+            "integration_health_events_rejected_total",
+            &["reason=\"future_event\""]
+        ) > 0.0
+    );
+    assert_eq!(
+        metric_sum(&text, "integration_health_partition_lag", &[]),
+        0.0
+    );
+    assert!(
+        text.contains("integration_health_partition_lag{topic=\"outcomes\",partition=\"2\"} 0"),
+        "{text}"
+    );
+    assert!(
+        metric_sum(
+            &text,
+            "integration_health_grpc_requests_total",
+            &["rpc=\"ListFailures\"", "code=\"Ok\""]
+        ) > 0.0
+    );
+    assert!(metric_sum(&text, "integration_health_store_failure_groups", &[]) > 0.0);
+    assert!(
+        metric_sum(
+            &text,
+            "integration_health_process_resident_memory_bytes",
+            &[]
+        ) > 0.0
+    );
+    let (ready, _) = http_get(addr, "/readyz").await;
+    assert_eq!(ready, 200);
 }
 
 async fn check_health(addr: std::net::SocketAddr) {

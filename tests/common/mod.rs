@@ -41,6 +41,7 @@ pub fn test_config(
         topic: topic.into(),
         group: group.into(),
         grpc_addr: "127.0.0.1:0".parse().expect("addr"),
+        http_addr: "127.0.0.1:0".parse().expect("addr"),
         kafka: [("session.timeout.ms", "6000"), ("fetch.wait.max.ms", "10")]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -762,4 +763,41 @@ pub fn free_port() -> u16 {
         .local_addr()
         .expect("addr")
         .port()
+}
+
+/// A bare HTTP/1.0 GET, enough for the operations endpoints: (status code, body).
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("http connect");
+    let request = format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("http write");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.expect("http read");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Sums a Prometheus series over the samples whose labels contain every `label` given.
+pub fn metric_sum(exposition: &str, name: &str, labels: &[&str]) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
+        .filter(|line| labels.iter().all(|l| line.contains(l)))
+        .filter_map(|line| line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
 }
