@@ -263,7 +263,7 @@ fn common_error_to(
 
 #[tonic::async_trait]
 impl IntegrationHealth for IntegrationHealthApi {
-    #[instrument(skip(self, request), fields(rpc = "GetOverview"))]
+    #[instrument(skip(self, request), fields(rpc = "GetOverview", tenant = %request.get_ref().tenant_id))]
     async fn get_overview(
         &self,
         request: Request<proto::GetOverviewRequest>,
@@ -295,7 +295,7 @@ impl IntegrationHealth for IntegrationHealthApi {
         .await
     }
 
-    #[instrument(skip(self, request), fields(rpc = "GetPercentageChange"))]
+    #[instrument(skip(self, request), fields(rpc = "GetPercentageChange", tenant = %request.get_ref().tenant_id))]
     async fn get_percentage_change(
         &self,
         request: Request<proto::GetPercentageChangeRequest>,
@@ -343,7 +343,7 @@ impl IntegrationHealth for IntegrationHealthApi {
         .await
     }
 
-    #[instrument(skip(self, request), fields(rpc = "GetErrorBreakdown"))]
+    #[instrument(skip(self, request), fields(rpc = "GetErrorBreakdown", tenant = %request.get_ref().tenant_id))]
     async fn get_error_breakdown(
         &self,
         request: Request<proto::GetErrorBreakdownRequest>,
@@ -375,7 +375,7 @@ impl IntegrationHealth for IntegrationHealthApi {
         .await
     }
 
-    #[instrument(skip(self, request), fields(rpc = "GetTrends"))]
+    #[instrument(skip(self, request), fields(rpc = "GetTrends", tenant = %request.get_ref().tenant_id))]
     async fn get_trends(
         &self,
         request: Request<proto::GetTrendsRequest>,
@@ -422,7 +422,7 @@ impl IntegrationHealth for IntegrationHealthApi {
         .await
     }
 
-    #[instrument(skip(self, request), fields(rpc = "ListFailures"))]
+    #[instrument(skip(self, request), fields(rpc = "ListFailures", tenant = %request.get_ref().tenant_id))]
     async fn list_failures(
         &self,
         request: Request<proto::ListFailuresRequest>,
@@ -471,7 +471,7 @@ impl IntegrationHealth for IntegrationHealthApi {
         .await
     }
 
-    #[instrument(skip(self, request), fields(rpc = "GetFailureDetails"))]
+    #[instrument(skip(self, request), fields(rpc = "GetFailureDetails", tenant = %request.get_ref().tenant_id))]
     async fn get_failure_details(
         &self,
         request: Request<proto::GetFailureDetailsRequest>,

@@ -63,6 +63,8 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// `/readyz` and gRPC health report ready once every partition is within this lag.
     pub ready_max_lag: i64,
+    /// OTLP/gRPC collector, e.g. `http://otel-collector:4317`. Unset: nothing is exported.
+    pub otlp_endpoint: Option<String>,
     /// How long a graceful stop (final snapshot, commit, leave the group) may take.
     pub shutdown_grace_ms: u64,
     /// Where snapshots live. Without it, state lives only in memory.
@@ -90,6 +92,7 @@ impl Default for Config {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
             ready_max_lag: 1_000,
             shutdown_grace_ms: 10_000,
+            otlp_endpoint: None,
             state_dir: None,
             snapshot_interval_ms: 5_000,
             retention_days: 62,
@@ -201,6 +204,14 @@ impl Config {
             .is_some_and(|d| d.as_os_str().is_empty())
         {
             return Err(invalid("state_dir", "must not be empty"));
+        }
+        if let Some(endpoint) = &self.otlp_endpoint {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return Err(invalid(
+                    "otlp_endpoint",
+                    format!("{endpoint:?} must start with http:// or https://"),
+                ));
+            }
         }
         if self.ready_max_lag < 0 {
             return Err(invalid("ready_max_lag", "must not be negative"));

@@ -487,6 +487,13 @@ impl Owner {
                 debug!(topic = %key.topic, partition = key.partition, "message for a partition not owned; skipped");
                 continue;
             };
+            let span = tracing::info_span!(
+                "apply_batch",
+                topic = %key.topic,
+                partition = key.partition,
+                batch_size = messages.len()
+            );
+            let _entered = span.enter();
             let mut rejected = Vec::new();
             let mut outcomes = [[0u64; 3]; 5];
             // Short write-lock holds keep query latency flat while a big batch is applied.

@@ -154,6 +154,9 @@ struct ServeArgs {
     kafka_properties: Vec<String>,
     #[arg(long, env = "IH_LOG_FORMAT", value_parser = ["pretty", "json"])]
     log_format: Option<String>,
+    /// OTLP/gRPC collector for traces and metrics, e.g. http://otel-collector:4317.
+    #[arg(long, env = "IH_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 impl ServeArgs {
@@ -173,6 +176,9 @@ impl ServeArgs {
         }
         if let Some(addr) = self.grpc_addr {
             config.grpc_addr = addr;
+        }
+        if let Some(endpoint) = self.otlp_endpoint {
+            config.otlp_endpoint = Some(endpoint);
         }
         if let Some(addr) = self.http_addr {
             config.http_addr = addr;
@@ -236,7 +242,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = args.into_config()?;
-            telemetry::init(config.log_format, &cli.log);
+            let _telemetry =
+                telemetry::init(config.log_format, &cli.log, config.otlp_endpoint.as_deref())?;
             server::run(&config, Arc::new(SystemClock), shutdown_on_signal()).await?;
         }
         Command::Demo {
@@ -250,7 +257,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 cli.log.as_str()
             };
-            telemetry::init(LogFormat::Pretty, filter);
+            let _telemetry = telemetry::init(LogFormat::Pretty, filter, None)?;
             let options = DemoOptions {
                 grpc_addr,
                 http_addr,
@@ -273,7 +280,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             topic,
             backfill_days,
         } => {
-            telemetry::init(LogFormat::Pretty, &cli.log);
+            let _telemetry = telemetry::init(LogFormat::Pretty, &cli.log, None)?;
             embedded::run_simulator(&brokers, &topic, backfill_days, shutdown_on_signal()).await?;
         }
     }

@@ -21,6 +21,7 @@ use crate::store::Store;
 use crate::telemetry::{self, Metrics};
 
 const EVICTION_INTERVAL: Duration = Duration::from_secs(60);
+const OTLP_METRICS_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Error)]
 pub enum ServerError {
@@ -30,6 +31,8 @@ pub enum ServerError {
     Ingest(#[from] IngestError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Telemetry(#[from] telemetry::TelemetryError),
     #[error("cannot listen for gRPC on {addr}")]
     Bind {
         addr: SocketAddr,
@@ -50,6 +53,7 @@ pub struct RunningService {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub metrics: Arc<Metrics>,
+    otlp_metrics: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
     pub store: Arc<Store>,
     pub engine: QueryEngine,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
@@ -62,6 +66,9 @@ impl RunningService {
         let served = self.server.await;
         if let Ok(Err(err)) = self.http.await {
             warn!(error = %err, "operations HTTP server failed");
+        }
+        if let Some(provider) = self.otlp_metrics {
+            let _ = provider.shutdown();
         }
         let ingest = self.ingest;
         if tokio::task::spawn_blocking(move || ingest.join())
@@ -167,6 +174,14 @@ pub async fn start(
         .add_service(reflection_alpha)
         .add_service(api)
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+    let otlp_metrics = match &config.otlp_endpoint {
+        Some(endpoint) => Some(telemetry::export_metrics(
+            endpoint,
+            engine.clone(),
+            OTLP_METRICS_INTERVAL,
+        )?),
+        None => None,
+    };
     let router = telemetry::http_router(engine.clone(), metrics.clone(), config.ready_max_lag);
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
@@ -179,6 +194,7 @@ pub async fn start(
         grpc_addr,
         http_addr,
         metrics,
+        otlp_metrics,
         http,
         store,
         engine,

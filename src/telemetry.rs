@@ -25,16 +25,175 @@ use crate::event::IntegrationType;
 use crate::query::QueryEngine;
 use crate::store::Applied;
 
-pub fn init(format: LogFormat, filter: &str) {
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("cannot set up OTLP trace export to {endpoint}: {message}")]
+    Traces { endpoint: String, message: String },
+    #[error("cannot set up OTLP metric export to {endpoint}: {message}")]
+    Metrics { endpoint: String, message: String },
+}
+
+/// Flushes and stops the OTLP exporters when dropped.
+#[derive(Default)]
+pub struct TelemetryGuard {
+    tracer_provider: Option<opentelemetry_sdk::trace::TracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.tracer_provider.take() {
+            let _ = provider.shutdown();
+        }
+    }
+}
+
+fn resource() -> opentelemetry_sdk::Resource {
+    opentelemetry_sdk::Resource::new([opentelemetry::KeyValue::new(
+        "service.name",
+        "integration-health",
+    )])
+}
+
+/// Logs to stderr (pretty or JSON lines) and, when `otlp_endpoint` is set, exports spans
+/// through OTLP/gRPC. Without an endpoint nothing is exported. Must run inside the runtime.
+pub fn init(
+    format: LogFormat,
+    filter: &str,
+    otlp_endpoint: Option<&str>,
+) -> Result<TelemetryGuard, TelemetryError> {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // A second init (tests) is harmless; the first subscriber stays.
-    let _ = match format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let logs = match format {
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed(),
     };
+    let mut guard = TelemetryGuard::default();
+    let traces = match otlp_endpoint {
+        Some(endpoint) => {
+            use opentelemetry_otlp::WithExportConfig;
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .build()
+                .map_err(|e| TelemetryError::Traces {
+                    endpoint: endpoint.to_owned(),
+                    message: e.to_string(),
+                })?;
+            let provider = opentelemetry_sdk::trace::TracerProvider::builder()
+                .with_batch_exporter(exporter, opentelemetry_sdk::runtime::Tokio)
+                .with_resource(resource())
+                .build();
+            let tracer = provider.tracer("integration-health");
+            guard.tracer_provider = Some(provider);
+            Some(tracing_opentelemetry::layer().with_tracer(tracer))
+        }
+        None => None,
+    };
+    // A second init (tests) is harmless; the first subscriber stays.
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(traces)
+        .try_init();
+    Ok(guard)
+}
+
+/// Exports the service's key figures as OTLP metrics every `interval`, read from the store at
+/// each collection. The returned provider must be shut down to flush the last values.
+pub fn export_metrics(
+    endpoint: &str,
+    engine: QueryEngine,
+    interval: Duration,
+) -> Result<opentelemetry_sdk::metrics::SdkMeterProvider, TelemetryError> {
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry_otlp::WithExportConfig;
+
+    let exporter = opentelemetry_otlp::MetricExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()
+        .map_err(|e| TelemetryError::Metrics {
+            endpoint: endpoint.to_owned(),
+            message: e.to_string(),
+        })?;
+    let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(
+        exporter,
+        opentelemetry_sdk::runtime::Tokio,
+    )
+    .with_interval(interval)
+    .build();
+    let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+        .with_reader(reader)
+        .with_resource(resource())
+        .build();
+    let meter = provider.meter("integration-health");
+    let totals = |pick: fn(&crate::store::IngestTotals) -> u64,
+                  name: &'static str,
+                  help: &'static str| {
+        let engine = engine.clone();
+        meter
+            .u64_observable_counter(name)
+            .with_description(help)
+            .with_callback(move |observer| observer.observe(pick(&engine.store().totals()), &[]))
+            .build()
+    };
+    let _ = totals(
+        |t| t.accepted,
+        "integration_health.events.accepted",
+        "Events counted",
+    );
+    let _ = totals(
+        |t| t.rejected,
+        "integration_health.events.rejected",
+        "Events sent to the DLQ",
+    );
+    let _ = totals(
+        |t| t.duplicates,
+        "integration_health.events.duplicates",
+        "Repeated events ignored",
+    );
+    let _ = totals(
+        |t| t.late_dropped,
+        "integration_health.events.late_dropped",
+        "Events older than retention",
+    );
+    let lag_engine = engine.clone();
+    let _ = meter
+        .i64_observable_gauge("integration_health.partition.lag")
+        .with_description("Messages not yet applied, per partition")
+        .with_callback(move |observer| {
+            for p in lag_engine.ingest_status().partitions {
+                let labels = [
+                    opentelemetry::KeyValue::new("topic", p.topic.clone()),
+                    opentelemetry::KeyValue::new("partition", i64::from(p.partition)),
+                ];
+                observer.observe(p.lag, &labels);
+            }
+        })
+        .build();
+    let groups_engine = engine;
+    let _ = meter
+        .u64_observable_gauge("integration_health.store.failure_groups")
+        .with_description("Failure groups held in memory")
+        .with_callback(move |observer| {
+            observer.observe(groups_engine.store().cardinality().groups, &[])
+        })
+        .build();
+    let _ = meter
+        .u64_observable_gauge("integration_health.process.resident_memory")
+        .with_description("Resident set size in bytes")
+        .with_callback(|observer| observer.observe(resident_memory_bytes(), &[]))
+        .build();
+    Ok(provider)
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -1,0 +1,153 @@
+//! With an OTLP endpoint configured, spans for gRPC calls and consumed batches, and the key
+//! metrics, reach a collector. The collector here is a real OTLP/gRPC server on port 0.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use integration_health::clock::ManualClock;
+use integration_health::config::LogFormat;
+use integration_health::embedded::EmbeddedKafka;
+use integration_health::{proto, server, telemetry};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Default)]
+struct Collector {
+    spans: Arc<Mutex<Vec<(String, Vec<String>)>>>,
+    metrics: Arc<Mutex<Vec<String>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.spans.lock();
+        for resource in request.into_inner().resource_spans {
+            for scope in resource.scope_spans {
+                for span in scope.spans {
+                    let keys = span.attributes.iter().map(|a| a.key.clone()).collect();
+                    spans.push((span.name, keys));
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let mut names = self.metrics.lock();
+        for resource in request.into_inner().resource_metrics {
+            for scope in resource.scope_metrics {
+                names.extend(scope.metrics.into_iter().map(|m| m.name));
+            }
+        }
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_and_metrics_reach_an_otlp_collector() {
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    let serving = {
+        let collector = collector.clone();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(collector.clone()))
+                .add_service(MetricsServiceServer::new(collector))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        )
+    };
+    let guard = telemetry::init(LogFormat::Pretty, "info,librdkafka=off", Some(&endpoint))
+        .expect("telemetry");
+
+    let kafka = EmbeddedKafka::start(1).expect("mock cluster");
+    kafka.create_topic("traced", 1).expect("topic");
+    kafka.create_topic("traced.dlq", 1).expect("dlq");
+    let bootstrap = kafka.bootstrap_servers();
+    let generated = generate(9, 500, NOW);
+    let messages: Vec<Message> = generated.messages.iter().map(|(_, m)| m.clone()).collect();
+    publish(&producer(&bootstrap), "traced", &messages).await;
+    let mut config = test_config(&bootstrap, "traced", "traced");
+    config.otlp_endpoint = Some(endpoint);
+    let stop = CancellationToken::new();
+    let service = server::start(&config, Arc::new(ManualClock::new(NOW)), stop.clone())
+        .await
+        .expect("starts");
+    let mut api = client(service.grpc_addr).await;
+    let total = messages.len() as u64;
+    wait_until("consumed", Duration::from_secs(60), || {
+        let mut api = api.clone();
+        async move {
+            let s = api
+                .get_ingest_status(proto::GetIngestStatusRequest {})
+                .await
+                .expect("status")
+                .into_inner();
+            s.accepted + s.rejected + s.duplicates + s.late_dropped == total
+        }
+    })
+    .await;
+    api.get_overview(proto::GetOverviewRequest {
+        tenant_id: "acme".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("overview");
+    stop.cancel();
+    service.wait().await.expect("clean stop");
+    // Shutting the provider down flushes every span still batched.
+    drop(guard);
+
+    wait_until("spans exported", Duration::from_secs(20), || {
+        let spans = collector.spans.clone();
+        async move {
+            let spans = spans.lock();
+            let overview = spans
+                .iter()
+                .any(|(name, keys)| name == "get_overview" && keys.iter().any(|k| k == "tenant"));
+            let batch = spans.iter().any(|(name, keys)| {
+                name == "apply_batch" && keys.iter().any(|k| k == "batch_size")
+            });
+            overview && batch
+        }
+    })
+    .await;
+    wait_until("metrics exported", Duration::from_secs(20), || {
+        let metrics = collector.metrics.clone();
+        async move {
+            metrics
+                .lock()
+                .iter()
+                .any(|m| m == "integration_health.events.accepted")
+        }
+    })
+    .await;
+    serving.abort();
+    drop(kafka);
+}
