@@ -26,9 +26,12 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
+/// A received span: its name and attribute keys.
+type SpanSeen = (String, Vec<String>);
+
 #[derive(Clone, Default)]
 struct Collector {
-    spans: Arc<Mutex<Vec<(String, Vec<String>)>>>,
+    spans: Arc<Mutex<Vec<SpanSeen>>>,
     metrics: Arc<Mutex<Vec<String>>>,
 }
 
