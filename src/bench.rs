@@ -256,17 +256,6 @@ fn throughput(threads: usize, events: u64, bytes: u64, elapsed: Duration) -> Thr
     }
 }
 
-pub fn rss_bytes() -> u64 {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return 0;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -531,7 +520,7 @@ fn finish_report(
         input_bytes: bytes,
         single_thread,
         all_threads,
-        rss_bytes: rss_bytes(),
+        rss_bytes: crate::telemetry::resident_memory_bytes(),
         state_bytes_estimate,
         groups,
         snapshot_bytes,

@@ -739,6 +739,32 @@ pub fn day_boundaries(tz: Tz, range: TimeRange) -> Result<Vec<i64>, QueryError> 
     Ok(boundaries)
 }
 
+/// A table row from a group's strings and the given (total, first seen, last seen).
+fn failure_row(
+    partition: &PartitionState,
+    key: &GroupKey,
+    group: &GroupState,
+    numbers: (u64, i64, i64),
+) -> FailureRow {
+    let text = |sym| partition.interner.resolve(sym).to_owned();
+    let (total_errors, first_seen_ms, last_seen_ms) = numbers;
+    FailureRow {
+        failure_id: format_failure_id(group.failure_id),
+        integration_type: key.integration_type,
+        integration_id: text(key.integration_id),
+        integration_name: text(group.integration_name),
+        failure_description: text(key.description),
+        status_code: key.status_code,
+        service_id: text(key.service_id),
+        service_name: text(group.service_name),
+        flow_id: text(key.flow_id),
+        flow_name: text(group.flow_name),
+        total_errors,
+        first_seen_ms,
+        last_seen_ms,
+    }
+}
+
 fn merged_part(
     partition: &PartitionState,
     key: &GroupKey,
@@ -752,21 +778,16 @@ fn merged_part(
         .map(|(h, s)| (*h, s.count))
         .collect();
     MergedGroup {
-        row: FailureRow {
-            failure_id: format_failure_id(group.failure_id),
-            integration_type: key.integration_type,
-            integration_id: text(key.integration_id),
-            integration_name: text(group.integration_name),
-            failure_description: text(key.description),
-            status_code: key.status_code,
-            service_id: text(key.service_id),
-            service_name: text(group.service_name),
-            flow_id: text(key.flow_id),
-            flow_name: text(group.flow_name),
-            total_errors: hours.values().sum(),
-            first_seen_ms: group.first_seen_ms().unwrap_or(0),
-            last_seen_ms: group.last_seen_ms().unwrap_or(0),
-        },
+        row: failure_row(
+            partition,
+            key,
+            group,
+            (
+                hours.values().sum(),
+                group.first_seen_ms().unwrap_or(0),
+                group.last_seen_ms().unwrap_or(0),
+            ),
+        ),
         names_at_ms: group.names_at_ms,
         hours,
         samples: group
@@ -834,22 +855,12 @@ impl Ranked {
                 .get(&key)
                 .filter(|g| g.failure_id == self.failure_id)
         })?;
-        let text = |sym| guard.interner.resolve(sym).to_owned();
-        Some(FailureRow {
-            failure_id: format_failure_id(self.failure_id),
-            integration_type: key.integration_type,
-            integration_id: text(key.integration_id),
-            integration_name: text(group.integration_name),
-            failure_description: text(key.description),
-            status_code: key.status_code,
-            service_id: text(key.service_id),
-            service_name: text(group.service_name),
-            flow_id: text(key.flow_id),
-            flow_name: text(group.flow_name),
-            total_errors: self.total,
-            first_seen_ms: self.first_ms,
-            last_seen_ms: self.last_ms,
-        })
+        Some(failure_row(
+            &guard,
+            &key,
+            group,
+            (self.total, self.first_ms, self.last_ms),
+        ))
     }
 }
 

@@ -5,7 +5,6 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::TimeZone;
 use common::*;
@@ -77,22 +76,7 @@ async fn every_rpc_matches_an_independent_count_of_events_that_came_through_kafk
 
     let mut api = client(service.grpc_addr).await;
     let expected_total = messages.len() as u64;
-    wait_until("all messages consumed", Duration::from_secs(60), || {
-        let mut api = api.clone();
-        async move {
-            let s = api
-                .get_ingest_status(proto::GetIngestStatusRequest {})
-                .await
-                .expect("status")
-                .into_inner();
-            let seen = s.accepted + s.rejected + s.duplicates + s.late_dropped;
-            seen == expected_total
-                && s.partitions
-                    .iter()
-                    .all(|p| p.high_watermark >= 0 && p.lag == 0)
-        }
-    })
-    .await;
+    wait_applied(&api, expected_total).await;
 
     check_status(&mut api, &truth).await;
     for tenant in TENANTS {
@@ -381,15 +365,7 @@ async fn check_failures_and_details(
     }
     let mut by_identity: HashMap<GroupId, &proto::FailureGroup> = HashMap::new();
     for row in &rows {
-        let id = (
-            tenant.to_owned(),
-            type_str(row.integration_type),
-            row.integration_id.clone(),
-            row.service_id.clone(),
-            row.flow_id.clone(),
-            row.status_code as u16,
-            row.failure_description.clone(),
-        );
+        let id = group_id(tenant, row);
         assert!(by_identity.insert(id, row).is_none(), "no duplicate rows");
     }
     for (id, group) in &expected {
@@ -443,15 +419,7 @@ async fn check_failures_and_details(
             .await
             .expect("details")
             .into_inner();
-        let id = (
-            tenant.to_owned(),
-            type_str(row.integration_type),
-            row.integration_id.clone(),
-            row.service_id.clone(),
-            row.flow_id.clone(),
-            row.status_code as u16,
-            row.failure_description.clone(),
-        );
+        let id = group_id(tenant, row);
         let group = &expected[&id];
         let failure = d.failure.expect("failure");
         assert_eq!(failure.total_errors, group.total);

@@ -104,18 +104,7 @@ async fn spans_and_metrics_reach_an_otlp_collector() {
         .expect("starts");
     let mut api = client(service.grpc_addr).await;
     let total = messages.len() as u64;
-    wait_until("consumed", Duration::from_secs(60), || {
-        let mut api = api.clone();
-        async move {
-            let s = api
-                .get_ingest_status(proto::GetIngestStatusRequest {})
-                .await
-                .expect("status")
-                .into_inner();
-            s.accepted + s.rejected + s.duplicates + s.late_dropped == total
-        }
-    })
-    .await;
+    wait_applied(&api, total).await;
     api.get_overview(proto::GetOverviewRequest {
         tenant_id: "acme".into(),
         ..Default::default()

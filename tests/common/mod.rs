@@ -662,15 +662,7 @@ pub async fn assert_matches_truth(
         let groups = truth.groups(tenant, effective.0, effective.1);
         assert_eq!(rows.len(), groups.len(), "{tenant} group count");
         for row in &rows {
-            let id = (
-                (*tenant).to_owned(),
-                type_name(row.integration_type),
-                row.integration_id.clone(),
-                row.service_id.clone(),
-                row.flow_id.clone(),
-                row.status_code as u16,
-                row.failure_description.clone(),
-            );
+            let id = group_id(tenant, row);
             let group = groups
                 .get(&id)
                 .unwrap_or_else(|| panic!("unexpected group {id:?}"));
@@ -690,15 +682,7 @@ pub async fn assert_matches_truth(
                 .await
                 .expect("details")
                 .into_inner();
-            let id = (
-                (*tenant).to_owned(),
-                type_name(row.integration_type),
-                row.integration_id.clone(),
-                row.service_id.clone(),
-                row.flow_id.clone(),
-                row.status_code as u16,
-                row.failure_description.clone(),
-            );
+            let id = group_id(tenant, row);
             let samples: Vec<(i64, String)> = d
                 .recent_samples
                 .iter()
@@ -800,4 +784,37 @@ pub fn metric_sum(exposition: &str, name: &str, labels: &[&str]) -> f64 {
         .filter(|line| labels.iter().all(|l| line.contains(l)))
         .filter_map(|line| line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
         .sum()
+}
+
+/// The identity of a failure group as the truth keys it.
+pub fn group_id(tenant: &str, row: &proto::FailureGroup) -> GroupId {
+    (
+        tenant.to_owned(),
+        TYPES[(row.integration_type - 1) as usize],
+        row.integration_id.clone(),
+        row.service_id.clone(),
+        row.flow_id.clone(),
+        row.status_code as u16,
+        row.failure_description.clone(),
+    )
+}
+
+/// Waits until the instance has applied `total` messages with nothing left to consume.
+pub async fn wait_applied(api: &IntegrationHealthClient<Channel>, total: u64) {
+    wait_until("every message applied", Duration::from_secs(60), || {
+        let mut api = api.clone();
+        async move {
+            let s = api
+                .get_ingest_status(proto::GetIngestStatusRequest {})
+                .await
+                .expect("status")
+                .into_inner();
+            let seen = s.accepted + s.rejected + s.duplicates + s.late_dropped;
+            seen == total
+                && s.partitions
+                    .iter()
+                    .all(|p| p.high_watermark >= 0 && p.lag == 0)
+        }
+    })
+    .await;
 }
