@@ -78,7 +78,8 @@ impl StoreLimits {
 pub type Sym = u32;
 
 /// Maps strings to small ids so groups and samples store each distinct string once.
-/// It only grows; a restore from snapshot rebuilds it with just the live strings.
+/// It only grows: strings of evicted groups stay, and are snapshotted, until the partition is
+/// rebuilt from Kafka. Compaction is not done yet.
 #[derive(Debug, Default)]
 pub struct Interner {
     ids: HashMap<Arc<str>, Sym>,
