@@ -62,7 +62,12 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Validate the settings `serve` would run with, and print them with secrets masked.
-    Check(ServeArgs),
+    Check {
+        /// The TOML file to check (same as --config).
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        args: ServeArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -270,7 +275,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", cli::run(args).await?);
         }
         Command::Bench(command) => run_bench(command).await?,
-        Command::Config(ConfigCommand::Check(args)) => {
+        Command::Config(ConfigCommand::Check { file, mut args }) => {
+            if file.is_some() {
+                args.config = file;
+            }
             let config = args.into_config()?;
             println!("{}", config.redacted_toml());
             eprintln!("config is valid");

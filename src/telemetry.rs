@@ -467,13 +467,19 @@ pub fn is_ready(engine: &QueryEngine, max_lag: i64) -> Result<(), String> {
     if !engine.store().has_assignment() {
         return Err("waiting for the consumer group to assign partitions".into());
     }
-    let status = engine.ingest_status();
-    if let Some(p) = status.partitions.iter().find(|p| p.high_watermark < 0) {
+    // Lag only means something once the broker has reported the partition's high watermark.
+    let store = engine.store();
+    if let Some((key, _)) = store
+        .partitions()
+        .into_iter()
+        .find(|(key, _)| store.high_watermark(key).is_none())
+    {
         return Err(format!(
-            "{}[{}]: high watermark not known yet",
-            p.topic, p.partition
+            "{}[{}]: high watermark not reported yet",
+            key.topic, key.partition
         ));
     }
+    let status = engine.ingest_status();
     if let Some(p) = status.partitions.iter().find(|p| p.lag > max_lag) {
         return Err(format!(
             "{}[{}]: lag {} above {max_lag}",

@@ -98,7 +98,7 @@ fn config_check_names_the_bad_setting_and_masks_secrets() {
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "retention_days = 1\n").expect("write");
     let output = Command::new(BIN)
-        .args(["config", "check", "--config"])
+        .args(["config", "check"])
         .arg(&bad)
         .output()
         .expect("runs");
