@@ -571,6 +571,22 @@ mod tests {
         assert_eq!(decode(b"", limits()).unwrap_err(), EventError::EmptyPayload);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let _ = decode(&bytes, limits());
+        }
+
+        #[test]
+        fn mangled_events_never_panic(cut in 0usize..400, flip in 0usize..400, byte in proptest::num::u8::ANY) {
+            let mut bytes = serde_json::to_vec(&base()).unwrap();
+            let flip = flip % bytes.len();
+            bytes[flip] = byte;
+            bytes.truncate(cut.min(bytes.len()));
+            let _ = decode(&bytes, limits());
+        }
+    }
+
     #[test]
     fn missing_required_fields_are_named() {
         for field in [
