@@ -10,6 +10,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+mod scan;
+
 pub const MAX_EVENT_ID_CHARS: usize = 128;
 pub const MAX_TENANT_ID_CHARS: usize = 64;
 pub const MAX_INTEGRATION_ID_CHARS: usize = 128;
@@ -137,7 +139,7 @@ pub struct Event<'a> {
     pub latency_ms: Option<f64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default, Debug, PartialEq)]
 struct RawEvent<'a> {
     #[serde(borrow)]
     event_id: Option<Cow<'a, str>>,
@@ -167,6 +169,7 @@ struct RawEvent<'a> {
     latency_ms: Option<f64>,
 }
 
+#[derive(Debug, PartialEq)]
 enum RawTime<'a> {
     EpochMillis(i64),
     Text(Cow<'a, str>),
@@ -222,10 +225,9 @@ pub fn decode(payload: &[u8], limits: DecodeLimits) -> Result<Event<'_>, EventEr
     if payload.is_empty() {
         return Err(EventError::EmptyPayload);
     }
-    // sonic-rs parses with SIMD and validates UTF-8; serde_json stays for the slow diagnosis.
-    let raw: RawEvent<'_> = match sonic_rs::from_slice(payload) {
-        Ok(raw) => raw,
-        Err(_) => return Err(diagnose(payload)),
+    let raw = match scan::scan(payload) {
+        Some(raw) => raw,
+        None => decode_general(payload)?,
     };
     let event = validate(raw)?;
     let ahead_ms = event.occurred_at_ms.saturating_sub(limits.now_ms);
@@ -236,6 +238,12 @@ pub fn decode(payload: &[u8], limits: DecodeLimits) -> Result<Event<'_>, EventEr
         });
     }
     Ok(event)
+}
+
+/// Any valid JSON: escapes, odd spacing, everything the fast scanner leaves to it. sonic-rs
+/// parses with SIMD and validates UTF-8; serde_json stays for the slow diagnosis.
+fn decode_general(payload: &[u8]) -> Result<RawEvent<'_>, EventError> {
+    sonic_rs::from_slice(payload).map_err(|_| diagnose(payload))
 }
 
 /// Slow path for payloads the typed decoder refused: find the field to blame.
@@ -432,6 +440,8 @@ fn parse_time(raw: RawTime<'_>) -> Result<i64, EventError> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::prop;
+
     use super::*;
 
     const NOW: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -571,7 +581,83 @@ mod tests {
         assert_eq!(decode(b"", limits()).unwrap_err(), EventError::EmptyPayload);
     }
 
+    /// The fast scanner must accept only what the general decoder accepts, with equal values.
+    fn agrees_with_the_general_decoder(bytes: &[u8]) {
+        if let Some(fast) = scan::scan(bytes) {
+            let general = decode_general(bytes);
+            assert_eq!(
+                general.as_ref().ok(),
+                Some(&fast),
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+
+    #[test]
+    fn scanner_agrees_on_tricky_inputs() {
+        let cases: &[&[u8]] = &[
+            br#"{"event_id":"a","event_id":"b"}"#,
+            br#"{"event_id":null,"event_id":"b"}"#,
+            br#"{"status_code":404.0}"#,
+            br#"{"status_code":4e2}"#,
+            br#"{"status_code":"404"}"#,
+            br#"{"status_code":99999999999999999999}"#,
+            br#"{"occurred_at":1.5}"#,
+            br#"{"occurred_at":-5}"#,
+            br#"{"latency_ms":1e999}"#,
+            br#"{"latency_ms":12}"#,
+            br#"{"x":[1,{"y":[true,false,null,"z"]}],"event_id":"e"}"#,
+            br#"{"x":01}"#,
+            br#"{"x":-}"#,
+            br#"{"x":1.}"#,
+            br#"{}"#,
+            br#" { "event_id" : "e" } "#,
+            br#"{"event_id":"e",}"#,
+            br#"{"event_id":"e"} x"#,
+            br#"{"event_\u0069d":"e"}"#,
+            b"{\"event_id\":\"a\tb\"}",
+            br#"[]"#,
+        ];
+        for case in cases {
+            agrees_with_the_general_decoder(case);
+        }
+        assert!(scan::scan(br#"{"event_id":"a","event_id":"b"}"#).is_none());
+        assert!(scan::scan(br#"{"status_code":4e2}"#).is_none());
+        let payload = serde_json::to_vec(&base()).unwrap();
+        assert!(
+            scan::scan(&payload).is_some(),
+            "the common shape takes the fast path"
+        );
+        assert_eq!(decode(&payload, limits()).unwrap().status_code, Some(503));
+    }
+
     proptest::proptest! {
+        #[test]
+        fn scanner_agrees_on_mangled_events(cut in 0usize..400, flip in 0usize..400, byte in proptest::num::u8::ANY) {
+            let mut bytes = serde_json::to_vec(&base()).unwrap();
+            let flip = flip % bytes.len();
+            bytes[flip] = byte;
+            bytes.truncate(cut.min(bytes.len()));
+            agrees_with_the_general_decoder(&bytes);
+        }
+
+        #[test]
+        fn scanner_agrees_on_generated_objects(
+            fields in proptest::collection::vec(
+                (
+                    prop::sample::select(vec!["event_id", "tenant_id", "occurred_at", "status_code", "latency_ms", "outcome", "extra", "nested"]),
+                    prop::sample::select(vec!["\"t\"", "null", "12", "-3", "1.5", "2e3", "true", "[1,\"a\"]", "{\"k\":{}}", "\"a\\\"b\"", "99999999999999999999"]),
+                ),
+                0..8,
+            ),
+            space in prop::sample::select(vec!["", " ", "\n\t"]),
+        ) {
+            let body: Vec<String> = fields.iter().map(|(k, v)| format!("{space}\"{k}\"{space}:{space}{v}")).collect();
+            let text = format!("{{{}{space}}}", body.join(","));
+            agrees_with_the_general_decoder(text.as_bytes());
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
             let _ = decode(&bytes, limits());
