@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use crate::catalog::CatalogEntry;
-use crate::event::{IntegrationType, MAX_TENANT_ID_CHARS};
+use crate::event::{is_tenant_char, IntegrationType, MAX_TENANT_ID_CHARS};
 use crate::proto;
 use crate::proto::integration_health_server::IntegrationHealth;
 use crate::query::{self, QueryEngine, QueryError, TimeRange, TypeFilter};
@@ -126,9 +126,7 @@ pub fn status_from(error: QueryError) -> Status {
 }
 
 fn validate_tenant(tenant_id: &str) -> Result<(), Status> {
-    let valid_chars = tenant_id
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'));
+    let valid_chars = tenant_id.chars().all(is_tenant_char);
     if tenant_id.is_empty() || tenant_id.len() > MAX_TENANT_ID_CHARS || !valid_chars {
         return Err(Status::invalid_argument(
             "tenant_id must be 1..64 characters of A-Z a-z 0-9 . _ : -",

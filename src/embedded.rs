@@ -29,6 +29,8 @@ pub enum EmbeddedError {
     Kafka(#[from] KafkaError),
     #[error(transparent)]
     Server(#[from] ServerError),
+    #[error("demo task failed: {0}")]
+    Task(String),
     #[error("backfill stalled: {consumed} of {produced} events consumed after {waited_secs} s")]
     BackfillStalled {
         produced: u64,
@@ -674,11 +676,7 @@ pub async fn run_demo(
         (simulator, producer, produced)
     })
     .await
-    .map_err(|_| EmbeddedError::BackfillStalled {
-        produced: 0,
-        consumed: 0,
-        waited_secs: 0,
-    })?;
+    .map_err(|e| EmbeddedError::Task(e.to_string()))?;
     let produced = produced?;
     info!(
         produced,

@@ -371,7 +371,8 @@ fn validate(raw: RawEvent<'_>) -> Result<Event<'_>, EventError> {
     })
 }
 
-fn is_tenant_char(c: char) -> bool {
+/// Characters allowed in a tenant id; the API checks requested tenants with the same rule.
+pub fn is_tenant_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')
 }
 
