@@ -7,9 +7,7 @@ use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion
 use integration_health::bench::{generate_lines, GenSpec};
 use integration_health::clock::ManualClock;
 use integration_health::event::{decode, DecodeLimits};
-use integration_health::query::{
-    FailureFilter, FailureOrder, Granularity, ListFailuresRequest, QueryEngine, TypeFilter,
-};
+use integration_health::query::{Granularity, ListFailuresRequest, QueryEngine, TypeFilter};
 use integration_health::store::{PartitionKey, PartitionState, Store, StoreLimits, DAY_MS};
 use parking_lot::RwLock;
 
@@ -74,15 +72,7 @@ fn bench_queries(c: &mut Criterion) {
     let engine = QueryEngine::new(Arc::new(store), Arc::new(ManualClock::new(END_MS + 60_000)));
     let tenant = "tenant-0000";
     let all = TypeFilter::all();
-    let failures = ListFailuresRequest {
-        tenant_id: tenant.into(),
-        range: None,
-        types: all,
-        filter: FailureFilter::default(),
-        page_size: 50,
-        page_token: None,
-        order: FailureOrder::TotalErrorsDesc,
-    };
+    let failures = ListFailuresRequest::first_page(tenant, 50);
     let top = engine
         .list_failures(&failures)
         .ok()

@@ -15,9 +15,7 @@ use thiserror::Error;
 use crate::checkpoint::{self, SnapshotStore};
 use crate::clock::ManualClock;
 use crate::event::{decode, DecodeLimits, IntegrationType};
-use crate::query::{
-    FailureFilter, FailureOrder, Granularity, ListFailuresRequest, QueryEngine, TypeFilter,
-};
+use crate::query::{Granularity, ListFailuresRequest, QueryEngine, TypeFilter};
 use crate::store::{PartitionKey, PartitionState, Store, StoreLimits, DAY_MS, MINUTE_MS};
 
 #[derive(Debug, Error)]
@@ -286,15 +284,7 @@ pub fn query_latencies(engine: &QueryEngine, tenant: &str, rounds: usize) -> Vec
     type Query<'a> = (&'static str, Box<dyn Fn() + 'a>);
     let all = TypeFilter::all();
     let top_failure = engine
-        .list_failures(&ListFailuresRequest {
-            tenant_id: tenant.to_owned(),
-            range: None,
-            types: all,
-            filter: FailureFilter::default(),
-            page_size: 1,
-            page_token: None,
-            order: FailureOrder::TotalErrorsDesc,
-        })
+        .list_failures(&ListFailuresRequest::first_page(tenant, 1))
         .ok()
         .and_then(|p| p.failures.into_iter().next())
         .map(|row| row.failure_id);
@@ -325,17 +315,7 @@ pub fn query_latencies(engine: &QueryEngine, tenant: &str, rounds: usize) -> Vec
         ),
         (
             "failures",
-            Box::new(|| {
-                drop(engine.list_failures(&ListFailuresRequest {
-                    tenant_id: tenant.to_owned(),
-                    range: None,
-                    types: all,
-                    filter: FailureFilter::default(),
-                    page_size: 50,
-                    page_token: None,
-                    order: FailureOrder::TotalErrorsDesc,
-                }))
-            }),
+            Box::new(|| drop(engine.list_failures(&ListFailuresRequest::first_page(tenant, 50)))),
         ),
         (
             "failure_details",
@@ -593,16 +573,24 @@ pub fn render_ingest(report: &IngestReport) -> String {
     out
 }
 
-#[derive(Debug, Clone, Copy)]
+/// What `bench e2e` runs; also its command-line flags.
+#[derive(Debug, Clone, Copy, clap::Args)]
 pub struct E2eSpec {
+    #[arg(long, default_value_t = 1_000_000)]
     pub events: u64,
+    #[arg(long, default_value_t = 100)]
     pub tenants: u32,
+    #[arg(long, default_value_t = 60)]
     pub days: u32,
-    /// Events per second to publish; `None` publishes flat out.
+    /// Events per second to publish; flat out when absent.
+    #[arg(long)]
     pub rate: Option<u64>,
+    #[arg(long, default_value_t = 6)]
     pub partitions: i32,
+    #[arg(long, default_value_t = 4)]
     pub clients: usize,
     /// Dashboard RPCs per second across all clients, the way a fleet of open dashboards polls.
+    #[arg(long, default_value_t = 600)]
     pub rpc_rate: u64,
 }
 

@@ -108,22 +108,8 @@ enum BenchCommand {
     /// Publish through the in-process mock cluster while the service consumes and gRPC clients
     /// query it; then restart the service from its snapshots.
     E2e {
-        #[arg(long, default_value_t = 1_000_000)]
-        events: u64,
-        #[arg(long, default_value_t = 100)]
-        tenants: u32,
-        #[arg(long, default_value_t = 60)]
-        days: u32,
-        /// Target events per second; flat out when absent.
-        #[arg(long)]
-        rate: Option<u64>,
-        #[arg(long, default_value_t = 6)]
-        partitions: i32,
-        #[arg(long, default_value_t = 4)]
-        clients: usize,
-        /// Dashboard RPCs per second across all clients.
-        #[arg(long, default_value_t = 600)]
-        rpc_rate: u64,
+        #[command(flatten)]
+        spec: bench::E2eSpec,
         #[arg(long)]
         json: bool,
     },
@@ -351,25 +337,7 @@ async fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
                 print!("{}", bench::render_ingest(&report));
             }
         }
-        BenchCommand::E2e {
-            events,
-            tenants,
-            days,
-            rate,
-            partitions,
-            clients,
-            rpc_rate,
-            json,
-        } => {
-            let spec = bench::E2eSpec {
-                events,
-                tenants,
-                days,
-                rate,
-                partitions,
-                clients,
-                rpc_rate,
-            };
+        BenchCommand::E2e { spec, json } => {
             let report = bench::run_e2e(spec).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

@@ -170,6 +170,21 @@ pub struct ListFailuresRequest {
     pub order: FailureOrder,
 }
 
+impl ListFailuresRequest {
+    /// The first page of a tenant's whole table in the default order and range.
+    pub fn first_page(tenant_id: &str, page_size: usize) -> Self {
+        ListFailuresRequest {
+            tenant_id: tenant_id.to_owned(),
+            range: None,
+            types: TypeFilter::all(),
+            filter: FailureFilter::default(),
+            page_size,
+            page_token: None,
+            order: FailureOrder::TotalErrorsDesc,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SampleRow {
     pub event_id: String,

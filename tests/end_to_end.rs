@@ -331,25 +331,7 @@ async fn check_failures_and_details(
     truth: &Truth,
     tenant: &str,
 ) {
-    let mut rows = Vec::new();
-    let mut token = String::new();
-    let (effective, total_groups) = loop {
-        let page = api
-            .list_failures(proto::ListFailuresRequest {
-                tenant_id: tenant.into(),
-                page_size: 7,
-                page_token: token.clone(),
-                ..Default::default()
-            })
-            .await
-            .expect("failures")
-            .into_inner();
-        rows.extend(page.failures);
-        if page.next_page_token.is_empty() {
-            break (span(&page.effective_range), page.total_groups);
-        }
-        token = page.next_page_token;
-    };
+    let (rows, effective, total_groups) = all_failures(api, tenant, 7).await;
     let expected = truth.groups(tenant, effective.0, effective.1);
     assert_eq!(
         rows.len(),

@@ -640,25 +640,7 @@ pub async fn assert_matches_truth(
             }
         }
 
-        let mut rows = Vec::new();
-        let mut token = String::new();
-        let effective = loop {
-            let page = api
-                .list_failures(proto::ListFailuresRequest {
-                    tenant_id: (*tenant).into(),
-                    page_size: 50,
-                    page_token: token.clone(),
-                    ..Default::default()
-                })
-                .await
-                .expect("failures")
-                .into_inner();
-            rows.extend(page.failures);
-            if page.next_page_token.is_empty() {
-                break bounds(&page.effective_range);
-            }
-            token = page.next_page_token;
-        };
+        let (rows, effective, _) = all_failures(api, tenant, 50).await;
         let groups = truth.groups(tenant, effective.0, effective.1);
         assert_eq!(rows.len(), groups.len(), "{tenant} group count");
         for row in &rows {
@@ -817,4 +799,32 @@ pub async fn wait_applied(api: &IntegrationHealthClient<Channel>, total: u64) {
         }
     })
     .await;
+}
+
+/// Every row of a tenant's failures table, page by page, with the effective range (start, end)
+/// and the `total_groups` the last page reported.
+pub async fn all_failures(
+    api: &mut IntegrationHealthClient<Channel>,
+    tenant: &str,
+    page_size: u32,
+) -> (Vec<proto::FailureGroup>, (i64, i64), u64) {
+    let mut rows = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = api
+            .list_failures(proto::ListFailuresRequest {
+                tenant_id: tenant.into(),
+                page_size,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("failures")
+            .into_inner();
+        rows.extend(page.failures);
+        if page.next_page_token.is_empty() {
+            return (rows, bounds(&page.effective_range), page.total_groups);
+        }
+        token = page.next_page_token;
+    }
 }
