@@ -185,6 +185,32 @@ impl SnapshotStore {
         Ok(SnapshotFile { path, next_offset })
     }
 
+    /// Writes several partitions' snapshots at once, a thread each (they live in separate
+    /// directories). Results come back in input order.
+    pub fn write_many(
+        &self,
+        jobs: &[(&PartitionKey, i64, &[u8])],
+    ) -> Vec<Result<SnapshotFile, CheckpointError>> {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .iter()
+                .map(|(key, next_offset, image)| {
+                    scope.spawn(move || self.write(key, *next_offset, image))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| {
+                    handle.join().unwrap_or_else(|_| {
+                        Err(CheckpointError::Encode(
+                            "snapshot writer thread panicked".into(),
+                        ))
+                    })
+                })
+                .collect()
+        })
+    }
+
     fn prune(&self, key: &PartitionKey) -> Result<(), CheckpointError> {
         for old in self.list(key)?.into_iter().skip(SNAPSHOTS_KEPT) {
             fs::remove_file(&old.path).map_err(io(&old.path))?;

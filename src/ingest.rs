@@ -382,9 +382,7 @@ impl Owner {
             return;
         }
         self.dead_letters.flush();
-        for (key, shared) in due {
-            snapshots.take(&key, &shared, false);
-        }
+        snapshots.take(due, false);
     }
 
     fn restore(&self, key: &PartitionKey) -> Option<SharedPartition> {
@@ -440,17 +438,16 @@ impl Owner {
     /// instance that gains it restores exactly where this one stopped.
     fn revoked(&mut self, keys: Vec<PartitionKey>) {
         self.dead_letters.flush();
+        let mut leaving = Vec::new();
         for key in keys {
             info!(topic = %key.topic, partition = key.partition, "partition revoked");
-            let Some(shared) = self.store.remove_partition(&key) else {
-                continue;
-            };
-            match &mut self.snapshots {
-                Some(snapshots) => snapshots.take(&key, &shared, true),
-                None => {
-                    self.parked.insert(key, shared);
-                }
+            if let Some(shared) = self.store.remove_partition(&key) {
+                leaving.push((key, shared));
             }
+        }
+        match &mut self.snapshots {
+            Some(snapshots) => snapshots.take(leaving, true),
+            None => self.parked.extend(leaving),
         }
     }
 
@@ -530,6 +527,11 @@ struct WriteJob {
     next_offset: i64,
     image: Vec<u8>,
     encode_ms: f64,
+}
+
+/// Snapshots taken together, written in parallel; `done` is told when all are durable.
+struct WriteBatch {
+    jobs: Vec<WriteJob>,
     done: Option<SyncSender<()>>,
 }
 
@@ -538,7 +540,7 @@ struct WriteJob {
 struct Snapshotter {
     store: SnapshotStore,
     interval: Duration,
-    writer: SyncSender<WriteJob>,
+    writer: SyncSender<WriteBatch>,
     /// When each owned partition was last snapshotted, and at which offset.
     last: HashMap<PartitionKey, (Instant, Option<i64>)>,
 }
@@ -552,7 +554,7 @@ impl Snapshotter {
         commits: PendingCommits,
         metrics: Arc<Metrics>,
     ) -> Result<Self, IngestError> {
-        let (writer, jobs) = sync_channel::<WriteJob>(4);
+        let (writer, jobs) = sync_channel::<WriteBatch>(4);
         let files = store.clone();
         std::thread::Builder::new()
             .name("ih-snapshots".into())
@@ -587,33 +589,38 @@ impl Snapshotter {
             .collect()
     }
 
-    /// Encodes now; with `wait`, also blocks until the file is durable.
-    fn take(&mut self, key: &PartitionKey, shared: &SharedPartition, wait: bool) {
-        let started = Instant::now();
-        let (image, next_offset) = {
-            let state = shared.read();
-            (checkpoint::encode(&state), state.next_offset)
-        };
-        self.last.insert(key.clone(), (Instant::now(), next_offset));
-        let Some(next_offset) = next_offset else {
-            return;
-        };
-        let image = match image {
-            Ok(image) => image,
-            Err(err) => {
-                error!(error = %err, "snapshot not taken");
-                return;
+    /// Encodes each partition now; with `wait`, also blocks until every file is durable.
+    fn take(&mut self, partitions: Vec<(PartitionKey, SharedPartition)>, wait: bool) {
+        let mut jobs = Vec::new();
+        for (key, shared) in partitions {
+            let started = Instant::now();
+            let (image, next_offset) = {
+                let state = shared.read();
+                (checkpoint::encode(&state), state.next_offset)
+            };
+            self.last.insert(key.clone(), (Instant::now(), next_offset));
+            let Some(next_offset) = next_offset else {
+                continue;
+            };
+            match image {
+                Ok(image) => jobs.push(WriteJob {
+                    key,
+                    next_offset,
+                    image,
+                    encode_ms: started.elapsed().as_secs_f64() * 1000.0,
+                }),
+                Err(err) => error!(error = %err, "snapshot not taken"),
             }
-        };
+        }
+        if jobs.is_empty() {
+            return;
+        }
         let (done, finished) = sync_channel(1);
-        let job = WriteJob {
-            key: key.clone(),
-            next_offset,
-            image,
-            encode_ms: started.elapsed().as_secs_f64() * 1000.0,
+        let batch = WriteBatch {
+            jobs,
             done: wait.then_some(done),
         };
-        if self.writer.send(job).is_err() {
+        if self.writer.send(batch).is_err() {
             error!("snapshot writer is gone");
             return;
         }
@@ -625,39 +632,47 @@ impl Snapshotter {
 
 fn write_snapshots(
     store: SnapshotStore,
-    jobs: Receiver<WriteJob>,
+    batches: Receiver<WriteBatch>,
     counters: Arc<Store>,
     clock: SharedClock,
     commits: PendingCommits,
     metrics: Arc<Metrics>,
 ) {
-    for job in jobs {
+    for batch in batches {
         let started = Instant::now();
-        match store.write(&job.key, job.next_offset, &job.image) {
-            Ok(file) => {
-                let write_ms = started.elapsed().as_secs_f64() * 1000.0;
-                metrics.snapshot(
-                    Duration::from_secs_f64(job.encode_ms / 1000.0),
-                    started.elapsed(),
-                );
-                debug!(path = %file.path.display(), bytes = job.image.len(), encode_ms = job.encode_ms, write_ms, "snapshot written");
-                counters.set_snapshot_status(
-                    job.key.clone(),
-                    SnapshotStatus {
-                        next_offset: job.next_offset,
-                        written_at_ms: clock.now_ms(),
-                        bytes: job.image.len() as u64,
-                        encode_ms: job.encode_ms,
-                        write_ms,
-                    },
-                );
-                commits.lock().push((job.key, job.next_offset));
-            }
-            Err(err) => {
-                error!(error = %err, "snapshot write failed; the previous snapshot stays in force")
+        let files: Vec<_> = batch
+            .jobs
+            .iter()
+            .map(|job| (&job.key, job.next_offset, job.image.as_slice()))
+            .collect();
+        let results = store.write_many(&files);
+        let write_ms = started.elapsed().as_secs_f64() * 1000.0;
+        for (job, result) in batch.jobs.into_iter().zip(results) {
+            match result {
+                Ok(file) => {
+                    metrics.snapshot(
+                        Duration::from_secs_f64(job.encode_ms / 1000.0),
+                        started.elapsed(),
+                    );
+                    debug!(path = %file.path.display(), bytes = job.image.len(), encode_ms = job.encode_ms, write_ms, "snapshot written");
+                    counters.set_snapshot_status(
+                        job.key.clone(),
+                        SnapshotStatus {
+                            next_offset: job.next_offset,
+                            written_at_ms: clock.now_ms(),
+                            bytes: job.image.len() as u64,
+                            encode_ms: job.encode_ms,
+                            write_ms,
+                        },
+                    );
+                    commits.lock().push((job.key, job.next_offset));
+                }
+                Err(err) => {
+                    error!(error = %err, "snapshot write failed; the previous snapshot stays in force")
+                }
             }
         }
-        if let Some(done) = job.done {
+        if let Some(done) = batch.done {
             let _ = done.send(());
         }
     }
