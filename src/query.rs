@@ -563,7 +563,10 @@ impl QueryEngine {
             .encode()
         });
         ranked.truncate(page_size);
-        let failures = ranked.iter().filter_map(|c| c.row(&partitions)).collect();
+        let failures = ranked
+            .iter()
+            .filter_map(|c| c.row(&request.tenant_id, &partitions))
+            .collect();
         Ok(FailurePage {
             failures,
             next_page_token,
@@ -861,15 +864,12 @@ impl Ranked {
 
     fn row(
         &self,
+        tenant_id: &str,
         partitions: &[(crate::store::PartitionKey, crate::store::SharedPartition)],
     ) -> Option<FailureRow> {
         let (index, key) = self.source;
         let guard = partitions.get(index)?.1.read();
-        let group = guard.tenants.values().find_map(|t| {
-            t.groups
-                .get(&key)
-                .filter(|g| g.failure_id == self.failure_id)
-        })?;
+        let group = guard.tenant(tenant_id)?.groups.get(&key)?;
         Some(failure_row(
             &guard,
             &key,

@@ -97,11 +97,7 @@ async fn every_rpc_matches_an_independent_count_of_events_that_came_through_kafk
 }
 
 async fn check_status(api: &mut IntegrationHealthClient<Channel>, truth: &Truth) {
-    let s = api
-        .get_ingest_status(proto::GetIngestStatusRequest {})
-        .await
-        .expect("status")
-        .into_inner();
+    let s = ingest_status(api).await;
     assert_eq!(s.accepted, truth.accepted());
     assert_eq!(s.duplicates, truth.duplicates);
     assert_eq!(s.late_dropped, truth.late);

@@ -68,12 +68,8 @@ async fn readiness_turns_on_only_after_partitions_are_assigned_and_caught_up() {
     })
     .await;
     let mut api = client(service.grpc_addr).await;
-    let status = api
-        .get_ingest_status(integration_health::proto::GetIngestStatusRequest {})
-        .await
-        .expect("status")
-        .into_inner();
-    let consumed = status.accepted + status.rejected + status.duplicates + status.late_dropped;
+    let status = ingest_status(&mut api).await;
+    let consumed = seen(&status);
     assert!(
         status.partitions.iter().all(|p| p.lag <= 1_000),
         "ready means caught up to within the lag bound"

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use integration_health::clock::ManualClock;
 use integration_health::embedded::EmbeddedKafka;
-use integration_health::proto::{self, integration_health_client::IntegrationHealthClient};
+use integration_health::proto::integration_health_client::IntegrationHealthClient;
 use integration_health::server::{self, RunningService};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use tokio_util::sync::CancellationToken;
@@ -46,19 +46,6 @@ impl Instance {
     }
 }
 
-async fn seen(api: &mut IntegrationHealthClient<Channel>) -> (u64, Vec<i32>) {
-    let s = api
-        .get_ingest_status(proto::GetIngestStatusRequest {})
-        .await
-        .expect("status")
-        .into_inner();
-    let partitions = s.partitions.iter().map(|p| p.partition).collect();
-    (
-        s.accepted + s.rejected + s.duplicates + s.late_dropped,
-        partitions,
-    )
-}
-
 /// Waits until the instances together have applied `total` messages and own every partition once.
 async fn wait_consumed(apis: &[IntegrationHealthClient<Channel>], total: u64, partitions: i32) {
     wait_until("instances caught up", Duration::from_secs(90), || {
@@ -67,9 +54,9 @@ async fn wait_consumed(apis: &[IntegrationHealthClient<Channel>], total: u64, pa
             let mut sum = 0;
             let mut owned = Vec::new();
             for api in apis.iter_mut() {
-                let (n, p) = seen(api).await;
-                sum += n;
-                owned.extend(p);
+                let s = ingest_status(api).await;
+                sum += seen(&s);
+                owned.extend(s.partitions.iter().map(|p| p.partition));
             }
             owned.sort_unstable();
             sum == total && owned == (0..partitions).collect::<Vec<_>>()
@@ -83,11 +70,7 @@ async fn wait_snapshotted(api: &mut IntegrationHealthClient<Channel>) {
     wait_until("snapshots caught up", Duration::from_secs(30), || {
         let mut api = api.clone();
         async move {
-            let s = api
-                .get_ingest_status(proto::GetIngestStatusRequest {})
-                .await
-                .expect("status")
-                .into_inner();
+            let s = ingest_status(&mut api).await;
             s.partitions
                 .iter()
                 .all(|p| p.next_offset < 0 || p.snapshot_next_offset == p.next_offset)

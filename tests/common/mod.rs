@@ -479,25 +479,13 @@ pub struct Reported {
 pub async fn reported(apis: &mut [IntegrationHealthClient<Channel>], tenants: &[&str]) -> Reported {
     let mut sum = Reported::default();
     for api in apis.iter_mut() {
-        let s = api
-            .get_ingest_status(proto::GetIngestStatusRequest {})
-            .await
-            .expect("status")
-            .into_inner();
+        let s = ingest_status(api).await;
         sum.accepted += s.accepted;
         sum.rejected += s.rejected;
         sum.duplicates += s.duplicates;
         sum.late_dropped += s.late_dropped;
         for tenant in tenants {
-            let o = api
-                .get_overview(proto::GetOverviewRequest {
-                    tenant_id: (*tenant).into(),
-                    range: None,
-                    integration_types: vec![],
-                })
-                .await
-                .expect("overview")
-                .into_inner();
+            let o = default_overview(api, tenant).await;
             for t in o.types {
                 let slot = sum
                     .overview
@@ -535,25 +523,13 @@ pub async fn assert_matches_truth(
     truth: &Truth,
     tenants: &[&str],
 ) {
-    let s = api
-        .get_ingest_status(proto::GetIngestStatusRequest {})
-        .await
-        .expect("status")
-        .into_inner();
+    let s = ingest_status(api).await;
     assert_eq!(s.accepted, truth.accepted(), "accepted");
     assert_eq!(s.late_dropped, truth.late, "late dropped");
     assert_eq!(s.rejected, truth.dead_letters.len() as u64, "rejected");
     assert_eq!(s.duplicates, truth.duplicates, "duplicates");
     for tenant in tenants {
-        let o = api
-            .get_overview(proto::GetOverviewRequest {
-                tenant_id: (*tenant).into(),
-                range: None,
-                integration_types: vec![],
-            })
-            .await
-            .expect("overview")
-            .into_inner();
+        let o = default_overview(api, tenant).await;
         let (start, end) = bounds(&o.effective_range);
         let expected = truth.counts(tenant, start, end);
         for t in &o.types {
@@ -786,12 +762,8 @@ pub async fn wait_applied(api: &IntegrationHealthClient<Channel>, total: u64) {
     wait_until("every message applied", Duration::from_secs(60), || {
         let mut api = api.clone();
         async move {
-            let s = api
-                .get_ingest_status(proto::GetIngestStatusRequest {})
-                .await
-                .expect("status")
-                .into_inner();
-            let seen = s.accepted + s.rejected + s.duplicates + s.late_dropped;
+            let s = ingest_status(&mut api).await;
+            let seen = seen(&s);
             seen == total
                 && s.partitions
                     .iter()
@@ -827,4 +799,33 @@ pub async fn all_failures(
         }
         token = page.next_page_token;
     }
+}
+
+pub async fn ingest_status(
+    api: &mut IntegrationHealthClient<Channel>,
+) -> proto::GetIngestStatusResponse {
+    api.get_ingest_status(proto::GetIngestStatusRequest {})
+        .await
+        .expect("status")
+        .into_inner()
+}
+
+/// Every message an instance has applied, whatever became of it.
+pub fn seen(status: &proto::GetIngestStatusResponse) -> u64 {
+    status.accepted + status.rejected + status.duplicates + status.late_dropped
+}
+
+/// The overview over the default range, with every type.
+pub async fn default_overview(
+    api: &mut IntegrationHealthClient<Channel>,
+    tenant: &str,
+) -> proto::GetOverviewResponse {
+    api.get_overview(proto::GetOverviewRequest {
+        tenant_id: tenant.into(),
+        range: None,
+        integration_types: vec![],
+    })
+    .await
+    .expect("overview")
+    .into_inner()
 }
