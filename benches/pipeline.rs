@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use integration_health::bench::{generate_lines, GenSpec};
 use integration_health::clock::ManualClock;
 use integration_health::event::{decode, DecodeLimits};
 use integration_health::query::{Granularity, ListFailuresRequest, QueryEngine, TypeFilter};
 use integration_health::store::{PartitionKey, PartitionState, Store, StoreLimits, DAY_MS};
+use integration_health::testkit::{generate_lines, GenSpec};
 use parking_lot::RwLock;
 
 const END_MS: i64 = 1_781_526_896_789;

@@ -18,8 +18,11 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path} is not valid: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("config file {path} is not valid")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
     #[error("setting `{setting}` {problem}")]
     Invalid {
         setting: &'static str,
@@ -34,13 +37,7 @@ fn invalid(setting: &'static str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Pretty,
-    Json,
-}
+pub use crate::ops::LogFormat;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +67,10 @@ pub struct Config {
     /// Where snapshots live. Without it, state lives only in memory.
     pub state_dir: Option<PathBuf>,
     pub snapshot_interval_ms: u64,
+    /// How often buckets past retention and past the minute window are dropped.
+    pub eviction_interval_ms: u64,
+    /// Queries that may run at once; more wait for a slot.
+    pub max_concurrent_queries: usize,
     pub retention_days: u32,
     pub minute_window_hours: u32,
     pub max_future_secs: u32,
@@ -95,6 +96,8 @@ impl Default for Config {
             otlp_endpoint: None,
             state_dir: None,
             snapshot_interval_ms: 5_000,
+            eviction_interval_ms: 60_000,
+            max_concurrent_queries: 8,
             retention_days: 62,
             minute_window_hours: 48,
             max_future_secs: 300,
@@ -122,14 +125,14 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Config::from_toml(&text).map_err(|message| ConfigError::Parse {
+        Config::from_toml(&text).map_err(|source| ConfigError::Parse {
             path: path.to_owned(),
-            message,
+            source: Box::new(source),
         })
     }
 
-    pub fn from_toml(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+    pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
     }
 
     /// The effective settings as TOML, with tokens and secret Kafka properties masked.
@@ -231,6 +234,12 @@ impl Config {
         if self.dedup_capacity == 0 {
             return Err(invalid("dedup_capacity", "must be at least 1"));
         }
+        if self.eviction_interval_ms == 0 {
+            return Err(invalid("eviction_interval_ms", "must be at least 1"));
+        }
+        if self.max_concurrent_queries == 0 {
+            return Err(invalid("max_concurrent_queries", "must be at least 1"));
+        }
         if let Some(key) = self
             .kafka
             .keys()
@@ -313,8 +322,8 @@ mod tests {
         );
         assert!(text.contains("svc"));
         assert_eq!(
-            Config::from_toml(&text).map(|c| c.brokers),
-            Ok(config.brokers)
+            Config::from_toml(&text).map(|c| c.brokers).ok(),
+            Some(config.brokers)
         );
     }
 
@@ -322,6 +331,7 @@ mod tests {
     fn unknown_settings_are_refused() {
         assert!(Config::from_toml("retention = 3")
             .unwrap_err()
+            .to_string()
             .contains("retention"));
     }
 

@@ -1,22 +1,27 @@
 //! integration-health: per-tenant health of third-party integrations.
 //!
-//! The data's path: Kafka message → [`event`] (decode, validate) → [`ingest`] (consumer, dedup,
-//! DLQ) → [`store`] (partition-owned buckets) → [`query`] (domain answers) → [`api`] (gRPC).
+//! The data's path, and the order of the modules: a Kafka message → [`event`] (decode,
+//! validate) → [`store`] (partition-owned buckets) → [`ingest`] (consumer, owner, dedup, DLQ,
+//! [`snapshot`]s) and [`query`] (domain answers, merged across partitions) → [`api`] (gRPC) →
+//! [`server`] (wiring). [`ops`] is the sink every stage reports to; [`catalog`], [`config`] and
+//! [`clock`] are leaves. DESIGN.md in the repository explains the invariants and decisions.
 
 pub mod api;
-pub mod bench;
 pub mod catalog;
-pub mod checkpoint;
-pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod embedded;
 pub mod event;
 pub mod ingest;
+pub mod ops;
 pub mod query;
 pub mod server;
+pub mod snapshot;
 pub mod store;
-pub mod telemetry;
+
+/// Shared by the demo, benchmarks and tests; not part of the service.
+#[cfg(feature = "testkit")]
+#[doc(hidden)]
+pub mod testkit;
 
 pub mod proto {
     tonic::include_proto!("integration_health.v1");

@@ -1,4 +1,6 @@
-//! Wires the parts together: store, ingest threads, eviction task and the gRPC server.
+//! Wires the stages together: store, ingest threads, eviction, readiness, the gRPC server and the
+//! operations HTTP server. Every task is spawned on one `TaskTracker`, and `wait` joins them all
+//! and the ingest threads.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -6,22 +8,22 @@ use std::time::Duration;
 
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::api::{Auth, IntegrationHealthApi};
-use crate::checkpoint::CheckpointError;
+use crate::api::{Auth, IntegrationHealthApi, QueryLimits};
 use crate::clock::SharedClock;
 use crate::config::{Config, ConfigError};
-use crate::ingest::{self, IngestConfig, IngestError, IngestHandle};
+use crate::ingest::{self, IngestConfig, IngestError, IngestHandle, IngestProgress, IngestShared};
+use crate::ops::{self, CheckReady, HttpState, Metrics, PartitionGauge, ReadState, StateReading};
 use crate::proto::integration_health_server::IntegrationHealthServer;
 use crate::query::QueryEngine;
+use crate::snapshot::SnapshotError;
 use crate::store::Store;
-use crate::telemetry::{self, Metrics};
 
-const EVICTION_INTERVAL: Duration = Duration::from_secs(60);
 const OTLP_METRICS_INTERVAL: Duration = Duration::from_secs(10);
+const READINESS_INTERVAL: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Error)]
 pub enum ServerError {
@@ -30,21 +32,26 @@ pub enum ServerError {
     #[error(transparent)]
     Ingest(#[from] IngestError),
     #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
+    Snapshot(#[from] SnapshotError),
     #[error(transparent)]
-    Telemetry(#[from] telemetry::TelemetryError),
+    Telemetry(#[from] ops::TelemetryError),
     #[error("cannot listen for gRPC on {addr}")]
-    Bind {
+    GrpcBind {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("reflection service: {0}")]
+    #[error("cannot listen for HTTP (metrics and health) on {addr}")]
+    HttpBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("reflection service")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("graceful stop took longer than {0:?}")]
     GraceExceeded(Duration),
-    #[error("cannot accept gRPC connections: {0}")]
-    Incoming(String),
-    #[error("gRPC server failed: {0}")]
+    #[error("cannot accept gRPC connections")]
+    Incoming(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("gRPC server failed")]
     Grpc(#[from] tonic::transport::Error),
 }
 
@@ -53,20 +60,21 @@ pub struct RunningService {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub metrics: Arc<Metrics>,
-    otlp_metrics: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
     pub store: Arc<Store>,
+    pub progress: Arc<IngestProgress>,
     pub engine: QueryEngine,
-    server: JoinHandle<Result<(), tonic::transport::Error>>,
-    http: JoinHandle<std::io::Result<()>>,
+    otlp_metrics: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
+    tasks: TaskTracker,
+    grpc: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     ingest: IngestHandle,
 }
 
 impl RunningService {
+    /// Waits for every task and thread to finish; call after cancelling the shutdown token.
     pub async fn wait(self) -> Result<(), ServerError> {
-        let served = self.server.await;
-        if let Ok(Err(err)) = self.http.await {
-            warn!(error = %err, "operations HTTP server failed");
-        }
+        let served = self.grpc.await;
+        self.tasks.close();
+        self.tasks.wait().await;
         if let Some(provider) = self.otlp_metrics {
             let _ = provider.shutdown();
         }
@@ -100,6 +108,44 @@ pub fn ingest_config(config: &Config) -> IngestConfig {
     }
 }
 
+async fn bind(addr: SocketAddr) -> std::io::Result<(SocketAddr, TcpListener)> {
+    let listener = TcpListener::bind(addr).await?;
+    Ok((listener.local_addr()?, listener))
+}
+
+/// The gauges' view of the service: partition positions, store size and totals.
+fn state_reader(store: Arc<Store>, progress: Arc<IngestProgress>, clock: SharedClock) -> ReadState {
+    Arc::new(move || {
+        let status = progress.status(&store, clock.now_ms());
+        StateReading {
+            partitions: status
+                .partitions
+                .iter()
+                .map(|p| PartitionGauge {
+                    topic: p.topic.clone(),
+                    partition: p.partition,
+                    next_offset: p.next_offset,
+                    high_watermark: p.high_watermark,
+                    lag: p.lag,
+                    snapshot_age_seconds: p.snapshot.map(|_| p.snapshot_age_ms as f64 / 1000.0),
+                    snapshot_bytes: p.snapshot.map(|s| s.bytes),
+                })
+                .collect(),
+            cardinality: store.cardinality(),
+            totals: status.totals,
+        }
+    })
+}
+
+fn readiness_check(
+    store: Arc<Store>,
+    progress: Arc<IngestProgress>,
+    clock: SharedClock,
+    max_lag: i64,
+) -> CheckReady {
+    Arc::new(move || progress.readiness(&store, max_lag, clock.now_ms()))
+}
+
 pub async fn start(
     config: &Config,
     clock: SharedClock,
@@ -109,48 +155,143 @@ pub async fn start(
     if let Some(dir) = &config.state_dir {
         ingest::check_state_dir(dir)?;
     }
-    let store = Arc::new(Store::new(config.store_limits()));
-    let listener = TcpListener::bind(config.grpc_addr)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: config.grpc_addr,
-            source,
-        })?;
-    let grpc_addr = listener.local_addr().map_err(|source| ServerError::Bind {
-        addr: config.grpc_addr,
-        source,
-    })?;
-    let (http_addr, http_listener) =
-        telemetry::bind_http(config.http_addr)
+    let (grpc_addr, grpc_listener) =
+        bind(config.grpc_addr)
             .await
-            .map_err(|source| ServerError::Bind {
+            .map_err(|source| ServerError::GrpcBind {
+                addr: config.grpc_addr,
+                source,
+            })?;
+    let (http_addr, http_listener) =
+        bind(config.http_addr)
+            .await
+            .map_err(|source| ServerError::HttpBind {
                 addr: config.http_addr,
                 source,
             })?;
+    let store = Arc::new(Store::new(config.store_limits()));
+    let progress = Arc::new(IngestProgress::default());
     let metrics = Arc::new(Metrics::new());
     let ingest = ingest::start(
         ingest_config(config),
+        IngestShared {
+            store: store.clone(),
+            progress: progress.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+        },
+        shutdown.clone(),
+    )?;
+    let tasks = TaskTracker::new();
+    let eviction_interval = Duration::from_millis(config.eviction_interval_ms);
+    tasks.spawn(evict_periodically(
         store.clone(),
         clock.clone(),
+        eviction_interval,
         shutdown.clone(),
-        metrics.clone(),
-    )?;
-    spawn_eviction(store.clone(), clock.clone(), shutdown.clone());
-
-    let engine = QueryEngine::new(store.clone(), clock);
-    let auth = Auth::with_tokens(
-        config
-            .tokens
-            .iter()
-            .map(|g| (g.token.as_str(), g.tenants.as_slice())),
-    );
-    let (health, health_service) = tonic_health::server::health_reporter();
-    spawn_readiness(
-        health,
-        engine.clone(),
+    ));
+    let read_state = state_reader(store.clone(), progress.clone(), clock.clone());
+    let check_ready = readiness_check(
+        store.clone(),
+        progress.clone(),
+        clock.clone(),
         config.ready_max_lag,
-        shutdown.clone(),
     );
+    let engine = QueryEngine::new(store.clone(), clock.clone());
+    let (health, grpc) = serve_api(
+        grpc_listener,
+        ApiParts {
+            engine: engine.clone(),
+            progress: progress.clone(),
+            clock,
+            metrics: metrics.clone(),
+            auth: Auth::with_tokens(
+                config
+                    .tokens
+                    .iter()
+                    .map(|g| (g.token.as_str(), g.tenants.as_slice())),
+            ),
+            limits: QueryLimits {
+                max_concurrent: config.max_concurrent_queries,
+            },
+        },
+        shutdown.clone(),
+    )?;
+    tasks.spawn(report_readiness(
+        health,
+        check_ready.clone(),
+        shutdown.clone(),
+    ));
+    let otlp_metrics = match &config.otlp_endpoint {
+        Some(endpoint) => Some(ops::export_metrics(
+            endpoint,
+            read_state.clone(),
+            OTLP_METRICS_INTERVAL,
+        )?),
+        None => None,
+    };
+    let router = ops::http_router(HttpState {
+        metrics: metrics.clone(),
+        read_state,
+        check_ready,
+    });
+    let http_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        let served = axum::serve(http_listener, router)
+            .with_graceful_shutdown(http_shutdown.cancelled_owned())
+            .await;
+        if let Err(err) = served {
+            warn!(error = %err, "operations HTTP server failed");
+        }
+    });
+    info!(%grpc_addr, %http_addr, topic = %config.topic, brokers = %config.brokers, "serving");
+    Ok(RunningService {
+        grpc_addr,
+        http_addr,
+        metrics,
+        store,
+        progress,
+        engine,
+        otlp_metrics,
+        tasks,
+        grpc: tokio::spawn(grpc),
+        ingest,
+    })
+}
+
+/// What the gRPC API answers from.
+pub struct ApiParts {
+    pub engine: QueryEngine,
+    pub progress: Arc<IngestProgress>,
+    pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
+    pub auth: Auth,
+    pub limits: QueryLimits,
+}
+
+/// Serves `IntegrationHealth`, `grpc.health.v1` and reflection on `listener` until `shutdown`.
+/// Returns the health reporter (NOT_SERVING until told otherwise) and the task to spawn. Tests
+/// use it to serve a store filled by hand, without a broker.
+pub fn serve_api(
+    listener: TcpListener,
+    parts: ApiParts,
+    shutdown: CancellationToken,
+) -> Result<
+    (
+        tonic_health::server::HealthReporter,
+        impl std::future::Future<Output = Result<(), tonic::transport::Error>>,
+    ),
+    ServerError,
+> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let api = IntegrationHealthServer::new(IntegrationHealthApi::new(
+        parts.engine,
+        parts.progress,
+        parts.clock,
+        parts.auth,
+        parts.metrics,
+        parts.limits,
+    ));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -159,48 +300,17 @@ pub async fn start(
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let api = IntegrationHealthServer::new(IntegrationHealthApi::new(
-        engine.clone(),
-        auth,
-        metrics.clone(),
-    ));
     // Without TCP_NODELAY, responses wait on delayed ACKs (~40 ms on Linux). The flag must be
     // set on the incoming stream: the builder's own setting only applies to `serve(addr)`.
     let incoming = tonic::transport::server::TcpIncoming::from_listener(listener, true, None)
-        .map_err(|source| ServerError::Incoming(source.to_string()))?;
-    let server = tonic::transport::Server::builder()
+        .map_err(ServerError::Incoming)?;
+    let serving = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(api)
-        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
-    let otlp_metrics = match &config.otlp_endpoint {
-        Some(endpoint) => Some(telemetry::export_metrics(
-            endpoint,
-            engine.clone(),
-            OTLP_METRICS_INTERVAL,
-        )?),
-        None => None,
-    };
-    let router = telemetry::http_router(engine.clone(), metrics.clone(), config.ready_max_lag);
-    let http_shutdown = shutdown.clone();
-    let http = tokio::spawn(async move {
-        axum::serve(http_listener, router)
-            .with_graceful_shutdown(http_shutdown.cancelled_owned())
-            .await
-    });
-    info!(%grpc_addr, %http_addr, topic = %config.topic, brokers = %config.brokers, "serving");
-    Ok(RunningService {
-        grpc_addr,
-        http_addr,
-        metrics,
-        otlp_metrics,
-        http,
-        store,
-        engine,
-        server: tokio::spawn(server),
-        ingest,
-    })
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned());
+    Ok((health, serving))
 }
 
 /// Runs until `shutdown` is cancelled, then stops within the configured grace period.
@@ -220,59 +330,57 @@ pub async fn run(
 }
 
 /// Keeps gRPC health in step with `/readyz`: SERVING only when ready.
-fn spawn_readiness(
+async fn report_readiness(
     mut health: tonic_health::server::HealthReporter,
-    engine: QueryEngine,
-    max_lag: i64,
+    check_ready: CheckReady,
     shutdown: CancellationToken,
 ) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        let mut was_ready = None;
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => {
-                    health.set_not_serving::<IntegrationHealthServer<IntegrationHealthApi>>().await;
-                    return;
-                }
-                _ = tick.tick() => {}
+    let mut tick = tokio::time::interval(READINESS_INTERVAL);
+    let mut was_ready = None;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                health.set_not_serving::<IntegrationHealthServer<IntegrationHealthApi>>().await;
+                return;
             }
-            let ready = telemetry::is_ready(&engine, max_lag).is_ok();
-            if was_ready == Some(ready) {
-                continue;
-            }
-            was_ready = Some(ready);
-            let status = if ready {
-                tonic_health::ServingStatus::Serving
-            } else {
-                tonic_health::ServingStatus::NotServing
-            };
-            health.set_service_status("", status).await;
-            if ready {
-                health
-                    .set_serving::<IntegrationHealthServer<IntegrationHealthApi>>()
-                    .await;
-            } else {
-                health
-                    .set_not_serving::<IntegrationHealthServer<IntegrationHealthApi>>()
-                    .await;
-            }
+            _ = tick.tick() => {}
         }
-    });
+        let ready = check_ready().is_ok();
+        if was_ready == Some(ready) {
+            continue;
+        }
+        was_ready = Some(ready);
+        let status = if ready {
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        health.set_service_status("", status).await;
+        health
+            .set_service_status(
+                <IntegrationHealthServer<IntegrationHealthApi> as tonic::server::NamedService>::NAME,
+                status,
+            )
+            .await;
+    }
 }
 
-fn spawn_eviction(store: Arc<Store>, clock: SharedClock, shutdown: CancellationToken) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(EVICTION_INTERVAL);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let store = store.clone();
-            let now_ms = clock.now_ms();
-            // Eviction takes each partition's write lock in turn; keep it off the async workers.
-            let _ = tokio::task::spawn_blocking(move || store.evict(now_ms)).await;
+/// Drops buckets past retention and the minute window, on the injected clock.
+async fn evict_periodically(
+    store: Arc<Store>,
+    clock: SharedClock,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
         }
-    });
+        let store = store.clone();
+        let now_ms = clock.now_ms();
+        // Eviction takes each partition's write lock in turn; keep it off the async workers.
+        let _ = tokio::task::spawn_blocking(move || store.evict(now_ms)).await;
+    }
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::*;
 use integration_health::clock::{Clock, SystemClock};
-use integration_health::embedded::EmbeddedKafka;
 use integration_health::proto;
+use integration_health::testkit::EmbeddedKafka;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 

@@ -1,24 +1,24 @@
 //! Events go in through a real Kafka-protocol broker (librdkafka's mock cluster), answers come
 //! out over gRPC, and every answer is compared with `Truth`, a plain recount of the same events.
+//! One run of the service is shared: each test below checks one part of it.
 
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
 
 use chrono::TimeZone;
+use common::harness::TestService;
 use common::*;
-use integration_health::api::{ms_to_timestamp, timestamp_to_ms};
+use integration_health::api::convert::{ms_to_timestamp, timestamp_to_ms};
 use integration_health::catalog;
-use integration_health::clock::ManualClock;
-use integration_health::embedded::EmbeddedKafka;
 use integration_health::event::IntegrationType;
 use integration_health::ingest::{
     HEADER_REASON, HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION, HEADER_SOURCE_TOPIC,
 };
 use integration_health::proto::{self, integration_health_client::IntegrationHealthClient};
-use integration_health::server;
-use tokio_util::sync::CancellationToken;
+use integration_health::testkit::EmbeddedKafka;
 use tonic::transport::Channel;
 
 const TOPIC: &str = "outcomes";
@@ -53,47 +53,128 @@ fn type_str(value: i32) -> &'static str {
     TYPES[(value - 1) as usize]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_rpc_matches_an_independent_count_of_events_that_came_through_kafka() {
-    let kafka = EmbeddedKafka::start(1).expect("mock cluster");
-    kafka.create_topic(TOPIC, 3).expect("topic");
-    kafka.create_topic(DLQ, 1).expect("dlq topic");
-    let bootstrap = kafka.bootstrap_servers();
-    let clock = ManualClock::new(NOW);
-    let shutdown = CancellationToken::new();
-    let service = server::start(
-        &test_config(&bootstrap, TOPIC, "e2e"),
-        Arc::new(clock),
-        shutdown.clone(),
-    )
-    .await
-    .expect("service starts");
+/// The service after it consumed one generated batch, shared by every test in this file.
+struct Run {
+    bootstrap: String,
+    grpc: SocketAddr,
+    http: SocketAddr,
+    truth: Truth,
+}
 
-    let generated = generate(11, 6_000, NOW);
-    let messages: Vec<Message> = generated.messages.iter().map(|(_, m)| m.clone()).collect();
-    publish(&producer(&bootstrap), TOPIC, &messages).await;
-    let truth = generated.truth;
+/// Starts the broker and the service on a thread of their own, publishes the events and waits
+/// until all are applied. They keep running until the test process exits.
+fn run() -> &'static Run {
+    static RUN: OnceLock<Run> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let (ready, started) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let kafka = EmbeddedKafka::start(1).expect("mock cluster");
+                kafka.create_topic(TOPIC, 3).expect("topic");
+                kafka.create_topic(DLQ, 1).expect("dlq topic");
+                let bootstrap = kafka.bootstrap_servers();
+                let service =
+                    TestService::start_at(&test_config(&bootstrap, TOPIC, "e2e"), NOW).await;
+                let generated = generate(11, 6_000, NOW);
+                let messages: Vec<Message> =
+                    generated.messages.iter().map(|(_, m)| m.clone()).collect();
+                publish(&producer(&bootstrap), TOPIC, &messages).await;
+                wait_applied(&service.api, messages.len() as u64).await;
+                let run = Run {
+                    bootstrap,
+                    grpc: service.service.grpc_addr,
+                    http: service.service.http_addr,
+                    truth: generated.truth,
+                };
+                ready.send(run).expect("test thread waits");
+                std::future::pending::<()>().await;
+                drop((kafka, service));
+            });
+        });
+        started.recv().expect("the shared run started")
+    })
+}
 
-    let mut api = client(service.grpc_addr).await;
-    let expected_total = messages.len() as u64;
-    wait_applied(&api, expected_total).await;
+async fn api() -> IntegrationHealthClient<Channel> {
+    client(run().grpc).await
+}
 
-    check_status(&mut api, &truth).await;
+#[tokio::test]
+async fn ingest_totals_and_offsets_match_the_recount() {
+    check_status(&mut api().await, &run().truth).await;
+}
+
+#[tokio::test]
+async fn overview_matches_the_recount() {
+    let mut api = api().await;
     for tenant in TENANTS {
-        check_overview(&mut api, &truth, tenant).await;
-        check_change(&mut api, &truth, tenant).await;
-        check_errors(&mut api, &truth, tenant).await;
-        check_trends(&mut api, &truth, tenant).await;
-        check_failures_and_details(&mut api, &truth, tenant).await;
+        check_overview(&mut api, &run().truth, tenant).await;
     }
-    check_catalog(&mut api).await;
-    check_dead_letters(&bootstrap, &truth);
-    check_health(service.grpc_addr).await;
-    check_metrics(service.http_addr, &truth).await;
+}
 
-    shutdown.cancel();
-    service.wait().await.expect("clean stop");
-    drop(kafka);
+#[tokio::test]
+async fn percentage_change_matches_the_recount() {
+    let mut api = api().await;
+    for tenant in TENANTS {
+        check_change(&mut api, &run().truth, tenant).await;
+    }
+}
+
+#[tokio::test]
+async fn error_breakdown_matches_the_recount() {
+    let mut api = api().await;
+    for tenant in TENANTS {
+        check_errors(&mut api, &run().truth, tenant).await;
+    }
+}
+
+#[tokio::test]
+async fn trends_match_the_recount() {
+    let mut api = api().await;
+    for tenant in TENANTS {
+        check_trends(&mut api, &run().truth, tenant).await;
+    }
+}
+
+#[tokio::test]
+async fn failures_table_and_details_match_the_recount() {
+    let mut api = api().await;
+    for tenant in TENANTS {
+        check_failures_and_details(&mut api, &run().truth, tenant).await;
+    }
+}
+
+#[tokio::test]
+async fn catalog_has_every_code_with_guidance() {
+    check_catalog(&mut api().await).await;
+}
+
+#[tokio::test]
+async fn every_rejected_event_is_in_the_dead_letter_topic() {
+    let run = run();
+    check_dead_letters(&run.bootstrap, &run.truth);
+}
+
+#[tokio::test]
+async fn grpc_health_reports_serving() {
+    check_health(run().grpc).await;
+}
+
+#[tokio::test]
+async fn metrics_match_the_recount() {
+    let mut api = api().await;
+    api.list_failures(proto::ListFailuresRequest {
+        tenant_id: TENANTS[0].into(),
+        ..Default::default()
+    })
+    .await
+    .expect("a call to count");
+    check_metrics(run().http, &run().truth).await;
 }
 
 async fn check_status(api: &mut IntegrationHealthClient<Channel>, truth: &Truth) {

@@ -4,14 +4,11 @@
 mod common;
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::harness::TestService;
 use common::*;
-use integration_health::clock::ManualClock;
-use integration_health::embedded::EmbeddedKafka;
-use integration_health::server;
-use tokio_util::sync::CancellationToken;
+use integration_health::testkit::EmbeddedKafka;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
@@ -43,14 +40,8 @@ async fn readiness_turns_on_only_after_partitions_are_assigned_and_caught_up() {
     let messages: Vec<Message> = generated.messages.iter().map(|(_, m)| m.clone()).collect();
     publish(&producer(&bootstrap), "ready", &messages).await;
 
-    let stop = CancellationToken::new();
-    let service = server::start(
-        &test_config(&bootstrap, "ready", "ready"),
-        Arc::new(ManualClock::new(NOW)),
-        stop.clone(),
-    )
-    .await
-    .expect("service starts");
+    let running = TestService::start_at(&test_config(&bootstrap, "ready", "ready"), NOW).await;
+    let service = &running.service;
     let (live, _) = http_get(service.http_addr, "/healthz").await;
     assert_eq!(live, 200, "alive from the start");
     // The group's first join takes seconds, so the service starts out not ready.
@@ -83,8 +74,7 @@ async fn readiness_turns_on_only_after_partitions_are_assigned_and_caught_up() {
     )
     .await;
 
-    stop.cancel();
-    service.wait().await.expect("clean stop");
+    running.stop().await;
     drop(kafka);
 }
 

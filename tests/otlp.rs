@@ -6,11 +6,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::harness::TestService;
 use common::*;
-use integration_health::clock::ManualClock;
 use integration_health::config::LogFormat;
-use integration_health::embedded::EmbeddedKafka;
-use integration_health::{proto, server, telemetry};
+use integration_health::testkit::EmbeddedKafka;
+use integration_health::{ops, proto};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
 };
@@ -24,7 +24,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use parking_lot::Mutex;
-use tokio_util::sync::CancellationToken;
 
 /// A received span: its name and attribute keys.
 type SpanSeen = (String, Vec<String>);
@@ -86,8 +85,8 @@ async fn spans_and_metrics_reach_an_otlp_collector() {
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         )
     };
-    let guard = telemetry::init(LogFormat::Pretty, "info,librdkafka=off", Some(&endpoint))
-        .expect("telemetry");
+    let guard =
+        ops::init(LogFormat::Pretty, "info,librdkafka=off", Some(&endpoint)).expect("telemetry");
 
     let kafka = EmbeddedKafka::start(1).expect("mock cluster");
     kafka.create_topic("traced", 1).expect("topic");
@@ -98,11 +97,8 @@ async fn spans_and_metrics_reach_an_otlp_collector() {
     publish(&producer(&bootstrap), "traced", &messages).await;
     let mut config = test_config(&bootstrap, "traced", "traced");
     config.otlp_endpoint = Some(endpoint);
-    let stop = CancellationToken::new();
-    let service = server::start(&config, Arc::new(ManualClock::new(NOW)), stop.clone())
-        .await
-        .expect("starts");
-    let mut api = client(service.grpc_addr).await;
+    let running = TestService::start_at(&config, NOW).await;
+    let mut api = running.api.clone();
     let total = messages.len() as u64;
     wait_applied(&api, total).await;
     api.get_overview(proto::GetOverviewRequest {
@@ -111,8 +107,7 @@ async fn spans_and_metrics_reach_an_otlp_collector() {
     })
     .await
     .expect("overview");
-    stop.cancel();
-    service.wait().await.expect("clean stop");
+    running.stop().await;
     // Shutting the provider down flushes every span still batched.
     drop(guard);
 

@@ -4,46 +4,22 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::harness::TestService;
 use common::*;
-use integration_health::clock::ManualClock;
-use integration_health::embedded::EmbeddedKafka;
 use integration_health::proto::integration_health_client::IntegrationHealthClient;
-use integration_health::server::{self, RunningService};
+use integration_health::testkit::EmbeddedKafka;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
 
-struct Instance {
-    service: RunningService,
-    stop: CancellationToken,
-    api: IntegrationHealthClient<Channel>,
-}
-
-async fn start(bootstrap: &str, topic: &str, group: &str, state_dir: &Path) -> Instance {
+async fn start(bootstrap: &str, topic: &str, group: &str, state_dir: &Path) -> TestService {
     let mut config = test_config(bootstrap, topic, group);
     config.state_dir = Some(state_dir.to_owned());
     config.snapshot_interval_ms = 200;
-    let stop = CancellationToken::new();
-    let service = server::start(&config, Arc::new(ManualClock::new(NOW)), stop.clone())
-        .await
-        .expect("instance starts");
-    let api = client(service.grpc_addr).await;
-    Instance { service, stop, api }
-}
-
-impl Instance {
-    async fn stop(self) {
-        self.stop.cancel();
-        tokio::time::timeout(Duration::from_secs(60), self.service.wait())
-            .await
-            .expect("stops in time")
-            .expect("clean stop");
-    }
+    TestService::start_at(&config, NOW).await
 }
 
 /// Waits until the instances together have applied `total` messages and own every partition once.

@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use super::{RawEvent, RawTime};
+use super::validate::{RawEvent, RawTime};
 
 const MAX_DEPTH: usize = 32;
 

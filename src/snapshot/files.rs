@@ -1,49 +1,23 @@
-//! Per-partition snapshots: the counters together with the partition's next offset, written
-//! atomically, so that restoring a snapshot and consuming from its offset counts every event
-//! exactly once.
-//!
-//! Layout: `<state_dir>/<topic>/<partition>/<next_offset, 20 digits>.snap`. The offset in the
-//! name is exclusive: the snapshot covers every message *below* it. A file is
-//! `MAGIC | version u32 | payload length u64 | xxh3-64 of payload u64 | payload (bincode)`,
-//! all little-endian. It is written to a temp file, fsynced, renamed into place, and the
-//! directory is fsynced, so a crash leaves either the old set of files or the new one.
+//! The snapshot directory: `<state_dir>/<topic>/<partition>/<next_offset, 20 digits>.snap`.
+//! The offset in the name is exclusive: the snapshot covers every message *below* it. A file is
+//! written to a temp file, fsynced, renamed into place, and the directory is fsynced, so a crash
+//! leaves either the old set of files or the new one.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use thiserror::Error;
 use tracing::{error, warn};
 
+use super::format::{check_header, decode, HEADER_LEN};
+use super::SnapshotError;
 use crate::store::{PartitionKey, PartitionState, StoreLimits};
 
-const MAGIC: &[u8; 8] = b"IHSNAP\0\0";
-pub const FORMAT_VERSION: u32 = 1;
-const HEADER_LEN: usize = 8 + 4 + 8 + 8;
 /// Snapshots kept per partition; the older one is the fallback if the newest is damaged.
 pub const SNAPSHOTS_KEPT: usize = 2;
 
-#[derive(Debug, Error)]
-pub enum CheckpointError {
-    #[error("snapshot i/o on {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot encode snapshot: {0}")]
-    Encode(String),
-    #[error("snapshot {path} is damaged: {problem}")]
-    Corrupt { path: PathBuf, problem: String },
-    #[error(
-        "snapshot {path} has format version {found}, but this build reads version {FORMAT_VERSION}. \
-         Run a build that matches the snapshots, or move the state directory aside to rebuild \
-         the counts from Kafka (only exact if the topic still holds the whole retention)"
-    )]
-    UnsupportedVersion { path: PathBuf, found: u32 },
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
-    move |source| CheckpointError::Io {
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::Io {
         path: path.to_owned(),
         source,
     }
@@ -57,85 +31,15 @@ pub struct SnapshotFile {
     pub next_offset: i64,
 }
 
-/// Encodes a partition's state into a snapshot file image.
-pub fn encode(state: &PartitionState) -> Result<Vec<u8>, CheckpointError> {
-    let payload = bincode::serialize(state).map_err(|e| CheckpointError::Encode(e.to_string()))?;
-    let mut image = Vec::with_capacity(HEADER_LEN + payload.len());
-    image.extend_from_slice(MAGIC);
-    image.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    image.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    image.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&payload).to_le_bytes());
-    image.extend_from_slice(&payload);
-    Ok(image)
-}
-
-fn read_u32(bytes: &[u8], at: usize) -> u32 {
-    let mut buf = [0u8; 4];
-    buf.copy_from_slice(&bytes[at..at + 4]);
-    u32::from_le_bytes(buf)
-}
-
-fn read_u64(bytes: &[u8], at: usize) -> u64 {
-    let mut buf = [0u8; 8];
-    buf.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(buf)
-}
-
-/// Checks the header: magic and version. Returns the version-checked header fields.
-fn check_header(path: &Path, image: &[u8]) -> Result<(u64, u64), CheckpointError> {
-    let corrupt = |problem: &str| CheckpointError::Corrupt {
-        path: path.to_owned(),
-        problem: problem.to_owned(),
-    };
-    if image.len() < HEADER_LEN || &image[..8] != MAGIC {
-        return Err(corrupt("no snapshot header"));
-    }
-    let version = read_u32(image, 8);
-    if version != FORMAT_VERSION {
-        return Err(CheckpointError::UnsupportedVersion {
-            path: path.to_owned(),
-            found: version,
-        });
-    }
-    Ok((read_u64(image, 12), read_u64(image, 20)))
-}
-
-/// Decodes a snapshot file image, refusing anything truncated or altered.
-pub fn decode(
-    path: &Path,
-    image: &[u8],
-    limits: &StoreLimits,
-) -> Result<PartitionState, CheckpointError> {
-    let (length, checksum) = check_header(path, image)?;
-    let corrupt = |problem: String| CheckpointError::Corrupt {
-        path: path.to_owned(),
-        problem,
-    };
-    let payload = &image[HEADER_LEN..];
-    if payload.len() as u64 != length {
-        return Err(corrupt(format!(
-            "payload is {} bytes, header says {length}",
-            payload.len()
-        )));
-    }
-    if xxhash_rust::xxh3::xxh3_64(payload) != checksum {
-        return Err(corrupt("checksum mismatch".into()));
-    }
-    let mut state: PartitionState =
-        bincode::deserialize(payload).map_err(|e| corrupt(format!("undecodable payload: {e}")))?;
-    state.dedup.set_capacity(limits.dedup_capacity);
-    Ok(state)
-}
-
 /// The snapshot directory of one state dir.
 #[derive(Debug, Clone)]
-pub struct SnapshotStore {
+pub struct SnapshotFiles {
     root: PathBuf,
 }
 
-impl SnapshotStore {
+impl SnapshotFiles {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        SnapshotStore { root: root.into() }
+        SnapshotFiles { root: root.into() }
     }
 
     pub fn partition_dir(&self, key: &PartitionKey) -> PathBuf {
@@ -143,7 +47,7 @@ impl SnapshotStore {
     }
 
     /// Snapshots of a partition, newest first.
-    pub fn list(&self, key: &PartitionKey) -> Result<Vec<SnapshotFile>, CheckpointError> {
+    pub fn list(&self, key: &PartitionKey) -> Result<Vec<SnapshotFile>, SnapshotError> {
         let dir = self.partition_dir(key);
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -169,7 +73,7 @@ impl SnapshotStore {
         key: &PartitionKey,
         next_offset: i64,
         image: &[u8],
-    ) -> Result<SnapshotFile, CheckpointError> {
+    ) -> Result<SnapshotFile, SnapshotError> {
         let dir = self.partition_dir(key);
         fs::create_dir_all(&dir).map_err(io(&dir))?;
         let path = dir.join(format!("{next_offset:020}.snap"));
@@ -190,7 +94,7 @@ impl SnapshotStore {
     pub fn write_many(
         &self,
         jobs: &[(&PartitionKey, i64, &[u8])],
-    ) -> Vec<Result<SnapshotFile, CheckpointError>> {
+    ) -> Vec<Result<SnapshotFile, SnapshotError>> {
         std::thread::scope(|scope| {
             let handles: Vec<_> = jobs
                 .iter()
@@ -202,7 +106,7 @@ impl SnapshotStore {
                 .into_iter()
                 .map(|handle| {
                     handle.join().unwrap_or_else(|_| {
-                        Err(CheckpointError::Encode(
+                        Err(SnapshotError::Encode(
                             "snapshot writer thread panicked".into(),
                         ))
                     })
@@ -211,7 +115,7 @@ impl SnapshotStore {
         })
     }
 
-    fn prune(&self, key: &PartitionKey) -> Result<(), CheckpointError> {
+    fn prune(&self, key: &PartitionKey) -> Result<(), SnapshotError> {
         for old in self.list(key)?.into_iter().skip(SNAPSHOTS_KEPT) {
             fs::remove_file(&old.path).map_err(io(&old.path))?;
         }
@@ -225,7 +129,7 @@ impl SnapshotStore {
         &self,
         key: &PartitionKey,
         limits: &StoreLimits,
-    ) -> Result<Option<(PartitionState, SnapshotFile)>, CheckpointError> {
+    ) -> Result<Option<(PartitionState, SnapshotFile)>, SnapshotError> {
         for file in self.list(key)? {
             let image = match fs::read(&file.path) {
                 Ok(image) => image,
@@ -241,7 +145,7 @@ impl SnapshotStore {
                 Ok(_) => {
                     error!(path = %file.path.display(), "snapshot offset does not match its name; trying the previous one")
                 }
-                Err(err @ CheckpointError::UnsupportedVersion { .. }) => return Err(err),
+                Err(err @ SnapshotError::UnsupportedVersion { .. }) => return Err(err),
                 Err(err) => error!(error = %err, "snapshot damaged; trying the previous one"),
             }
         }
@@ -250,7 +154,7 @@ impl SnapshotStore {
 
     /// Checks every snapshot's format version, so an incompatible state dir stops start-up
     /// before anything is consumed.
-    pub fn check_versions(&self) -> Result<(), CheckpointError> {
+    pub fn check_versions(&self) -> Result<(), SnapshotError> {
         let Ok(topics) = fs::read_dir(&self.root) else {
             return Ok(());
         };
@@ -275,7 +179,7 @@ impl SnapshotStore {
                         continue;
                     }
                     match check_header(&path, &header) {
-                        Err(err @ CheckpointError::UnsupportedVersion { .. }) => return Err(err),
+                        Err(err @ SnapshotError::UnsupportedVersion { .. }) => return Err(err),
                         _ => continue,
                     }
                 }
@@ -285,7 +189,7 @@ impl SnapshotStore {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), CheckpointError> {
+fn sync_dir(dir: &Path) -> Result<(), SnapshotError> {
     let handle = OpenOptions::new().read(true).open(dir).map_err(io(dir))?;
     handle.sync_all().map_err(io(dir))
 }
@@ -296,6 +200,7 @@ mod tests {
 
     use super::*;
     use crate::event::{Event, IntegrationType, Outcome};
+    use crate::snapshot::{encode, FORMAT_VERSION};
 
     fn state_with_events(n: usize) -> PartitionState {
         let limits = StoreLimits::default();
@@ -370,25 +275,25 @@ mod tests {
         flipped[last] ^= 0x40;
         assert!(matches!(
             decode(Path::new("x"), &flipped, &limits),
-            Err(CheckpointError::Corrupt { .. })
+            Err(SnapshotError::Corrupt { .. })
         ));
         let truncated = &image[..image.len() - 10];
         assert!(matches!(
             decode(Path::new("x"), truncated, &limits),
-            Err(CheckpointError::Corrupt { .. })
+            Err(SnapshotError::Corrupt { .. })
         ));
         let mut future = image.clone();
         future[8] = 9;
         assert!(matches!(
             decode(Path::new("x"), &future, &limits),
-            Err(CheckpointError::UnsupportedVersion { found: 9, .. })
+            Err(SnapshotError::UnsupportedVersion { found: 9, .. })
         ));
     }
 
     #[test]
     fn newest_valid_snapshot_wins_and_only_two_are_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SnapshotStore::new(dir.path());
+        let store = SnapshotFiles::new(dir.path());
         let key = PartitionKey::new("events", 3);
         for n in [10usize, 20, 30] {
             let state = state_with_events(n);
@@ -414,15 +319,17 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_version_stops_start_up() {
+    fn a_version_1_snapshot_stops_start_up_with_what_to_do() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SnapshotStore::new(dir.path());
+        let store = SnapshotFiles::new(dir.path());
         let key = PartitionKey::new("events", 0);
         let mut image = encode(&state_with_events(5)).unwrap();
-        image[8..12].copy_from_slice(&2u32.to_le_bytes());
+        image[8..12].copy_from_slice(&1u32.to_le_bytes());
         store.write(&key, 5, &image).unwrap();
         let err = store.check_versions().unwrap_err();
-        assert!(err.to_string().contains("format version 2"), "{err}");
+        assert!(err.to_string().contains("format version 1"), "{err}");
+        assert!(err.to_string().contains("rebuild"), "{err}");
+        assert_ne!(FORMAT_VERSION, 1);
         assert!(store.load_newest(&key, &StoreLimits::default()).is_err());
     }
 }

@@ -1,20 +1,21 @@
-//! The gRPC surface on port 0: each kind of bad request gets its status, tokens limit tenants,
-//! and reflection lets generic clients discover the service.
+//! The gRPC API as callers see it, without a broker: each malformed request gets the right
+//! status naming the field, tokens limit tenants, and reflection lets generic clients discover
+//! the service. The store behind the API is filled by hand.
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::harness::ApiOnly;
 use common::*;
-use integration_health::api::ms_to_timestamp;
-use integration_health::clock::ManualClock;
+use integration_health::api::convert::ms_to_timestamp;
+use integration_health::catalog;
 use integration_health::config::TokenGrant;
-use integration_health::embedded::EmbeddedKafka;
-use integration_health::proto::{self, integration_health_client::IntegrationHealthClient};
-use integration_health::server;
+use integration_health::event::IntegrationType;
+use integration_health::proto;
+use integration_health::store::{failure_id, format_failure_id, GroupIdentity};
+use serde_json::json;
 use tokio_stream::StreamExt;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
@@ -22,7 +23,22 @@ use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 use tonic_reflection::pb::v1::ServerReflectionRequest;
 
-const TOPIC: &str = "api-events";
+fn grants() -> Vec<TokenGrant> {
+    vec![
+        TokenGrant {
+            token: "acme-only".into(),
+            tenants: vec!["acme".into()],
+        },
+        TokenGrant {
+            token: "sre".into(),
+            tenants: vec!["*".into()],
+        },
+    ]
+}
+
+async fn guarded() -> ApiOnly {
+    ApiOnly::start(grants(), NOW).await
+}
 
 fn with_token<T>(message: T, token: &str) -> Request<T> {
     let mut request = Request::new(message);
@@ -38,49 +54,29 @@ fn overview(tenant: &str) -> proto::GetOverviewRequest {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_requests_get_the_right_status_and_tokens_limit_tenants() {
-    let kafka = EmbeddedKafka::start(1).expect("mock cluster");
-    kafka.create_topic(TOPIC, 1).expect("topic");
-    let bootstrap = kafka.bootstrap_servers();
-    let mut config = test_config(&bootstrap, TOPIC, "api");
-    config.tokens = vec![
-        TokenGrant {
-            token: "acme-only".into(),
-            tenants: vec!["acme".into()],
-        },
-        TokenGrant {
-            token: "sre".into(),
-            tenants: vec!["*".into()],
-        },
-    ];
-    let shutdown = CancellationToken::new();
-    let service = server::start(&config, Arc::new(ManualClock::new(NOW)), shutdown.clone())
-        .await
-        .expect("service starts");
-    let mut api = client(service.grpc_addr).await;
-
-    check_auth(&mut api).await;
-    check_invalid_arguments(&mut api).await;
-    check_not_found_and_too_large(&mut api).await;
-    check_reflection(service.grpc_addr).await;
-
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(30), service.wait())
-        .await
-        .expect("stops in time")
-        .expect("clean stop");
-    drop(kafka);
-}
-
-async fn check_auth(api: &mut IntegrationHealthClient<Channel>) {
+#[tokio::test]
+async fn a_call_without_a_token_is_unauthenticated() {
+    let served = guarded().await;
+    let mut api = served.api.clone();
     let no_token = api.get_overview(overview("acme")).await.unwrap_err();
     assert_eq!(no_token.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn an_unknown_token_is_unauthenticated() {
+    let served = guarded().await;
+    let mut api = served.api.clone();
     let wrong_token = api
         .get_overview(with_token(overview("acme"), "guess"))
         .await
         .unwrap_err();
     assert_eq!(wrong_token.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn a_token_reads_only_its_tenants() {
+    let served = guarded().await;
+    let mut api = served.api.clone();
     let other_tenant = api
         .get_overview(with_token(overview("globex"), "acme-only"))
         .await
@@ -95,6 +91,12 @@ async fn check_auth(api: &mut IntegrationHealthClient<Channel>) {
         .get_overview(with_token(overview("globex"), "sre"))
         .await
         .is_ok());
+}
+
+#[tokio::test]
+async fn ingest_status_needs_a_token_too() {
+    let served = guarded().await;
+    let mut api = served.api.clone();
     let status = api
         .get_ingest_status(proto::GetIngestStatusRequest {})
         .await
@@ -115,7 +117,10 @@ async fn expect_invalid<T: std::fmt::Debug>(
     );
 }
 
-async fn check_invalid_arguments(api: &mut IntegrationHealthClient<Channel>) {
+#[tokio::test]
+async fn a_malformed_tenant_id_is_invalid() {
+    let served = guarded().await;
+    let mut api = served.api.clone();
     let token = "sre";
     expect_invalid(
         api.get_overview(with_token(overview("has space"), token))
@@ -128,6 +133,13 @@ async fn check_invalid_arguments(api: &mut IntegrationHealthClient<Channel>) {
         "tenant_id",
     )
     .await;
+}
+
+#[tokio::test]
+async fn an_inverted_or_half_range_is_invalid() {
+    let served = guarded().await;
+    let mut api = served.api.clone();
+    let token = "sre";
     let inverted = proto::GetOverviewRequest {
         tenant_id: "acme".into(),
         range: Some(proto::TimeRange {
@@ -150,6 +162,13 @@ async fn check_invalid_arguments(api: &mut IntegrationHealthClient<Channel>) {
         "range",
     )
     .await;
+}
+
+#[tokio::test]
+async fn an_unknown_integration_type_is_invalid() {
+    let served = guarded().await;
+    let mut api = served.api.clone();
+    let token = "sre";
     let bad_type = proto::GetOverviewRequest {
         tenant_id: "acme".into(),
         integration_types: vec![9],
@@ -160,6 +179,13 @@ async fn check_invalid_arguments(api: &mut IntegrationHealthClient<Channel>) {
         "integration type",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_zero_or_overlong_period_is_invalid() {
+    let served = guarded().await;
+    let mut api = served.api.clone();
+    let token = "sre";
     let zero_period = proto::GetPercentageChangeRequest {
         tenant_id: "acme".into(),
         period: Some(prost_types::Duration {
@@ -188,6 +214,13 @@ async fn check_invalid_arguments(api: &mut IntegrationHealthClient<Channel>) {
         "period",
     )
     .await;
+}
+
+#[tokio::test]
+async fn an_unknown_time_zone_is_invalid() {
+    let served = guarded().await;
+    let mut api = served.api.clone();
+    let token = "sre";
     let bad_zone = proto::GetTrendsRequest {
         tenant_id: "acme".into(),
         time_zone: "Mars/Olympus".into(),
@@ -198,6 +231,13 @@ async fn check_invalid_arguments(api: &mut IntegrationHealthClient<Channel>) {
         "time_zone",
     )
     .await;
+}
+
+#[tokio::test]
+async fn failures_table_paging_and_filters_are_validated() {
+    let served = guarded().await;
+    let mut api = served.api.clone();
+    let token = "sre";
     let big_page = proto::ListFailuresRequest {
         tenant_id: "acme".into(),
         page_size: 5000,
@@ -228,6 +268,13 @@ async fn check_invalid_arguments(api: &mut IntegrationHealthClient<Channel>) {
         "status_code",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_malformed_failure_id_is_invalid() {
+    let served = guarded().await;
+    let mut api = served.api.clone();
+    let token = "sre";
     let bad_id = proto::GetFailureDetailsRequest {
         tenant_id: "acme".into(),
         failure_id: "xyz".into(),
@@ -240,7 +287,10 @@ async fn check_invalid_arguments(api: &mut IntegrationHealthClient<Channel>) {
     .await;
 }
 
-async fn check_not_found_and_too_large(api: &mut IntegrationHealthClient<Channel>) {
+#[tokio::test]
+async fn an_unknown_failure_is_not_found() {
+    let served = guarded().await;
+    let mut api = served.api.clone();
     let unknown = proto::GetFailureDetailsRequest {
         tenant_id: "acme".into(),
         failure_id: "0123456789abcdef0123456789abcdef".into(),
@@ -251,6 +301,12 @@ async fn check_not_found_and_too_large(api: &mut IntegrationHealthClient<Channel
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn too_many_trend_points_exhaust_the_resource() {
+    let served = guarded().await;
+    let mut api = served.api.clone();
     let huge = proto::GetTrendsRequest {
         tenant_id: "acme".into(),
         granularity: proto::Granularity::Hour as i32,
@@ -264,7 +320,10 @@ async fn check_not_found_and_too_large(api: &mut IntegrationHealthClient<Channel
     assert_eq!(status.code(), Code::ResourceExhausted);
 }
 
-async fn check_reflection(addr: std::net::SocketAddr) {
+#[tokio::test]
+async fn reflection_lists_the_service_and_health() {
+    let served = guarded().await;
+    let addr = served.addr;
     let channel = Channel::from_shared(format!("http://{addr}"))
         .expect("uri")
         .connect()
@@ -297,4 +356,73 @@ async fn check_reflection(addr: std::net::SocketAddr) {
         names.contains(&"grpc.health.v1.Health".to_owned()),
         "{names:?}"
     );
+}
+
+#[tokio::test]
+async fn a_failure_without_a_message_is_named_from_the_catalog_and_keyed_by_its_own_fields() {
+    let served = ApiOnly::start(Vec::new(), NOW).await;
+    let event = json!({
+        "event_id": "e-1", "tenant_id": "acme", "occurred_at": NOW - HOUR,
+        "integration_type": "custom_node", "integration_id": "node-1",
+        "integration_name": "CRM lookup", "outcome": "failure", "status_code": 404,
+        "flow_id": "f1"
+    });
+    served.apply(0, &[event]);
+    let mut api = served.api.clone();
+    let page = api
+        .list_failures(proto::ListFailuresRequest {
+            tenant_id: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("table")
+        .into_inner();
+    let row = &page.failures[0];
+    assert_eq!(row.failure_description, catalog::name_of(404));
+    let expected_id = failure_id(
+        "acme",
+        &GroupIdentity {
+            integration_type: IntegrationType::CustomNode,
+            integration_id: "node-1",
+            service_id: "",
+            flow_id: "f1",
+            status_code: 404,
+            description: "",
+        },
+    );
+    assert_eq!(row.failure_id, format_failure_id(expected_id));
+    let details = api
+        .get_failure_details(proto::GetFailureDetailsRequest {
+            tenant_id: "acme".into(),
+            failure_id: row.failure_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("details")
+        .into_inner();
+    assert_eq!(
+        details.recent_samples[0].error_message,
+        catalog::name_of(404)
+    );
+}
+
+#[tokio::test]
+async fn queries_answer_while_the_api_is_otherwise_idle() {
+    let served = ApiOnly::start(Vec::new(), NOW).await;
+    let mut api = served.api.clone();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(5),
+        api.get_overview(proto::GetOverviewRequest {
+            tenant_id: "nobody".into(),
+            ..Default::default()
+        }),
+    )
+    .await
+    .expect("answers in time")
+    .expect("ok")
+    .into_inner();
+    assert!(answer
+        .types
+        .iter()
+        .all(|t| t.failed == 0 && t.succeeded == 0));
 }

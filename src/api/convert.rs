@@ -1,0 +1,285 @@
+//! Conversions between protobuf messages and domain types, used by the server and by the `query`
+//! client alike. A conversion that can fail names the request field at fault.
+
+use prost_types::{Duration as ProtoDuration, Timestamp};
+use thiserror::Error;
+use tonic::Status;
+
+use crate::catalog::CatalogEntry;
+use crate::event::IntegrationType;
+use crate::proto;
+use crate::query::{self, FailureOrder, Granularity, TimeRange, TypeFilter};
+
+/// A request field that does not convert to a domain value.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ConvertError {
+    #[error("{field}.nanos must be in 0..1e9")]
+    Nanos { field: &'static str },
+    #[error("{field} is out of range")]
+    OutOfRange { field: &'static str },
+    #[error("{field} must be a positive duration")]
+    NotPositive { field: &'static str },
+    #[error("range needs both start and end; omit range for the default")]
+    HalfRange,
+    #[error("integration type {0} is not one of 1..=5")]
+    UnknownType(i32),
+    #[error("granularity must be HOUR or DAY")]
+    UnknownGranularity,
+    #[error("order_by is not a known order")]
+    UnknownOrder,
+    #[error("status_code must be 0 (any) or 100..=999")]
+    StatusCode,
+}
+
+impl From<ConvertError> for Status {
+    fn from(error: ConvertError) -> Self {
+        Status::invalid_argument(error.to_string())
+    }
+}
+
+pub fn timestamp_to_ms(field: &'static str, t: &Timestamp) -> Result<i64, ConvertError> {
+    if !(0..1_000_000_000).contains(&t.nanos) {
+        return Err(ConvertError::Nanos { field });
+    }
+    t.seconds
+        .checked_mul(1000)
+        .and_then(|ms| ms.checked_add(i64::from(t.nanos / 1_000_000)))
+        .filter(|ms| chrono::DateTime::from_timestamp_millis(*ms).is_some())
+        .ok_or(ConvertError::OutOfRange { field })
+}
+
+pub fn ms_to_timestamp(ms: i64) -> Timestamp {
+    Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+pub fn duration_to_ms(field: &'static str, d: &ProtoDuration) -> Result<i64, ConvertError> {
+    d.seconds
+        .checked_mul(1000)
+        .and_then(|ms| ms.checked_add(i64::from(d.nanos / 1_000_000)))
+        .filter(|ms| *ms > 0)
+        .ok_or(ConvertError::NotPositive { field })
+}
+
+pub fn ms_to_duration(ms: i64) -> ProtoDuration {
+    ProtoDuration {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+impl TryFrom<&proto::TimeRange> for TimeRange {
+    type Error = ConvertError;
+
+    fn try_from(range: &proto::TimeRange) -> Result<Self, ConvertError> {
+        let (Some(start), Some(end)) = (&range.start, &range.end) else {
+            return Err(ConvertError::HalfRange);
+        };
+        Ok(TimeRange {
+            start_ms: timestamp_to_ms("range.start", start)?,
+            end_ms: timestamp_to_ms("range.end", end)?,
+        })
+    }
+}
+
+impl From<TimeRange> for proto::TimeRange {
+    fn from(range: TimeRange) -> Self {
+        proto::TimeRange {
+            start: Some(ms_to_timestamp(range.start_ms)),
+            end: Some(ms_to_timestamp(range.end_ms)),
+        }
+    }
+}
+
+/// An absent range means the call's default.
+pub fn optional_range(range: Option<&proto::TimeRange>) -> Result<Option<TimeRange>, ConvertError> {
+    range.map(TimeRange::try_from).transpose()
+}
+
+impl From<IntegrationType> for proto::IntegrationType {
+    fn from(t: IntegrationType) -> Self {
+        match t {
+            IntegrationType::InboundWebhook => proto::IntegrationType::InboundWebhook,
+            IntegrationType::OutboundWebhook => proto::IntegrationType::OutboundWebhook,
+            IntegrationType::PrebuiltIntegration => proto::IntegrationType::PrebuiltIntegration,
+            IntegrationType::CustomNode => proto::IntegrationType::CustomNode,
+            IntegrationType::CustomEvent => proto::IntegrationType::CustomEvent,
+        }
+    }
+}
+
+impl TryFrom<proto::IntegrationType> for IntegrationType {
+    type Error = ConvertError;
+
+    fn try_from(t: proto::IntegrationType) -> Result<Self, ConvertError> {
+        match t {
+            proto::IntegrationType::InboundWebhook => Ok(IntegrationType::InboundWebhook),
+            proto::IntegrationType::OutboundWebhook => Ok(IntegrationType::OutboundWebhook),
+            proto::IntegrationType::PrebuiltIntegration => Ok(IntegrationType::PrebuiltIntegration),
+            proto::IntegrationType::CustomNode => Ok(IntegrationType::CustomNode),
+            proto::IntegrationType::CustomEvent => Ok(IntegrationType::CustomEvent),
+            proto::IntegrationType::Unspecified => Err(ConvertError::UnknownType(t as i32)),
+        }
+    }
+}
+
+/// The wire form of an integration type: an `i32` that must name one of the five.
+pub fn type_from_wire(value: i32) -> Result<IntegrationType, ConvertError> {
+    proto::IntegrationType::try_from(value)
+        .map_err(|_| ConvertError::UnknownType(value))
+        .and_then(IntegrationType::try_from)
+}
+
+pub fn type_to_wire(t: IntegrationType) -> i32 {
+    proto::IntegrationType::from(t) as i32
+}
+
+pub fn types_from_wire(values: &[i32]) -> Result<TypeFilter, ConvertError> {
+    let types = values
+        .iter()
+        .map(|v| type_from_wire(*v))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TypeFilter::from_types(&types))
+}
+
+/// 0 means "any"; otherwise a real status code.
+pub fn status_code_filter(code: u32) -> Result<Option<u16>, ConvertError> {
+    match code {
+        0 => Ok(None),
+        100..=999 => Ok(Some(code as u16)),
+        _ => Err(ConvertError::StatusCode),
+    }
+}
+
+impl TryFrom<i32> for Granularity {
+    type Error = ConvertError;
+
+    fn try_from(value: i32) -> Result<Self, ConvertError> {
+        match proto::Granularity::try_from(value) {
+            Ok(proto::Granularity::Hour) => Ok(Granularity::Hour),
+            Ok(proto::Granularity::Day | proto::Granularity::Unspecified) => Ok(Granularity::Day),
+            Err(_) => Err(ConvertError::UnknownGranularity),
+        }
+    }
+}
+
+impl TryFrom<i32> for FailureOrder {
+    type Error = ConvertError;
+
+    fn try_from(value: i32) -> Result<Self, ConvertError> {
+        match proto::FailureOrder::try_from(value) {
+            Ok(proto::FailureOrder::LastSeenDesc) => Ok(FailureOrder::LastSeenDesc),
+            Ok(_) => Ok(FailureOrder::TotalErrorsDesc),
+            Err(_) => Err(ConvertError::UnknownOrder),
+        }
+    }
+}
+
+impl From<FailureOrder> for proto::FailureOrder {
+    fn from(order: FailureOrder) -> Self {
+        match order {
+            FailureOrder::TotalErrorsDesc => proto::FailureOrder::TotalErrorsDesc,
+            FailureOrder::LastSeenDesc => proto::FailureOrder::LastSeenDesc,
+        }
+    }
+}
+
+impl From<Granularity> for proto::Granularity {
+    fn from(granularity: Granularity) -> Self {
+        match granularity {
+            Granularity::Hour => proto::Granularity::Hour,
+            Granularity::Day => proto::Granularity::Day,
+        }
+    }
+}
+
+impl From<query::FailureRow> for proto::FailureGroup {
+    fn from(row: query::FailureRow) -> Self {
+        proto::FailureGroup {
+            failure_id: row.failure_id,
+            integration_type: type_to_wire(row.integration_type),
+            integration_id: row.integration_id,
+            integration_name: row.integration_name,
+            failure_description: row.failure_description,
+            status_code: u32::from(row.status_code),
+            service_id: row.service_id,
+            service_name: row.service_name,
+            flow_id: row.flow_id,
+            flow_name: row.flow_name,
+            total_errors: row.total_errors,
+            first_seen: Some(ms_to_timestamp(row.first_seen_ms)),
+            last_seen: Some(ms_to_timestamp(row.last_seen_ms)),
+        }
+    }
+}
+
+impl From<(CatalogEntry, Vec<(IntegrationType, query::Guidance)>)> for proto::CommonError {
+    fn from((entry, guidance): (CatalogEntry, Vec<(IntegrationType, query::Guidance)>)) -> Self {
+        proto::CommonError {
+            status_code: u32::from(entry.status_code),
+            name: entry.name.to_owned(),
+            description: entry.description.to_owned(),
+            guidance: guidance
+                .into_iter()
+                .map(|(t, g)| proto::TypeGuidance {
+                    integration_type: type_to_wire(t),
+                    applicable: g.applicable,
+                    resolution: g.resolution,
+                })
+                .collect(),
+            cataloged: entry.cataloged,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_including_negative_millis() {
+        for ms in [-1_500, -1, 0, 1, 1_767_225_600_123] {
+            assert_eq!(timestamp_to_ms("t", &ms_to_timestamp(ms)).unwrap(), ms);
+        }
+        let bad = Timestamp {
+            seconds: 0,
+            nanos: -5,
+        };
+        assert_eq!(
+            timestamp_to_ms("t", &bad),
+            Err(ConvertError::Nanos { field: "t" })
+        );
+        let huge = Timestamp {
+            seconds: i64::MAX,
+            nanos: 0,
+        };
+        assert_eq!(
+            timestamp_to_ms("t", &huge),
+            Err(ConvertError::OutOfRange { field: "t" })
+        );
+    }
+
+    #[test]
+    fn unknown_integration_types_are_invalid() {
+        assert!(type_from_wire(0).is_err());
+        assert!(type_from_wire(6).is_err());
+        for t in IntegrationType::ALL {
+            assert_eq!(type_from_wire(type_to_wire(t)), Ok(t));
+        }
+    }
+
+    #[test]
+    fn orders_and_granularities_round_trip() {
+        for order in [FailureOrder::TotalErrorsDesc, FailureOrder::LastSeenDesc] {
+            let wire = proto::FailureOrder::from(order) as i32;
+            assert_eq!(FailureOrder::try_from(wire), Ok(order));
+        }
+        for granularity in [Granularity::Hour, Granularity::Day] {
+            let wire = proto::Granularity::from(granularity) as i32;
+            assert_eq!(Granularity::try_from(wire), Ok(granularity));
+        }
+        assert_eq!(status_code_filter(1000), Err(ConvertError::StatusCode));
+    }
+}

@@ -1,0 +1,414 @@
+//! The `IntegrationHealth` gRPC service. Each handler checks the caller, converts the request,
+//! runs the query on the blocking pool behind a concurrency limit (so the async workers stay
+//! free for health checks and I/O), and converts the answer.
+
+// Handlers must return `tonic::Status`; boxing it in the helpers would only add conversions.
+#![allow(clippy::result_large_err)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+
+use super::convert::{
+    duration_to_ms, ms_to_timestamp, optional_range, status_code_filter, timestamp_to_ms,
+    type_from_wire, type_to_wire, types_from_wire,
+};
+use super::{status_from, Auth};
+use crate::clock::SharedClock;
+use crate::event::{is_tenant_char, MAX_TENANT_ID_CHARS};
+use crate::ingest::IngestProgress;
+use crate::ops::Metrics;
+use crate::proto;
+use crate::proto::integration_health_server::IntegrationHealth;
+use crate::query::{self, FailureOrder, Granularity, QueryEngine, QueryError};
+
+/// How many queries may run at once; further calls wait for a slot.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryLimits {
+    pub max_concurrent: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        QueryLimits {
+            max_concurrent: 2 * cores,
+        }
+    }
+}
+
+pub struct IntegrationHealthApi {
+    engine: QueryEngine,
+    progress: Arc<IngestProgress>,
+    clock: SharedClock,
+    auth: Auth,
+    metrics: Arc<Metrics>,
+    slots: Arc<Semaphore>,
+}
+
+impl IntegrationHealthApi {
+    pub fn new(
+        engine: QueryEngine,
+        progress: Arc<IngestProgress>,
+        clock: SharedClock,
+        auth: Auth,
+        metrics: Arc<Metrics>,
+        limits: QueryLimits,
+    ) -> Self {
+        IntegrationHealthApi {
+            engine,
+            progress,
+            clock,
+            auth,
+            metrics,
+            slots: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
+        }
+    }
+
+    /// Runs one call and records its status and latency.
+    async fn timed<T>(
+        &self,
+        rpc: &'static str,
+        call: impl Future<Output = Result<Response<T>, Status>>,
+    ) -> Result<Response<T>, Status> {
+        let started = Instant::now();
+        let result = call.await;
+        let code = result
+            .as_ref()
+            .map_or_else(Status::code, |_| tonic::Code::Ok);
+        self.metrics.rpc(rpc, code, started.elapsed());
+        result
+    }
+
+    fn tenant<T>(&self, request: &Request<T>, tenant_id: &str) -> Result<(), Status> {
+        validate_tenant(tenant_id)?;
+        self.auth.check(request.metadata(), Some(tenant_id))
+    }
+
+    /// Runs `work` on the blocking pool once a query slot is free.
+    async fn query<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&QueryEngine) -> Result<T, QueryError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("the service is stopping"))?;
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || work(&engine))
+            .await
+            .map_err(|_| Status::internal("the query did not complete"))?
+            .map_err(status_from)
+    }
+}
+
+fn validate_tenant(tenant_id: &str) -> Result<(), Status> {
+    let valid_chars = tenant_id.chars().all(is_tenant_char);
+    if tenant_id.is_empty() || tenant_id.len() > MAX_TENANT_ID_CHARS || !valid_chars {
+        return Err(Status::invalid_argument(
+            "tenant_id must be 1..64 characters of A-Z a-z 0-9 . _ : -",
+        ));
+    }
+    Ok(())
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+#[tonic::async_trait]
+impl IntegrationHealth for IntegrationHealthApi {
+    #[instrument(skip(self, request), fields(rpc = "GetOverview", tenant = %request.get_ref().tenant_id))]
+    async fn get_overview(
+        &self,
+        request: Request<proto::GetOverviewRequest>,
+    ) -> Result<Response<proto::GetOverviewResponse>, Status> {
+        self.timed("GetOverview", async {
+            let req = request.get_ref();
+            self.tenant(&request, &req.tenant_id)?;
+            let tenant = req.tenant_id.clone();
+            let range = optional_range(req.range.as_ref())?;
+            let types = types_from_wire(&req.integration_types)?;
+            let overview = self
+                .query(move |engine| engine.overview(&tenant, range, types))
+                .await?;
+            Ok(Response::new(proto::GetOverviewResponse {
+                types: overview
+                    .types
+                    .into_iter()
+                    .map(|t| proto::TypeCounts {
+                        integration_type: type_to_wire(t.integration_type),
+                        failed: t.failed,
+                        succeeded: t.succeeded,
+                    })
+                    .collect(),
+                effective_range: Some(overview.effective_range.into()),
+            }))
+        })
+        .await
+    }
+
+    #[instrument(skip(self, request), fields(rpc = "GetPercentageChange", tenant = %request.get_ref().tenant_id))]
+    async fn get_percentage_change(
+        &self,
+        request: Request<proto::GetPercentageChangeRequest>,
+    ) -> Result<Response<proto::GetPercentageChangeResponse>, Status> {
+        self.timed("GetPercentageChange", async {
+            let req = request.get_ref();
+            self.tenant(&request, &req.tenant_id)?;
+            let tenant = req.tenant_id.clone();
+            let period = req
+                .period
+                .as_ref()
+                .map(|d| duration_to_ms("period", d))
+                .transpose()?;
+            let end = req
+                .end
+                .as_ref()
+                .map(|t| timestamp_to_ms("end", t))
+                .transpose()?;
+            let types = types_from_wire(&req.integration_types)?;
+            let change = self
+                .query(move |engine| engine.percentage_change(&tenant, period, end, types))
+                .await?;
+            Ok(Response::new(proto::GetPercentageChangeResponse {
+                types: change
+                    .types
+                    .into_iter()
+                    .map(|c| proto::TypeChange {
+                        integration_type: type_to_wire(c.integration_type),
+                        failed_current: c.failed_current,
+                        failed_previous: c.failed_previous,
+                        failed_change_percent: c.failed_change_percent,
+                        succeeded_current: c.succeeded_current,
+                        succeeded_previous: c.succeeded_previous,
+                        succeeded_change_percent: c.succeeded_change_percent,
+                    })
+                    .collect(),
+                current_range: Some(change.current_range.into()),
+                previous_range: Some(change.previous_range.into()),
+            }))
+        })
+        .await
+    }
+
+    #[instrument(skip(self, request), fields(rpc = "GetErrorBreakdown", tenant = %request.get_ref().tenant_id))]
+    async fn get_error_breakdown(
+        &self,
+        request: Request<proto::GetErrorBreakdownRequest>,
+    ) -> Result<Response<proto::GetErrorBreakdownResponse>, Status> {
+        self.timed("GetErrorBreakdown", async {
+            let req = request.get_ref();
+            self.tenant(&request, &req.tenant_id)?;
+            let tenant = req.tenant_id.clone();
+            let range = optional_range(req.range.as_ref())?;
+            let types = types_from_wire(&req.integration_types)?;
+            let breakdown = self
+                .query(move |engine| engine.error_breakdown(&tenant, range, types))
+                .await?;
+            Ok(Response::new(proto::GetErrorBreakdownResponse {
+                errors: breakdown
+                    .errors
+                    .into_iter()
+                    .map(|e| proto::ErrorCount {
+                        status_code: u32::from(e.status_code),
+                        name: e.name.to_owned(),
+                        failed: e.failed,
+                    })
+                    .collect(),
+                effective_range: Some(breakdown.effective_range.into()),
+            }))
+        })
+        .await
+    }
+
+    #[instrument(skip(self, request), fields(rpc = "GetTrends", tenant = %request.get_ref().tenant_id))]
+    async fn get_trends(
+        &self,
+        request: Request<proto::GetTrendsRequest>,
+    ) -> Result<Response<proto::GetTrendsResponse>, Status> {
+        self.timed("GetTrends", async {
+            let req = request.get_ref();
+            self.tenant(&request, &req.tenant_id)?;
+            let tenant = req.tenant_id.clone();
+            let granularity = Granularity::try_from(req.granularity)?;
+            let range = optional_range(req.range.as_ref())?;
+            let types = types_from_wire(&req.integration_types)?;
+            let zone = req.time_zone.clone();
+            let trends = self
+                .query(move |engine| engine.trends(&tenant, range, types, granularity, &zone))
+                .await?;
+            Ok(Response::new(proto::GetTrendsResponse {
+                series: trends
+                    .series
+                    .into_iter()
+                    .map(|s| proto::TrendSeries {
+                        integration_type: type_to_wire(s.integration_type),
+                        points: s
+                            .points
+                            .into_iter()
+                            .map(|(start, failed)| proto::TrendPoint {
+                                bucket_start: Some(ms_to_timestamp(start)),
+                                failed,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                effective_range: Some(trends.effective_range.into()),
+            }))
+        })
+        .await
+    }
+
+    #[instrument(skip(self, request), fields(rpc = "ListFailures", tenant = %request.get_ref().tenant_id))]
+    async fn list_failures(
+        &self,
+        request: Request<proto::ListFailuresRequest>,
+    ) -> Result<Response<proto::ListFailuresResponse>, Status> {
+        self.timed("ListFailures", async {
+            let req = request.get_ref();
+            self.tenant(&request, &req.tenant_id)?;
+            let list = query::ListFailuresRequest {
+                tenant_id: req.tenant_id.clone(),
+                range: optional_range(req.range.as_ref())?,
+                types: types_from_wire(&req.integration_types)?,
+                filter: query::FailureFilter {
+                    integration_id: non_empty(&req.integration_id),
+                    status_code: status_code_filter(req.status_code)?,
+                    flow_id: non_empty(&req.flow_id),
+                    service_id: non_empty(&req.service_id),
+                },
+                page_size: req.page_size as usize,
+                page_token: non_empty(&req.page_token),
+                order: FailureOrder::try_from(req.order_by)?,
+            };
+            let page = self
+                .query(move |engine| engine.list_failures(&list))
+                .await?;
+            Ok(Response::new(proto::ListFailuresResponse {
+                failures: page.failures.into_iter().map(Into::into).collect(),
+                next_page_token: page.next_page_token.unwrap_or_default(),
+                total_groups: page.total_groups,
+                effective_range: Some(page.effective_range.into()),
+            }))
+        })
+        .await
+    }
+
+    #[instrument(skip(self, request), fields(rpc = "GetFailureDetails", tenant = %request.get_ref().tenant_id))]
+    async fn get_failure_details(
+        &self,
+        request: Request<proto::GetFailureDetailsRequest>,
+    ) -> Result<Response<proto::GetFailureDetailsResponse>, Status> {
+        self.timed("GetFailureDetails", async {
+            let req = request.get_ref();
+            self.tenant(&request, &req.tenant_id)?;
+            let tenant = req.tenant_id.clone();
+            let failure_id = req.failure_id.clone();
+            let range = optional_range(req.range.as_ref())?;
+            let details = self
+                .query(move |engine| engine.failure_details(&tenant, &failure_id, range))
+                .await?;
+            let failure = proto::FailureGroup::from(details.failure);
+            Ok(Response::new(proto::GetFailureDetailsResponse {
+                integration_id: failure.integration_id.clone(),
+                service_id: failure.service_id.clone(),
+                flow_id: failure.flow_id.clone(),
+                failure: Some(failure),
+                guidance: Some(proto::Guidance {
+                    applicable: details.guidance.applicable,
+                    resolution: details.guidance.resolution,
+                }),
+                hourly_trend: details
+                    .hourly_trend
+                    .into_iter()
+                    .map(|(start, failed)| proto::HourlyPoint {
+                        bucket_start: Some(ms_to_timestamp(start)),
+                        failed,
+                    })
+                    .collect(),
+                recent_samples: details
+                    .recent_samples
+                    .into_iter()
+                    .map(|s| proto::SampleEvent {
+                        event_id: s.event_id,
+                        occurred_at: Some(ms_to_timestamp(s.occurred_at_ms)),
+                        error_message: s.error_message,
+                    })
+                    .collect(),
+                effective_range: Some(details.effective_range.into()),
+            }))
+        })
+        .await
+    }
+
+    #[instrument(skip(self, request), fields(rpc = "ListCommonErrors"))]
+    async fn list_common_errors(
+        &self,
+        request: Request<proto::ListCommonErrorsRequest>,
+    ) -> Result<Response<proto::ListCommonErrorsResponse>, Status> {
+        self.timed("ListCommonErrors", async {
+            self.auth.check(request.metadata(), None)?;
+            let req = request.get_ref();
+            let integration_type = match req.integration_type {
+                0 => None,
+                t => Some(type_from_wire(t)?),
+            };
+            let status_code = status_code_filter(req.status_code)?;
+            let errors = self
+                .engine
+                .common_errors(integration_type, status_code)
+                .into_iter()
+                .map(Into::into)
+                .collect();
+            Ok(Response::new(proto::ListCommonErrorsResponse { errors }))
+        })
+        .await
+    }
+
+    #[instrument(skip(self, request), fields(rpc = "GetIngestStatus"))]
+    async fn get_ingest_status(
+        &self,
+        request: Request<proto::GetIngestStatusRequest>,
+    ) -> Result<Response<proto::GetIngestStatusResponse>, Status> {
+        self.timed("GetIngestStatus", async {
+            self.auth.check(request.metadata(), None)?;
+            let status = self
+                .progress
+                .status(self.engine.store(), self.clock.now_ms());
+            Ok(Response::new(proto::GetIngestStatusResponse {
+                partitions: status
+                    .partitions
+                    .into_iter()
+                    .map(|p| proto::PartitionStatus {
+                        topic: p.topic,
+                        partition: p.partition,
+                        next_offset: p.next_offset,
+                        high_watermark: p.high_watermark,
+                        lag: p.lag,
+                        snapshot_next_offset: p.snapshot.map_or(-1, |s| s.next_offset),
+                        snapshot_age_seconds: if p.snapshot_age_ms < 0 {
+                            -1.0
+                        } else {
+                            p.snapshot_age_ms as f64 / 1000.0
+                        },
+                        snapshot_bytes: p.snapshot.map_or(0, |s| s.bytes),
+                        snapshot_encode_ms: p.snapshot.map_or(0.0, |s| s.encode_ms),
+                        snapshot_write_ms: p.snapshot.map_or(0.0, |s| s.write_ms),
+                    })
+                    .collect(),
+                accepted: status.totals.accepted,
+                rejected: status.totals.rejected,
+                duplicates: status.totals.duplicates,
+                late_dropped: status.totals.late_dropped,
+                overflowed: status.totals.overflowed,
+            }))
+        })
+        .await
+    }
+}

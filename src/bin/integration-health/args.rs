@@ -1,0 +1,194 @@
+//! The command line: subcommands, flags and their `IH_*` environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use integration_health::config::{Config, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "integration-health",
+    version,
+    about = "Health of third-party integrations, counted from Kafka and served over gRPC"
+)]
+pub struct Cli {
+    /// Log filter, e.g. `info` or `info,integration_health=debug`.
+    #[arg(long, env = "IH_LOG", default_value = "info", global = true)]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume from real Kafka brokers and serve gRPC.
+    Serve(ServeArgs),
+    /// Run an in-process Kafka broker, a traffic simulator and the service.
+    Demo {
+        #[arg(long, env = "IH_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+        grpc_addr: SocketAddr,
+        #[arg(long, env = "IH_HTTP_ADDR", default_value = "127.0.0.1:9464")]
+        http_addr: SocketAddr,
+        #[arg(long, default_value_t = 32)]
+        backfill_days: i64,
+    },
+    /// Ask a running service over gRPC.
+    Query(crate::client::QueryArgs),
+    /// Check settings without starting anything.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Publish simulated integration traffic (history, then live) to a real cluster.
+    Simulate {
+        #[arg(long, env = "IH_BROKERS")]
+        brokers: String,
+        #[arg(long, env = "IH_TOPIC", default_value = "integration-events")]
+        topic: String,
+        #[arg(long, default_value_t = 7)]
+        backfill_days: i64,
+    },
+    /// Generate events and measure ingest and query speed.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the settings `serve` would run with, and print them with secrets masked.
+    Check {
+        /// The TOML file to check (same as --config).
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        args: ServeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Write deterministic NDJSON outcome events, skewed across tenants, integrations and codes.
+    Gen {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 100)]
+        tenants: u32,
+        #[arg(long, default_value_t = 60)]
+        days: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Decode, validate, dedup and aggregate in-process; then time every dashboard query.
+    Ingest {
+        /// NDJSON file from `bench gen`; without it, events are generated in memory.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 100)]
+        tenants: u32,
+        #[arg(long, default_value_t = 60)]
+        days: u32,
+        /// Runs of each query.
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+        /// Stream `--input` through one thread instead of loading it, so RSS reflects the state.
+        #[arg(long, requires = "input")]
+        stream: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish through the in-process mock cluster while the service consumes and gRPC clients
+    /// query it; then restart the service from its snapshots.
+    E2e {
+        #[command(flatten)]
+        spec: crate::bench::E2eSpec,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// TOML config file; flags and IH_* variables override it.
+    #[arg(long, env = "IH_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[arg(long, env = "IH_BROKERS")]
+    pub brokers: Option<String>,
+    #[arg(long, env = "IH_TOPIC")]
+    pub topic: Option<String>,
+    #[arg(long, env = "IH_GROUP")]
+    pub group: Option<String>,
+    #[arg(long, env = "IH_GRPC_ADDR")]
+    pub grpc_addr: Option<SocketAddr>,
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, env = "IH_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// Directory for snapshots (a persistent volume in production).
+    #[arg(long, env = "IH_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[arg(long, env = "IH_SNAPSHOT_INTERVAL_MS")]
+    pub snapshot_interval_ms: Option<u64>,
+    /// A librdkafka property, `key=value`; repeatable (SASL, SSL, timeouts ...).
+    #[arg(
+        long = "kafka-property",
+        env = "IH_KAFKA_PROPERTIES",
+        value_delimiter = ','
+    )]
+    pub kafka_properties: Vec<String>,
+    #[arg(long, env = "IH_LOG_FORMAT", value_parser = ["pretty", "json"])]
+    pub log_format: Option<String>,
+    /// OTLP/gRPC collector for traces and metrics, e.g. http://otel-collector:4317.
+    #[arg(long, env = "IH_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+}
+
+impl ServeArgs {
+    pub fn into_config(self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(brokers) = self.brokers {
+            config.brokers = brokers;
+        }
+        if let Some(topic) = self.topic {
+            config.topic = topic;
+        }
+        if let Some(group) = self.group {
+            config.group = group;
+        }
+        if let Some(addr) = self.grpc_addr {
+            config.grpc_addr = addr;
+        }
+        if let Some(endpoint) = self.otlp_endpoint {
+            config.otlp_endpoint = Some(endpoint);
+        }
+        if let Some(addr) = self.http_addr {
+            config.http_addr = addr;
+        }
+        if let Some(dir) = self.state_dir {
+            config.state_dir = Some(dir);
+        }
+        if let Some(interval) = self.snapshot_interval_ms {
+            config.snapshot_interval_ms = interval;
+        }
+        if let Some(format) = self.log_format {
+            config.log_format = if format == "json" {
+                LogFormat::Json
+            } else {
+                LogFormat::Pretty
+            };
+        }
+        for property in self.kafka_properties {
+            let (key, value) = property.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!("--kafka-property {property:?} must be key=value")
+            })?;
+            config
+                .kafka
+                .insert(key.trim().to_owned(), value.trim().to_owned());
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}

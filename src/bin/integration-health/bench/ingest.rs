@@ -1,0 +1,388 @@
+//! `bench ingest`: decode, validate, dedup and aggregate in-process on one and on all threads,
+//! snapshot and restore the state, then time every dashboard query.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use integration_health::clock::ManualClock;
+use integration_health::event::{decode, DecodeLimits};
+use integration_health::ops::resident_memory_bytes;
+use integration_health::query::{Granularity, ListFailuresRequest, QueryEngine, TypeFilter};
+use integration_health::snapshot::{self, SnapshotFiles};
+use integration_health::store::{
+    PartitionKey, PartitionState, Store, StoreLimits, DAY_MS, MINUTE_MS,
+};
+use serde::Serialize;
+
+use super::{
+    fmt_us, io, latency, tempfile_dir, tenant_of, throughput, time_us, BenchError, Latency,
+    Throughput,
+};
+
+pub fn read_lines(path: &Path) -> Result<Vec<Vec<u8>>, BenchError> {
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    let mut lines = Vec::new();
+    for line in BufReader::with_capacity(1 << 20, file).split(b'\n') {
+        let line = line.map_err(io(path))?;
+        if !line.is_empty() {
+            lines.push(line);
+        }
+    }
+    Ok(lines)
+}
+
+/// The clock the events were generated against: a minute after the newest event.
+fn clock_for(lines: &[Vec<u8>]) -> Result<i64, BenchError> {
+    let last = lines.last().ok_or(BenchError::NoEvents)?;
+    let limits = DecodeLimits {
+        now_ms: i64::MAX,
+        max_future_ms: 0,
+    };
+    let event = decode(last, limits).map_err(BenchError::LastEvent)?;
+    Ok(event.occurred_at_ms + MINUTE_MS)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestReport {
+    pub events: u64,
+    pub input_bytes: u64,
+    pub single_thread: Throughput,
+    /// Absent for the streaming run, which uses one thread.
+    pub all_threads: Option<Throughput>,
+    pub rss_bytes: u64,
+    pub state_bytes_estimate: u64,
+    pub groups: u64,
+    pub snapshot_bytes: u64,
+    pub snapshot_write_ms: f64,
+    pub snapshot_restore_ms: f64,
+    pub queries: Vec<Latency>,
+}
+
+/// Applies every line to a partition state, as the owner thread does.
+fn apply_all(lines: &[&[u8]], limits: &StoreLimits, now_ms: i64) -> PartitionState {
+    let mut state = PartitionState::new(limits);
+    let decode_limits = DecodeLimits {
+        now_ms,
+        max_future_ms: 5 * MINUTE_MS,
+    };
+    for (offset, line) in lines.iter().enumerate() {
+        match decode(line, decode_limits) {
+            Ok(event) => {
+                state.apply(&event, limits, now_ms);
+            }
+            Err(_) => state.record_rejected(),
+        }
+        state.mark_applied(offset as i64);
+    }
+    state
+}
+
+/// Splits lines by tenant the way a tenant-keyed topic would, one share per partition.
+fn partition_lines(lines: &[Vec<u8>], partitions: usize) -> Vec<Vec<&[u8]>> {
+    let mut shares = vec![Vec::new(); partitions];
+    for line in lines {
+        let tenant = tenant_of(line);
+        let share = (xxhash_rust::xxh3::xxh3_64(tenant) % partitions as u64) as usize;
+        shares[share].push(line.as_slice());
+    }
+    shares
+}
+
+/// The dashboard's queries, each run `rounds` times for one tenant.
+pub fn query_latencies(engine: &QueryEngine, tenant: &str, rounds: usize) -> Vec<Latency> {
+    type Query<'a> = (&'static str, Box<dyn Fn() + 'a>);
+    let all = TypeFilter::all();
+    let top_failure = engine
+        .list_failures(&ListFailuresRequest::first_page(tenant, 1))
+        .ok()
+        .and_then(|p| p.failures.into_iter().next())
+        .map(|row| row.failure_id);
+    let queries: Vec<Query<'_>> = vec![
+        (
+            "overview",
+            Box::new(|| drop(engine.overview(tenant, None, all))),
+        ),
+        (
+            "change_1d",
+            Box::new(|| drop(engine.percentage_change(tenant, Some(DAY_MS), None, all))),
+        ),
+        (
+            "change_30d",
+            Box::new(|| drop(engine.percentage_change(tenant, Some(30 * DAY_MS), None, all))),
+        ),
+        (
+            "errors",
+            Box::new(|| drop(engine.error_breakdown(tenant, None, all))),
+        ),
+        (
+            "trends_day",
+            Box::new(|| drop(engine.trends(tenant, None, all, Granularity::Day, "Europe/Berlin"))),
+        ),
+        (
+            "trends_hour",
+            Box::new(|| drop(engine.trends(tenant, None, all, Granularity::Hour, "UTC"))),
+        ),
+        (
+            "failures",
+            Box::new(|| drop(engine.list_failures(&ListFailuresRequest::first_page(tenant, 50)))),
+        ),
+        (
+            "failure_details",
+            Box::new(move || {
+                if let Some(id) = &top_failure {
+                    drop(engine.failure_details(tenant, id, None));
+                }
+            }),
+        ),
+    ];
+    queries
+        .into_iter()
+        .map(|(name, run)| {
+            let samples = (0..rounds).map(|_| time_us(&run)).collect();
+            latency(name, tenant, samples)
+        })
+        .collect()
+}
+
+/// Tenants by accepted events, biggest first.
+fn tenants_by_size(store: &Store) -> Vec<String> {
+    let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, partition) in store.partitions() {
+        let state = partition.read();
+        for (sym, tenant) in &state.tenants {
+            let events: u64 = tenant
+                .hours
+                .values()
+                .map(|c| c.failed.values().chain(c.succeeded.values()).sum::<u64>())
+                .sum();
+            *sizes
+                .entry(state.interner.resolve(*sym).to_owned())
+                .or_insert(0) += events;
+        }
+    }
+    let mut ordered: Vec<(String, u64)> = sizes.into_iter().collect();
+    ordered.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    ordered.into_iter().map(|(t, _)| t).collect()
+}
+
+pub fn run_ingest(
+    lines: &[Vec<u8>],
+    rounds: usize,
+    threads: usize,
+) -> Result<IngestReport, BenchError> {
+    let now_ms = clock_for(lines)?;
+    let limits = StoreLimits::default();
+    let bytes: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
+    let events = lines.len() as u64;
+
+    let single: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+    let started = Instant::now();
+    let state = apply_all(&single, &limits, now_ms);
+    let single_thread = throughput(1, events, bytes, started.elapsed());
+    drop(state);
+
+    let shares = partition_lines(lines, threads.max(1));
+    let started = Instant::now();
+    let states: Vec<PartitionState> = std::thread::scope(|scope| {
+        let handles: Vec<_> = shares
+            .iter()
+            .map(|share| scope.spawn(|| apply_all(share, &limits, now_ms)))
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    let all_threads = throughput(threads.max(1), events, bytes, started.elapsed());
+
+    finish_report(
+        states,
+        now_ms,
+        rounds,
+        events,
+        bytes,
+        single_thread,
+        Some(all_threads),
+    )
+}
+
+/// Streams a file through one thread into one state per partition (split by tenant, as a
+/// tenant-keyed topic would), holding only the state in memory: the figure for RSS.
+pub fn run_ingest_stream(
+    path: &Path,
+    rounds: usize,
+    partitions: usize,
+) -> Result<IngestReport, BenchError> {
+    let now_ms = clock_for(&[last_line(path)?])?;
+    let limits = StoreLimits::default();
+    let decode_limits = DecodeLimits {
+        now_ms,
+        max_future_ms: 5 * MINUTE_MS,
+    };
+    let mut states: Vec<PartitionState> = (0..partitions.max(1))
+        .map(|_| PartitionState::new(&limits))
+        .collect();
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut line = Vec::with_capacity(1024);
+    let (mut events, mut bytes) = (0u64, 0u64);
+    let started = Instant::now();
+    loop {
+        line.clear();
+        let read = reader.read_until(b'\n', &mut line).map_err(io(path))?;
+        if read == 0 {
+            break;
+        }
+        bytes += read as u64;
+        let payload = line.strip_suffix(b"\n").unwrap_or(&line);
+        let share = (xxhash_rust::xxh3::xxh3_64(tenant_of(payload)) % states.len() as u64) as usize;
+        let state = &mut states[share];
+        match decode(payload, decode_limits) {
+            Ok(event) => {
+                state.apply(&event, &limits, now_ms);
+            }
+            Err(_) => state.record_rejected(),
+        }
+        let offset = state.next_offset.unwrap_or(0);
+        state.mark_applied(offset);
+        events += 1;
+    }
+    let single_thread = throughput(1, events, bytes, started.elapsed());
+    finish_report(states, now_ms, rounds, events, bytes, single_thread, None)
+}
+
+fn last_line(path: &Path) -> Result<Vec<u8>, BenchError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).map_err(io(path))?;
+    let length = file.metadata().map_err(io(path))?.len();
+    file.seek(SeekFrom::Start(length.saturating_sub(4096)))
+        .map_err(io(path))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).map_err(io(path))?;
+    let text = tail.strip_suffix(b"\n").unwrap_or(&tail);
+    let start = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    Ok(text[start..].to_vec())
+}
+
+fn finish_report(
+    states: Vec<PartitionState>,
+    now_ms: i64,
+    rounds: usize,
+    events: u64,
+    bytes: u64,
+    single_thread: Throughput,
+    all_threads: Option<Throughput>,
+) -> Result<IngestReport, BenchError> {
+    let limits = StoreLimits::default();
+    // Measured before snapshot images come and go, so it reflects the counted state.
+    let rss_bytes = resident_memory_bytes();
+    let state_dir = tempfile_dir()?;
+    let snapshots = SnapshotFiles::new(&state_dir);
+    let store = Store::new(limits);
+    let keys: Vec<PartitionKey> = (0..states.len())
+        .map(|p| PartitionKey::new("bench", p as i32))
+        .collect();
+    let state_bytes_estimate = states.iter().map(PartitionState::approx_bytes).sum();
+    let groups = states.iter().map(|s| s.group_count() as u64).sum();
+
+    // As the service does on revoke and shutdown: encode each partition, write all in parallel.
+    let started = Instant::now();
+    let images = states
+        .iter()
+        .map(snapshot::encode)
+        .collect::<Result<Vec<_>, _>>()?;
+    let jobs: Vec<_> = keys
+        .iter()
+        .zip(&states)
+        .zip(&images)
+        .map(|((key, state), image)| (key, state.next_offset.unwrap_or(0), image.as_slice()))
+        .collect();
+    for result in snapshots.write_many(&jobs) {
+        result?;
+    }
+    let snapshot_write_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let snapshot_bytes = images.iter().map(|i| i.len() as u64).sum();
+    drop(jobs);
+    drop(images);
+    drop(states);
+
+    // As the service does on assignment: one partition after another.
+    let started = Instant::now();
+    for key in keys {
+        let (restored, _) = snapshots
+            .load_newest(&key, &limits)?
+            .ok_or(BenchError::SnapshotVanished)?;
+        store.attach(key, Arc::new(parking_lot::RwLock::new(restored)));
+    }
+    let snapshot_restore_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let _ = std::fs::remove_dir_all(&state_dir);
+
+    let engine = QueryEngine::new(Arc::new(store), Arc::new(ManualClock::new(now_ms)));
+    let tenants = tenants_by_size(engine.store());
+    let mut queries = Vec::new();
+    for tenant in [tenants.first(), tenants.last()].into_iter().flatten() {
+        queries.extend(query_latencies(&engine, tenant, rounds));
+    }
+    Ok(IngestReport {
+        events,
+        input_bytes: bytes,
+        single_thread,
+        all_threads,
+        rss_bytes,
+        state_bytes_estimate,
+        groups,
+        snapshot_bytes,
+        snapshot_write_ms,
+        snapshot_restore_ms,
+        queries,
+    })
+}
+
+pub fn render_ingest(report: &IngestReport) -> String {
+    let mut out = String::new();
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "events: {} ({:.1} MB)",
+        report.events,
+        report.input_bytes as f64 / 1e6
+    );
+    for t in std::iter::once(&report.single_thread).chain(&report.all_threads) {
+        let _ = writeln!(
+            out,
+            "decode+validate+dedup+aggregate, {} thread(s): {:.0} events/s, {:.0} MB/s ({:.2} s)",
+            t.threads, t.events_per_sec, t.mb_per_sec, t.seconds
+        );
+    }
+    let _ = writeln!(
+        out,
+        "rss: {:.0} MiB; state estimate: {:.0} MiB; failure groups: {}",
+        report.rss_bytes as f64 / 1048576.0,
+        report.state_bytes_estimate as f64 / 1048576.0,
+        report.groups
+    );
+    let _ = writeln!(
+        out,
+        "snapshot: {:.1} MiB, write {:.0} ms, restore {:.0} ms",
+        report.snapshot_bytes as f64 / 1048576.0,
+        report.snapshot_write_ms,
+        report.snapshot_restore_ms
+    );
+    let _ = writeln!(
+        out,
+        "{:<16} {:<12} {:>10} {:>10} {:>10}",
+        "query", "tenant", "p50", "p99", "max"
+    );
+    for q in &report.queries {
+        let _ = writeln!(
+            out,
+            "{:<16} {:<12} {:>10} {:>10} {:>10}",
+            q.query,
+            q.tenant,
+            fmt_us(q.p50_us),
+            fmt_us(q.p99_us),
+            fmt_us(q.max_us)
+        );
+    }
+    out
+}

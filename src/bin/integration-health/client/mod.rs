@@ -1,0 +1,434 @@
+//! `integration-health query`: a gRPC client for people (tables, bars, sparklines) and scripts
+//! (`--json`).
+
+use clap::{Args, Subcommand, ValueEnum};
+use integration_health::api::convert::{ms_to_duration, ms_to_timestamp, type_to_wire};
+use integration_health::event::IntegrationType;
+use integration_health::proto;
+use integration_health::proto::integration_health_client::IntegrationHealthClient;
+use integration_health::query::{FailureOrder, Granularity};
+use thiserror::Error;
+use tonic::transport::Channel;
+use tonic::Request;
+
+mod render;
+
+use render::*;
+
+#[derive(Debug, Error)]
+pub enum CliError {
+    #[error("cannot reach integration-health at {addr}. Is the service running (try `integration-health demo`)?")]
+    Connect {
+        addr: String,
+        source: tonic::transport::Error,
+    },
+    #[error("the server answered {code:?}: {message}")]
+    Status { code: tonic::Code, message: String },
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl From<tonic::Status> for CliError {
+    fn from(status: tonic::Status) -> Self {
+        CliError::Status {
+            code: status.code(),
+            message: status.message().to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Address of the gRPC server.
+    #[arg(
+        long,
+        env = "IH_ADDR",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
+    pub addr: String,
+    /// Bearer token, when the server requires one.
+    #[arg(long, env = "IH_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: QueryCommand,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TypeArg {
+    InboundWebhook,
+    OutboundWebhook,
+    PrebuiltIntegration,
+    CustomNode,
+    CustomEvent,
+}
+
+impl From<TypeArg> for IntegrationType {
+    fn from(t: TypeArg) -> Self {
+        match t {
+            TypeArg::InboundWebhook => IntegrationType::InboundWebhook,
+            TypeArg::OutboundWebhook => IntegrationType::OutboundWebhook,
+            TypeArg::PrebuiltIntegration => IntegrationType::PrebuiltIntegration,
+            TypeArg::CustomNode => IntegrationType::CustomNode,
+            TypeArg::CustomEvent => IntegrationType::CustomEvent,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct Scope {
+    #[arg(long)]
+    pub tenant: String,
+    /// Start of the range (RFC 3339), or how far back from now: 90m, 24h, 7d.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// End of the range (RFC 3339); default now.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only these integration types (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub types: Vec<TypeArg>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GranularityArg {
+    Hour,
+    Day,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OrderArg {
+    Total,
+    LastSeen,
+}
+
+impl From<GranularityArg> for Granularity {
+    fn from(g: GranularityArg) -> Self {
+        match g {
+            GranularityArg::Hour => Granularity::Hour,
+            GranularityArg::Day => Granularity::Day,
+        }
+    }
+}
+
+impl From<OrderArg> for FailureOrder {
+    fn from(o: OrderArg) -> Self {
+        match o {
+            OrderArg::Total => FailureOrder::TotalErrorsDesc,
+            OrderArg::LastSeen => FailureOrder::LastSeenDesc,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueryCommand {
+    /// Failed and successful transactions per integration type (the donut).
+    Overview(Scope),
+    /// Counts for a period against the period before it.
+    Change {
+        #[arg(long)]
+        tenant: String,
+        /// Period length: 1d, 7d, 30d, 12h ...
+        #[arg(long, default_value = "1d")]
+        period: String,
+        /// End of the current period (RFC 3339); default now.
+        #[arg(long)]
+        end: Option<String>,
+        #[arg(long, value_delimiter = ',')]
+        types: Vec<TypeArg>,
+    },
+    /// Failures per status code.
+    Errors(Scope),
+    /// Failures per type per hour or day.
+    Trends {
+        #[command(flatten)]
+        scope: Scope,
+        #[arg(long, value_enum, default_value = "day")]
+        granularity: GranularityArg,
+        /// IANA time zone for day buckets.
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+    },
+    /// The failures table.
+    Failures {
+        #[command(flatten)]
+        scope: Scope,
+        #[arg(long)]
+        integration: Option<String>,
+        #[arg(long)]
+        code: Option<u32>,
+        #[arg(long)]
+        flow: Option<String>,
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        page_size: u32,
+        #[arg(long)]
+        page_token: Option<String>,
+        #[arg(long, value_enum, default_value = "total")]
+        order: OrderArg,
+    },
+    /// One failure group: guidance, hourly trend, recent samples.
+    Failure {
+        failure_id: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// The catalog of common errors and their fixes.
+    Catalog {
+        #[arg(long = "type", value_enum)]
+        integration_type: Option<TypeArg>,
+        #[arg(long)]
+        code: Option<u32>,
+    },
+    /// Consumer positions, lag and event totals.
+    Status,
+}
+
+/// Parses `90m`, `24h`, `7d`, `2w` or plain seconds into milliseconds.
+pub fn parse_span_ms(text: &str) -> Result<i64, CliError> {
+    let bad = || CliError::Usage(format!("{text:?} is not a duration like 90m, 24h or 7d"));
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let amount: i64 = digits.parse().map_err(|_| bad())?;
+    let unit_ms = match unit {
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        _ => return Err(bad()),
+    };
+    amount
+        .checked_mul(unit_ms)
+        .filter(|ms| *ms > 0)
+        .ok_or_else(bad)
+}
+
+fn parse_instant(text: &str, now_ms: i64) -> Result<i64, CliError> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.timestamp_millis());
+    }
+    parse_span_ms(text)
+        .map(|span| now_ms - span)
+        .map_err(|_| CliError::Usage(format!("{text:?} is neither RFC 3339 nor a span like 7d")))
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn range_of(
+    since: &Option<String>,
+    until: &Option<String>,
+) -> Result<Option<proto::TimeRange>, CliError> {
+    let now = now_ms();
+    let end = until
+        .as_deref()
+        .map(|u| parse_instant(u, now))
+        .transpose()?;
+    let start = since
+        .as_deref()
+        .map(|s| parse_instant(s, now))
+        .transpose()?;
+    Ok(match (start, end) {
+        (None, None) => None,
+        (start, end) => {
+            let end = end.unwrap_or(now);
+            let start = start.unwrap_or(end - 30 * 86_400_000);
+            Some(proto::TimeRange {
+                start: Some(ms_to_timestamp(start)),
+                end: Some(ms_to_timestamp(end)),
+            })
+        }
+    })
+}
+
+fn types_of(types: &[TypeArg]) -> Vec<i32> {
+    types.iter().map(|t| type_to_wire((*t).into())).collect()
+}
+
+fn request<T>(message: T, token: &Option<String>) -> Result<Request<T>, CliError> {
+    let mut request = Request::new(message);
+    if let Some(token) = token {
+        let value = format!("Bearer {token}").parse().map_err(|_| {
+            CliError::Usage("token contains characters not allowed in a header".into())
+        })?;
+        request.metadata_mut().insert("authorization", value);
+    }
+    Ok(request)
+}
+
+pub async fn run(args: QueryArgs) -> Result<String, CliError> {
+    let channel = Channel::from_shared(args.addr.clone())
+        .map_err(|_| {
+            CliError::Usage(format!(
+                "{:?} is not a URL like http://127.0.0.1:50051",
+                args.addr
+            ))
+        })?
+        .connect()
+        .await
+        .map_err(|source| CliError::Connect {
+            addr: args.addr.clone(),
+            source,
+        })?;
+    let mut client = IntegrationHealthClient::new(channel);
+    let token = &args.token;
+    let json = args.json;
+    match args.command {
+        QueryCommand::Overview(scope) => {
+            let message = proto::GetOverviewRequest {
+                tenant_id: scope.tenant.clone(),
+                range: range_of(&scope.since, &scope.until)?,
+                integration_types: types_of(&scope.types),
+            };
+            let response = client
+                .get_overview(request(message, token)?)
+                .await?
+                .into_inner();
+            Ok(render_overview(&response, json))
+        }
+        QueryCommand::Change {
+            tenant,
+            period,
+            end,
+            types,
+        } => {
+            let period_ms = parse_span_ms(&period)?;
+            let message = proto::GetPercentageChangeRequest {
+                tenant_id: tenant,
+                period: Some(ms_to_duration(period_ms)),
+                end: end
+                    .map(|e| parse_instant(&e, now_ms()).map(ms_to_timestamp))
+                    .transpose()?,
+                integration_types: types_of(&types),
+            };
+            let response = client
+                .get_percentage_change(request(message, token)?)
+                .await?
+                .into_inner();
+            Ok(render_change(&response, json))
+        }
+        QueryCommand::Errors(scope) => {
+            let message = proto::GetErrorBreakdownRequest {
+                tenant_id: scope.tenant.clone(),
+                range: range_of(&scope.since, &scope.until)?,
+                integration_types: types_of(&scope.types),
+            };
+            let response = client
+                .get_error_breakdown(request(message, token)?)
+                .await?
+                .into_inner();
+            Ok(render_errors(&response, json))
+        }
+        QueryCommand::Trends {
+            scope,
+            granularity,
+            tz,
+        } => {
+            let message = proto::GetTrendsRequest {
+                tenant_id: scope.tenant.clone(),
+                range: range_of(&scope.since, &scope.until)?,
+                integration_types: types_of(&scope.types),
+                granularity: proto::Granularity::from(Granularity::from(granularity)) as i32,
+                time_zone: tz,
+            };
+            let response = client
+                .get_trends(request(message, token)?)
+                .await?
+                .into_inner();
+            Ok(render_trends(&response, json))
+        }
+        QueryCommand::Failures {
+            scope,
+            integration,
+            code,
+            flow,
+            service,
+            page_size,
+            page_token,
+            order,
+        } => {
+            let message = proto::ListFailuresRequest {
+                tenant_id: scope.tenant.clone(),
+                range: range_of(&scope.since, &scope.until)?,
+                integration_types: types_of(&scope.types),
+                integration_id: integration.unwrap_or_default(),
+                status_code: code.unwrap_or(0),
+                flow_id: flow.unwrap_or_default(),
+                service_id: service.unwrap_or_default(),
+                page_size,
+                page_token: page_token.unwrap_or_default(),
+                order_by: proto::FailureOrder::from(FailureOrder::from(order)) as i32,
+            };
+            let response = client
+                .list_failures(request(message, token)?)
+                .await?
+                .into_inner();
+            Ok(render_failures(&response, &scope.tenant, json))
+        }
+        QueryCommand::Failure {
+            failure_id,
+            tenant,
+            since,
+        } => {
+            let message = proto::GetFailureDetailsRequest {
+                tenant_id: tenant,
+                failure_id,
+                range: range_of(&since, &None)?,
+            };
+            let response = client
+                .get_failure_details(request(message, token)?)
+                .await?
+                .into_inner();
+            Ok(render_details(&response, json))
+        }
+        QueryCommand::Catalog {
+            integration_type,
+            code,
+        } => {
+            let message = proto::ListCommonErrorsRequest {
+                integration_type: integration_type.map_or(0, |t| type_to_wire(t.into())),
+                status_code: code.unwrap_or(0),
+            };
+            let response = client
+                .list_common_errors(request(message, token)?)
+                .await?
+                .into_inner();
+            Ok(render_catalog(&response, json))
+        }
+        QueryCommand::Status => {
+            let message = proto::GetIngestStatusRequest {};
+            let response = client
+                .get_ingest_status(request(message, token)?)
+                .await?
+                .into_inner();
+            Ok(render_status(&response, json))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_parse_with_units() {
+        assert_eq!(parse_span_ms("90m").unwrap(), 90 * 60_000);
+        assert_eq!(parse_span_ms("7d").unwrap(), 7 * 86_400_000);
+        assert_eq!(parse_span_ms("30").unwrap(), 30_000);
+        assert!(parse_span_ms("7x").is_err());
+        assert!(parse_span_ms("d").is_err());
+        assert!(parse_span_ms("0h").is_err());
+        assert!(parse_span_ms("99999999999999999d").is_err());
+    }
+}

@@ -1,0 +1,424 @@
+//! Readable tables, bars and sparklines for people, and JSON for scripts.
+
+use std::fmt::Write as _;
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
+use integration_health::api::convert::type_from_wire;
+use integration_health::proto;
+use prost_types::Timestamp;
+use serde_json::{json, Value};
+
+fn type_name(value: i32) -> &'static str {
+    type_from_wire(value).map_or("unknown", |t| t.as_str())
+}
+
+fn type_label(value: i32) -> &'static str {
+    type_from_wire(value).map_or("unknown", |t| t.label())
+}
+
+pub(super) fn time_text(t: &Option<Timestamp>) -> String {
+    t.as_ref()
+        .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos as u32))
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+fn range_json(range: &Option<proto::TimeRange>) -> Value {
+    match range {
+        Some(r) => json!({"start": time_text(&r.start), "end": time_text(&r.end)}),
+        None => Value::Null,
+    }
+}
+
+fn range_text(range: &Option<proto::TimeRange>) -> String {
+    match range {
+        Some(r) => format!("{} → {}", time_text(&r.start), time_text(&r.end)),
+        None => String::new(),
+    }
+}
+
+fn pretty(value: Value) -> String {
+    serde_json::to_string_pretty(&value).unwrap_or_default()
+}
+
+fn table(headers: &[&str]) -> Table {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_header(headers.to_vec());
+    table
+}
+
+fn bar(share: f64, width: usize) -> String {
+    let cells = (share * width as f64).round() as usize;
+    "█".repeat(cells.min(width))
+}
+
+pub fn sparkline(values: &[u64]) -> String {
+    const LEVELS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let max = values.iter().copied().max().unwrap_or(0);
+    values
+        .iter()
+        .map(|v| match (*v, max) {
+            (0, _) => ' ',
+            (_, 0) => ' ',
+            (v, max) => LEVELS[((v as f64 / max as f64) * 7.0).round() as usize],
+        })
+        .collect()
+}
+
+pub(super) fn render_overview(response: &proto::GetOverviewResponse, json: bool) -> String {
+    if json {
+        return pretty(json!({
+            "types": response.types.iter().map(|t| json!({
+                "integration_type": type_name(t.integration_type), "failed": t.failed, "succeeded": t.succeeded,
+            })).collect::<Vec<_>>(),
+            "effective_range": range_json(&response.effective_range),
+        }));
+    }
+    let total_failed: u64 = response.types.iter().map(|t| t.failed).sum();
+    let mut table = table(&[
+        "Integration type",
+        "Failed",
+        "Share of failures",
+        "Succeeded",
+    ]);
+    for t in &response.types {
+        let share = if total_failed == 0 {
+            0.0
+        } else {
+            t.failed as f64 / total_failed as f64
+        };
+        table.add_row(vec![
+            Cell::new(type_label(t.integration_type)),
+            Cell::new(t.failed).set_alignment(CellAlignment::Right),
+            Cell::new(format!("{:<20} {:>5.1}%", bar(share, 20), share * 100.0)),
+            Cell::new(t.succeeded).set_alignment(CellAlignment::Right),
+        ]);
+    }
+    format!(
+        "Failures by integration type, {}\n{table}\nTotal failed: {total_failed}",
+        range_text(&response.effective_range)
+    )
+}
+
+fn percent_text(p: Option<f64>) -> String {
+    match p {
+        Some(p) => format!("{p:+.1}%"),
+        None => "n/a (no previous)".into(),
+    }
+}
+
+pub(super) fn render_change(response: &proto::GetPercentageChangeResponse, json: bool) -> String {
+    if json {
+        return pretty(json!({
+            "types": response.types.iter().map(|t| json!({
+                "integration_type": type_name(t.integration_type),
+                "failed_current": t.failed_current, "failed_previous": t.failed_previous,
+                "failed_change_percent": t.failed_change_percent,
+                "succeeded_current": t.succeeded_current, "succeeded_previous": t.succeeded_previous,
+                "succeeded_change_percent": t.succeeded_change_percent,
+            })).collect::<Vec<_>>(),
+            "current_range": range_json(&response.current_range),
+            "previous_range": range_json(&response.previous_range),
+        }));
+    }
+    let mut table = table(&[
+        "Integration type",
+        "Failed",
+        "Previous",
+        "Change",
+        "Succeeded",
+        "Previous",
+        "Change",
+    ]);
+    for t in &response.types {
+        table.add_row(vec![
+            Cell::new(type_label(t.integration_type)),
+            Cell::new(t.failed_current),
+            Cell::new(t.failed_previous),
+            Cell::new(percent_text(t.failed_change_percent)),
+            Cell::new(t.succeeded_current),
+            Cell::new(t.succeeded_previous),
+            Cell::new(percent_text(t.succeeded_change_percent)),
+        ]);
+    }
+    format!(
+        "Current {}\nPrevious {}\n{table}",
+        range_text(&response.current_range),
+        range_text(&response.previous_range)
+    )
+}
+
+pub(super) fn render_errors(response: &proto::GetErrorBreakdownResponse, json: bool) -> String {
+    if json {
+        return pretty(json!({
+            "errors": response.errors.iter().map(|e| json!({
+                "status_code": e.status_code, "name": e.name, "failed": e.failed,
+            })).collect::<Vec<_>>(),
+            "effective_range": range_json(&response.effective_range),
+        }));
+    }
+    let max = response
+        .errors
+        .iter()
+        .map(|e| e.failed)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let mut table = table(&["Code", "Error", "Failed", ""]);
+    for e in &response.errors {
+        table.add_row(vec![
+            Cell::new(e.status_code),
+            Cell::new(&e.name),
+            Cell::new(e.failed).set_alignment(CellAlignment::Right),
+            Cell::new(bar(e.failed as f64 / max as f64, 30)),
+        ]);
+    }
+    format!(
+        "Errors on integrations, {}\n{table}",
+        range_text(&response.effective_range)
+    )
+}
+
+pub(super) fn render_trends(response: &proto::GetTrendsResponse, json: bool) -> String {
+    if json {
+        return pretty(json!({
+            "series": response.series.iter().map(|s| json!({
+                "integration_type": type_name(s.integration_type),
+                "points": s.points.iter().map(|p| json!({"bucket_start": time_text(&p.bucket_start), "failed": p.failed})).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "effective_range": range_json(&response.effective_range),
+        }));
+    }
+    let mut table = table(&["Integration type", "Trend", "Total", "Peak"]);
+    for s in &response.series {
+        let values: Vec<u64> = s.points.iter().map(|p| p.failed).collect();
+        table.add_row(vec![
+            Cell::new(type_label(s.integration_type)),
+            Cell::new(sparkline(&values)),
+            Cell::new(values.iter().sum::<u64>()),
+            Cell::new(values.iter().max().copied().unwrap_or(0)),
+        ]);
+    }
+    let buckets = response.series.first().map_or(0, |s| s.points.len());
+    format!(
+        "Failure trends, {buckets} buckets, {}\n{table}",
+        range_text(&response.effective_range)
+    )
+}
+
+fn failure_json(f: &proto::FailureGroup) -> Value {
+    json!({
+        "failure_id": f.failure_id, "integration_type": type_name(f.integration_type),
+        "integration_id": f.integration_id, "integration_name": f.integration_name,
+        "failure_description": f.failure_description, "status_code": f.status_code,
+        "service_id": f.service_id, "service_name": f.service_name,
+        "flow_id": f.flow_id, "flow_name": f.flow_name, "total_errors": f.total_errors,
+        "first_seen": time_text(&f.first_seen), "last_seen": time_text(&f.last_seen),
+    })
+}
+
+pub(super) fn render_failures(
+    response: &proto::ListFailuresResponse,
+    tenant: &str,
+    json: bool,
+) -> String {
+    if json {
+        return pretty(json!({
+            "failures": response.failures.iter().map(failure_json).collect::<Vec<_>>(),
+            "next_page_token": response.next_page_token,
+            "total_groups": response.total_groups,
+            "effective_range": range_json(&response.effective_range),
+        }));
+    }
+    let mut table = table(&[
+        "Type",
+        "Integration",
+        "Failure description",
+        "Code",
+        "Service",
+        "Flow",
+        "Errors",
+        "Last seen",
+        "Failure id",
+    ]);
+    for f in &response.failures {
+        table.add_row(vec![
+            type_label(f.integration_type).to_owned(),
+            f.integration_name.clone(),
+            f.failure_description.clone(),
+            f.status_code.to_string(),
+            f.service_name.clone(),
+            f.flow_name.clone(),
+            f.total_errors.to_string(),
+            time_text(&f.last_seen),
+            f.failure_id.clone(),
+        ]);
+    }
+    let mut out = format!(
+        "{} failure groups, {}\n{table}",
+        response.total_groups,
+        range_text(&response.effective_range)
+    );
+    if let Some(first) = response.failures.first() {
+        let _ = write!(
+            out,
+            "\nDetails: integration-health query failure {} --tenant {tenant}",
+            first.failure_id
+        );
+    }
+    if !response.next_page_token.is_empty() {
+        let _ = write!(
+            out,
+            "\nNext page: --page-token {}",
+            response.next_page_token
+        );
+    }
+    out
+}
+
+pub(super) fn render_details(response: &proto::GetFailureDetailsResponse, json: bool) -> String {
+    let failure = response.failure.clone().unwrap_or_default();
+    let guidance = response.guidance.clone().unwrap_or_default();
+    if json {
+        return pretty(json!({
+            "failure": failure_json(&failure),
+            "integration_id": response.integration_id,
+            "service_id": response.service_id,
+            "flow_id": response.flow_id,
+            "guidance": {"applicable": guidance.applicable, "resolution": guidance.resolution},
+            "hourly_trend": response.hourly_trend.iter().map(|p| json!({"bucket_start": time_text(&p.bucket_start), "failed": p.failed})).collect::<Vec<_>>(),
+            "recent_samples": response.recent_samples.iter().map(|s| json!({"event_id": s.event_id, "occurred_at": time_text(&s.occurred_at), "error_message": s.error_message})).collect::<Vec<_>>(),
+            "effective_range": range_json(&response.effective_range),
+        }));
+    }
+    let mut table = table(&["Field", "Value"]);
+    let rows = [
+        (
+            "Integration type",
+            type_label(failure.integration_type).to_owned(),
+        ),
+        (
+            "Integration",
+            format!("{} ({})", failure.integration_name, response.integration_id),
+        ),
+        ("Failure description", failure.failure_description.clone()),
+        ("Status code", failure.status_code.to_string()),
+        (
+            "Service",
+            format!("{} ({})", failure.service_name, response.service_id),
+        ),
+        (
+            "Flow",
+            format!("{} ({})", failure.flow_name, response.flow_id),
+        ),
+        ("Total errors", failure.total_errors.to_string()),
+        ("First seen", time_text(&failure.first_seen)),
+        ("Last seen", time_text(&failure.last_seen)),
+    ];
+    for (field, value) in rows {
+        table.add_row(vec![field.to_owned(), value]);
+    }
+    let hourly: Vec<u64> = response.hourly_trend.iter().map(|p| p.failed).collect();
+    let recent: Vec<u64> = hourly.iter().rev().take(72).rev().copied().collect();
+    let mut out = format!("Failure {}\n{table}\n", failure.failure_id);
+    let _ = writeln!(
+        out,
+        "How to fix{}: {}",
+        if guidance.applicable {
+            ""
+        } else {
+            " (not applicable per catalog)"
+        },
+        guidance.resolution
+    );
+    let _ = writeln!(out, "Last 72 hours: {}", sparkline(&recent));
+    let _ = writeln!(out, "Recent samples:");
+    for s in &response.recent_samples {
+        let _ = writeln!(
+            out,
+            "  {}  {}  {}",
+            time_text(&s.occurred_at),
+            s.event_id,
+            s.error_message
+        );
+    }
+    out
+}
+
+pub(super) fn render_catalog(response: &proto::ListCommonErrorsResponse, json: bool) -> String {
+    if json {
+        return pretty(json!({
+            "errors": response.errors.iter().map(|e| json!({
+                "status_code": e.status_code, "name": e.name, "description": e.description, "cataloged": e.cataloged,
+                "guidance": e.guidance.iter().map(|g| json!({
+                    "integration_type": type_name(g.integration_type), "applicable": g.applicable, "resolution": g.resolution,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    let mut table = table(&["Code", "Error", "Integration type", "Resolution"]);
+    for e in &response.errors {
+        for g in &e.guidance {
+            let resolution = if g.applicable {
+                g.resolution.clone()
+            } else {
+                "Not applicable".to_owned()
+            };
+            table.add_row(vec![
+                e.status_code.to_string(),
+                e.name.clone(),
+                type_label(g.integration_type).to_owned(),
+                resolution,
+            ]);
+        }
+    }
+    table.to_string()
+}
+
+pub(super) fn render_status(response: &proto::GetIngestStatusResponse, json: bool) -> String {
+    if json {
+        return pretty(json!({
+            "partitions": response.partitions.iter().map(|p| json!({
+                "topic": p.topic, "partition": p.partition, "next_offset": p.next_offset,
+                "high_watermark": p.high_watermark, "lag": p.lag,
+                "snapshot_next_offset": p.snapshot_next_offset, "snapshot_age_seconds": p.snapshot_age_seconds,
+                "snapshot_bytes": p.snapshot_bytes, "snapshot_encode_ms": p.snapshot_encode_ms,
+                "snapshot_write_ms": p.snapshot_write_ms,
+            })).collect::<Vec<_>>(),
+            "accepted": response.accepted, "rejected": response.rejected,
+            "duplicates": response.duplicates, "late_dropped": response.late_dropped,
+            "overflowed": response.overflowed,
+        }));
+    }
+    let mut table = table(&["Topic", "Partition", "Next offset", "High watermark", "Lag"]);
+    for p in &response.partitions {
+        table.add_row(vec![
+            p.topic.clone(),
+            p.partition.to_string(),
+            p.next_offset.to_string(),
+            p.high_watermark.to_string(),
+            p.lag.to_string(),
+        ]);
+    }
+    format!(
+        "{table}\naccepted {}  rejected {}  duplicates {}  late dropped {}  overflowed {}",
+        response.accepted,
+        response.rejected,
+        response.duplicates,
+        response.late_dropped,
+        response.overflowed
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparkline_scales_to_the_peak_and_leaves_zeros_blank() {
+        assert_eq!(sparkline(&[0, 1, 2, 4]), " ▃▅█");
+        assert_eq!(sparkline(&[]), "");
+    }
+}

@@ -1,0 +1,174 @@
+//! Kafka ingest: a consumer thread, an owner thread, snapshots and the dead-letter producer.
+//!
+//! The consumer thread polls librdkafka and forwards messages in batches over a bounded channel
+//! (backpressure). The owner thread is the single writer of partition state: it decodes,
+//! deduplicates and applies each batch. Rebalance callbacks run on the consumer thread; they
+//! send `Assigned` / `Revoked` to the owner and wait for its reply, so by the time a revoke
+//! returns every message polled before it has been applied, and an assignment starts at the
+//! exact offset the owner's state ends at. Auto-commit is off: the offset lives with the state.
+
+mod consumer;
+mod dead_letters;
+mod owner;
+mod progress;
+mod snapshots;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedMessage;
+use rdkafka::Offset;
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+use tracing::error;
+
+use consumer::PendingCommits;
+pub use dead_letters::{
+    DeadLetterSink, DeadLetters, HEADER_ERROR, HEADER_REASON, HEADER_SOURCE_OFFSET,
+    HEADER_SOURCE_PARTITION, HEADER_SOURCE_TOPIC,
+};
+pub use owner::Owner;
+pub use progress::{IngestProgress, IngestStatus, PartitionStatus, SnapshotStatus};
+use snapshots::{SnapshotSchedule, Written};
+
+use crate::clock::SharedClock;
+use crate::ops::Metrics;
+use crate::snapshot::{SnapshotError, SnapshotFiles};
+use crate::store::{PartitionKey, Store};
+
+#[derive(Debug, Error)]
+pub enum IngestError {
+    #[error("kafka client could not be created")]
+    Client(#[source] KafkaError),
+    #[error("cannot subscribe to topic {topic}")]
+    Subscribe { topic: String, source: KafkaError },
+    #[error("cannot start an ingest thread")]
+    Thread(#[source] std::io::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub brokers: String,
+    pub topic: String,
+    pub group: String,
+    pub dlq_topic: String,
+    pub max_future_ms: i64,
+    /// librdkafka properties passed through to both consumer and DLQ producer.
+    pub kafka: BTreeMap<String, String>,
+    /// Where snapshots live; `None` keeps state in memory only.
+    pub state_dir: Option<PathBuf>,
+    pub snapshot_interval: Duration,
+}
+
+/// What the owner thread is told: a batch to apply, or a rebalance to answer.
+pub enum Command {
+    Batch(Vec<OwnedMessage>),
+    Assigned(Vec<PartitionKey>, SyncSender<Vec<(PartitionKey, Offset)>>),
+    Revoked(Vec<PartitionKey>, SyncSender<()>),
+}
+
+/// Running ingest; `join` waits for both threads after shutdown was signalled.
+pub struct IngestHandle {
+    consumer: JoinHandle<()>,
+    owner: JoinHandle<()>,
+}
+
+impl IngestHandle {
+    pub fn join(self) {
+        if self.consumer.join().is_err() {
+            error!("consumer thread panicked");
+        }
+        if self.owner.join().is_err() {
+            error!("owner thread panicked");
+        }
+    }
+}
+
+/// The parts ingest writes to and reports through.
+pub struct IngestShared {
+    pub store: Arc<Store>,
+    pub progress: Arc<IngestProgress>,
+    pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn start(
+    config: IngestConfig,
+    shared: IngestShared,
+    shutdown: CancellationToken,
+) -> Result<IngestHandle, IngestError> {
+    let IngestShared {
+        store,
+        progress,
+        clock,
+        metrics,
+    } = shared;
+    let (commands, inbox) = sync_channel::<Command>(16);
+    let dead_letters = DeadLetters::new(&config, metrics.clone())?;
+    let commits: PendingCommits = Arc::new(Mutex::new(Vec::new()));
+    let snapshots = match &config.state_dir {
+        Some(dir) => Some(SnapshotSchedule::start(
+            SnapshotFiles::new(dir),
+            config.snapshot_interval,
+            Written {
+                progress: progress.clone(),
+                clock: clock.clone(),
+                commits: commits.clone(),
+                metrics: metrics.clone(),
+            },
+        )?),
+        None => None,
+    };
+    let consumer = consumer::new_consumer(&config, commands.clone(), progress.clone())?;
+    consumer
+        .subscribe(&[config.topic.as_str()])
+        .map_err(|source| IngestError::Subscribe {
+            topic: config.topic.clone(),
+            source,
+        })?;
+    let owner = Owner {
+        store,
+        progress,
+        clock,
+        max_future_ms: config.max_future_ms,
+        dead_letters: Box::new(dead_letters),
+        parked: HashMap::new(),
+        snapshots,
+        shutdown: shutdown.clone(),
+        metrics,
+    };
+    let owner = std::thread::Builder::new()
+        .name("ih-owner".into())
+        .spawn(move || owner.run(inbox))
+        .map_err(IngestError::Thread)?;
+    let consumer = std::thread::Builder::new()
+        .name("ih-consumer".into())
+        .spawn(move || consumer::consume(consumer, commands, commits, shutdown))
+        .map_err(IngestError::Thread)?;
+    Ok(IngestHandle { consumer, owner })
+}
+
+/// Defaults first, so a passed-through property can override them.
+pub(crate) fn client_config(config: &IngestConfig, defaults: &[(&str, &str)]) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    for (key, value) in defaults {
+        client.set(*key, *value);
+    }
+    client.set("bootstrap.servers", &config.brokers);
+    for (key, value) in &config.kafka {
+        client.set(key, value);
+    }
+    client
+}
+
+pub fn check_state_dir(dir: &std::path::Path) -> Result<(), SnapshotError> {
+    SnapshotFiles::new(dir).check_versions()
+}

@@ -1,0 +1,186 @@
+//! What ingest knows about its progress: whether the group has assigned partitions, the broker's
+//! high watermarks, and the newest durable snapshot of each partition. Readiness and
+//! `GetIngestStatus` are answered from here together with the store's offsets.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use dashmap::DashMap;
+
+use crate::store::{IngestTotals, PartitionKey, Store};
+
+/// The newest durable snapshot of a partition.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SnapshotStatus {
+    /// Exclusive: the first offset the snapshot does not cover.
+    pub next_offset: i64,
+    pub written_at_ms: i64,
+    pub bytes: u64,
+    /// Time spent encoding on the owner thread: the pause ingest sees.
+    pub encode_ms: f64,
+    pub write_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionStatus {
+    pub topic: String,
+    pub partition: i32,
+    /// -1 when nothing has been applied yet.
+    pub next_offset: i64,
+    /// -1 when not yet known.
+    pub high_watermark: i64,
+    pub lag: i64,
+    pub snapshot: Option<SnapshotStatus>,
+    /// Milliseconds since the snapshot was written; -1 without one.
+    pub snapshot_age_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestStatus {
+    pub partitions: Vec<PartitionStatus>,
+    pub totals: IngestTotals,
+}
+
+/// Written by the consumer (watermarks, assignment) and the snapshot writer; read by readiness,
+/// metrics and the API. Each map is a `DashMap` because writers and readers are different
+/// threads and no entry is ever held across an `.await`.
+#[derive(Debug, Default)]
+pub struct IngestProgress {
+    /// Set once the consumer group has given this instance its first assignment.
+    assigned: AtomicBool,
+    high_watermarks: DashMap<PartitionKey, i64>,
+    snapshots: DashMap<PartitionKey, SnapshotStatus>,
+}
+
+impl IngestProgress {
+    pub fn mark_assigned(&self) {
+        self.assigned.store(true, Ordering::SeqCst);
+    }
+
+    pub fn has_assignment(&self) -> bool {
+        self.assigned.load(Ordering::SeqCst)
+    }
+
+    pub fn set_high_watermark(&self, key: PartitionKey, offset: i64) {
+        self.high_watermarks.insert(key, offset);
+    }
+
+    pub fn high_watermark(&self, key: &PartitionKey) -> Option<i64> {
+        self.high_watermarks.get(key).map(|v| *v)
+    }
+
+    /// A partition left this instance: its watermark is no longer ours to report.
+    pub fn forget(&self, key: &PartitionKey) {
+        self.high_watermarks.remove(key);
+    }
+
+    pub fn set_snapshot_status(&self, key: PartitionKey, status: SnapshotStatus) {
+        self.snapshots.insert(key, status);
+    }
+
+    pub fn snapshot_status(&self, key: &PartitionKey) -> Option<SnapshotStatus> {
+        self.snapshots.get(key).map(|s| *s)
+    }
+
+    /// Offsets, watermarks, lag and snapshots of every owned partition, with the ingest totals.
+    pub fn status(&self, store: &Store, now_ms: i64) -> IngestStatus {
+        let mut totals = IngestTotals::default();
+        let mut partitions = Vec::new();
+        for (key, partition) in store.partitions() {
+            let (next, part_totals) = {
+                let guard = partition.read();
+                (guard.next_offset, guard.totals)
+            };
+            totals.add(&part_totals);
+            let high_watermark = known_high_watermark(self.high_watermark(&key), next);
+            let lag = match (next, high_watermark) {
+                (_, hw) if hw < 0 => 0,
+                (Some(next), hw) => (hw - next).max(0),
+                (None, hw) => hw,
+            };
+            let snapshot = self.snapshot_status(&key);
+            partitions.push(PartitionStatus {
+                topic: key.topic.to_string(),
+                partition: key.partition,
+                next_offset: next.unwrap_or(-1),
+                high_watermark,
+                lag,
+                snapshot,
+                snapshot_age_ms: snapshot.map_or(-1, |s| (now_ms - s.written_at_ms).max(0)),
+            });
+        }
+        IngestStatus { partitions, totals }
+    }
+
+    /// Ready once ingest has its assignment and every assigned partition is restored, has a
+    /// reported high watermark, and is within `max_lag` messages of it.
+    pub fn readiness(&self, store: &Store, max_lag: i64, now_ms: i64) -> Result<(), String> {
+        if !self.has_assignment() {
+            return Err("waiting for the consumer group to assign partitions".into());
+        }
+        if let Some((key, _)) = store
+            .partitions()
+            .into_iter()
+            .find(|(key, _)| self.high_watermark(key).is_none())
+        {
+            return Err(format!(
+                "{}[{}]: high watermark not reported yet",
+                key.topic, key.partition
+            ));
+        }
+        let status = self.status(store, now_ms);
+        if let Some(p) = status.partitions.iter().find(|p| p.lag > max_lag) {
+            return Err(format!(
+                "{}[{}]: lag {} above {max_lag}",
+                p.topic, p.partition, p.lag
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Statistics arrive once a second, so a consumed offset can be ahead of the last reported
+/// watermark; it proves the mark is at least there. -1 when neither is known.
+fn known_high_watermark(reported: Option<i64>, next: Option<i64>) -> i64 {
+    match (reported, next) {
+        (Some(hw), Some(next)) => hw.max(next),
+        (Some(hw), None) => hw,
+        (None, Some(next)) => next,
+        (None, None) => -1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use parking_lot::RwLock;
+
+    use super::*;
+    use crate::store::{PartitionState, StoreLimits};
+
+    #[test]
+    fn readiness_waits_for_assignment_watermarks_and_lag() {
+        let store = Store::new(StoreLimits::default());
+        let progress = IngestProgress::default();
+        assert!(progress.readiness(&store, 10, 0).is_err());
+        progress.mark_assigned();
+        let key = PartitionKey::new("events", 0);
+        let mut state = PartitionState::new(store.limits());
+        state.next_offset = Some(100);
+        store.attach(key.clone(), Arc::new(RwLock::new(state)));
+        let waiting = progress.readiness(&store, 10, 0).unwrap_err();
+        assert!(waiting.contains("high watermark"), "{waiting}");
+        progress.set_high_watermark(key.clone(), 200);
+        let behind = progress.readiness(&store, 10, 0).unwrap_err();
+        assert!(behind.contains("lag 100"), "{behind}");
+        progress.set_high_watermark(key, 105);
+        assert_eq!(progress.readiness(&store, 10, 0), Ok(()));
+    }
+
+    #[test]
+    fn a_consumed_offset_beyond_the_reported_watermark_means_no_lag() {
+        assert_eq!(known_high_watermark(Some(5), Some(9)), 9);
+        assert_eq!(known_high_watermark(None, None), -1);
+        assert_eq!(known_high_watermark(Some(7), None), 7);
+    }
+}

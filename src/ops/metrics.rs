@@ -1,0 +1,279 @@
+//! The Prometheus registry: counters bumped where things happen, gauges set from a
+//! `StateReading` at scrape time.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use super::StateReading;
+use crate::event::IntegrationType;
+use crate::store::Applied;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    outcome: &'static str,
+    integration_type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabels {
+    rpc: &'static str,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcNameLabels {
+    rpc: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabels {
+    topic: String,
+    partition: String,
+}
+
+/// Every series the service exports. Counters are bumped where things happen; gauges that
+/// describe state (offsets, lag, cardinality, memory) are read from a `StateReading` at scrape time.
+pub struct Metrics {
+    registry: Registry,
+    events: Family<EventLabels, Counter>,
+    rejected: Family<ReasonLabels, Counter>,
+    pub dlq_failures: Counter<u64, AtomicU64>,
+    rpc_requests: Family<RpcLabels, Counter>,
+    rpc_seconds: Family<RpcNameLabels, Histogram>,
+    snapshot_write_seconds: Histogram,
+    snapshot_pause_seconds: Histogram,
+    next_offset: Family<PartitionLabels, Gauge>,
+    high_watermark: Family<PartitionLabels, Gauge>,
+    lag: Family<PartitionLabels, Gauge>,
+    snapshot_age_seconds: Family<PartitionLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    snapshot_bytes: Family<PartitionLabels, Gauge>,
+    tenants: Gauge,
+    failure_groups: Gauge,
+    buckets: Gauge,
+    overflowed: Gauge,
+    resident_memory: Gauge,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~3 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 17))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("integration_health");
+        let metrics = Metrics {
+            events: Family::default(),
+            rejected: Family::default(),
+            dlq_failures: Counter::default(),
+            rpc_requests: Family::default(),
+            rpc_seconds: Family::new_with_constructor(latency_histogram),
+            snapshot_write_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            snapshot_pause_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            next_offset: Family::default(),
+            high_watermark: Family::default(),
+            lag: Family::default(),
+            snapshot_age_seconds: Family::default(),
+            snapshot_bytes: Family::default(),
+            tenants: Gauge::default(),
+            failure_groups: Gauge::default(),
+            buckets: Gauge::default(),
+            overflowed: Gauge::default(),
+            resident_memory: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "events",
+            "Valid events by what became of them",
+            metrics.events.clone(),
+        );
+        registry.register(
+            "events_rejected",
+            "Events sent to the dead-letter topic, by reason",
+            metrics.rejected.clone(),
+        );
+        registry.register(
+            "dlq_delivery_failures",
+            "Dead letters the broker did not acknowledge",
+            metrics.dlq_failures.clone(),
+        );
+        registry.register(
+            "grpc_requests",
+            "gRPC requests by method and status code",
+            metrics.rpc_requests.clone(),
+        );
+        registry.register(
+            "grpc_request_duration_seconds",
+            "gRPC request latency by method",
+            metrics.rpc_seconds.clone(),
+        );
+        registry.register(
+            "snapshot_write_duration_seconds",
+            "Time to write a snapshot file durably",
+            metrics.snapshot_write_seconds.clone(),
+        );
+        registry.register(
+            "snapshot_pause_duration_seconds",
+            "Time ingest paused to encode a snapshot",
+            metrics.snapshot_pause_seconds.clone(),
+        );
+        registry.register(
+            "partition_next_offset",
+            "Next offset to apply, per partition",
+            metrics.next_offset.clone(),
+        );
+        registry.register(
+            "partition_high_watermark",
+            "Broker high watermark, per partition",
+            metrics.high_watermark.clone(),
+        );
+        registry.register(
+            "partition_lag",
+            "Messages not yet applied, per partition",
+            metrics.lag.clone(),
+        );
+        registry.register(
+            "snapshot_age_seconds",
+            "Age of the newest durable snapshot, per partition",
+            metrics.snapshot_age_seconds.clone(),
+        );
+        registry.register(
+            "snapshot_size_bytes",
+            "Size of the newest snapshot, per partition",
+            metrics.snapshot_bytes.clone(),
+        );
+        registry.register(
+            "store_tenants",
+            "Tenants held in memory (summed over partitions)",
+            metrics.tenants.clone(),
+        );
+        registry.register(
+            "store_failure_groups",
+            "Failure groups held in memory",
+            metrics.failure_groups.clone(),
+        );
+        registry.register(
+            "store_buckets",
+            "Time buckets held in memory",
+            metrics.buckets.clone(),
+        );
+        registry.register(
+            "store_overflowed_events",
+            "Failures that landed in an overflow group (group cap reached)",
+            metrics.overflowed.clone(),
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident set size of the process",
+            metrics.resident_memory.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    pub fn applied(&self, integration_type: IntegrationType, applied: Applied, count: u64) {
+        let outcome = match applied {
+            Applied::Accepted => "accepted",
+            Applied::Duplicate => "duplicate",
+            Applied::LateDropped => "late_dropped",
+        };
+        self.events
+            .get_or_create(&EventLabels {
+                outcome,
+                integration_type: integration_type.as_str(),
+            })
+            .inc_by(count);
+    }
+
+    pub fn rejected(&self, reason: &'static str) {
+        self.rejected.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn rpc(&self, rpc: &'static str, code: tonic::Code, elapsed: Duration) {
+        self.rpc_requests
+            .get_or_create(&RpcLabels {
+                rpc,
+                code: format!("{code:?}"),
+            })
+            .inc();
+        self.rpc_seconds
+            .get_or_create(&RpcNameLabels { rpc })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn snapshot(&self, pause: Duration, write: Duration) {
+        self.snapshot_pause_seconds.observe(pause.as_secs_f64());
+        self.snapshot_write_seconds.observe(write.as_secs_f64());
+    }
+
+    /// Refreshes the state gauges from `state` and renders the text exposition format.
+    pub fn render(&self, state: &StateReading) -> String {
+        for family in [
+            &self.next_offset,
+            &self.high_watermark,
+            &self.lag,
+            &self.snapshot_bytes,
+        ] {
+            family.clear();
+        }
+        self.snapshot_age_seconds.clear();
+        for p in &state.partitions {
+            let labels = PartitionLabels {
+                topic: p.topic.clone(),
+                partition: p.partition.to_string(),
+            };
+            self.next_offset.get_or_create(&labels).set(p.next_offset);
+            self.high_watermark
+                .get_or_create(&labels)
+                .set(p.high_watermark);
+            self.lag.get_or_create(&labels).set(p.lag);
+            if let Some(age) = p.snapshot_age_seconds {
+                self.snapshot_age_seconds.get_or_create(&labels).set(age);
+            }
+            if let Some(bytes) = p.snapshot_bytes {
+                self.snapshot_bytes.get_or_create(&labels).set(bytes as i64);
+            }
+        }
+        let cardinality = state.cardinality;
+        self.tenants.set(cardinality.tenants as i64);
+        self.failure_groups.set(cardinality.groups as i64);
+        self.buckets.set(cardinality.buckets as i64);
+        self.overflowed.set(state.totals.overflowed as i64);
+        self.resident_memory.set(resident_memory_bytes() as i64);
+        let mut text = String::new();
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}
+
+pub fn resident_memory_bytes() -> u64 {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return 0;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}

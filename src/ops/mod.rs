@@ -1,0 +1,42 @@
+//! Operations: the metrics every stage writes to, the HTTP endpoints operators probe
+//! (`/metrics`, `/healthz`, `/readyz`), logs and OTLP export. Nothing here reads the store or the
+//! query engine directly: the server hands in closures that read the service's state.
+
+mod http;
+mod metrics;
+mod otlp;
+mod tracing;
+
+use std::sync::Arc;
+
+pub use self::http::{bind_http, http_router, HttpState};
+pub use self::metrics::{resident_memory_bytes, Metrics};
+pub use self::otlp::export_metrics;
+pub use self::tracing::{init, LogFormat, TelemetryError, TelemetryGuard};
+
+use crate::store::{Cardinality, IngestTotals};
+
+/// One partition's position, as the gauges show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionGauge {
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: i64,
+    pub high_watermark: i64,
+    pub lag: i64,
+    pub snapshot_age_seconds: Option<f64>,
+    pub snapshot_bytes: Option<u64>,
+}
+
+/// The state the gauges describe, read at scrape or export time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateReading {
+    pub partitions: Vec<PartitionGauge>,
+    pub cardinality: Cardinality,
+    pub totals: IngestTotals,
+}
+
+/// Reads the service's state for the gauges.
+pub type ReadState = Arc<dyn Fn() -> StateReading + Send + Sync>;
+/// `Ok` when ready to serve, else why not.
+pub type CheckReady = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;

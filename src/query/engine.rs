@@ -1,0 +1,324 @@
+//! The engine and the counting queries: overview, percentage change, error breakdown, trends,
+//! and the catalog. Each sums pre-aggregated buckets across partitions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use super::calendar::{day_boundaries, hour_boundaries, parse_time_zone};
+use super::types::*;
+use super::{QueryError, DEFAULT_PERIOD_MS, DEFAULT_RANGE_MS};
+use crate::catalog::{self, CatalogEntry};
+use crate::clock::SharedClock;
+use crate::event::{IntegrationType, PerType};
+use crate::store::{
+    ceil_to, floor_to, PartitionState, Store, TenantState, TypeCounts, HOUR_MS, MINUTE_MS,
+};
+
+/// Answers the dashboard's questions from the store. Cheap to clone.
+#[derive(Clone)]
+pub struct QueryEngine {
+    store: Arc<Store>,
+    clock: SharedClock,
+}
+
+impl QueryEngine {
+    pub fn new(store: Arc<Store>, clock: SharedClock) -> Self {
+        QueryEngine { store, clock }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub(super) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Rounds a requested (or default) range outward to `width_ms` and clamps it to retention.
+    pub(super) fn effective(
+        &self,
+        requested: Option<TimeRange>,
+        default_ms: i64,
+        now_ms: i64,
+        width_ms: i64,
+    ) -> Result<TimeRange, QueryError> {
+        let range = requested.unwrap_or(TimeRange {
+            start_ms: now_ms - default_ms,
+            end_ms: now_ms,
+        });
+        if range.start_ms >= range.end_ms {
+            return Err(QueryError::StartNotBeforeEnd);
+        }
+        let end_ms = ceil_to(range.end_ms, width_ms);
+        let start_ms = floor_to(range.start_ms, width_ms)
+            .max(self.store.limits().retention_floor(now_ms))
+            .min(end_ms);
+        Ok(TimeRange { start_ms, end_ms })
+    }
+
+    fn serve_by_minute(&self, start_ms: i64, now_ms: i64) -> bool {
+        floor_to(start_ms, MINUTE_MS) >= self.store.limits().minute_floor(now_ms)
+    }
+
+    /// Calls `visit` with the tenant's state in every partition that has it.
+    pub(super) fn for_tenant(
+        &self,
+        tenant_id: &str,
+        mut visit: impl FnMut(&PartitionState, &TenantState),
+    ) {
+        for (_, partition) in self.store.partitions() {
+            let guard = partition.read();
+            if let Some(tenant) = guard.tenant(tenant_id) {
+                visit(&guard, tenant);
+            }
+        }
+    }
+
+    pub fn overview(
+        &self,
+        tenant_id: &str,
+        range: Option<TimeRange>,
+        types: TypeFilter,
+    ) -> Result<Overview, QueryError> {
+        let now = self.now_ms();
+        let start = range.map_or(now - DEFAULT_RANGE_MS, |r| r.start_ms);
+        let by_minute = self.serve_by_minute(start, now);
+        let width = if by_minute { MINUTE_MS } else { HOUR_MS };
+        let effective_range = self.effective(range, DEFAULT_RANGE_MS, now, width)?;
+        let mut counts = TypeCounts::default();
+        self.for_tenant(tenant_id, |_, tenant| {
+            counts.add(&tenant.counts_in(
+                effective_range.start_ms,
+                effective_range.end_ms,
+                by_minute,
+            ));
+        });
+        let types = types
+            .types()
+            .map(|t| TypeTotals {
+                integration_type: t,
+                failed: counts.failed[t],
+                succeeded: counts.succeeded[t],
+            })
+            .collect();
+        Ok(Overview {
+            types,
+            effective_range,
+        })
+    }
+
+    pub fn percentage_change(
+        &self,
+        tenant_id: &str,
+        period_ms: Option<i64>,
+        end_ms: Option<i64>,
+        types: TypeFilter,
+    ) -> Result<PercentageChange, QueryError> {
+        let now = self.now_ms();
+        let period = period_ms.unwrap_or(DEFAULT_PERIOD_MS);
+        let longest = self.store.limits().retention_ms / 2;
+        if period < MINUTE_MS {
+            return Err(QueryError::PeriodTooShort);
+        }
+        if period > longest {
+            return Err(QueryError::PeriodTooLong {
+                max_hours: longest / HOUR_MS,
+            });
+        }
+        let end = end_ms.unwrap_or(now);
+        let by_minute = self.serve_by_minute(end - 2 * period, now);
+        let width = if by_minute { MINUTE_MS } else { HOUR_MS };
+        let end = ceil_to(end, width);
+        let period = ceil_to(period, width);
+        let current_range = TimeRange {
+            start_ms: end - period,
+            end_ms: end,
+        };
+        let previous_range = TimeRange {
+            start_ms: end - 2 * period,
+            end_ms: end - period,
+        };
+        let mut current = TypeCounts::default();
+        let mut previous = TypeCounts::default();
+        self.for_tenant(tenant_id, |_, tenant| {
+            current.add(&tenant.counts_in(current_range.start_ms, current_range.end_ms, by_minute));
+            previous.add(&tenant.counts_in(
+                previous_range.start_ms,
+                previous_range.end_ms,
+                by_minute,
+            ));
+        });
+        let types = types
+            .types()
+            .map(|t| TypeChange {
+                integration_type: t,
+                failed_current: current.failed[t],
+                failed_previous: previous.failed[t],
+                failed_change_percent: change_percent(current.failed[t], previous.failed[t]),
+                succeeded_current: current.succeeded[t],
+                succeeded_previous: previous.succeeded[t],
+                succeeded_change_percent: change_percent(
+                    current.succeeded[t],
+                    previous.succeeded[t],
+                ),
+            })
+            .collect();
+        Ok(PercentageChange {
+            types,
+            current_range,
+            previous_range,
+        })
+    }
+
+    pub fn error_breakdown(
+        &self,
+        tenant_id: &str,
+        range: Option<TimeRange>,
+        types: TypeFilter,
+    ) -> Result<ErrorBreakdown, QueryError> {
+        let now = self.now_ms();
+        let effective_range = self.effective(range, DEFAULT_RANGE_MS, now, HOUR_MS)?;
+        let mut by_code: HashMap<u16, u64> = HashMap::new();
+        self.for_tenant(tenant_id, |_, tenant| {
+            for (_, codes) in tenant
+                .codes
+                .range(effective_range.start_ms..effective_range.end_ms)
+            {
+                for ((t, code), count) in codes {
+                    if types.includes(*t) {
+                        *by_code.entry(*code).or_insert(0) += count;
+                    }
+                }
+            }
+        });
+        let mut errors: Vec<ErrorCount> = by_code
+            .into_iter()
+            .map(|(status_code, failed)| ErrorCount {
+                status_code,
+                name: catalog::name_of(status_code),
+                failed,
+            })
+            .collect();
+        errors.sort_by(|a, b| {
+            b.failed
+                .cmp(&a.failed)
+                .then(a.status_code.cmp(&b.status_code))
+        });
+        Ok(ErrorBreakdown {
+            errors,
+            effective_range,
+        })
+    }
+
+    pub fn trends(
+        &self,
+        tenant_id: &str,
+        range: Option<TimeRange>,
+        types: TypeFilter,
+        granularity: Granularity,
+        time_zone: &str,
+    ) -> Result<Trends, QueryError> {
+        let tz = parse_time_zone(time_zone)?;
+        let now = self.now_ms();
+        let hours = self.effective(range, DEFAULT_RANGE_MS, now, HOUR_MS)?;
+        let boundaries = match granularity {
+            Granularity::Hour => hour_boundaries(hours)?,
+            Granularity::Day => day_boundaries(tz, hours)?,
+        };
+        let (Some(&first), Some(&last)) = (boundaries.first(), boundaries.last()) else {
+            return Err(QueryError::EmptyRange);
+        };
+        let mut per_hour: BTreeMap<i64, PerType<u64>> = BTreeMap::new();
+        self.for_tenant(tenant_id, |_, tenant| {
+            for (hour, counts) in tenant.hours.range(first..last) {
+                let slot = per_hour.entry(*hour).or_default();
+                for (t, failed) in counts.failed.iter() {
+                    slot[t] += failed;
+                }
+            }
+        });
+        let series = types
+            .types()
+            .map(|t| TrendSeries {
+                integration_type: t,
+                points: boundaries
+                    .windows(2)
+                    .map(|w| {
+                        let failed = per_hour.range(w[0]..w[1]).map(|(_, c)| c[t]).sum();
+                        (w[0], failed)
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Trends {
+            series,
+            effective_range: TimeRange {
+                start_ms: first,
+                end_ms: last,
+            },
+        })
+    }
+
+    pub fn common_errors(
+        &self,
+        integration_type: Option<IntegrationType>,
+        status_code: Option<u16>,
+    ) -> Vec<(CatalogEntry, Vec<(IntegrationType, Guidance)>)> {
+        let entries: Vec<CatalogEntry> = match status_code {
+            Some(code) => vec![catalog::lookup(code)],
+            None => catalog::CATALOG.to_vec(),
+        };
+        let types: Vec<IntegrationType> = match integration_type {
+            Some(t) => vec![t],
+            None => IntegrationType::ALL.to_vec(),
+        };
+        entries
+            .into_iter()
+            .map(|entry| {
+                let guidance = types
+                    .iter()
+                    .map(|t| (*t, guidance_for(&entry, *t)))
+                    .collect();
+                (entry, guidance)
+            })
+            .collect()
+    }
+}
+
+/// `None` when there is nothing to compare against: never infinity, NaN or a fake 0.
+pub fn change_percent(current: u64, previous: u64) -> Option<f64> {
+    if previous == 0 {
+        return None;
+    }
+    Some((current as f64 - previous as f64) / previous as f64 * 100.0)
+}
+
+pub(super) fn guidance_for(entry: &CatalogEntry, integration_type: IntegrationType) -> Guidance {
+    match entry.guidance_for(integration_type) {
+        Some(text) => Guidance {
+            applicable: true,
+            resolution: text.to_owned(),
+        },
+        None => Guidance {
+            applicable: false,
+            resolution: format!(
+                "Not applicable: {} is not expected for {}.",
+                entry.status_code,
+                integration_type.label()
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_percent_is_absent_without_a_previous_count() {
+        assert_eq!(change_percent(5, 0), None);
+        assert_eq!(change_percent(0, 0), None);
+        assert_eq!(change_percent(15, 10), Some(50.0));
+        assert_eq!(change_percent(0, 10), Some(-100.0));
+    }
+}

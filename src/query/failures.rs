@@ -1,0 +1,269 @@
+//! The failures table and a failure's details. A group can be spread over several partitions;
+//! `GroupSummary::merge` is the one rule that combines its parts.
+
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
+
+use super::engine::guidance_for;
+use super::paging::{query_fingerprint, PageToken};
+use super::types::*;
+use super::{QueryEngine, QueryError, DEFAULT_PAGE_SIZE, DEFAULT_RANGE_MS, MAX_PAGE_SIZE};
+use crate::catalog;
+use crate::store::{
+    format_failure_id, parse_failure_id, sample_order, GroupKey, GroupState, PartitionKey,
+    PartitionState, SharedPartition, Sym, HOUR_MS, SAMPLES_PER_GROUP,
+};
+
+/// One group's numbers within a range. Parts merge by one rule: totals add, first seen is the
+/// earliest, last seen the latest, and the strings come from the partition that saw the newest
+/// event (so a rename shows up).
+#[derive(Debug, Clone, Copy)]
+struct GroupSummary {
+    failure_id: u128,
+    total: u64,
+    first_ms: i64,
+    last_ms: i64,
+    names_at_ms: i64,
+    /// Where to read the strings: the partition's index and the group's key there.
+    source: (usize, GroupKey),
+}
+
+impl GroupSummary {
+    fn of(index: usize, key: &GroupKey, group: &GroupState, range: TimeRange) -> Self {
+        GroupSummary {
+            failure_id: group.failure_id,
+            total: group.total_in(range.start_ms, range.end_ms),
+            first_ms: group.first_seen_ms().unwrap_or(0),
+            last_ms: group.last_seen_ms().unwrap_or(0),
+            names_at_ms: group.names_at_ms,
+            source: (index, *key),
+        }
+    }
+
+    fn merge(&mut self, part: GroupSummary) {
+        debug_assert_eq!(self.failure_id, part.failure_id);
+        self.total += part.total;
+        self.first_ms = self.first_ms.min(part.first_ms);
+        self.last_ms = self.last_ms.max(part.last_ms);
+        if part.names_at_ms > self.names_at_ms {
+            self.names_at_ms = part.names_at_ms;
+            self.source = part.source;
+        }
+    }
+
+    /// Position in the requested order; smaller sorts first. Ties break on failure id.
+    fn sort_key(&self, order: FailureOrder) -> (i64, u128) {
+        let primary = match order {
+            FailureOrder::TotalErrorsDesc => -(self.total as i64),
+            FailureOrder::LastSeenDesc => -self.last_ms,
+        };
+        (primary, self.failure_id)
+    }
+
+    fn row(
+        &self,
+        tenant_id: &str,
+        partitions: &[(PartitionKey, SharedPartition)],
+    ) -> Option<FailureRow> {
+        let (index, key) = self.source;
+        let guard = partitions.get(index)?.1.read();
+        let group = guard.tenant(tenant_id)?.groups.get(&key)?;
+        Some(failure_row(&guard, &key, group, self))
+    }
+}
+
+/// A stored description, or the catalog name of the code when the event had no message.
+fn description_text(partition: &PartitionState, description: Sym, status_code: u16) -> String {
+    match partition.interner.resolve(description) {
+        "" => catalog::name_of(status_code).to_owned(),
+        text => text.to_owned(),
+    }
+}
+
+fn failure_row(
+    partition: &PartitionState,
+    key: &GroupKey,
+    group: &GroupState,
+    numbers: &GroupSummary,
+) -> FailureRow {
+    let text = |sym| partition.interner.resolve(sym).to_owned();
+    FailureRow {
+        failure_id: format_failure_id(group.failure_id),
+        integration_type: key.integration_type,
+        integration_id: text(key.integration_id),
+        integration_name: text(group.integration_name),
+        failure_description: description_text(partition, key.description, key.status_code),
+        status_code: key.status_code,
+        service_id: text(key.service_id),
+        service_name: text(group.service_name),
+        flow_id: text(key.flow_id),
+        flow_name: text(group.flow_name),
+        total_errors: numbers.total,
+        first_seen_ms: numbers.first_ms,
+        last_seen_ms: numbers.last_ms,
+    }
+}
+
+/// A text filter resolved against one partition's interner: `None` matches anything,
+/// `Some(None)` matches nothing (the string never occurred there).
+fn resolve_filter(partition: &PartitionState, wanted: &Option<String>) -> Option<Option<Sym>> {
+    wanted.as_ref().map(|w| partition.interner.get(w))
+}
+
+fn sym_matches(filter: Option<Option<Sym>>, actual: Sym) -> bool {
+    match filter {
+        None => true,
+        Some(wanted) => wanted == Some(actual),
+    }
+}
+
+/// Every group that matches the request, reduced to the numbers that rank it and merged across
+/// partitions. No strings are built here.
+fn rank_groups(
+    partitions: &[(PartitionKey, SharedPartition)],
+    request: &ListFailuresRequest,
+    range: TimeRange,
+) -> Vec<GroupSummary> {
+    let mut merged: FxHashMap<u128, GroupSummary> = FxHashMap::default();
+    for (index, (_, partition)) in partitions.iter().enumerate() {
+        let guard = partition.read();
+        let Some(tenant) = guard.tenant(&request.tenant_id) else {
+            continue;
+        };
+        let integration = resolve_filter(&guard, &request.filter.integration_id);
+        let flow = resolve_filter(&guard, &request.filter.flow_id);
+        let service = resolve_filter(&guard, &request.filter.service_id);
+        for (key, group) in &tenant.groups {
+            let wanted = request.types.includes(key.integration_type)
+                && request
+                    .filter
+                    .status_code
+                    .is_none_or(|c| c == key.status_code)
+                && sym_matches(integration, key.integration_id)
+                && sym_matches(flow, key.flow_id)
+                && sym_matches(service, key.service_id);
+            if wanted {
+                merge_part(&mut merged, GroupSummary::of(index, key, group, range));
+            }
+        }
+    }
+    merged.into_values().filter(|r| r.total > 0).collect()
+}
+
+fn merge_part(merged: &mut FxHashMap<u128, GroupSummary>, part: GroupSummary) {
+    merged
+        .entry(part.failure_id)
+        .and_modify(|existing| existing.merge(part))
+        .or_insert(part);
+}
+
+impl QueryEngine {
+    /// Two passes: rank every matching group by numbers alone (no strings, no allocation per
+    /// group), then build rows only for the page being served.
+    pub fn list_failures(&self, request: &ListFailuresRequest) -> Result<FailurePage, QueryError> {
+        let page_size = match request.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n > MAX_PAGE_SIZE => {
+                return Err(QueryError::PageSizeTooLarge { max: MAX_PAGE_SIZE })
+            }
+            n => n,
+        };
+        let fingerprint = query_fingerprint(request);
+        let after = match &request.page_token {
+            Some(token) => Some(PageToken::decode(token, fingerprint)?),
+            None => None,
+        };
+        let now = self.now_ms();
+        let effective_range = self.effective(request.range, DEFAULT_RANGE_MS, now, HOUR_MS)?;
+        let partitions = self.store().partitions();
+        let mut ranked = rank_groups(&partitions, request, effective_range);
+        let total_groups = ranked.len() as u64;
+        let order = request.order;
+        ranked.sort_unstable_by_key(|c| c.sort_key(order));
+        if let Some(after) = after {
+            let cut = ranked.partition_point(|c| c.sort_key(order) <= after.position);
+            ranked.drain(..cut);
+        }
+        let next_page_token = (ranked.len() > page_size).then(|| {
+            PageToken {
+                fingerprint,
+                position: ranked[page_size - 1].sort_key(order),
+            }
+            .encode()
+        });
+        ranked.truncate(page_size);
+        let failures = ranked
+            .iter()
+            .filter_map(|c| c.row(&request.tenant_id, &partitions))
+            .collect();
+        Ok(FailurePage {
+            failures,
+            next_page_token,
+            total_groups,
+            effective_range,
+        })
+    }
+
+    pub fn failure_details(
+        &self,
+        tenant_id: &str,
+        failure_id: &str,
+        range: Option<TimeRange>,
+    ) -> Result<FailureDetails, QueryError> {
+        let id = parse_failure_id(failure_id).ok_or(QueryError::BadFailureId)?;
+        let now = self.now_ms();
+        let effective_range = self.effective(range, DEFAULT_RANGE_MS, now, HOUR_MS)?;
+        let partitions = self.store().partitions();
+        let mut summary: Option<GroupSummary> = None;
+        let mut hours: BTreeMap<i64, u64> = BTreeMap::new();
+        let mut samples: Vec<SampleRow> = Vec::new();
+        for (index, (_, partition)) in partitions.iter().enumerate() {
+            let guard = partition.read();
+            let Some(tenant) = guard.tenant(tenant_id) else {
+                continue;
+            };
+            let Some((key, group)) = tenant.groups.iter().find(|(_, g)| g.failure_id == id) else {
+                continue;
+            };
+            let part = GroupSummary::of(index, key, group, effective_range);
+            match &mut summary {
+                Some(existing) => existing.merge(part),
+                None => summary = Some(part),
+            }
+            let in_range = group
+                .hours
+                .range(effective_range.start_ms..effective_range.end_ms);
+            for (hour, stat) in in_range {
+                *hours.entry(*hour).or_insert(0) += stat.count;
+            }
+            samples.extend(group.samples.iter().map(|s| SampleRow {
+                event_id: s.event_id.to_string(),
+                occurred_at_ms: s.occurred_at_ms,
+                error_message: description_text(&guard, s.message, key.status_code),
+            }));
+        }
+        let not_found = || QueryError::FailureNotFound {
+            tenant_id: tenant_id.to_owned(),
+            failure_id: failure_id.to_owned(),
+        };
+        let summary = summary.ok_or_else(not_found)?;
+        let failure = summary.row(tenant_id, &partitions).ok_or_else(not_found)?;
+        samples.sort_by(|a, b| {
+            sample_order(a.occurred_at_ms, &a.event_id, b.occurred_at_ms, &b.event_id)
+        });
+        samples.truncate(SAMPLES_PER_GROUP);
+        let hourly_trend = (effective_range.start_ms..effective_range.end_ms)
+            .step_by(HOUR_MS as usize)
+            .map(|hour| (hour, hours.get(&hour).copied().unwrap_or(0)))
+            .collect();
+        let entry = catalog::lookup(failure.status_code);
+        Ok(FailureDetails {
+            guidance: guidance_for(&entry, failure.integration_type),
+            failure,
+            hourly_trend,
+            recent_samples: samples,
+            effective_range,
+        })
+    }
+}

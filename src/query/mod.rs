@@ -1,0 +1,67 @@
+//! Domain queries over the store. Knows nothing of protobuf; `api` converts.
+//!
+//! Ranges are half-open `[start, end)` in epoch milliseconds and are rounded outward to the
+//! resolution that serves them: minute buckets while the whole range lies inside the minute
+//! window, hour buckets otherwise. The rounded, retention-clamped range is returned as the
+//! effective range.
+//!
+//! - `engine`: the engine and the counting queries (overview, change, errors, trends, catalog);
+//! - `failures`: the failures table and a failure's details, with the one rule that merges a
+//!   group across partitions;
+//! - `calendar`: hour and local-day boundaries;
+//! - `paging`: keyset page tokens.
+
+mod calendar;
+mod engine;
+mod failures;
+mod paging;
+mod types;
+
+use thiserror::Error;
+
+pub use calendar::{day_boundaries, local_day_start, parse_time_zone};
+pub use engine::{change_percent, QueryEngine};
+pub use types::*;
+
+use crate::store::DAY_MS;
+
+pub const DEFAULT_RANGE_MS: i64 = 30 * DAY_MS;
+pub const DEFAULT_PERIOD_MS: i64 = DAY_MS;
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+pub const MAX_PAGE_SIZE: usize = 1000;
+/// Largest number of points a trend series may have; more is refused as too large.
+pub const MAX_TREND_POINTS: usize = 10_000;
+
+/// Why a query cannot be answered. `api` maps each variant to a gRPC status.
+#[derive(Debug, Error, PartialEq)]
+pub enum QueryError {
+    #[error("range.start must be before range.end")]
+    StartNotBeforeEnd,
+    #[error("range is empty")]
+    EmptyRange,
+    #[error("range is outside the supported calendar")]
+    OutsideCalendar,
+    #[error("period must be at least one minute")]
+    PeriodTooShort,
+    #[error(
+        "period may be at most {max_hours} hours, half the retention, so the previous period is complete"
+    )]
+    PeriodTooLong { max_hours: i64 },
+    #[error("time_zone {0:?} is not an IANA time zone name")]
+    UnknownTimeZone(String),
+    #[error("page_size may be at most {max}")]
+    PageSizeTooLarge { max: usize },
+    #[error("page_token is not a token this service issued")]
+    BadPageToken,
+    #[error("page_token belongs to a different query (tenant, filters or order changed)")]
+    PageTokenForAnotherQuery,
+    #[error("failure_id must be 32 hexadecimal characters")]
+    BadFailureId,
+    #[error("no failure {failure_id} for tenant {tenant_id}")]
+    FailureNotFound {
+        tenant_id: String,
+        failure_id: String,
+    },
+    #[error("{requested} points requested; at most {max} per series")]
+    TooManyPoints { requested: usize, max: usize },
+}

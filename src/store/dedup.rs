@@ -1,0 +1,84 @@
+//! The window of recently seen `(tenant_id, event_id)` keys.
+
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashSet as HashSet;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// covers more than 3 minutes at 5k events/s per partition, so retries are caught. Keys are
+/// 128-bit hashes: a false match needs ~2^64 keys, far beyond any window.
+#[derive(Debug)]
+pub struct Dedup {
+    seen: HashSet<u128>,
+    order: VecDeque<u128>,
+    capacity: usize,
+}
+
+impl Dedup {
+    pub fn new(capacity: usize) -> Self {
+        Dedup {
+            seen: HashSet::default(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub fn key(tenant_id: &str, event_id: &str) -> u128 {
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        hasher.update(tenant_id.as_bytes());
+        hasher.update(&[0]);
+        hasher.update(event_id.as_bytes());
+        hasher.digest128()
+    }
+
+    /// True when the key is new.
+    pub fn insert(&mut self, key: u128) -> bool {
+        if !self.seen.insert(key) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > self.capacity {
+            if let Some(oldest) = self.order.pop_front() {
+                self.seen.remove(&oldest);
+            }
+        }
+        true
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Applies a (possibly new) capacity, forgetting the oldest keys if it shrank.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity.max(1);
+        while self.order.len() > self.capacity {
+            if let Some(oldest) = self.order.pop_front() {
+                self.seen.remove(&oldest);
+            }
+        }
+    }
+}
+
+/// Stored as the keys in arrival order; the set is rebuilt on load.
+impl Serialize for Dedup {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (self.capacity, &self.order).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Dedup {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (capacity, order): (usize, VecDeque<u128>) = Deserialize::deserialize(deserializer)?;
+        let seen = order.iter().copied().collect();
+        Ok(Dedup {
+            seen,
+            order,
+            capacity,
+        })
+    }
+}

@@ -1,0 +1,153 @@
+//! Failure groups: identity, per-hour counts with exact first and last seen, newest samples.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::interner::Sym;
+use super::time::{floor_to, HOUR_MS};
+use crate::event::IntegrationType;
+
+pub const SAMPLES_PER_GROUP: usize = 5;
+/// Description of the catch-all group that takes failures once a tenant's group cap is reached.
+pub const OVERFLOW_DESCRIPTION: &str = "(other failures: group limit reached)";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GroupKey {
+    pub integration_type: IntegrationType,
+    pub integration_id: Sym,
+    pub service_id: Sym,
+    pub flow_id: Sym,
+    pub status_code: u16,
+    pub description: Sym,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HourStat {
+    pub count: u64,
+    pub first_ms: i64,
+    pub last_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sample {
+    pub event_id: Box<str>,
+    pub occurred_at_ms: i64,
+    pub message: Sym,
+}
+
+/// Newest first; ties broken by event id so every partition and test orders samples the same way.
+pub fn sample_order(a_ms: i64, a_id: &str, b_ms: i64, b_id: &str) -> std::cmp::Ordering {
+    b_ms.cmp(&a_ms).then_with(|| a_id.cmp(b_id))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupState {
+    pub failure_id: u128,
+    pub integration_name: Sym,
+    pub service_name: Sym,
+    pub flow_name: Sym,
+    /// Names come from the newest event seen, so a rename shows up.
+    pub names_at_ms: i64,
+    pub hours: BTreeMap<i64, HourStat>,
+    pub samples: Vec<Sample>,
+}
+
+impl GroupState {
+    pub fn total_in(&self, start_ms: i64, end_ms: i64) -> u64 {
+        self.hours
+            .range(start_ms..end_ms)
+            .map(|(_, s)| s.count)
+            .sum()
+    }
+
+    /// Hour buckets are time-ordered, so the first bucket holds the earliest occurrence.
+    pub fn first_seen_ms(&self) -> Option<i64> {
+        self.hours.first_key_value().map(|(_, s)| s.first_ms)
+    }
+
+    pub fn last_seen_ms(&self) -> Option<i64> {
+        self.hours.last_key_value().map(|(_, s)| s.last_ms)
+    }
+
+    pub(super) fn record(&mut self, at_ms: i64, event_id: &str, message: Sym) {
+        let hour = floor_to(at_ms, HOUR_MS);
+        debug_assert_eq!(hour.rem_euclid(HOUR_MS), 0, "hour buckets are aligned");
+        let stat = self.hours.entry(hour).or_insert(HourStat {
+            count: 0,
+            first_ms: at_ms,
+            last_ms: at_ms,
+        });
+        stat.count += 1;
+        stat.first_ms = stat.first_ms.min(at_ms);
+        stat.last_ms = stat.last_ms.max(at_ms);
+        self.add_sample(at_ms, event_id, message);
+    }
+
+    fn add_sample(&mut self, at_ms: i64, event_id: &str, message: Sym) {
+        if let Some(oldest) = self.samples.get(SAMPLES_PER_GROUP - 1) {
+            if sample_order(oldest.occurred_at_ms, &oldest.event_id, at_ms, event_id).is_lt() {
+                return;
+            }
+        }
+        let position = self.samples.partition_point(|s| {
+            sample_order(s.occurred_at_ms, &s.event_id, at_ms, event_id).is_lt()
+        });
+        if position >= SAMPLES_PER_GROUP {
+            return;
+        }
+        self.samples.insert(
+            position,
+            Sample {
+                event_id: event_id.into(),
+                occurred_at_ms: at_ms,
+                message,
+            },
+        );
+        self.samples.truncate(SAMPLES_PER_GROUP);
+    }
+}
+
+/// Stable across partitions, instances and restarts: a hash of the group's identity.
+pub fn failure_id(tenant_id: &str, parts: &GroupIdentity<'_>) -> u128 {
+    let mut buffer = Vec::with_capacity(128);
+    for field in [
+        tenant_id,
+        parts.integration_type.as_str(),
+        parts.integration_id,
+        parts.service_id,
+        parts.flow_id,
+    ] {
+        buffer.extend_from_slice(field.as_bytes());
+        buffer.push(0x1f);
+    }
+    buffer.extend_from_slice(&parts.status_code.to_be_bytes());
+    buffer.push(0x1f);
+    buffer.extend_from_slice(parts.description.as_bytes());
+    xxhash_rust::xxh3::xxh3_128(&buffer)
+}
+
+pub fn format_failure_id(id: u128) -> String {
+    format!("{id:032x}")
+}
+
+pub fn parse_failure_id(text: &str) -> Option<u128> {
+    if text.len() != 32 {
+        return None;
+    }
+    u128::from_str_radix(text, 16).ok()
+}
+
+/// The strings that identify a failure group, all taken from the event itself. An event without
+/// an `error_message` has an empty description: its status code, already part of the identity,
+/// stands in, and the catalog name is applied when the group is read. So rewording the catalog
+/// never changes a `failure_id`.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupIdentity<'a> {
+    pub integration_type: IntegrationType,
+    pub integration_id: &'a str,
+    pub service_id: &'a str,
+    pub flow_id: &'a str,
+    pub status_code: u16,
+    pub description: &'a str,
+}

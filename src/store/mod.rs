@@ -1,0 +1,144 @@
+//! Partition-owned, time-bucketed counters.
+//!
+//! Each Kafka partition has one `PartitionState`, written only by the ingest owner thread and
+//! read by queries. Queries merge across partitions, so a partition's state can move to another
+//! instance without any cross-partition bookkeeping. Every query family has its own
+//! pre-aggregated map, so no query ever scans raw events:
+//! - `minutes` / `hours`: failed and succeeded per type (overview, percentage change);
+//! - `hours` also feeds trends;
+//! - `codes`: failed per (type, status code) per hour (error breakdown);
+//! - `groups`: failure groups with per-hour counts, first/last seen and samples (failures table).
+
+mod dedup;
+mod groups;
+mod interner;
+mod partition;
+mod tenant;
+mod time;
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use parking_lot::RwLock;
+
+pub use dedup::Dedup;
+pub use groups::{
+    failure_id, format_failure_id, parse_failure_id, sample_order, GroupIdentity, GroupKey,
+    GroupState, HourStat, Sample, OVERFLOW_DESCRIPTION, SAMPLES_PER_GROUP,
+};
+pub use interner::{Interner, Sym};
+pub use partition::{Applied, IngestTotals, PartitionState};
+pub use tenant::{TenantState, TypeCounts};
+pub use time::{ceil_to, floor_to, StoreLimits, DAY_MS, HOUR_MS, MINUTE_MS};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartitionKey {
+    pub topic: Arc<str>,
+    pub partition: i32,
+}
+
+impl PartitionKey {
+    pub fn new(topic: &str, partition: i32) -> Self {
+        PartitionKey {
+            topic: Arc::from(topic),
+            partition,
+        }
+    }
+}
+
+/// A partition's state behind its lock. The lock is a parking_lot `RwLock` because the single
+/// writer holds it for one poll batch (well under a millisecond) and queries only read; no
+/// guard is ever held across an `.await`.
+pub type SharedPartition = Arc<RwLock<PartitionState>>;
+
+/// How much the store holds, for metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Cardinality {
+    pub tenants: u64,
+    pub groups: u64,
+    pub buckets: u64,
+}
+
+/// The partitions this instance owns. Ingest attaches and removes them; queries read them.
+#[derive(Debug)]
+pub struct Store {
+    limits: StoreLimits,
+    partitions: DashMap<PartitionKey, SharedPartition>,
+}
+
+impl Store {
+    pub fn new(limits: StoreLimits) -> Self {
+        Store {
+            limits,
+            partitions: DashMap::new(),
+        }
+    }
+
+    pub fn limits(&self) -> &StoreLimits {
+        &self.limits
+    }
+
+    pub fn cardinality(&self) -> Cardinality {
+        let mut total = Cardinality::default();
+        for (_, partition) in self.partitions() {
+            let state = partition.read();
+            total.tenants += state.tenants.len() as u64;
+            for tenant in state.tenants.values() {
+                total.groups += tenant.groups.len() as u64;
+                total.buckets +=
+                    (tenant.minutes.len() + tenant.hours.len() + tenant.codes.len()) as u64;
+            }
+        }
+        total
+    }
+
+    pub fn partition(&self, key: &PartitionKey) -> Option<SharedPartition> {
+        self.partitions.get(key).map(|p| p.clone())
+    }
+
+    /// Makes `shared` the state of `key`. A partition has one owner, so attaching over a
+    /// different state would mean two writers.
+    pub fn attach(&self, key: PartitionKey, shared: SharedPartition) {
+        let previous = self.partitions.insert(key, shared.clone());
+        debug_assert!(
+            previous.is_none_or(|p| Arc::ptr_eq(&p, &shared)),
+            "a partition was attached twice: two writers"
+        );
+    }
+
+    pub fn get_or_create(&self, key: &PartitionKey) -> SharedPartition {
+        self.partitions
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(RwLock::new(PartitionState::new(&self.limits))))
+            .clone()
+    }
+
+    pub fn remove_partition(&self, key: &PartitionKey) -> Option<SharedPartition> {
+        self.partitions.remove(key).map(|(_, p)| p)
+    }
+
+    /// Clones the handles out, so no map guard is held while a query reads them.
+    pub fn partitions(&self) -> Vec<(PartitionKey, SharedPartition)> {
+        let mut all: Vec<_> = self
+            .partitions
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    pub fn totals(&self) -> IngestTotals {
+        let mut totals = IngestTotals::default();
+        for (_, partition) in self.partitions() {
+            totals.add(&partition.read().totals);
+        }
+        totals
+    }
+
+    pub fn evict(&self, now_ms: i64) {
+        for (_, partition) in self.partitions() {
+            partition.write().evict(&self.limits, now_ms);
+        }
+    }
+}

@@ -1,0 +1,424 @@
+//! Everything one Kafka partition has counted, and the offset where counting stops.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap as HashMap;
+use serde::{Deserialize, Serialize};
+
+use super::dedup::Dedup;
+use super::groups::{
+    failure_id, GroupIdentity, GroupKey, GroupState, HourStat, Sample, OVERFLOW_DESCRIPTION,
+};
+use super::interner::{Interner, Sym};
+use super::tenant::{TenantState, TypeCounts};
+use super::time::{floor_to, StoreLimits, HOUR_MS, MINUTE_MS};
+use crate::event::{Event, Outcome};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Accepted,
+    Duplicate,
+    LateDropped,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestTotals {
+    pub accepted: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+    pub late_dropped: u64,
+    pub overflowed: u64,
+}
+
+impl IngestTotals {
+    pub fn add(&mut self, other: &IngestTotals) {
+        self.accepted += other.accepted;
+        self.rejected += other.rejected;
+        self.duplicates += other.duplicates;
+        self.late_dropped += other.late_dropped;
+        self.overflowed += other.overflowed;
+    }
+
+    pub fn seen(&self) -> u64 {
+        self.accepted + self.rejected + self.duplicates + self.late_dropped
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// Exclusive: the offset of the next message to apply. Every message below it has been
+    /// applied (or rejected) exactly once. `None` means nothing applied yet: start at earliest.
+    pub next_offset: Option<i64>,
+    pub interner: Interner,
+    pub tenants: HashMap<Sym, TenantState>,
+    pub dedup: Dedup,
+    pub totals: IngestTotals,
+    /// The thread that applies events, checked in debug builds: one writer per partition.
+    #[serde(skip)]
+    writer: std::sync::OnceLock<std::thread::ThreadId>,
+}
+
+impl PartitionState {
+    pub fn new(limits: &StoreLimits) -> Self {
+        PartitionState {
+            next_offset: None,
+            interner: Interner::default(),
+            tenants: HashMap::default(),
+            dedup: Dedup::new(limits.dedup_capacity),
+            totals: IngestTotals::default(),
+            writer: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn debug_assert_single_writer(&self) {
+        if cfg!(debug_assertions) {
+            let current = std::thread::current().id();
+            debug_assert_eq!(
+                *self.writer.get_or_init(|| current),
+                current,
+                "one writer per partition"
+            );
+        }
+    }
+
+    /// True when the message at `offset` has already been applied (a re-delivery).
+    pub fn already_applied(&self, offset: i64) -> bool {
+        self.next_offset.is_some_and(|next| offset < next)
+    }
+
+    pub fn mark_applied(&mut self, offset: i64) {
+        debug_assert!(!self.already_applied(offset), "offsets must move forward");
+        self.next_offset = Some(offset + 1);
+    }
+
+    pub fn record_rejected(&mut self) {
+        self.totals.rejected += 1;
+    }
+
+    pub fn tenant(&self, tenant_id: &str) -> Option<&TenantState> {
+        self.interner
+            .get(tenant_id)
+            .and_then(|sym| self.tenants.get(&sym))
+    }
+
+    pub fn apply(&mut self, event: &Event<'_>, limits: &StoreLimits, now_ms: i64) -> Applied {
+        self.debug_assert_single_writer();
+        if event.occurred_at_ms < now_ms - limits.retention_ms {
+            self.totals.late_dropped += 1;
+            return Applied::LateDropped;
+        }
+        if !self
+            .dedup
+            .insert(Dedup::key(&event.tenant_id, &event.event_id))
+        {
+            self.totals.duplicates += 1;
+            return Applied::Duplicate;
+        }
+        self.totals.accepted += 1;
+        let tenant_sym = self.interner.intern(&event.tenant_id);
+        let at = event.occurred_at_ms;
+        let tenant = self.tenants.entry(tenant_sym).or_default();
+        if floor_to(at, MINUTE_MS) >= limits.minute_floor(now_ms) {
+            tenant
+                .minutes
+                .entry(floor_to(at, MINUTE_MS))
+                .or_default()
+                .record(event.integration_type, event.outcome);
+        }
+        let hour = floor_to(at, HOUR_MS);
+        tenant
+            .hours
+            .entry(hour)
+            .or_default()
+            .record(event.integration_type, event.outcome);
+        if event.outcome == Outcome::Failure {
+            let code = event.status_code.unwrap_or(0);
+            *tenant
+                .codes
+                .entry(hour)
+                .or_default()
+                .entry((event.integration_type, code))
+                .or_insert(0) += 1;
+            self.record_failure(tenant_sym, event, code, limits);
+        }
+        Applied::Accepted
+    }
+
+    fn record_failure(
+        &mut self,
+        tenant_sym: Sym,
+        event: &Event<'_>,
+        code: u16,
+        limits: &StoreLimits,
+    ) {
+        let description = event.error_message.as_deref().unwrap_or("");
+        let mut identity = GroupIdentity {
+            integration_type: event.integration_type,
+            integration_id: &event.integration_id,
+            service_id: event.service_id.as_deref().unwrap_or(""),
+            flow_id: event.flow_id.as_deref().unwrap_or(""),
+            status_code: code,
+            description,
+        };
+        let mut names = [
+            event.integration_name.as_ref(),
+            event.service_name.as_deref().unwrap_or(""),
+            event.flow_name.as_deref().unwrap_or(""),
+        ];
+        let mut key = self.group_key(&identity);
+        let group_count = self.tenants.get(&tenant_sym).map_or(0, |t| t.groups.len());
+        let known = self
+            .tenants
+            .get(&tenant_sym)
+            .is_some_and(|t| t.groups.contains_key(&key));
+        let overflow = !known && group_count >= limits.group_cap_per_tenant;
+        if overflow {
+            identity = GroupIdentity {
+                integration_id: "",
+                service_id: "",
+                flow_id: "",
+                description: OVERFLOW_DESCRIPTION,
+                ..identity
+            };
+            names = ["(group limit reached)", "", ""];
+            key = self.group_key(&identity);
+            self.totals.overflowed += 1;
+        }
+        let message = self.interner.intern(description);
+        let name_syms = names.map(|n| self.interner.intern(n));
+        let interner = &self.interner;
+        let Some(tenant) = self.tenants.get_mut(&tenant_sym) else {
+            return;
+        };
+        if overflow {
+            tenant.overflowed += 1;
+        }
+        let group = tenant.groups.entry(key).or_insert_with(|| GroupState {
+            failure_id: failure_id(interner.resolve(tenant_sym), &identity),
+            integration_name: name_syms[0],
+            service_name: name_syms[1],
+            flow_name: name_syms[2],
+            names_at_ms: event.occurred_at_ms,
+            hours: BTreeMap::new(),
+            samples: Vec::new(),
+        });
+        if event.occurred_at_ms >= group.names_at_ms {
+            group.names_at_ms = event.occurred_at_ms;
+            [group.integration_name, group.service_name, group.flow_name] = name_syms;
+        }
+        group.record(event.occurred_at_ms, &event.event_id, message);
+    }
+
+    fn group_key(&mut self, identity: &GroupIdentity<'_>) -> GroupKey {
+        GroupKey {
+            integration_type: identity.integration_type,
+            integration_id: self.interner.intern(identity.integration_id),
+            service_id: self.interner.intern(identity.service_id),
+            flow_id: self.interner.intern(identity.flow_id),
+            status_code: identity.status_code,
+            description: self.interner.intern(identity.description),
+        }
+    }
+
+    /// Drops buckets that have left the minute window or retention, and groups left empty.
+    pub fn evict(&mut self, limits: &StoreLimits, now_ms: i64) {
+        let minute_floor = limits.minute_floor(now_ms);
+        let hour_floor = limits.retention_floor(now_ms);
+        for tenant in self.tenants.values_mut() {
+            tenant.minutes = tenant.minutes.split_off(&minute_floor);
+            tenant.hours = tenant.hours.split_off(&hour_floor);
+            tenant.codes = tenant.codes.split_off(&hour_floor);
+            tenant.groups.retain(|_, group| {
+                group.hours = group.hours.split_off(&hour_floor);
+                group.samples.retain(|s| s.occurred_at_ms >= hour_floor);
+                !group.hours.is_empty()
+            });
+        }
+        self.tenants.retain(|_, tenant| !tenant.is_empty());
+    }
+
+    /// A rough count of the heap bytes this state holds: entries times their sizes plus a
+    /// per-entry allowance for map overhead. Good for trends and ratios, not for accounting.
+    pub fn approx_bytes(&self) -> u64 {
+        use std::mem::size_of;
+        const MAP_ENTRY_OVERHEAD: usize = 16;
+        let counts = size_of::<i64>() + size_of::<TypeCounts>() + MAP_ENTRY_OVERHEAD;
+        let strings: usize = self
+            .interner
+            .strings()
+            .map(|s| s.len() + 2 * (size_of::<Arc<str>>() + MAP_ENTRY_OVERHEAD))
+            .sum();
+        let mut total = strings + self.dedup.len() * (2 * size_of::<u128>() + MAP_ENTRY_OVERHEAD);
+        for tenant in self.tenants.values() {
+            total += (tenant.minutes.len() + tenant.hours.len()) * counts;
+            total += tenant
+                .codes
+                .values()
+                .map(|c| MAP_ENTRY_OVERHEAD + c.len() * (16 + MAP_ENTRY_OVERHEAD))
+                .sum::<usize>();
+            for group in tenant.groups.values() {
+                total += size_of::<GroupKey>() + size_of::<GroupState>() + MAP_ENTRY_OVERHEAD;
+                total += group.hours.len()
+                    * (size_of::<i64>() + size_of::<HourStat>() + MAP_ENTRY_OVERHEAD);
+                total += group
+                    .samples
+                    .iter()
+                    .map(|s| size_of::<Sample>() + s.event_id.len())
+                    .sum::<usize>();
+            }
+        }
+        total as u64
+    }
+
+    pub fn group_count(&self) -> usize {
+        self.tenants.values().map(|t| t.groups.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::event::IntegrationType;
+    use crate::store::{ceil_to, DAY_MS};
+
+    const NOW: i64 = 1_767_225_600_000;
+
+    fn failure(id: &str, at: i64, code: u16) -> Event<'static> {
+        Event {
+            event_id: Cow::Owned(id.to_owned()),
+            tenant_id: Cow::Borrowed("t1"),
+            occurred_at_ms: at,
+            integration_type: IntegrationType::CustomNode,
+            integration_id: Cow::Borrowed("node-1"),
+            integration_name: Cow::Borrowed("CRM lookup"),
+            outcome: Outcome::Failure,
+            status_code: Some(code),
+            error_message: None,
+            flow_id: Some(Cow::Borrowed("f1")),
+            flow_name: None,
+            service_id: None,
+            service_name: None,
+            latency_ms: None,
+        }
+    }
+
+    #[test]
+    fn floor_and_ceil_handle_negative_times() {
+        assert_eq!(floor_to(-1, HOUR_MS), -HOUR_MS);
+        assert_eq!(ceil_to(-1, HOUR_MS), 0);
+        assert_eq!(ceil_to(HOUR_MS, HOUR_MS), HOUR_MS);
+    }
+
+    #[test]
+    fn dedup_counts_a_repeat_once_and_forgets_beyond_capacity() {
+        let mut dedup = Dedup::new(2);
+        assert!(dedup.insert(1));
+        assert!(!dedup.insert(1));
+        assert!(dedup.insert(2));
+        assert!(dedup.insert(3));
+        assert!(dedup.insert(1), "1 fell out of the window");
+    }
+
+    #[test]
+    fn groups_keep_exact_first_last_and_five_newest_samples() {
+        let limits = StoreLimits::default();
+        let mut state = PartitionState::new(&limits);
+        for i in 0..8 {
+            let at = NOW - 10 * HOUR_MS + i * 7_777;
+            assert_eq!(
+                state.apply(&failure(&format!("e{i}"), at, 404), &limits, NOW),
+                Applied::Accepted
+            );
+        }
+        let tenant = state.tenant("t1").unwrap();
+        let group = tenant.groups.values().next().unwrap();
+        assert_eq!(group.first_seen_ms(), Some(NOW - 10 * HOUR_MS));
+        assert_eq!(group.last_seen_ms(), Some(NOW - 10 * HOUR_MS + 7 * 7_777));
+        let ids: Vec<&str> = group.samples.iter().map(|s| &*s.event_id).collect();
+        assert_eq!(ids, ["e7", "e6", "e5", "e4", "e3"]);
+        assert_eq!(
+            state.interner.resolve(group.samples[0].message),
+            "",
+            "no message: the catalog name is applied when read"
+        );
+    }
+
+    #[test]
+    fn group_cap_overflows_into_a_counted_catch_all() {
+        let limits = StoreLimits {
+            group_cap_per_tenant: 2,
+            ..StoreLimits::default()
+        };
+        let mut state = PartitionState::new(&limits);
+        for (i, code) in [400u16, 401, 403, 404, 404].into_iter().enumerate() {
+            state.apply(
+                &failure(&format!("e{i}"), NOW - HOUR_MS, code),
+                &limits,
+                NOW,
+            );
+        }
+        let tenant = state.tenant("t1").unwrap();
+        assert_eq!(
+            tenant.groups.len(),
+            4,
+            "two real groups plus two overflow groups (403, 404)"
+        );
+        assert_eq!(tenant.overflowed, 3);
+        let total: u64 = tenant
+            .groups
+            .values()
+            .map(|g| g.total_in(i64::MIN, i64::MAX))
+            .sum();
+        assert_eq!(total, 5, "nothing is lost");
+    }
+
+    #[test]
+    fn late_events_are_dropped_and_eviction_honours_retention() {
+        let limits = StoreLimits::default();
+        let mut state = PartitionState::new(&limits);
+        let too_old = NOW - limits.retention_ms - 1;
+        assert_eq!(
+            state.apply(&failure("old", too_old, 500), &limits, NOW),
+            Applied::LateDropped
+        );
+        state.apply(&failure("a", NOW - 3 * DAY_MS, 500), &limits, NOW);
+        state.apply(&failure("b", NOW - HOUR_MS, 500), &limits, NOW);
+        state.evict(&limits, NOW + 60 * DAY_MS);
+        let tenant = state.tenant("t1").unwrap();
+        assert_eq!(tenant.hours.len(), 1);
+        assert!(tenant.minutes.is_empty());
+        assert_eq!(state.totals.late_dropped, 1);
+    }
+
+    proptest! {
+        #[test]
+        fn floor_and_ceil_bracket_the_time(t in -10_i64.pow(15)..10_i64.pow(15), width in 1_i64..10_i64.pow(8)) {
+            let f = floor_to(t, width);
+            let c = ceil_to(t, width);
+            prop_assert!(f <= t && t < f + width);
+            prop_assert!(c >= t && c - t < width);
+            prop_assert_eq!(f.rem_euclid(width), 0);
+            prop_assert_eq!(c.rem_euclid(width), 0);
+        }
+
+        #[test]
+        fn minute_and_hour_buckets_agree(offsets in proptest::collection::vec(0_i64..(47 * HOUR_MS), 1..200)) {
+            let limits = StoreLimits::default();
+            let mut state = PartitionState::new(&limits);
+            for (i, off) in offsets.iter().enumerate() {
+                state.apply(&failure(&format!("e{i}"), NOW - off, 503), &limits, NOW);
+            }
+            let tenant = state.tenant("t1").unwrap();
+            let start = floor_to(NOW - 47 * HOUR_MS, HOUR_MS);
+            let end = ceil_to(NOW + 1, HOUR_MS);
+            prop_assert_eq!(tenant.counts_in(start, end, true), tenant.counts_in(start, end, false));
+            let total: u64 = tenant.counts_in(start, end, false).failed.values().sum();
+            prop_assert_eq!(total, offsets.len() as u64);
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! Bucket widths, bucket alignment and the retention limits that decide what is kept.
+
+pub const MINUTE_MS: i64 = 60_000;
+pub const HOUR_MS: i64 = 3_600_000;
+pub const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// Start of the bucket of width `width_ms` that contains `t_ms`.
+pub fn floor_to(t_ms: i64, width_ms: i64) -> i64 {
+    t_ms.div_euclid(width_ms) * width_ms
+}
+
+/// Smallest bucket boundary of width `width_ms` at or after `t_ms`.
+pub fn ceil_to(t_ms: i64, width_ms: i64) -> i64 {
+    let floor = floor_to(t_ms, width_ms);
+    if floor == t_ms {
+        floor
+    } else {
+        floor + width_ms
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLimits {
+    pub retention_ms: i64,
+    /// How far back minute buckets are kept.
+    pub minute_window_ms: i64,
+    pub group_cap_per_tenant: usize,
+    /// Distinct (tenant, event_id) keys remembered per partition for dedup.
+    pub dedup_capacity: usize,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        StoreLimits {
+            retention_ms: 62 * DAY_MS,
+            minute_window_ms: 48 * HOUR_MS,
+            group_cap_per_tenant: 10_000,
+            dedup_capacity: 1_000_000,
+        }
+    }
+}
+
+impl StoreLimits {
+    /// Oldest minute bucket that is guaranteed complete at `now_ms`.
+    pub fn minute_floor(&self, now_ms: i64) -> i64 {
+        floor_to(now_ms - self.minute_window_ms, MINUTE_MS)
+    }
+
+    /// Oldest hour bucket kept at `now_ms`.
+    pub fn retention_floor(&self, now_ms: i64) -> i64 {
+        floor_to(now_ms - self.retention_ms, HOUR_MS)
+    }
+}

@@ -1,0 +1,9 @@
+//! What the demo, the benchmarks and the tests share, and the service does not need: the
+//! in-process Kafka cluster and the event generator. Behind the `testkit` feature, which is on by
+//! default because the binary's `demo` and `bench` use it; the service itself never imports it.
+
+mod generator;
+mod mock_cluster;
+
+pub use generator::{generate, generate_file, generate_lines, GenSpec};
+pub use mock_cluster::EmbeddedKafka;

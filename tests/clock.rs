@@ -1,0 +1,157 @@
+//! The running service on a manual clock: minute buckets hand over to hour buckets once a range
+//! leaves the minute window, and retention evicts old groups and drops late events.
+
+mod common;
+
+use std::time::Duration;
+
+use common::harness::TestService;
+use common::*;
+use integration_health::api::convert::ms_to_timestamp;
+use integration_health::clock::ManualClock;
+use integration_health::proto::{self, integration_health_client::IntegrationHealthClient};
+use integration_health::testkit::EmbeddedKafka;
+use serde_json::json;
+use tonic::transport::Channel;
+
+const TOPIC: &str = "clocked";
+const MINUTE: i64 = 60_000;
+
+fn failure(id: &str, at: i64, code: u16) -> Message {
+    let payload = json!({
+        "event_id": id, "tenant_id": "acme", "occurred_at": at,
+        "integration_type": "outbound_webhook", "integration_id": "wh-1",
+        "integration_name": "Order push", "outcome": "failure", "status_code": code
+    });
+    Message {
+        key: "acme".into(),
+        payload: serde_json::to_vec(&payload).expect("json"),
+    }
+}
+
+/// Failed outbound webhooks in `[start, end)` and the span the service says it counted.
+async fn failed_in(
+    api: &mut IntegrationHealthClient<Channel>,
+    start: i64,
+    end: i64,
+) -> (u64, i64, i64) {
+    let answer = api
+        .get_overview(proto::GetOverviewRequest {
+            tenant_id: "acme".into(),
+            range: Some(proto::TimeRange {
+                start: Some(ms_to_timestamp(start)),
+                end: Some(ms_to_timestamp(end)),
+            }),
+            integration_types: vec![proto::IntegrationType::OutboundWebhook as i32],
+        })
+        .await
+        .expect("overview")
+        .into_inner();
+    let range = answer.effective_range.expect("effective range");
+    let bound = |t: Option<prost_types::Timestamp>| t.map_or(0, |t| t.seconds * 1000);
+    (answer.types[0].failed, bound(range.start), bound(range.end))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minute_buckets_hand_over_to_hours_and_retention_evicts() {
+    let kafka = EmbeddedKafka::start(1).expect("mock cluster");
+    kafka.create_topic(TOPIC, 1).expect("topic");
+    kafka.create_topic(&format!("{TOPIC}.dlq"), 1).expect("dlq");
+    let bootstrap = kafka.bootstrap_servers();
+    let clock = ManualClock::new(NOW);
+    let mut config = test_config(&bootstrap, TOPIC, "clocked");
+    config.eviction_interval_ms = 50;
+    let running = TestService::start(&config, std::sync::Arc::new(clock.clone())).await;
+    let mut api = running.api.clone();
+    let recent = NOW - 30 * MINUTE;
+    publish(
+        &producer(&bootstrap),
+        TOPIC,
+        &[
+            failure("recent", recent, 503),
+            failure("old", NOW - 3 * DAY, 404),
+        ],
+    )
+    .await;
+    wait_applied(&api, 2).await;
+
+    // Inside the minute window the range is rounded to minutes.
+    let start = NOW - HOUR;
+    let (failed, from, to) = failed_in(&mut api, start, NOW).await;
+    assert_eq!(failed, 1);
+    assert_eq!(
+        (from, to),
+        (
+            start - start.rem_euclid(MINUTE),
+            NOW - NOW.rem_euclid(MINUTE) + MINUTE
+        )
+    );
+
+    // 49 hours on, the same range has left the minute window: hour buckets answer, still exact.
+    clock.advance(49 * HOUR);
+    let (failed, from, to) = failed_in(&mut api, start, NOW).await;
+    assert_eq!(failed, 1);
+    assert_eq!(
+        (from, to),
+        (
+            start - start.rem_euclid(HOUR),
+            NOW - NOW.rem_euclid(HOUR) + HOUR
+        )
+    );
+    let store = running.service.store.clone();
+    wait_until("minute buckets evicted", Duration::from_secs(10), || {
+        let store = store.clone();
+        async move {
+            store
+                .partitions()
+                .iter()
+                .all(|(_, p)| p.read().tenants.values().all(|t| t.minutes.is_empty()))
+        }
+    })
+    .await;
+
+    // Past retention every group is evicted, and a late event is dropped and counted.
+    let failure_id = api
+        .list_failures(proto::ListFailuresRequest {
+            tenant_id: "acme".into(),
+            range: Some(proto::TimeRange {
+                start: Some(ms_to_timestamp(NOW - 4 * DAY)),
+                end: Some(ms_to_timestamp(NOW)),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("table")
+        .into_inner()
+        .failures[0]
+        .failure_id
+        .clone();
+    clock.set(NOW + 63 * DAY);
+    let evicted = store.clone();
+    wait_until("groups evicted", Duration::from_secs(10), || {
+        let store = evicted.clone();
+        async move { store.cardinality().groups == 0 }
+    })
+    .await;
+    let gone = api
+        .get_failure_details(proto::GetFailureDetailsRequest {
+            tenant_id: "acme".into(),
+            failure_id,
+            ..Default::default()
+        })
+        .await
+        .expect_err("evicted");
+    assert_eq!(gone.code(), tonic::Code::NotFound);
+    publish(
+        &producer(&bootstrap),
+        TOPIC,
+        &[failure("late", recent, 503)],
+    )
+    .await;
+    wait_applied(&api, 3).await;
+    let status = ingest_status(&mut api).await;
+    assert_eq!((status.accepted, status.late_dropped), (2, 1));
+
+    running.stop().await;
+    drop(kafka);
+}

@@ -1,0 +1,122 @@
+//! Starting the service the ways the tests need it: the whole service against the mock cluster,
+//! or the gRPC API alone over a store filled by hand (no broker).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use integration_health::api::{Auth, QueryLimits};
+use integration_health::clock::{ManualClock, SharedClock};
+use integration_health::config::{Config, TokenGrant};
+use integration_health::event::{decode, DecodeLimits};
+use integration_health::ingest::IngestProgress;
+use integration_health::ops::Metrics;
+use integration_health::proto::integration_health_client::IntegrationHealthClient;
+use integration_health::query::QueryEngine;
+use integration_health::server::{self, ApiParts, RunningService};
+use integration_health::store::{PartitionKey, Store, StoreLimits};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use super::client;
+
+/// The whole service (ingest, API, HTTP) in this process.
+pub struct TestService {
+    pub service: RunningService,
+    pub stop: CancellationToken,
+    pub api: IntegrationHealthClient<Channel>,
+}
+
+impl TestService {
+    pub async fn start(config: &Config, clock: SharedClock) -> TestService {
+        let stop = CancellationToken::new();
+        let service = server::start(config, clock, stop.clone())
+            .await
+            .expect("service starts");
+        let api = client(service.grpc_addr).await;
+        TestService { service, stop, api }
+    }
+
+    pub async fn start_at(config: &Config, now_ms: i64) -> TestService {
+        Self::start(config, Arc::new(ManualClock::new(now_ms))).await
+    }
+
+    /// Stops the service and checks that it stopped cleanly and in time.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(60), self.service.wait())
+            .await
+            .expect("stops in time")
+            .expect("clean stop");
+    }
+}
+
+/// The gRPC API over a store that the test fills directly: no broker, no ingest threads.
+pub struct ApiOnly {
+    pub store: Arc<Store>,
+    pub api: IntegrationHealthClient<Channel>,
+    pub addr: std::net::SocketAddr,
+    pub now_ms: i64,
+    stop: CancellationToken,
+}
+
+impl ApiOnly {
+    pub async fn start(tokens: Vec<TokenGrant>, now_ms: i64) -> ApiOnly {
+        let store = Arc::new(Store::new(StoreLimits::default()));
+        let clock: SharedClock = Arc::new(ManualClock::new(now_ms));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stop = CancellationToken::new();
+        let auth = Auth::with_tokens(
+            tokens
+                .iter()
+                .map(|g| (g.token.as_str(), g.tenants.as_slice())),
+        );
+        let (_health, serving) = server::serve_api(
+            listener,
+            ApiParts {
+                engine: QueryEngine::new(store.clone(), clock.clone()),
+                progress: Arc::new(IngestProgress::default()),
+                clock,
+                metrics: Arc::new(Metrics::new()),
+                auth,
+                limits: QueryLimits::default(),
+            },
+            stop.clone(),
+        )
+        .expect("api serves");
+        tokio::spawn(serving);
+        let api = client(addr).await;
+        ApiOnly {
+            store,
+            api,
+            addr,
+            now_ms,
+            stop,
+        }
+    }
+
+    /// Applies JSON events to partition `partition`, as the owner thread would.
+    pub fn apply(&self, partition: i32, payloads: &[serde_json::Value]) {
+        let shared = self
+            .store
+            .get_or_create(&PartitionKey::new("events", partition));
+        let mut state = shared.write();
+        let limits = DecodeLimits {
+            now_ms: self.now_ms,
+            max_future_ms: 300_000,
+        };
+        for payload in payloads {
+            let bytes = serde_json::to_vec(payload).expect("json");
+            let event = decode(&bytes, limits).expect("a valid event");
+            state.apply(&event, self.store.limits(), self.now_ms);
+        }
+    }
+}
+
+impl Drop for ApiOnly {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}

@@ -1,0 +1,569 @@
+//! Generated test events and `Truth`, a deliberately simple second computation of every number
+//! the API serves, with the checks that compare the two.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::TimeZone;
+use integration_health::catalog;
+use integration_health::proto;
+use integration_health::proto::integration_health_client::IntegrationHealthClient;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use tonic::transport::Channel;
+
+use super::*;
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub key: String,
+    pub payload: Vec<u8>,
+}
+
+/// What each message is meant to be, so the test knows the truth without asking the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Valid,
+    Duplicate,
+    Malformed,
+    Future,
+    Late,
+}
+
+/// A valid event as the truth model sees it.
+#[derive(Debug, Clone)]
+pub struct TruthEvent {
+    pub event_id: String,
+    pub tenant: String,
+    pub at: i64,
+    pub kind: &'static str,
+    pub integration_id: String,
+    pub integration_name: String,
+    pub failed: bool,
+    pub code: u16,
+    pub description: String,
+    pub service_id: String,
+    pub service_name: String,
+    pub flow_id: String,
+    pub flow_name: String,
+}
+
+pub struct Generated {
+    pub messages: Vec<(Kind, Message)>,
+    pub truth: Truth,
+}
+
+fn time_text(rng: &mut SmallRng, at: i64) -> Value {
+    match rng.gen_range(0..3) {
+        0 => json!(at),
+        1 => json!(chrono::Utc
+            .timestamp_millis_opt(at)
+            .single()
+            .expect("valid")
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        _ => {
+            let zone = chrono::FixedOffset::east_opt(5 * 3600 + 1800).expect("offset");
+            json!(zone
+                .timestamp_millis_opt(at)
+                .single()
+                .expect("valid")
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, false))
+        }
+    }
+}
+
+/// A seeded mix of valid events (spread over 40 days, three tenants, every type), repeats,
+/// malformed payloads, events from the future and events older than retention.
+pub fn generate(seed: u64, valid_count: usize, now: i64) -> Generated {
+    generate_tagged(seed, valid_count, now, "")
+}
+
+/// Like `generate`, with `tag` in every event id so separate batches never collide.
+pub fn generate_tagged(seed: u64, valid_count: usize, now: i64, tag: &str) -> Generated {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let tenants = ["acme", "globex", "initech"];
+    let codes = [400u16, 401, 404, 429, 503, 504, 882, 418, 777];
+    let mut messages = Vec::new();
+    let mut truth = Truth::default();
+    for i in 0..valid_count {
+        let tenant = tenants[rng.gen_range(0..tenants.len())];
+        let kind = TYPES[rng.gen_range(0..5)];
+        let integration = rng.gen_range(0..4);
+        let at = now - rng.gen_range(0..40 * DAY);
+        let failed = rng.gen_bool(0.4);
+        let code = codes[rng.gen_range(0..codes.len())];
+        let message = (failed && rng.gen_bool(0.5)).then(|| format!("upstream said {code}"));
+        let service = rng.gen_range(0..3);
+        let flow = rng.gen_range(0..3);
+        let event_id = format!("{tenant}-{tag}{i}");
+        let mut event = json!({
+            "event_id": event_id,
+            "tenant_id": tenant,
+            "occurred_at": time_text(&mut rng, at),
+            "integration_type": kind,
+            "integration_id": format!("{kind}-{integration}"),
+            "integration_name": format!("Integration {integration} v{}", rng.gen_range(1..3)),
+            "outcome": if failed { "failure" } else { "success" },
+            "some_future_field": [1, 2, 3],
+        });
+        if failed {
+            event["status_code"] = json!(code);
+        }
+        if let Some(m) = &message {
+            event["error_message"] = json!(m);
+        }
+        // Service 0 and flow 0 stand for "not given".
+        if service > 0 {
+            event["service_id"] = json!(format!("svc-{service}"));
+            event["service_name"] = json!(format!("Service {service}"));
+        }
+        if flow > 0 {
+            event["flow_id"] = json!(format!("flow-{flow}"));
+            event["flow_name"] = json!(format!("Flow {flow}"));
+        }
+        // Most events are keyed by tenant; some by event id, so a tenant spans partitions.
+        let key = if rng.gen_bool(0.8) {
+            tenant.to_owned()
+        } else {
+            event_id.clone()
+        };
+        let payload = serde_json::to_vec(&event).expect("json");
+        let parsed = TruthEvent {
+            event_id: event_id.clone(),
+            tenant: tenant.to_owned(),
+            at,
+            kind,
+            integration_id: format!("{kind}-{integration}"),
+            integration_name: event["integration_name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            failed,
+            code: if failed { code } else { 0 },
+            description: message.unwrap_or_else(|| catalog::name_of(code).to_owned()),
+            service_id: event["service_id"].as_str().unwrap_or_default().to_owned(),
+            service_name: event["service_name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            flow_id: event["flow_id"].as_str().unwrap_or_default().to_owned(),
+            flow_name: event["flow_name"].as_str().unwrap_or_default().to_owned(),
+        };
+        truth.events.push(parsed);
+        let msg = Message { key, payload };
+        messages.push((Kind::Valid, msg.clone()));
+        if rng.gen_bool(0.05) {
+            messages.push((Kind::Duplicate, msg));
+            truth.duplicates += 1;
+        }
+        if rng.gen_bool(0.02) {
+            let bad = bad_payload(&mut rng, tenant, &format!("{tag}{i}"), now);
+            truth.dead_letters.push(bad.1.payload.clone());
+            messages.push(bad);
+        }
+        if rng.gen_bool(0.01) {
+            let mut late = event.clone();
+            late["event_id"] = json!(format!("late-{tag}{i}"));
+            late["occurred_at"] = json!(now - 62 * DAY - HOUR);
+            messages.push((
+                Kind::Late,
+                Message {
+                    key: tenant.to_owned(),
+                    payload: serde_json::to_vec(&late).expect("json"),
+                },
+            ));
+            truth.late += 1;
+        }
+    }
+    Generated { messages, truth }
+}
+
+fn bad_payload(rng: &mut SmallRng, tenant: &str, i: &str, now: i64) -> (Kind, Message) {
+    let base = json!({
+        "event_id": format!("bad-{i}"), "tenant_id": tenant, "occurred_at": now - HOUR,
+        "integration_type": "custom_node", "integration_id": "cn", "integration_name": "n",
+        "outcome": "failure", "status_code": 500,
+    });
+    let mut event = base.clone();
+    let kind = match rng.gen_range(0..7) {
+        0 => {
+            return (
+                Kind::Malformed,
+                Message {
+                    key: tenant.to_owned(),
+                    payload: b"{not json".to_vec(),
+                },
+            )
+        }
+        1 => {
+            event.as_object_mut().expect("object").remove("status_code");
+            Kind::Malformed
+        }
+        2 => {
+            event["tenant_id"] = json!("no spaces allowed");
+            Kind::Malformed
+        }
+        3 => {
+            event["integration_type"] = json!("carrier_pigeon");
+            Kind::Malformed
+        }
+        4 => {
+            event["status_code"] = json!(42);
+            Kind::Malformed
+        }
+        5 => {
+            event["occurred_at"] = json!("yesterday");
+            Kind::Malformed
+        }
+        _ => {
+            event["occurred_at"] = json!(now + 10 * 60_000);
+            Kind::Future
+        }
+    };
+    (
+        kind,
+        Message {
+            key: tenant.to_owned(),
+            payload: serde_json::to_vec(&event).expect("json"),
+        },
+    )
+}
+
+/// The independent computation: plain loops over the generated events.
+#[derive(Debug, Default, Clone)]
+pub struct Truth {
+    pub events: Vec<TruthEvent>,
+    pub duplicates: u64,
+    pub late: u64,
+    pub dead_letters: Vec<Vec<u8>>,
+}
+
+pub type GroupId = (String, &'static str, String, String, String, u16, String);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TruthGroup {
+    pub total: u64,
+    pub first: i64,
+    pub last: i64,
+    pub integration_name: String,
+    pub service_name: String,
+    pub flow_name: String,
+    /// (at, event_id), newest first.
+    pub samples: Vec<(i64, String)>,
+}
+
+impl Truth {
+    pub fn extend(&mut self, other: Truth) {
+        self.events.extend(other.events);
+        self.duplicates += other.duplicates;
+        self.late += other.late;
+        self.dead_letters.extend(other.dead_letters);
+    }
+
+    pub fn of<'a>(&'a self, tenant: &'a str) -> impl Iterator<Item = &'a TruthEvent> + 'a {
+        self.events.iter().filter(move |e| e.tenant == tenant)
+    }
+
+    /// (failed, succeeded) per type for events in [start, end).
+    pub fn counts(&self, tenant: &str, start: i64, end: i64) -> HashMap<&'static str, (u64, u64)> {
+        let mut counts: HashMap<&'static str, (u64, u64)> =
+            TYPES.iter().map(|t| (*t, (0, 0))).collect();
+        for e in self.of(tenant).filter(|e| e.at >= start && e.at < end) {
+            let slot = counts.get_mut(e.kind).expect("known type");
+            if e.failed {
+                slot.0 += 1;
+            } else {
+                slot.1 += 1;
+            }
+        }
+        counts
+    }
+
+    pub fn by_code(&self, tenant: &str, start: i64, end: i64) -> BTreeMap<u16, u64> {
+        let mut codes = BTreeMap::new();
+        for e in self
+            .of(tenant)
+            .filter(|e| e.failed && e.at >= start && e.at < end)
+        {
+            *codes.entry(e.code).or_insert(0) += 1;
+        }
+        codes
+    }
+
+    /// Failures per type per local calendar day in `tz`.
+    pub fn daily(
+        &self,
+        tenant: &str,
+        tz: chrono_tz::Tz,
+        start: i64,
+        end: i64,
+    ) -> HashMap<(&'static str, chrono::NaiveDate), u64> {
+        let mut days = HashMap::new();
+        for e in self
+            .of(tenant)
+            .filter(|e| e.failed && e.at >= start && e.at < end)
+        {
+            let date = tz
+                .timestamp_millis_opt(e.at)
+                .single()
+                .expect("valid")
+                .date_naive();
+            *days.entry((e.kind, date)).or_insert(0) += 1;
+        }
+        days
+    }
+
+    pub fn groups(&self, tenant: &str, start: i64, end: i64) -> HashMap<GroupId, TruthGroup> {
+        let mut groups: HashMap<GroupId, TruthGroup> = HashMap::new();
+        let mut named_at: HashMap<GroupId, i64> = HashMap::new();
+        for e in self.of(tenant).filter(|e| e.failed) {
+            let id = (
+                e.tenant.clone(),
+                e.kind,
+                e.integration_id.clone(),
+                e.service_id.clone(),
+                e.flow_id.clone(),
+                e.code,
+                e.description.clone(),
+            );
+            let group = groups.entry(id.clone()).or_insert(TruthGroup {
+                total: 0,
+                first: i64::MAX,
+                last: i64::MIN,
+                integration_name: String::new(),
+                service_name: String::new(),
+                flow_name: String::new(),
+                samples: Vec::new(),
+            });
+            if e.at >= start && e.at < end {
+                group.total += 1;
+            }
+            group.first = group.first.min(e.at);
+            group.last = group.last.max(e.at);
+            group.samples.push((e.at, e.event_id.clone()));
+            let seen = named_at.entry(id).or_insert(i64::MIN);
+            if e.at >= *seen {
+                *seen = e.at;
+                group.integration_name = e.integration_name.clone();
+                group.service_name = e.service_name.clone();
+                group.flow_name = e.flow_name.clone();
+            }
+        }
+        for group in groups.values_mut() {
+            group
+                .samples
+                .sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+            group.samples.truncate(5);
+        }
+        groups.retain(|_, g| g.total > 0);
+        groups
+    }
+
+    pub fn accepted(&self) -> u64 {
+        self.events.len() as u64
+    }
+
+    pub fn distinct_dead_letters(&self) -> HashSet<Vec<u8>> {
+        self.dead_letters.iter().cloned().collect()
+    }
+}
+
+pub fn ts(t: &Option<prost_types::Timestamp>) -> i64 {
+    let t = t.as_ref().expect("timestamp present");
+    t.seconds * 1000 + i64::from(t.nanos / 1_000_000)
+}
+
+pub fn bounds(r: &Option<proto::TimeRange>) -> (i64, i64) {
+    let r = r.as_ref().expect("range present");
+    (ts(&r.start), ts(&r.end))
+}
+
+fn type_name(value: i32) -> &'static str {
+    TYPES[(value - 1) as usize]
+}
+
+/// What a set of instances reported, summed: used when several instances split the partitions.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reported {
+    pub accepted: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+    pub late_dropped: u64,
+    pub overview: BTreeMap<(String, &'static str), (u64, u64)>,
+}
+
+/// Sums every instance's status and default-range overview per tenant.
+pub async fn reported(apis: &mut [IntegrationHealthClient<Channel>], tenants: &[&str]) -> Reported {
+    let mut sum = Reported::default();
+    for api in apis.iter_mut() {
+        let s = ingest_status(api).await;
+        sum.accepted += s.accepted;
+        sum.rejected += s.rejected;
+        sum.duplicates += s.duplicates;
+        sum.late_dropped += s.late_dropped;
+        for tenant in tenants {
+            let o = default_overview(api, tenant).await;
+            for t in o.types {
+                let slot = sum
+                    .overview
+                    .entry(((*tenant).to_owned(), type_name(t.integration_type)))
+                    .or_default();
+                slot.0 += t.failed;
+                slot.1 += t.succeeded;
+            }
+        }
+    }
+    sum
+}
+
+/// The overview the truth expects over the default range used by `reported`.
+pub fn expected_overview(
+    truth: &Truth,
+    tenants: &[&str],
+    now: i64,
+) -> BTreeMap<(String, &'static str), (u64, u64)> {
+    let start = (now - 30 * DAY).div_euclid(HOUR) * HOUR;
+    let end = -(-now).div_euclid(HOUR) * HOUR;
+    let mut expected = BTreeMap::new();
+    for tenant in tenants {
+        for (kind, counts) in truth.counts(tenant, start, end) {
+            expected.insert(((*tenant).to_owned(), kind), counts);
+        }
+    }
+    expected
+}
+
+/// Compares every RPC's answer with the truth, computing the truth over the effective range
+/// each answer reports (so a wall clock moving on between calls cannot cause a mismatch).
+pub async fn assert_matches_truth(
+    api: &mut IntegrationHealthClient<Channel>,
+    truth: &Truth,
+    tenants: &[&str],
+) {
+    let s = ingest_status(api).await;
+    assert_eq!(s.accepted, truth.accepted(), "accepted");
+    assert_eq!(s.late_dropped, truth.late, "late dropped");
+    assert_eq!(s.rejected, truth.dead_letters.len() as u64, "rejected");
+    assert_eq!(s.duplicates, truth.duplicates, "duplicates");
+    for tenant in tenants {
+        let o = default_overview(api, tenant).await;
+        let (start, end) = bounds(&o.effective_range);
+        let expected = truth.counts(tenant, start, end);
+        for t in &o.types {
+            assert_eq!(
+                (t.failed, t.succeeded),
+                expected[type_name(t.integration_type)],
+                "{tenant} overview"
+            );
+        }
+
+        for days in [1, 7] {
+            let c = api
+                .get_percentage_change(proto::GetPercentageChangeRequest {
+                    tenant_id: (*tenant).into(),
+                    period: Some(prost_types::Duration {
+                        seconds: days * 86_400,
+                        nanos: 0,
+                    }),
+                    end: None,
+                    integration_types: vec![],
+                })
+                .await
+                .expect("change")
+                .into_inner();
+            let (cs, ce) = bounds(&c.current_range);
+            let (ps, pe) = bounds(&c.previous_range);
+            let current = truth.counts(tenant, cs, ce);
+            let previous = truth.counts(tenant, ps, pe);
+            for t in &c.types {
+                let name = type_name(t.integration_type);
+                assert_eq!(
+                    (t.failed_current, t.succeeded_current),
+                    current[name],
+                    "{tenant} change current"
+                );
+                assert_eq!(
+                    (t.failed_previous, t.succeeded_previous),
+                    previous[name],
+                    "{tenant} change previous"
+                );
+            }
+        }
+
+        let e = api
+            .get_error_breakdown(proto::GetErrorBreakdownRequest {
+                tenant_id: (*tenant).into(),
+                range: None,
+                integration_types: vec![],
+            })
+            .await
+            .expect("errors")
+            .into_inner();
+        let (start, end) = bounds(&e.effective_range);
+        let got: BTreeMap<u16, u64> = e
+            .errors
+            .iter()
+            .map(|x| (x.status_code as u16, x.failed))
+            .collect();
+        assert_eq!(got, truth.by_code(tenant, start, end), "{tenant} errors");
+
+        let t = api
+            .get_trends(proto::GetTrendsRequest {
+                tenant_id: (*tenant).into(),
+                granularity: proto::Granularity::Day as i32,
+                ..Default::default()
+            })
+            .await
+            .expect("trends")
+            .into_inner();
+        let (start, end) = bounds(&t.effective_range);
+        let daily = truth.daily(tenant, chrono_tz::Tz::UTC, start, end);
+        for series in &t.series {
+            for p in &series.points {
+                let date = chrono::Utc
+                    .timestamp_millis_opt(ts(&p.bucket_start))
+                    .single()
+                    .expect("valid")
+                    .date_naive();
+                let expected = daily
+                    .get(&(type_name(series.integration_type), date))
+                    .copied()
+                    .unwrap_or(0);
+                assert_eq!(p.failed, expected, "{tenant} trend {date}");
+            }
+        }
+
+        let (rows, effective, _) = all_failures(api, tenant, 50).await;
+        let groups = truth.groups(tenant, effective.0, effective.1);
+        assert_eq!(rows.len(), groups.len(), "{tenant} group count");
+        for row in &rows {
+            let id = group_id(tenant, row);
+            let group = groups
+                .get(&id)
+                .unwrap_or_else(|| panic!("unexpected group {id:?}"));
+            assert_eq!(
+                (row.total_errors, ts(&row.first_seen), ts(&row.last_seen)),
+                (group.total, group.first, group.last),
+                "{id:?}"
+            );
+        }
+        for row in rows.iter().take(3) {
+            let d = api
+                .get_failure_details(proto::GetFailureDetailsRequest {
+                    tenant_id: (*tenant).into(),
+                    failure_id: row.failure_id.clone(),
+                    range: None,
+                })
+                .await
+                .expect("details")
+                .into_inner();
+            let id = group_id(tenant, row);
+            let samples: Vec<(i64, String)> = d
+                .recent_samples
+                .iter()
+                .map(|s| (ts(&s.occurred_at), s.event_id.clone()))
+                .collect();
+            assert_eq!(samples, groups[&id].samples, "{id:?} samples");
+        }
+    }
+}
