@@ -155,20 +155,16 @@ pub async fn start(
     if let Some(dir) = &config.state_dir {
         ingest::check_state_dir(dir)?;
     }
-    let (grpc_addr, grpc_listener) =
-        bind(config.grpc_addr)
-            .await
-            .map_err(|source| ServerError::GrpcBind {
-                addr: config.grpc_addr,
-                source,
-            })?;
-    let (http_addr, http_listener) =
-        bind(config.http_addr)
-            .await
-            .map_err(|source| ServerError::HttpBind {
-                addr: config.http_addr,
-                source,
-            })?;
+    let grpc_bind = |source| ServerError::GrpcBind {
+        addr: config.grpc_addr,
+        source,
+    };
+    let (grpc_addr, grpc_listener) = bind(config.grpc_addr).await.map_err(grpc_bind)?;
+    let http_bind = |source| ServerError::HttpBind {
+        addr: config.http_addr,
+        source,
+    };
+    let (http_addr, http_listener) = bind(config.http_addr).await.map_err(http_bind)?;
     let store = Arc::new(Store::new(config.store_limits()));
     let progress = Arc::new(IngestProgress::default());
     let metrics = Arc::new(Metrics::new());

@@ -16,7 +16,6 @@ use integration_health::proto;
 use integration_health::store::{failure_id, format_failure_id, GroupIdentity};
 use serde_json::json;
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 use tonic::{Code, Request};
 use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
@@ -324,11 +323,7 @@ async fn too_many_trend_points_exhaust_the_resource() {
 async fn reflection_lists_the_service_and_health() {
     let served = guarded().await;
     let addr = served.addr;
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
+    let channel = channel(addr).await;
     let mut reflection = ServerReflectionClient::new(channel);
     let request = ServerReflectionRequest {
         host: String::new(),

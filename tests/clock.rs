@@ -10,7 +10,6 @@ use common::*;
 use integration_health::api::convert::ms_to_timestamp;
 use integration_health::clock::ManualClock;
 use integration_health::proto::{self, integration_health_client::IntegrationHealthClient};
-use integration_health::testkit::EmbeddedKafka;
 use serde_json::json;
 use tonic::transport::Channel;
 
@@ -52,12 +51,17 @@ async fn failed_in(
     (answer.types[0].failed, bound(range.start), bound(range.end))
 }
 
+/// `[start, end)` widened to whole buckets of `width` (`end` is never on a boundary here).
+fn rounded_out(start: i64, end: i64, width: i64) -> (i64, i64) {
+    (
+        start - start.rem_euclid(width),
+        end - end.rem_euclid(width) + width,
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn minute_buckets_hand_over_to_hours_and_retention_evicts() {
-    let kafka = EmbeddedKafka::start(1).expect("mock cluster");
-    kafka.create_topic(TOPIC, 1).expect("topic");
-    kafka.create_topic(&format!("{TOPIC}.dlq"), 1).expect("dlq");
-    let bootstrap = kafka.bootstrap_servers();
+    let (kafka, bootstrap) = kafka_with_topic(TOPIC, 1);
     let clock = ManualClock::new(NOW);
     let mut config = test_config(&bootstrap, TOPIC, "clocked");
     config.eviction_interval_ms = 50;
@@ -79,25 +83,13 @@ async fn minute_buckets_hand_over_to_hours_and_retention_evicts() {
     let start = NOW - HOUR;
     let (failed, from, to) = failed_in(&mut api, start, NOW).await;
     assert_eq!(failed, 1);
-    assert_eq!(
-        (from, to),
-        (
-            start - start.rem_euclid(MINUTE),
-            NOW - NOW.rem_euclid(MINUTE) + MINUTE
-        )
-    );
+    assert_eq!((from, to), rounded_out(start, NOW, MINUTE));
 
     // 49 hours on, the same range has left the minute window: hour buckets answer, still exact.
     clock.advance(49 * HOUR);
     let (failed, from, to) = failed_in(&mut api, start, NOW).await;
     assert_eq!(failed, 1);
-    assert_eq!(
-        (from, to),
-        (
-            start - start.rem_euclid(HOUR),
-            NOW - NOW.rem_euclid(HOUR) + HOUR
-        )
-    );
+    assert_eq!((from, to), rounded_out(start, NOW, HOUR));
     let store = running.service.store.clone();
     wait_until("minute buckets evicted", Duration::from_secs(10), || {
         let store = store.clone();

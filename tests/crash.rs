@@ -11,7 +11,6 @@ use std::time::Duration;
 use common::*;
 use integration_health::clock::{Clock, SystemClock};
 use integration_health::proto;
-use integration_health::testkit::EmbeddedKafka;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -65,10 +64,7 @@ fn spawn(bootstrap: &str, port: u16, state: &Path, log: &Path) -> Service {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_neither_loses_nor_doubles_an_event() {
-    let kafka = EmbeddedKafka::start(1).expect("mock cluster");
-    kafka.create_topic(TOPIC, 3).expect("topic");
-    kafka.create_topic(&format!("{TOPIC}.dlq"), 1).expect("dlq");
-    let bootstrap = kafka.bootstrap_servers();
+    let (kafka, bootstrap) = kafka_with_topic(TOPIC, 3);
     let dir = tempfile::tempdir().expect("temp dir");
     let state = dir.path().join("state");
     let log = dir.path().join("service.log");

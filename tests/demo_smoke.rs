@@ -1,10 +1,14 @@
 //! The README's first command, as a new user would run it: `demo` starts, prints where it
 //! listens, `query overview` shows failures for all five types, and SIGTERM stops it cleanly.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+use common::succeeded;
 
 const BIN: &str = env!("CARGO_BIN_EXE_integration-health");
 
@@ -68,12 +72,8 @@ fn demo_serves_failures_for_every_type_and_stops_on_sigterm() {
         ])
         .output()
         .expect("query runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let overview: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json output");
+    let overview: serde_json::Value =
+        serde_json::from_str(&succeeded(&output)).expect("json output");
     let types = overview["types"].as_array().expect("types");
     assert_eq!(types.len(), 5);
     for t in types {

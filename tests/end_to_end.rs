@@ -18,7 +18,6 @@ use integration_health::ingest::{
     HEADER_REASON, HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION, HEADER_SOURCE_TOPIC,
 };
 use integration_health::proto::{self, integration_health_client::IntegrationHealthClient};
-use integration_health::testkit::EmbeddedKafka;
 use tonic::transport::Channel;
 
 const TOPIC: &str = "outcomes";
@@ -74,10 +73,7 @@ fn run() -> &'static Run {
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                let kafka = EmbeddedKafka::start(1).expect("mock cluster");
-                kafka.create_topic(TOPIC, 3).expect("topic");
-                kafka.create_topic(DLQ, 1).expect("dlq topic");
-                let bootstrap = kafka.bootstrap_servers();
+                let (kafka, bootstrap) = kafka_with_topic(TOPIC, 3);
                 let service =
                     TestService::start_at(&test_config(&bootstrap, TOPIC, "e2e"), NOW).await;
                 let generated = generate(11, 6_000, NOW);
@@ -104,50 +100,36 @@ async fn api() -> IntegrationHealthClient<Channel> {
     client(run().grpc).await
 }
 
+/// A test that runs `$check` for every tenant of the shared run.
+macro_rules! per_tenant_test {
+    ($name:ident, $check:ident) => {
+        #[tokio::test]
+        async fn $name() {
+            let mut api = api().await;
+            for tenant in TENANTS {
+                $check(&mut api, &run().truth, tenant).await;
+            }
+        }
+    };
+}
+
 #[tokio::test]
 async fn ingest_totals_and_offsets_match_the_recount() {
     check_status(&mut api().await, &run().truth).await;
 }
 
-#[tokio::test]
-async fn overview_matches_the_recount() {
-    let mut api = api().await;
-    for tenant in TENANTS {
-        check_overview(&mut api, &run().truth, tenant).await;
-    }
-}
+per_tenant_test!(overview_matches_the_recount, check_overview);
 
-#[tokio::test]
-async fn percentage_change_matches_the_recount() {
-    let mut api = api().await;
-    for tenant in TENANTS {
-        check_change(&mut api, &run().truth, tenant).await;
-    }
-}
+per_tenant_test!(percentage_change_matches_the_recount, check_change);
 
-#[tokio::test]
-async fn error_breakdown_matches_the_recount() {
-    let mut api = api().await;
-    for tenant in TENANTS {
-        check_errors(&mut api, &run().truth, tenant).await;
-    }
-}
+per_tenant_test!(error_breakdown_matches_the_recount, check_errors);
 
-#[tokio::test]
-async fn trends_match_the_recount() {
-    let mut api = api().await;
-    for tenant in TENANTS {
-        check_trends(&mut api, &run().truth, tenant).await;
-    }
-}
+per_tenant_test!(trends_match_the_recount, check_trends);
 
-#[tokio::test]
-async fn failures_table_and_details_match_the_recount() {
-    let mut api = api().await;
-    for tenant in TENANTS {
-        check_failures_and_details(&mut api, &run().truth, tenant).await;
-    }
-}
+per_tenant_test!(
+    failures_table_and_details_match_the_recount,
+    check_failures_and_details
+);
 
 #[tokio::test]
 async fn catalog_has_every_code_with_guidance() {
@@ -611,11 +593,7 @@ async fn check_metrics(addr: std::net::SocketAddr, truth: &Truth) {
 }
 
 async fn check_health(addr: std::net::SocketAddr) {
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
+    let channel = channel(addr).await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let answer = health
         .check(tonic_health::pb::HealthCheckRequest {

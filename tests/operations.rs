@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use common::harness::TestService;
 use common::*;
-use integration_health::testkit::EmbeddedKafka;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
@@ -16,11 +15,7 @@ use tonic_health::pb::HealthCheckRequest;
 const BIN: &str = env!("CARGO_BIN_EXE_integration-health");
 
 async fn grpc_health(addr: std::net::SocketAddr) -> i32 {
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
+    let channel = channel(addr).await;
     HealthClient::new(channel)
         .check(HealthCheckRequest {
             service: String::new(),
@@ -32,10 +27,7 @@ async fn grpc_health(addr: std::net::SocketAddr) -> i32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_turns_on_only_after_partitions_are_assigned_and_caught_up() {
-    let kafka = EmbeddedKafka::start(1).expect("mock cluster");
-    kafka.create_topic("ready", 2).expect("topic");
-    kafka.create_topic("ready.dlq", 1).expect("dlq");
-    let bootstrap = kafka.bootstrap_servers();
+    let (kafka, bootstrap) = kafka_with_topic("ready", 2);
     let generated = generate(5, 3_000, NOW);
     let messages: Vec<Message> = generated.messages.iter().map(|(_, m)| m.clone()).collect();
     publish(&producer(&bootstrap), "ready", &messages).await;
@@ -110,12 +102,7 @@ fn config_check_names_the_bad_setting_and_masks_secrets() {
         .env("IH_TOPIC", "from-env")
         .output()
         .expect("runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let printed = String::from_utf8_lossy(&output.stdout);
+    let printed = succeeded(&output);
     assert!(
         printed.contains("brokers = \"k1:9092\""),
         "flag wins: {printed}"

@@ -9,7 +9,6 @@ use std::time::Duration;
 use common::harness::TestService;
 use common::*;
 use integration_health::config::LogFormat;
-use integration_health::testkit::EmbeddedKafka;
 use integration_health::{ops, proto};
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
@@ -88,10 +87,7 @@ async fn spans_and_metrics_reach_an_otlp_collector() {
     let guard =
         ops::init(LogFormat::Pretty, "info,librdkafka=off", Some(&endpoint)).expect("telemetry");
 
-    let kafka = EmbeddedKafka::start(1).expect("mock cluster");
-    kafka.create_topic("traced", 1).expect("topic");
-    kafka.create_topic("traced.dlq", 1).expect("dlq");
-    let bootstrap = kafka.bootstrap_servers();
+    let (kafka, bootstrap) = kafka_with_topic("traced", 1);
     let generated = generate(9, 500, NOW);
     let messages: Vec<Message> = generated.messages.iter().map(|(_, m)| m.clone()).collect();
     publish(&producer(&bootstrap), "traced", &messages).await;

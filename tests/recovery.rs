@@ -61,10 +61,7 @@ fn messages(generated: &Generated) -> Vec<Message> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_snapshot_falls_back_to_the_previous_one_and_replays_to_the_exact_truth() {
-    let kafka = EmbeddedKafka::start(1).expect("mock cluster");
-    kafka.create_topic("corrupt", 2).expect("topic");
-    kafka.create_topic("corrupt.dlq", 1).expect("dlq");
-    let bootstrap = kafka.bootstrap_servers();
+    let (_kafka, bootstrap) = kafka_with_topic("corrupt", 2);
     let state = tempfile::tempdir().expect("state dir");
     let producer = producer(&bootstrap);
 
@@ -113,10 +110,7 @@ async fn a_damaged_snapshot_falls_back_to_the_previous_one_and_replays_to_the_ex
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_move_between_two_three_and_one_instances_without_loss_or_double_counting() {
-    let kafka = EmbeddedKafka::start(1).expect("mock cluster");
-    kafka.create_topic("moving", 6).expect("topic");
-    kafka.create_topic("moving.dlq", 1).expect("dlq");
-    let bootstrap = kafka.bootstrap_servers();
+    let (_kafka, bootstrap) = kafka_with_topic("moving", 6);
     let state = tempfile::tempdir().expect("shared state dir");
     let producer = producer(&bootstrap);
     let mut truth = Truth::default();

@@ -106,24 +106,32 @@ impl DeadLetterSink for DeadLetters {
         if let Some(key) = message.key() {
             record = record.key(key);
         }
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err((err, _)) => {
-                    error!(error = %err, "cannot queue dead letter");
-                    return;
-                }
-            }
+        if let Err(err) = send_when_queued(&self.producer, record) {
+            error!(error = %err, "cannot queue dead letter");
         }
     }
 
     fn flush(&mut self) {
         if let Err(err) = self.producer.flush(Duration::from_secs(30)) {
             error!(error = %err, "dead letters not flushed");
+        }
+    }
+}
+
+/// Queues `record`, waiting while librdkafka's local queue is full: the broker applies
+/// backpressure, and dropping the message instead would lose it.
+pub fn send_when_queued<C: ProducerContext>(
+    producer: &ThreadedProducer<C>,
+    mut record: BaseRecord<'_, [u8], [u8], C::DeliveryOpaque>,
+) -> Result<(), KafkaError> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err((err, _)) => return Err(err),
         }
     }
 }

@@ -32,8 +32,8 @@ use tracing::error;
 
 use consumer::PendingCommits;
 pub use dead_letters::{
-    DeadLetterSink, DeadLetters, HEADER_ERROR, HEADER_REASON, HEADER_SOURCE_OFFSET,
-    HEADER_SOURCE_PARTITION, HEADER_SOURCE_TOPIC,
+    send_when_queued, DeadLetterSink, DeadLetters, HEADER_ERROR, HEADER_REASON,
+    HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION, HEADER_SOURCE_TOPIC,
 };
 pub use owner::Owner;
 pub use progress::{IngestProgress, IngestStatus, PartitionStatus, SnapshotStatus};

@@ -279,23 +279,22 @@ mod tests {
         )
     }
 
-    fn assign(owner: &mut Owner, partitions: &[i32]) -> Vec<(PartitionKey, Offset)> {
-        let (reply, answer) = sync_channel(1);
-        let keys = partitions
+    fn keys(partitions: &[i32]) -> Vec<PartitionKey> {
+        partitions
             .iter()
             .map(|p| PartitionKey::new("events", *p))
-            .collect();
-        owner.handle(Command::Assigned(keys, reply));
+            .collect()
+    }
+
+    fn assign(owner: &mut Owner, partitions: &[i32]) -> Vec<(PartitionKey, Offset)> {
+        let (reply, answer) = sync_channel(1);
+        owner.handle(Command::Assigned(keys(partitions), reply));
         answer.recv().expect("owner answers")
     }
 
     fn revoke(owner: &mut Owner, partitions: &[i32]) {
         let (reply, answer) = sync_channel(1);
-        let keys = partitions
-            .iter()
-            .map(|p| PartitionKey::new("events", *p))
-            .collect();
-        owner.handle(Command::Revoked(keys, reply));
+        owner.handle(Command::Revoked(keys(partitions), reply));
         answer.recv().expect("owner answers");
     }
 

@@ -7,6 +7,9 @@ use super::tracing::resource;
 use super::{ReadState, TelemetryError};
 use crate::store::IngestTotals;
 
+/// Which total, under which name, with which description.
+type TotalsCounter = (fn(&IngestTotals) -> u64, &'static str, &'static str);
+
 /// Exports the service's key figures as OTLP metrics every `interval`, read from the store at
 /// each collection. The returned provider must be shut down to flush the last values.
 pub fn export_metrics(
@@ -44,26 +47,31 @@ pub fn export_metrics(
             .with_callback(move |observer| observer.observe(pick(&read_state().totals), &[]))
             .build()
     };
-    let _ = totals(
-        |t| t.accepted,
-        "integration_health.events.accepted",
-        "Events counted",
-    );
-    let _ = totals(
-        |t| t.rejected,
-        "integration_health.events.rejected",
-        "Events sent to the DLQ",
-    );
-    let _ = totals(
-        |t| t.duplicates,
-        "integration_health.events.duplicates",
-        "Repeated events ignored",
-    );
-    let _ = totals(
-        |t| t.late_dropped,
-        "integration_health.events.late_dropped",
-        "Events older than retention",
-    );
+    let counters: [TotalsCounter; 4] = [
+        (
+            |t| t.accepted,
+            "integration_health.events.accepted",
+            "Events counted",
+        ),
+        (
+            |t| t.rejected,
+            "integration_health.events.rejected",
+            "Events sent to the DLQ",
+        ),
+        (
+            |t| t.duplicates,
+            "integration_health.events.duplicates",
+            "Repeated events ignored",
+        ),
+        (
+            |t| t.late_dropped,
+            "integration_health.events.late_dropped",
+            "Events older than retention",
+        ),
+    ];
+    for (pick, name, help) in counters {
+        let _ = totals(pick, name, help);
+    }
     let lag_state = read_state.clone();
     let _ = meter
         .i64_observable_gauge("integration_health.partition.lag")

@@ -85,43 +85,25 @@ mod tests {
             .unwrap_or_default()
     }
 
+    fn days(zone: &str, start_ms: i64, end_ms: i64) -> Vec<i64> {
+        let tz: Tz = zone.parse().unwrap();
+        day_boundaries(tz, TimeRange { start_ms, end_ms }).unwrap()
+    }
+
     #[test]
     fn dst_days_last_23_and_25_hours() {
-        let tz: Tz = "Europe/Berlin".parse().unwrap();
-        let spring = day_boundaries(
-            tz,
-            TimeRange {
-                start_ms: utc(2026, 3, 28, 12),
-                end_ms: utc(2026, 3, 30, 0),
-            },
-        )
-        .unwrap();
+        let spring = days("Europe/Berlin", utc(2026, 3, 28, 12), utc(2026, 3, 30, 0));
         assert_eq!(spring[0], utc(2026, 3, 27, 23), "local midnight in CET");
         assert_eq!(spring[2] - spring[1], 23 * HOUR_MS);
-        let autumn = day_boundaries(
-            tz,
-            TimeRange {
-                start_ms: utc(2026, 10, 25, 0),
-                end_ms: utc(2026, 10, 26, 0),
-            },
-        )
-        .unwrap();
+        let autumn = days("Europe/Berlin", utc(2026, 10, 25, 0), utc(2026, 10, 26, 0));
         assert_eq!(autumn[1] - autumn[0], 25 * HOUR_MS);
     }
 
     #[test]
     fn half_hour_zones_snap_to_the_utc_hour() {
-        let tz: Tz = "Asia/Kolkata".parse().unwrap();
-        let days = day_boundaries(
-            tz,
-            TimeRange {
-                start_ms: utc(2026, 1, 10, 0),
-                end_ms: utc(2026, 1, 11, 0),
-            },
-        )
-        .unwrap();
+        let kolkata = days("Asia/Kolkata", utc(2026, 1, 10, 0), utc(2026, 1, 11, 0));
         // Local midnight of Jan 10 is 18:30 UTC on Jan 9, snapped to 18:00.
-        assert_eq!(days[0], utc(2026, 1, 9, 18));
+        assert_eq!(kolkata[0], utc(2026, 1, 9, 18));
     }
 
     #[test]

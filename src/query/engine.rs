@@ -74,6 +74,15 @@ impl QueryEngine {
         }
     }
 
+    /// The tenant's failed and succeeded counts per type over `range`, from every partition.
+    fn counts(&self, tenant_id: &str, range: TimeRange, by_minute: bool) -> TypeCounts {
+        let mut counts = TypeCounts::default();
+        self.for_tenant(tenant_id, |_, tenant| {
+            counts.add(&tenant.counts_in(range.start_ms, range.end_ms, by_minute));
+        });
+        counts
+    }
+
     pub fn overview(
         &self,
         tenant_id: &str,
@@ -85,22 +94,8 @@ impl QueryEngine {
         let by_minute = self.serve_by_minute(start, now);
         let width = if by_minute { MINUTE_MS } else { HOUR_MS };
         let effective_range = self.effective(range, DEFAULT_RANGE_MS, now, width)?;
-        let mut counts = TypeCounts::default();
-        self.for_tenant(tenant_id, |_, tenant| {
-            counts.add(&tenant.counts_in(
-                effective_range.start_ms,
-                effective_range.end_ms,
-                by_minute,
-            ));
-        });
-        let types = types
-            .types()
-            .map(|t| TypeTotals {
-                integration_type: t,
-                failed: counts.failed[t],
-                succeeded: counts.succeeded[t],
-            })
-            .collect();
+        let counts = self.counts(tenant_id, effective_range, by_minute);
+        let types = types.types().map(|t| TypeTotals::of(t, &counts)).collect();
         Ok(Overview {
             types,
             effective_range,
@@ -138,30 +133,11 @@ impl QueryEngine {
             start_ms: end - 2 * period,
             end_ms: end - period,
         };
-        let mut current = TypeCounts::default();
-        let mut previous = TypeCounts::default();
-        self.for_tenant(tenant_id, |_, tenant| {
-            current.add(&tenant.counts_in(current_range.start_ms, current_range.end_ms, by_minute));
-            previous.add(&tenant.counts_in(
-                previous_range.start_ms,
-                previous_range.end_ms,
-                by_minute,
-            ));
-        });
+        let current = self.counts(tenant_id, current_range, by_minute);
+        let previous = self.counts(tenant_id, previous_range, by_minute);
         let types = types
             .types()
-            .map(|t| TypeChange {
-                integration_type: t,
-                failed_current: current.failed[t],
-                failed_previous: previous.failed[t],
-                failed_change_percent: change_percent(current.failed[t], previous.failed[t]),
-                succeeded_current: current.succeeded[t],
-                succeeded_previous: previous.succeeded[t],
-                succeeded_change_percent: change_percent(
-                    current.succeeded[t],
-                    previous.succeeded[t],
-                ),
-            })
+            .map(|t| TypeChange::between(t, &current, &previous))
             .collect();
         Ok(PercentageChange {
             types,
@@ -282,6 +258,30 @@ impl QueryEngine {
                 (entry, guidance)
             })
             .collect()
+    }
+}
+
+impl TypeTotals {
+    fn of(integration_type: IntegrationType, counts: &TypeCounts) -> Self {
+        TypeTotals {
+            integration_type,
+            failed: counts.failed[integration_type],
+            succeeded: counts.succeeded[integration_type],
+        }
+    }
+}
+
+impl TypeChange {
+    fn between(t: IntegrationType, current: &TypeCounts, previous: &TypeCounts) -> Self {
+        TypeChange {
+            integration_type: t,
+            failed_current: current.failed[t],
+            failed_previous: previous.failed[t],
+            failed_change_percent: change_percent(current.failed[t], previous.failed[t]),
+            succeeded_current: current.succeeded[t],
+            succeeded_previous: previous.succeeded[t],
+            succeeded_change_percent: change_percent(current.succeeded[t], previous.succeeded[t]),
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use integration_health::proto;
 use integration_health::proto::integration_health_client::IntegrationHealthClient;
+use integration_health::testkit::EmbeddedKafka;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tonic::transport::Channel;
@@ -50,6 +51,18 @@ pub fn test_config(
     }
 }
 
+/// A one-broker mock cluster with `topic` (of `partitions`) and its dead-letter topic, and the
+/// bootstrap address.
+pub fn kafka_with_topic(topic: &str, partitions: i32) -> (EmbeddedKafka, String) {
+    let kafka = EmbeddedKafka::start(1).expect("mock cluster");
+    kafka.create_topic(topic, partitions).expect("topic");
+    kafka
+        .create_topic(&format!("{topic}.dlq"), 1)
+        .expect("dead-letter topic");
+    let bootstrap = kafka.bootstrap_servers();
+    (kafka, bootstrap)
+}
+
 /// Polls `condition` until it holds or `limit` passes.
 pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut condition: F)
 where
@@ -66,13 +79,27 @@ where
     }
 }
 
-pub async fn client(addr: std::net::SocketAddr) -> IntegrationHealthClient<Channel> {
-    let channel = Channel::from_shared(format!("http://{addr}"))
+/// A plaintext gRPC channel to `addr`.
+pub async fn channel(addr: std::net::SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
         .expect("valid uri")
         .connect()
         .await
-        .expect("grpc connects");
-    IntegrationHealthClient::new(channel)
+        .expect("grpc connects")
+}
+
+pub async fn client(addr: std::net::SocketAddr) -> IntegrationHealthClient<Channel> {
+    IntegrationHealthClient::new(channel(addr).await)
+}
+
+/// The stdout of a finished command, after checking that it succeeded.
+pub fn succeeded(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 pub fn producer(bootstrap: &str) -> FutureProducer {

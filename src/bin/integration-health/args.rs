@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use integration_health::config::{Config, LogFormat};
 
+use crate::bench::Volume;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "integration-health",
@@ -67,12 +69,8 @@ pub enum ConfigCommand {
 pub enum BenchCommand {
     /// Write deterministic NDJSON outcome events, skewed across tenants, integrations and codes.
     Gen {
-        #[arg(long, default_value_t = 1_000_000)]
-        events: u64,
-        #[arg(long, default_value_t = 100)]
-        tenants: u32,
-        #[arg(long, default_value_t = 60)]
-        days: u32,
+        #[command(flatten)]
+        volume: Volume,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         #[arg(long)]
@@ -83,12 +81,8 @@ pub enum BenchCommand {
         /// NDJSON file from `bench gen`; without it, events are generated in memory.
         #[arg(long)]
         input: Option<PathBuf>,
-        #[arg(long, default_value_t = 1_000_000)]
-        events: u64,
-        #[arg(long, default_value_t = 100)]
-        tenants: u32,
-        #[arg(long, default_value_t = 60)]
-        days: u32,
+        #[command(flatten)]
+        volume: Volume,
         /// Runs of each query.
         #[arg(long, default_value_t = 200)]
         rounds: usize,

@@ -14,7 +14,7 @@ use args::{BenchCommand, Cli, Command, ConfigCommand};
 use clap::Parser;
 use integration_health::clock::SystemClock;
 use integration_health::config::LogFormat;
-use integration_health::testkit::{generate_file, generate_lines, GenSpec};
+use integration_health::testkit::{generate_file, generate_lines};
 use integration_health::{ops, server};
 use tokio_util::sync::CancellationToken;
 
@@ -97,17 +97,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Events ending now, so they fall inside retention.
-fn gen_spec(events: u64, tenants: u32, days: u32, seed: u64) -> GenSpec {
-    GenSpec {
-        events,
-        tenants,
-        days,
-        seed,
-        end_ms: chrono::Utc::now().timestamp_millis(),
-    }
-}
-
 fn print_report<T: serde::Serialize>(report: &T, json: bool, text: impl FnOnce(&T) -> String) {
     if json {
         println!(
@@ -121,25 +110,18 @@ fn print_report<T: serde::Serialize>(report: &T, json: bool, text: impl FnOnce(&
 
 async fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
     match command {
-        BenchCommand::Gen {
-            events,
-            tenants,
-            days,
-            seed,
-            out,
-        } => {
-            let bytes = generate_file(gen_spec(events, tenants, days, seed), &out)?;
+        BenchCommand::Gen { volume, seed, out } => {
+            let bytes = generate_file(volume.spec(seed), &out)?;
             println!(
-                "wrote {events} events ({:.1} MB) to {}",
+                "wrote {} events ({:.1} MB) to {}",
+                volume.events,
                 bytes as f64 / 1e6,
                 out.display()
             );
         }
         BenchCommand::Ingest {
             input,
-            events,
-            tenants,
-            days,
+            volume,
             rounds,
             stream,
             json,
@@ -151,7 +133,7 @@ async fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
                     bench::run_ingest(&bench::read_lines(&path)?, rounds, threads)?
                 }
                 (None, _) => {
-                    let lines = generate_lines(gen_spec(events, tenants, days, 1));
+                    let lines = generate_lines(volume.spec(1));
                     bench::run_ingest(&lines, rounds, threads)?
                 }
             };

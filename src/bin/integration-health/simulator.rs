@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use integration_health::event::IntegrationType;
+use integration_health::ingest::send_when_queued;
 use integration_health::store::{floor_to, DAY_MS, HOUR_MS};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde::Serialize;
 
@@ -477,19 +478,11 @@ impl TrafficProducer {
     }
 
     fn send(&self, key: &str, payload: &[u8]) {
-        let mut record = BaseRecord::to(&self.topic).key(key).payload(payload);
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((err, _)) => {
-                    tracing::warn!(error = %err, "demo producer dropped a message");
-                    return;
-                }
-            }
+        let record = BaseRecord::to(&self.topic)
+            .key(key.as_bytes())
+            .payload(payload);
+        if let Err(err) = send_when_queued(&self.producer, record) {
+            tracing::warn!(error = %err, "demo producer dropped a message");
         }
     }
 

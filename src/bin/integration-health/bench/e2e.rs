@@ -11,21 +11,17 @@ use integration_health::ingest::IngestProgress;
 use integration_health::proto::{self, integration_health_client::IntegrationHealthClient};
 use integration_health::server;
 use integration_health::store::Store;
-use integration_health::testkit::{generate_lines, EmbeddedKafka, GenSpec};
+use integration_health::testkit::{generate_lines, EmbeddedKafka};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::{fmt_us, latency, tempfile_dir, tenant_of, BenchError, Latency};
+use super::{latency, tempfile_dir, tenant_of, BenchError, Latency, Volume};
 
 /// What `bench e2e` runs; also its command-line flags.
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct E2eSpec {
-    #[arg(long, default_value_t = 1_000_000)]
-    pub events: u64,
-    #[arg(long, default_value_t = 100)]
-    pub tenants: u32,
-    #[arg(long, default_value_t = 60)]
-    pub days: u32,
+    #[command(flatten)]
+    pub volume: Volume,
     /// Events per second to publish; flat out when absent.
     #[arg(long)]
     pub rate: Option<u64>,
@@ -123,62 +119,61 @@ async fn rpc_load(
     while !stop.is_cancelled() {
         pace.tick().await;
         let tenant_id = tenant.clone();
-        let started = Instant::now();
-        let _ = api
-            .get_overview(proto::GetOverviewRequest {
-                tenant_id: tenant_id.clone(),
-                ..Default::default()
-            })
-            .await;
-        samples.push(("overview", started.elapsed().as_secs_f64() * 1e6));
-        let started = Instant::now();
-        let _ = api
-            .get_percentage_change(proto::GetPercentageChangeRequest {
-                tenant_id: tenant_id.clone(),
-                ..Default::default()
-            })
-            .await;
-        samples.push(("change_1d", started.elapsed().as_secs_f64() * 1e6));
-        let started = Instant::now();
-        let _ = api
-            .get_error_breakdown(proto::GetErrorBreakdownRequest {
-                tenant_id: tenant_id.clone(),
-                ..Default::default()
-            })
-            .await;
-        samples.push(("errors", started.elapsed().as_secs_f64() * 1e6));
-        let started = Instant::now();
-        let _ = api
-            .get_trends(proto::GetTrendsRequest {
-                tenant_id: tenant_id.clone(),
-                ..Default::default()
-            })
-            .await;
-        samples.push(("trends_day", started.elapsed().as_secs_f64() * 1e6));
-        let started = Instant::now();
-        let page = api
-            .list_failures(proto::ListFailuresRequest {
-                tenant_id: tenant_id.clone(),
-                ..Default::default()
-            })
-            .await;
-        samples.push(("failures", started.elapsed().as_secs_f64() * 1e6));
+        let overview = proto::GetOverviewRequest {
+            tenant_id: tenant_id.clone(),
+            ..Default::default()
+        };
+        let _ = timed(&mut samples, "overview", api.get_overview(overview)).await;
+        let change = proto::GetPercentageChangeRequest {
+            tenant_id: tenant_id.clone(),
+            ..Default::default()
+        };
+        let _ = timed(&mut samples, "change_1d", api.get_percentage_change(change)).await;
+        let errors = proto::GetErrorBreakdownRequest {
+            tenant_id: tenant_id.clone(),
+            ..Default::default()
+        };
+        let _ = timed(&mut samples, "errors", api.get_error_breakdown(errors)).await;
+        let trends = proto::GetTrendsRequest {
+            tenant_id: tenant_id.clone(),
+            ..Default::default()
+        };
+        let _ = timed(&mut samples, "trends_day", api.get_trends(trends)).await;
+        let failures = proto::ListFailuresRequest {
+            tenant_id: tenant_id.clone(),
+            ..Default::default()
+        };
+        let page = timed(&mut samples, "failures", api.list_failures(failures)).await;
         if let Some(row) = page
             .ok()
             .and_then(|p| p.into_inner().failures.into_iter().next())
         {
-            let started = Instant::now();
-            let _ = api
-                .get_failure_details(proto::GetFailureDetailsRequest {
-                    tenant_id,
-                    failure_id: row.failure_id,
-                    range: None,
-                })
-                .await;
-            samples.push(("failure_details", started.elapsed().as_secs_f64() * 1e6));
+            let details = proto::GetFailureDetailsRequest {
+                tenant_id,
+                failure_id: row.failure_id,
+                range: None,
+            };
+            let _ = timed(
+                &mut samples,
+                "failure_details",
+                api.get_failure_details(details),
+            )
+            .await;
         }
     }
     samples
+}
+
+/// Awaits one call and records how long it took, in microseconds.
+async fn timed<T>(
+    samples: &mut Vec<(&'static str, f64)>,
+    rpc: &'static str,
+    call: impl std::future::Future<Output = T>,
+) -> T {
+    let started = Instant::now();
+    let answer = call.await;
+    samples.push((rpc, started.elapsed().as_secs_f64() * 1e6));
+    answer
 }
 
 fn total_lag(progress: &IngestProgress, store: &Store) -> i64 {
@@ -213,13 +208,7 @@ pub async fn run_e2e(spec: E2eSpec) -> Result<E2eReport, BenchError> {
         ..Config::default()
     };
     let clock: SharedClock = Arc::new(SystemClock);
-    let lines = generate_lines(GenSpec {
-        events: spec.events,
-        tenants: spec.tenants,
-        days: spec.days,
-        seed: 3,
-        end_ms: SystemClock.now_ms(),
-    });
+    let lines = generate_lines(spec.volume.spec(3));
     let stop = CancellationToken::new();
     let service = server::start(&config, clock.clone(), stop.clone()).await?;
     let store = service.store.clone();
@@ -343,59 +332,4 @@ pub async fn run_e2e(spec: E2eSpec) -> Result<E2eReport, BenchError> {
         restart_to_grpc_ms,
         restart_to_restored_ms,
     })
-}
-
-pub fn render_e2e(report: &E2eReport) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "consumed {} events in {:.2} s: {:.0} events/s sustained",
-        report.events, report.seconds, report.events_per_sec
-    );
-    let lag: Vec<String> = report
-        .lag
-        .iter()
-        .step_by((report.lag.len() / 12).max(1))
-        .map(|(t, l)| format!("{t:.1}s:{l}"))
-        .collect();
-    let _ = writeln!(
-        out,
-        "lag (messages) over time: {}; max {}",
-        lag.join(" "),
-        report.max_lag
-    );
-    let _ = writeln!(
-        out,
-        "{} RPCs under load over gRPC loopback:",
-        report.rpc_calls
-    );
-    let _ = writeln!(
-        out,
-        "{:<16} {:>10} {:>10} {:>10}",
-        "rpc", "p50", "p99", "max"
-    );
-    for q in &report.rpc {
-        let _ = writeln!(
-            out,
-            "{:<16} {:>10} {:>10} {:>10}",
-            q.query,
-            fmt_us(q.p50_us),
-            fmt_us(q.p99_us),
-            fmt_us(q.max_us)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "snapshots: {:.1} MiB total; slowest encode (ingest pause) {:.1} ms, slowest write {:.1} ms",
-        report.snapshot_bytes as f64 / 1048576.0,
-        report.snapshot_encode_ms_max,
-        report.snapshot_write_ms_max
-    );
-    let _ = writeln!(
-        out,
-        "restart: gRPC serving after {:.0} ms; all partitions restored and caught up after {:.0} ms",
-        report.restart_to_grpc_ms, report.restart_to_restored_ms
-    );
-    out
 }

@@ -18,8 +18,7 @@ use integration_health::store::{
 use serde::Serialize;
 
 use super::{
-    fmt_us, io, latency, tempfile_dir, tenant_of, throughput, time_us, BenchError, Latency,
-    Throughput,
+    io, latency, tempfile_dir, tenant_of, throughput, time_us, BenchError, Latency, Throughput,
 };
 
 pub fn read_lines(path: &Path) -> Result<Vec<Vec<u8>>, BenchError> {
@@ -336,53 +335,4 @@ fn finish_report(
         snapshot_restore_ms,
         queries,
     })
-}
-
-pub fn render_ingest(report: &IngestReport) -> String {
-    let mut out = String::new();
-    use std::fmt::Write as _;
-    let _ = writeln!(
-        out,
-        "events: {} ({:.1} MB)",
-        report.events,
-        report.input_bytes as f64 / 1e6
-    );
-    for t in std::iter::once(&report.single_thread).chain(&report.all_threads) {
-        let _ = writeln!(
-            out,
-            "decode+validate+dedup+aggregate, {} thread(s): {:.0} events/s, {:.0} MB/s ({:.2} s)",
-            t.threads, t.events_per_sec, t.mb_per_sec, t.seconds
-        );
-    }
-    let _ = writeln!(
-        out,
-        "rss: {:.0} MiB; state estimate: {:.0} MiB; failure groups: {}",
-        report.rss_bytes as f64 / 1048576.0,
-        report.state_bytes_estimate as f64 / 1048576.0,
-        report.groups
-    );
-    let _ = writeln!(
-        out,
-        "snapshot: {:.1} MiB, write {:.0} ms, restore {:.0} ms",
-        report.snapshot_bytes as f64 / 1048576.0,
-        report.snapshot_write_ms,
-        report.snapshot_restore_ms
-    );
-    let _ = writeln!(
-        out,
-        "{:<16} {:<12} {:>10} {:>10} {:>10}",
-        "query", "tenant", "p50", "p99", "max"
-    );
-    for q in &report.queries {
-        let _ = writeln!(
-            out,
-            "{:<16} {:<12} {:>10} {:>10} {:>10}",
-            q.query,
-            q.tenant,
-            fmt_us(q.p50_us),
-            fmt_us(q.p99_us),
-            fmt_us(q.max_us)
-        );
-    }
-    out
 }

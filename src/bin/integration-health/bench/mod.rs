@@ -3,6 +3,7 @@
 
 mod e2e;
 mod ingest;
+mod report;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -10,12 +11,14 @@ use std::time::{Duration, Instant};
 use integration_health::event::EventError;
 use integration_health::server::ServerError;
 use integration_health::snapshot::SnapshotError;
+use integration_health::testkit::GenSpec;
 use rdkafka::error::KafkaError;
 use serde::Serialize;
 use thiserror::Error;
 
-pub use e2e::{render_e2e, run_e2e, E2eSpec};
-pub use ingest::{read_lines, render_ingest, run_ingest, run_ingest_stream};
+pub use e2e::{run_e2e, E2eReport, E2eSpec};
+pub use ingest::{read_lines, run_ingest, run_ingest_stream, IngestReport};
+pub use report::{render_e2e, render_ingest};
 
 #[derive(Debug, Error)]
 pub enum BenchError {
@@ -42,6 +45,30 @@ pub enum BenchError {
     Stalled { consumed: u64, total: u64 },
     #[error("the restarted service did not restore every partition within 2 minutes")]
     RestartStalled,
+}
+
+/// How many generated events, over how many tenants and days.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct Volume {
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    #[arg(long, default_value_t = 100)]
+    pub tenants: u32,
+    #[arg(long, default_value_t = 60)]
+    pub days: u32,
+}
+
+impl Volume {
+    /// Generator settings for these events, ending now so they fall inside retention.
+    pub fn spec(self, seed: u64) -> GenSpec {
+        GenSpec {
+            events: self.events,
+            tenants: self.tenants,
+            days: self.days,
+            seed,
+            end_ms: chrono::Utc::now().timestamp_millis(),
+        }
+    }
 }
 
 pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
@@ -121,12 +148,4 @@ pub fn tempfile_dir() -> Result<PathBuf, BenchError> {
     let dir = std::env::temp_dir().join(format!("ih-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     Ok(dir)
-}
-
-pub fn fmt_us(us: f64) -> String {
-    if us >= 1000.0 {
-        format!("{:.2} ms", us / 1000.0)
-    } else {
-        format!("{us:.0} µs")
-    }
 }

@@ -1,0 +1,135 @@
+//! The benchmark reports as text for people; `--json` prints the same reports as JSON.
+
+use std::fmt::Write as _;
+
+use super::{E2eReport, IngestReport, Latency};
+
+trait Mebibytes {
+    fn mib(self) -> f64;
+}
+
+impl Mebibytes for u64 {
+    fn mib(self) -> f64 {
+        self as f64 / 1_048_576.0
+    }
+}
+
+pub fn render_ingest(report: &IngestReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "events: {} ({:.1} MB)",
+        report.events,
+        report.input_bytes as f64 / 1e6
+    );
+    for t in std::iter::once(&report.single_thread).chain(&report.all_threads) {
+        let _ = writeln!(
+            out,
+            "decode+validate+dedup+aggregate, {} thread(s): {:.0} events/s, {:.0} MB/s ({:.2} s)",
+            t.threads, t.events_per_sec, t.mb_per_sec, t.seconds
+        );
+    }
+    let _ = writeln!(
+        out,
+        "rss: {:.0} MiB; state estimate: {:.0} MiB; failure groups: {}",
+        report.rss_bytes.mib(),
+        report.state_bytes_estimate.mib(),
+        report.groups
+    );
+    let timings = [
+        ("write", report.snapshot_write_ms),
+        ("restore", report.snapshot_restore_ms),
+    ];
+    let _ = writeln!(out, "{}", snapshots(report.snapshot_bytes, &timings));
+    render_latencies(&mut out, &report.queries, true);
+    out
+}
+
+pub fn render_e2e(report: &E2eReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "consumed {} events in {:.2} s: {:.0} events/s sustained",
+        report.events, report.seconds, report.events_per_sec
+    );
+    let lag: Vec<String> = report
+        .lag
+        .iter()
+        .step_by((report.lag.len() / 12).max(1))
+        .map(|(t, l)| format!("{t:.1}s:{l}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "lag (messages) over time: {}; max {}",
+        lag.join(" "),
+        report.max_lag
+    );
+    let _ = writeln!(
+        out,
+        "{} RPCs under load over gRPC loopback:",
+        report.rpc_calls
+    );
+    render_latencies(&mut out, &report.rpc, false);
+    let timings = [
+        (
+            "slowest encode (ingest pause)",
+            report.snapshot_encode_ms_max,
+        ),
+        ("slowest write", report.snapshot_write_ms_max),
+    ];
+    let _ = writeln!(out, "{}", snapshots(report.snapshot_bytes, &timings));
+    let _ = writeln!(
+        out,
+        "restart: gRPC serving after {:.0} ms; all partitions restored and caught up after {:.0} ms",
+        report.restart_to_grpc_ms, report.restart_to_restored_ms
+    );
+    out
+}
+
+/// "snapshots: 12.3 MiB; write 40 ms, restore 30 ms".
+fn snapshots(bytes: u64, timings: &[(&str, f64)]) -> String {
+    let timings: Vec<String> = timings
+        .iter()
+        .map(|(what, ms)| format!("{what} {ms:.1} ms"))
+        .collect();
+    format!("snapshots: {:.1} MiB; {}", bytes.mib(), timings.join(", "))
+}
+
+/// A table of latencies: one row per query (and tenant, when `with_tenant`).
+pub fn render_latencies(out: &mut String, latencies: &[Latency], with_tenant: bool) {
+    let tenant = |t: &str| {
+        if with_tenant {
+            format!("{t:<12} ")
+        } else {
+            String::new()
+        }
+    };
+    let _ = writeln!(
+        out,
+        "{:<16} {}{:>10} {:>10} {:>10}",
+        "query",
+        tenant("tenant"),
+        "p50",
+        "p99",
+        "max"
+    );
+    for q in latencies {
+        let _ = writeln!(
+            out,
+            "{:<16} {}{:>10} {:>10} {:>10}",
+            q.query,
+            tenant(&q.tenant),
+            fmt_us(q.p50_us),
+            fmt_us(q.p99_us),
+            fmt_us(q.max_us)
+        );
+    }
+}
+
+pub fn fmt_us(us: f64) -> String {
+    if us >= 1000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
