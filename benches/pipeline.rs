@@ -24,10 +24,7 @@ fn lines(events: u64) -> Vec<Vec<u8>> {
 }
 
 fn limits() -> DecodeLimits {
-    DecodeLimits {
-        now_ms: END_MS + 60_000,
-        max_future_ms: 300_000,
-    }
+    DecodeLimits::at(END_MS + 60_000)
 }
 
 fn ingest(lines: &[Vec<u8>]) -> PartitionState {
@@ -35,7 +32,7 @@ fn ingest(lines: &[Vec<u8>]) -> PartitionState {
     let mut state = PartitionState::new(&store_limits);
     for (offset, line) in lines.iter().enumerate() {
         if let Ok(event) = decode(line, limits()) {
-            state.apply(&event, &store_limits, END_MS + 60_000);
+            let _ = state.apply(&event, &store_limits, END_MS + 60_000);
         }
         state.mark_applied(offset as i64);
     }

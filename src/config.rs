@@ -71,10 +71,22 @@ pub struct Config {
     pub eviction_interval_ms: u64,
     /// Queries that may run at once; more wait for a slot.
     pub max_concurrent_queries: usize,
+    /// How long a call may wait for a query slot before it is refused as RESOURCE_EXHAUSTED.
+    pub query_queue_ms: u64,
+    /// A call running longer than this is cancelled.
+    pub request_timeout_ms: u64,
+    /// Concurrent HTTP/2 streams one gRPC connection may open.
+    pub max_streams_per_connection: u32,
+    /// Calls per second per token (per peer address with an open API); 0 means no limit.
+    pub rate_limit_per_token: u32,
     pub retention_days: u32,
     pub minute_window_hours: u32,
     pub max_future_secs: u32,
     pub group_cap_per_tenant: usize,
+    /// Tenants one partition may hold; events of further tenants go to the DLQ.
+    pub tenant_cap_per_partition: usize,
+    /// Larger messages go to the DLQ as `too_large`.
+    pub max_message_bytes: usize,
     pub dedup_capacity: usize,
     pub log_format: LogFormat,
     /// librdkafka properties passed through as-is (SASL, SSL, timeouts, ...).
@@ -98,10 +110,16 @@ impl Default for Config {
             snapshot_interval_ms: 5_000,
             eviction_interval_ms: 60_000,
             max_concurrent_queries: 8,
+            query_queue_ms: 250,
+            request_timeout_ms: 10_000,
+            max_streams_per_connection: 64,
+            rate_limit_per_token: 0,
             retention_days: 62,
             minute_window_hours: 48,
             max_future_secs: 300,
             group_cap_per_tenant: 10_000,
+            tenant_cap_per_partition: 50_000,
+            max_message_bytes: 1 << 20,
             dedup_capacity: 1_000_000,
             log_format: LogFormat::Pretty,
             kafka: BTreeMap::new(),
@@ -164,6 +182,7 @@ impl Config {
             retention_ms: i64::from(self.retention_days) * DAY_MS,
             minute_window_ms: i64::from(self.minute_window_hours) * HOUR_MS,
             group_cap_per_tenant: self.group_cap_per_tenant,
+            tenant_cap_per_partition: self.tenant_cap_per_partition,
             dedup_capacity: self.dedup_capacity,
         }
     }
@@ -231,6 +250,15 @@ impl Config {
         if self.group_cap_per_tenant == 0 {
             return Err(invalid("group_cap_per_tenant", "must be at least 1"));
         }
+        if self.tenant_cap_per_partition == 0 {
+            return Err(invalid("tenant_cap_per_partition", "must be at least 1"));
+        }
+        if !(1024..=64 << 20).contains(&self.max_message_bytes) {
+            return Err(invalid(
+                "max_message_bytes",
+                "must be between 1 KiB and 64 MiB",
+            ));
+        }
         if self.dedup_capacity == 0 {
             return Err(invalid("dedup_capacity", "must be at least 1"));
         }
@@ -239,6 +267,12 @@ impl Config {
         }
         if self.max_concurrent_queries == 0 {
             return Err(invalid("max_concurrent_queries", "must be at least 1"));
+        }
+        if self.request_timeout_ms == 0 || self.max_streams_per_connection == 0 {
+            return Err(invalid(
+                "request_timeout_ms",
+                "and max_streams_per_connection must be at least 1",
+            ));
         }
         if let Some(key) = self
             .kafka

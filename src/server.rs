@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::api::{Auth, IntegrationHealthApi, QueryLimits};
+use crate::api::{ApiLimits, Auth, IntegrationHealthApi};
 use crate::clock::SharedClock;
 use crate::config::{Config, ConfigError};
 use crate::ingest::{self, IngestConfig, IngestError, IngestHandle, IngestProgress, IngestShared};
@@ -24,6 +24,10 @@ use crate::store::Store;
 
 const OTLP_METRICS_INTERVAL: Duration = Duration::from_secs(10);
 const READINESS_INTERVAL: Duration = Duration::from_millis(250);
+/// Every request message is small; anything larger is refused before it is decoded.
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// The largest answer: a 1,000-row failures page or a full-retention hourly series.
+const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, Error)]
 pub enum ServerError {
@@ -65,6 +69,7 @@ pub struct RunningService {
     pub engine: QueryEngine,
     otlp_metrics: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
     tasks: TaskTracker,
+    http: std::thread::JoinHandle<()>,
     grpc: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     ingest: IngestHandle,
 }
@@ -79,11 +84,14 @@ impl RunningService {
             let _ = provider.shutdown();
         }
         let ingest = self.ingest;
-        if tokio::task::spawn_blocking(move || ingest.join())
-            .await
-            .is_err()
-        {
-            warn!("ingest threads did not stop cleanly");
+        let http = self.http;
+        let joined = tokio::task::spawn_blocking(move || {
+            ingest.join();
+            http.join().is_ok()
+        })
+        .await;
+        if !matches!(joined, Ok(true)) {
+            warn!("ingest or HTTP threads did not stop cleanly");
         }
         match served {
             Ok(result) => result.map_err(ServerError::from),
@@ -102,9 +110,20 @@ pub fn ingest_config(config: &Config) -> IngestConfig {
         group: config.group.clone(),
         dlq_topic: config.dlq_topic(),
         max_future_ms: config.max_future_ms(),
+        max_message_bytes: config.max_message_bytes,
         kafka: config.kafka.clone(),
         state_dir: config.state_dir.clone(),
         snapshot_interval: Duration::from_millis(config.snapshot_interval_ms),
+    }
+}
+
+fn api_limits(config: &Config) -> ApiLimits {
+    ApiLimits {
+        max_concurrent: config.max_concurrent_queries,
+        queue_wait: Duration::from_millis(config.query_queue_ms),
+        rate_per_caller: std::num::NonZeroU32::new(config.rate_limit_per_token),
+        request_timeout: Duration::from_millis(config.request_timeout_ms),
+        max_streams_per_connection: config.max_streams_per_connection,
     }
 }
 
@@ -164,7 +183,8 @@ pub async fn start(
         addr: config.http_addr,
         source,
     };
-    let (http_addr, http_listener) = bind(config.http_addr).await.map_err(http_bind)?;
+    let http_listener = std::net::TcpListener::bind(config.http_addr).map_err(http_bind)?;
+    let http_addr = http_listener.local_addr().map_err(http_bind)?;
     let store = Arc::new(Store::new(config.store_limits()));
     let progress = Arc::new(IngestProgress::default());
     let metrics = Arc::new(Metrics::new());
@@ -207,9 +227,7 @@ pub async fn start(
                     .iter()
                     .map(|g| (g.token.as_str(), g.tenants.as_slice())),
             ),
-            limits: QueryLimits {
-                max_concurrent: config.max_concurrent_queries,
-            },
+            limits: api_limits(config),
         },
         shutdown.clone(),
     )?;
@@ -231,15 +249,7 @@ pub async fn start(
         read_state,
         check_ready,
     });
-    let http_shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        let served = axum::serve(http_listener, router)
-            .with_graceful_shutdown(http_shutdown.cancelled_owned())
-            .await;
-        if let Err(err) = served {
-            warn!(error = %err, "operations HTTP server failed");
-        }
-    });
+    let http = ops::serve_http_apart(http_listener, router, shutdown.clone()).map_err(http_bind)?;
     info!(%grpc_addr, %http_addr, topic = %config.topic, brokers = %config.brokers, "serving");
     Ok(RunningService {
         grpc_addr,
@@ -250,6 +260,7 @@ pub async fn start(
         engine,
         otlp_metrics,
         tasks,
+        http,
         grpc: tokio::spawn(grpc),
         ingest,
     })
@@ -262,7 +273,7 @@ pub struct ApiParts {
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
     pub auth: Auth,
-    pub limits: QueryLimits,
+    pub limits: ApiLimits,
 }
 
 /// Serves `IntegrationHealth`, `grpc.health.v1` and reflection on `listener` until `shutdown`.
@@ -280,6 +291,7 @@ pub fn serve_api(
     ServerError,
 > {
     let (health, health_service) = tonic_health::server::health_reporter();
+    let limits = parts.limits;
     let api = IntegrationHealthServer::new(IntegrationHealthApi::new(
         parts.engine,
         parts.progress,
@@ -287,7 +299,9 @@ pub fn serve_api(
         parts.auth,
         parts.metrics,
         parts.limits,
-    ));
+    ))
+    .max_decoding_message_size(MAX_REQUEST_BYTES)
+    .max_encoding_message_size(MAX_RESPONSE_BYTES);
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -301,6 +315,8 @@ pub fn serve_api(
     let incoming = tonic::transport::server::TcpIncoming::from_listener(listener, true, None)
         .map_err(ServerError::Incoming)?;
     let serving = tonic::transport::Server::builder()
+        .timeout(limits.request_timeout)
+        .max_concurrent_streams(limits.max_streams_per_connection)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)

@@ -302,21 +302,142 @@ async fn an_unknown_failure_is_not_found() {
     assert_eq!(status.code(), Code::NotFound);
 }
 
+fn failing_event() -> serde_json::Value {
+    json!({
+        "event_id": "e-1", "tenant_id": "acme", "occurred_at": NOW - HOUR,
+        "integration_type": "custom_node", "integration_id": "node-1",
+        "integration_name": "CRM lookup", "outcome": "failure", "status_code": 404
+    })
+}
+
+fn range(start: i64, end: i64) -> Option<proto::TimeRange> {
+    Some(proto::TimeRange {
+        start: Some(ms_to_timestamp(start)),
+        end: Some(ms_to_timestamp(end)),
+    })
+}
+
 #[tokio::test]
-async fn too_many_trend_points_exhaust_the_resource() {
+async fn ranges_reaching_far_past_retention_or_now_are_clamped() {
     let served = guarded().await;
+    served.apply(0, &[failing_event()]);
     let mut api = served.api.clone();
-    let huge = proto::GetTrendsRequest {
+    let year_9999 = 253_402_300_799_000;
+    let trends = proto::GetTrendsRequest {
         tenant_id: "acme".into(),
         granularity: proto::Granularity::Hour as i32,
-        range: Some(proto::TimeRange {
-            start: Some(ms_to_timestamp(NOW - 3 * 365 * DAY)),
-            end: Some(ms_to_timestamp(NOW + 3 * 365 * DAY)),
-        }),
+        range: range(0, year_9999),
         ..Default::default()
     };
-    let status = api.get_trends(with_token(huge, "sre")).await.unwrap_err();
-    assert_eq!(status.code(), Code::ResourceExhausted);
+    let answer = api
+        .get_trends(with_token(trends, "sre"))
+        .await
+        .expect("clamped, not refused")
+        .into_inner();
+    let retention_hours = 62 * 24 + 2;
+    assert!(answer
+        .series
+        .iter()
+        .all(|s| s.points.len() <= retention_hours));
+    let row = api
+        .list_failures(with_token(
+            proto::ListFailuresRequest {
+                tenant_id: "acme".into(),
+                ..Default::default()
+            },
+            "sre",
+        ))
+        .await
+        .expect("table")
+        .into_inner()
+        .failures
+        .remove(0);
+    let details = proto::GetFailureDetailsRequest {
+        tenant_id: "acme".into(),
+        failure_id: row.failure_id,
+        range: range(NOW - DAY, year_9999),
+    };
+    let answer = api
+        .get_failure_details(with_token(details, "sre"))
+        .await
+        .expect("clamped, not refused")
+        .into_inner();
+    assert!(
+        answer.hourly_trend.len() <= 26,
+        "{}",
+        answer.hourly_trend.len()
+    );
+    assert_eq!(answer.hourly_trend.iter().map(|p| p.failed).sum::<u64>(), 1);
+}
+
+#[tokio::test]
+async fn day_trends_near_the_end_of_the_calendar_do_not_panic() {
+    let served = guarded().await;
+    let mut api = served.api.clone();
+    let request = proto::GetTrendsRequest {
+        tenant_id: "acme".into(),
+        granularity: proto::Granularity::Day as i32,
+        time_zone: "Asia/Tokyo".into(),
+        range: range(253_402_000_000_000, 253_402_300_799_000),
+        ..Default::default()
+    };
+    let answer = api.get_trends(with_token(request, "sre")).await;
+    assert!(answer.is_ok(), "{answer:?}");
+}
+
+#[tokio::test]
+async fn timestamps_outside_years_1970_to_9999_are_invalid() {
+    let served = guarded().await;
+    let mut api = served.api.clone();
+    for (start, end) in [(-DAY, NOW), (NOW, 8_210_266_876_799_000)] {
+        let request = proto::GetOverviewRequest {
+            tenant_id: "acme".into(),
+            range: range(start, end),
+            ..Default::default()
+        };
+        expect_invalid(api.get_overview(with_token(request, "sre")).await, "range").await;
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_string_is_refused_without_echoing_it() {
+    let served = guarded().await;
+    let mut api = served.api.clone();
+    let zone = proto::GetTrendsRequest {
+        tenant_id: "acme".into(),
+        time_zone: "Z".repeat(60_000),
+        ..Default::default()
+    };
+    let status = api.get_trends(with_token(zone, "sre")).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("time_zone"));
+    assert!(status.message().len() < 200, "{}", status.message().len());
+    let unknown_zone = proto::GetTrendsRequest {
+        tenant_id: "acme".into(),
+        time_zone: "Q".repeat(63),
+        ..Default::default()
+    };
+    let status = api
+        .get_trends(with_token(unknown_zone, "sre"))
+        .await
+        .unwrap_err();
+    assert!(status.message().len() < 200, "{}", status.message());
+}
+
+#[tokio::test]
+async fn a_request_larger_than_64_kib_is_refused_and_the_service_still_answers() {
+    let served = guarded().await;
+    let mut api = served.api.clone();
+    let request = overview(&"t".repeat(4 << 20));
+    let status = api
+        .get_overview(with_token(request, "sre"))
+        .await
+        .unwrap_err();
+    assert_ne!(status.code(), Code::Ok);
+    assert!(api
+        .get_overview(with_token(overview("acme"), "sre"))
+        .await
+        .is_ok());
 }
 
 #[tokio::test]

@@ -15,8 +15,10 @@ use crate::query::{self, FailureOrder, Granularity, TimeRange, TypeFilter};
 pub enum ConvertError {
     #[error("{field}.nanos must be in 0..1e9")]
     Nanos { field: &'static str },
-    #[error("{field} is out of range")]
+    #[error("{field} must lie in the years 1970 to 9999")]
     OutOfRange { field: &'static str },
+    #[error("{field} is longer than {max} characters")]
+    TooLong { field: &'static str, max: usize },
     #[error("{field} must be a positive duration")]
     NotPositive { field: &'static str },
     #[error("range needs both start and end; omit range for the default")]
@@ -37,6 +39,9 @@ impl From<ConvertError> for Status {
     }
 }
 
+/// The first millisecond of 10000-01-01: timestamps must come before it.
+const END_OF_YEAR_9999_MS: i64 = 253_402_300_800_000;
+
 pub fn timestamp_to_ms(field: &'static str, t: &Timestamp) -> Result<i64, ConvertError> {
     if !(0..1_000_000_000).contains(&t.nanos) {
         return Err(ConvertError::Nanos { field });
@@ -44,8 +49,20 @@ pub fn timestamp_to_ms(field: &'static str, t: &Timestamp) -> Result<i64, Conver
     t.seconds
         .checked_mul(1000)
         .and_then(|ms| ms.checked_add(i64::from(t.nanos / 1_000_000)))
-        .filter(|ms| chrono::DateTime::from_timestamp_millis(*ms).is_some())
+        .filter(|ms| (0..END_OF_YEAR_9999_MS).contains(ms))
         .ok_or(ConvertError::OutOfRange { field })
+}
+
+/// Refuses a request string longer than `max` bytes, naming the field.
+pub fn bounded<'a>(
+    field: &'static str,
+    text: &'a str,
+    max: usize,
+) -> Result<&'a str, ConvertError> {
+    if text.len() > max {
+        return Err(ConvertError::TooLong { field, max });
+    }
+    Ok(text)
 }
 
 pub fn ms_to_timestamp(ms: i64) -> Timestamp {
@@ -239,8 +256,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timestamps_round_trip_including_negative_millis() {
-        for ms in [-1_500, -1, 0, 1, 1_767_225_600_123] {
+    fn timestamps_round_trip_and_stay_within_years_1970_to_9999() {
+        for ms in [0, 1, 1_767_225_600_123, END_OF_YEAR_9999_MS - 1] {
             assert_eq!(timestamp_to_ms("t", &ms_to_timestamp(ms)).unwrap(), ms);
         }
         let bad = Timestamp {
@@ -251,14 +268,13 @@ mod tests {
             timestamp_to_ms("t", &bad),
             Err(ConvertError::Nanos { field: "t" })
         );
-        let huge = Timestamp {
-            seconds: i64::MAX,
-            nanos: 0,
-        };
-        assert_eq!(
-            timestamp_to_ms("t", &huge),
-            Err(ConvertError::OutOfRange { field: "t" })
-        );
+        for seconds in [i64::MAX, -1, END_OF_YEAR_9999_MS / 1000, 8_210_266_876_799] {
+            let outside = Timestamp { seconds, nanos: 0 };
+            assert_eq!(
+                timestamp_to_ms("t", &outside),
+                Err(ConvertError::OutOfRange { field: "t" })
+            );
+        }
     }
 
     #[test]

@@ -6,40 +6,53 @@
 #![allow(clippy::result_large_err)]
 
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::convert::{
-    duration_to_ms, ms_to_timestamp, optional_range, status_code_filter, timestamp_to_ms,
+    bounded, duration_to_ms, ms_to_timestamp, optional_range, status_code_filter, timestamp_to_ms,
     type_from_wire, type_to_wire, types_from_wire,
 };
 use super::{status_from, Auth};
 use crate::clock::SharedClock;
-use crate::event::{is_tenant_char, MAX_TENANT_ID_CHARS};
+use crate::event::{is_tenant_char, MAX_INTEGRATION_ID_CHARS, MAX_NAME_CHARS, MAX_TENANT_ID_CHARS};
 use crate::ingest::IngestProgress;
 use crate::ops::Metrics;
 use crate::proto;
 use crate::proto::integration_health_server::IntegrationHealth;
 use crate::query::{self, FailureOrder, Granularity, QueryEngine, QueryError};
 
-/// How many queries may run at once; further calls wait for a slot.
+/// What keeps the API from being overrun: how many queries run at once, how long a call may
+/// wait for a slot before it is shed, and an optional rate per caller.
 #[derive(Debug, Clone, Copy)]
-pub struct QueryLimits {
+pub struct ApiLimits {
     pub max_concurrent: usize,
+    pub queue_wait: Duration,
+    /// Calls per second per token (per peer address when the API is open); `None`: no limit.
+    pub rate_per_caller: Option<NonZeroU32>,
+    /// A call still running after this is cancelled with `CANCELLED`/`DEADLINE_EXCEEDED`.
+    pub request_timeout: Duration,
+    pub max_streams_per_connection: u32,
 }
 
-impl Default for QueryLimits {
+impl Default for ApiLimits {
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        QueryLimits {
-            max_concurrent: 2 * cores,
+        ApiLimits {
+            max_concurrent: 8,
+            queue_wait: Duration::from_millis(250),
+            rate_per_caller: None,
+            request_timeout: Duration::from_secs(10),
+            max_streams_per_connection: 64,
         }
     }
 }
+
+type CallerLimiter = governor::DefaultKeyedRateLimiter<String>;
 
 pub struct IntegrationHealthApi {
     engine: QueryEngine,
@@ -48,6 +61,8 @@ pub struct IntegrationHealthApi {
     auth: Auth,
     metrics: Arc<Metrics>,
     slots: Arc<Semaphore>,
+    queue_wait: Duration,
+    rate: Option<CallerLimiter>,
 }
 
 impl IntegrationHealthApi {
@@ -57,7 +72,7 @@ impl IntegrationHealthApi {
         clock: SharedClock,
         auth: Auth,
         metrics: Arc<Metrics>,
-        limits: QueryLimits,
+        limits: ApiLimits,
     ) -> Self {
         IntegrationHealthApi {
             engine,
@@ -66,6 +81,10 @@ impl IntegrationHealthApi {
             auth,
             metrics,
             slots: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
+            queue_wait: limits.queue_wait,
+            rate: limits
+                .rate_per_caller
+                .map(|rate| governor::RateLimiter::keyed(governor::Quota::per_second(rate))),
         }
     }
 
@@ -84,9 +103,28 @@ impl IntegrationHealthApi {
         result
     }
 
+    /// Checks the tenant id and the caller's right to it; only a valid id reaches the span.
     fn tenant<T>(&self, request: &Request<T>, tenant_id: &str) -> Result<(), Status> {
         validate_tenant(tenant_id)?;
-        self.auth.check(request.metadata(), Some(tenant_id))
+        tracing::Span::current().record("tenant", tenant_id);
+        self.caller(request, Some(tenant_id))
+    }
+
+    /// Authenticates the caller, checks its right to `tenant_id`, and applies its rate limit.
+    fn caller<T>(&self, request: &Request<T>, tenant_id: Option<&str>) -> Result<(), Status> {
+        self.auth.check(request.metadata(), tenant_id)?;
+        let Some(rate) = &self.rate else {
+            return Ok(());
+        };
+        let key = match request.metadata().get("authorization") {
+            Some(token) => String::from_utf8_lossy(token.as_bytes()).into_owned(),
+            None => request
+                .remote_addr()
+                .map_or_else(String::new, |addr| addr.ip().to_string()),
+        };
+        rate.check_key(&key).map_err(|_| {
+            Status::resource_exhausted("rate limit reached for this caller; retry shortly")
+        })
     }
 
     /// Runs `work` on the blocking pool once a query slot is free.
@@ -94,10 +132,10 @@ impl IntegrationHealthApi {
         &self,
         work: impl FnOnce(&QueryEngine) -> Result<T, QueryError> + Send + 'static,
     ) -> Result<T, Status> {
-        let _slot = self
-            .slots
-            .acquire()
+        // Past the queue wait the call is shed rather than queued without bound.
+        let _slot = tokio::time::timeout(self.queue_wait, self.slots.acquire())
             .await
+            .map_err(|_| Status::resource_exhausted("the service is busy; retry shortly"))?
             .map_err(|_| Status::unavailable("the service is stopping"))?;
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || work(&engine))
@@ -123,7 +161,7 @@ fn non_empty(text: &str) -> Option<String> {
 
 #[tonic::async_trait]
 impl IntegrationHealth for IntegrationHealthApi {
-    #[instrument(skip(self, request), fields(rpc = "GetOverview", tenant = %request.get_ref().tenant_id))]
+    #[instrument(skip(self, request), fields(rpc = "GetOverview", tenant = tracing::field::Empty))]
     async fn get_overview(
         &self,
         request: Request<proto::GetOverviewRequest>,
@@ -153,7 +191,7 @@ impl IntegrationHealth for IntegrationHealthApi {
         .await
     }
 
-    #[instrument(skip(self, request), fields(rpc = "GetPercentageChange", tenant = %request.get_ref().tenant_id))]
+    #[instrument(skip(self, request), fields(rpc = "GetPercentageChange", tenant = tracing::field::Empty))]
     async fn get_percentage_change(
         &self,
         request: Request<proto::GetPercentageChangeRequest>,
@@ -197,7 +235,7 @@ impl IntegrationHealth for IntegrationHealthApi {
         .await
     }
 
-    #[instrument(skip(self, request), fields(rpc = "GetErrorBreakdown", tenant = %request.get_ref().tenant_id))]
+    #[instrument(skip(self, request), fields(rpc = "GetErrorBreakdown", tenant = tracing::field::Empty))]
     async fn get_error_breakdown(
         &self,
         request: Request<proto::GetErrorBreakdownRequest>,
@@ -227,7 +265,7 @@ impl IntegrationHealth for IntegrationHealthApi {
         .await
     }
 
-    #[instrument(skip(self, request), fields(rpc = "GetTrends", tenant = %request.get_ref().tenant_id))]
+    #[instrument(skip(self, request), fields(rpc = "GetTrends", tenant = tracing::field::Empty))]
     async fn get_trends(
         &self,
         request: Request<proto::GetTrendsRequest>,
@@ -239,7 +277,7 @@ impl IntegrationHealth for IntegrationHealthApi {
             let granularity = Granularity::try_from(req.granularity)?;
             let range = optional_range(req.range.as_ref())?;
             let types = types_from_wire(&req.integration_types)?;
-            let zone = req.time_zone.clone();
+            let zone = bounded("time_zone", &req.time_zone, 64)?.to_owned();
             let trends = self
                 .query(move |engine| engine.trends(&tenant, range, types, granularity, &zone))
                 .await?;
@@ -265,7 +303,7 @@ impl IntegrationHealth for IntegrationHealthApi {
         .await
     }
 
-    #[instrument(skip(self, request), fields(rpc = "ListFailures", tenant = %request.get_ref().tenant_id))]
+    #[instrument(skip(self, request), fields(rpc = "ListFailures", tenant = tracing::field::Empty))]
     async fn list_failures(
         &self,
         request: Request<proto::ListFailuresRequest>,
@@ -278,13 +316,21 @@ impl IntegrationHealth for IntegrationHealthApi {
                 range: optional_range(req.range.as_ref())?,
                 types: types_from_wire(&req.integration_types)?,
                 filter: query::FailureFilter {
-                    integration_id: non_empty(&req.integration_id),
+                    integration_id: non_empty(bounded(
+                        "integration_id",
+                        &req.integration_id,
+                        MAX_INTEGRATION_ID_CHARS * 4,
+                    )?),
                     status_code: status_code_filter(req.status_code)?,
-                    flow_id: non_empty(&req.flow_id),
-                    service_id: non_empty(&req.service_id),
+                    flow_id: non_empty(bounded("flow_id", &req.flow_id, MAX_NAME_CHARS * 4)?),
+                    service_id: non_empty(bounded(
+                        "service_id",
+                        &req.service_id,
+                        MAX_NAME_CHARS * 4,
+                    )?),
                 },
                 page_size: req.page_size as usize,
-                page_token: non_empty(&req.page_token),
+                page_token: non_empty(bounded("page_token", &req.page_token, 256)?),
                 order: FailureOrder::try_from(req.order_by)?,
             };
             let page = self
@@ -300,7 +346,7 @@ impl IntegrationHealth for IntegrationHealthApi {
         .await
     }
 
-    #[instrument(skip(self, request), fields(rpc = "GetFailureDetails", tenant = %request.get_ref().tenant_id))]
+    #[instrument(skip(self, request), fields(rpc = "GetFailureDetails", tenant = tracing::field::Empty))]
     async fn get_failure_details(
         &self,
         request: Request<proto::GetFailureDetailsRequest>,
@@ -309,7 +355,7 @@ impl IntegrationHealth for IntegrationHealthApi {
             let req = request.get_ref();
             self.tenant(&request, &req.tenant_id)?;
             let tenant = req.tenant_id.clone();
-            let failure_id = req.failure_id.clone();
+            let failure_id = bounded("failure_id", &req.failure_id, 64)?.to_owned();
             let range = optional_range(req.range.as_ref())?;
             let details = self
                 .query(move |engine| engine.failure_details(&tenant, &failure_id, range))
@@ -353,7 +399,7 @@ impl IntegrationHealth for IntegrationHealthApi {
         request: Request<proto::ListCommonErrorsRequest>,
     ) -> Result<Response<proto::ListCommonErrorsResponse>, Status> {
         self.timed("ListCommonErrors", async {
-            self.auth.check(request.metadata(), None)?;
+            self.caller(&request, None)?;
             let req = request.get_ref();
             let integration_type = match req.integration_type {
                 0 => None,
@@ -377,7 +423,7 @@ impl IntegrationHealth for IntegrationHealthApi {
         request: Request<proto::GetIngestStatusRequest>,
     ) -> Result<Response<proto::GetIngestStatusResponse>, Status> {
         self.timed("GetIngestStatus", async {
-            self.auth.check(request.metadata(), None)?;
+            self.caller(&request, None)?;
             let status = self
                 .progress
                 .status(self.engine.store(), self.clock.now_ms());

@@ -13,7 +13,7 @@ mod grpc;
 use tonic::Status;
 
 pub use auth::Auth;
-pub use grpc::{IntegrationHealthApi, QueryLimits};
+pub use grpc::{ApiLimits, IntegrationHealthApi};
 
 use crate::query::QueryError;
 

@@ -38,6 +38,12 @@ pub enum EventError {
     },
     #[error("occurred_at is {ahead_ms} ms in the future, more than the allowed {allowed_ms} ms")]
     FromTheFuture { ahead_ms: i64, allowed_ms: i64 },
+    #[error("message is {bytes} bytes; at most {max} are accepted")]
+    TooLarge { bytes: usize, max: usize },
+    #[error("tenant {tenant} would exceed this partition's limit of {cap} tenants")]
+    TenantLimit { tenant: String, cap: usize },
+    #[error("internal error while applying the event; it was set aside, see the service log")]
+    Internal,
 }
 
 impl EventError {
@@ -48,6 +54,9 @@ impl EventError {
             EventError::MissingField(_) => "missing_field",
             EventError::InvalidField { .. } => "invalid_field",
             EventError::FromTheFuture { .. } => "future_event",
+            EventError::TooLarge { .. } => "too_large",
+            EventError::TenantLimit { .. } => "tenant_limit",
+            EventError::Internal => "internal_error",
         }
     }
 
@@ -78,11 +87,38 @@ pub struct Event<'a> {
     pub latency_ms: Option<f64>,
 }
 
-/// Bounds that depend on the wall clock, passed in so decoding stays deterministic.
+/// Most characters of an offending value that an error message repeats.
+pub const MAX_ECHO_CHARS: usize = 64;
+/// Deepest nesting of arrays and objects accepted, anywhere in the payload.
+pub const MAX_NESTING: usize = 64;
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// `text` cut to `MAX_ECHO_CHARS` characters, so an error never repeats a huge value.
+pub fn echo(text: &str) -> String {
+    match text.char_indices().nth(MAX_ECHO_CHARS) {
+        None => text.to_owned(),
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+    }
+}
+
+/// Bounds that depend on the wall clock and the deployment, passed in so decoding stays
+/// deterministic.
 #[derive(Debug, Clone, Copy)]
 pub struct DecodeLimits {
     pub now_ms: i64,
     pub max_future_ms: i64,
+    pub max_bytes: usize,
+}
+
+impl DecodeLimits {
+    /// The defaults (5 minutes into the future, 1 MiB) at `now_ms`.
+    pub fn at(now_ms: i64) -> Self {
+        DecodeLimits {
+            now_ms,
+            max_future_ms: 300_000,
+            max_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
 }
 
 /// Decodes and validates one Kafka message value.
@@ -90,8 +126,20 @@ pub fn decode(payload: &[u8], limits: DecodeLimits) -> Result<Event<'_>, EventEr
     if payload.is_empty() {
         return Err(EventError::EmptyPayload);
     }
+    if payload.len() > limits.max_bytes {
+        return Err(EventError::TooLarge {
+            bytes: payload.len(),
+            max: limits.max_bytes,
+        });
+    }
     let raw = match scan::scan(payload) {
         Some(raw) => raw,
+        // The general decoders recurse into nested values; bound the depth before they see it.
+        None if !nesting_within(payload, MAX_NESTING) => {
+            return Err(EventError::MalformedJson(format!(
+                "values nest deeper than {MAX_NESTING} levels"
+            )))
+        }
         None => decode_general(payload)?,
     };
     let event = validate(raw)?;
@@ -105,6 +153,37 @@ pub fn decode(payload: &[u8], limits: DecodeLimits) -> Result<Event<'_>, EventEr
     Ok(event)
 }
 
+/// True when no array or object in `payload` nests deeper than `max`. Brackets inside strings
+/// do not count. Runs in one pass without recursion, whatever the input.
+pub fn nesting_within(payload: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in payload {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::prop;
@@ -114,10 +193,66 @@ mod tests {
     const NOW: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
     fn limits() -> DecodeLimits {
-        DecodeLimits {
-            now_ms: NOW,
-            max_future_ms: 300_000,
+        DecodeLimits::at(NOW)
+    }
+
+    #[test]
+    fn deep_nesting_in_an_unknown_field_is_malformed_not_a_crash() {
+        let depth = 400_000;
+        let mut payload = br#"{"x":"#.to_vec();
+        payload.extend(std::iter::repeat_n(b'[', depth));
+        payload.extend(std::iter::repeat_n(b']', depth));
+        payload.push(b'}');
+        let err = decode(&payload, limits()).unwrap_err();
+        assert_eq!(err.reason_code(), "malformed_json");
+        assert!(err.to_string().contains("nest"), "{err}");
+    }
+
+    #[test]
+    fn brackets_inside_strings_do_not_count_as_nesting() {
+        let mut value = base();
+        value["error_message"] = serde_json::json!("[".repeat(500));
+        value["future_field"] = serde_json::json!({"a\\\"[": [[["deep enough"]]]});
+        assert!(decode_value(&value).is_ok());
+        assert!(!nesting_within(b"[[[[", 3));
+        assert!(nesting_within(br#"["[[[[[[["]"#, 1));
+    }
+
+    #[test]
+    fn an_oversized_message_is_too_large() {
+        let mut value = base();
+        value["padding"] = serde_json::json!("x".repeat(2 << 20));
+        let bytes = serde_json::to_vec(&value).unwrap();
+        let err = decode(&bytes, limits()).unwrap_err();
+        assert_eq!(err.reason_code(), "too_large");
+    }
+
+    #[test]
+    fn control_characters_in_strings_are_refused_but_whitespace_is_not() {
+        for (field, text) in [
+            ("error_message", "clear \u{1b}[2J screen"),
+            ("integration_name", "title \u{9d} change"),
+            ("flow_name", "nul \u{0} byte"),
+        ] {
+            let mut value = base();
+            value[field] = serde_json::json!(text);
+            let err = decode_value(&value).unwrap_err();
+            assert_eq!(err.reason_code(), "invalid_field", "{field}");
+            assert!(err.to_string().contains(field), "{err}");
         }
+        let mut value = base();
+        value["error_message"] = serde_json::json!("line one\nline two\tend\r");
+        assert!(decode_value(&value).is_ok());
+    }
+
+    #[test]
+    fn errors_echo_at_most_a_short_prefix_of_the_value() {
+        let mut value = base();
+        value["integration_type"] = serde_json::json!("y".repeat(100_000));
+        let err = decode_value(&value).unwrap_err().to_string();
+        assert!(err.len() < 400, "{} bytes", err.len());
+        assert_eq!(echo("short"), "short");
+        assert_eq!(echo(&"é".repeat(100)).chars().count(), MAX_ECHO_CHARS + 1);
     }
 
     fn base() -> serde_json::Value {

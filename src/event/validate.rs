@@ -7,7 +7,7 @@ use std::fmt;
 use serde::Deserialize;
 
 use super::{
-    Event, EventError, IntegrationType, Outcome, MAX_ERROR_MESSAGE_CHARS, MAX_EVENT_ID_CHARS,
+    echo, Event, EventError, IntegrationType, Outcome, MAX_ERROR_MESSAGE_CHARS, MAX_EVENT_ID_CHARS,
     MAX_INTEGRATION_ID_CHARS, MAX_NAME_CHARS, MAX_TENANT_ID_CHARS,
 };
 
@@ -95,7 +95,7 @@ pub(super) fn decode_general(payload: &[u8]) -> Result<RawEvent<'_>, EventError>
 fn diagnose(payload: &[u8]) -> EventError {
     let value: serde_json::Value = match serde_json::from_slice(payload) {
         Ok(value) => value,
-        Err(err) => return EventError::MalformedJson(err.to_string()),
+        Err(err) => return EventError::MalformedJson(echo(&err.to_string())),
     };
     let Some(object) = value.as_object() else {
         return EventError::MalformedJson("top-level value is not an object".into());
@@ -160,7 +160,7 @@ pub(super) fn validate(raw: RawEvent<'_>) -> Result<Event<'_>, EventError> {
     let integration_type = IntegrationType::parse(&type_text).ok_or_else(|| {
         EventError::invalid(
             "integration_type",
-            format!("is {type_text:?}; expected one of inbound_webhook, outbound_webhook, prebuilt_integration, custom_node, custom_event"),
+            format!("is {:?}; expected one of inbound_webhook, outbound_webhook, prebuilt_integration, custom_node, custom_event", echo(&type_text)),
         )
     })?;
     let integration_id = required_text(
@@ -178,7 +178,7 @@ pub(super) fn validate(raw: RawEvent<'_>) -> Result<Event<'_>, EventError> {
         Some(other) => {
             return Err(EventError::invalid(
                 "outcome",
-                format!("is {other:?}; expected success or failure"),
+                format!("is {:?}; expected success or failure", echo(other)),
             ))
         }
     };
@@ -221,8 +221,27 @@ pub fn is_tenant_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')
 }
 
-/// Lengths are counted in Unicode scalar values, not bytes.
+/// The first C0 or C1 control character other than tab, newline and carriage return: such a
+/// character could rewrite a terminal or a log line when the value is shown. Scans bytes, since
+/// every control character is ASCII or a two-byte sequence starting 0xC2.
+fn find_control(text: &str) -> Option<char> {
+    let bytes = text.as_bytes();
+    let at = bytes.iter().enumerate().position(|(i, &b)| {
+        let c0 = b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r');
+        let c1 = b == 0xC2 && bytes.get(i + 1).is_some_and(|n| (0x80..=0x9F).contains(n));
+        c0 || b == 0x7F || c1
+    })?;
+    text.get(at..).and_then(|rest| rest.chars().next())
+}
+
+/// Lengths are counted in Unicode scalar values, not bytes. Control characters are refused.
 fn check_length(text: &str, field: &'static str, min: usize, max: usize) -> Result<(), EventError> {
+    if let Some(c) = find_control(text) {
+        return Err(EventError::invalid(
+            field,
+            format!("contains the control character U+{:04X}", u32::from(c)),
+        ));
+    }
     // Byte length bounds the char count from above, so most strings skip the count.
     if text.len() <= max && text.len() >= min.max(1) {
         return Ok(());

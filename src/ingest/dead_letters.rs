@@ -22,6 +22,19 @@ pub const HEADER_SOURCE_TOPIC: &str = "ih-source-topic";
 pub const HEADER_SOURCE_PARTITION: &str = "ih-source-partition";
 pub const HEADER_SOURCE_OFFSET: &str = "ih-source-offset";
 
+/// The `ih-error` header is cut to this many bytes, so a dead letter never outgrows the
+/// message it carries by more than a little.
+pub const MAX_ERROR_HEADER_BYTES: usize = 512;
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn truncate_utf8(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Where the owner sends rejected messages. Kafka in the service; a list in the owner's tests.
 pub trait DeadLetterSink: Send {
     fn send(&mut self, message: &OwnedMessage, reason: &EventError);
@@ -90,7 +103,7 @@ impl DeadLetters {
 
 impl DeadLetterSink for DeadLetters {
     fn send(&mut self, message: &OwnedMessage, reason: &EventError) {
-        let error_text = reason.to_string();
+        let error_text = truncate_utf8(&reason.to_string(), MAX_ERROR_HEADER_BYTES).to_owned();
         let partition = message.partition().to_string();
         let offset = message.offset().to_string();
         let headers = OwnedHeaders::new()

@@ -61,6 +61,8 @@ pub struct IngestConfig {
     pub group: String,
     pub dlq_topic: String,
     pub max_future_ms: i64,
+    /// Larger messages are rejected as `too_large`.
+    pub max_message_bytes: usize,
     /// librdkafka properties passed through to both consumer and DLQ producer.
     pub kafka: BTreeMap<String, String>,
     /// Where snapshots live; `None` keeps state in memory only.
@@ -139,6 +141,7 @@ pub fn start(
         progress,
         clock,
         max_future_ms: config.max_future_ms,
+        max_message_bytes: config.max_message_bytes,
         dead_letters: Box::new(dead_letters),
         parked: HashMap::new(),
         snapshots,

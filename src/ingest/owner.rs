@@ -2,6 +2,7 @@
 //! rebalances with the exact offsets its state ends at, and schedules snapshots.
 
 use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +18,9 @@ use super::progress::IngestProgress;
 use super::snapshots::SnapshotSchedule;
 use super::Command;
 use crate::clock::SharedClock;
-use crate::event::{decode, DecodeLimits, PerType};
+use crate::event::{decode, DecodeLimits, EventError, IntegrationType, PerType};
 use crate::ops::Metrics;
-use crate::store::{Applied, PartitionKey, PartitionState, SharedPartition, Store};
+use crate::store::{Applied, PartitionKey, PartitionState, SharedPartition, Store, StoreLimits};
 
 /// Messages applied per write-lock hold (about 0.3 ms of work).
 const LOCK_CHUNK: usize = 256;
@@ -32,6 +33,7 @@ pub struct Owner {
     pub progress: Arc<IngestProgress>,
     pub clock: SharedClock,
     pub max_future_ms: i64,
+    pub max_message_bytes: usize,
     pub dead_letters: Box<dyn DeadLetterSink>,
     /// Without a state dir: partitions revoked from this instance. Their state and offset stay
     /// consistent, so if a partition comes back, consumption resumes at its offset.
@@ -170,6 +172,7 @@ impl Owner {
         let limits = DecodeLimits {
             now_ms,
             max_future_ms: self.max_future_ms,
+            max_bytes: self.max_message_bytes,
         };
         let mut by_partition: BTreeMap<PartitionKey, Vec<OwnedMessage>> = BTreeMap::new();
         for message in messages {
@@ -199,10 +202,20 @@ impl Owner {
                     if state.already_applied(message.offset()) {
                         continue;
                     }
-                    match decode(message.payload().unwrap_or_default(), limits) {
-                        Ok(event) => {
-                            let applied = state.apply(&event, self.store.limits(), now_ms);
-                            outcomes[event.integration_type][applied as usize] += 1;
+                    let payload = message.payload().unwrap_or_default();
+                    let store_limits = self.store.limits();
+                    // A bug must not stop the partition for good: the message is set aside like
+                    // a malformed one and the partition moves on.
+                    let applied = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        apply_one(&mut state, payload, limits, store_limits)
+                    }))
+                    .unwrap_or_else(|_| {
+                        error!(topic = %key.topic, partition = key.partition, offset = message.offset(), "applying a message panicked; it goes to the dead-letter topic");
+                        Err(EventError::Internal)
+                    });
+                    match applied {
+                        Ok((integration_type, applied)) => {
+                            outcomes[integration_type][applied as usize] += 1;
                         }
                         Err(reason) => {
                             state.record_rejected();
@@ -221,6 +234,22 @@ impl Owner {
     }
 }
 
+/// Decodes and counts one message: what it was counted as, or why it is rejected.
+fn apply_one(
+    state: &mut PartitionState,
+    payload: &[u8],
+    limits: DecodeLimits,
+    store_limits: &StoreLimits,
+) -> Result<(IntegrationType, Applied), EventError> {
+    #[cfg(test)]
+    if payload == tests::PANIC_PAYLOAD {
+        panic!("injected by a test");
+    }
+    let event = decode(payload, limits)?;
+    let applied = state.apply(&event, store_limits, limits.now_ms)?;
+    Ok((event.integration_type, applied))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::mpsc::sync_channel;
@@ -229,10 +258,9 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
-    use crate::event::EventError;
-    use crate::store::StoreLimits;
 
     const NOW: i64 = 1_767_225_600_000;
+    pub(super) const PANIC_PAYLOAD: &[u8] = b"<panic>";
 
     /// Keeps what the owner dead-letters, in order.
     #[derive(Clone, Default)]
@@ -252,6 +280,7 @@ mod tests {
             progress: Arc::new(IngestProgress::default()),
             clock: Arc::new(ManualClock::new(NOW)),
             max_future_ms: 300_000,
+            max_message_bytes: 1 << 20,
             dead_letters: Box::new(letters),
             parked: HashMap::new(),
             snapshots: None,
@@ -363,6 +392,45 @@ mod tests {
         let state = state.read();
         assert_eq!(state.next_offset, Some(2));
         assert_eq!((state.totals.rejected, state.totals.accepted), (1, 1));
+    }
+
+    #[test]
+    fn a_panic_while_applying_sets_the_message_aside_and_moves_on() {
+        let letters = Letters::default();
+        let mut owner = owner(letters.clone());
+        assign(&mut owner, &[0]);
+        let panicking = OwnedMessage::new(
+            Some(PANIC_PAYLOAD.to_vec()),
+            None,
+            "events".into(),
+            Timestamp::NotAvailable,
+            0,
+            0,
+            None,
+        );
+        owner.handle(Command::Batch(vec![panicking, message(0, 1, &event("a"))]));
+        assert_eq!(*letters.0.lock(), vec![(0, "internal_error")]);
+        let totals = owner.store.totals();
+        assert_eq!((totals.rejected, totals.accepted), (1, 1));
+    }
+
+    #[test]
+    fn a_new_tenant_past_the_cap_is_dead_lettered() {
+        let letters = Letters::default();
+        let mut owner = owner(letters.clone());
+        owner.store = Arc::new(Store::new(StoreLimits {
+            tenant_cap_per_partition: 1,
+            ..StoreLimits::default()
+        }));
+        assign(&mut owner, &[0]);
+        let other = event("b").replace("\"acme\"", "\"globex\"");
+        owner.handle(Command::Batch(vec![
+            message(0, 0, &event("a")),
+            message(0, 1, &other),
+            message(0, 2, &event("c")),
+        ]));
+        assert_eq!(*letters.0.lock(), vec![(1, "tenant_limit")]);
+        assert_eq!(owner.store.totals().accepted, 2);
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! The operations HTTP endpoints: `/metrics`, `/healthz` and `/readyz`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+
+use tokio_util::sync::CancellationToken;
+use tracing::error;
 
 use super::{CheckReady, Metrics, ReadState};
 
@@ -51,8 +54,40 @@ pub fn http_router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-/// Binds the operations HTTP port; returns the bound address and the listener to serve.
-pub async fn bind_http(addr: SocketAddr) -> std::io::Result<(SocketAddr, tokio::net::TcpListener)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    Ok((listener.local_addr()?, listener))
+/// Serves `router` on a thread with its own single-threaded runtime, so probes are answered
+/// even while the main runtime's workers are busy with gRPC traffic. Returns when the server
+/// stops after `shutdown`; join the handle to wait for it.
+pub fn serve_http_apart(
+    listener: std::net::TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<JoinHandle<()>> {
+    listener.set_nonblocking(true)?;
+    std::thread::Builder::new()
+        .name("ih-http".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(err) => {
+                    error!(error = %err, "cannot start the operations HTTP runtime");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let served = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => {
+                        axum::serve(listener, router)
+                            .with_graceful_shutdown(shutdown.cancelled_owned())
+                            .await
+                    }
+                    Err(err) => Err(err),
+                };
+                if let Err(err) = served {
+                    error!(error = %err, "operations HTTP server failed");
+                }
+            });
+        })
 }

@@ -32,7 +32,7 @@ pub fn hour_boundaries(range: TimeRange) -> Result<Vec<i64>, QueryError> {
 pub fn local_day_start(tz: Tz, date: NaiveDate) -> Option<i64> {
     let midnight = date.and_hms_opt(0, 0, 0)?;
     (0..=24 * 4).find_map(|quarter| {
-        let local = midnight + chrono::Duration::minutes(15 * quarter);
+        let local = midnight.checked_add_signed(chrono::Duration::minutes(15 * quarter))?;
         tz.from_local_datetime(&local)
             .earliest()
             .map(|t| t.timestamp_millis())

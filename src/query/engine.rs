@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::calendar::{day_boundaries, hour_boundaries, parse_time_zone};
 use super::types::*;
-use super::{QueryError, DEFAULT_PERIOD_MS, DEFAULT_RANGE_MS};
+use super::{QueryError, DEFAULT_PERIOD_MS, DEFAULT_RANGE_MS, FUTURE_MARGIN_MS};
 use crate::catalog::{self, CatalogEntry};
 use crate::clock::SharedClock;
 use crate::event::{IntegrationType, PerType};
@@ -49,7 +49,9 @@ impl QueryEngine {
         if range.start_ms >= range.end_ms {
             return Err(QueryError::StartNotBeforeEnd);
         }
-        let end_ms = ceil_to(range.end_ms, width_ms);
+        // Nothing is stored outside retention or beyond the near future, so the range is
+        // clamped to that span: every answer, and every series in it, stays bounded.
+        let end_ms = ceil_to(range.end_ms.min(now_ms + FUTURE_MARGIN_MS), width_ms);
         let start_ms = floor_to(range.start_ms, width_ms)
             .max(self.store.limits().retention_floor(now_ms))
             .min(end_ms);
@@ -120,7 +122,7 @@ impl QueryEngine {
                 max_hours: longest / HOUR_MS,
             });
         }
-        let end = end_ms.unwrap_or(now);
+        let end = end_ms.unwrap_or(now).min(now + FUTURE_MARGIN_MS);
         let by_minute = self.serve_by_minute(end - 2 * period, now);
         let width = if by_minute { MINUTE_MS } else { HOUR_MS };
         let end = ceil_to(end, width);

@@ -29,6 +29,9 @@ pub const DEFAULT_RANGE_MS: i64 = 30 * DAY_MS;
 pub const DEFAULT_PERIOD_MS: i64 = DAY_MS;
 pub const DEFAULT_PAGE_SIZE: usize = 50;
 pub const MAX_PAGE_SIZE: usize = 1000;
+/// How far past now a range may reach; later ends are clamped. Events more than 5 minutes
+/// ahead are refused at ingest, so nothing is stored beyond this.
+pub const FUTURE_MARGIN_MS: i64 = crate::store::HOUR_MS;
 /// Largest number of points a trend series may have; more is refused as too large.
 pub const MAX_TREND_POINTS: usize = 10_000;
 
@@ -47,7 +50,7 @@ pub enum QueryError {
         "period may be at most {max_hours} hours, half the retention, so the previous period is complete"
     )]
     PeriodTooLong { max_hours: i64 },
-    #[error("time_zone {0:?} is not an IANA time zone name")]
+    #[error("time_zone {:?} is not an IANA time zone name", crate::event::echo(.0))]
     UnknownTimeZone(String),
     #[error("page_size may be at most {max}")]
     PageSizeTooLarge { max: usize },

@@ -227,7 +227,7 @@ mod tests {
                 service_name: None,
                 latency_ms: None,
             };
-            state.apply(&event, &limits, now);
+            state.apply(&event, &limits, now).expect("counted");
             state.mark_applied(i as i64);
         }
         state

@@ -11,6 +11,8 @@ use crate::event::IntegrationType;
 pub const SAMPLES_PER_GROUP: usize = 5;
 /// Description of the catch-all group that takes failures once a tenant's group cap is reached.
 pub const OVERFLOW_DESCRIPTION: &str = "(other failures: group limit reached)";
+/// Integration name shown for the overflow group.
+pub const OVERFLOW_NAME: &str = "(group limit reached)";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct GroupKey {

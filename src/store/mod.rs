@@ -24,7 +24,7 @@ use parking_lot::RwLock;
 pub use dedup::Dedup;
 pub use groups::{
     failure_id, format_failure_id, parse_failure_id, sample_order, GroupIdentity, GroupKey,
-    GroupState, HourStat, Sample, OVERFLOW_DESCRIPTION, SAMPLES_PER_GROUP,
+    GroupState, HourStat, Sample, OVERFLOW_DESCRIPTION, OVERFLOW_NAME, SAMPLES_PER_GROUP,
 };
 pub use interner::{Interner, Sym};
 pub use partition::{Applied, IngestTotals, PartitionState};

@@ -9,11 +9,12 @@ use serde::{Deserialize, Serialize};
 use super::dedup::Dedup;
 use super::groups::{
     failure_id, GroupIdentity, GroupKey, GroupState, HourStat, Sample, OVERFLOW_DESCRIPTION,
+    OVERFLOW_NAME,
 };
 use super::interner::{Interner, Sym};
 use super::tenant::{TenantState, TypeCounts};
 use super::time::{floor_to, StoreLimits, HOUR_MS, MINUTE_MS};
-use crate::event::{Event, Outcome};
+use crate::event::{Event, EventError, Outcome};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -54,6 +55,9 @@ pub struct PartitionState {
     pub tenants: HashMap<Sym, TenantState>,
     pub dedup: Dedup,
     pub totals: IngestTotals,
+    /// Interner size right after the last compaction (0: never compacted).
+    #[serde(default)]
+    interned_after_compaction: usize,
     /// The thread that applies events, checked in debug builds: one writer per partition.
     #[serde(skip)]
     writer: std::sync::OnceLock<std::thread::ThreadId>,
@@ -67,6 +71,7 @@ impl PartitionState {
             tenants: HashMap::default(),
             dedup: Dedup::new(limits.dedup_capacity),
             totals: IngestTotals::default(),
+            interned_after_compaction: 0,
             writer: std::sync::OnceLock::new(),
         }
     }
@@ -102,18 +107,35 @@ impl PartitionState {
             .and_then(|sym| self.tenants.get(&sym))
     }
 
-    pub fn apply(&mut self, event: &Event<'_>, limits: &StoreLimits, now_ms: i64) -> Applied {
+    /// Counts one valid event. Refuses, without counting anything, the first event of a new
+    /// tenant once the partition holds `tenant_cap_per_partition` tenants.
+    pub fn apply(
+        &mut self,
+        event: &Event<'_>,
+        limits: &StoreLimits,
+        now_ms: i64,
+    ) -> Result<Applied, EventError> {
         self.debug_assert_single_writer();
         if event.occurred_at_ms < now_ms - limits.retention_ms {
             self.totals.late_dropped += 1;
-            return Applied::LateDropped;
+            return Ok(Applied::LateDropped);
+        }
+        let known_tenant = self
+            .interner
+            .get(&event.tenant_id)
+            .is_some_and(|sym| self.tenants.contains_key(&sym));
+        if !known_tenant && self.tenants.len() >= limits.tenant_cap_per_partition {
+            return Err(EventError::TenantLimit {
+                tenant: event.tenant_id.to_string(),
+                cap: limits.tenant_cap_per_partition,
+            });
         }
         if !self
             .dedup
             .insert(Dedup::key(&event.tenant_id, &event.event_id))
         {
             self.totals.duplicates += 1;
-            return Applied::Duplicate;
+            return Ok(Applied::Duplicate);
         }
         self.totals.accepted += 1;
         let tenant_sym = self.interner.intern(&event.tenant_id);
@@ -142,9 +164,12 @@ impl PartitionState {
                 .or_insert(0) += 1;
             self.record_failure(tenant_sym, event, code, limits);
         }
-        Applied::Accepted
+        Ok(Applied::Accepted)
     }
 
+    /// Counts a failure in its group. Whether the group exists, or must overflow because the
+    /// tenant is at its cap, is decided before anything is interned, so an overflowing failure
+    /// stores no new string.
     fn record_failure(
         &mut self,
         tenant_sym: Sym,
@@ -166,12 +191,11 @@ impl PartitionState {
             event.service_name.as_deref().unwrap_or(""),
             event.flow_name.as_deref().unwrap_or(""),
         ];
-        let mut key = self.group_key(&identity);
-        let group_count = self.tenants.get(&tenant_sym).map_or(0, |t| t.groups.len());
+        let tenant = self.tenants.get(&tenant_sym);
         let known = self
-            .tenants
-            .get(&tenant_sym)
-            .is_some_and(|t| t.groups.contains_key(&key));
+            .existing_key(&identity)
+            .is_some_and(|key| tenant.is_some_and(|t| t.groups.contains_key(&key)));
+        let group_count = tenant.map_or(0, |t| t.groups.len());
         let overflow = !known && group_count >= limits.group_cap_per_tenant;
         if overflow {
             identity = GroupIdentity {
@@ -181,11 +205,15 @@ impl PartitionState {
                 description: OVERFLOW_DESCRIPTION,
                 ..identity
             };
-            names = ["(group limit reached)", "", ""];
-            key = self.group_key(&identity);
+            names = [OVERFLOW_NAME, "", ""];
             self.totals.overflowed += 1;
         }
-        let message = self.interner.intern(description);
+        let key = self.group_key(&identity);
+        let message = if overflow {
+            key.description
+        } else {
+            self.interner.intern(description)
+        };
         let name_syms = names.map(|n| self.interner.intern(n));
         let interner = &self.interner;
         let Some(tenant) = self.tenants.get_mut(&tenant_sym) else {
@@ -210,6 +238,19 @@ impl PartitionState {
         group.record(event.occurred_at_ms, &event.event_id, message);
     }
 
+    /// The key of `identity` if every one of its strings is already interned; else no group
+    /// with that identity can exist.
+    fn existing_key(&self, identity: &GroupIdentity<'_>) -> Option<GroupKey> {
+        Some(GroupKey {
+            integration_type: identity.integration_type,
+            integration_id: self.interner.get(identity.integration_id)?,
+            service_id: self.interner.get(identity.service_id)?,
+            flow_id: self.interner.get(identity.flow_id)?,
+            status_code: identity.status_code,
+            description: self.interner.get(identity.description)?,
+        })
+    }
+
     fn group_key(&mut self, identity: &GroupIdentity<'_>) -> GroupKey {
         GroupKey {
             integration_type: identity.integration_type,
@@ -219,6 +260,46 @@ impl PartitionState {
             status_code: identity.status_code,
             description: self.interner.intern(identity.description),
         }
+    }
+
+    /// Rebuilds the interner with only the strings still referenced, renumbering every symbol.
+    /// Strings of evicted groups and displaced samples are otherwise kept (and snapshotted)
+    /// forever. Runs when the interner has doubled since the last compaction, so its cost is
+    /// amortised over the strings added.
+    pub fn compact_if_grown(&mut self) {
+        if self.interner.len() <= 2 * self.interned_after_compaction.max(1024) {
+            return;
+        }
+        self.compact_interner();
+    }
+
+    pub fn compact_interner(&mut self) {
+        let old = std::mem::take(&mut self.interner);
+        let mut fresh = Interner::default();
+        let mut keep = |sym: Sym| fresh.intern(old.resolve(sym));
+        let tenants = std::mem::take(&mut self.tenants);
+        for (tenant_sym, mut tenant) in tenants {
+            let groups = std::mem::take(&mut tenant.groups);
+            for (key, mut group) in groups {
+                let key = GroupKey {
+                    integration_id: keep(key.integration_id),
+                    service_id: keep(key.service_id),
+                    flow_id: keep(key.flow_id),
+                    description: keep(key.description),
+                    ..key
+                };
+                group.integration_name = keep(group.integration_name);
+                group.service_name = keep(group.service_name);
+                group.flow_name = keep(group.flow_name);
+                for sample in &mut group.samples {
+                    sample.message = keep(sample.message);
+                }
+                tenant.groups.insert(key, group);
+            }
+            self.tenants.insert(keep(tenant_sym), tenant);
+        }
+        self.interner = fresh;
+        self.interned_after_compaction = self.interner.len();
     }
 
     /// Drops buckets that have left the minute window or retention, and groups left empty.
@@ -236,6 +317,7 @@ impl PartitionState {
             });
         }
         self.tenants.retain(|_, tenant| !tenant.is_empty());
+        self.compact_if_grown();
     }
 
     /// A rough count of the heap bytes this state holds: entries times their sizes plus a
@@ -332,7 +414,7 @@ mod tests {
             let at = NOW - 10 * HOUR_MS + i * 7_777;
             assert_eq!(
                 state.apply(&failure(&format!("e{i}"), at, 404), &limits, NOW),
-                Applied::Accepted
+                Ok(Applied::Accepted)
             );
         }
         let tenant = state.tenant("t1").unwrap();
@@ -356,7 +438,7 @@ mod tests {
         };
         let mut state = PartitionState::new(&limits);
         for (i, code) in [400u16, 401, 403, 404, 404].into_iter().enumerate() {
-            state.apply(
+            let _ = state.apply(
                 &failure(&format!("e{i}"), NOW - HOUR_MS, code),
                 &limits,
                 NOW,
@@ -384,15 +466,82 @@ mod tests {
         let too_old = NOW - limits.retention_ms - 1;
         assert_eq!(
             state.apply(&failure("old", too_old, 500), &limits, NOW),
-            Applied::LateDropped
+            Ok(Applied::LateDropped)
         );
-        state.apply(&failure("a", NOW - 3 * DAY_MS, 500), &limits, NOW);
-        state.apply(&failure("b", NOW - HOUR_MS, 500), &limits, NOW);
+        let _ = state.apply(&failure("a", NOW - 3 * DAY_MS, 500), &limits, NOW);
+        let _ = state.apply(&failure("b", NOW - HOUR_MS, 500), &limits, NOW);
         state.evict(&limits, NOW + 60 * DAY_MS);
         let tenant = state.tenant("t1").unwrap();
         assert_eq!(tenant.hours.len(), 1);
         assert!(tenant.minutes.is_empty());
         assert_eq!(state.totals.late_dropped, 1);
+    }
+
+    #[test]
+    fn an_overflowing_failure_interns_none_of_its_strings() {
+        let limits = StoreLimits {
+            group_cap_per_tenant: 1,
+            ..StoreLimits::default()
+        };
+        let mut state = PartitionState::new(&limits);
+        let _ = state.apply(&failure("first", NOW - HOUR_MS, 500), &limits, NOW);
+        let _ = state.apply(&failure("second", NOW - HOUR_MS, 501), &limits, NOW);
+        let interned = state.interner.len();
+        for i in 0..1_000 {
+            let mut event = failure(&format!("u{i}"), NOW - HOUR_MS, 501);
+            event.error_message = Some(Cow::Owned(format!("unique message {i}")));
+            event.integration_id = Cow::Owned(format!("node-{i}"));
+            let _ = state.apply(&event, &limits, NOW);
+        }
+        assert_eq!(state.interner.len(), interned, "nothing new was interned");
+        assert_eq!(state.totals.overflowed, 1_001);
+    }
+
+    #[test]
+    fn compaction_keeps_every_answer_and_drops_dead_strings() {
+        let limits = StoreLimits::default();
+        let mut state = PartitionState::new(&limits);
+        for i in 0..50 {
+            let mut event = failure(&format!("e{i}"), NOW - (i % 5) * DAY_MS, 500);
+            event.error_message = Some(Cow::Owned(format!("message {}", i % 10)));
+            let _ = state.apply(&event, &limits, NOW);
+        }
+        state.evict(&limits, NOW + 60 * DAY_MS);
+        let before = fingerprint(&state);
+        let strings_before = state.interner.len();
+        state.compact_interner();
+        assert_eq!(fingerprint(&state), before);
+        assert!(state.interner.len() < strings_before);
+    }
+
+    /// Every group as strings and numbers, independent of symbol numbering.
+    fn fingerprint(state: &PartitionState) -> Vec<String> {
+        let text = |sym| state.interner.resolve(sym).to_owned();
+        let mut rows: Vec<String> = state
+            .tenants
+            .iter()
+            .flat_map(|(tenant, t)| {
+                t.groups.iter().map(move |(key, group)| {
+                    let samples: Vec<String> = group
+                        .samples
+                        .iter()
+                        .map(|s| format!("{}:{}", s.event_id, text(s.message)))
+                        .collect();
+                    format!(
+                        "{} {} {} {} {} {:?} {:?}",
+                        text(*tenant),
+                        text(key.integration_id),
+                        text(key.description),
+                        text(group.integration_name),
+                        group.failure_id,
+                        group.hours,
+                        samples
+                    )
+                })
+            })
+            .collect();
+        rows.sort();
+        rows
     }
 
     proptest! {
@@ -411,7 +560,7 @@ mod tests {
             let limits = StoreLimits::default();
             let mut state = PartitionState::new(&limits);
             for (i, off) in offsets.iter().enumerate() {
-                state.apply(&failure(&format!("e{i}"), NOW - off, 503), &limits, NOW);
+                let _ = state.apply(&failure(&format!("e{i}"), NOW - off, 503), &limits, NOW);
             }
             let tenant = state.tenant("t1").unwrap();
             let start = floor_to(NOW - 47 * HOUR_MS, HOUR_MS);

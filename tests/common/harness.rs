@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use integration_health::api::{Auth, QueryLimits};
+use integration_health::api::{ApiLimits, Auth};
 use integration_health::clock::{ManualClock, SharedClock};
 use integration_health::config::{Config, TokenGrant};
 use integration_health::event::{decode, DecodeLimits};
 use integration_health::ingest::IngestProgress;
-use integration_health::ops::Metrics;
+use integration_health::ops::{self, HttpState, Metrics, StateReading};
 use integration_health::proto::integration_health_client::IntegrationHealthClient;
 use integration_health::query::QueryEngine;
 use integration_health::server::{self, ApiParts, RunningService};
@@ -55,6 +55,8 @@ pub struct ApiOnly {
     pub store: Arc<Store>,
     pub api: IntegrationHealthClient<Channel>,
     pub addr: std::net::SocketAddr,
+    /// `/healthz`, `/readyz` and `/metrics`.
+    pub http_addr: std::net::SocketAddr,
     pub now_ms: i64,
     stop: CancellationToken,
 }
@@ -81,17 +83,26 @@ impl ApiOnly {
                 clock,
                 metrics: Arc::new(Metrics::new()),
                 auth,
-                limits: QueryLimits::default(),
+                limits: ApiLimits::default(),
             },
             stop.clone(),
         )
         .expect("api serves");
         tokio::spawn(serving);
+        let http = std::net::TcpListener::bind("127.0.0.1:0").expect("bind http");
+        let http_addr = http.local_addr().expect("http addr");
+        let router = ops::http_router(HttpState {
+            metrics: Arc::new(Metrics::new()),
+            read_state: Arc::new(StateReading::default),
+            check_ready: Arc::new(|| Ok(())),
+        });
+        ops::serve_http_apart(http, router, stop.clone()).expect("http serves");
         let api = client(addr).await;
         ApiOnly {
             store,
             api,
             addr,
+            http_addr,
             now_ms,
             stop,
         }
@@ -103,14 +114,13 @@ impl ApiOnly {
             .store
             .get_or_create(&PartitionKey::new("events", partition));
         let mut state = shared.write();
-        let limits = DecodeLimits {
-            now_ms: self.now_ms,
-            max_future_ms: 300_000,
-        };
+        let limits = DecodeLimits::at(self.now_ms);
         for payload in payloads {
             let bytes = serde_json::to_vec(payload).expect("json");
             let event = decode(&bytes, limits).expect("a valid event");
-            state.apply(&event, self.store.limits(), self.now_ms);
+            state
+                .apply(&event, self.store.limits(), self.now_ms)
+                .expect("counted");
         }
     }
 }

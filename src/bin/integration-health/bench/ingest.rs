@@ -36,10 +36,7 @@ pub fn read_lines(path: &Path) -> Result<Vec<Vec<u8>>, BenchError> {
 /// The clock the events were generated against: a minute after the newest event.
 fn clock_for(lines: &[Vec<u8>]) -> Result<i64, BenchError> {
     let last = lines.last().ok_or(BenchError::NoEvents)?;
-    let limits = DecodeLimits {
-        now_ms: i64::MAX,
-        max_future_ms: 0,
-    };
+    let limits = DecodeLimits::at(i64::MAX);
     let event = decode(last, limits).map_err(BenchError::LastEvent)?;
     Ok(event.occurred_at_ms + MINUTE_MS)
 }
@@ -60,20 +57,21 @@ pub struct IngestReport {
     pub queries: Vec<Latency>,
 }
 
+/// Decodes and counts one line, or counts it as rejected, as the owner thread does.
+fn apply_line(state: &mut PartitionState, line: &[u8], decode: DecodeLimits, limits: &StoreLimits) {
+    let applied = integration_health::event::decode(line, decode)
+        .and_then(|event| state.apply(&event, limits, decode.now_ms));
+    if applied.is_err() {
+        state.record_rejected();
+    }
+}
+
 /// Applies every line to a partition state, as the owner thread does.
 fn apply_all(lines: &[&[u8]], limits: &StoreLimits, now_ms: i64) -> PartitionState {
     let mut state = PartitionState::new(limits);
-    let decode_limits = DecodeLimits {
-        now_ms,
-        max_future_ms: 5 * MINUTE_MS,
-    };
+    let decode_limits = DecodeLimits::at(now_ms);
     for (offset, line) in lines.iter().enumerate() {
-        match decode(line, decode_limits) {
-            Ok(event) => {
-                state.apply(&event, limits, now_ms);
-            }
-            Err(_) => state.record_rejected(),
-        }
+        apply_line(&mut state, line, decode_limits, limits);
         state.mark_applied(offset as i64);
     }
     state
@@ -214,10 +212,7 @@ pub fn run_ingest_stream(
 ) -> Result<IngestReport, BenchError> {
     let now_ms = clock_for(&[last_line(path)?])?;
     let limits = StoreLimits::default();
-    let decode_limits = DecodeLimits {
-        now_ms,
-        max_future_ms: 5 * MINUTE_MS,
-    };
+    let decode_limits = DecodeLimits::at(now_ms);
     let mut states: Vec<PartitionState> = (0..partitions.max(1))
         .map(|_| PartitionState::new(&limits))
         .collect();
@@ -236,12 +231,7 @@ pub fn run_ingest_stream(
         let payload = line.strip_suffix(b"\n").unwrap_or(&line);
         let share = (xxhash_rust::xxh3::xxh3_64(tenant_of(payload)) % states.len() as u64) as usize;
         let state = &mut states[share];
-        match decode(payload, decode_limits) {
-            Ok(event) => {
-                state.apply(&event, &limits, now_ms);
-            }
-            Err(_) => state.record_rejected(),
-        }
+        apply_line(state, payload, decode_limits, &limits);
         let offset = state.next_offset.unwrap_or(0);
         state.mark_applied(offset);
         events += 1;
