@@ -17,6 +17,7 @@ pub mod query;
 pub mod server;
 pub mod snapshot;
 pub mod store;
+pub mod tls;
 
 /// Shared by the demo, benchmarks and tests; not part of the service.
 #[cfg(feature = "testkit")]

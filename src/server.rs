@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use thiserror::Error;
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::api::{ApiLimits, Auth, IntegrationHealthApi};
+use crate::api::{ApiLimits, Auth, IntegrationHealthApi, SharedAuth};
 use crate::clock::SharedClock;
 use crate::config::{Config, ConfigError};
 use crate::ingest::{self, IngestConfig, IngestError, IngestHandle, IngestProgress, IngestShared};
@@ -21,9 +22,12 @@ use crate::proto::integration_health_server::IntegrationHealthServer;
 use crate::query::QueryEngine;
 use crate::snapshot::SnapshotError;
 use crate::store::Store;
+use crate::tls::{self, ReloadingTls, TlsError};
 
 const OTLP_METRICS_INTERVAL: Duration = Duration::from_secs(10);
 const READINESS_INTERVAL: Duration = Duration::from_millis(250);
+/// How often the tokens file and the TLS files are checked for changes.
+const FILE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Every request message is small; anything larger is refused before it is decoded.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// The largest answer: a 1,000-row failures page or a full-retention hourly series.
@@ -49,6 +53,8 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("reflection service")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("graceful stop took longer than {0:?}")]
@@ -103,18 +109,18 @@ impl RunningService {
     }
 }
 
-pub fn ingest_config(config: &Config) -> IngestConfig {
-    IngestConfig {
+pub fn ingest_config(config: &Config) -> Result<IngestConfig, ConfigError> {
+    Ok(IngestConfig {
         brokers: config.brokers.clone(),
         topic: config.topic.clone(),
         group: config.group.clone(),
         dlq_topic: config.dlq_topic(),
         max_future_ms: config.max_future_ms(),
         max_message_bytes: config.max_message_bytes,
-        kafka: config.kafka.clone(),
+        kafka: config.kafka_properties()?,
         state_dir: config.state_dir.clone(),
         snapshot_interval: Duration::from_millis(config.snapshot_interval_ms),
-    }
+    })
 }
 
 fn api_limits(config: &Config) -> ApiLimits {
@@ -189,7 +195,7 @@ pub async fn start(
     let progress = Arc::new(IngestProgress::default());
     let metrics = Arc::new(Metrics::new());
     let ingest = ingest::start(
-        ingest_config(config),
+        ingest_config(config)?,
         IngestShared {
             store: store.clone(),
             progress: progress.clone(),
@@ -213,6 +219,29 @@ pub async fn start(
         clock.clone(),
         config.ready_max_lag,
     );
+    let tls = match config.tls_files() {
+        Some(files) => Some(ReloadingTls::load(files)?),
+        None => None,
+    };
+    if let Some(tls) = &tls {
+        tasks.spawn(tls::watch(
+            tls.clone(),
+            FILE_CHECK_INTERVAL,
+            shutdown.clone(),
+        ));
+    }
+    let auth = SharedAuth::new(Auth::new(config.grants()?));
+    if config.tokens.iter().any(|g| g.token.is_some()) {
+        warn!("a token is configured in plain text; prefer token_sha256 in a tokens_file");
+    }
+    if let Some(path) = config.tokens_file.clone() {
+        tasks.spawn(reload_tokens(
+            config.clone(),
+            path,
+            auth.clone(),
+            shutdown.clone(),
+        ));
+    }
     let engine = QueryEngine::new(store.clone(), clock.clone());
     let (health, grpc) = serve_api(
         grpc_listener,
@@ -221,13 +250,10 @@ pub async fn start(
             progress: progress.clone(),
             clock,
             metrics: metrics.clone(),
-            auth: Auth::with_tokens(
-                config
-                    .tokens
-                    .iter()
-                    .map(|g| (g.token.as_str(), g.tenants.as_slice())),
-            ),
+            auth,
             limits: api_limits(config),
+            reflection: config.reflection,
+            tls: tls.clone(),
         },
         shutdown.clone(),
     )?;
@@ -236,9 +262,9 @@ pub async fn start(
         check_ready.clone(),
         shutdown.clone(),
     ));
-    let otlp_metrics = match &config.otlp_endpoint {
-        Some(endpoint) => Some(ops::export_metrics(
-            endpoint,
+    let otlp_metrics = match &config.otlp_target()? {
+        Some(target) => Some(ops::export_metrics(
+            target,
             read_state.clone(),
             OTLP_METRICS_INTERVAL,
         )?),
@@ -249,7 +275,8 @@ pub async fn start(
         read_state,
         check_ready,
     });
-    let http = ops::serve_http_apart(http_listener, router, shutdown.clone()).map_err(http_bind)?;
+    let http =
+        ops::serve_http_apart(http_listener, router, tls, shutdown.clone()).map_err(http_bind)?;
     info!(%grpc_addr, %http_addr, topic = %config.topic, brokers = %config.brokers, "serving");
     Ok(RunningService {
         grpc_addr,
@@ -266,14 +293,22 @@ pub async fn start(
     })
 }
 
+/// The gRPC server, running until shutdown.
+pub type GrpcServing = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>,
+>;
+
 /// What the gRPC API answers from.
 pub struct ApiParts {
     pub engine: QueryEngine,
     pub progress: Arc<IngestProgress>,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
-    pub auth: Auth,
+    pub auth: SharedAuth,
     pub limits: ApiLimits,
+    pub reflection: bool,
+    /// Serve TLS only, with these certificates.
+    pub tls: Option<Arc<ReloadingTls>>,
 }
 
 /// Serves `IntegrationHealth`, `grpc.health.v1` and reflection on `listener` until `shutdown`.
@@ -283,13 +318,7 @@ pub fn serve_api(
     listener: TcpListener,
     parts: ApiParts,
     shutdown: CancellationToken,
-) -> Result<
-    (
-        tonic_health::server::HealthReporter,
-        impl std::future::Future<Output = Result<(), tonic::transport::Error>>,
-    ),
-    ServerError,
-> {
+) -> Result<(tonic_health::server::HealthReporter, GrpcServing), ServerError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     let limits = parts.limits;
     let api = IntegrationHealthServer::new(IntegrationHealthApi::new(
@@ -302,26 +331,43 @@ pub fn serve_api(
     ))
     .max_decoding_message_size(MAX_REQUEST_BYTES)
     .max_encoding_message_size(MAX_RESPONSE_BYTES);
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
-    // Without TCP_NODELAY, responses wait on delayed ACKs (~40 ms on Linux). The flag must be
-    // set on the incoming stream: the builder's own setting only applies to `serve(addr)`.
-    let incoming = tonic::transport::server::TcpIncoming::from_listener(listener, true, None)
-        .map_err(ServerError::Incoming)?;
-    let serving = tonic::transport::Server::builder()
+    let (reflection, reflection_alpha) = if parts.reflection {
+        let v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        (Some(v1), Some(v1alpha))
+    } else {
+        (None, None)
+    };
+    let router = tonic::transport::Server::builder()
         .timeout(limits.request_timeout)
         .max_concurrent_streams(limits.max_streams_per_connection)
         .add_service(health_service)
-        .add_service(reflection)
-        .add_service(reflection_alpha)
-        .add_service(api)
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned());
+        .add_optional_service(reflection)
+        .add_optional_service(reflection_alpha)
+        .add_service(api);
+    let stop = shutdown.clone().cancelled_owned();
+    let serving: GrpcServing = match parts.tls {
+        None => {
+            // Without TCP_NODELAY, responses wait on delayed ACKs (~40 ms on Linux). The flag
+            // must be set on the incoming stream: the builder's setting only applies to `serve`.
+            let incoming =
+                tonic::transport::server::TcpIncoming::from_listener(listener, true, None)
+                    .map_err(ServerError::Incoming)?;
+            Box::pin(router.serve_with_incoming_shutdown(incoming, stop))
+        }
+        Some(tls) => {
+            let streams = tls::incoming(listener, move || tls.grpc(), shutdown);
+            let incoming =
+                tokio_stream::wrappers::ReceiverStream::new(streams).map(Ok::<_, std::io::Error>);
+            Box::pin(router.serve_with_incoming_shutdown(incoming, stop))
+        }
+    };
     Ok((health, serving))
 }
 
@@ -338,6 +384,43 @@ pub async fn run(
     match tokio::time::timeout(grace, service.wait()).await {
         Ok(result) => result,
         Err(_) => Err(ServerError::GraceExceeded(grace)),
+    }
+}
+
+/// Re-reads the tokens file when it changes. A file that does not load is reported and the
+/// grants in force stay, so a half-written Secret update never locks every caller out.
+async fn reload_tokens(
+    config: Config,
+    path: std::path::PathBuf,
+    auth: SharedAuth,
+    shutdown: CancellationToken,
+) {
+    let stamp = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len())))
+    };
+    let mut loaded = stamp(&path);
+    let mut tick = tokio::time::interval(FILE_CHECK_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = stamp(&path);
+        if now == loaded {
+            continue;
+        }
+        match config.grants() {
+            Ok(grants) => {
+                auth.replace(Auth::new(grants));
+                loaded = now;
+                info!(path = %path.display(), "tokens reloaded");
+            }
+            Err(err) => {
+                warn!(error = %err, "tokens file changed but does not load; the previous tokens stay in force")
+            }
+        }
     }
 }
 

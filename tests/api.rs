@@ -10,7 +10,7 @@ use common::harness::ApiOnly;
 use common::*;
 use integration_health::api::convert::ms_to_timestamp;
 use integration_health::catalog;
-use integration_health::config::TokenGrant;
+use integration_health::config::{sha256, TokenGrant};
 use integration_health::event::IntegrationType;
 use integration_health::proto;
 use integration_health::store::{failure_id, format_failure_id, GroupIdentity};
@@ -23,15 +23,20 @@ use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 use tonic_reflection::pb::v1::ServerReflectionRequest;
 
 fn grants() -> Vec<TokenGrant> {
+    let operator = TokenGrant {
+        operator: true,
+        ..TokenGrant::plain("sre", &["*"])
+    };
+    let hashed = TokenGrant {
+        token_sha256: Some(hex::encode(sha256("hashed-token"))),
+        tenants: vec!["acme".into()],
+        ..TokenGrant::default()
+    };
     vec![
-        TokenGrant {
-            token: "acme-only".into(),
-            tenants: vec!["acme".into()],
-        },
-        TokenGrant {
-            token: "sre".into(),
-            tenants: vec!["*".into()],
-        },
+        TokenGrant::plain("acme-only", &["acme"]),
+        TokenGrant::plain("all-tenants", &["*"]),
+        operator,
+        hashed,
     ]
 }
 
@@ -541,4 +546,34 @@ async fn queries_answer_while_the_api_is_otherwise_idle() {
         .types
         .iter()
         .all(|t| t.failed == 0 && t.succeeded == 0));
+}
+
+#[tokio::test]
+async fn a_hashed_token_is_accepted_for_its_tenants() {
+    let served = guarded().await;
+    let mut api = served.api.clone();
+    assert!(api
+        .get_overview(with_token(overview("acme"), "hashed-token"))
+        .await
+        .is_ok());
+    let other = api
+        .get_overview(with_token(overview("globex"), "hashed-token"))
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn ingest_status_needs_an_operator_token() {
+    let served = guarded().await;
+    let mut api = served.api.clone();
+    let denied = api
+        .get_ingest_status(with_token(proto::GetIngestStatusRequest {}, "all-tenants"))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    assert!(api
+        .get_ingest_status(with_token(proto::GetIngestStatusRequest {}, "sre"))
+        .await
+        .is_ok());
 }

@@ -84,8 +84,12 @@ async fn spans_and_metrics_reach_an_otlp_collector() {
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         )
     };
-    let guard =
-        ops::init(LogFormat::Pretty, "info,librdkafka=off", Some(&endpoint)).expect("telemetry");
+    let guard = ops::init(
+        LogFormat::Pretty,
+        "info,librdkafka=off",
+        Some(&ops::OtlpTarget::plain(&endpoint)),
+    )
+    .expect("telemetry");
 
     let (kafka, bootstrap) = kafka_with_topic("traced", 1);
     let generated = generate(9, 500, NOW);

@@ -1,21 +1,31 @@
-//! Bearer tokens and the tenants each may read.
+//! Bearer tokens and what each may read. Tokens are compared as SHA-256 digests, in constant
+//! time, against every grant. The grants can be swapped while serving (a reloaded tokens file).
 
-use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
+use parking_lot::RwLock;
+use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
 use tonic::Status;
 
-/// Which tenants each bearer token may read. With no tokens configured the API is open,
-/// which suits the demo and a private network; production configs should set tokens.
-#[derive(Debug, Clone, Default)]
-pub struct Auth {
-    grants: HashMap<String, TenantGrant>,
+use crate::config::{sha256, CheckedGrant};
+
+/// What a call reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Access<'a> {
+    /// One tenant's numbers.
+    Tenant(&'a str),
+    /// What any valid token may read: the catalog.
+    Any,
+    /// What spans tenants: ingest status. Needs an operator token.
+    Operator,
 }
 
-#[derive(Debug, Clone)]
-enum TenantGrant {
-    All,
-    Only(HashSet<String>),
+/// The grants in force. With none, the API is open, which suits the demo and loopback use;
+/// the configuration refuses an open API on any other address unless told otherwise.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    grants: Vec<CheckedGrant>,
 }
 
 impl Auth {
@@ -23,26 +33,27 @@ impl Auth {
         Auth::default()
     }
 
-    /// `tenants` containing `"*"` grants every tenant.
-    pub fn with_tokens<'a>(grants: impl IntoIterator<Item = (&'a str, &'a [String])>) -> Self {
-        let grants = grants
-            .into_iter()
-            .map(|(token, tenants)| {
-                let grant = if tenants.iter().any(|t| t == "*") {
-                    TenantGrant::All
-                } else {
-                    TenantGrant::Only(tenants.iter().cloned().collect())
-                };
-                (token.to_owned(), grant)
-            })
-            .collect();
+    pub fn new(grants: Vec<CheckedGrant>) -> Self {
         Auth { grants }
     }
 
-    /// Checks the caller's token, and its right to `tenant_id` when the call names one.
+    /// The grant of `token`, found by comparing its digest with every grant's, without
+    /// stopping at the first match, so timing says nothing about which grant matched.
+    fn grant_of(&self, token: &str) -> Option<&CheckedGrant> {
+        let digest = sha256(token);
+        let mut found = None;
+        for grant in &self.grants {
+            if bool::from(grant.digest.ct_eq(&digest)) {
+                found = Some(grant);
+            }
+        }
+        found
+    }
+
+    /// Checks the caller's token and its right to `access`.
     // Handlers must return `tonic::Status`; boxing it here would only add conversions.
     #[allow(clippy::result_large_err)]
-    pub fn check(&self, metadata: &MetadataMap, tenant_id: Option<&str>) -> Result<(), Status> {
+    pub fn check(&self, metadata: &MetadataMap, access: Access<'_>) -> Result<(), Status> {
         if self.grants.is_empty() {
             return Ok(());
         }
@@ -55,41 +66,91 @@ impl Auth {
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| Status::unauthenticated("authorization must be \"Bearer <token>\""))?;
         let grant = self
-            .grants
-            .get(token.trim())
+            .grant_of(token.trim())
             .ok_or_else(|| Status::unauthenticated("unknown token"))?;
-        match (grant, tenant_id) {
-            (TenantGrant::Only(allowed), Some(tenant)) if !allowed.contains(tenant) => Err(
-                Status::permission_denied(format!("this token may not read tenant {tenant:?}")),
-            ),
+        match access {
+            Access::Tenant(tenant)
+                if !grant.tenants.as_ref().is_none_or(|t| t.contains(tenant)) =>
+            {
+                Err(Status::permission_denied(format!(
+                    "this token may not read tenant {tenant:?}"
+                )))
+            }
+            Access::Operator if !grant.operator => Err(Status::permission_denied(
+                "this call needs an operator token",
+            )),
             _ => Ok(()),
         }
+    }
+}
+
+/// The grants in force, shared by the API and whatever reloads them.
+#[derive(Debug, Clone, Default)]
+pub struct SharedAuth(Arc<RwLock<Arc<Auth>>>);
+
+impl SharedAuth {
+    pub fn new(auth: Auth) -> Self {
+        SharedAuth(Arc::new(RwLock::new(Arc::new(auth))))
+    }
+
+    pub fn current(&self) -> Arc<Auth> {
+        self.0.read().clone()
+    }
+
+    pub fn replace(&self, auth: Auth) {
+        *self.0.write() = Arc::new(auth);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{check_grants, TokenGrant};
+
+    fn auth() -> Auth {
+        let operator = TokenGrant {
+            operator: true,
+            ..TokenGrant::plain("ops", &["*"])
+        };
+        Auth::new(check_grants(&[TokenGrant::plain("s3cret", &["acme"]), operator]).unwrap())
+    }
+
+    fn bearer(token: &str) -> MetadataMap {
+        let mut metadata = MetadataMap::new();
+        metadata.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        metadata
+    }
 
     #[test]
-    fn auth_distinguishes_unknown_callers_from_forbidden_tenants() {
-        let tenants = vec!["acme".to_owned()];
-        let auth = Auth::with_tokens([("s3cret", tenants.as_slice())]);
-        let mut metadata = MetadataMap::new();
+    fn unknown_callers_are_unauthenticated_and_other_tenants_forbidden() {
+        let auth = auth();
+        let code = |m: &MetadataMap, a| auth.check(m, a).map_err(|s| s.code());
         assert_eq!(
-            auth.check(&metadata, Some("acme")).unwrap_err().code(),
-            tonic::Code::Unauthenticated
+            code(&MetadataMap::new(), Access::Tenant("acme")),
+            Err(tonic::Code::Unauthenticated)
         );
-        metadata.insert("authorization", "Bearer s3cret".parse().unwrap());
-        assert!(auth.check(&metadata, Some("acme")).is_ok());
+        assert_eq!(code(&bearer("s3cret"), Access::Tenant("acme")), Ok(()));
         assert_eq!(
-            auth.check(&metadata, Some("globex")).unwrap_err().code(),
-            tonic::Code::PermissionDenied
+            code(&bearer("s3cret"), Access::Tenant("globex")),
+            Err(tonic::Code::PermissionDenied)
         );
-        metadata.insert("authorization", "Bearer nope".parse().unwrap());
         assert_eq!(
-            auth.check(&metadata, None).unwrap_err().code(),
-            tonic::Code::Unauthenticated
+            code(&bearer("nope"), Access::Any),
+            Err(tonic::Code::Unauthenticated)
         );
+    }
+
+    #[test]
+    fn only_an_operator_token_reads_ingest_status() {
+        let auth = auth();
+        assert_eq!(
+            auth.check(&bearer("s3cret"), Access::Operator)
+                .map_err(|s| s.code()),
+            Err(tonic::Code::PermissionDenied)
+        );
+        assert!(auth.check(&bearer("ops"), Access::Operator).is_ok());
+        assert!(Auth::open()
+            .check(&MetadataMap::new(), Access::Operator)
+            .is_ok());
     }
 }

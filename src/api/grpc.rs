@@ -14,11 +14,12 @@ use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
+use super::auth::{Access, SharedAuth};
 use super::convert::{
     bounded, duration_to_ms, ms_to_timestamp, optional_range, status_code_filter, timestamp_to_ms,
     type_from_wire, type_to_wire, types_from_wire,
 };
-use super::{status_from, Auth};
+use super::status_from;
 use crate::clock::SharedClock;
 use crate::event::{is_tenant_char, MAX_INTEGRATION_ID_CHARS, MAX_NAME_CHARS, MAX_TENANT_ID_CHARS};
 use crate::ingest::IngestProgress;
@@ -58,7 +59,7 @@ pub struct IntegrationHealthApi {
     engine: QueryEngine,
     progress: Arc<IngestProgress>,
     clock: SharedClock,
-    auth: Auth,
+    auth: SharedAuth,
     metrics: Arc<Metrics>,
     slots: Arc<Semaphore>,
     queue_wait: Duration,
@@ -70,7 +71,7 @@ impl IntegrationHealthApi {
         engine: QueryEngine,
         progress: Arc<IngestProgress>,
         clock: SharedClock,
-        auth: Auth,
+        auth: SharedAuth,
         metrics: Arc<Metrics>,
         limits: ApiLimits,
     ) -> Self {
@@ -107,12 +108,12 @@ impl IntegrationHealthApi {
     fn tenant<T>(&self, request: &Request<T>, tenant_id: &str) -> Result<(), Status> {
         validate_tenant(tenant_id)?;
         tracing::Span::current().record("tenant", tenant_id);
-        self.caller(request, Some(tenant_id))
+        self.caller(request, Access::Tenant(tenant_id))
     }
 
-    /// Authenticates the caller, checks its right to `tenant_id`, and applies its rate limit.
-    fn caller<T>(&self, request: &Request<T>, tenant_id: Option<&str>) -> Result<(), Status> {
-        self.auth.check(request.metadata(), tenant_id)?;
+    /// Authenticates the caller, checks its right to `access`, and applies its rate limit.
+    fn caller<T>(&self, request: &Request<T>, access: Access<'_>) -> Result<(), Status> {
+        self.auth.current().check(request.metadata(), access)?;
         let Some(rate) = &self.rate else {
             return Ok(());
         };
@@ -399,7 +400,7 @@ impl IntegrationHealth for IntegrationHealthApi {
         request: Request<proto::ListCommonErrorsRequest>,
     ) -> Result<Response<proto::ListCommonErrorsResponse>, Status> {
         self.timed("ListCommonErrors", async {
-            self.caller(&request, None)?;
+            self.caller(&request, Access::Any)?;
             let req = request.get_ref();
             let integration_type = match req.integration_type {
                 0 => None,
@@ -423,7 +424,7 @@ impl IntegrationHealth for IntegrationHealthApi {
         request: Request<proto::GetIngestStatusRequest>,
     ) -> Result<Response<proto::GetIngestStatusResponse>, Status> {
         self.timed("GetIngestStatus", async {
-            self.caller(&request, None)?;
+            self.caller(&request, Access::Operator)?;
             let status = self
                 .progress
                 .status(self.engine.store(), self.clock.now_ms());

@@ -12,7 +12,7 @@ mod grpc;
 
 use tonic::Status;
 
-pub use auth::Auth;
+pub use auth::{Access, Auth, SharedAuth};
 pub use grpc::{ApiLimits, IntegrationHealthApi};
 
 use crate::query::QueryError;

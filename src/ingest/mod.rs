@@ -13,7 +13,7 @@ mod owner;
 mod progress;
 mod snapshots;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
@@ -40,6 +40,7 @@ pub use progress::{IngestProgress, IngestStatus, PartitionStatus, SnapshotStatus
 use snapshots::{SnapshotSchedule, Written};
 
 use crate::clock::SharedClock;
+use crate::config::KafkaProperties;
 use crate::ops::Metrics;
 use crate::snapshot::{SnapshotError, SnapshotFiles};
 use crate::store::{PartitionKey, Store};
@@ -64,7 +65,7 @@ pub struct IngestConfig {
     /// Larger messages are rejected as `too_large`.
     pub max_message_bytes: usize,
     /// librdkafka properties passed through to both consumer and DLQ producer.
-    pub kafka: BTreeMap<String, String>,
+    pub kafka: KafkaProperties,
     /// Where snapshots live; `None` keeps state in memory only.
     pub state_dir: Option<PathBuf>,
     pub snapshot_interval: Duration,
@@ -166,7 +167,7 @@ pub(crate) fn client_config(config: &IngestConfig, defaults: &[(&str, &str)]) ->
         client.set(*key, *value);
     }
     client.set("bootstrap.servers", &config.brokers);
-    for (key, value) in &config.kafka {
+    for (key, value) in config.kafka.iter() {
         client.set(key, value);
     }
     client

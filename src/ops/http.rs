@@ -10,9 +10,10 @@ use axum::routing::get;
 use axum::Router;
 
 use tokio_util::sync::CancellationToken;
-use tracing::error;
+use tracing::{debug, error};
 
 use super::{CheckReady, Metrics, ReadState};
+use crate::tls::ReloadingTls;
 
 /// What the endpoints read: the metrics, the state behind the gauges, and readiness.
 #[derive(Clone)]
@@ -55,11 +56,12 @@ pub fn http_router(state: HttpState) -> Router {
 }
 
 /// Serves `router` on a thread with its own single-threaded runtime, so probes are answered
-/// even while the main runtime's workers are busy with gRPC traffic. Returns when the server
-/// stops after `shutdown`; join the handle to wait for it.
+/// even while the main runtime's workers are busy with gRPC traffic; over TLS only when `tls`
+/// is given. Returns when the server stops after `shutdown`; join the handle to wait for it.
 pub fn serve_http_apart(
     listener: std::net::TcpListener,
     router: Router,
+    tls: Option<Arc<ReloadingTls>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
@@ -78,11 +80,17 @@ pub fn serve_http_apart(
             };
             runtime.block_on(async move {
                 let served = match tokio::net::TcpListener::from_std(listener) {
-                    Ok(listener) => {
-                        axum::serve(listener, router)
-                            .with_graceful_shutdown(shutdown.cancelled_owned())
-                            .await
-                    }
+                    Ok(listener) => match tls {
+                        None => {
+                            axum::serve(listener, router)
+                                .with_graceful_shutdown(shutdown.cancelled_owned())
+                                .await
+                        }
+                        Some(tls) => {
+                            serve_tls(listener, router, tls, shutdown).await;
+                            Ok(())
+                        }
+                    },
                     Err(err) => Err(err),
                 };
                 if let Err(err) = served {
@@ -90,4 +98,32 @@ pub fn serve_http_apart(
                 }
             });
         })
+}
+
+/// HTTP/1.1 or HTTP/2 over TLS, one task per connection.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    tls: Arc<ReloadingTls>,
+    shutdown: CancellationToken,
+) {
+    let mut streams = crate::tls::incoming(listener, move || tls.http(), shutdown.clone());
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            stream = streams.recv() => stream,
+        };
+        let Some(stream) = stream else {
+            return;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let connection = hyper_util::rt::TokioIo::new(stream);
+            if let Err(err) = builder.serve_connection(connection, service).await {
+                debug!(error = %err, "operations HTTP connection ended with an error");
+            }
+        });
+    }
 }

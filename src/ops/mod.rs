@@ -16,6 +16,35 @@ pub use self::tracing::{init, LogFormat, TelemetryError, TelemetryGuard};
 
 use crate::store::{Cardinality, IngestTotals};
 
+/// Where OTLP goes, and the CA to trust there when it is `https://`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpTarget {
+    pub endpoint: String,
+    /// PEM; without it an `https://` endpoint is checked against the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl OtlpTarget {
+    pub fn plain(endpoint: &str) -> Self {
+        OtlpTarget {
+            endpoint: endpoint.to_owned(),
+            ca_pem: None,
+        }
+    }
+
+    /// TLS settings for an `https://` endpoint; `None` for plaintext.
+    fn tls(&self) -> Option<tonic::transport::ClientTlsConfig> {
+        if !self.endpoint.starts_with("https://") {
+            return None;
+        }
+        let tls = tonic::transport::ClientTlsConfig::new();
+        Some(match &self.ca_pem {
+            Some(pem) => tls.ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+            None => tls.with_native_roots(),
+        })
+    }
+}
+
 /// One partition's position, as the gauges show it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartitionGauge {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::metrics::resident_memory_bytes;
 use super::tracing::resource;
-use super::{ReadState, TelemetryError};
+use super::{OtlpTarget, ReadState, TelemetryError};
 use crate::store::IngestTotals;
 
 /// Which total, under which name, with which description.
@@ -13,21 +13,24 @@ type TotalsCounter = (fn(&IngestTotals) -> u64, &'static str, &'static str);
 /// Exports the service's key figures as OTLP metrics every `interval`, read from the store at
 /// each collection. The returned provider must be shut down to flush the last values.
 pub fn export_metrics(
-    endpoint: &str,
+    target: &OtlpTarget,
     read_state: ReadState,
     interval: Duration,
 ) -> Result<opentelemetry_sdk::metrics::SdkMeterProvider, TelemetryError> {
     use opentelemetry::metrics::MeterProvider as _;
-    use opentelemetry_otlp::WithExportConfig;
+    use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 
-    let exporter = opentelemetry_otlp::MetricExporter::builder()
+    let endpoint = target.endpoint.as_str();
+    let mut builder = opentelemetry_otlp::MetricExporter::builder()
         .with_tonic()
-        .with_endpoint(endpoint)
-        .build()
-        .map_err(|e| TelemetryError::Metrics {
-            endpoint: endpoint.to_owned(),
-            message: e.to_string(),
-        })?;
+        .with_endpoint(endpoint);
+    if let Some(tls) = target.tls() {
+        builder = builder.with_tls_config(tls);
+    }
+    let exporter = builder.build().map_err(|e| TelemetryError::Metrics {
+        endpoint: endpoint.to_owned(),
+        message: e.to_string(),
+    })?;
     let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(
         exporter,
         opentelemetry_sdk::runtime::Tokio,

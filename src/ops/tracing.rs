@@ -1,6 +1,8 @@
 //! Logs to stderr (pretty or JSON lines) and, with an OTLP endpoint, spans to a collector.
 
 use serde::{Deserialize, Serialize};
+
+use super::OtlpTarget;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -45,7 +47,7 @@ pub(super) fn resource() -> opentelemetry_sdk::Resource {
 pub fn init(
     format: LogFormat,
     filter: &str,
-    otlp_endpoint: Option<&str>,
+    otlp: Option<&OtlpTarget>,
 ) -> Result<TelemetryGuard, TelemetryError> {
     use opentelemetry::trace::TracerProvider as _;
     use tracing_subscriber::layer::SubscriberExt;
@@ -63,17 +65,20 @@ pub fn init(
             .boxed(),
     };
     let mut guard = TelemetryGuard::default();
-    let traces = match otlp_endpoint {
-        Some(endpoint) => {
-            use opentelemetry_otlp::WithExportConfig;
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
+    let traces = match otlp {
+        Some(target) => {
+            use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
+            let endpoint = target.endpoint.as_str();
+            let mut builder = opentelemetry_otlp::SpanExporter::builder()
                 .with_tonic()
-                .with_endpoint(endpoint)
-                .build()
-                .map_err(|e| TelemetryError::Traces {
-                    endpoint: endpoint.to_owned(),
-                    message: e.to_string(),
-                })?;
+                .with_endpoint(endpoint);
+            if let Some(tls) = target.tls() {
+                builder = builder.with_tls_config(tls);
+            }
+            let exporter = builder.build().map_err(|e| TelemetryError::Traces {
+                endpoint: endpoint.to_owned(),
+                message: e.to_string(),
+            })?;
             let provider = opentelemetry_sdk::trace::TracerProvider::builder()
                 .with_batch_exporter(exporter, opentelemetry_sdk::runtime::Tokio)
                 .with_resource(resource())

@@ -75,11 +75,11 @@ impl SnapshotFiles {
         image: &[u8],
     ) -> Result<SnapshotFile, SnapshotError> {
         let dir = self.partition_dir(key);
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        private_dirs(&self.root, &dir)?;
         let path = dir.join(format!("{next_offset:020}.snap"));
         let temp = dir.join(format!(".{next_offset:020}.snap.tmp"));
         {
-            let mut file = File::create(&temp).map_err(io(&temp))?;
+            let mut file = private_file(&temp)?;
             file.write_all(image).map_err(io(&temp))?;
             file.sync_all().map_err(io(&temp))?;
         }
@@ -187,6 +187,33 @@ impl SnapshotFiles {
         }
         Ok(())
     }
+}
+
+/// Creates `dir` and every folder from `root` down to it readable by this user only: snapshots
+/// hold every tenant's error messages.
+fn private_dirs(root: &Path, dir: &Path) -> Result<(), SnapshotError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io(dir))?;
+    for folder in dir.ancestors().take_while(|a| a.starts_with(root)) {
+        fs::set_permissions(folder, fs::Permissions::from_mode(0o700)).map_err(io(folder))?;
+    }
+    Ok(())
+}
+
+/// A new file only this user may read or write.
+fn private_file(path: &Path) -> Result<File, SnapshotError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), SnapshotError> {
@@ -316,6 +343,22 @@ mod tests {
         fs::write(&files[0].path, bytes).unwrap();
         let (state, file) = store.load_newest(&key, &limits).unwrap().unwrap();
         assert_eq!((file.next_offset, state.next_offset), (20, Some(20)));
+    }
+
+    #[test]
+    fn snapshots_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("state");
+        let store = SnapshotFiles::new(&root);
+        let key = PartitionKey::new("events", 3);
+        let file = store
+            .write(&key, 5, &encode(&state_with_events(5)).unwrap())
+            .unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&file.path), 0o600);
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&store.partition_dir(&key)), 0o700);
     }
 
     #[test]

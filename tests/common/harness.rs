@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use integration_health::api::{ApiLimits, Auth};
+use integration_health::api::{ApiLimits, Auth, SharedAuth};
 use integration_health::clock::{ManualClock, SharedClock};
-use integration_health::config::{Config, TokenGrant};
+use integration_health::config::{check_grants, Config, TokenGrant};
 use integration_health::event::{decode, DecodeLimits};
 use integration_health::ingest::IngestProgress;
 use integration_health::ops::{self, HttpState, Metrics, StateReading};
@@ -14,6 +14,7 @@ use integration_health::proto::integration_health_client::IntegrationHealthClien
 use integration_health::query::QueryEngine;
 use integration_health::server::{self, ApiParts, RunningService};
 use integration_health::store::{PartitionKey, Store, StoreLimits};
+use integration_health::tls::ReloadingTls;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -63,6 +64,15 @@ pub struct ApiOnly {
 
 impl ApiOnly {
     pub async fn start(tokens: Vec<TokenGrant>, now_ms: i64) -> ApiOnly {
+        Self::start_with(tokens, now_ms, None).await
+    }
+
+    /// Like `start`, over TLS when `tls` is given (the client here is then not connected).
+    pub async fn start_with(
+        tokens: Vec<TokenGrant>,
+        now_ms: i64,
+        tls: Option<Arc<ReloadingTls>>,
+    ) -> ApiOnly {
         let store = Arc::new(Store::new(StoreLimits::default()));
         let clock: SharedClock = Arc::new(ManualClock::new(now_ms));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -70,11 +80,7 @@ impl ApiOnly {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let stop = CancellationToken::new();
-        let auth = Auth::with_tokens(
-            tokens
-                .iter()
-                .map(|g| (g.token.as_str(), g.tenants.as_slice())),
-        );
+        let auth = SharedAuth::new(Auth::new(check_grants(&tokens).expect("valid grants")));
         let (_health, serving) = server::serve_api(
             listener,
             ApiParts {
@@ -84,6 +90,8 @@ impl ApiOnly {
                 metrics: Arc::new(Metrics::new()),
                 auth,
                 limits: ApiLimits::default(),
+                reflection: true,
+                tls: tls.clone(),
             },
             stop.clone(),
         )
@@ -96,8 +104,16 @@ impl ApiOnly {
             read_state: Arc::new(StateReading::default),
             check_ready: Arc::new(|| Ok(())),
         });
-        ops::serve_http_apart(http, router, stop.clone()).expect("http serves");
-        let api = client(addr).await;
+        ops::serve_http_apart(http, router, tls.clone(), stop.clone()).expect("http serves");
+        let api = match tls {
+            None => client(addr).await,
+            // A lazy plaintext channel: TLS tests make their own clients.
+            Some(_) => IntegrationHealthClient::new(
+                Channel::from_shared(format!("http://{addr}"))
+                    .expect("uri")
+                    .connect_lazy(),
+            ),
+        };
         ApiOnly {
             store,
             api,

@@ -123,7 +123,8 @@ pub struct ServeArgs {
     pub state_dir: Option<PathBuf>,
     #[arg(long, env = "IH_SNAPSHOT_INTERVAL_MS")]
     pub snapshot_interval_ms: Option<u64>,
-    /// A librdkafka property, `key=value`; repeatable (SASL, SSL, timeouts ...).
+    /// A librdkafka property, `key=value`; repeatable (SASL, SSL, timeouts ...). The variable
+    /// splits on commas: put secrets in --kafka-properties-file instead.
     #[arg(
         long = "kafka-property",
         env = "IH_KAFKA_PROPERTIES",
@@ -132,9 +133,23 @@ pub struct ServeArgs {
     pub kafka_properties: Vec<String>,
     #[arg(long, env = "IH_LOG_FORMAT", value_parser = ["pretty", "json"])]
     pub log_format: Option<String>,
+    /// A file of `key=value` librdkafka properties, e.g. a mounted Secret with SASL passwords.
+    #[arg(long, env = "IH_KAFKA_PROPERTIES_FILE")]
+    pub kafka_properties_file: Option<PathBuf>,
     /// OTLP/gRPC collector for traces and metrics, e.g. http://otel-collector:4317.
     #[arg(long, env = "IH_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// TOML file of `[[tokens]]` grants, re-read when it changes (see the README's Security).
+    #[arg(long, env = "IH_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// PEM certificate chain: with --tls-key, gRPC and HTTP serve TLS only.
+    #[arg(long, env = "IH_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, env = "IH_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA: clients must present a certificate it signed (mTLS).
+    #[arg(long, env = "IH_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -166,6 +181,21 @@ impl ServeArgs {
         }
         if let Some(interval) = self.snapshot_interval_ms {
             config.snapshot_interval_ms = interval;
+        }
+        let files = [
+            (
+                &mut config.kafka_properties_file,
+                self.kafka_properties_file,
+            ),
+            (&mut config.tokens_file, self.tokens_file),
+            (&mut config.tls_cert, self.tls_cert),
+            (&mut config.tls_key, self.tls_key),
+            (&mut config.tls_client_ca, self.tls_client_ca),
+        ];
+        for (setting, flag) in files {
+            if flag.is_some() {
+                *setting = flag;
+            }
         }
         if let Some(format) = self.log_format {
             config.log_format = if format == "json" {

@@ -109,10 +109,9 @@ pub async fn run_demo(options: DemoOptions, shutdown: CancellationToken) -> Resu
         grpc_addr: options.grpc_addr,
         http_addr: options.http_addr,
         // The backfill waits for the consumer after each step; a long fetch wait would idle it.
-        kafka: std::collections::BTreeMap::from([(
-            "fetch.wait.max.ms".to_owned(),
-            "10".to_owned(),
-        )]),
+        kafka: [("fetch.wait.max.ms".to_owned(), "10".to_owned())]
+            .into_iter()
+            .collect(),
         ..Config::default()
     };
     kafka.create_topic(&config.topic, options.partitions)?;

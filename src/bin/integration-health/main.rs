@@ -52,7 +52,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => {
             let config = args.into_config()?;
             let _telemetry =
-                ops::init(config.log_format, &cli.log, config.otlp_endpoint.as_deref())?;
+                ops::init(config.log_format, &cli.log, config.otlp_target()?.as_ref())?;
             server::run(&config, Arc::new(SystemClock), shutdown_on_signal()).await?;
         }
         Command::Demo {

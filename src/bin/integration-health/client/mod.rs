@@ -7,8 +7,10 @@ use integration_health::event::IntegrationType;
 use integration_health::proto;
 use integration_health::proto::integration_health_client::IntegrationHealthClient;
 use integration_health::query::{FailureOrder, Granularity};
+use std::path::PathBuf;
 use thiserror::Error;
-use tonic::transport::Channel;
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::Request;
 
 mod render;
@@ -53,8 +55,66 @@ pub struct QueryArgs {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// PEM CA that signed the server's certificate (default: the system's roots, for https).
+    #[arg(long, env = "IH_TLS_CA", global = true)]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate, for a server that requires one (mTLS); with --tls-key.
+    #[arg(long, env = "IH_TLS_CLIENT_CERT", global = true, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, env = "IH_TLS_CLIENT_KEY", global = true, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     #[command(subcommand)]
     pub command: QueryCommand,
+}
+
+impl QueryArgs {
+    fn uses_tls(&self) -> bool {
+        self.addr.starts_with("https://") || self.tls_ca.is_some() || self.tls_cert.is_some()
+    }
+
+    fn tls_config(&self) -> Result<ClientTlsConfig, CliError> {
+        let read = |path: &PathBuf| {
+            std::fs::read(path)
+                .map_err(|err| CliError::Usage(format!("cannot read {}: {err}", path.display())))
+        };
+        let mut tls = ClientTlsConfig::new();
+        tls = match &self.tls_ca {
+            Some(ca) => tls.ca_certificate(Certificate::from_pem(read(ca)?)),
+            None => tls.with_native_roots(),
+        };
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        Ok(tls)
+    }
+
+    /// A channel to `addr`, over TLS when the address is `https://` or TLS files are given.
+    async fn connect(&self) -> Result<Channel, CliError> {
+        let addr = if self.uses_tls() {
+            self.addr.replacen("http://", "https://", 1)
+        } else {
+            self.addr.clone()
+        };
+        let mut endpoint = Channel::from_shared(addr.clone()).map_err(|_| {
+            CliError::Usage(format!(
+                "{:?} is not a URL like http://127.0.0.1:50051",
+                self.addr
+            ))
+        })?;
+        if self.uses_tls() {
+            endpoint =
+                endpoint
+                    .tls_config(self.tls_config()?)
+                    .map_err(|source| CliError::Connect {
+                        addr: addr.clone(),
+                        source,
+                    })?;
+        }
+        endpoint
+            .connect()
+            .await
+            .map_err(|source| CliError::Connect { addr, source })
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -267,21 +327,31 @@ fn request<T>(message: T, token: &Option<String>) -> Result<Request<T>, CliError
     Ok(request)
 }
 
+/// Runs one query and renders the answer. Tables go to a terminal, so control characters in
+/// any value are shown escaped rather than obeyed; JSON escapes them itself.
 pub async fn run(args: QueryArgs) -> Result<String, CliError> {
-    let channel = Channel::from_shared(args.addr.clone())
-        .map_err(|_| {
-            CliError::Usage(format!(
-                "{:?} is not a URL like http://127.0.0.1:50051",
-                args.addr
-            ))
-        })?
-        .connect()
-        .await
-        .map_err(|source| CliError::Connect {
-            addr: args.addr.clone(),
-            source,
-        })?;
-    let mut client = IntegrationHealthClient::new(channel);
+    let json = args.json;
+    let rendered = ask(args).await?;
+    Ok(if json {
+        rendered
+    } else {
+        escape_controls(&rendered)
+    })
+}
+
+/// Every control character but the newline, written as an escape.
+pub fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\n' => c.to_string(),
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+async fn ask(args: QueryArgs) -> Result<String, CliError> {
+    let mut client = IntegrationHealthClient::new(args.connect().await?);
     let token = &args.token;
     let json = args.json;
     match args.command {
@@ -420,6 +490,12 @@ pub async fn run(args: QueryArgs) -> Result<String, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        let shown = escape_controls("a\u{1b}[2J b\u{7}\nnext\u{9b}");
+        assert_eq!(shown, "a\\u{1b}[2J b\\u{7}\nnext\\u{9b}");
+    }
 
     #[test]
     fn spans_parse_with_units() {

@@ -2,7 +2,6 @@
 //! `IH_*` environment variables and flags (flag over env over file over default); the library
 //! never reads the environment itself.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -30,22 +29,20 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(setting: &'static str, problem: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(setting: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         setting,
         problem: problem.into(),
     }
 }
 
-pub use crate::ops::LogFormat;
+mod secrets;
+mod tokens;
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenGrant {
-    pub token: String,
-    /// Tenant ids this token may read; `"*"` means all.
-    pub tenants: Vec<String>,
-}
+pub use secrets::{is_secret, KafkaProperties};
+pub use tokens::{check_grants, read_tokens_file, sha256, CheckedGrant, TokenGrant};
+
+pub use crate::ops::LogFormat;
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -90,8 +87,23 @@ pub struct Config {
     pub dedup_capacity: usize,
     pub log_format: LogFormat,
     /// librdkafka properties passed through as-is (SASL, SSL, timeouts, ...).
-    pub kafka: BTreeMap<String, String>,
+    pub kafka: KafkaProperties,
+    /// A file of `key=value` librdkafka properties (e.g. a mounted Secret), merged over `kafka`.
+    pub kafka_properties_file: Option<PathBuf>,
     pub tokens: Vec<TokenGrant>,
+    /// A TOML file of `[[tokens]]` (e.g. a mounted Secret), re-read when it changes.
+    pub tokens_file: Option<PathBuf>,
+    /// Serve gRPC server reflection.
+    pub reflection: bool,
+    /// PEM certificate chain and key: with both, gRPC and HTTP serve TLS only.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA: with it, clients must present a certificate it signed (mTLS).
+    pub tls_client_ca: Option<PathBuf>,
+    /// PEM CA to trust for an `https://` OTLP endpoint, instead of the system's roots.
+    pub otlp_ca: Option<PathBuf>,
+    /// Allow serving on a non-loopback address without any token.
+    pub allow_open_api: bool,
 }
 
 impl Default for Config {
@@ -122,8 +134,16 @@ impl Default for Config {
             max_message_bytes: 1 << 20,
             dedup_capacity: 1_000_000,
             log_format: LogFormat::Pretty,
-            kafka: BTreeMap::new(),
+            kafka: KafkaProperties::default(),
+            kafka_properties_file: None,
             tokens: Vec::new(),
+            tokens_file: None,
+            reflection: true,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            otlp_ca: None,
+            allow_open_api: false,
         }
     }
 }
@@ -155,19 +175,13 @@ impl Config {
 
     /// The effective settings as TOML, with tokens and secret Kafka properties masked.
     pub fn redacted_toml(&self) -> String {
-        const MASK: &str = "<redacted>";
         let mut shown = self.clone();
         for grant in &mut shown.tokens {
-            grant.token = MASK.into();
-        }
-        for (key, value) in shown.kafka.iter_mut() {
-            let secret = ["password", "secret", "key.pem", "token"]
-                .iter()
-                .any(|word| key.contains(word));
-            if secret {
-                *value = MASK.into();
+            if grant.token.is_some() {
+                grant.token = Some(secrets::MASK.into());
             }
         }
+        shown.kafka = shown.kafka.masked();
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
 
@@ -284,13 +298,71 @@ impl Config {
                 format!("may not set `{key}`: the service manages it (use brokers/group settings instead)"),
             ));
         }
-        if let Some(grant) = self.tokens.iter().find(|g| g.token.trim().is_empty()) {
+        self.grants()?;
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(invalid("tls_cert", "and tls_key must be set together"));
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            return Err(invalid("tls_client_ca", "needs tls_cert and tls_key"));
+        }
+        let open = self.tokens.is_empty() && self.tokens_file.is_none();
+        let exposed = !self.grpc_addr.ip().is_loopback() || !self.http_addr.ip().is_loopback();
+        if open && exposed && !self.allow_open_api {
             return Err(invalid(
                 "tokens",
-                format!("has an empty token (tenants {:?})", grant.tenants),
+                "are required to serve on a non-loopback address; set tokens_file (or tokens), or allow_open_api = true",
             ));
         }
         Ok(())
+    }
+
+    /// Where OTLP goes, with the CA to trust when one is configured.
+    pub fn otlp_target(&self) -> Result<Option<crate::ops::OtlpTarget>, ConfigError> {
+        let Some(endpoint) = &self.otlp_endpoint else {
+            return Ok(None);
+        };
+        let ca_pem = match &self.otlp_ca {
+            Some(path) => Some(std::fs::read(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?),
+            None => None,
+        };
+        Ok(Some(crate::ops::OtlpTarget {
+            endpoint: endpoint.clone(),
+            ca_pem,
+        }))
+    }
+
+    /// The certificate files, when TLS is on.
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
+    }
+
+    /// Every grant, inline and from `tokens_file`, checked.
+    pub fn grants(&self) -> Result<Vec<CheckedGrant>, ConfigError> {
+        let mut grants = self.tokens.clone();
+        if let Some(path) = &self.tokens_file {
+            grants.extend(read_tokens_file(path)?);
+        }
+        check_grants(&grants)
+    }
+
+    /// `kafka` with `kafka_properties_file` merged over it.
+    pub fn kafka_properties(&self) -> Result<KafkaProperties, ConfigError> {
+        let mut properties = self.kafka.clone();
+        if let Some(path) = &self.kafka_properties_file {
+            properties.extend(
+                KafkaProperties::read_file(path)?
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+        }
+        Ok(properties)
     }
 }
 
@@ -298,7 +370,8 @@ fn check_topic(setting: &'static str, topic: &str) -> Result<(), ConfigError> {
     let legal = topic
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if topic.is_empty() || topic.len() > 249 || !legal {
+    let reserved = topic == "." || topic == "..";
+    if topic.is_empty() || topic.len() > 249 || !legal || reserved {
         return Err(invalid(
             setting,
             format!("{topic:?} is not a legal Kafka topic name"),
@@ -339,17 +412,49 @@ mod tests {
     }
 
     #[test]
+    fn an_open_api_on_a_public_address_is_refused_unless_allowed() {
+        let public = Config {
+            grpc_addr: "0.0.0.0:50051".parse().unwrap(),
+            ..Config::default()
+        };
+        let err = public.validate().unwrap_err().to_string();
+        assert!(err.contains("tokens"), "{err}");
+        assert!(Config {
+            allow_open_api: true,
+            ..public.clone()
+        }
+        .validate()
+        .is_ok());
+        assert!(Config {
+            tokens: vec![TokenGrant::plain("t", &["acme"])],
+            ..public
+        }
+        .validate()
+        .is_ok());
+    }
+
+    #[test]
+    fn dot_topics_are_refused() {
+        for topic in [".", ".."] {
+            let config = Config {
+                topic: topic.into(),
+                ..Config::default()
+            };
+            assert!(config.validate().is_err(), "{topic}");
+        }
+    }
+
+    #[test]
     fn printed_config_hides_secrets() {
         let mut config = Config::default();
         config
             .kafka
             .insert("sasl.password".into(), "hunter2".into());
         config.kafka.insert("sasl.username".into(), "svc".into());
-        config.tokens.push(TokenGrant {
-            token: "t0ps3cret".into(),
-            tenants: vec!["*".into()],
-        });
+        config.tokens.push(TokenGrant::plain("t0ps3cret", &["*"]));
         let text = config.redacted_toml();
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert!(!format!("{config:?}").contains("t0ps3cret"));
         assert!(
             !text.contains("hunter2") && !text.contains("t0ps3cret"),
             "{text}"
@@ -402,7 +507,9 @@ mod tests {
             ),
             (
                 Config {
-                    kafka: BTreeMap::from([("enable.auto.commit".to_owned(), "true".to_owned())]),
+                    kafka: [("enable.auto.commit".to_owned(), "true".to_owned())]
+                        .into_iter()
+                        .collect(),
                     ..Config::default()
                 },
                 "kafka",

@@ -1,0 +1,9 @@
+//! Any bytes as a Kafka message value: decoding must return an event or a rejection, never
+//! panic, overflow the stack or allocate without bound.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|payload: &[u8]| {
+    integration_health::event::fuzz_decode(payload);
+});

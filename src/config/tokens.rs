@@ -1,0 +1,188 @@
+//! Bearer-token grants: inline in the config, or in a `tokens_file` that a Kubernetes Secret can
+//! hold and that is re-read when it changes. A grant names a token by its SHA-256 (preferred)
+//! or, with a warning, in plain text; lists the tenants it may read; and may be an operator's.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{invalid, ConfigError};
+use crate::event::{is_tenant_char, MAX_TENANT_ID_CHARS};
+
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TokenGrant {
+    /// The token itself. Accepted, with a warning at start-up; prefer `token_sha256`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Lowercase hex SHA-256 of the token, e.g. from `printf %s "$TOKEN" | sha256sum`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_sha256: Option<String>,
+    /// Tenant ids this token may read; `"*"` means all.
+    pub tenants: Vec<String>,
+    /// May read what spans tenants: `GetIngestStatus`.
+    #[serde(default)]
+    pub operator: bool,
+}
+
+/// Never shows the token.
+impl std::fmt::Debug for TokenGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenGrant")
+            .field("token", &self.token.as_ref().map(|_| super::secrets::MASK))
+            .field("token_sha256", &self.token_sha256)
+            .field("tenants", &self.tenants)
+            .field("operator", &self.operator)
+            .finish()
+    }
+}
+
+/// A grant with its token reduced to a digest: what the API compares against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedGrant {
+    pub digest: [u8; 32],
+    /// `None`: every tenant.
+    pub tenants: Option<HashSet<String>>,
+    pub operator: bool,
+}
+
+pub fn sha256(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl TokenGrant {
+    /// A grant for a plain token, as tests and examples write it.
+    pub fn plain(token: &str, tenants: &[&str]) -> Self {
+        TokenGrant {
+            token: Some(token.to_owned()),
+            tenants: tenants.iter().map(|t| (*t).to_owned()).collect(),
+            ..TokenGrant::default()
+        }
+    }
+
+    fn digest(&self) -> Result<[u8; 32], ConfigError> {
+        match (&self.token, &self.token_sha256) {
+            (Some(token), None) if !token.trim().is_empty() => Ok(sha256(token)),
+            (None, Some(hex)) => {
+                let bytes = hex::decode(hex.trim()).map_err(|_| {
+                    invalid("tokens", "token_sha256 must be 64 hexadecimal characters")
+                })?;
+                bytes.try_into().map_err(|_| {
+                    invalid("tokens", "token_sha256 must be 64 hexadecimal characters")
+                })
+            }
+            _ => Err(invalid(
+                "tokens",
+                "each grant needs exactly one of token and token_sha256, not empty",
+            )),
+        }
+    }
+
+    fn checked(&self) -> Result<CheckedGrant, ConfigError> {
+        let digest = self.digest()?;
+        if self.tenants.is_empty() {
+            return Err(invalid(
+                "tokens",
+                "a grant must list tenants (\"*\" for all)",
+            ));
+        }
+        if self.tenants.iter().any(|t| t == "*") {
+            return Ok(CheckedGrant {
+                digest,
+                tenants: None,
+                operator: self.operator,
+            });
+        }
+        if let Some(bad) = self.tenants.iter().find(|t| !valid_tenant(t)) {
+            return Err(invalid(
+                "tokens",
+                format!(
+                    "lists {:?}, which is not a tenant id",
+                    crate::event::echo(bad)
+                ),
+            ));
+        }
+        Ok(CheckedGrant {
+            digest,
+            tenants: Some(self.tenants.iter().cloned().collect()),
+            operator: self.operator,
+        })
+    }
+}
+
+fn valid_tenant(tenant: &str) -> bool {
+    !tenant.is_empty() && tenant.len() <= MAX_TENANT_ID_CHARS && tenant.chars().all(is_tenant_char)
+}
+
+/// Checks every grant and refuses a token that appears twice.
+pub fn check_grants(grants: &[TokenGrant]) -> Result<Vec<CheckedGrant>, ConfigError> {
+    let mut seen = HashSet::new();
+    let mut checked = Vec::with_capacity(grants.len());
+    for grant in grants {
+        let grant = grant.checked()?;
+        if !seen.insert(grant.digest) {
+            return Err(invalid("tokens", "the same token is granted twice"));
+        }
+        checked.push(grant);
+    }
+    Ok(checked)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokensFile {
+    #[serde(default)]
+    tokens: Vec<TokenGrant>,
+}
+
+/// The `[[tokens]]` of a tokens file.
+pub fn read_tokens_file(path: &Path) -> Result<Vec<TokenGrant>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let file: TokensFile = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source: Box::new(source),
+    })?;
+    Ok(file.tokens)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashed_and_plain_tokens_reduce_to_the_same_digest() {
+        let hashed = TokenGrant {
+            token_sha256: Some(hex::encode(sha256("s3cret"))),
+            tenants: vec!["acme".into()],
+            ..TokenGrant::default()
+        };
+        let plain = TokenGrant::plain("s3cret", &["acme"]);
+        assert_eq!(hashed.digest().unwrap(), plain.digest().unwrap());
+        assert!(check_grants(&[hashed, plain]).is_err(), "a duplicate token");
+    }
+
+    #[test]
+    fn grants_name_valid_tenants_and_one_token_form() {
+        assert!(check_grants(&[TokenGrant::plain("t", &["has space"])]).is_err());
+        assert!(check_grants(&[TokenGrant::plain("t", &[])]).is_err());
+        assert!(check_grants(&[TokenGrant::plain("  ", &["acme"])]).is_err());
+        let both = TokenGrant {
+            token_sha256: Some("00".repeat(32)),
+            ..TokenGrant::plain("t", &["acme"])
+        };
+        assert!(check_grants(&[both]).is_err());
+        let all = check_grants(&[TokenGrant::plain("t", &["*"])]).unwrap();
+        assert_eq!(all[0].tenants, None);
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_token() {
+        let shown = format!("{:?}", TokenGrant::plain("t0ps3cret", &["acme"]));
+        assert!(!shown.contains("t0ps3cret"), "{shown}");
+    }
+}

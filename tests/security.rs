@@ -1,0 +1,335 @@
+//! TLS, mTLS and credentials as clients meet them: certificates generated here with rcgen, a
+//! good client, a plaintext one, one without a certificate, one with a certificate from another
+//! CA, a certificate rotated while serving, and a tokens file rewritten while serving.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::harness::{ApiOnly, TestService};
+use common::*;
+use integration_health::config::{sha256, TokenGrant};
+use integration_health::proto::{self, integration_health_client::IntegrationHealthClient};
+use integration_health::tls::{ReloadingTls, TlsFiles};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+use tonic::Code;
+
+/// A CA that signs server and client certificates.
+struct Authority {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl Authority {
+    fn new(name: &str) -> Authority {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let key = KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("self-signed");
+        Authority { cert, key }
+    }
+
+    /// (certificate PEM, key PEM) for localhost and 127.0.0.1.
+    fn issue(&self, name: &str) -> (String, String) {
+        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress([127, 0, 0, 1].into()));
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let key = KeyPair::generate().expect("key");
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("signed");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn pem(&self) -> String {
+        self.cert.pem()
+    }
+}
+
+struct Files {
+    _dir: tempfile::TempDir,
+    cert: PathBuf,
+    key: PathBuf,
+    client_ca: PathBuf,
+}
+
+fn write_server_files(
+    dir: &Path,
+    server: &Authority,
+    clients: &Authority,
+) -> (PathBuf, PathBuf, PathBuf) {
+    let (cert, key) = server.issue("integration-health");
+    let paths = (
+        dir.join("tls.crt"),
+        dir.join("tls.key"),
+        dir.join("client-ca.crt"),
+    );
+    std::fs::write(&paths.0, cert).expect("cert");
+    std::fs::write(&paths.1, key).expect("key");
+    std::fs::write(&paths.2, clients.pem()).expect("ca");
+    paths
+}
+
+fn files(server: &Authority, clients: &Authority) -> Files {
+    let dir = tempfile::tempdir().expect("dir");
+    let (cert, key, client_ca) = write_server_files(dir.path(), server, clients);
+    Files {
+        _dir: dir,
+        cert,
+        key,
+        client_ca,
+    }
+}
+
+async fn tls_client(
+    addr: std::net::SocketAddr,
+    trust: &Authority,
+    identity: Option<(String, String)>,
+) -> Result<IntegrationHealthClient<Channel>, tonic::transport::Error> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(trust.pem()))
+        .domain_name("localhost");
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    let channel = Channel::from_shared(format!("https://{addr}"))
+        .expect("uri")
+        .tls_config(tls)?
+        .connect()
+        .await?;
+    Ok(IntegrationHealthClient::new(channel))
+}
+
+async fn answers(
+    client: Result<IntegrationHealthClient<Channel>, tonic::transport::Error>,
+) -> bool {
+    let Ok(mut client) = client else {
+        return false;
+    };
+    client
+        .list_common_errors(proto::ListCommonErrorsRequest::default())
+        .await
+        .is_ok()
+}
+
+async fn serve_mtls(
+    server: &Authority,
+    clients: &Authority,
+) -> (ApiOnly, Files, Arc<ReloadingTls>) {
+    let files = files(server, clients);
+    let tls = ReloadingTls::load(TlsFiles {
+        cert: files.cert.clone(),
+        key: files.key.clone(),
+        client_ca: Some(files.client_ca.clone()),
+    })
+    .expect("tls loads");
+    let served = ApiOnly::start_with(Vec::new(), NOW, Some(tls.clone())).await;
+    (served, files, tls)
+}
+
+#[tokio::test]
+async fn a_client_with_a_certificate_from_the_trusted_ca_is_served() {
+    let (server_ca, client_ca) = (Authority::new("server CA"), Authority::new("client CA"));
+    let (served, _files, _tls) = serve_mtls(&server_ca, &client_ca).await;
+    let identity = client_ca.issue("dashboard");
+    assert!(answers(tls_client(served.addr, &server_ca, Some(identity)).await).await);
+    // The operations endpoints are behind the same TLS.
+    let (status, _) = https_get(served.http_addr, &server_ca, Some(client_ca.issue("probe")));
+    assert_eq!(status, "HTTP/1.1 200 OK");
+}
+
+#[tokio::test]
+async fn a_plaintext_client_is_refused() {
+    let (server_ca, client_ca) = (Authority::new("server CA"), Authority::new("client CA"));
+    let (served, _files, _tls) = serve_mtls(&server_ca, &client_ca).await;
+    let plain = Channel::from_shared(format!("http://{}", served.addr))
+        .expect("uri")
+        .connect()
+        .await;
+    let refused = match plain {
+        Err(_) => true,
+        Ok(channel) => IntegrationHealthClient::new(channel)
+            .list_common_errors(proto::ListCommonErrorsRequest::default())
+            .await
+            .is_err(),
+    };
+    assert!(refused);
+}
+
+#[tokio::test]
+async fn a_client_without_a_certificate_or_with_another_cas_is_refused() {
+    let (server_ca, client_ca) = (Authority::new("server CA"), Authority::new("client CA"));
+    let (served, _files, _tls) = serve_mtls(&server_ca, &client_ca).await;
+    assert!(!answers(tls_client(served.addr, &server_ca, None).await).await);
+    let stranger = Authority::new("another CA").issue("intruder");
+    assert!(!answers(tls_client(served.addr, &server_ca, Some(stranger)).await).await);
+}
+
+#[tokio::test]
+async fn a_rotated_certificate_is_served_without_a_restart() {
+    let (server_ca, client_ca) = (Authority::new("server CA"), Authority::new("client CA"));
+    let (served, files, tls) = serve_mtls(&server_ca, &client_ca).await;
+    let next_ca = Authority::new("next server CA");
+    let dir = files.cert.parent().expect("dir").to_owned();
+    write_server_files(&dir, &next_ca, &client_ca);
+    assert!(
+        tls.reload_if_changed().expect("reloads"),
+        "the change is seen"
+    );
+    let identity = client_ca.issue("dashboard");
+    assert!(answers(tls_client(served.addr, &next_ca, Some(identity.clone())).await).await);
+    assert!(!answers(tls_client(served.addr, &server_ca, Some(identity)).await).await);
+}
+
+#[tokio::test]
+async fn a_half_written_certificate_keeps_the_previous_one_in_force() {
+    let (server_ca, client_ca) = (Authority::new("server CA"), Authority::new("client CA"));
+    let (served, files, tls) = serve_mtls(&server_ca, &client_ca).await;
+    std::fs::write(&files.cert, "-----BEGIN CERTIFICATE-----\ntruncated").expect("write");
+    assert!(tls.reload_if_changed().is_err());
+    let identity = client_ca.issue("dashboard");
+    assert!(answers(tls_client(served.addr, &server_ca, Some(identity)).await).await);
+}
+
+/// `GET /healthz` over TLS by hand; returns the status line and the body.
+fn https_get(
+    addr: std::net::SocketAddr,
+    trust: &Authority,
+    identity: Option<(String, String)>,
+) -> (String, String) {
+    use std::io::{Read, Write};
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = rustls_pemfile::certs(&mut trust.pem().as_bytes())
+        .next()
+        .expect("a cert")
+        .expect("pem");
+    roots.add(ca).expect("root");
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots);
+    let config = match identity {
+        Some((cert, key)) => {
+            let certs = rustls_pemfile::certs(&mut cert.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .expect("certs");
+            let key = rustls_pemfile::private_key(&mut key.as_bytes())
+                .expect("key pem")
+                .expect("a key");
+            builder
+                .with_client_auth_cert(certs, key)
+                .expect("client auth")
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut connection = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
+    let mut socket = std::net::TcpStream::connect(addr).expect("connect");
+    let mut stream = rustls::Stream::new(&mut connection, &mut socket);
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let status = answer.lines().next().unwrap_or_default().to_owned();
+    (status, answer)
+}
+
+fn tokens_file(path: &Path, token: &str) {
+    let text = format!(
+        "[[tokens]]\ntoken_sha256 = \"{}\"\ntenants = [\"acme\"]\n",
+        hex::encode(sha256(token))
+    );
+    std::fs::write(path, text).expect("tokens file");
+}
+
+fn overview_with(token: &str) -> tonic::Request<proto::GetOverviewRequest> {
+    let mut request = tonic::Request::new(proto::GetOverviewRequest {
+        tenant_id: "acme".into(),
+        ..Default::default()
+    });
+    let value = format!("Bearer {token}").parse().expect("header");
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewritten_tokens_file_takes_effect_while_serving() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("tokens.toml");
+    tokens_file(&path, "first-token");
+    let (_kafka, bootstrap) = kafka_with_topic("secured", 1);
+    let mut config = test_config(&bootstrap, "secured", "secured");
+    config.tokens_file = Some(path.clone());
+    config.tokens = vec![TokenGrant::plain("inline", &["*"])];
+    let running = TestService::start_at(&config, NOW).await;
+    let mut api = running.api.clone();
+    assert!(api.get_overview(overview_with("first-token")).await.is_ok());
+    assert!(api.get_overview(overview_with("inline")).await.is_ok());
+
+    tokens_file(&path, "second-token");
+    wait_until("the new token is accepted", Duration::from_secs(10), || {
+        let mut api = api.clone();
+        async move {
+            api.get_overview(overview_with("second-token"))
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    let old = api
+        .get_overview(overview_with("first-token"))
+        .await
+        .unwrap_err();
+    assert_eq!(old.code(), Code::Unauthenticated);
+
+    std::fs::write(&path, "[[tokens]]\ntoken_sha256 = \"not hex\"\n").expect("broken file");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(
+        api.get_overview(overview_with("second-token"))
+            .await
+            .is_ok(),
+        "a broken file leaves the tokens in force"
+    );
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_query_client_speaks_mtls() {
+    let (server_ca, client_ca) = (Authority::new("server CA"), Authority::new("client CA"));
+    let (served, files, _tls) = serve_mtls(&server_ca, &client_ca).await;
+    let dir = files.cert.parent().expect("dir").to_owned();
+    let (cert, key) = client_ca.issue("cli");
+    let ca_path = dir.join("server-ca.crt");
+    std::fs::write(&ca_path, server_ca.pem()).expect("ca");
+    std::fs::write(dir.join("client.crt"), cert).expect("cert");
+    std::fs::write(dir.join("client.key"), key).expect("key");
+    let addr = format!("https://localhost:{}", served.addr.port());
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_integration-health"))
+            .args(["query", "--json", "--addr", &addr, "--tls-ca"])
+            .arg(&ca_path)
+            .arg("--tls-cert")
+            .arg(dir.join("client.crt"))
+            .arg("--tls-key")
+            .arg(dir.join("client.key"))
+            .args(["catalog", "--code", "503"])
+            .output()
+            .expect("runs")
+    })
+    .await
+    .expect("joined");
+    assert!(succeeded(&output).contains("Service Unavailable"));
+}
