@@ -577,3 +577,20 @@ async fn ingest_status_needs_an_operator_token() {
         .await
         .is_ok());
 }
+
+#[tokio::test]
+async fn a_caller_over_its_rate_is_told_to_slow_down() {
+    let limits = integration_health::api::ApiLimits {
+        rate_per_caller: std::num::NonZeroU32::new(2),
+        ..Default::default()
+    };
+    let served = ApiOnly::start_limited(limits, NOW).await;
+    let mut api = served.api.clone();
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        let answer = api.get_overview(overview("acme")).await;
+        codes.push(answer.map_or_else(|s| s.code(), |_| Code::Ok));
+    }
+    assert_eq!(&codes[..2], [Code::Ok, Code::Ok]);
+    assert!(codes.contains(&Code::ResourceExhausted), "{codes:?}");
+}

@@ -138,3 +138,49 @@ async fn spans_and_metrics_reach_an_otlp_collector() {
     serving.abort();
     drop(kafka);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_reach_an_https_collector_trusting_the_configured_ca() {
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let server_key = rcgen::KeyPair::generate().expect("key");
+    let server = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("params")
+        .signed_by(&server_key, &ca, &ca_key)
+        .expect("signed");
+    let identity = tonic::transport::Identity::from_pem(server.pem(), server_key.serialize_pem());
+
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let serving = tokio::spawn(
+        tonic::transport::Server::builder()
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .expect("tls")
+            .add_service(MetricsServiceServer::new(collector.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let target = ops::OtlpTarget {
+        endpoint: format!("https://localhost:{port}"),
+        ca_pem: Some(ca.pem().into_bytes()),
+    };
+    let read_state: ops::ReadState = Arc::new(ops::StateReading::default);
+    let provider =
+        ops::export_metrics(&target, read_state, Duration::from_millis(200)).expect("exporter");
+    wait_until("metrics over TLS", Duration::from_secs(20), || {
+        let metrics = collector.metrics.clone();
+        async move {
+            metrics
+                .lock()
+                .iter()
+                .any(|m| m == "integration_health.events.accepted")
+        }
+    })
+    .await;
+    let _ = provider.shutdown();
+    serving.abort();
+}

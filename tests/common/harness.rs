@@ -67,11 +67,25 @@ impl ApiOnly {
         Self::start_with(tokens, now_ms, None).await
     }
 
+    /// Like `start`, with these limits.
+    pub async fn start_limited(limits: ApiLimits, now_ms: i64) -> ApiOnly {
+        Self::serve(Vec::new(), now_ms, None, limits).await
+    }
+
     /// Like `start`, over TLS when `tls` is given (the client here is then not connected).
     pub async fn start_with(
         tokens: Vec<TokenGrant>,
         now_ms: i64,
         tls: Option<Arc<ReloadingTls>>,
+    ) -> ApiOnly {
+        Self::serve(tokens, now_ms, tls, ApiLimits::default()).await
+    }
+
+    async fn serve(
+        tokens: Vec<TokenGrant>,
+        now_ms: i64,
+        tls: Option<Arc<ReloadingTls>>,
+        limits: ApiLimits,
     ) -> ApiOnly {
         let store = Arc::new(Store::new(StoreLimits::default()));
         let clock: SharedClock = Arc::new(ManualClock::new(now_ms));
@@ -89,7 +103,7 @@ impl ApiOnly {
                 clock,
                 metrics: Arc::new(Metrics::new()),
                 auth,
-                limits: ApiLimits::default(),
+                limits,
                 reflection: true,
                 tls: tls.clone(),
             },
