@@ -20,7 +20,7 @@ use crate::ingest::{self, IngestConfig, IngestError, IngestHandle, IngestProgres
 use crate::ops::{self, CheckReady, HttpState, Metrics, PartitionGauge, ReadState, StateReading};
 use crate::proto::integration_health_server::IntegrationHealthServer;
 use crate::query::QueryEngine;
-use crate::snapshot::SnapshotError;
+use crate::snapshot::{SnapshotError, Snapshots};
 use crate::store::Store;
 use crate::tls::{self, ReloadingTls, TlsError};
 
@@ -109,16 +109,20 @@ impl RunningService {
     }
 }
 
-pub fn ingest_config(config: &Config) -> Result<IngestConfig, ConfigError> {
+pub fn ingest_config(
+    config: &Config,
+    snapshots: Option<Snapshots>,
+) -> Result<IngestConfig, ServerError> {
     Ok(IngestConfig {
         brokers: config.brokers.clone(),
         topic: config.topic.clone(),
         group: config.group.clone(),
+        instance_id: config.instance_id.clone(),
         dlq_topic: config.dlq_topic(),
         max_future_ms: config.max_future_ms(),
         max_message_bytes: config.max_message_bytes,
         kafka: config.kafka_properties()?,
-        state_dir: config.state_dir.clone(),
+        snapshots,
         snapshot_interval: Duration::from_millis(config.snapshot_interval_ms),
     })
 }
@@ -177,8 +181,9 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<RunningService, ServerError> {
     config.validate()?;
-    if let Some(dir) = &config.state_dir {
-        ingest::check_state_dir(dir)?;
+    let snapshots = config.snapshots()?;
+    if let Some(snapshots) = &snapshots {
+        ingest::check_snapshots(snapshots)?;
     }
     let grpc_bind = |source| ServerError::GrpcBind {
         addr: config.grpc_addr,
@@ -195,7 +200,7 @@ pub async fn start(
     let progress = Arc::new(IngestProgress::default());
     let metrics = Arc::new(Metrics::new());
     let ingest = ingest::start(
-        ingest_config(config)?,
+        ingest_config(config, snapshots)?,
         IngestShared {
             store: store.clone(),
             progress: progress.clone(),

@@ -22,25 +22,6 @@ async fn start(bootstrap: &str, topic: &str, group: &str, state_dir: &Path) -> T
     TestService::start_at(&config, NOW).await
 }
 
-/// Waits until the instances together have applied `total` messages and own every partition once.
-async fn wait_consumed(apis: &[IntegrationHealthClient<Channel>], total: u64, partitions: i32) {
-    wait_until("instances caught up", Duration::from_secs(90), || {
-        let mut apis = apis.to_vec();
-        async move {
-            let mut sum = 0;
-            let mut owned = Vec::new();
-            for api in apis.iter_mut() {
-                let s = ingest_status(api).await;
-                sum += seen(&s);
-                owned.extend(s.partitions.iter().map(|p| p.partition));
-            }
-            owned.sort_unstable();
-            sum == total && owned == (0..partitions).collect::<Vec<_>>()
-        }
-    })
-    .await;
-}
-
 /// Waits until every owned partition has a durable snapshot at its current offset.
 async fn wait_snapshotted(api: &mut IntegrationHealthClient<Channel>) {
     wait_until("snapshots caught up", Duration::from_secs(30), || {

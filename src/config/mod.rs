@@ -39,7 +39,7 @@ pub(crate) fn invalid(setting: &'static str, problem: impl Into<String>) -> Conf
 mod secrets;
 mod tokens;
 
-pub use secrets::{is_secret, KafkaProperties};
+pub use secrets::{is_secret, KafkaProperties, ObjectStoreOptions};
 pub use tokens::{check_grants, read_tokens_file, sha256, CheckedGrant, TokenGrant};
 
 pub use crate::ops::LogFormat;
@@ -50,6 +50,8 @@ pub struct Config {
     pub brokers: String,
     pub topic: String,
     pub group: String,
+    /// Static group membership (`group.instance.id`), e.g. the pod name in a StatefulSet.
+    pub instance_id: Option<String>,
     /// Dead-letter topic; default `<topic>.dlq`.
     pub dlq_topic: Option<String>,
     pub grpc_addr: SocketAddr,
@@ -61,8 +63,15 @@ pub struct Config {
     pub otlp_endpoint: Option<String>,
     /// How long a graceful stop (final snapshot, commit, leave the group) may take.
     pub shutdown_grace_ms: u64,
-    /// Where snapshots live. Without it, state lives only in memory.
+    /// Where snapshots live. Without it (and without `state_url`), state lives only in memory.
     pub state_dir: Option<PathBuf>,
+    /// Snapshots in object storage: `s3://bucket/prefix`, `gs://…`, `az://…` or `file:///path`.
+    /// Replaces `state_dir`; replicas on different machines hand partitions over through it.
+    pub state_url: Option<String>,
+    /// Object-store settings (credentials, endpoint): the binary fills them from the standard
+    /// `AWS_*`, `GOOGLE_*` and `AZURE_*` variables. Never written out.
+    #[serde(skip)]
+    pub object_store_options: ObjectStoreOptions,
     pub snapshot_interval_ms: u64,
     /// How often buckets past retention and past the minute window are dropped.
     pub eviction_interval_ms: u64,
@@ -112,6 +121,7 @@ impl Default for Config {
             brokers: "localhost:9092".into(),
             topic: "integration-events".into(),
             group: "integration-health".into(),
+            instance_id: None,
             dlq_topic: None,
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
@@ -119,6 +129,8 @@ impl Default for Config {
             shutdown_grace_ms: 10_000,
             otlp_endpoint: None,
             state_dir: None,
+            state_url: None,
+            object_store_options: ObjectStoreOptions::default(),
             snapshot_interval_ms: 5_000,
             eviction_interval_ms: 60_000,
             max_concurrent_queries: 8,
@@ -149,9 +161,10 @@ impl Default for Config {
 }
 
 /// librdkafka properties the service sets itself; overriding them would break its guarantees.
-const MANAGED_KAFKA_PROPERTIES: [&str; 5] = [
+const MANAGED_KAFKA_PROPERTIES: [&str; 6] = [
     "bootstrap.servers",
     "group.id",
+    "group.instance.id",
     "enable.auto.commit",
     "enable.auto.offset.store",
     "auto.offset.reset",
@@ -252,6 +265,13 @@ impl Config {
         if self.ready_max_lag < 0 {
             return Err(invalid("ready_max_lag", "must not be negative"));
         }
+        if self
+            .instance_id
+            .as_ref()
+            .is_some_and(|id| id.is_empty() || id.len() > 249)
+        {
+            return Err(invalid("instance_id", "must be 1..249 characters"));
+        }
         if !(100..=600_000).contains(&self.shutdown_grace_ms) {
             return Err(invalid(
                 "shutdown_grace_ms",
@@ -298,6 +318,9 @@ impl Config {
                 format!("may not set `{key}`: the service manages it (use brokers/group settings instead)"),
             ));
         }
+        if self.state_url.is_some() && self.state_dir.is_some() {
+            return Err(invalid("state_url", "replaces state_dir; set only one"));
+        }
         self.grants()?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(invalid("tls_cert", "and tls_key must be set together"));
@@ -332,6 +355,21 @@ impl Config {
             endpoint: endpoint.clone(),
             ca_pem,
         }))
+    }
+
+    /// Where snapshots go: the object store of `state_url`, the directory `state_dir`, or none.
+    pub fn snapshots(
+        &self,
+    ) -> Result<Option<crate::snapshot::Snapshots>, crate::snapshot::SnapshotError> {
+        use crate::snapshot::{SnapshotFiles, SnapshotObjects, Snapshots};
+        Ok(match (&self.state_url, &self.state_dir) {
+            (Some(url), _) => Some(Snapshots::Objects(SnapshotObjects::open(
+                url,
+                self.object_store_options.iter(),
+            )?)),
+            (None, Some(dir)) => Some(Snapshots::Files(SnapshotFiles::new(dir))),
+            (None, None) => None,
+        })
     }
 
     /// The certificate files, when TLS is on.

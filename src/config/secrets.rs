@@ -155,3 +155,19 @@ mod tests {
         assert!(KafkaProperties::read_file(&path).is_err());
     }
 }
+
+/// Object-store settings, which hold credentials: `Debug` shows only their names.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ObjectStoreOptions(pub BTreeMap<String, String>);
+
+impl ObjectStoreOptions {
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter()
+    }
+}
+
+impl std::fmt::Debug for ObjectStoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}

@@ -14,7 +14,6 @@ mod progress;
 mod snapshots;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -42,7 +41,7 @@ use snapshots::{SnapshotSchedule, Written};
 use crate::clock::SharedClock;
 use crate::config::KafkaProperties;
 use crate::ops::Metrics;
-use crate::snapshot::{SnapshotError, SnapshotFiles};
+use crate::snapshot::{SnapshotError, Snapshots};
 use crate::store::{PartitionKey, Store};
 
 #[derive(Debug, Error)]
@@ -60,6 +59,9 @@ pub struct IngestConfig {
     pub brokers: String,
     pub topic: String,
     pub group: String,
+    /// `group.instance.id`: static membership, so a restarted instance takes its partitions
+    /// straight back instead of waiting for a group-wide rebalance.
+    pub instance_id: Option<String>,
     pub dlq_topic: String,
     pub max_future_ms: i64,
     /// Larger messages are rejected as `too_large`.
@@ -67,7 +69,7 @@ pub struct IngestConfig {
     /// librdkafka properties passed through to both consumer and DLQ producer.
     pub kafka: KafkaProperties,
     /// Where snapshots live; `None` keeps state in memory only.
-    pub state_dir: Option<PathBuf>,
+    pub snapshots: Option<Snapshots>,
     pub snapshot_interval: Duration,
 }
 
@@ -117,9 +119,9 @@ pub fn start(
     let (commands, inbox) = sync_channel::<Command>(16);
     let dead_letters = DeadLetters::new(&config, metrics.clone())?;
     let commits: PendingCommits = Arc::new(Mutex::new(Vec::new()));
-    let snapshots = match &config.state_dir {
-        Some(dir) => Some(SnapshotSchedule::start(
-            SnapshotFiles::new(dir),
+    let snapshots = match &config.snapshots {
+        Some(target) => Some(SnapshotSchedule::start(
+            target.clone(),
             config.snapshot_interval,
             Written {
                 progress: progress.clone(),
@@ -173,6 +175,7 @@ pub(crate) fn client_config(config: &IngestConfig, defaults: &[(&str, &str)]) ->
     client
 }
 
-pub fn check_state_dir(dir: &std::path::Path) -> Result<(), SnapshotError> {
-    SnapshotFiles::new(dir).check_versions()
+/// Refuses to start on snapshots this build cannot read.
+pub fn check_snapshots(snapshots: &Snapshots) -> Result<(), SnapshotError> {
+    snapshots.check_versions()
 }

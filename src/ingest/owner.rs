@@ -97,7 +97,7 @@ impl Owner {
                     .unwrap_or_else(|| self.fresh()),
             );
         };
-        match snapshots.files.load_newest(key, self.store.limits()) {
+        match snapshots.target.load_newest(key, self.store.limits()) {
             Ok(Some((state, file))) => {
                 info!(topic = %key.topic, partition = key.partition, next_offset = file.next_offset, "restored snapshot");
                 Some(Arc::new(RwLock::new(state)))

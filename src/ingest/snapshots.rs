@@ -15,7 +15,7 @@ use super::progress::{IngestProgress, SnapshotStatus};
 use super::IngestError;
 use crate::clock::SharedClock;
 use crate::ops::Metrics;
-use crate::snapshot::{self, SnapshotFiles};
+use crate::snapshot::{self, Snapshots};
 use crate::store::{PartitionKey, SharedPartition};
 
 struct WriteJob {
@@ -34,7 +34,7 @@ struct WriteBatch {
 /// Decides when snapshots are due, encodes them on the owner thread (the only pause ingest
 /// sees) and hands the bytes to a writer thread for the file work.
 pub struct SnapshotSchedule {
-    pub files: SnapshotFiles,
+    pub target: Snapshots,
     interval: Duration,
     /// `None` once `finish` has closed the channel.
     writer: Option<SyncSender<WriteBatch>>,
@@ -45,18 +45,18 @@ pub struct SnapshotSchedule {
 
 impl SnapshotSchedule {
     pub fn start(
-        files: SnapshotFiles,
+        target: Snapshots,
         interval: Duration,
         written: Written,
     ) -> Result<Self, IngestError> {
         let (writer, jobs) = sync_channel::<WriteBatch>(4);
-        let thread_files = files.clone();
+        let thread_target = target.clone();
         let thread = std::thread::Builder::new()
             .name("ih-snapshots".into())
-            .spawn(move || write_snapshots(thread_files, jobs, written))
+            .spawn(move || write_snapshots(thread_target, jobs, written))
             .map_err(IngestError::Thread)?;
         Ok(SnapshotSchedule {
-            files,
+            target,
             interval,
             writer: Some(writer),
             thread: Some(thread),
@@ -148,7 +148,7 @@ pub struct Written {
     pub metrics: Arc<Metrics>,
 }
 
-fn write_snapshots(store: SnapshotFiles, batches: Receiver<WriteBatch>, written: Written) {
+fn write_snapshots(store: Snapshots, batches: Receiver<WriteBatch>, written: Written) {
     let Written {
         progress,
         clock,

@@ -74,6 +74,15 @@ impl SnapshotFiles {
         next_offset: i64,
         image: &[u8],
     ) -> Result<SnapshotFile, SnapshotError> {
+        if let Some(newest) = self.list(key)?.into_iter().next() {
+            if newest.next_offset > next_offset {
+                return Err(SnapshotError::Fenced {
+                    partition: format!("{}[{}]", key.topic, key.partition),
+                    newest: newest.next_offset,
+                    attempted: next_offset,
+                });
+            }
+        }
         let dir = self.partition_dir(key);
         private_dirs(&self.root, &dir)?;
         let path = dir.join(format!("{next_offset:020}.snap"));
@@ -87,32 +96,6 @@ impl SnapshotFiles {
         sync_dir(&dir)?;
         self.prune(key)?;
         Ok(SnapshotFile { path, next_offset })
-    }
-
-    /// Writes several partitions' snapshots at once, a thread each (they live in separate
-    /// directories). Results come back in input order.
-    pub fn write_many(
-        &self,
-        jobs: &[(&PartitionKey, i64, &[u8])],
-    ) -> Vec<Result<SnapshotFile, SnapshotError>> {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = jobs
-                .iter()
-                .map(|(key, next_offset, image)| {
-                    scope.spawn(move || self.write(key, *next_offset, image))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|handle| {
-                    handle.join().unwrap_or_else(|_| {
-                        Err(SnapshotError::Encode(
-                            "snapshot writer thread panicked".into(),
-                        ))
-                    })
-                })
-                .collect()
-        })
     }
 
     fn prune(&self, key: &PartitionKey) -> Result<(), SnapshotError> {

@@ -302,3 +302,22 @@ pub async fn default_overview(
     .expect("overview")
     .into_inner()
 }
+
+/// Waits until the instances together have applied `total` messages and own every partition once.
+pub async fn wait_consumed(apis: &[IntegrationHealthClient<Channel>], total: u64, partitions: i32) {
+    wait_until("instances caught up", Duration::from_secs(90), || {
+        let mut apis = apis.to_vec();
+        async move {
+            let mut sum = 0;
+            let mut owned = Vec::new();
+            for api in apis.iter_mut() {
+                let s = ingest_status(api).await;
+                sum += seen(&s);
+                owned.extend(s.partitions.iter().map(|p| p.partition));
+            }
+            owned.sort_unstable();
+            sum == total && owned == (0..partitions).collect::<Vec<_>>()
+        }
+    })
+    .await;
+}

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use integration_health::config::{Config, LogFormat};
+use integration_health::config::{Config, LogFormat, ObjectStoreOptions};
 
 use crate::bench::Volume;
 
@@ -113,6 +113,9 @@ pub struct ServeArgs {
     pub topic: Option<String>,
     #[arg(long, env = "IH_GROUP")]
     pub group: Option<String>,
+    /// Static group membership: a stable name per instance (the pod name in a StatefulSet).
+    #[arg(long, env = "IH_INSTANCE_ID")]
+    pub instance_id: Option<String>,
     #[arg(long, env = "IH_GRPC_ADDR")]
     pub grpc_addr: Option<SocketAddr>,
     /// Address for /metrics, /healthz and /readyz.
@@ -121,6 +124,10 @@ pub struct ServeArgs {
     /// Directory for snapshots (a persistent volume in production).
     #[arg(long, env = "IH_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Snapshots in object storage: s3://bucket/prefix, gs://…, az://… or file:///path. S3
+    /// reads the standard AWS_* variables (AWS_ENDPOINT_URL, AWS_ALLOW_HTTP, ...).
+    #[arg(long, env = "IH_STATE_URL")]
+    pub state_url: Option<String>,
     #[arg(long, env = "IH_SNAPSHOT_INTERVAL_MS")]
     pub snapshot_interval_ms: Option<u64>,
     /// A librdkafka property, `key=value`; repeatable (SASL, SSL, timeouts ...). The variable
@@ -167,6 +174,9 @@ impl ServeArgs {
         if let Some(group) = self.group {
             config.group = group;
         }
+        if let Some(instance) = self.instance_id {
+            config.instance_id = Some(instance);
+        }
         if let Some(addr) = self.grpc_addr {
             config.grpc_addr = addr;
         }
@@ -179,6 +189,10 @@ impl ServeArgs {
         if let Some(dir) = self.state_dir {
             config.state_dir = Some(dir);
         }
+        if let Some(url) = self.state_url {
+            config.state_url = Some(url);
+        }
+        config.object_store_options = object_store_environment();
         if let Some(interval) = self.snapshot_interval_ms {
             config.snapshot_interval_ms = interval;
         }
@@ -215,4 +229,19 @@ impl ServeArgs {
         config.validate()?;
         Ok(config)
     }
+}
+
+/// The object-store settings of the environment, as the cloud SDKs read them: every `AWS_*`,
+/// `GOOGLE_*` and `AZURE_*` variable, lowercased (`AWS_ENDPOINT_URL` → `aws_endpoint_url`).
+fn object_store_environment() -> ObjectStoreOptions {
+    ObjectStoreOptions(
+        std::env::vars()
+            .filter(|(key, _)| {
+                ["AWS_", "GOOGLE_", "AZURE_"]
+                    .iter()
+                    .any(|prefix| key.starts_with(prefix))
+            })
+            .map(|(key, value)| (key.to_ascii_lowercase(), value))
+            .collect(),
+    )
 }

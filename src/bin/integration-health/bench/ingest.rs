@@ -11,7 +11,7 @@ use integration_health::clock::ManualClock;
 use integration_health::event::{decode, DecodeLimits};
 use integration_health::ops::resident_memory_bytes;
 use integration_health::query::{Granularity, ListFailuresRequest, QueryEngine, TypeFilter};
-use integration_health::snapshot::{self, SnapshotFiles};
+use integration_health::snapshot::{self, SnapshotFiles, Snapshots};
 use integration_health::store::{
     PartitionKey, PartitionState, Store, StoreLimits, DAY_MS, MINUTE_MS,
 };
@@ -266,7 +266,7 @@ fn finish_report(
     // Measured before snapshot images come and go, so it reflects the counted state.
     let rss_bytes = resident_memory_bytes();
     let state_dir = tempfile_dir()?;
-    let snapshots = SnapshotFiles::new(&state_dir);
+    let snapshots = Snapshots::Files(SnapshotFiles::new(&state_dir));
     let store = Store::new(limits);
     let keys: Vec<PartitionKey> = (0..states.len())
         .map(|p| PartitionKey::new("bench", p as i32))

@@ -1,0 +1,303 @@
+//! Snapshots in object storage (S3, GCS, Azure Blob, or `file://`), so a partition can move to a
+//! replica on another machine. Layout and naming match the local directory:
+//! `<prefix>/<topic>/<partition>/<next_offset, 20 digits>.snap`, one object per snapshot,
+//! written with a single PUT (atomic on every backend). Fencing: a writer refuses to add a
+//! snapshot below the newest one present, and restore always takes the highest valid offset,
+//! so an owner that lost a partition can never roll it back.
+
+use std::sync::Arc;
+
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, PutPayload};
+use tokio_stream::StreamExt;
+use tracing::{error, warn};
+
+use super::format::{check_header, decode, HEADER_LEN};
+use super::{SnapshotError, SnapshotFile, SNAPSHOTS_KEPT};
+use crate::store::{PartitionKey, PartitionState, StoreLimits};
+
+/// A bucket (or other object store) and the prefix the snapshots live under.
+#[derive(Clone)]
+pub struct SnapshotObjects {
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    /// Object stores are async; this runtime runs their calls for the sync callers (the owner
+    /// and the snapshot writer threads).
+    runtime: Arc<IoRuntime>,
+}
+
+/// A runtime that may be dropped anywhere, async contexts included: it shuts down in the
+/// background instead of blocking.
+struct IoRuntime(Option<tokio::runtime::Runtime>);
+
+impl IoRuntime {
+    fn handle(&self) -> tokio::runtime::Handle {
+        match &self.0 {
+            Some(runtime) => runtime.handle().clone(),
+            None => unreachable!("the runtime is only taken when dropped"),
+        }
+    }
+}
+
+impl Drop for IoRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl std::fmt::Debug for SnapshotObjects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SnapshotObjects({} under {})", self.store, self.prefix)
+    }
+}
+
+fn object_error(location: &str) -> impl FnOnce(object_store::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::Object {
+        location: location.to_owned(),
+        source: Box::new(source),
+    }
+}
+
+impl SnapshotObjects {
+    /// Opens `url` (`s3://bucket/prefix`, `gs://…`, `az://…`, `file:///path`) with the given
+    /// backend options (e.g. `aws_endpoint_url`, `aws_access_key_id`, `aws_allow_http`).
+    pub fn open<'a>(
+        url: &str,
+        options: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> Result<SnapshotObjects, SnapshotError> {
+        let bad = |problem: String| SnapshotError::Url {
+            url: url.to_owned(),
+            problem,
+        };
+        let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+        let (store, prefix) = object_store::parse_url_opts(
+            &parsed,
+            options.into_iter().map(|(k, v)| (k.as_str(), v.clone())),
+        )
+        .map_err(|e| bad(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("ih-objects")
+            .enable_all()
+            .build()
+            .map_err(|e| bad(format!("cannot start its I/O runtime: {e}")))?;
+        Ok(SnapshotObjects {
+            store: Arc::from(store),
+            prefix,
+            runtime: Arc::new(IoRuntime(Some(runtime))),
+        })
+    }
+
+    fn partition_prefix(&self, key: &PartitionKey) -> ObjectPath {
+        self.prefix
+            .child(key.topic.as_ref())
+            .child(key.partition.to_string())
+    }
+
+    /// Runs `work` to completion, from a plain thread or from inside another runtime.
+    fn run<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        let handle = self.runtime.handle();
+        match tokio::runtime::Handle::try_current() {
+            Err(_) => handle.block_on(work),
+            // `block_on` may not nest inside a runtime; a scoped thread may.
+            Ok(_) => std::thread::scope(|scope| {
+                scope
+                    .spawn(move || handle.block_on(work))
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }),
+        }
+    }
+
+    /// The partition's snapshots, newest first.
+    pub fn list(&self, key: &PartitionKey) -> Result<Vec<SnapshotFile>, SnapshotError> {
+        let prefix = self.partition_prefix(key);
+        let store = self.store.clone();
+        let location = prefix.to_string();
+        let objects = self.run(async move {
+            let mut listing = store.list(Some(&prefix));
+            let mut found = Vec::new();
+            while let Some(meta) = listing.next().await {
+                found.push(meta?.location);
+            }
+            Ok::<_, object_store::Error>(found)
+        });
+        let mut files: Vec<SnapshotFile> = objects
+            .map_err(object_error(&location))?
+            .into_iter()
+            .filter_map(|path| {
+                let name = path.filename()?;
+                let next_offset = name.strip_suffix(".snap")?.parse().ok()?;
+                Some(SnapshotFile {
+                    path: path.to_string().into(),
+                    next_offset,
+                })
+            })
+            .collect();
+        files.sort_by_key(|f| std::cmp::Reverse(f.next_offset));
+        Ok(files)
+    }
+
+    fn get(&self, location: &str) -> Result<Vec<u8>, SnapshotError> {
+        let store = self.store.clone();
+        let path = ObjectPath::from(location);
+        self.run(async move { store.get(&path).await?.bytes().await })
+            .map(|bytes| bytes.to_vec())
+            .map_err(object_error(location))
+    }
+
+    /// Writes one snapshot, unless a newer one is already there (fenced), then prunes all but
+    /// the newest `SNAPSHOTS_KEPT`.
+    pub fn write(
+        &self,
+        key: &PartitionKey,
+        next_offset: i64,
+        image: &[u8],
+    ) -> Result<SnapshotFile, SnapshotError> {
+        let existing = self.list(key)?;
+        if let Some(newest) = existing.first() {
+            if newest.next_offset > next_offset {
+                return Err(SnapshotError::Fenced {
+                    partition: format!("{}[{}]", key.topic, key.partition),
+                    newest: newest.next_offset,
+                    attempted: next_offset,
+                });
+            }
+            if newest.next_offset == next_offset {
+                return Ok(newest.clone());
+            }
+        }
+        let path = self
+            .partition_prefix(key)
+            .child(format!("{next_offset:020}.snap"));
+        let location = path.to_string();
+        let store = self.store.clone();
+        let payload = PutPayload::from(image.to_vec());
+        let put_path = path.clone();
+        self.run(async move { store.put(&put_path, payload).await })
+            .map_err(object_error(&location))?;
+        let written = SnapshotFile {
+            path: location.into(),
+            next_offset,
+        };
+        let stale: Vec<SnapshotFile> = std::iter::once(written.clone())
+            .chain(existing)
+            .skip(SNAPSHOTS_KEPT)
+            .collect();
+        for old in stale {
+            let store = self.store.clone();
+            let old_path = ObjectPath::from(old.path.to_string_lossy().as_ref());
+            if let Err(err) = self.run(async move { store.delete(&old_path).await }) {
+                warn!(error = %err, "old snapshot not deleted; it is pruned on the next write");
+            }
+        }
+        Ok(written)
+    }
+
+    /// Loads the newest snapshot that decodes, as the local directory does.
+    pub fn load_newest(
+        &self,
+        key: &PartitionKey,
+        limits: &StoreLimits,
+    ) -> Result<Option<(PartitionState, SnapshotFile)>, SnapshotError> {
+        for file in self.list(key)? {
+            let location = file.path.to_string_lossy().into_owned();
+            let image = match self.get(&location) {
+                Ok(image) => image,
+                Err(err) => {
+                    error!(error = %err, "snapshot unreadable; trying the previous one");
+                    continue;
+                }
+            };
+            match decode(&file.path, &image, limits) {
+                Ok(state) if state.next_offset == Some(file.next_offset) => {
+                    return Ok(Some((state, file)))
+                }
+                Ok(_) => {
+                    error!(%location, "snapshot offset does not match its name; trying the previous one")
+                }
+                Err(err @ SnapshotError::UnsupportedVersion { .. }) => return Err(err),
+                Err(err) => error!(error = %err, "snapshot damaged; trying the previous one"),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Checks the format version of every snapshot under the prefix, reading only headers.
+    pub fn check_versions(&self) -> Result<(), SnapshotError> {
+        let store = self.store.clone();
+        let prefix = self.prefix.clone();
+        let location = prefix.to_string();
+        let headers = self.run(async move {
+            let mut listing = store.list(Some(&prefix));
+            let mut headers = Vec::new();
+            while let Some(meta) = listing.next().await {
+                let meta = meta?;
+                if !meta.location.as_ref().ends_with(".snap") || meta.size < HEADER_LEN as u64 {
+                    continue;
+                }
+                let header = store
+                    .get_range(&meta.location, 0..HEADER_LEN as u64)
+                    .await?;
+                headers.push((meta.location.to_string(), header.to_vec()));
+            }
+            Ok::<_, object_store::Error>(headers)
+        });
+        for (name, header) in headers.map_err(object_error(&location))? {
+            if let Err(err @ SnapshotError::UnsupportedVersion { .. }) =
+                check_header(std::path::Path::new(&name), &header)
+            {
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::encode;
+
+    fn state_at(offset: i64) -> PartitionState {
+        let mut state = PartitionState::new(&StoreLimits::default());
+        state.next_offset = Some(offset);
+        state
+    }
+
+    #[test]
+    fn a_stale_writer_cannot_replace_a_newer_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let objects = SnapshotObjects::open(&url, std::iter::empty()).unwrap();
+        let key = PartitionKey::new("events", 0);
+        for offset in [100, 200, 300] {
+            objects
+                .write(&key, offset, &encode(&state_at(offset)).unwrap())
+                .unwrap();
+        }
+        let stale = objects.write(&key, 150, &encode(&state_at(150)).unwrap());
+        assert!(
+            matches!(stale, Err(SnapshotError::Fenced { newest: 300, .. })),
+            "{stale:?}"
+        );
+        let offsets: Vec<i64> = objects
+            .list(&key)
+            .unwrap()
+            .iter()
+            .map(|f| f.next_offset)
+            .collect();
+        assert_eq!(offsets, [300, 200], "newest two kept");
+        let (state, _) = objects
+            .load_newest(&key, &StoreLimits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(state.next_offset, Some(300));
+        objects.check_versions().unwrap();
+    }
+}

@@ -1,0 +1,204 @@
+//! Snapshots in object storage, against a real S3-API server (moto's, from PyPI, installed into
+//! `target/test-venv` on first use): replicas of the built binary share nothing but Kafka and a
+//! bucket. A replica killed with SIGKILL hands its partitions to the others through the bucket,
+//! a replacement on an empty disk takes partitions back, and every count stays exact.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::*;
+use integration_health::clock::{Clock, SystemClock};
+
+const BIN: &str = env!("CARGO_BIN_EXE_integration-health");
+const TOPIC: &str = "bucketed";
+const BUCKET: &str = "ih-state";
+const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
+
+/// A child process, killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// moto's server, installed into the test venv if it is not there yet.
+fn moto_server() -> PathBuf {
+    static INSTALL: Mutex<()> = Mutex::new(());
+    let _once = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv");
+    let server = venv.join("bin/moto_server");
+    if server.exists() {
+        return server;
+    }
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .expect("python3 runs");
+    assert!(made.success(), "cannot create {}", venv.display());
+    let installed = Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "moto[server]==5.2.5"])
+        .status()
+        .expect("pip runs");
+    assert!(installed.success(), "cannot install moto from PyPI");
+    server
+}
+
+/// One HTTP/1.1 request without a body; returns the status line.
+fn http(port: u16, method: &str, path: &str) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    answer.lines().next().map(str::to_owned)
+}
+
+/// A running moto S3 server with the bucket created.
+fn s3() -> (Process, u16) {
+    let port = free_port();
+    let child = Command::new(moto_server())
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto starts");
+    let process = Process(child);
+    let started = Instant::now();
+    while http(port, "GET", "/").is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "moto did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let created = http(port, "PUT", &format!("/{BUCKET}")).expect("bucket request");
+    assert!(created.contains(" 200"), "{created}");
+    (process, port)
+}
+
+fn replica(bootstrap: &str, s3_port: u16, grpc_port: u16, log: &Path) -> Process {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    let child = Command::new(BIN)
+        .args([
+            "serve",
+            "--brokers",
+            bootstrap,
+            "--topic",
+            TOPIC,
+            "--group",
+            "bucketed",
+        ])
+        .args(["--grpc-addr", &format!("127.0.0.1:{grpc_port}")])
+        .args(["--http-addr", "127.0.0.1:0"])
+        .args(["--state-url", &format!("s3://{BUCKET}/snapshots")])
+        .args(["--snapshot-interval-ms", "300"])
+        .args(["--kafka-property", "session.timeout.ms=6000"])
+        .args(["--kafka-property", "fetch.wait.max.ms=10"])
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{s3_port}"))
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("IH_LOG", "info,librdkafka=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("replica starts");
+    Process(child)
+}
+
+async fn wait_up(
+    port: u16,
+) -> integration_health::proto::integration_health_client::IntegrationHealthClient<
+    tonic::transport::Channel,
+> {
+    let started = Instant::now();
+    loop {
+        let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+            .expect("uri")
+            .connect()
+            .await;
+        if let Ok(channel) = channel {
+            return integration_health::proto::integration_health_client::IntegrationHealthClient::new(channel);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "replica on {port} did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_replicas_partitions_move_through_the_bucket_and_stay_exact() {
+    let (_moto, s3_port) = tokio::task::spawn_blocking(s3).await.expect("moto");
+    let (_kafka, bootstrap) = kafka_with_topic(TOPIC, 4);
+    let logs = tempfile::tempdir().expect("log dir");
+    let now = SystemClock.now_ms();
+    let producer = producer(&bootstrap);
+    let mut truth = Truth::default();
+    let mut produced = 0;
+
+    let ports = [free_port(), free_port(), free_port()];
+    let mut first = Some(replica(
+        &bootstrap,
+        s3_port,
+        ports[0],
+        &logs.path().join("a.log"),
+    ));
+    let _second = replica(&bootstrap, s3_port, ports[1], &logs.path().join("b.log"));
+    let apis = vec![wait_up(ports[0]).await, wait_up(ports[1]).await];
+    let batch = generate_tagged(51, 1_500, now, "a");
+    let batch_messages: Vec<Message> = batch.messages.iter().map(|(_, m)| m.clone()).collect();
+    publish(&producer, TOPIC, &batch_messages).await;
+    produced += batch_messages.len() as u64;
+    truth.extend(batch.truth);
+    wait_consumed(&apis, produced, 4).await;
+    // Let a snapshot round cover what was consumed, then kill the first replica outright.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    drop(first.take());
+
+    let batch = generate_tagged(52, 1_500, now, "b");
+    let batch_messages: Vec<Message> = batch.messages.iter().map(|(_, m)| m.clone()).collect();
+    publish(&producer, TOPIC, &batch_messages).await;
+    produced += batch_messages.len() as u64;
+    truth.extend(batch.truth);
+    let survivor = vec![apis[1].clone()];
+    wait_consumed(&survivor, produced, 4).await;
+    let mut together = survivor.clone();
+    let sum = reported(&mut together, &TENANTS).await;
+    assert_eq!(sum.accepted, truth.accepted());
+    assert_eq!(sum.duplicates, truth.duplicates);
+    assert_eq!(sum.overview, expected_overview(&truth, &TENANTS, now));
+
+    // A replacement with nothing on its disk takes partitions back from the bucket.
+    let _third = replica(&bootstrap, s3_port, ports[2], &logs.path().join("c.log"));
+    let mut both = vec![apis[1].clone(), wait_up(ports[2]).await];
+    let third = both[1].clone();
+    wait_until(
+        "the replacement owns partitions",
+        Duration::from_secs(60),
+        || {
+            let mut third = third.clone();
+            async move { !ingest_status(&mut third).await.partitions.is_empty() }
+        },
+    )
+    .await;
+    wait_consumed(&both, produced, 4).await;
+    let sum = reported(&mut both, &TENANTS).await;
+    assert_eq!(sum.accepted, truth.accepted());
+    assert_eq!(sum.overview, expected_overview(&truth, &TENANTS, now));
+}
