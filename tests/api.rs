@@ -490,14 +490,7 @@ async fn a_failure_without_a_message_is_named_from_the_catalog_and_keyed_by_its_
     });
     served.apply(0, &[event]);
     let mut api = served.api.clone();
-    let page = api
-        .list_failures(proto::ListFailuresRequest {
-            tenant_id: "acme".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("table")
-        .into_inner();
+    let page = failures_page(&mut api, "acme").await;
     let row = &page.failures[0];
     assert_eq!(row.failure_description, catalog::name_of(404));
     let expected_id = failure_id(

@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -14,52 +14,17 @@ use integration_health::proto;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-const BIN: &str = env!("CARGO_BIN_EXE_integration-health");
 const TOPIC: &str = "crashy";
 const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
 
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(bootstrap: &str, port: u16, state: &Path, log: &Path) -> Service {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("log file");
-    let child = Command::new(BIN)
-        .args([
-            "serve",
-            "--brokers",
-            bootstrap,
-            "--topic",
-            TOPIC,
-            "--group",
-            "crashers",
-        ])
-        .args([
-            "--grpc-addr",
-            &format!("127.0.0.1:{port}"),
-            "--http-addr",
-            "127.0.0.1:0",
-        ])
-        .arg("--state-dir")
-        .arg(state)
-        .args(["--snapshot-interval-ms", "300"])
-        .args(["--kafka-property", "session.timeout.ms=6000"])
-        .args(["--kafka-property", "fetch.wait.max.ms=10"])
-        .env("IH_LOG", "info,librdkafka=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("service starts");
-    Service(child)
+fn spawn(bootstrap: &str, port: u16, state: &Path, log: &Path) -> Process {
+    let flags = format!(
+        "--brokers {bootstrap} --topic {TOPIC} --group crashers --grpc-addr 127.0.0.1:{port} \
+         --http-addr 127.0.0.1:0 --snapshot-interval-ms 300 --state-dir {}",
+        state.display()
+    );
+    let args: Vec<String> = flags.split_whitespace().map(str::to_owned).collect();
+    serve_binary(&args, &[], log)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

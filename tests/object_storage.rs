@@ -7,27 +7,16 @@ mod common;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::*;
 use integration_health::clock::{Clock, SystemClock};
 
-const BIN: &str = env!("CARGO_BIN_EXE_integration-health");
 const TOPIC: &str = "bucketed";
 const BUCKET: &str = "ih-state";
 const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
-
-/// A child process, killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// moto's server, installed into the test venv if it is not there yet.
 fn moto_server() -> PathBuf {
@@ -86,38 +75,19 @@ fn s3() -> (Process, u16) {
 }
 
 fn replica(bootstrap: &str, s3_port: u16, grpc_port: u16, log: &Path) -> Process {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("log file");
-    let child = Command::new(BIN)
-        .args([
-            "serve",
-            "--brokers",
-            bootstrap,
-            "--topic",
-            TOPIC,
-            "--group",
-            "bucketed",
-        ])
-        .args(["--grpc-addr", &format!("127.0.0.1:{grpc_port}")])
-        .args(["--http-addr", "127.0.0.1:0"])
-        .args(["--state-url", &format!("s3://{BUCKET}/snapshots")])
-        .args(["--snapshot-interval-ms", "300"])
-        .args(["--kafka-property", "session.timeout.ms=6000"])
-        .args(["--kafka-property", "fetch.wait.max.ms=10"])
-        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{s3_port}"))
-        .env("AWS_ALLOW_HTTP", "true")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("IH_LOG", "info,librdkafka=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("replica starts");
-    Process(child)
+    let flags = format!(
+        "--brokers {bootstrap} --topic {TOPIC} --group bucketed --grpc-addr 127.0.0.1:{grpc_port} \
+         --http-addr 127.0.0.1:0 --snapshot-interval-ms 300 --state-url s3://{BUCKET}/snapshots"
+    );
+    let args: Vec<String> = flags.split_whitespace().map(str::to_owned).collect();
+    let env = [
+        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{s3_port}")),
+        ("AWS_ALLOW_HTTP", "true".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+    ];
+    serve_binary(&args, &env, log)
 }
 
 async fn wait_up(

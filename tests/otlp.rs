@@ -68,6 +68,20 @@ impl MetricsService for Collector {
     }
 }
 
+/// Waits until the collector has received the accepted-events counter.
+async fn metrics_arrive(collector: &Collector) {
+    wait_until("metrics exported", Duration::from_secs(20), || {
+        let metrics = collector.metrics.clone();
+        async move {
+            metrics
+                .lock()
+                .iter()
+                .any(|m| m == "integration_health.events.accepted")
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_and_metrics_reach_an_otlp_collector() {
     let collector = Collector::default();
@@ -125,16 +139,7 @@ async fn spans_and_metrics_reach_an_otlp_collector() {
         }
     })
     .await;
-    wait_until("metrics exported", Duration::from_secs(20), || {
-        let metrics = collector.metrics.clone();
-        async move {
-            metrics
-                .lock()
-                .iter()
-                .any(|m| m == "integration_health.events.accepted")
-        }
-    })
-    .await;
+    metrics_arrive(&collector).await;
     serving.abort();
     drop(kafka);
 }
@@ -171,16 +176,7 @@ async fn metrics_reach_an_https_collector_trusting_the_configured_ca() {
     let read_state: ops::ReadState = Arc::new(ops::StateReading::default);
     let provider =
         ops::export_metrics(&target, read_state, Duration::from_millis(200)).expect("exporter");
-    wait_until("metrics over TLS", Duration::from_secs(20), || {
-        let metrics = collector.metrics.clone();
-        async move {
-            metrics
-                .lock()
-                .iter()
-                .any(|m| m == "integration_health.events.accepted")
-        }
-    })
-    .await;
+    metrics_arrive(&collector).await;
     let _ = provider.shutdown();
     serving.abort();
 }

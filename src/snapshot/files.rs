@@ -7,28 +7,17 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use tracing::{error, warn};
+use tracing::warn;
 
-use super::format::{check_header, decode, HEADER_LEN};
-use super::SnapshotError;
-use crate::store::{PartitionKey, PartitionState, StoreLimits};
-
-/// Snapshots kept per partition; the older one is the fallback if the newest is damaged.
-pub const SNAPSHOTS_KEPT: usize = 2;
+use super::format::{check_header, HEADER_LEN};
+use super::{SnapshotError, SnapshotFile, Written};
+use crate::store::PartitionKey;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
     move |source| SnapshotError::Io {
         path: path.to_owned(),
         source,
     }
-}
-
-/// A snapshot that is on disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotFile {
-    pub path: PathBuf,
-    /// Exclusive: the first offset *not* covered by this snapshot.
-    pub next_offset: i64,
 }
 
 /// The snapshot directory of one state dir.
@@ -67,22 +56,8 @@ impl SnapshotFiles {
         Ok(files)
     }
 
-    /// Writes a snapshot image atomically and prunes all but the newest `SNAPSHOTS_KEPT`.
-    pub fn write(
-        &self,
-        key: &PartitionKey,
-        next_offset: i64,
-        image: &[u8],
-    ) -> Result<SnapshotFile, SnapshotError> {
-        if let Some(newest) = self.list(key)?.into_iter().next() {
-            if newest.next_offset > next_offset {
-                return Err(SnapshotError::Fenced {
-                    partition: format!("{}[{}]", key.topic, key.partition),
-                    newest: newest.next_offset,
-                    attempted: next_offset,
-                });
-            }
-        }
+    /// Writes one image atomically: temp file, fsync, rename, fsync of the directory.
+    pub(super) fn put(&self, key: &PartitionKey, next_offset: i64, image: &[u8]) -> Written {
         let dir = self.partition_dir(key);
         private_dirs(&self.root, &dir)?;
         let path = dir.join(format!("{next_offset:020}.snap"));
@@ -94,45 +69,15 @@ impl SnapshotFiles {
         }
         fs::rename(&temp, &path).map_err(io(&path))?;
         sync_dir(&dir)?;
-        self.prune(key)?;
         Ok(SnapshotFile { path, next_offset })
     }
 
-    fn prune(&self, key: &PartitionKey) -> Result<(), SnapshotError> {
-        for old in self.list(key)?.into_iter().skip(SNAPSHOTS_KEPT) {
-            fs::remove_file(&old.path).map_err(io(&old.path))?;
-        }
-        Ok(())
+    pub(super) fn get(&self, file: &SnapshotFile) -> Result<Vec<u8>, SnapshotError> {
+        fs::read(&file.path).map_err(io(&file.path))
     }
 
-    /// Loads the newest snapshot that decodes. A damaged one is logged and skipped in favour of
-    /// the one before it; an unknown format version is an error, never skipped, because the
-    /// files are probably fine and only this build cannot read them.
-    pub fn load_newest(
-        &self,
-        key: &PartitionKey,
-        limits: &StoreLimits,
-    ) -> Result<Option<(PartitionState, SnapshotFile)>, SnapshotError> {
-        for file in self.list(key)? {
-            let image = match fs::read(&file.path) {
-                Ok(image) => image,
-                Err(err) => {
-                    error!(path = %file.path.display(), error = %err, "snapshot unreadable; trying the previous one");
-                    continue;
-                }
-            };
-            match decode(&file.path, &image, limits) {
-                Ok(state) if state.next_offset == Some(file.next_offset) => {
-                    return Ok(Some((state, file)))
-                }
-                Ok(_) => {
-                    error!(path = %file.path.display(), "snapshot offset does not match its name; trying the previous one")
-                }
-                Err(err @ SnapshotError::UnsupportedVersion { .. }) => return Err(err),
-                Err(err) => error!(error = %err, "snapshot damaged; trying the previous one"),
-            }
-        }
-        Ok(None)
+    pub(super) fn delete(&self, file: &SnapshotFile) -> Result<(), SnapshotError> {
+        fs::remove_file(&file.path).map_err(io(&file.path))
     }
 
     /// Checks every snapshot's format version, so an incompatible state dir stops start-up
@@ -210,7 +155,8 @@ mod tests {
 
     use super::*;
     use crate::event::{Event, IntegrationType, Outcome};
-    use crate::snapshot::{encode, FORMAT_VERSION};
+    use crate::snapshot::{decode, encode, Snapshots, FORMAT_VERSION};
+    use crate::store::{PartitionState, StoreLimits};
 
     fn state_with_events(n: usize) -> PartitionState {
         let limits = StoreLimits::default();
@@ -303,7 +249,7 @@ mod tests {
     #[test]
     fn newest_valid_snapshot_wins_and_only_two_are_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SnapshotFiles::new(dir.path());
+        let store = Snapshots::Files(SnapshotFiles::new(dir.path()));
         let key = PartitionKey::new("events", 3);
         for n in [10usize, 20, 30] {
             let state = state_with_events(n);
@@ -333,7 +279,8 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("state");
-        let store = SnapshotFiles::new(&root);
+        let files = SnapshotFiles::new(&root);
+        let store = Snapshots::Files(files.clone());
         let key = PartitionKey::new("events", 3);
         let file = store
             .write(&key, 5, &encode(&state_with_events(5)).unwrap())
@@ -341,13 +288,13 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&file.path), 0o600);
         assert_eq!(mode(&root), 0o700);
-        assert_eq!(mode(&store.partition_dir(&key)), 0o700);
+        assert_eq!(mode(&files.partition_dir(&key)), 0o700);
     }
 
     #[test]
     fn a_version_1_snapshot_stops_start_up_with_what_to_do() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SnapshotFiles::new(dir.path());
+        let store = Snapshots::Files(SnapshotFiles::new(dir.path()));
         let key = PartitionKey::new("events", 0);
         let mut image = encode(&state_with_events(5)).unwrap();
         image[8..12].copy_from_slice(&1u32.to_le_bytes());

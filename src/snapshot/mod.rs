@@ -9,8 +9,9 @@ mod objects;
 use std::path::PathBuf;
 
 use thiserror::Error;
+use tracing::{error, warn};
 
-pub use files::{SnapshotFile, SnapshotFiles, SNAPSHOTS_KEPT};
+pub use files::SnapshotFiles;
 pub use objects::SnapshotObjects;
 
 use crate::store::{PartitionKey, PartitionState, StoreLimits};
@@ -51,7 +52,24 @@ pub enum SnapshotError {
     },
 }
 
-/// Where snapshots live: a local directory, or object storage shared by every replica.
+/// What writing a snapshot gives: where it is, or why it is not.
+pub type Written = Result<SnapshotFile, SnapshotError>;
+
+/// Snapshots kept per partition; the older one is the fallback if the newest is damaged.
+pub const SNAPSHOTS_KEPT: usize = 2;
+
+/// A stored snapshot, in a directory or a bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotFile {
+    /// The file, or the object's location in the bucket.
+    pub path: PathBuf,
+    /// Exclusive: the first offset *not* covered by this snapshot.
+    pub next_offset: i64,
+}
+
+/// Where snapshots live: a local directory, or object storage shared by every replica. Each
+/// backend lists, puts, gets and deletes; the rules (fencing, pruning, falling back past a
+/// damaged snapshot) are here, once.
 #[derive(Debug, Clone)]
 pub enum Snapshots {
     Files(SnapshotFiles),
@@ -59,16 +77,68 @@ pub enum Snapshots {
 }
 
 impl Snapshots {
-    pub fn write(
+    /// The partition's snapshots, newest first.
+    pub fn list(&self, key: &PartitionKey) -> Result<Vec<SnapshotFile>, SnapshotError> {
+        match self {
+            Snapshots::Files(files) => files.list(key),
+            Snapshots::Objects(objects) => objects.list(key),
+        }
+    }
+
+    fn get(&self, file: &SnapshotFile) -> Result<Vec<u8>, SnapshotError> {
+        match self {
+            Snapshots::Files(files) => files.get(file),
+            Snapshots::Objects(objects) => objects.get(file),
+        }
+    }
+
+    fn put(
         &self,
         key: &PartitionKey,
         next_offset: i64,
         image: &[u8],
     ) -> Result<SnapshotFile, SnapshotError> {
         match self {
-            Snapshots::Files(files) => files.write(key, next_offset, image),
-            Snapshots::Objects(objects) => objects.write(key, next_offset, image),
+            Snapshots::Files(files) => files.put(key, next_offset, image),
+            Snapshots::Objects(objects) => objects.put(key, next_offset, image),
         }
+    }
+
+    fn delete(&self, file: &SnapshotFile) -> Result<(), SnapshotError> {
+        match self {
+            Snapshots::Files(files) => files.delete(file),
+            Snapshots::Objects(objects) => objects.delete(file),
+        }
+    }
+
+    /// Writes one snapshot unless a newer one is present (fenced: this instance lost the
+    /// partition), then prunes all but the newest `SNAPSHOTS_KEPT`.
+    pub fn write(
+        &self,
+        key: &PartitionKey,
+        next_offset: i64,
+        image: &[u8],
+    ) -> Result<SnapshotFile, SnapshotError> {
+        let existing = self.list(key)?;
+        if let Some(newest) = existing.first() {
+            if newest.next_offset > next_offset {
+                return Err(SnapshotError::Fenced {
+                    partition: format!("{}[{}]", key.topic, key.partition),
+                    newest: newest.next_offset,
+                    attempted: next_offset,
+                });
+            }
+            if newest.next_offset == next_offset {
+                return Ok(newest.clone());
+            }
+        }
+        let written = self.put(key, next_offset, image)?;
+        for old in existing.iter().skip(SNAPSHOTS_KEPT - 1) {
+            if let Err(err) = self.delete(old) {
+                warn!(error = %err, "old snapshot not deleted; it is pruned on the next write");
+            }
+        }
+        Ok(written)
     }
 
     /// Writes several partitions' snapshots at once, a thread each. Results come back in input
@@ -97,15 +167,34 @@ impl Snapshots {
         })
     }
 
+    /// Loads the newest snapshot that decodes. A damaged one is logged and skipped in favour of
+    /// the one before it; an unknown format version is an error, never skipped, because the
+    /// snapshots are probably fine and only this build cannot read them.
     pub fn load_newest(
         &self,
         key: &PartitionKey,
         limits: &StoreLimits,
     ) -> Result<Option<(PartitionState, SnapshotFile)>, SnapshotError> {
-        match self {
-            Snapshots::Files(files) => files.load_newest(key, limits),
-            Snapshots::Objects(objects) => objects.load_newest(key, limits),
+        for file in self.list(key)? {
+            let image = match self.get(&file) {
+                Ok(image) => image,
+                Err(err) => {
+                    error!(error = %err, "snapshot unreadable; trying the previous one");
+                    continue;
+                }
+            };
+            match decode(&file.path, &image, limits) {
+                Ok(state) if state.next_offset == Some(file.next_offset) => {
+                    return Ok(Some((state, file)))
+                }
+                Ok(_) => {
+                    error!(path = %file.path.display(), "snapshot offset does not match its name; trying the previous one")
+                }
+                Err(err @ SnapshotError::UnsupportedVersion { .. }) => return Err(err),
+                Err(err) => error!(error = %err, "snapshot damaged; trying the previous one"),
+            }
         }
+        Ok(None)
     }
 
     pub fn check_versions(&self) -> Result<(), SnapshotError> {

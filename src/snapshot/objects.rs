@@ -7,14 +7,12 @@
 
 use std::sync::Arc;
 
+use super::format::{check_header, HEADER_LEN};
+use super::{SnapshotError, SnapshotFile, Written};
+use crate::store::PartitionKey;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, PutPayload};
 use tokio_stream::StreamExt;
-use tracing::{error, warn};
-
-use super::format::{check_header, decode, HEADER_LEN};
-use super::{SnapshotError, SnapshotFile, SNAPSHOTS_KEPT};
-use crate::store::{PartitionKey, PartitionState, StoreLimits};
 
 /// A bucket (or other object store) and the prefix the snapshots live under.
 #[derive(Clone)]
@@ -143,89 +141,37 @@ impl SnapshotObjects {
         Ok(files)
     }
 
-    fn get(&self, location: &str) -> Result<Vec<u8>, SnapshotError> {
+    pub(super) fn get(&self, file: &SnapshotFile) -> Result<Vec<u8>, SnapshotError> {
+        let location = file.path.to_string_lossy().into_owned();
         let store = self.store.clone();
-        let path = ObjectPath::from(location);
+        let path = ObjectPath::from(location.as_str());
         self.run(async move { store.get(&path).await?.bytes().await })
             .map(|bytes| bytes.to_vec())
-            .map_err(object_error(location))
+            .map_err(object_error(&location))
     }
 
-    /// Writes one snapshot, unless a newer one is already there (fenced), then prunes all but
-    /// the newest `SNAPSHOTS_KEPT`.
-    pub fn write(
-        &self,
-        key: &PartitionKey,
-        next_offset: i64,
-        image: &[u8],
-    ) -> Result<SnapshotFile, SnapshotError> {
-        let existing = self.list(key)?;
-        if let Some(newest) = existing.first() {
-            if newest.next_offset > next_offset {
-                return Err(SnapshotError::Fenced {
-                    partition: format!("{}[{}]", key.topic, key.partition),
-                    newest: newest.next_offset,
-                    attempted: next_offset,
-                });
-            }
-            if newest.next_offset == next_offset {
-                return Ok(newest.clone());
-            }
-        }
+    /// One PUT: atomic on every backend.
+    pub(super) fn put(&self, key: &PartitionKey, next_offset: i64, image: &[u8]) -> Written {
         let path = self
             .partition_prefix(key)
             .child(format!("{next_offset:020}.snap"));
         let location = path.to_string();
         let store = self.store.clone();
         let payload = PutPayload::from(image.to_vec());
-        let put_path = path.clone();
-        self.run(async move { store.put(&put_path, payload).await })
+        self.run(async move { store.put(&path, payload).await })
             .map_err(object_error(&location))?;
-        let written = SnapshotFile {
+        Ok(SnapshotFile {
             path: location.into(),
             next_offset,
-        };
-        let stale: Vec<SnapshotFile> = std::iter::once(written.clone())
-            .chain(existing)
-            .skip(SNAPSHOTS_KEPT)
-            .collect();
-        for old in stale {
-            let store = self.store.clone();
-            let old_path = ObjectPath::from(old.path.to_string_lossy().as_ref());
-            if let Err(err) = self.run(async move { store.delete(&old_path).await }) {
-                warn!(error = %err, "old snapshot not deleted; it is pruned on the next write");
-            }
-        }
-        Ok(written)
+        })
     }
 
-    /// Loads the newest snapshot that decodes, as the local directory does.
-    pub fn load_newest(
-        &self,
-        key: &PartitionKey,
-        limits: &StoreLimits,
-    ) -> Result<Option<(PartitionState, SnapshotFile)>, SnapshotError> {
-        for file in self.list(key)? {
-            let location = file.path.to_string_lossy().into_owned();
-            let image = match self.get(&location) {
-                Ok(image) => image,
-                Err(err) => {
-                    error!(error = %err, "snapshot unreadable; trying the previous one");
-                    continue;
-                }
-            };
-            match decode(&file.path, &image, limits) {
-                Ok(state) if state.next_offset == Some(file.next_offset) => {
-                    return Ok(Some((state, file)))
-                }
-                Ok(_) => {
-                    error!(%location, "snapshot offset does not match its name; trying the previous one")
-                }
-                Err(err @ SnapshotError::UnsupportedVersion { .. }) => return Err(err),
-                Err(err) => error!(error = %err, "snapshot damaged; trying the previous one"),
-            }
-        }
-        Ok(None)
+    pub(super) fn delete(&self, file: &SnapshotFile) -> Result<(), SnapshotError> {
+        let location = file.path.to_string_lossy().into_owned();
+        let store = self.store.clone();
+        let path = ObjectPath::from(location.as_str());
+        self.run(async move { store.delete(&path).await })
+            .map_err(object_error(&location))
     }
 
     /// Checks the format version of every snapshot under the prefix, reading only headers.
@@ -262,7 +208,8 @@ impl SnapshotObjects {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::encode;
+    use crate::snapshot::{encode, Snapshots};
+    use crate::store::{PartitionState, StoreLimits};
 
     fn state_at(offset: i64) -> PartitionState {
         let mut state = PartitionState::new(&StoreLimits::default());
@@ -274,7 +221,7 @@ mod tests {
     fn a_stale_writer_cannot_replace_a_newer_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}", dir.path().display());
-        let objects = SnapshotObjects::open(&url, std::iter::empty()).unwrap();
+        let objects = Snapshots::Objects(SnapshotObjects::open(&url, std::iter::empty()).unwrap());
         let key = PartitionKey::new("events", 0);
         for offset in [100, 200, 300] {
             objects

@@ -321,3 +321,48 @@ pub async fn wait_consumed(apis: &[IntegrationHealthClient<Channel>], total: u64
     })
     .await;
 }
+
+/// A child process, killed (SIGKILL) and reaped when dropped.
+pub struct Process(pub std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `integration-health serve` with `args` and `env`, its log appended to `log`.
+pub fn serve_binary(args: &[String], env: &[(&str, String)], log: &std::path::Path) -> Process {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_integration-health"))
+        .arg("serve")
+        .args(args)
+        .args(["--kafka-property", "session.timeout.ms=6000"])
+        .args(["--kafka-property", "fetch.wait.max.ms=10"])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("IH_LOG", "info,librdkafka=warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(log))
+        .spawn()
+        .expect("service starts");
+    Process(child)
+}
+
+/// The first page of a tenant's failures table, default range and order.
+pub async fn failures_page(
+    api: &mut IntegrationHealthClient<Channel>,
+    tenant: &str,
+) -> proto::ListFailuresResponse {
+    api.list_failures(proto::ListFailuresRequest {
+        tenant_id: tenant.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("failures table")
+    .into_inner()
+}
