@@ -13,11 +13,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::api::{ApiLimits, Auth, IntegrationHealthApi, SharedAuth};
-use crate::clock::SharedClock;
+use crate::api::{ApiLimits, Auth, IntegrationHealthApi, PeerApi, SharedAuth};
+use crate::clock::{Clock, SharedClock, SystemClock};
+use crate::cluster::{Cluster, ClusterConfig, ClusterError};
 use crate::config::{Config, ConfigError};
 use crate::ingest::{self, IngestConfig, IngestError, IngestHandle, IngestProgress, IngestShared};
 use crate::ops::{self, CheckReady, HttpState, Metrics, PartitionGauge, ReadState, StateReading};
+use crate::proto::integration_health_peer_server::IntegrationHealthPeerServer;
 use crate::proto::integration_health_server::IntegrationHealthServer;
 use crate::query::QueryEngine;
 use crate::snapshot::{SnapshotError, Snapshots};
@@ -55,6 +57,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     #[error("reflection service")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("graceful stop took longer than {0:?}")]
@@ -75,6 +79,7 @@ pub struct RunningService {
     pub engine: QueryEngine,
     otlp_metrics: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
     tasks: TaskTracker,
+    cluster: Option<Arc<Cluster>>,
     http: std::thread::JoinHandle<()>,
     grpc: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     ingest: IngestHandle,
@@ -91,8 +96,12 @@ impl RunningService {
         }
         let ingest = self.ingest;
         let http = self.http;
+        let cluster = self.cluster;
         let joined = tokio::task::spawn_blocking(move || {
             ingest.join();
+            if let Some(cluster) = cluster {
+                cluster.join();
+            }
             http.join().is_ok()
         })
         .await;
@@ -199,13 +208,34 @@ pub async fn start(
     let store = Arc::new(Store::new(config.store_limits()));
     let progress = Arc::new(IngestProgress::default());
     let metrics = Arc::new(Metrics::new());
+    let ingest_config = ingest_config(config, snapshots)?;
+    let cluster = match &config.advertise_addr {
+        Some(addr) => Some(Cluster::start(
+            ClusterConfig {
+                advertise_addr: addr.clone(),
+                members_topic: config.members_topic(),
+                input_topic: config.topic.clone(),
+                peer_token: config.peer_token.clone(),
+                peer_timeout: Duration::from_millis(config.peer_timeout_ms),
+            },
+            &ingest::client_config(&ingest_config, &[]),
+            shutdown.clone(),
+        )?),
+        None => None,
+    };
+    // Announcements are ordered by wall-clock time, whatever clock counts the events.
+    let on_assignment: Option<ingest::AssignmentHook> = cluster.clone().map(|cluster| {
+        Box::new(move |partitions| cluster.announce(partitions, SystemClock.now_ms()))
+            as ingest::AssignmentHook
+    });
     let ingest = ingest::start(
-        ingest_config(config, snapshots)?,
+        ingest_config,
         IngestShared {
             store: store.clone(),
             progress: progress.clone(),
             clock: clock.clone(),
             metrics: metrics.clone(),
+            on_assignment,
         },
         shutdown.clone(),
     )?;
@@ -259,6 +289,7 @@ pub async fn start(
             limits: api_limits(config),
             reflection: config.reflection,
             tls: tls.clone(),
+            cluster: cluster.clone(),
         },
         shutdown.clone(),
     )?;
@@ -292,6 +323,7 @@ pub async fn start(
         engine,
         otlp_metrics,
         tasks,
+        cluster,
         http,
         grpc: tokio::spawn(grpc),
         ingest,
@@ -314,6 +346,8 @@ pub struct ApiParts {
     pub reflection: bool,
     /// Serve TLS only, with these certificates.
     pub tls: Option<Arc<ReloadingTls>>,
+    /// With replicas: answer for every partition, and serve the peer service.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 /// Serves `IntegrationHealth`, `grpc.health.v1` and reflection on `listener` until `shutdown`.
@@ -326,14 +360,27 @@ pub fn serve_api(
 ) -> Result<(tonic_health::server::HealthReporter, GrpcServing), ServerError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     let limits = parts.limits;
-    let api = IntegrationHealthServer::new(IntegrationHealthApi::new(
-        parts.engine,
-        parts.progress,
-        parts.clock,
-        parts.auth,
-        parts.metrics,
-        parts.limits,
-    ))
+    let peer = parts.cluster.as_ref().map(|cluster| {
+        IntegrationHealthPeerServer::new(PeerApi {
+            store: parts.engine.store().clone(),
+            progress: parts.progress.clone(),
+            clock: parts.clock.clone(),
+            auth: parts.auth.clone(),
+            advertise_addr: cluster.config.advertise_addr.clone(),
+        })
+        .max_encoding_message_size(MAX_RESPONSE_BYTES)
+    });
+    let api = IntegrationHealthServer::new(
+        IntegrationHealthApi::new(
+            parts.engine,
+            parts.progress,
+            parts.clock,
+            parts.auth,
+            parts.metrics,
+            parts.limits,
+        )
+        .with_cluster(parts.cluster),
+    )
     .max_decoding_message_size(MAX_REQUEST_BYTES)
     .max_encoding_message_size(MAX_RESPONSE_BYTES);
     let (reflection, reflection_alpha) = if parts.reflection {
@@ -355,6 +402,7 @@ pub fn serve_api(
         .add_service(health_service)
         .add_optional_service(reflection)
         .add_optional_service(reflection_alpha)
+        .add_optional_service(peer)
         .add_service(api);
     let stop = shutdown.clone().cancelled_owned();
     let serving: GrpcServing = match parts.tls {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
@@ -21,8 +22,9 @@ use super::convert::{
 };
 use super::status_from;
 use crate::clock::SharedClock;
+use crate::cluster::{Cluster, Coverage};
 use crate::event::{is_tenant_char, MAX_INTEGRATION_ID_CHARS, MAX_NAME_CHARS, MAX_TENANT_ID_CHARS};
-use crate::ingest::IngestProgress;
+use crate::ingest::{IngestProgress, IngestStatus};
 use crate::ops::Metrics;
 use crate::proto;
 use crate::proto::integration_health_server::IntegrationHealth;
@@ -62,6 +64,7 @@ pub struct IntegrationHealthApi {
     auth: SharedAuth,
     metrics: Arc<Metrics>,
     slots: Arc<Semaphore>,
+    cluster: Option<Arc<Cluster>>,
     queue_wait: Duration,
     rate: Option<CallerLimiter>,
 }
@@ -82,11 +85,18 @@ impl IntegrationHealthApi {
             auth,
             metrics,
             slots: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
+            cluster: None,
             queue_wait: limits.queue_wait,
             rate: limits
                 .rate_per_caller
                 .map(|rate| governor::RateLimiter::keyed(governor::Quota::per_second(rate))),
         }
+    }
+
+    /// Answers for every partition of the topic, asking the other replicas through `cluster`.
+    pub fn with_cluster(mut self, cluster: Option<Arc<Cluster>>) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     /// Runs one call and records its status and latency.
@@ -128,9 +138,37 @@ impl IntegrationHealthApi {
         })
     }
 
-    /// Runs `work` on the blocking pool once a query slot is free.
-    async fn query<T: Send + 'static>(
+    /// Answers a tenant's question: over this replica's partitions alone, or, with replicas,
+    /// over every partition of the topic (the others' fetched from their owners). Partitions
+    /// that cannot be reached make the call UNAVAILABLE, unless the caller accepts a partial
+    /// answer with the `ih-allow-partial: true` header.
+    async fn tenant_query<T: Send + 'static>(
         &self,
+        metadata: &MetadataMap,
+        tenant_id: &str,
+        work: impl FnOnce(&QueryEngine) -> Result<T, QueryError> + Send + 'static,
+    ) -> Result<(T, Option<Coverage>), Status> {
+        let Some(cluster) = &self.cluster else {
+            return Ok((self.run(self.engine.clone(), work).await?, None));
+        };
+        let (view, coverage) = cluster.tenant_view(self.engine.store(), tenant_id).await;
+        let partial = metadata
+            .get(ALLOW_PARTIAL)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+        if !coverage.missing.is_empty() && !partial {
+            return Err(Status::unavailable(format!(
+                "partitions [{}] have no owner or their owner did not answer; send {ALLOW_PARTIAL}: true for a partial answer",
+                partition_list(&coverage.missing)
+            )));
+        }
+        let engine = QueryEngine::new(Arc::new(view), self.clock.clone());
+        Ok((self.run(engine, work).await?, Some(coverage)))
+    }
+
+    /// Runs `work` on the blocking pool once a query slot is free.
+    async fn run<T: Send + 'static>(
+        &self,
+        engine: QueryEngine,
         work: impl FnOnce(&QueryEngine) -> Result<T, QueryError> + Send + 'static,
     ) -> Result<T, Status> {
         // Past the queue wait the call is shed rather than queued without bound.
@@ -138,12 +176,81 @@ impl IntegrationHealthApi {
             .await
             .map_err(|_| Status::resource_exhausted("the service is busy; retry shortly"))?
             .map_err(|_| Status::unavailable("the service is stopping"))?;
-        let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || work(&engine))
             .await
             .map_err(|_| Status::internal("the query did not complete"))?
             .map_err(status_from)
     }
+}
+
+/// Request header: accept an answer that lacks unreachable partitions.
+pub const ALLOW_PARTIAL: &str = "ih-allow-partial";
+/// Response headers, with replicas: the partitions counted, and those that could not be.
+pub const COVERED_PARTITIONS: &str = "ih-covered-partitions";
+pub const MISSING_PARTITIONS: &str = "ih-missing-partitions";
+
+fn partition_list(partitions: &std::collections::BTreeSet<i32>) -> String {
+    let names: Vec<String> = partitions.iter().map(i32::to_string).collect();
+    names.join(",")
+}
+
+/// The answer, with the partitions it covers in its headers when replicas answer together.
+fn respond<T>(coverage: &Option<Coverage>, message: T) -> Response<T> {
+    let mut response = Response::new(message);
+    if let Some(coverage) = coverage {
+        for (header, partitions) in [
+            (COVERED_PARTITIONS, &coverage.covered),
+            (MISSING_PARTITIONS, &coverage.missing),
+        ] {
+            if let Ok(value) = partition_list(partitions).parse() {
+                response.metadata_mut().insert(header, value);
+            }
+        }
+    }
+    response
+}
+
+/// The wire form of ingest status, each partition marked with `owner`.
+pub fn status_response(status: IngestStatus, owner: &str) -> proto::GetIngestStatusResponse {
+    proto::GetIngestStatusResponse {
+        partitions: status
+            .partitions
+            .into_iter()
+            .map(|p| proto::PartitionStatus {
+                topic: p.topic,
+                partition: p.partition,
+                next_offset: p.next_offset,
+                high_watermark: p.high_watermark,
+                lag: p.lag,
+                snapshot_next_offset: p.snapshot.map_or(-1, |s| s.next_offset),
+                snapshot_age_seconds: if p.snapshot_age_ms < 0 {
+                    -1.0
+                } else {
+                    p.snapshot_age_ms as f64 / 1000.0
+                },
+                snapshot_bytes: p.snapshot.map_or(0, |s| s.bytes),
+                snapshot_encode_ms: p.snapshot.map_or(0.0, |s| s.encode_ms),
+                snapshot_write_ms: p.snapshot.map_or(0.0, |s| s.write_ms),
+                owner: owner.to_owned(),
+            })
+            .collect(),
+        accepted: status.totals.accepted,
+        rejected: status.totals.rejected,
+        duplicates: status.totals.duplicates,
+        late_dropped: status.totals.late_dropped,
+        overflowed: status.totals.overflowed,
+    }
+}
+
+/// Adds another replica's partitions and totals to `into`.
+fn merge_status(into: &mut proto::GetIngestStatusResponse, other: proto::GetIngestStatusResponse) {
+    into.partitions.extend(other.partitions);
+    into.partitions.sort_by_key(|p| p.partition);
+    into.accepted += other.accepted;
+    into.rejected += other.rejected;
+    into.duplicates += other.duplicates;
+    into.late_dropped += other.late_dropped;
+    into.overflowed += other.overflowed;
 }
 
 fn validate_tenant(tenant_id: &str) -> Result<(), Status> {
@@ -173,21 +280,26 @@ impl IntegrationHealth for IntegrationHealthApi {
             let tenant = req.tenant_id.clone();
             let range = optional_range(req.range.as_ref())?;
             let types = types_from_wire(&req.integration_types)?;
-            let overview = self
-                .query(move |engine| engine.overview(&tenant, range, types))
+            let (overview, coverage) = self
+                .tenant_query(request.metadata(), &req.tenant_id, move |engine| {
+                    engine.overview(&tenant, range, types)
+                })
                 .await?;
-            Ok(Response::new(proto::GetOverviewResponse {
-                types: overview
-                    .types
-                    .into_iter()
-                    .map(|t| proto::TypeCounts {
-                        integration_type: type_to_wire(t.integration_type),
-                        failed: t.failed,
-                        succeeded: t.succeeded,
-                    })
-                    .collect(),
-                effective_range: Some(overview.effective_range.into()),
-            }))
+            Ok(respond(
+                &coverage,
+                proto::GetOverviewResponse {
+                    types: overview
+                        .types
+                        .into_iter()
+                        .map(|t| proto::TypeCounts {
+                            integration_type: type_to_wire(t.integration_type),
+                            failed: t.failed,
+                            succeeded: t.succeeded,
+                        })
+                        .collect(),
+                    effective_range: Some(overview.effective_range.into()),
+                },
+            ))
         })
         .await
     }
@@ -212,26 +324,31 @@ impl IntegrationHealth for IntegrationHealthApi {
                 .map(|t| timestamp_to_ms("end", t))
                 .transpose()?;
             let types = types_from_wire(&req.integration_types)?;
-            let change = self
-                .query(move |engine| engine.percentage_change(&tenant, period, end, types))
+            let (change, coverage) = self
+                .tenant_query(request.metadata(), &req.tenant_id, move |engine| {
+                    engine.percentage_change(&tenant, period, end, types)
+                })
                 .await?;
-            Ok(Response::new(proto::GetPercentageChangeResponse {
-                types: change
-                    .types
-                    .into_iter()
-                    .map(|c| proto::TypeChange {
-                        integration_type: type_to_wire(c.integration_type),
-                        failed_current: c.failed_current,
-                        failed_previous: c.failed_previous,
-                        failed_change_percent: c.failed_change_percent,
-                        succeeded_current: c.succeeded_current,
-                        succeeded_previous: c.succeeded_previous,
-                        succeeded_change_percent: c.succeeded_change_percent,
-                    })
-                    .collect(),
-                current_range: Some(change.current_range.into()),
-                previous_range: Some(change.previous_range.into()),
-            }))
+            Ok(respond(
+                &coverage,
+                proto::GetPercentageChangeResponse {
+                    types: change
+                        .types
+                        .into_iter()
+                        .map(|c| proto::TypeChange {
+                            integration_type: type_to_wire(c.integration_type),
+                            failed_current: c.failed_current,
+                            failed_previous: c.failed_previous,
+                            failed_change_percent: c.failed_change_percent,
+                            succeeded_current: c.succeeded_current,
+                            succeeded_previous: c.succeeded_previous,
+                            succeeded_change_percent: c.succeeded_change_percent,
+                        })
+                        .collect(),
+                    current_range: Some(change.current_range.into()),
+                    previous_range: Some(change.previous_range.into()),
+                },
+            ))
         })
         .await
     }
@@ -247,21 +364,26 @@ impl IntegrationHealth for IntegrationHealthApi {
             let tenant = req.tenant_id.clone();
             let range = optional_range(req.range.as_ref())?;
             let types = types_from_wire(&req.integration_types)?;
-            let breakdown = self
-                .query(move |engine| engine.error_breakdown(&tenant, range, types))
+            let (breakdown, coverage) = self
+                .tenant_query(request.metadata(), &req.tenant_id, move |engine| {
+                    engine.error_breakdown(&tenant, range, types)
+                })
                 .await?;
-            Ok(Response::new(proto::GetErrorBreakdownResponse {
-                errors: breakdown
-                    .errors
-                    .into_iter()
-                    .map(|e| proto::ErrorCount {
-                        status_code: u32::from(e.status_code),
-                        name: e.name.to_owned(),
-                        failed: e.failed,
-                    })
-                    .collect(),
-                effective_range: Some(breakdown.effective_range.into()),
-            }))
+            Ok(respond(
+                &coverage,
+                proto::GetErrorBreakdownResponse {
+                    errors: breakdown
+                        .errors
+                        .into_iter()
+                        .map(|e| proto::ErrorCount {
+                            status_code: u32::from(e.status_code),
+                            name: e.name.to_owned(),
+                            failed: e.failed,
+                        })
+                        .collect(),
+                    effective_range: Some(breakdown.effective_range.into()),
+                },
+            ))
         })
         .await
     }
@@ -279,27 +401,32 @@ impl IntegrationHealth for IntegrationHealthApi {
             let range = optional_range(req.range.as_ref())?;
             let types = types_from_wire(&req.integration_types)?;
             let zone = bounded("time_zone", &req.time_zone, 64)?.to_owned();
-            let trends = self
-                .query(move |engine| engine.trends(&tenant, range, types, granularity, &zone))
+            let (trends, coverage) = self
+                .tenant_query(request.metadata(), &req.tenant_id, move |engine| {
+                    engine.trends(&tenant, range, types, granularity, &zone)
+                })
                 .await?;
-            Ok(Response::new(proto::GetTrendsResponse {
-                series: trends
-                    .series
-                    .into_iter()
-                    .map(|s| proto::TrendSeries {
-                        integration_type: type_to_wire(s.integration_type),
-                        points: s
-                            .points
-                            .into_iter()
-                            .map(|(start, failed)| proto::TrendPoint {
-                                bucket_start: Some(ms_to_timestamp(start)),
-                                failed,
-                            })
-                            .collect(),
-                    })
-                    .collect(),
-                effective_range: Some(trends.effective_range.into()),
-            }))
+            Ok(respond(
+                &coverage,
+                proto::GetTrendsResponse {
+                    series: trends
+                        .series
+                        .into_iter()
+                        .map(|s| proto::TrendSeries {
+                            integration_type: type_to_wire(s.integration_type),
+                            points: s
+                                .points
+                                .into_iter()
+                                .map(|(start, failed)| proto::TrendPoint {
+                                    bucket_start: Some(ms_to_timestamp(start)),
+                                    failed,
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                    effective_range: Some(trends.effective_range.into()),
+                },
+            ))
         })
         .await
     }
@@ -334,15 +461,20 @@ impl IntegrationHealth for IntegrationHealthApi {
                 page_token: non_empty(bounded("page_token", &req.page_token, 256)?),
                 order: FailureOrder::try_from(req.order_by)?,
             };
-            let page = self
-                .query(move |engine| engine.list_failures(&list))
+            let (page, coverage) = self
+                .tenant_query(request.metadata(), &req.tenant_id, move |engine| {
+                    engine.list_failures(&list)
+                })
                 .await?;
-            Ok(Response::new(proto::ListFailuresResponse {
-                failures: page.failures.into_iter().map(Into::into).collect(),
-                next_page_token: page.next_page_token.unwrap_or_default(),
-                total_groups: page.total_groups,
-                effective_range: Some(page.effective_range.into()),
-            }))
+            Ok(respond(
+                &coverage,
+                proto::ListFailuresResponse {
+                    failures: page.failures.into_iter().map(Into::into).collect(),
+                    next_page_token: page.next_page_token.unwrap_or_default(),
+                    total_groups: page.total_groups,
+                    effective_range: Some(page.effective_range.into()),
+                },
+            ))
         })
         .await
     }
@@ -358,38 +490,43 @@ impl IntegrationHealth for IntegrationHealthApi {
             let tenant = req.tenant_id.clone();
             let failure_id = bounded("failure_id", &req.failure_id, 64)?.to_owned();
             let range = optional_range(req.range.as_ref())?;
-            let details = self
-                .query(move |engine| engine.failure_details(&tenant, &failure_id, range))
+            let (details, coverage) = self
+                .tenant_query(request.metadata(), &req.tenant_id, move |engine| {
+                    engine.failure_details(&tenant, &failure_id, range)
+                })
                 .await?;
             let failure = proto::FailureGroup::from(details.failure);
-            Ok(Response::new(proto::GetFailureDetailsResponse {
-                integration_id: failure.integration_id.clone(),
-                service_id: failure.service_id.clone(),
-                flow_id: failure.flow_id.clone(),
-                failure: Some(failure),
-                guidance: Some(proto::Guidance {
-                    applicable: details.guidance.applicable,
-                    resolution: details.guidance.resolution,
-                }),
-                hourly_trend: details
-                    .hourly_trend
-                    .into_iter()
-                    .map(|(start, failed)| proto::HourlyPoint {
-                        bucket_start: Some(ms_to_timestamp(start)),
-                        failed,
-                    })
-                    .collect(),
-                recent_samples: details
-                    .recent_samples
-                    .into_iter()
-                    .map(|s| proto::SampleEvent {
-                        event_id: s.event_id,
-                        occurred_at: Some(ms_to_timestamp(s.occurred_at_ms)),
-                        error_message: s.error_message,
-                    })
-                    .collect(),
-                effective_range: Some(details.effective_range.into()),
-            }))
+            Ok(respond(
+                &coverage,
+                proto::GetFailureDetailsResponse {
+                    integration_id: failure.integration_id.clone(),
+                    service_id: failure.service_id.clone(),
+                    flow_id: failure.flow_id.clone(),
+                    failure: Some(failure),
+                    guidance: Some(proto::Guidance {
+                        applicable: details.guidance.applicable,
+                        resolution: details.guidance.resolution,
+                    }),
+                    hourly_trend: details
+                        .hourly_trend
+                        .into_iter()
+                        .map(|(start, failed)| proto::HourlyPoint {
+                            bucket_start: Some(ms_to_timestamp(start)),
+                            failed,
+                        })
+                        .collect(),
+                    recent_samples: details
+                        .recent_samples
+                        .into_iter()
+                        .map(|s| proto::SampleEvent {
+                            event_id: s.event_id,
+                            occurred_at: Some(ms_to_timestamp(s.occurred_at_ms)),
+                            error_message: s.error_message,
+                        })
+                        .collect(),
+                    effective_range: Some(details.effective_range.into()),
+                },
+            ))
         })
         .await
     }
@@ -428,33 +565,14 @@ impl IntegrationHealth for IntegrationHealthApi {
             let status = self
                 .progress
                 .status(self.engine.store(), self.clock.now_ms());
-            Ok(Response::new(proto::GetIngestStatusResponse {
-                partitions: status
-                    .partitions
-                    .into_iter()
-                    .map(|p| proto::PartitionStatus {
-                        topic: p.topic,
-                        partition: p.partition,
-                        next_offset: p.next_offset,
-                        high_watermark: p.high_watermark,
-                        lag: p.lag,
-                        snapshot_next_offset: p.snapshot.map_or(-1, |s| s.next_offset),
-                        snapshot_age_seconds: if p.snapshot_age_ms < 0 {
-                            -1.0
-                        } else {
-                            p.snapshot_age_ms as f64 / 1000.0
-                        },
-                        snapshot_bytes: p.snapshot.map_or(0, |s| s.bytes),
-                        snapshot_encode_ms: p.snapshot.map_or(0.0, |s| s.encode_ms),
-                        snapshot_write_ms: p.snapshot.map_or(0.0, |s| s.write_ms),
-                    })
-                    .collect(),
-                accepted: status.totals.accepted,
-                rejected: status.totals.rejected,
-                duplicates: status.totals.duplicates,
-                late_dropped: status.totals.late_dropped,
-                overflowed: status.totals.overflowed,
-            }))
+            let Some(cluster) = &self.cluster else {
+                return Ok(Response::new(status_response(status, "")));
+            };
+            let mut all = status_response(status, &cluster.config.advertise_addr);
+            for (_, peer) in cluster.peer_statuses().await {
+                merge_status(&mut all, peer);
+            }
+            Ok(Response::new(all))
         })
         .await
     }

@@ -4,16 +4,21 @@
 //!
 //! - `auth`: bearer tokens and their tenants;
 //! - `convert`: proto ↔ domain conversions, shared with the `query` client;
-//! - `grpc`: the `IntegrationHealth` service.
+//! - `grpc`: the `IntegrationHealth` service;
+//! - `peer`: the replica-to-replica service.
 
 mod auth;
 pub mod convert;
 mod grpc;
+mod peer;
 
 use tonic::Status;
 
 pub use auth::{Access, Auth, SharedAuth};
-pub use grpc::{ApiLimits, IntegrationHealthApi};
+pub use grpc::{
+    ApiLimits, IntegrationHealthApi, ALLOW_PARTIAL, COVERED_PARTITIONS, MISSING_PARTITIONS,
+};
+pub use peer::PeerApi;
 
 use crate::query::QueryError;
 

@@ -52,6 +52,15 @@ pub struct Config {
     pub group: String,
     /// Static group membership (`group.instance.id`), e.g. the pod name in a StatefulSet.
     pub instance_id: Option<String>,
+    /// This replica's gRPC address as the other replicas reach it. With it, any replica answers
+    /// for every partition, asking the owners of the partitions it does not hold.
+    pub advertise_addr: Option<String>,
+    /// Where replicas announce their partitions; default `<topic>.members` (compacted).
+    pub members_topic: Option<String>,
+    /// Token this replica presents to the others (an operator token when tokens are required).
+    pub peer_token: Option<String>,
+    /// How long a replica waits for another's answer.
+    pub peer_timeout_ms: u64,
     /// Dead-letter topic; default `<topic>.dlq`.
     pub dlq_topic: Option<String>,
     pub grpc_addr: SocketAddr,
@@ -122,6 +131,10 @@ impl Default for Config {
             topic: "integration-events".into(),
             group: "integration-health".into(),
             instance_id: None,
+            advertise_addr: None,
+            members_topic: None,
+            peer_token: None,
+            peer_timeout_ms: 2_000,
             dlq_topic: None,
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
@@ -189,6 +202,9 @@ impl Config {
     /// The effective settings as TOML, with tokens and secret Kafka properties masked.
     pub fn redacted_toml(&self) -> String {
         let mut shown = self.clone();
+        if shown.peer_token.is_some() {
+            shown.peer_token = Some(secrets::MASK.into());
+        }
         for grant in &mut shown.tokens {
             if grant.token.is_some() {
                 grant.token = Some(secrets::MASK.into());
@@ -337,6 +353,12 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    pub fn members_topic(&self) -> String {
+        self.members_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.members", self.topic))
     }
 
     /// Where OTLP goes, with the CA to trust when one is configured.

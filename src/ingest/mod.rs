@@ -34,7 +34,7 @@ pub use dead_letters::{
     send_when_queued, DeadLetterSink, DeadLetters, HEADER_ERROR, HEADER_REASON,
     HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION, HEADER_SOURCE_TOPIC,
 };
-pub use owner::Owner;
+pub use owner::{AssignmentHook, Owner};
 pub use progress::{IngestProgress, IngestStatus, PartitionStatus, SnapshotStatus};
 use snapshots::{SnapshotSchedule, Written};
 
@@ -103,6 +103,7 @@ pub struct IngestShared {
     pub progress: Arc<IngestProgress>,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
+    pub on_assignment: Option<AssignmentHook>,
 }
 
 pub fn start(
@@ -115,6 +116,7 @@ pub fn start(
         progress,
         clock,
         metrics,
+        on_assignment,
     } = shared;
     let (commands, inbox) = sync_channel::<Command>(16);
     let dead_letters = DeadLetters::new(&config, metrics.clone())?;
@@ -150,6 +152,7 @@ pub fn start(
         snapshots,
         shutdown: shutdown.clone(),
         metrics,
+        on_assignment,
     };
     let owner = std::thread::Builder::new()
         .name("ih-owner".into())

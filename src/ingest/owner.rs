@@ -41,7 +41,12 @@ pub struct Owner {
     pub snapshots: Option<SnapshotSchedule>,
     pub shutdown: CancellationToken,
     pub metrics: Arc<Metrics>,
+    /// Told the partitions owned after every assignment change (to announce them to replicas).
+    pub on_assignment: Option<AssignmentHook>,
 }
+
+/// Called with the partitions owned after each rebalance.
+pub type AssignmentHook = Box<dyn Fn(std::collections::BTreeSet<i32>) + Send>;
 
 impl Owner {
     pub fn run(mut self, inbox: Receiver<Command>) {
@@ -66,11 +71,25 @@ impl Owner {
             Command::Assigned(keys, reply) => {
                 let offsets = self.assigned(keys);
                 let _ = reply.send(offsets);
+                self.tell_assignment();
             }
             Command::Revoked(keys, reply) => {
                 self.revoked(keys);
                 let _ = reply.send(());
+                self.tell_assignment();
             }
+        }
+    }
+
+    fn tell_assignment(&self) {
+        if let Some(hook) = &self.on_assignment {
+            hook(
+                self.store
+                    .partitions()
+                    .iter()
+                    .map(|(key, _)| key.partition)
+                    .collect(),
+            );
         }
     }
 
@@ -286,6 +305,7 @@ mod tests {
             snapshots: None,
             shutdown: CancellationToken::new(),
             metrics: Arc::new(Metrics::new()),
+            on_assignment: None,
         }
     }
 

@@ -10,7 +10,7 @@ pub type Sym = u32;
 /// Maps strings to small ids so groups and samples store each distinct string once.
 /// It only grows: strings of evicted groups stay, and are snapshotted, until the partition is
 /// rebuilt from Kafka. Compaction is not done yet.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Interner {
     ids: HashMap<Arc<str>, Sym>,
     strings: Vec<Arc<str>>,

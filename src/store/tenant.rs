@@ -31,7 +31,7 @@ impl TypeCounts {
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct TenantState {
     pub minutes: BTreeMap<i64, TypeCounts>,
     pub hours: BTreeMap<i64, TypeCounts>,

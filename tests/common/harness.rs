@@ -106,6 +106,7 @@ impl ApiOnly {
                 limits,
                 reflection: true,
                 tls: tls.clone(),
+                cluster: None,
             },
             stop.clone(),
         )

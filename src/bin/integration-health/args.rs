@@ -116,6 +116,10 @@ pub struct ServeArgs {
     /// Static group membership: a stable name per instance (the pod name in a StatefulSet).
     #[arg(long, env = "IH_INSTANCE_ID")]
     pub instance_id: Option<String>,
+    /// This replica's gRPC address as the others reach it (host:port): any replica then
+    /// answers for every partition.
+    #[arg(long, env = "IH_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<String>,
     #[arg(long, env = "IH_GRPC_ADDR")]
     pub grpc_addr: Option<SocketAddr>,
     /// Address for /metrics, /healthz and /readyz.
@@ -176,6 +180,9 @@ impl ServeArgs {
         }
         if let Some(instance) = self.instance_id {
             config.instance_id = Some(instance);
+        }
+        if let Some(addr) = self.advertise_addr {
+            config.advertise_addr = Some(addr);
         }
         if let Some(addr) = self.grpc_addr {
             config.grpc_addr = addr;

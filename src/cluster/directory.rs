@@ -1,0 +1,233 @@
+//! Who owns which partition, learned from Kafka: every replica announces its address and its
+//! partitions on a members topic whenever its assignment changes, and every replica reads that
+//! topic whole. For each partition the newest announcement that lists it names the owner. No
+//! consensus of our own: the consumer group decides ownership, this only spreads the word.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::ClusterError;
+
+const METADATA_REFRESH: Duration = Duration::from_secs(2);
+
+/// One replica's announcement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announcement {
+    pub addr: String,
+    pub partitions: BTreeSet<i32>,
+    /// Wall-clock milliseconds: the newest announcement of a partition wins.
+    pub at_ms: i64,
+}
+
+/// The announcements seen so far, and how many partitions the input topic has.
+#[derive(Debug, Default)]
+pub struct Directory {
+    latest: RwLock<HashMap<String, Announcement>>,
+    partition_count: AtomicUsize,
+}
+
+impl Directory {
+    pub fn record(&self, announcement: Announcement) {
+        let mut latest = self.latest.write();
+        let newer = latest
+            .get(&announcement.addr)
+            .is_none_or(|known| known.at_ms <= announcement.at_ms);
+        if newer {
+            latest.insert(announcement.addr.clone(), announcement);
+        }
+    }
+
+    /// The replica that announced `partition` last.
+    pub fn owner_of(&self, partition: i32) -> Option<String> {
+        self.latest
+            .read()
+            .values()
+            .filter(|a| a.partitions.contains(&partition))
+            .max_by(|a, b| a.at_ms.cmp(&b.at_ms).then_with(|| a.addr.cmp(&b.addr)))
+            .map(|a| a.addr.clone())
+    }
+
+    /// Every replica that has announced at least one partition.
+    pub fn members(&self) -> Vec<String> {
+        let mut members: Vec<String> = self
+            .latest
+            .read()
+            .values()
+            .filter(|a| !a.partitions.is_empty())
+            .map(|a| a.addr.clone())
+            .collect();
+        members.sort();
+        members
+    }
+
+    pub fn partition_count(&self) -> usize {
+        self.partition_count.load(Ordering::SeqCst)
+    }
+
+    pub fn set_partition_count(&self, count: usize) {
+        self.partition_count.store(count, Ordering::SeqCst);
+    }
+}
+
+/// Publishes this replica's announcements.
+pub struct Announcer {
+    producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
+    topic: String,
+    addr: String,
+}
+
+impl Announcer {
+    pub fn new(client: &ClientConfig, topic: &str, addr: &str) -> Result<Self, ClusterError> {
+        Ok(Announcer {
+            producer: client.create().map_err(ClusterError::Kafka)?,
+            topic: topic.to_owned(),
+            addr: addr.to_owned(),
+        })
+    }
+
+    pub fn announce(&self, partitions: BTreeSet<i32>, now_ms: i64, directory: &Directory) {
+        let announcement = Announcement {
+            addr: self.addr.clone(),
+            partitions,
+            at_ms: now_ms,
+        };
+        directory.record(announcement.clone());
+        let Ok(payload) = serde_json::to_vec(&announcement) else {
+            return;
+        };
+        let record = BaseRecord::to(&self.topic)
+            .key(&self.addr)
+            .payload(&payload);
+        if let Err((err, _)) = self.producer.send(record) {
+            warn!(error = %err, "cannot announce this replica's partitions");
+        }
+        let _ = self.producer.flush(Duration::from_secs(5));
+    }
+}
+
+/// Reads the members topic from its beginning, and the input topic's partition count, until
+/// `shutdown`.
+pub fn follow(
+    client: ClientConfig,
+    members_topic: String,
+    input_topic: String,
+    directory: Arc<Directory>,
+    shutdown: CancellationToken,
+) -> Result<JoinHandle<()>, ClusterError> {
+    let consumer: BaseConsumer = client.create().map_err(ClusterError::Kafka)?;
+    std::thread::Builder::new()
+        .name("ih-members".into())
+        .spawn(move || {
+            let mut assigned = 0;
+            let mut refreshed = Instant::now() - METADATA_REFRESH;
+            while !shutdown.is_cancelled() {
+                if refreshed.elapsed() >= METADATA_REFRESH {
+                    refreshed = Instant::now();
+                    assigned = refresh(
+                        &consumer,
+                        &members_topic,
+                        &input_topic,
+                        &directory,
+                        assigned,
+                    );
+                }
+                match consumer.poll(Duration::from_millis(100)) {
+                    Some(Ok(message)) => {
+                        let parsed = message
+                            .payload()
+                            .and_then(|p| serde_json::from_slice::<Announcement>(p).ok());
+                        match parsed {
+                            Some(announcement) => directory.record(announcement),
+                            None => {
+                                debug!("members topic holds a record that is not an announcement")
+                            }
+                        }
+                    }
+                    Some(Err(err)) => debug!(error = %err, "members topic read failed"),
+                    None => {}
+                }
+            }
+        })
+        .map_err(ClusterError::Thread)
+}
+
+/// Learns the input topic's partition count and assigns any new members-topic partitions from
+/// their beginning. Returns how many members-topic partitions are assigned.
+fn refresh(
+    consumer: &BaseConsumer,
+    members_topic: &str,
+    input_topic: &str,
+    directory: &Directory,
+    assigned: usize,
+) -> usize {
+    let timeout = Duration::from_secs(2);
+    if let Ok(metadata) = consumer.fetch_metadata(Some(input_topic), timeout) {
+        if let Some(topic) = metadata.topics().first() {
+            directory.set_partition_count(topic.partitions().len());
+        }
+    }
+    let Ok(metadata) = consumer.fetch_metadata(Some(members_topic), timeout) else {
+        return assigned;
+    };
+    let partitions = metadata
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len());
+    if partitions <= assigned {
+        return assigned;
+    }
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions as i32 {
+        let _ = list.add_partition_offset(members_topic, partition, Offset::Beginning);
+    }
+    match consumer.assign(&list) {
+        Ok(()) => partitions,
+        Err(err) => {
+            warn!(error = %err, "cannot read the members topic");
+            assigned
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn announce(addr: &str, partitions: &[i32], at_ms: i64) -> Announcement {
+        Announcement {
+            addr: addr.into(),
+            partitions: partitions.iter().copied().collect(),
+            at_ms,
+        }
+    }
+
+    #[test]
+    fn the_newest_announcement_of_a_partition_names_its_owner() {
+        let directory = Directory::default();
+        directory.record(announce("a:1", &[0, 1], 10));
+        directory.record(announce("b:1", &[1, 2], 20));
+        assert_eq!(directory.owner_of(0).as_deref(), Some("a:1"));
+        assert_eq!(directory.owner_of(1).as_deref(), Some("b:1"));
+        assert_eq!(directory.owner_of(3), None);
+        directory.record(announce("a:1", &[0, 1, 2], 5));
+        assert_eq!(
+            directory.owner_of(2).as_deref(),
+            Some("b:1"),
+            "an older record is ignored"
+        );
+        directory.record(announce("b:1", &[], 30));
+        assert_eq!(directory.members(), ["a:1"]);
+    }
+}

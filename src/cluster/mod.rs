@@ -1,0 +1,229 @@
+//! Asking any replica: each replica answers a tenant's questions for every partition of the
+//! topic, fetching the tenant's state in the partitions it does not own from their owners and
+//! merging it with the same query code that merges its own partitions.
+//!
+//! - `directory`: who owns which partition, announced on and read from a members topic.
+
+mod directory;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use rdkafka::ClientConfig;
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+pub use directory::{Announcement, Announcer, Directory};
+
+use crate::proto;
+use crate::proto::integration_health_peer_client::IntegrationHealthPeerClient;
+use crate::snapshot;
+use crate::store::{PartitionKey, Store, StoreLimits};
+
+#[derive(Debug, Error)]
+pub enum ClusterError {
+    #[error("kafka client for the members topic")]
+    Kafka(#[source] rdkafka::error::KafkaError),
+    #[error("cannot start the members thread")]
+    Thread(#[source] std::io::Error),
+}
+
+/// How this replica takes part: its address as the others reach it, and how it reaches them.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub advertise_addr: String,
+    pub members_topic: String,
+    pub input_topic: String,
+    /// Sent as `Bearer` to peers; an operator token when the replicas require tokens.
+    pub peer_token: Option<String>,
+    pub peer_timeout: Duration,
+}
+
+/// Which partitions an answer covers, and which it could not reach.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Coverage {
+    pub covered: BTreeSet<i32>,
+    pub missing: BTreeSet<i32>,
+}
+
+/// This replica's view of the others.
+pub struct Cluster {
+    pub config: ClusterConfig,
+    pub directory: Arc<Directory>,
+    announcer: Announcer,
+    channels: RwLock<BTreeMap<String, Channel>>,
+    follower: parking_lot::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Cluster {
+    /// Starts following the members topic. `client` carries the brokers and any security
+    /// properties.
+    pub fn start(
+        config: ClusterConfig,
+        client: &ClientConfig,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Cluster>, ClusterError> {
+        let directory = Arc::new(Directory::default());
+        let announcer = Announcer::new(client, &config.members_topic, &config.advertise_addr)?;
+        let mut reader = client.clone();
+        reader
+            .set("group.id", format!("ih-members-{}", config.advertise_addr))
+            .set("enable.auto.commit", "false");
+        let follower = directory::follow(
+            reader,
+            config.members_topic.clone(),
+            config.input_topic.clone(),
+            directory.clone(),
+            shutdown,
+        )?;
+        Ok(Arc::new(Cluster {
+            config,
+            directory,
+            announcer,
+            channels: RwLock::new(BTreeMap::new()),
+            follower: parking_lot::Mutex::new(Some(follower)),
+        }))
+    }
+
+    /// Tells the others which partitions this replica owns now.
+    pub fn announce(&self, partitions: BTreeSet<i32>, now_ms: i64) {
+        self.announcer.announce(partitions, now_ms, &self.directory);
+    }
+
+    /// Waits for the members thread after shutdown.
+    pub fn join(&self) {
+        if let Some(follower) = self.follower.lock().take() {
+            let _ = follower.join();
+        }
+    }
+
+    fn channel(&self, addr: &str) -> Option<Channel> {
+        if let Some(channel) = self.channels.read().get(addr) {
+            return Some(channel.clone());
+        }
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .ok()?
+            .timeout(self.config.peer_timeout)
+            .connect_lazy();
+        self.channels
+            .write()
+            .insert(addr.to_owned(), channel.clone());
+        Some(channel)
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(token) = &self.config.peer_token {
+            if let Ok(value) = format!("Bearer {token}").parse() {
+                request.metadata_mut().insert("authorization", value);
+            }
+        }
+        request
+    }
+
+    /// A store holding this replica's own partitions and, from their owners, the tenant's
+    /// state in every other partition of the topic; and which partitions could not be reached.
+    pub async fn tenant_view(&self, local: &Store, tenant_id: &str) -> (Store, Coverage) {
+        let view = Store::new(*local.limits());
+        let mut coverage = Coverage::default();
+        for (key, shared) in local.partitions() {
+            coverage.covered.insert(key.partition);
+            view.attach(key, shared);
+        }
+        let mut wanted: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for partition in 0..self.directory.partition_count() as i32 {
+            if coverage.covered.contains(&partition) {
+                continue;
+            }
+            match self.directory.owner_of(partition) {
+                Some(owner) if owner != self.config.advertise_addr => {
+                    wanted.entry(owner).or_default().push(partition)
+                }
+                _ => {
+                    coverage.missing.insert(partition);
+                }
+            }
+        }
+        let asks = wanted.into_iter().map(|(owner, partitions)| async move {
+            let answer = self.slices(&owner, tenant_id, &partitions).await;
+            (partitions, answer)
+        });
+        for (partitions, answer) in futures::future::join_all(asks).await {
+            let mut got = BTreeSet::new();
+            for (partition, state) in answer.unwrap_or_default() {
+                got.insert(partition);
+                let key = PartitionKey::new(&self.config.input_topic, partition);
+                view.attach(key, Arc::new(parking_lot::RwLock::new(state)));
+            }
+            for partition in partitions {
+                if got.contains(&partition) {
+                    coverage.covered.insert(partition);
+                } else {
+                    coverage.missing.insert(partition);
+                }
+            }
+        }
+        (view, coverage)
+    }
+
+    async fn slices(
+        &self,
+        owner: &str,
+        tenant_id: &str,
+        partitions: &[i32],
+    ) -> Option<Vec<(i32, crate::store::PartitionState)>> {
+        let mut client = IntegrationHealthPeerClient::new(self.channel(owner)?);
+        let request = self.request(proto::TenantSlicesRequest {
+            tenant_id: tenant_id.to_owned(),
+            partitions: partitions.to_vec(),
+        });
+        let answer =
+            tokio::time::timeout(self.config.peer_timeout, client.get_tenant_slices(request))
+                .await
+                .ok()?
+                .ok()?
+                .into_inner();
+        let limits = StoreLimits::default();
+        Some(
+            answer
+                .slices
+                .into_iter()
+                .filter_map(|slice| {
+                    let path = std::path::Path::new(owner);
+                    let state = snapshot::decode(path, &slice.state, &limits).ok()?;
+                    Some((slice.partition, state))
+                })
+                .collect(),
+        )
+    }
+
+    /// Every other replica's own partitions and totals.
+    pub async fn peer_statuses(&self) -> Vec<(String, proto::GetIngestStatusResponse)> {
+        let peers = self
+            .directory
+            .members()
+            .into_iter()
+            .filter(|addr| *addr != self.config.advertise_addr);
+        let asks = peers.map(|addr| async move {
+            let mut client = IntegrationHealthPeerClient::new(self.channel(&addr)?);
+            let request = self.request(proto::GetIngestStatusRequest {});
+            let answer = tokio::time::timeout(
+                self.config.peer_timeout,
+                client.get_local_ingest_status(request),
+            )
+            .await
+            .ok()?
+            .ok()?;
+            Some((addr, answer.into_inner()))
+        });
+        futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+}
