@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::api::{ApiLimits, Auth, IntegrationHealthApi, PeerApi, SharedAuth};
 use crate::clock::{Clock, SharedClock, SystemClock};
-use crate::cluster::{Cluster, ClusterConfig, ClusterError};
+use crate::cluster::{Cluster, ClusterConfig, ClusterError, PeerTls};
 use crate::config::{Config, ConfigError};
 use crate::ingest::{self, IngestConfig, IngestError, IngestHandle, IngestProgress, IngestShared};
 use crate::ops::{self, CheckReady, HttpState, Metrics, PartitionGauge, ReadState, StateReading};
@@ -136,6 +136,28 @@ pub fn ingest_config(
     })
 }
 
+/// How replicas reach each other when TLS is on: trusting `peer_ca` (else `tls_client_ca`, else
+/// the system's roots) and presenting this replica's own certificate, for mTLS.
+fn peer_tls(config: &Config) -> Result<Option<PeerTls>, ConfigError> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::PathBuf| {
+        std::fs::read(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })
+    };
+    let ca_pem = match config.peer_ca.as_ref().or(config.tls_client_ca.as_ref()) {
+        Some(ca) => Some(read(ca)?),
+        None => None,
+    };
+    Ok(Some(PeerTls {
+        ca_pem,
+        identity: Some((read(cert)?, read(key)?)),
+    }))
+}
+
 fn api_limits(config: &Config) -> ApiLimits {
     ApiLimits {
         max_concurrent: config.max_concurrent_queries,
@@ -217,6 +239,7 @@ pub async fn start(
                 input_topic: config.topic.clone(),
                 peer_token: config.peer_token.clone(),
                 peer_timeout: Duration::from_millis(config.peer_timeout_ms),
+                tls: peer_tls(config)?,
             },
             &ingest::client_config(&ingest_config, &[]),
             shutdown.clone(),

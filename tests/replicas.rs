@@ -7,9 +7,11 @@ mod common;
 
 use std::time::Duration;
 
+use common::certs::Authority;
 use common::harness::TestService;
 use common::*;
 use integration_health::api::{ALLOW_PARTIAL, MISSING_PARTITIONS};
+use integration_health::config::TokenGrant;
 use integration_health::proto;
 use serde_json::json;
 use tonic::Code;
@@ -124,6 +126,108 @@ async fn every_replica_answers_for_every_partition_exactly() {
         .map(str::to_owned);
     assert_eq!(missing, Some(orphan.to_string()));
 
+    for (service, _) in replicas {
+        service.stop().await;
+    }
+}
+
+fn with_token<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        "Bearer replica-token".parse().expect("header"),
+    );
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_reach_each_other_over_mtls_with_an_operator_token() {
+    let (_kafka, bootstrap) = kafka_with_topic(TOPIC, PARTITIONS);
+    let ca = Authority::new("replicas CA");
+    let dir = tempfile::tempdir().expect("dir");
+    let (cert, key) = ca.issue("replica");
+    let paths = [
+        dir.path().join("tls.crt"),
+        dir.path().join("tls.key"),
+        dir.path().join("ca.crt"),
+    ];
+    for (path, pem) in paths.iter().zip([cert, key, ca.pem()]) {
+        std::fs::write(path, pem).expect("pem");
+    }
+    let operator = TokenGrant {
+        operator: true,
+        ..TokenGrant::plain("replica-token", &["*"])
+    };
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let port = free_port();
+        let mut config = test_config(&bootstrap, TOPIC, "secured-replicas");
+        config.grpc_addr = format!("127.0.0.1:{port}").parse().expect("addr");
+        config.advertise_addr = Some(format!("localhost:{port}"));
+        config.tls_cert = Some(paths[0].clone());
+        config.tls_key = Some(paths[1].clone());
+        config.tls_client_ca = Some(paths[2].clone());
+        config.tokens = vec![operator.clone()];
+        config.peer_token = Some("replica-token".into());
+        replicas.push((TestService::start_at(&config, NOW).await, port));
+    }
+    let generated = generate(62, 1_000, NOW);
+    let messages: Vec<Message> = generated.messages.iter().map(|(_, m)| m.clone()).collect();
+    publish(&producer(&bootstrap), TOPIC, &messages).await;
+
+    let (cert, key) = ca.issue("dashboard");
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca.pem()))
+        .identity(tonic::transport::Identity::from_pem(cert, key))
+        .domain_name("localhost");
+    let channel =
+        tonic::transport::Channel::from_shared(format!("https://127.0.0.1:{}", replicas[0].1))
+            .expect("uri")
+            .tls_config(tls)
+            .expect("tls")
+            .connect()
+            .await
+            .expect("mTLS connects");
+    let api =
+        integration_health::proto::integration_health_client::IntegrationHealthClient::new(channel);
+    let total = messages.len() as u64;
+    wait_until(
+        "both replicas' partitions reported through one",
+        Duration::from_secs(90),
+        || {
+            let mut api = api.clone();
+            async move {
+                let Ok(s) = api
+                    .get_ingest_status(with_token(proto::GetIngestStatusRequest {}))
+                    .await
+                else {
+                    return false;
+                };
+                let s = s.into_inner();
+                let owners: std::collections::BTreeSet<String> =
+                    s.partitions.iter().map(|p| p.owner.clone()).collect();
+                s.partitions.len() == PARTITIONS as usize && owners.len() == 2 && seen(&s) == total
+            }
+        },
+    )
+    .await;
+    let mut api = api.clone();
+    for tenant in ["acme", "globex", "initech"] {
+        let answer = api
+            .get_overview(with_token(proto::GetOverviewRequest {
+                tenant_id: tenant.into(),
+                ..Default::default()
+            }))
+            .await
+            .expect("answered over mTLS, peers included")
+            .into_inner();
+        let (start, end) = bounds(&answer.effective_range);
+        let expected = generated.truth.counts(tenant, start, end);
+        for t in &answer.types {
+            let name = TYPES[(t.integration_type - 1) as usize];
+            assert_eq!((t.failed, t.succeeded), expected[name], "{tenant} {name}");
+        }
+    }
     for (service, _) in replicas {
         service.stop().await;
     }

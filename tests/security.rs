@@ -8,53 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::certs::Authority;
 use common::harness::{ApiOnly, TestService};
 use common::*;
 use integration_health::config::{sha256, TokenGrant};
 use integration_health::proto::{self, integration_health_client::IntegrationHealthClient};
 use integration_health::tls::{ReloadingTls, TlsFiles};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::Code;
-
-/// A CA that signs server and client certificates.
-struct Authority {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-impl Authority {
-    fn new(name: &str) -> Authority {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let key = KeyPair::generate().expect("key");
-        let cert = params.self_signed(&key).expect("self-signed");
-        Authority { cert, key }
-    }
-
-    /// (certificate PEM, key PEM) for localhost and 127.0.0.1.
-    fn issue(&self, name: &str) -> (String, String) {
-        let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress([127, 0, 0, 1].into()));
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let key = KeyPair::generate().expect("key");
-        let cert = params
-            .signed_by(&key, &self.cert, &self.key)
-            .expect("signed");
-        (cert.pem(), key.serialize_pem())
-    }
-
-    fn pem(&self) -> String {
-        self.cert.pem()
-    }
-}
 
 struct Files {
     _dir: tempfile::TempDir,

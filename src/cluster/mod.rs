@@ -15,7 +15,7 @@ use parking_lot::RwLock;
 use rdkafka::ClientConfig;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 pub use directory::{Announcement, Announcer, Directory};
 
@@ -41,6 +41,29 @@ pub struct ClusterConfig {
     /// Sent as `Bearer` to peers; an operator token when the replicas require tokens.
     pub peer_token: Option<String>,
     pub peer_timeout: Duration,
+    /// With TLS on, how to reach the others: the CA that signed their certificates (the
+    /// system's roots without one) and this replica's certificate and key, for mTLS.
+    pub tls: Option<PeerTls>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PeerTls {
+    pub ca_pem: Option<Vec<u8>>,
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl PeerTls {
+    fn client_config(&self) -> ClientTlsConfig {
+        let mut tls = ClientTlsConfig::new();
+        tls = match &self.ca_pem {
+            Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
+            None => tls.with_native_roots(),
+        };
+        if let Some((cert, key)) = &self.identity {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        tls
+    }
 }
 
 /// Which partitions an answer covers, and which it could not reach.
@@ -105,10 +128,18 @@ impl Cluster {
         if let Some(channel) = self.channels.read().get(addr) {
             return Some(channel.clone());
         }
-        let channel = Channel::from_shared(format!("http://{addr}"))
+        let scheme = if self.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let mut endpoint = Channel::from_shared(format!("{scheme}://{addr}"))
             .ok()?
-            .timeout(self.config.peer_timeout)
-            .connect_lazy();
+            .timeout(self.config.peer_timeout);
+        if let Some(tls) = &self.config.tls {
+            endpoint = endpoint.tls_config(tls.client_config()).ok()?;
+        }
+        let channel = endpoint.connect_lazy();
         self.channels
             .write()
             .insert(addr.to_owned(), channel.clone());

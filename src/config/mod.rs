@@ -61,6 +61,9 @@ pub struct Config {
     pub peer_token: Option<String>,
     /// How long a replica waits for another's answer.
     pub peer_timeout_ms: u64,
+    /// With TLS on: the CA that signed the other replicas' certificates (default
+    /// `tls_client_ca`, then the system's roots). Replicas present `tls_cert` to each other.
+    pub peer_ca: Option<PathBuf>,
     /// Dead-letter topic; default `<topic>.dlq`.
     pub dlq_topic: Option<String>,
     pub grpc_addr: SocketAddr,
@@ -135,6 +138,7 @@ impl Default for Config {
             members_topic: None,
             peer_token: None,
             peer_timeout_ms: 2_000,
+            peer_ca: None,
             dlq_topic: None,
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),

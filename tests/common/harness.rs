@@ -33,7 +33,12 @@ impl TestService {
         let service = server::start(config, clock, stop.clone())
             .await
             .expect("service starts");
-        let api = client(service.grpc_addr).await;
+        // Lazy, so a service that serves TLS only starts too; its tests make their own clients.
+        let api = IntegrationHealthClient::new(
+            Channel::from_shared(format!("http://{}", service.grpc_addr))
+                .expect("uri")
+                .connect_lazy(),
+        );
         TestService { service, stop, api }
     }
 
