@@ -120,6 +120,9 @@ pub struct ServeArgs {
     /// answers for every partition.
     #[arg(long, env = "IH_ADVERTISE_ADDR")]
     pub advertise_addr: Option<String>,
+    /// Token presented to the other replicas (an operator grant).
+    #[arg(long, env = "IH_PEER_TOKEN", hide_env_values = true)]
+    pub peer_token: Option<String>,
     #[arg(long, env = "IH_GRPC_ADDR")]
     pub grpc_addr: Option<SocketAddr>,
     /// Address for /metrics, /healthz and /readyz.
@@ -183,6 +186,9 @@ impl ServeArgs {
         }
         if let Some(addr) = self.advertise_addr {
             config.advertise_addr = Some(addr);
+        }
+        if let Some(token) = self.peer_token {
+            config.peer_token = Some(token);
         }
         if let Some(addr) = self.grpc_addr {
             config.grpc_addr = addr;
