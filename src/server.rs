@@ -124,7 +124,8 @@ pub fn ingest_config(
 ) -> Result<IngestConfig, ServerError> {
     Ok(IngestConfig {
         brokers: config.brokers.clone(),
-        topic: config.topic.clone(),
+        topic: config.aggregated_topic(),
+        repartition_from: (!config.input_keyed_by_tenant).then(|| config.topic.clone()),
         group: config.group.clone(),
         instance_id: config.instance_id.clone(),
         dlq_topic: config.dlq_topic(),
@@ -236,7 +237,7 @@ pub async fn start(
             ClusterConfig {
                 advertise_addr: addr.clone(),
                 members_topic: config.members_topic(),
-                input_topic: config.topic.clone(),
+                input_topic: config.aggregated_topic(),
                 peer_token: config.peer_token.clone(),
                 peer_timeout: Duration::from_millis(config.peer_timeout_ms),
                 tls: peer_tls(config)?,

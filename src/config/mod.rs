@@ -50,6 +50,12 @@ pub struct Config {
     pub brokers: String,
     pub topic: String,
     pub group: String,
+    /// True when every producer keys messages by `tenant_id`. Otherwise (the default) a
+    /// repartition stage re-publishes events keyed by tenant to `repartition_topic`, so retries
+    /// landing on other partitions are still counted once.
+    pub input_keyed_by_tenant: bool,
+    /// The repartition stage's output; default `<topic>.by-tenant`.
+    pub repartition_topic: Option<String>,
     /// Static group membership (`group.instance.id`), e.g. the pod name in a StatefulSet.
     pub instance_id: Option<String>,
     /// This replica's gRPC address as the other replicas reach it. With it, any replica answers
@@ -133,6 +139,8 @@ impl Default for Config {
             brokers: "localhost:9092".into(),
             topic: "integration-events".into(),
             group: "integration-health".into(),
+            input_keyed_by_tenant: false,
+            repartition_topic: None,
             instance_id: None,
             advertise_addr: None,
             members_topic: None,
@@ -246,6 +254,9 @@ impl Config {
         if let Some(dlq) = &self.dlq_topic {
             check_topic("dlq_topic", dlq)?;
         }
+        if let Some(topic) = &self.repartition_topic {
+            check_topic("repartition_topic", topic)?;
+        }
         if self.dlq_topic() == self.topic {
             return Err(invalid("dlq_topic", "must differ from topic"));
         }
@@ -357,6 +368,17 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The topic aggregation reads: the input when it is keyed by tenant, else the
+    /// repartition stage's output.
+    pub fn aggregated_topic(&self) -> String {
+        if self.input_keyed_by_tenant {
+            return self.topic.clone();
+        }
+        self.repartition_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.by-tenant", self.topic))
     }
 
     pub fn members_topic(&self) -> String {

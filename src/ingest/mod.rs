@@ -11,6 +11,7 @@ mod consumer;
 mod dead_letters;
 mod owner;
 mod progress;
+mod repartition;
 mod snapshots;
 
 use std::collections::HashMap;
@@ -36,6 +37,7 @@ pub use dead_letters::{
 };
 pub use owner::{AssignmentHook, Owner};
 pub use progress::{IngestProgress, IngestStatus, PartitionStatus, SnapshotStatus};
+pub use repartition::{is_rejection_marker, HEADER_REJECTED};
 use snapshots::{SnapshotSchedule, Written};
 
 use crate::clock::SharedClock;
@@ -57,7 +59,11 @@ pub enum IngestError {
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
     pub brokers: String,
+    /// The topic aggregation reads: the input, or the repartition stage's output.
     pub topic: String,
+    /// With a value, the repartition stage reads this input topic and writes `topic`, keyed by
+    /// tenant.
+    pub repartition_from: Option<String>,
     pub group: String,
     /// `group.instance.id`: static membership, so a restarted instance takes its partitions
     /// straight back instead of waiting for a group-wide rebalance.
@@ -80,14 +86,20 @@ pub enum Command {
     Revoked(Vec<PartitionKey>, SyncSender<()>),
 }
 
-/// Running ingest; `join` waits for both threads after shutdown was signalled.
+/// Running ingest; `join` waits for its threads after shutdown was signalled.
 pub struct IngestHandle {
     consumer: JoinHandle<()>,
     owner: JoinHandle<()>,
+    repartition: Option<JoinHandle<()>>,
 }
 
 impl IngestHandle {
     pub fn join(self) {
+        if let Some(stage) = self.repartition {
+            if stage.join().is_err() {
+                error!("repartition thread panicked");
+            }
+        }
         if self.consumer.join().is_err() {
             error!("consumer thread panicked");
         }
@@ -118,6 +130,16 @@ pub fn start(
         metrics,
         on_assignment,
     } = shared;
+    let repartition = match &config.repartition_from {
+        Some(input) => Some(repartition::start(
+            &config,
+            input,
+            clock.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        )?),
+        None => None,
+    };
     let (commands, inbox) = sync_channel::<Command>(16);
     let dead_letters = DeadLetters::new(&config, metrics.clone())?;
     let commits: PendingCommits = Arc::new(Mutex::new(Vec::new()));
@@ -147,6 +169,7 @@ pub fn start(
         clock,
         max_future_ms: config.max_future_ms,
         max_message_bytes: config.max_message_bytes,
+        input_keyed_by_tenant: config.repartition_from.is_none(),
         dead_letters: Box::new(dead_letters),
         parked: HashMap::new(),
         snapshots,
@@ -162,7 +185,11 @@ pub fn start(
         .name("ih-consumer".into())
         .spawn(move || consumer::consume(consumer, commands, commits, shutdown))
         .map_err(IngestError::Thread)?;
-    Ok(IngestHandle { consumer, owner })
+    Ok(IngestHandle {
+        consumer,
+        owner,
+        repartition,
+    })
 }
 
 /// Defaults first, so a passed-through property can override them.

@@ -11,7 +11,7 @@ use parking_lot::RwLock;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::Offset;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use super::dead_letters::DeadLetterSink;
 use super::progress::IngestProgress;
@@ -34,6 +34,8 @@ pub struct Owner {
     pub clock: SharedClock,
     pub max_future_ms: i64,
     pub max_message_bytes: usize,
+    /// No repartition stage: tenants found on two partitions are flagged.
+    pub input_keyed_by_tenant: bool,
     pub dead_letters: Box<dyn DeadLetterSink>,
     /// Without a state dir: partitions revoked from this instance. Their state and offset stay
     /// consistent, so if a partition comes back, consumption resumes at its offset.
@@ -77,6 +79,24 @@ impl Owner {
                 self.revoked(keys);
                 let _ = reply.send(());
                 self.tell_assignment();
+            }
+        }
+    }
+
+    /// A tenant met in a second partition means a producer does not key by tenant, so its
+    /// retries can escape dedup: warned and counted, since the repartition stage is off.
+    fn flag_split_tenants(&self, key: &PartitionKey, tenants: &[String]) {
+        if tenants.is_empty() {
+            return;
+        }
+        for (other, shared) in self.store.partitions() {
+            if other == *key {
+                continue;
+            }
+            let state = shared.read();
+            for tenant in tenants.iter().filter(|t| state.tenant(t).is_some()) {
+                self.metrics.tenant_split();
+                warn!(%tenant, partitions = ?(key.partition, other.partition), "a tenant's events arrive on two partitions: a producer does not key by tenant_id, so retries there may be counted twice; set input_keyed_by_tenant = false");
             }
         }
     }
@@ -213,12 +233,19 @@ impl Owner {
             );
             let _entered = span.enter();
             let mut rejected = Vec::new();
+            let mut new_tenants = Vec::new();
             let mut outcomes = PerType::<[u64; 3]>::default();
             // Short write-lock holds keep query latency flat while a big batch is applied.
             for chunk in messages.chunks(LOCK_CHUNK) {
                 let mut state = shared.write();
                 for message in chunk {
                     if state.already_applied(message.offset()) {
+                        continue;
+                    }
+                    // Rejected upstream and dead-lettered there; counted here, exactly once.
+                    if super::is_rejection_marker(message) {
+                        state.record_rejected();
+                        state.mark_applied(message.offset());
                         continue;
                     }
                     let payload = message.payload().unwrap_or_default();
@@ -233,8 +260,9 @@ impl Owner {
                         Err(EventError::Internal)
                     });
                     match applied {
-                        Ok((integration_type, applied)) => {
+                        Ok((integration_type, applied, new_tenant)) => {
                             outcomes[integration_type][applied as usize] += 1;
+                            new_tenants.extend(new_tenant);
                         }
                         Err(reason) => {
                             state.record_rejected();
@@ -245,6 +273,9 @@ impl Owner {
                 }
             }
             self.count(&outcomes);
+            if self.input_keyed_by_tenant {
+                self.flag_split_tenants(&key, &new_tenants);
+            }
             for (message, reason) in rejected {
                 self.metrics.rejected(reason.reason_code());
                 self.dead_letters.send(message, &reason);
@@ -254,19 +285,22 @@ impl Owner {
 }
 
 /// Decodes and counts one message: what it was counted as, or why it is rejected.
+/// The tenant is returned when the event was its first in this partition.
 fn apply_one(
     state: &mut PartitionState,
     payload: &[u8],
     limits: DecodeLimits,
     store_limits: &StoreLimits,
-) -> Result<(IntegrationType, Applied), EventError> {
+) -> Result<(IntegrationType, Applied, Option<String>), EventError> {
     #[cfg(test)]
     if payload == tests::PANIC_PAYLOAD {
         panic!("injected by a test");
     }
     let event = decode(payload, limits)?;
+    let first = state.tenant(&event.tenant_id).is_none();
     let applied = state.apply(&event, store_limits, limits.now_ms)?;
-    Ok((event.integration_type, applied))
+    let new_tenant = (first && applied == Applied::Accepted).then(|| event.tenant_id.to_string());
+    Ok((event.integration_type, applied, new_tenant))
 }
 
 #[cfg(test)]
@@ -300,6 +334,7 @@ mod tests {
             clock: Arc::new(ManualClock::new(NOW)),
             max_future_ms: 300_000,
             max_message_bytes: 1 << 20,
+            input_keyed_by_tenant: true,
             dead_letters: Box::new(letters),
             parked: HashMap::new(),
             snapshots: None,
@@ -451,6 +486,21 @@ mod tests {
         ]));
         assert_eq!(*letters.0.lock(), vec![(1, "tenant_limit")]);
         assert_eq!(owner.store.totals().accepted, 2);
+    }
+
+    #[test]
+    fn a_tenant_on_two_partitions_is_flagged_when_input_is_keyed() {
+        let mut owner = owner(Letters::default());
+        assign(&mut owner, &[0, 1]);
+        owner.handle(Command::Batch(vec![
+            message(0, 0, &event("a")),
+            message(1, 0, &event("b")),
+        ]));
+        let text = owner.metrics.render(&crate::ops::StateReading::default());
+        assert!(
+            text.contains("integration_health_tenants_split_total 1"),
+            "{text}"
+        );
     }
 
     #[test]

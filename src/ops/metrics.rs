@@ -51,6 +51,7 @@ pub struct Metrics {
     events: Family<EventLabels, Counter>,
     rejected: Family<ReasonLabels, Counter>,
     pub dlq_failures: Counter<u64, AtomicU64>,
+    tenants_split: Counter<u64, AtomicU64>,
     rpc_requests: Family<RpcLabels, Counter>,
     rpc_seconds: Family<RpcNameLabels, Histogram>,
     snapshot_write_seconds: Histogram,
@@ -85,6 +86,7 @@ impl Metrics {
             events: Family::default(),
             rejected: Family::default(),
             dlq_failures: Counter::default(),
+            tenants_split: Counter::default(),
             rpc_requests: Family::default(),
             rpc_seconds: Family::new_with_constructor(latency_histogram),
             snapshot_write_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
@@ -115,6 +117,11 @@ impl Metrics {
             "dlq_delivery_failures",
             "Dead letters the broker did not acknowledge",
             metrics.dlq_failures.clone(),
+        );
+        registry.register(
+            "tenants_split",
+            "Tenants whose events arrived on a second partition while input_keyed_by_tenant is set",
+            metrics.tenants_split.clone(),
         );
         registry.register(
             "grpc_requests",
@@ -204,6 +211,10 @@ impl Metrics {
                 integration_type: integration_type.as_str(),
             })
             .inc_by(count);
+    }
+
+    pub fn tenant_split(&self) {
+        self.tenants_split.inc();
     }
 
     pub fn rejected(&self, reason: &'static str) {

@@ -42,6 +42,8 @@ pub fn test_config(
         brokers: bootstrap.to_owned(),
         topic: topic.into(),
         group: group.into(),
+        // The tests' producers key by tenant; tests/unkeyed.rs covers the repartition stage.
+        input_keyed_by_tenant: true,
         grpc_addr: "127.0.0.1:0".parse().expect("addr"),
         http_addr: "127.0.0.1:0".parse().expect("addr"),
         kafka: [("session.timeout.ms", "6000"), ("fetch.wait.max.ms", "10")]
@@ -345,6 +347,7 @@ pub fn serve_binary(args: &[String], env: &[(&str, String)], log: &std::path::Pa
         .args(args)
         .args(["--kafka-property", "session.timeout.ms=6000"])
         .args(["--kafka-property", "fetch.wait.max.ms=10"])
+        .args(["--input-keyed-by-tenant", "true"])
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("IH_LOG", "info,librdkafka=warn")
         .stdout(std::process::Stdio::null())

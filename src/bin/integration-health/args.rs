@@ -113,6 +113,10 @@ pub struct ServeArgs {
     pub topic: Option<String>,
     #[arg(long, env = "IH_GROUP")]
     pub group: Option<String>,
+    /// Whether every producer keys messages by tenant_id; without it a repartition stage
+    /// re-keys events first, so retries on other partitions still count once.
+    #[arg(long, env = "IH_INPUT_KEYED_BY_TENANT")]
+    pub input_keyed_by_tenant: Option<bool>,
     /// Static group membership: a stable name per instance (the pod name in a StatefulSet).
     #[arg(long, env = "IH_INSTANCE_ID")]
     pub instance_id: Option<String>,
@@ -180,6 +184,9 @@ impl ServeArgs {
         }
         if let Some(group) = self.group {
             config.group = group;
+        }
+        if let Some(keyed) = self.input_keyed_by_tenant {
+            config.input_keyed_by_tenant = keyed;
         }
         if let Some(instance) = self.instance_id {
             config.instance_id = Some(instance);

@@ -106,6 +106,8 @@ pub async fn run_demo(options: DemoOptions, shutdown: CancellationToken) -> Resu
     let config = Config {
         brokers: bootstrap.clone(),
         topic: options.topic.clone(),
+        // The simulator keys every event by its tenant.
+        input_keyed_by_tenant: true,
         grpc_addr: options.grpc_addr,
         http_addr: options.http_addr,
         // The backfill waits for the consumer after each step; a long fetch wait would idle it.

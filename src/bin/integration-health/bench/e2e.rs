@@ -198,6 +198,7 @@ pub async fn run_e2e(spec: E2eSpec) -> Result<E2eReport, BenchError> {
         brokers: bootstrap.clone(),
         topic: topic.into(),
         group: "bench".into(),
+        input_keyed_by_tenant: true,
         grpc_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         state_dir: Some(state_dir.clone()),
         snapshot_interval_ms: 1_000,

@@ -1,0 +1,176 @@
+//! The repartition stage, for producers that do not key by tenant: it reads the input topic,
+//! validates each message, and re-publishes every valid one, byte for byte, to an internal topic
+//! keyed by `tenant_id`, so that all of a tenant's events (and every retry of one) meet in one
+//! partition, where the dedup window sees them. Aggregation reads the internal topic.
+//!
+//! Publishing is at-least-once: offsets are committed only after everything before them is
+//! acknowledged, so a crash re-publishes the uncommitted tail, and the dedup window downstream
+//! counts each event once. A rejected message goes to the dead-letter topic here, naming its
+//! input position, and a marker (an empty message with the `ih-rejected` header) goes on so the
+//! rejection is counted, exactly once, with the partition state downstream.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::dead_letters::{send_when_queued, DeadLetterSink, DeadLetters};
+use super::{client_config, IngestConfig, IngestError};
+use crate::clock::SharedClock;
+use crate::event::{decode, DecodeLimits};
+use crate::ops::Metrics;
+
+/// Header of the marker that stands for a message rejected by the repartition stage.
+pub const HEADER_REJECTED: &str = "ih-rejected";
+
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+/// How often everything published so far is flushed and the input offsets committed: this
+/// bounds what a crash re-publishes.
+const COMMIT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// True for the marker of a message the repartition stage rejected.
+pub fn is_rejection_marker(message: &impl Message) -> bool {
+    message
+        .headers()
+        .is_some_and(|headers| headers.iter().any(|h| h.key == HEADER_REJECTED))
+}
+
+struct Stage {
+    producer: ThreadedProducer<DefaultProducerContext>,
+    dead_letters: DeadLetters,
+    output: String,
+    clock: SharedClock,
+    max_future_ms: i64,
+    max_message_bytes: usize,
+    metrics: Arc<Metrics>,
+}
+
+/// Starts the stage on its own thread, reading `config.input_topic` and writing
+/// `config.topic`.
+pub fn start(
+    config: &IngestConfig,
+    input_topic: &str,
+    clock: SharedClock,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<JoinHandle<()>, IngestError> {
+    let mut client = client_config(config, &[("session.timeout.ms", "10000")]);
+    client
+        .set("group.id", format!("{}.repartition", config.group))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest");
+    let consumer: BaseConsumer = client.create().map_err(IngestError::Client)?;
+    consumer
+        .subscribe(&[input_topic])
+        .map_err(|source| IngestError::Subscribe {
+            topic: input_topic.to_owned(),
+            source,
+        })?;
+    let producer = client_config(
+        config,
+        &[("enable.idempotence", "true"), ("linger.ms", "5")],
+    )
+    .create()
+    .map_err(IngestError::Client)?;
+    let stage = Stage {
+        producer,
+        dead_letters: DeadLetters::new(config, metrics.clone())?,
+        output: config.topic.clone(),
+        clock,
+        max_future_ms: config.max_future_ms,
+        max_message_bytes: config.max_message_bytes,
+        metrics,
+    };
+    std::thread::Builder::new()
+        .name("ih-repartition".into())
+        .spawn(move || stage.run(consumer, shutdown))
+        .map_err(IngestError::Thread)
+}
+
+impl Stage {
+    fn run(mut self, consumer: BaseConsumer, shutdown: CancellationToken) {
+        info!(output = %self.output, "repartition stage started");
+        let mut last_commit = Instant::now();
+        while !shutdown.is_cancelled() {
+            if let Some(result) = consumer.poll(POLL_TIMEOUT) {
+                match result {
+                    Ok(message) => {
+                        self.forward(&message);
+                        if let Err(err) = consumer.store_offset_from_message(&message) {
+                            warn!(error = %err, "cannot store a repartition offset");
+                        }
+                    }
+                    Err(err) => warn!(error = %err, "repartition consumer error"),
+                }
+            }
+            if last_commit.elapsed() >= COMMIT_INTERVAL {
+                self.commit(&consumer);
+                last_commit = Instant::now();
+            }
+        }
+        self.commit(&consumer);
+        consumer.unsubscribe();
+        info!("repartition stage stopped");
+    }
+
+    /// Re-publishes a valid message keyed by its tenant, or dead-letters it and sends its marker.
+    fn forward(&mut self, message: &rdkafka::message::BorrowedMessage<'_>) {
+        let payload = message.payload().unwrap_or_default();
+        let limits = DecodeLimits {
+            now_ms: self.clock.now_ms(),
+            max_future_ms: self.max_future_ms,
+            max_bytes: self.max_message_bytes,
+        };
+        let sent = match decode(payload, limits) {
+            Ok(event) => {
+                let record = BaseRecord::to(&self.output)
+                    .key(event.tenant_id.as_bytes())
+                    .payload(payload);
+                send_when_queued(&self.producer, record)
+            }
+            Err(reason) => {
+                self.metrics.rejected(reason.reason_code());
+                self.dead_letters.send(&message.detach(), &reason);
+                let headers = OwnedHeaders::new().insert(Header {
+                    key: HEADER_REJECTED,
+                    value: Some(reason.reason_code()),
+                });
+                let key = message.key().unwrap_or_default();
+                let record = BaseRecord::to(&self.output)
+                    .key(key)
+                    .payload(&[][..])
+                    .headers(headers);
+                send_when_queued(&self.producer, record)
+            }
+        };
+        if let Err(err) = sent {
+            error!(error = %err, "cannot re-publish an event; it is retried after a restart");
+        }
+    }
+
+    /// Everything published is acknowledged before the input offsets move past it.
+    fn commit(&mut self, consumer: &BaseConsumer) {
+        if let Err(err) = self.producer.flush(Duration::from_secs(30)) {
+            error!(error = %err, "re-published events not acknowledged; offsets stay");
+            return;
+        }
+        self.dead_letters.flush();
+        if let Err(err) = consumer.commit_consumer_state(CommitMode::Sync) {
+            if !matches!(
+                err,
+                rdkafka::error::KafkaError::ConsumerCommit(
+                    rdkafka::types::RDKafkaErrorCode::NoOffset
+                )
+            ) {
+                warn!(error = %err, "repartition offsets not committed; the tail is re-published");
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Producers that do not key by tenant, and whose retries land on other partitions: the
+//! repartition stage re-keys every event by tenant before counting, so every RPC still equals
+//! the recount, duplicates included, and every rejected event is in the dead-letter topic.
+
+mod common;
+
+use common::harness::TestService;
+use common::*;
+use integration_health::testkit::EmbeddedKafka;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+const TOPIC: &str = "unkeyed";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_on_other_partitions_are_counted_once() {
+    let kafka = EmbeddedKafka::start(1).expect("mock cluster");
+    kafka.create_topic(TOPIC, 3).expect("input topic");
+    kafka
+        .create_topic(&format!("{TOPIC}.by-tenant"), 3)
+        .expect("repartition topic");
+    kafka
+        .create_topic(&format!("{TOPIC}.dlq"), 1)
+        .expect("dead-letter topic");
+    let bootstrap = kafka.bootstrap_servers();
+    let mut config = test_config(&bootstrap, TOPIC, "unkeyed");
+    config.input_keyed_by_tenant = false;
+    let running = TestService::start_at(&config, NOW).await;
+
+    // Random keys: a tenant's events, and the two copies of a retried one, scatter.
+    let generated = generate(71, 3_000, NOW);
+    let mut rng = SmallRng::seed_from_u64(71);
+    let messages: Vec<Message> = generated
+        .messages
+        .iter()
+        .map(|(_, m)| Message {
+            key: format!("k{}", rng.gen_range(0..1_000)),
+            payload: m.payload.clone(),
+        })
+        .collect();
+    assert!(
+        generated.truth.duplicates > 0,
+        "the batch has retried events"
+    );
+    publish(&producer(&bootstrap), TOPIC, &messages).await;
+
+    let mut api = running.api.clone();
+    wait_applied(&api, messages.len() as u64).await;
+    assert_matches_truth(&mut api, &generated.truth, &["acme", "globex", "initech"]).await;
+    let letters = read_dead_letters(&bootstrap, &format!("{TOPIC}.dlq"), |l| {
+        l.len() >= generated.truth.dead_letters.len()
+    });
+    assert_eq!(letters.len(), generated.truth.dead_letters.len());
+    running.stop().await;
+    drop(kafka);
+}
