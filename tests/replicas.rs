@@ -74,6 +74,35 @@ async fn every_replica_answers_for_every_partition_exactly() {
         assert_matches_truth(&mut api, &generated.truth, &["acme", "globex", "initech"]).await;
     }
 
+    // Latency through a replica that asks two others, against one that holds every partition
+    // (a single replica of another group on the same topic). Debug build: compare, not quote.
+    let solo_config = test_config(&bootstrap, TOPIC, "solo");
+    let solo = TestService::start_at(&solo_config, NOW).await;
+    wait_applied(&solo.api, messages.len() as u64).await;
+    for (name, api) in [
+        ("through a non-owner", &replicas[0].0.api),
+        ("owner of all", &solo.api),
+    ] {
+        let mut api = api.clone();
+        let mut micros = Vec::new();
+        for _ in 0..100 {
+            let started = std::time::Instant::now();
+            api.get_overview(proto::GetOverviewRequest {
+                tenant_id: "acme".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("overview");
+            micros.push(started.elapsed().as_micros());
+        }
+        micros.sort_unstable();
+        println!(
+            "overview {name}: p50 {} µs, p99 {} µs",
+            micros[50], micros[98]
+        );
+    }
+    solo.stop().await;
+
     // A partition claimed by a replica that does not answer.
     let (service, _) = &replicas[0];
     let orphan = (0..PARTITIONS)
