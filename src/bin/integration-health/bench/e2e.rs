@@ -32,6 +32,9 @@ pub struct E2eSpec {
     /// Dashboard RPCs per second across all clients, the way a fleet of open dashboards polls.
     #[arg(long, default_value_t = 600)]
     pub rpc_rate: u64,
+    /// Go through the repartition stage (as for producers that do not key by tenant).
+    #[arg(long)]
+    pub repartition: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -191,6 +194,7 @@ pub async fn run_e2e(spec: E2eSpec) -> Result<E2eReport, BenchError> {
     let kafka = EmbeddedKafka::start(1)?;
     let topic = "bench-events";
     kafka.create_topic(topic, spec.partitions)?;
+    kafka.create_topic("bench-events.by-tenant", spec.partitions)?;
     kafka.create_topic("bench-events.dlq", 1)?;
     let bootstrap = kafka.bootstrap_servers();
     let state_dir = tempfile_dir()?;
@@ -198,7 +202,7 @@ pub async fn run_e2e(spec: E2eSpec) -> Result<E2eReport, BenchError> {
         brokers: bootstrap.clone(),
         topic: topic.into(),
         group: "bench".into(),
-        input_keyed_by_tenant: true,
+        input_keyed_by_tenant: !spec.repartition,
         grpc_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         state_dir: Some(state_dir.clone()),
         snapshot_interval_ms: 1_000,
