@@ -241,6 +241,7 @@ pub async fn start(
                 peer_token: config.peer_token.clone(),
                 peer_timeout: Duration::from_millis(config.peer_timeout_ms),
                 tls: peer_tls(config)?,
+                route_by_tenant: !config.input_keyed_by_tenant,
             },
             &ingest::client_config(&ingest_config, &[]),
             shutdown.clone(),

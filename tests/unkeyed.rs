@@ -25,6 +25,10 @@ async fn retries_on_other_partitions_are_counted_once() {
     let bootstrap = kafka.bootstrap_servers();
     let mut config = test_config(&bootstrap, TOPIC, "unkeyed");
     config.input_keyed_by_tenant = false;
+    // As a replica: a tenant's questions then go to the one partition that holds it.
+    let port = free_port();
+    config.grpc_addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    config.advertise_addr = Some(format!("127.0.0.1:{port}"));
     let running = TestService::start_at(&config, NOW).await;
 
     // Random keys: a tenant's events, and the two copies of a retried one, scatter.
@@ -51,6 +55,25 @@ async fn retries_on_other_partitions_are_counted_once() {
         l.len() >= generated.truth.dead_letters.len()
     });
     assert_eq!(letters.len(), generated.truth.dead_letters.len());
+
+    // Each tenant sits in the one partition the consistent partitioner gives its id, and a
+    // question about it is answered from that partition alone, exactly.
+    for tenant in ["acme", "globex", "initech"] {
+        let answer = api
+            .get_overview(integration_health::proto::GetOverviewRequest {
+                tenant_id: tenant.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("overview");
+        let covered = answer
+            .metadata()
+            .get(integration_health::api::COVERED_PARTITIONS)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let expected = integration_health::cluster::tenant_partition(tenant, 3);
+        assert_eq!(covered, Some(expected.to_string()), "{tenant}");
+    }
     running.stop().await;
     drop(kafka);
 }

@@ -41,6 +41,10 @@ pub struct ClusterConfig {
     /// Sent as `Bearer` to peers; an operator token when the replicas require tokens.
     pub peer_token: Option<String>,
     pub peer_timeout: Duration,
+    /// The aggregated topic is keyed by tenant with librdkafka's `consistent` partitioner (the
+    /// repartition stage's): a tenant's events all sit in one known partition, so only it is
+    /// asked for.
+    pub route_by_tenant: bool,
     /// With TLS on, how to reach the others: the CA that signed their certificates (the
     /// system's roots without one) and this replica's certificate and key, for mTLS.
     pub tls: Option<PeerTls>,
@@ -64,6 +68,12 @@ impl PeerTls {
         }
         tls
     }
+}
+
+/// The partition librdkafka's `consistent` partitioner gives a tenant's key: CRC-32 of the key,
+/// modulo the partition count.
+pub fn tenant_partition(tenant_id: &str, partitions: i32) -> i32 {
+    (crc32fast::hash(tenant_id.as_bytes()) % partitions.max(1) as u32) as i32
 }
 
 /// Which partitions an answer covers, and which it could not reach.
@@ -161,12 +171,19 @@ impl Cluster {
     pub async fn tenant_view(&self, local: &Store, tenant_id: &str) -> (Store, Coverage) {
         let view = Store::new(*local.limits());
         let mut coverage = Coverage::default();
+        let count = self.directory.partition_count() as i32;
+        let relevant = |partition: i32| match (self.config.route_by_tenant, count) {
+            (true, count) if count > 0 => partition == tenant_partition(tenant_id, count),
+            _ => true,
+        };
         for (key, shared) in local.partitions() {
-            coverage.covered.insert(key.partition);
-            view.attach(key, shared);
+            if relevant(key.partition) {
+                coverage.covered.insert(key.partition);
+                view.attach(key, shared);
+            }
         }
         let mut wanted: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-        for partition in 0..self.directory.partition_count() as i32 {
+        for partition in (0..count).filter(|p| relevant(*p)) {
             if coverage.covered.contains(&partition) {
                 continue;
             }

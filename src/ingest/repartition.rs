@@ -73,10 +73,13 @@ pub fn start(
             topic: input_topic.to_owned(),
             source,
         })?;
+    // The `consistent` partitioner (CRC-32 of the key) is what replicas assume to find a
+    // tenant's one partition (`cluster::tenant_partition`).
     let producer = client_config(
         config,
         &[("enable.idempotence", "true"), ("linger.ms", "5")],
     )
+    .set("partitioner", "consistent")
     .create()
     .map_err(IngestError::Client)?;
     let stage = Stage {
