@@ -153,7 +153,7 @@ async fn a_killed_replicas_partitions_move_through_the_bucket_and_stay_exact() {
         &logs.path().join("a.log"),
     ));
     let _second = replica(&bootstrap, s3_port, ports[1], &logs.path().join("b.log"));
-    let apis = vec![wait_up(ports[0]).await, wait_up(ports[1]).await];
+    let apis = [wait_up(ports[0]).await, wait_up(ports[1]).await];
     let batch = generate_tagged(51, 1_500, now, "a");
     let batch_messages: Vec<Message> = batch.messages.iter().map(|(_, m)| m.clone()).collect();
     publish(&producer, TOPIC, &batch_messages).await;
