@@ -74,22 +74,11 @@ async fn sigkill_at_random_moments_neither_loses_nor_doubles_an_event() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    wait_until(
+    wait_for_status(
+        &api,
         "every message applied once",
         Duration::from_secs(120),
-        || {
-            let mut api = api.clone();
-            async move {
-                let Ok(s) = api
-                    .get_ingest_status(proto::GetIngestStatusRequest {})
-                    .await
-                else {
-                    return false;
-                };
-                let s = s.into_inner();
-                s.partitions.len() == 3 && seen(&s) == produced
-            }
-        },
+        move |s| s.partitions.len() == 3 && seen(s) == produced,
     )
     .await;
     assert_matches_truth(&mut api, &truth, &TENANTS).await;

@@ -115,17 +115,14 @@ async fn wait_up(
 
 /// Waits until `api` reports all 4 partitions applied up to `total`, owned by `owners` replicas.
 async fn all_owned_by(api: &Client, total: u64, owners: usize) {
-    wait_until(
+    wait_for_status(
+        api,
         "partitions owned and applied",
         Duration::from_secs(90),
-        || {
-            let mut api = api.clone();
-            async move {
-                let s = ingest_status(&mut api).await;
-                let distinct: std::collections::BTreeSet<&String> =
-                    s.partitions.iter().map(|p| &p.owner).collect();
-                s.partitions.len() == 4 && distinct.len() == owners && seen(&s) == total
-            }
+        move |s| {
+            let distinct: std::collections::BTreeSet<&String> =
+                s.partitions.iter().map(|p| &p.owner).collect();
+            s.partitions.len() == 4 && distinct.len() == owners && seen(s) == total
         },
     )
     .await;

@@ -35,19 +35,16 @@ async fn all_owned_and_applied(
     >,
     total: u64,
 ) {
-    wait_until(
+    wait_for_status(
+        api,
         "every partition owned and applied",
         Duration::from_secs(90),
-        || {
-            let mut api = api.clone();
-            async move {
-                let s = ingest_status(&mut api).await;
-                let owned = s.partitions.len() == PARTITIONS as usize
-                    && s.partitions
-                        .iter()
-                        .all(|p| !p.owner.is_empty() && p.lag == 0);
-                owned && seen(&s) == total
-            }
+        move |s| {
+            let owned = s.partitions.len() == PARTITIONS as usize
+                && s.partitions
+                    .iter()
+                    .all(|p| !p.owner.is_empty() && p.lag == 0);
+            owned && seen(s) == total
         },
     )
     .await;

@@ -370,3 +370,26 @@ pub async fn failures_page(
     .expect("failures table")
     .into_inner()
 }
+
+/// Waits until `api`'s ingest status satisfies `ready` (a failed call counts as not yet).
+pub async fn wait_for_status(
+    api: &IntegrationHealthClient<Channel>,
+    what: &str,
+    limit: Duration,
+    ready: impl Fn(&proto::GetIngestStatusResponse) -> bool + Clone,
+) {
+    wait_until(what, limit, || {
+        let mut api = api.clone();
+        let ready = ready.clone();
+        async move {
+            match api
+                .get_ingest_status(proto::GetIngestStatusRequest {})
+                .await
+            {
+                Ok(status) => ready(&status.into_inner()),
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+}
