@@ -358,6 +358,7 @@ async fn ranges_reaching_far_past_retention_or_now_are_clamped() {
         .failures
         .remove(0);
     let details = proto::GetFailureDetailsRequest {
+        allow_partial: false,
         tenant_id: "acme".into(),
         failure_id: row.failure_id,
         range: range(NOW - DAY, year_9999),

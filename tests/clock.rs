@@ -36,6 +36,7 @@ async fn failed_in(
 ) -> (u64, i64, i64) {
     let answer = api
         .get_overview(proto::GetOverviewRequest {
+            allow_partial: false,
             tenant_id: "acme".into(),
             range: Some(proto::TimeRange {
                 start: Some(ms_to_timestamp(start)),

@@ -206,6 +206,7 @@ async fn check_overview(api: &mut IntegrationHealthClient<Channel>, truth: &Trut
     ];
     let o = api
         .get_overview(proto::GetOverviewRequest {
+            allow_partial: false,
             tenant_id: tenant.into(),
             range: range(from, to),
             integration_types: filter,

@@ -151,6 +151,16 @@ async fn every_replica_answers_for_every_partition_exactly() {
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     assert_eq!(missing, Some(orphan.to_string()));
+    let answer = api
+        .get_overview(proto::GetOverviewRequest {
+            allow_partial: true,
+            ..overview()
+        })
+        .await
+        .expect("a partial answer, asked for in the request")
+        .into_inner();
+    assert_eq!(answer.missing_partitions, [orphan]);
+    assert_eq!(answer.covered_partitions.len(), PARTITIONS as usize - 1);
 
     for (service, _) in replicas {
         service.stop().await;

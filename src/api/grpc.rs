@@ -145,6 +145,7 @@ impl IntegrationHealthApi {
     async fn tenant_query<T: Send + 'static>(
         &self,
         metadata: &MetadataMap,
+        allow_partial: bool,
         tenant_id: &str,
         work: impl FnOnce(&QueryEngine) -> Result<T, QueryError> + Send + 'static,
     ) -> Result<(T, Option<Coverage>), Status> {
@@ -152,9 +153,10 @@ impl IntegrationHealthApi {
             return Ok((self.run(self.engine.clone(), work).await?, None));
         };
         let (view, coverage) = cluster.tenant_view(self.engine.store(), tenant_id).await;
-        let partial = metadata
-            .get(ALLOW_PARTIAL)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+        let partial = allow_partial
+            || metadata
+                .get(ALLOW_PARTIAL)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
         if !coverage.missing.is_empty() && !partial {
             return Err(Status::unavailable(format!(
                 "partitions [{}] have no owner or their owner did not answer; send {ALLOW_PARTIAL}: true for a partial answer",
@@ -195,7 +197,13 @@ fn partition_list(partitions: &std::collections::BTreeSet<i32>) -> String {
 }
 
 /// The answer, with the partitions it covers in its headers when replicas answer together.
-fn respond<T>(coverage: &Option<Coverage>, message: T) -> Response<T> {
+fn respond<T: Covered>(coverage: &Option<Coverage>, mut message: T) -> Response<T> {
+    if let Some(coverage) = coverage {
+        message.set_coverage(
+            coverage.covered.iter().copied().collect(),
+            coverage.missing.iter().copied().collect(),
+        );
+    }
     let mut response = Response::new(message);
     if let Some(coverage) = coverage {
         for (header, partitions) in [
@@ -209,6 +217,31 @@ fn respond<T>(coverage: &Option<Coverage>, message: T) -> Response<T> {
     }
     response
 }
+
+/// An answer that says which partitions it covers.
+trait Covered {
+    fn set_coverage(&mut self, covered: Vec<i32>, missing: Vec<i32>);
+}
+
+macro_rules! covered {
+    ($($response:ty),*) => {$(
+        impl Covered for $response {
+            fn set_coverage(&mut self, covered: Vec<i32>, missing: Vec<i32>) {
+                self.covered_partitions = covered;
+                self.missing_partitions = missing;
+            }
+        }
+    )*};
+}
+
+covered!(
+    proto::GetOverviewResponse,
+    proto::GetPercentageChangeResponse,
+    proto::GetErrorBreakdownResponse,
+    proto::GetTrendsResponse,
+    proto::ListFailuresResponse,
+    proto::GetFailureDetailsResponse
+);
 
 /// The wire form of ingest status, each partition marked with `owner`.
 pub fn status_response(status: IngestStatus, owner: &str) -> proto::GetIngestStatusResponse {
@@ -281,9 +314,12 @@ impl IntegrationHealth for IntegrationHealthApi {
             let range = optional_range(req.range.as_ref())?;
             let types = types_from_wire(&req.integration_types)?;
             let (overview, coverage) = self
-                .tenant_query(request.metadata(), &req.tenant_id, move |engine| {
-                    engine.overview(&tenant, range, types)
-                })
+                .tenant_query(
+                    request.metadata(),
+                    req.allow_partial,
+                    &req.tenant_id,
+                    move |engine| engine.overview(&tenant, range, types),
+                )
                 .await?;
             Ok(respond(
                 &coverage,
@@ -298,6 +334,7 @@ impl IntegrationHealth for IntegrationHealthApi {
                         })
                         .collect(),
                     effective_range: Some(overview.effective_range.into()),
+                    ..Default::default()
                 },
             ))
         })
@@ -325,9 +362,12 @@ impl IntegrationHealth for IntegrationHealthApi {
                 .transpose()?;
             let types = types_from_wire(&req.integration_types)?;
             let (change, coverage) = self
-                .tenant_query(request.metadata(), &req.tenant_id, move |engine| {
-                    engine.percentage_change(&tenant, period, end, types)
-                })
+                .tenant_query(
+                    request.metadata(),
+                    req.allow_partial,
+                    &req.tenant_id,
+                    move |engine| engine.percentage_change(&tenant, period, end, types),
+                )
                 .await?;
             Ok(respond(
                 &coverage,
@@ -347,6 +387,7 @@ impl IntegrationHealth for IntegrationHealthApi {
                         .collect(),
                     current_range: Some(change.current_range.into()),
                     previous_range: Some(change.previous_range.into()),
+                    ..Default::default()
                 },
             ))
         })
@@ -365,9 +406,12 @@ impl IntegrationHealth for IntegrationHealthApi {
             let range = optional_range(req.range.as_ref())?;
             let types = types_from_wire(&req.integration_types)?;
             let (breakdown, coverage) = self
-                .tenant_query(request.metadata(), &req.tenant_id, move |engine| {
-                    engine.error_breakdown(&tenant, range, types)
-                })
+                .tenant_query(
+                    request.metadata(),
+                    req.allow_partial,
+                    &req.tenant_id,
+                    move |engine| engine.error_breakdown(&tenant, range, types),
+                )
                 .await?;
             Ok(respond(
                 &coverage,
@@ -382,6 +426,7 @@ impl IntegrationHealth for IntegrationHealthApi {
                         })
                         .collect(),
                     effective_range: Some(breakdown.effective_range.into()),
+                    ..Default::default()
                 },
             ))
         })
@@ -402,9 +447,12 @@ impl IntegrationHealth for IntegrationHealthApi {
             let types = types_from_wire(&req.integration_types)?;
             let zone = bounded("time_zone", &req.time_zone, 64)?.to_owned();
             let (trends, coverage) = self
-                .tenant_query(request.metadata(), &req.tenant_id, move |engine| {
-                    engine.trends(&tenant, range, types, granularity, &zone)
-                })
+                .tenant_query(
+                    request.metadata(),
+                    req.allow_partial,
+                    &req.tenant_id,
+                    move |engine| engine.trends(&tenant, range, types, granularity, &zone),
+                )
                 .await?;
             Ok(respond(
                 &coverage,
@@ -425,6 +473,7 @@ impl IntegrationHealth for IntegrationHealthApi {
                         })
                         .collect(),
                     effective_range: Some(trends.effective_range.into()),
+                    ..Default::default()
                 },
             ))
         })
@@ -462,9 +511,12 @@ impl IntegrationHealth for IntegrationHealthApi {
                 order: FailureOrder::try_from(req.order_by)?,
             };
             let (page, coverage) = self
-                .tenant_query(request.metadata(), &req.tenant_id, move |engine| {
-                    engine.list_failures(&list)
-                })
+                .tenant_query(
+                    request.metadata(),
+                    req.allow_partial,
+                    &req.tenant_id,
+                    move |engine| engine.list_failures(&list),
+                )
                 .await?;
             Ok(respond(
                 &coverage,
@@ -473,6 +525,7 @@ impl IntegrationHealth for IntegrationHealthApi {
                     next_page_token: page.next_page_token.unwrap_or_default(),
                     total_groups: page.total_groups,
                     effective_range: Some(page.effective_range.into()),
+                    ..Default::default()
                 },
             ))
         })
@@ -491,9 +544,12 @@ impl IntegrationHealth for IntegrationHealthApi {
             let failure_id = bounded("failure_id", &req.failure_id, 64)?.to_owned();
             let range = optional_range(req.range.as_ref())?;
             let (details, coverage) = self
-                .tenant_query(request.metadata(), &req.tenant_id, move |engine| {
-                    engine.failure_details(&tenant, &failure_id, range)
-                })
+                .tenant_query(
+                    request.metadata(),
+                    req.allow_partial,
+                    &req.tenant_id,
+                    move |engine| engine.failure_details(&tenant, &failure_id, range),
+                )
                 .await?;
             let failure = proto::FailureGroup::from(details.failure);
             Ok(respond(
@@ -525,6 +581,7 @@ impl IntegrationHealth for IntegrationHealthApi {
                         })
                         .collect(),
                     effective_range: Some(details.effective_range.into()),
+                    ..Default::default()
                 },
             ))
         })

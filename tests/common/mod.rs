@@ -261,6 +261,7 @@ pub async fn all_failures(
     loop {
         let page = api
             .list_failures(proto::ListFailuresRequest {
+                allow_partial: false,
                 tenant_id: tenant.into(),
                 page_size,
                 page_token: token.clone(),
@@ -297,6 +298,7 @@ pub async fn default_overview(
     tenant: &str,
 ) -> proto::GetOverviewResponse {
     api.get_overview(proto::GetOverviewRequest {
+        allow_partial: false,
         tenant_id: tenant.into(),
         range: None,
         integration_types: vec![],
@@ -363,6 +365,7 @@ pub async fn failures_page(
     tenant: &str,
 ) -> proto::ListFailuresResponse {
     api.list_failures(proto::ListFailuresRequest {
+        allow_partial: false,
         tenant_id: tenant.into(),
         ..Default::default()
     })

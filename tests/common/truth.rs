@@ -460,6 +460,7 @@ pub async fn assert_matches_truth(
         for days in [1, 7] {
             let c = api
                 .get_percentage_change(proto::GetPercentageChangeRequest {
+                    allow_partial: false,
                     tenant_id: (*tenant).into(),
                     period: Some(prost_types::Duration {
                         seconds: days * 86_400,
@@ -492,6 +493,7 @@ pub async fn assert_matches_truth(
 
         let e = api
             .get_error_breakdown(proto::GetErrorBreakdownRequest {
+                allow_partial: false,
                 tenant_id: (*tenant).into(),
                 range: None,
                 integration_types: vec![],
@@ -509,6 +511,7 @@ pub async fn assert_matches_truth(
 
         let t = api
             .get_trends(proto::GetTrendsRequest {
+                allow_partial: false,
                 tenant_id: (*tenant).into(),
                 granularity: proto::Granularity::Day as i32,
                 ..Default::default()
@@ -550,6 +553,7 @@ pub async fn assert_matches_truth(
         for row in rows.iter().take(3) {
             let d = api
                 .get_failure_details(proto::GetFailureDetailsRequest {
+                    allow_partial: false,
                     tenant_id: (*tenant).into(),
                     failure_id: row.failure_id.clone(),
                     range: None,

@@ -152,6 +152,7 @@ async fn rpc_load(
             .and_then(|p| p.into_inner().failures.into_iter().next())
         {
             let details = proto::GetFailureDetailsRequest {
+                allow_partial: false,
                 tenant_id,
                 failure_id: row.failure_id,
                 range: None,

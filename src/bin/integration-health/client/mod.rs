@@ -55,6 +55,9 @@ pub struct QueryArgs {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// With replicas: accept an answer that lacks partitions whose owner cannot be reached.
+    #[arg(long, global = true)]
+    pub allow_partial: bool,
     /// PEM CA that signed the server's certificate (default: the system's roots, for https).
     #[arg(long, env = "IH_TLS_CA", global = true)]
     pub tls_ca: Option<PathBuf>,
@@ -352,11 +355,13 @@ pub fn escape_controls(text: &str) -> String {
 
 async fn ask(args: QueryArgs) -> Result<String, CliError> {
     let mut client = IntegrationHealthClient::new(args.connect().await?);
+    let allow_partial = args.allow_partial;
     let token = &args.token;
     let json = args.json;
     match args.command {
         QueryCommand::Overview(scope) => {
             let message = proto::GetOverviewRequest {
+                allow_partial,
                 tenant_id: scope.tenant.clone(),
                 range: range_of(&scope.since, &scope.until)?,
                 integration_types: types_of(&scope.types),
@@ -375,6 +380,7 @@ async fn ask(args: QueryArgs) -> Result<String, CliError> {
         } => {
             let period_ms = parse_span_ms(&period)?;
             let message = proto::GetPercentageChangeRequest {
+                allow_partial,
                 tenant_id: tenant,
                 period: Some(ms_to_duration(period_ms)),
                 end: end
@@ -390,6 +396,7 @@ async fn ask(args: QueryArgs) -> Result<String, CliError> {
         }
         QueryCommand::Errors(scope) => {
             let message = proto::GetErrorBreakdownRequest {
+                allow_partial,
                 tenant_id: scope.tenant.clone(),
                 range: range_of(&scope.since, &scope.until)?,
                 integration_types: types_of(&scope.types),
@@ -406,6 +413,7 @@ async fn ask(args: QueryArgs) -> Result<String, CliError> {
             tz,
         } => {
             let message = proto::GetTrendsRequest {
+                allow_partial,
                 tenant_id: scope.tenant.clone(),
                 range: range_of(&scope.since, &scope.until)?,
                 integration_types: types_of(&scope.types),
@@ -429,6 +437,7 @@ async fn ask(args: QueryArgs) -> Result<String, CliError> {
             order,
         } => {
             let message = proto::ListFailuresRequest {
+                allow_partial,
                 tenant_id: scope.tenant.clone(),
                 range: range_of(&scope.since, &scope.until)?,
                 integration_types: types_of(&scope.types),
@@ -452,6 +461,7 @@ async fn ask(args: QueryArgs) -> Result<String, CliError> {
             since,
         } => {
             let message = proto::GetFailureDetailsRequest {
+                allow_partial,
                 tenant_id: tenant,
                 failure_id,
                 range: range_of(&since, &None)?,
