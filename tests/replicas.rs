@@ -60,8 +60,9 @@ async fn every_replica_answers_for_every_partition_exactly() {
     let generated = generate(61, 3_000, NOW);
     let messages: Vec<Message> = generated.messages.iter().map(|(_, m)| m.clone()).collect();
     publish(&producer(&bootstrap), TOPIC, &messages).await;
-    all_owned_and_applied(&replicas[0].0.api, messages.len() as u64).await;
     for (service, addr) in &replicas {
+        // Each replica answers exactly once it has read the others' announcements.
+        all_owned_and_applied(&service.api, messages.len() as u64).await;
         let mut api = service.api.clone();
         let local = service.service.store.partitions().len();
         assert!(

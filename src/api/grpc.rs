@@ -286,6 +286,27 @@ fn merge_status(into: &mut proto::GetIngestStatusResponse, other: proto::GetInge
     into.overflowed += other.overflowed;
 }
 
+/// Lists, with an empty owner and unknown positions, every partition of the topic that no
+/// replica reported, so a gap shows instead of silently smaller totals.
+fn add_unreported(status: &mut proto::GetIngestStatusResponse, cluster: &Cluster) {
+    let reported: std::collections::BTreeSet<i32> =
+        status.partitions.iter().map(|p| p.partition).collect();
+    let count = cluster.directory.partition_count() as i32;
+    for partition in (0..count).filter(|p| !reported.contains(p)) {
+        status.partitions.push(proto::PartitionStatus {
+            topic: cluster.config.input_topic.clone(),
+            partition,
+            next_offset: -1,
+            high_watermark: -1,
+            lag: -1,
+            snapshot_next_offset: -1,
+            snapshot_age_seconds: -1.0,
+            ..Default::default()
+        });
+    }
+    status.partitions.sort_by_key(|p| p.partition);
+}
+
 fn validate_tenant(tenant_id: &str) -> Result<(), Status> {
     let valid_chars = tenant_id.chars().all(is_tenant_char);
     if tenant_id.is_empty() || tenant_id.len() > MAX_TENANT_ID_CHARS || !valid_chars {
@@ -629,6 +650,7 @@ impl IntegrationHealth for IntegrationHealthApi {
             for (_, peer) in cluster.peer_statuses().await {
                 merge_status(&mut all, peer);
             }
+            add_unreported(&mut all, cluster);
             Ok(Response::new(all))
         })
         .await

@@ -175,12 +175,20 @@ pub fn read_dead_letters(
 }
 
 /// A port that was free a moment ago, for a child process to bind.
+///
+/// Taken below Linux's ephemeral range (32768 and up), so a port the kernel hands out for a
+/// connection or a `:0` listener in the meantime can never be the one chosen here.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 500) as u16 * 20;
+    for _ in 0..12_000 {
+        let port = 20_000 + (base - 20_000 + NEXT.fetch_add(1, Ordering::SeqCst)) % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range");
 }
 
 /// A bare HTTP/1.0 GET, enough for the operations endpoints: (status code, body).
