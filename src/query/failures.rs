@@ -8,7 +8,9 @@ use rustc_hash::FxHashMap;
 use super::engine::guidance_for;
 use super::paging::{query_fingerprint, PageToken};
 use super::types::*;
-use super::{QueryEngine, QueryError, DEFAULT_PAGE_SIZE, DEFAULT_RANGE_MS, MAX_PAGE_SIZE};
+use super::{
+    QueryEngine, QueryError, DEFAULT_PAGE_SIZE, DEFAULT_RANGE_MS, MAX_PAGE_SIZE, MAX_TREND_POINTS,
+};
 use crate::catalog;
 use crate::store::{
     format_failure_id, parse_failure_id, sample_order, GroupKey, GroupState, PartitionKey,
@@ -214,6 +216,13 @@ impl QueryEngine {
         let id = parse_failure_id(failure_id).ok_or(QueryError::BadFailureId)?;
         let now = self.now_ms();
         let effective_range = self.effective(range, DEFAULT_RANGE_MS, now, HOUR_MS)?;
+        let points = ((effective_range.end_ms - effective_range.start_ms) / HOUR_MS) as usize;
+        if points > MAX_TREND_POINTS {
+            return Err(QueryError::TooManyPoints {
+                requested: points,
+                max: MAX_TREND_POINTS,
+            });
+        }
         let partitions = self.store().partitions();
         let mut summary: Option<GroupSummary> = None;
         let mut hours: BTreeMap<i64, u64> = BTreeMap::new();
@@ -265,5 +274,36 @@ impl QueryEngine {
             recent_samples: samples,
             effective_range,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::{Store, StoreLimits, DAY_MS};
+
+    #[test]
+    fn a_details_series_longer_than_the_cap_is_refused() {
+        let limits = StoreLimits {
+            retention_ms: 3_650 * DAY_MS,
+            ..StoreLimits::default()
+        };
+        let now = 1_767_225_600_000;
+        let engine = QueryEngine::new(
+            Arc::new(Store::new(limits)),
+            Arc::new(ManualClock::new(now)),
+        );
+        let range = TimeRange {
+            start_ms: now - 1_000 * DAY_MS,
+            end_ms: now,
+        };
+        let answer = engine.failure_details("acme", &format!("{:032x}", 7), Some(range));
+        assert!(
+            matches!(answer, Err(QueryError::TooManyPoints { .. })),
+            "{answer:?}"
+        );
     }
 }
