@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::harness::TestService;
 use common::*;
 use integration_health::testkit::EmbeddedKafka;
@@ -50,6 +52,14 @@ async fn retries_on_other_partitions_are_counted_once() {
 
     let mut api = running.api.clone();
     wait_applied(&api, messages.len() as u64).await;
+    // The stage reports how far it has read the input: all of it.
+    wait_for_status(
+        &api,
+        "the stage has read its input",
+        Duration::from_secs(20),
+        |s| s.upstream_partitions.len() == 3 && s.upstream_partitions.iter().all(|p| p.lag == 0),
+    )
+    .await;
     assert_matches_truth(&mut api, &generated.truth, &["acme", "globex", "initech"]).await;
     let letters = read_dead_letters(&bootstrap, &format!("{TOPIC}.dlq"), |l| {
         l.len() >= generated.truth.dead_letters.len()

@@ -24,7 +24,7 @@ use super::status_from;
 use crate::clock::SharedClock;
 use crate::cluster::{Cluster, Coverage};
 use crate::event::{is_tenant_char, MAX_INTEGRATION_ID_CHARS, MAX_NAME_CHARS, MAX_TENANT_ID_CHARS};
-use crate::ingest::{IngestProgress, IngestStatus};
+use crate::ingest::{IngestProgress, IngestStatus, PartitionStatus};
 use crate::ops::Metrics;
 use crate::proto;
 use crate::proto::integration_health_server::IntegrationHealth;
@@ -245,9 +245,8 @@ covered!(
 
 /// The wire form of ingest status, each partition marked with `owner`.
 pub fn status_response(status: IngestStatus, owner: &str) -> proto::GetIngestStatusResponse {
-    proto::GetIngestStatusResponse {
-        partitions: status
-            .partitions
+    let wire = |partitions: Vec<PartitionStatus>| -> Vec<proto::PartitionStatus> {
+        partitions
             .into_iter()
             .map(|p| proto::PartitionStatus {
                 topic: p.topic,
@@ -266,7 +265,11 @@ pub fn status_response(status: IngestStatus, owner: &str) -> proto::GetIngestSta
                 snapshot_write_ms: p.snapshot.map_or(0.0, |s| s.write_ms),
                 owner: owner.to_owned(),
             })
-            .collect(),
+            .collect()
+    };
+    proto::GetIngestStatusResponse {
+        partitions: wire(status.partitions),
+        upstream_partitions: wire(status.upstream),
         accepted: status.totals.accepted,
         rejected: status.totals.rejected,
         duplicates: status.totals.duplicates,
@@ -278,6 +281,8 @@ pub fn status_response(status: IngestStatus, owner: &str) -> proto::GetIngestSta
 /// Adds another replica's partitions and totals to `into`.
 fn merge_status(into: &mut proto::GetIngestStatusResponse, other: proto::GetIngestStatusResponse) {
     into.partitions.extend(other.partitions);
+    into.upstream_partitions.extend(other.upstream_partitions);
+    into.upstream_partitions.sort_by_key(|p| p.partition);
     into.partitions.sort_by_key(|p| p.partition);
     into.accepted += other.accepted;
     into.rejected += other.rejected;

@@ -136,6 +136,7 @@ pub fn start(
             input,
             clock.clone(),
             metrics.clone(),
+            progress.clone(),
             shutdown.clone(),
         )?),
         None => None,

@@ -37,6 +37,8 @@ pub struct PartitionStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub struct IngestStatus {
     pub partitions: Vec<PartitionStatus>,
+    /// The repartition stage's input partitions, when the stage runs: how far it has read.
+    pub upstream: Vec<PartitionStatus>,
     pub totals: IngestTotals,
 }
 
@@ -49,6 +51,10 @@ pub struct IngestProgress {
     assigned: AtomicBool,
     high_watermarks: DashMap<PartitionKey, i64>,
     snapshots: DashMap<PartitionKey, SnapshotStatus>,
+    /// Set when the repartition stage runs; readiness then also waits for it.
+    repartitioning: AtomicBool,
+    /// The repartition stage's input partitions: (next offset to read, high watermark).
+    upstream: DashMap<PartitionKey, (i64, i64)>,
 }
 
 impl IngestProgress {
@@ -71,6 +77,35 @@ impl IngestProgress {
     /// A partition left this instance: its watermark is no longer ours to report.
     pub fn forget(&self, key: &PartitionKey) {
         self.high_watermarks.remove(key);
+    }
+
+    pub fn mark_repartitioning(&self) {
+        self.repartitioning.store(true, Ordering::SeqCst);
+    }
+
+    pub fn set_upstream(&self, key: PartitionKey, next_offset: i64, high_watermark: i64) {
+        self.upstream.insert(key, (next_offset, high_watermark));
+    }
+
+    fn upstream_status(&self) -> Vec<PartitionStatus> {
+        let mut upstream: Vec<PartitionStatus> = self
+            .upstream
+            .iter()
+            .map(|entry| {
+                let (next, hw) = *entry.value();
+                PartitionStatus {
+                    topic: entry.key().topic.to_string(),
+                    partition: entry.key().partition,
+                    next_offset: next,
+                    high_watermark: hw,
+                    lag: if hw < 0 { 0 } else { (hw - next.max(0)).max(0) },
+                    snapshot: None,
+                    snapshot_age_ms: -1,
+                }
+            })
+            .collect();
+        upstream.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        upstream
     }
 
     pub fn set_snapshot_status(&self, key: PartitionKey, status: SnapshotStatus) {
@@ -108,7 +143,11 @@ impl IngestProgress {
                 snapshot_age_ms: snapshot.map_or(-1, |s| (now_ms - s.written_at_ms).max(0)),
             });
         }
-        IngestStatus { partitions, totals }
+        IngestStatus {
+            partitions,
+            upstream: self.upstream_status(),
+            totals,
+        }
     }
 
     /// Ready once ingest has its assignment and every assigned partition is restored, has a
@@ -128,7 +167,11 @@ impl IngestProgress {
             ));
         }
         let status = self.status(store, now_ms);
-        if let Some(p) = status.partitions.iter().find(|p| p.lag > max_lag) {
+        if self.repartitioning.load(Ordering::SeqCst) && status.upstream.is_empty() {
+            return Err("waiting for the repartition stage to report its position".into());
+        }
+        let behind = status.partitions.iter().chain(&status.upstream);
+        if let Some(p) = behind.into_iter().find(|p| p.lag > max_lag) {
             return Err(format!(
                 "{}[{}]: lag {} above {max_lag}",
                 p.topic, p.partition, p.lag
@@ -174,6 +217,21 @@ mod tests {
         let behind = progress.readiness(&store, 10, 0).unwrap_err();
         assert!(behind.contains("lag 100"), "{behind}");
         progress.set_high_watermark(key, 105);
+        assert_eq!(progress.readiness(&store, 10, 0), Ok(()));
+    }
+
+    #[test]
+    fn with_the_repartition_stage_readiness_also_waits_for_its_input() {
+        let store = Store::new(StoreLimits::default());
+        let progress = IngestProgress::default();
+        progress.mark_assigned();
+        progress.mark_repartitioning();
+        let waiting = progress.readiness(&store, 10, 0).unwrap_err();
+        assert!(waiting.contains("repartition"), "{waiting}");
+        progress.set_upstream(PartitionKey::new("input", 0), 5, 500);
+        let behind = progress.readiness(&store, 10, 0).unwrap_err();
+        assert!(behind.contains("lag 495"), "{behind}");
+        progress.set_upstream(PartitionKey::new("input", 0), 498, 500);
         assert_eq!(progress.readiness(&store, 10, 0), Ok(()));
     }
 

@@ -13,18 +13,22 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::statistics::Statistics;
+use rdkafka::ClientContext;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::dead_letters::{send_when_queued, DeadLetterSink, DeadLetters};
+use super::progress::IngestProgress;
 use super::{client_config, IngestConfig, IngestError};
 use crate::clock::SharedClock;
 use crate::event::{decode, DecodeLimits};
 use crate::ops::Metrics;
+use crate::store::PartitionKey;
 
 /// Header of the marker that stands for a message rejected by the repartition stage.
 pub const HEADER_REJECTED: &str = "ih-rejected";
@@ -40,6 +44,34 @@ pub fn is_rejection_marker(message: &impl Message) -> bool {
         .headers()
         .is_some_and(|headers| headers.iter().any(|h| h.key == HEADER_REJECTED))
 }
+
+/// Reports how far the stage has read, from librdkafka's statistics.
+struct StageContext {
+    progress: Arc<IngestProgress>,
+}
+
+impl ClientContext for StageContext {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, details) in statistics.topics {
+            for (partition, stats) in details.partitions {
+                if partition < 0 || stats.hi_offset < 0 {
+                    continue;
+                }
+                let next = [stats.stored_offset, stats.committed_offset, stats.lo_offset]
+                    .into_iter()
+                    .find(|offset| *offset >= 0)
+                    .unwrap_or(0);
+                self.progress.set_upstream(
+                    PartitionKey::new(&topic, partition),
+                    next,
+                    stats.hi_offset,
+                );
+            }
+        }
+    }
+}
+
+impl ConsumerContext for StageContext {}
 
 struct Stage {
     producer: ThreadedProducer<DefaultProducerContext>,
@@ -58,15 +90,23 @@ pub fn start(
     input_topic: &str,
     clock: SharedClock,
     metrics: Arc<Metrics>,
+    progress: Arc<IngestProgress>,
     shutdown: CancellationToken,
 ) -> Result<JoinHandle<()>, IngestError> {
-    let mut client = client_config(config, &[("session.timeout.ms", "10000")]);
+    let defaults = [
+        ("session.timeout.ms", "10000"),
+        ("statistics.interval.ms", "1000"),
+    ];
+    let mut client = client_config(config, &defaults);
     client
         .set("group.id", format!("{}.repartition", config.group))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest");
-    let consumer: BaseConsumer = client.create().map_err(IngestError::Client)?;
+    progress.mark_repartitioning();
+    let consumer: BaseConsumer<StageContext> = client
+        .create_with_context(StageContext { progress })
+        .map_err(IngestError::Client)?;
     consumer
         .subscribe(&[input_topic])
         .map_err(|source| IngestError::Subscribe {
@@ -98,7 +138,7 @@ pub fn start(
 }
 
 impl Stage {
-    fn run(mut self, consumer: BaseConsumer, shutdown: CancellationToken) {
+    fn run(mut self, consumer: BaseConsumer<StageContext>, shutdown: CancellationToken) {
         info!(output = %self.output, "repartition stage started");
         let mut last_commit = Instant::now();
         while !shutdown.is_cancelled() {
@@ -159,7 +199,7 @@ impl Stage {
     }
 
     /// Everything published is acknowledged before the input offsets move past it.
-    fn commit(&mut self, consumer: &BaseConsumer) {
+    fn commit(&mut self, consumer: &BaseConsumer<StageContext>) {
         if let Err(err) = self.producer.flush(Duration::from_secs(30)) {
             error!(error = %err, "re-published events not acknowledged; offsets stay");
             return;
