@@ -297,9 +297,9 @@ fn apply_one(
         panic!("injected by a test");
     }
     let event = decode(payload, limits)?;
-    let first = state.tenant(&event.tenant_id).is_none();
+    let tenants_before = state.tenants.len();
     let applied = state.apply(&event, store_limits, limits.now_ms)?;
-    let new_tenant = (first && applied == Applied::Accepted).then(|| event.tenant_id.to_string());
+    let new_tenant = (state.tenants.len() > tenants_before).then(|| event.tenant_id.to_string());
     Ok((event.integration_type, applied, new_tenant))
 }
 

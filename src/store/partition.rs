@@ -120,10 +120,8 @@ impl PartitionState {
             self.totals.late_dropped += 1;
             return Ok(Applied::LateDropped);
         }
-        let known_tenant = self
-            .interner
-            .get(&event.tenant_id)
-            .is_some_and(|sym| self.tenants.contains_key(&sym));
+        let interned = self.interner.get(&event.tenant_id);
+        let known_tenant = interned.is_some_and(|sym| self.tenants.contains_key(&sym));
         if !known_tenant && self.tenants.len() >= limits.tenant_cap_per_partition {
             return Err(EventError::TenantLimit {
                 tenant: event.tenant_id.to_string(),
@@ -138,7 +136,10 @@ impl PartitionState {
             return Ok(Applied::Duplicate);
         }
         self.totals.accepted += 1;
-        let tenant_sym = self.interner.intern(&event.tenant_id);
+        let tenant_sym = match interned {
+            Some(sym) => sym,
+            None => self.interner.intern(&event.tenant_id),
+        };
         let at = event.occurred_at_ms;
         let tenant = self.tenants.entry(tenant_sym).or_default();
         if floor_to(at, MINUTE_MS) >= limits.minute_floor(now_ms) {
