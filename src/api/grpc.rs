@@ -20,11 +20,13 @@ use super::convert::{
     bounded, duration_to_ms, ms_to_timestamp, optional_range, status_code_filter, timestamp_to_ms,
     type_from_wire, type_to_wire, types_from_wire,
 };
+use super::coverage::{partition_list, respond, ALLOW_PARTIAL};
+use super::status::{add_unreported, merge_status, status_response};
 use super::status_from;
 use crate::clock::SharedClock;
 use crate::cluster::{Cluster, Coverage};
 use crate::event::{is_tenant_char, MAX_INTEGRATION_ID_CHARS, MAX_NAME_CHARS, MAX_TENANT_ID_CHARS};
-use crate::ingest::{IngestProgress, IngestStatus, PartitionStatus};
+use crate::ingest::IngestProgress;
 use crate::ops::Metrics;
 use crate::proto;
 use crate::proto::integration_health_server::IntegrationHealth;
@@ -183,133 +185,6 @@ impl IntegrationHealthApi {
             .map_err(|_| Status::internal("the query did not complete"))?
             .map_err(status_from)
     }
-}
-
-/// Request header: accept an answer that lacks unreachable partitions.
-pub const ALLOW_PARTIAL: &str = "ih-allow-partial";
-/// Response headers, with replicas: the partitions counted, and those that could not be.
-pub const COVERED_PARTITIONS: &str = "ih-covered-partitions";
-pub const MISSING_PARTITIONS: &str = "ih-missing-partitions";
-
-fn partition_list(partitions: &std::collections::BTreeSet<i32>) -> String {
-    let names: Vec<String> = partitions.iter().map(i32::to_string).collect();
-    names.join(",")
-}
-
-/// The answer, with the partitions it covers in its headers when replicas answer together.
-fn respond<T: Covered>(coverage: &Option<Coverage>, mut message: T) -> Response<T> {
-    if let Some(coverage) = coverage {
-        message.set_coverage(
-            coverage.covered.iter().copied().collect(),
-            coverage.missing.iter().copied().collect(),
-        );
-    }
-    let mut response = Response::new(message);
-    if let Some(coverage) = coverage {
-        for (header, partitions) in [
-            (COVERED_PARTITIONS, &coverage.covered),
-            (MISSING_PARTITIONS, &coverage.missing),
-        ] {
-            if let Ok(value) = partition_list(partitions).parse() {
-                response.metadata_mut().insert(header, value);
-            }
-        }
-    }
-    response
-}
-
-/// An answer that says which partitions it covers.
-trait Covered {
-    fn set_coverage(&mut self, covered: Vec<i32>, missing: Vec<i32>);
-}
-
-macro_rules! covered {
-    ($($response:ty),*) => {$(
-        impl Covered for $response {
-            fn set_coverage(&mut self, covered: Vec<i32>, missing: Vec<i32>) {
-                self.covered_partitions = covered;
-                self.missing_partitions = missing;
-            }
-        }
-    )*};
-}
-
-covered!(
-    proto::GetOverviewResponse,
-    proto::GetPercentageChangeResponse,
-    proto::GetErrorBreakdownResponse,
-    proto::GetTrendsResponse,
-    proto::ListFailuresResponse,
-    proto::GetFailureDetailsResponse
-);
-
-/// The wire form of ingest status, each partition marked with `owner`.
-pub fn status_response(status: IngestStatus, owner: &str) -> proto::GetIngestStatusResponse {
-    let wire = |partitions: Vec<PartitionStatus>| -> Vec<proto::PartitionStatus> {
-        partitions
-            .into_iter()
-            .map(|p| proto::PartitionStatus {
-                topic: p.topic,
-                partition: p.partition,
-                next_offset: p.next_offset,
-                high_watermark: p.high_watermark,
-                lag: p.lag,
-                snapshot_next_offset: p.snapshot.map_or(-1, |s| s.next_offset),
-                snapshot_age_seconds: if p.snapshot_age_ms < 0 {
-                    -1.0
-                } else {
-                    p.snapshot_age_ms as f64 / 1000.0
-                },
-                snapshot_bytes: p.snapshot.map_or(0, |s| s.bytes),
-                snapshot_encode_ms: p.snapshot.map_or(0.0, |s| s.encode_ms),
-                snapshot_write_ms: p.snapshot.map_or(0.0, |s| s.write_ms),
-                owner: owner.to_owned(),
-            })
-            .collect()
-    };
-    proto::GetIngestStatusResponse {
-        partitions: wire(status.partitions),
-        upstream_partitions: wire(status.upstream),
-        accepted: status.totals.accepted,
-        rejected: status.totals.rejected,
-        duplicates: status.totals.duplicates,
-        late_dropped: status.totals.late_dropped,
-        overflowed: status.totals.overflowed,
-    }
-}
-
-/// Adds another replica's partitions and totals to `into`.
-fn merge_status(into: &mut proto::GetIngestStatusResponse, other: proto::GetIngestStatusResponse) {
-    into.partitions.extend(other.partitions);
-    into.upstream_partitions.extend(other.upstream_partitions);
-    into.upstream_partitions.sort_by_key(|p| p.partition);
-    into.partitions.sort_by_key(|p| p.partition);
-    into.accepted += other.accepted;
-    into.rejected += other.rejected;
-    into.duplicates += other.duplicates;
-    into.late_dropped += other.late_dropped;
-    into.overflowed += other.overflowed;
-}
-
-/// Lists, with an empty owner and unknown positions, every partition of the topic that no
-/// replica reported, so a gap shows instead of silently smaller totals.
-fn add_unreported(status: &mut proto::GetIngestStatusResponse, cluster: &Cluster) {
-    let reported: std::collections::BTreeSet<i32> =
-        status.partitions.iter().map(|p| p.partition).collect();
-    let count = cluster.directory.partition_count() as i32;
-    for partition in (0..count).filter(|p| !reported.contains(p)) {
-        status.partitions.push(proto::PartitionStatus {
-            topic: cluster.config.input_topic.clone(),
-            partition,
-            next_offset: -1,
-            high_watermark: -1,
-            lag: -1,
-            snapshot_next_offset: -1,
-            snapshot_age_seconds: -1.0,
-            ..Default::default()
-        });
-    }
-    status.partitions.sort_by_key(|p| p.partition);
 }
 
 fn validate_tenant(tenant_id: &str) -> Result<(), Status> {

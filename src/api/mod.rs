@@ -4,20 +4,23 @@
 //!
 //! - `auth`: bearer tokens and their tenants;
 //! - `convert`: proto ↔ domain conversions, shared with the `query` client;
+//! - `coverage`: which partitions an answer covers, when replicas answer together;
 //! - `grpc`: the `IntegrationHealth` service;
-//! - `peer`: the replica-to-replica service.
+//! - `peer`: the replica-to-replica service;
+//! - `status`: ingest status on the wire, merged across replicas.
 
 mod auth;
 pub mod convert;
+mod coverage;
 mod grpc;
 mod peer;
+mod status;
 
 use tonic::Status;
 
 pub use auth::{Access, Auth, SharedAuth};
-pub use grpc::{
-    ApiLimits, IntegrationHealthApi, ALLOW_PARTIAL, COVERED_PARTITIONS, MISSING_PARTITIONS,
-};
+pub use coverage::{ALLOW_PARTIAL, COVERED_PARTITIONS, MISSING_PARTITIONS};
+pub use grpc::{ApiLimits, IntegrationHealthApi};
 pub use peer::PeerApi;
 
 use crate::query::QueryError;

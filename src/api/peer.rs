@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::auth::{Access, SharedAuth};
-use super::grpc::status_response;
+use super::status::status_response;
 use crate::clock::SharedClock;
 use crate::ingest::IngestProgress;
 use crate::proto;

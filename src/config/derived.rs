@@ -1,0 +1,107 @@
+//! What the service derives from its settings: topic names, limits, and the files and
+//! targets the settings point at.
+
+use super::{check_grants, read_tokens_file, CheckedGrant, Config, ConfigError, KafkaProperties};
+use crate::store::{StoreLimits, DAY_MS, HOUR_MS};
+
+impl Config {
+    pub fn dlq_topic(&self) -> String {
+        self.dlq_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.dlq", self.topic))
+    }
+
+    pub fn store_limits(&self) -> StoreLimits {
+        StoreLimits {
+            retention_ms: i64::from(self.retention_days) * DAY_MS,
+            minute_window_ms: i64::from(self.minute_window_hours) * HOUR_MS,
+            group_cap_per_tenant: self.group_cap_per_tenant,
+            tenant_cap_per_partition: self.tenant_cap_per_partition,
+            dedup_capacity: self.dedup_capacity,
+        }
+    }
+
+    pub fn max_future_ms(&self) -> i64 {
+        i64::from(self.max_future_secs) * 1000
+    }
+
+    /// repartition stage's output.
+    pub fn aggregated_topic(&self) -> String {
+        if self.input_keyed_by_tenant {
+            return self.topic.clone();
+        }
+        self.repartition_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.by-tenant", self.topic))
+    }
+
+    pub fn members_topic(&self) -> String {
+        self.members_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.members", self.topic))
+    }
+
+    /// Where OTLP goes, with the CA to trust when one is configured.
+    pub fn otlp_target(&self) -> Result<Option<crate::ops::OtlpTarget>, ConfigError> {
+        let Some(endpoint) = &self.otlp_endpoint else {
+            return Ok(None);
+        };
+        let ca_pem = match &self.otlp_ca {
+            Some(path) => Some(std::fs::read(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?),
+            None => None,
+        };
+        Ok(Some(crate::ops::OtlpTarget {
+            endpoint: endpoint.clone(),
+            ca_pem,
+        }))
+    }
+
+    /// Where snapshots go: the object store of `state_url`, the directory `state_dir`, or none.
+    pub fn snapshots(
+        &self,
+    ) -> Result<Option<crate::snapshot::Snapshots>, crate::snapshot::SnapshotError> {
+        use crate::snapshot::{SnapshotFiles, SnapshotObjects, Snapshots};
+        Ok(match (&self.state_url, &self.state_dir) {
+            (Some(url), _) => Some(Snapshots::Objects(SnapshotObjects::open(
+                url,
+                self.object_store_options.iter(),
+            )?)),
+            (None, Some(dir)) => Some(Snapshots::Files(SnapshotFiles::new(dir))),
+            (None, None) => None,
+        })
+    }
+
+    /// The certificate files, when TLS is on.
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
+    }
+
+    /// Every grant, inline and from `tokens_file`, checked.
+    pub fn grants(&self) -> Result<Vec<CheckedGrant>, ConfigError> {
+        let mut grants = self.tokens.clone();
+        if let Some(path) = &self.tokens_file {
+            grants.extend(read_tokens_file(path)?);
+        }
+        check_grants(&grants)
+    }
+
+    /// `kafka` with `kafka_properties_file` merged over it.
+    pub fn kafka_properties(&self) -> Result<KafkaProperties, ConfigError> {
+        let mut properties = self.kafka.clone();
+        if let Some(path) = &self.kafka_properties_file {
+            properties.extend(
+                KafkaProperties::read_file(path)?
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+        }
+        Ok(properties)
+    }
+}
