@@ -32,6 +32,18 @@ impl OtlpTarget {
         }
     }
 
+    /// Points an OTLP exporter builder at this target, over TLS for an `https://` endpoint.
+    fn configure<B>(&self, builder: B) -> B
+    where
+        B: opentelemetry_otlp::WithExportConfig + opentelemetry_otlp::WithTonicConfig,
+    {
+        let builder = builder.with_endpoint(self.endpoint.as_str());
+        match self.tls() {
+            Some(tls) => builder.with_tls_config(tls),
+            None => builder,
+        }
+    }
+
     /// TLS settings for an `https://` endpoint; `None` for plaintext.
     fn tls(&self) -> Option<tonic::transport::ClientTlsConfig> {
         if !self.endpoint.starts_with("https://") {

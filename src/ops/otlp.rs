@@ -18,17 +18,10 @@ pub fn export_metrics(
     interval: Duration,
 ) -> Result<opentelemetry_sdk::metrics::SdkMeterProvider, TelemetryError> {
     use opentelemetry::metrics::MeterProvider as _;
-    use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 
-    let endpoint = target.endpoint.as_str();
-    let mut builder = opentelemetry_otlp::MetricExporter::builder()
-        .with_tonic()
-        .with_endpoint(endpoint);
-    if let Some(tls) = target.tls() {
-        builder = builder.with_tls_config(tls);
-    }
+    let builder = target.configure(opentelemetry_otlp::MetricExporter::builder().with_tonic());
     let exporter = builder.build().map_err(|e| TelemetryError::Metrics {
-        endpoint: endpoint.to_owned(),
+        endpoint: target.endpoint.clone(),
         message: e.to_string(),
     })?;
     let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(

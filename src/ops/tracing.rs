@@ -67,16 +67,10 @@ pub fn init(
     let mut guard = TelemetryGuard::default();
     let traces = match otlp {
         Some(target) => {
-            use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
-            let endpoint = target.endpoint.as_str();
-            let mut builder = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(endpoint);
-            if let Some(tls) = target.tls() {
-                builder = builder.with_tls_config(tls);
-            }
+            let builder =
+                target.configure(opentelemetry_otlp::SpanExporter::builder().with_tonic());
             let exporter = builder.build().map_err(|e| TelemetryError::Traces {
-                endpoint: endpoint.to_owned(),
+                endpoint: target.endpoint.clone(),
                 message: e.to_string(),
             })?;
             let provider = opentelemetry_sdk::trace::TracerProvider::builder()
