@@ -1,4 +1,5 @@
-//! Compiles the protos with protox, a pure-Rust protobuf compiler, so no system `protoc` is needed.
+//! Compiles the protos with protox, a pure-Rust protobuf compiler, so no system `protoc` is needed,
+//! and generates their proto3 JSON mapping with pbjson for the Connect/JSON endpoint.
 
 use std::path::PathBuf;
 
@@ -9,10 +10,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={proto}");
     let descriptors = protox::compile([proto], ["proto"])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    let descriptor_bytes = descriptors.encode_to_vec();
     std::fs::write(
         out_dir.join("integration_health_descriptor.bin"),
-        descriptors.encode_to_vec(),
+        &descriptor_bytes,
     )?;
-    tonic_build::configure().compile_fds(descriptors)?;
+    // The well-known types come from pbjson-types, whose Timestamp and Duration carry the
+    // JSON forms ("2026-11-29T03:00:00Z", "86400s") that grpcurl and Connect clients use.
+    tonic_build::configure()
+        .compile_well_known_types(true)
+        .extern_path(".google.protobuf", "::pbjson_types")
+        .compile_fds(descriptors)?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptor_bytes)?
+        .build(&[".integration_health"])?;
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod dashboard;
 pub mod event;
 pub mod ingest;
 pub mod ops;
@@ -28,6 +29,10 @@ pub mod testkit;
 
 pub mod proto {
     tonic::include_proto!("integration_health.v1");
+    include!(concat!(env!("OUT_DIR"), "/integration_health.v1.serde.rs"));
+
+    /// The well-known types the messages use, with their proto3 JSON forms.
+    pub use pbjson_types::{Duration, Timestamp};
 
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("integration_health_descriptor");

@@ -13,10 +13,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::api::{ApiLimits, Auth, IntegrationHealthApi, PeerApi, SharedAuth};
+use crate::api::{self, ApiLimits, Auth, IntegrationHealthApi, PeerApi, SharedAuth};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::cluster::{Cluster, ClusterConfig, ClusterError, PeerTls};
 use crate::config::{Config, ConfigError};
+use crate::dashboard;
 use crate::ingest::{self, IngestConfig, IngestError, IngestHandle, IngestProgress, IngestShared};
 use crate::ops::{self, CheckReady, HttpState, Metrics, PartitionGauge, ReadState, StateReading};
 use crate::proto::integration_health_peer_server::IntegrationHealthPeerServer;
@@ -303,7 +304,11 @@ pub async fn start(
         ));
     }
     let engine = QueryEngine::new(store.clone(), clock.clone());
-    let (health, grpc) = serve_api(
+    let ApiServer {
+        health,
+        serving: grpc,
+        connect,
+    } = serve_api(
         grpc_listener,
         ApiParts {
             engine: engine.clone(),
@@ -335,7 +340,9 @@ pub async fn start(
         metrics: metrics.clone(),
         read_state,
         check_ready,
-    });
+    })
+    .merge(connect)
+    .merge(dashboard::router());
     let http =
         ops::serve_http_apart(http_listener, router, tls, shutdown.clone()).map_err(http_bind)?;
     info!(%grpc_addr, %http_addr, topic = %config.topic, brokers = %config.brokers, "serving");
@@ -360,6 +367,14 @@ pub type GrpcServing = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>,
 >;
 
+/// A served API: the health reporter (NOT_SERVING until told otherwise), the gRPC server to
+/// spawn, and the Connect/JSON routes that reach the same handlers, for the HTTP listener.
+pub struct ApiServer {
+    pub health: tonic_health::server::HealthReporter,
+    pub serving: GrpcServing,
+    pub connect: axum::Router,
+}
+
 /// What the gRPC API answers from.
 pub struct ApiParts {
     pub engine: QueryEngine,
@@ -376,13 +391,12 @@ pub struct ApiParts {
 }
 
 /// Serves `IntegrationHealth`, `grpc.health.v1` and reflection on `listener` until `shutdown`.
-/// Returns the health reporter (NOT_SERVING until told otherwise) and the task to spawn. Tests
-/// use it to serve a store filled by hand, without a broker.
+/// Tests use it to serve a store filled by hand, without a broker.
 pub fn serve_api(
     listener: TcpListener,
     parts: ApiParts,
     shutdown: CancellationToken,
-) -> Result<(tonic_health::server::HealthReporter, GrpcServing), ServerError> {
+) -> Result<ApiServer, ServerError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     let limits = parts.limits;
     let peer = parts.cluster.as_ref().map(|cluster| {
@@ -395,7 +409,7 @@ pub fn serve_api(
         })
         .max_encoding_message_size(MAX_RESPONSE_BYTES)
     });
-    let api = IntegrationHealthServer::new(
+    let handlers = Arc::new(
         IntegrationHealthApi::new(
             parts.engine,
             parts.progress,
@@ -405,9 +419,16 @@ pub fn serve_api(
             parts.limits,
         )
         .with_cluster(parts.cluster),
-    )
-    .max_decoding_message_size(MAX_REQUEST_BYTES)
-    .max_encoding_message_size(MAX_RESPONSE_BYTES);
+    );
+    let connect = api::connect_router(
+        handlers.clone(),
+        tokio::runtime::Handle::current(),
+        limits.request_timeout,
+        MAX_REQUEST_BYTES,
+    );
+    let api = IntegrationHealthServer::from_arc(handlers)
+        .max_decoding_message_size(MAX_REQUEST_BYTES)
+        .max_encoding_message_size(MAX_RESPONSE_BYTES);
     let (reflection, reflection_alpha) = if parts.reflection {
         let v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
@@ -446,7 +467,11 @@ pub fn serve_api(
             Box::pin(router.serve_with_incoming_shutdown(incoming, stop))
         }
     };
-    Ok((health, serving))
+    Ok(ApiServer {
+        health,
+        serving,
+        connect,
+    })
 }
 
 /// Runs until `shutdown` is cancelled, then stops within the configured grace period.

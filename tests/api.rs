@@ -192,7 +192,7 @@ async fn a_zero_or_overlong_period_is_invalid() {
     let token = "sre";
     let zero_period = proto::GetPercentageChangeRequest {
         tenant_id: "acme".into(),
-        period: Some(prost_types::Duration {
+        period: Some(integration_health::proto::Duration {
             seconds: 0,
             nanos: 0,
         }),
@@ -206,7 +206,7 @@ async fn a_zero_or_overlong_period_is_invalid() {
     .await;
     let long_period = proto::GetPercentageChangeRequest {
         tenant_id: "acme".into(),
-        period: Some(prost_types::Duration {
+        period: Some(integration_health::proto::Duration {
             seconds: 40 * 86_400,
             nanos: 0,
         }),

@@ -48,7 +48,7 @@ async fn failed_in(
         .expect("overview")
         .into_inner();
     let range = answer.effective_range.expect("effective range");
-    let bound = |t: Option<prost_types::Timestamp>| t.map_or(0, |t| t.seconds * 1000);
+    let bound = |t: Option<integration_health::proto::Timestamp>| t.map_or(0, |t| t.seconds * 1000);
     (answer.types[0].failed, bound(range.start), bound(range.end))
 }
 

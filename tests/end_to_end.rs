@@ -39,7 +39,7 @@ fn range(start: i64, end: i64) -> Option<proto::TimeRange> {
     })
 }
 
-fn ms(t: &Option<prost_types::Timestamp>) -> i64 {
+fn ms(t: &Option<integration_health::proto::Timestamp>) -> i64 {
     timestamp_to_ms("t", t.as_ref().expect("timestamp present")).expect("valid timestamp")
 }
 
@@ -240,7 +240,7 @@ async fn check_change(api: &mut IntegrationHealthClient<Channel>, truth: &Truth,
         let c = api
             .get_percentage_change(proto::GetPercentageChangeRequest {
                 tenant_id: tenant.into(),
-                period: Some(prost_types::Duration {
+                period: Some(integration_health::proto::Duration {
                     seconds: period / 1000,
                     nanos: 0,
                 }),

@@ -54,20 +54,9 @@ impl Auth {
     // Handlers must return `tonic::Status`; boxing it here would only add conversions.
     #[allow(clippy::result_large_err)]
     pub fn check(&self, metadata: &MetadataMap, access: Access<'_>) -> Result<(), Status> {
-        if self.grants.is_empty() {
+        let Some(grant) = self.caller_grant(metadata)? else {
             return Ok(());
-        }
-        let header = metadata
-            .get("authorization")
-            .ok_or_else(|| Status::unauthenticated("missing authorization: Bearer <token>"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| Status::unauthenticated("authorization must be \"Bearer <token>\""))?;
-        let grant = self
-            .grant_of(token.trim())
-            .ok_or_else(|| Status::unauthenticated("unknown token"))?;
+        };
         match access {
             Access::Tenant(tenant)
                 if !grant.tenants.as_ref().is_none_or(|t| t.contains(tenant)) =>
@@ -81,6 +70,38 @@ impl Auth {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// Whether the caller, once authenticated, may read `tenant`: a filter for calls that
+    /// list tenants rather than name one.
+    #[allow(clippy::result_large_err)]
+    pub fn readable_tenants(
+        &self,
+        metadata: &MetadataMap,
+    ) -> Result<impl Fn(&str) -> bool, Status> {
+        let tenants = self
+            .caller_grant(metadata)?
+            .and_then(|grant| grant.tenants.clone());
+        Ok(move |tenant: &str| tenants.as_ref().is_none_or(|t| t.contains(tenant)))
+    }
+
+    /// The caller's grant; `None` when the API is open.
+    #[allow(clippy::result_large_err)]
+    fn caller_grant(&self, metadata: &MetadataMap) -> Result<Option<&CheckedGrant>, Status> {
+        if self.grants.is_empty() {
+            return Ok(None);
+        }
+        let header = metadata
+            .get("authorization")
+            .ok_or_else(|| Status::unauthenticated("missing authorization: Bearer <token>"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| Status::unauthenticated("authorization must be \"Bearer <token>\""))?;
+        self.grant_of(token.trim())
+            .map(Some)
+            .ok_or_else(|| Status::unauthenticated("unknown token"))
     }
 }
 
@@ -149,6 +170,16 @@ mod tests {
             Err(tonic::Code::PermissionDenied)
         );
         assert!(auth.check(&bearer("ops"), Access::Operator).is_ok());
+    }
+
+    #[test]
+    fn a_tenant_token_lists_only_its_tenants() {
+        let auth = auth();
+        let readable = auth.readable_tenants(&bearer("s3cret")).unwrap();
+        assert!(readable("acme") && !readable("globex"));
+        let everything = auth.readable_tenants(&bearer("ops")).unwrap();
+        assert!(everything("acme") && everything("globex"));
+        assert!(auth.readable_tenants(&MetadataMap::new()).is_err());
         assert!(Auth::open()
             .check(&MetadataMap::new(), Access::Operator)
             .is_ok());

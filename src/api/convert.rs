@@ -1,14 +1,14 @@
 //! Conversions between protobuf messages and domain types, used by the server and by the `query`
 //! client alike. A conversion that can fail names the request field at fault.
 
-use prost_types::{Duration as ProtoDuration, Timestamp};
+use crate::proto::{Duration as ProtoDuration, Timestamp};
 use thiserror::Error;
 use tonic::Status;
 
 use crate::catalog::CatalogEntry;
 use crate::event::IntegrationType;
 use crate::proto;
-use crate::query::{self, FailureOrder, Granularity, TimeRange, TypeFilter};
+use crate::query::{self, FailureOrder, Granularity, TenantEvents, TimeRange, TypeFilter};
 
 /// A request field that does not convert to a domain value.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -106,6 +106,16 @@ impl From<TimeRange> for proto::TimeRange {
         proto::TimeRange {
             start: Some(ms_to_timestamp(range.start_ms)),
             end: Some(ms_to_timestamp(range.end_ms)),
+        }
+    }
+}
+
+impl From<TenantEvents> for proto::TenantSummary {
+    fn from(row: TenantEvents) -> Self {
+        proto::TenantSummary {
+            tenant_id: row.tenant_id,
+            failed: row.failed,
+            succeeded: row.succeeded,
         }
     }
 }

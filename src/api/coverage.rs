@@ -63,5 +63,6 @@ covered!(
     proto::GetErrorBreakdownResponse,
     proto::GetTrendsResponse,
     proto::ListFailuresResponse,
-    proto::GetFailureDetailsResponse
+    proto::GetFailureDetailsResponse,
+    proto::ListTenantsResponse
 );

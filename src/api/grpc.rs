@@ -155,18 +155,33 @@ impl IntegrationHealthApi {
             return Ok((self.run(self.engine.clone(), work).await?, None));
         };
         let (view, coverage) = cluster.tenant_view(self.engine.store(), tenant_id).await;
-        let partial = allow_partial
-            || metadata
-                .get(ALLOW_PARTIAL)
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
-        if !coverage.missing.is_empty() && !partial {
-            return Err(Status::unavailable(format!(
-                "partitions [{}] have no owner or their owner did not answer; send {ALLOW_PARTIAL}: true for a partial answer",
-                partition_list(&coverage.missing)
-            )));
-        }
+        check_coverage(&coverage, metadata, allow_partial)?;
         let engine = QueryEngine::new(Arc::new(view), self.clock.clone());
         Ok((self.run(engine, work).await?, Some(coverage)))
+    }
+
+    /// Per partition, each tenant's totals over `range`: this replica's partitions and, with
+    /// replicas, every other partition from its owner.
+    async fn tenant_lists(
+        &self,
+        range: query::TimeRange,
+        metadata: &MetadataMap,
+        allow_partial: bool,
+    ) -> Result<(Vec<Vec<query::TenantEvents>>, Option<Coverage>), Status> {
+        let local = self
+            .run(self.engine.clone(), move |engine| {
+                Ok(engine.tenants_by_partition(range, None))
+            })
+            .await?;
+        let Some(cluster) = &self.cluster else {
+            return Ok((local.into_iter().map(|(_, rows)| rows).collect(), None));
+        };
+        let held = local.iter().map(|(partition, _)| *partition).collect();
+        let (remote, coverage) = cluster.remote_tenants(&held, range).await;
+        check_coverage(&coverage, metadata, allow_partial)?;
+        let mut lists: Vec<_> = local.into_iter().map(|(_, rows)| rows).collect();
+        lists.extend(remote);
+        Ok((lists, Some(coverage)))
     }
 
     /// Runs `work` on the blocking pool once a query slot is free.
@@ -185,6 +200,25 @@ impl IntegrationHealthApi {
             .map_err(|_| Status::internal("the query did not complete"))?
             .map_err(status_from)
     }
+}
+
+/// Refuses an answer that lacks partitions unless the caller accepts a partial one.
+fn check_coverage(
+    coverage: &Coverage,
+    metadata: &MetadataMap,
+    allow_partial: bool,
+) -> Result<(), Status> {
+    let partial = allow_partial
+        || metadata
+            .get(ALLOW_PARTIAL)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+    if !coverage.missing.is_empty() && !partial {
+        return Err(Status::unavailable(format!(
+            "partitions [{}] have no owner or their owner did not answer; send {ALLOW_PARTIAL}: true for a partial answer",
+            partition_list(&coverage.missing)
+        )));
+    }
+    Ok(())
 }
 
 fn validate_tenant(tenant_id: &str) -> Result<(), Status> {
@@ -509,6 +543,37 @@ impl IntegrationHealth for IntegrationHealthApi {
                 .map(Into::into)
                 .collect();
             Ok(Response::new(proto::ListCommonErrorsResponse { errors }))
+        })
+        .await
+    }
+
+    #[instrument(skip(self, request), fields(rpc = "ListTenants"))]
+    async fn list_tenants(
+        &self,
+        request: Request<proto::ListTenantsRequest>,
+    ) -> Result<Response<proto::ListTenantsResponse>, Status> {
+        self.timed("ListTenants", async {
+            self.caller(&request, Access::Any)?;
+            let readable = self.auth.current().readable_tenants(request.metadata())?;
+            let req = request.get_ref();
+            let range = self
+                .engine
+                .tenants_range(optional_range(req.range.as_ref())?)
+                .map_err(status_from)?;
+            let (lists, coverage) = self
+                .tenant_lists(range, request.metadata(), req.allow_partial)
+                .await?;
+            Ok(respond(
+                &coverage,
+                proto::ListTenantsResponse {
+                    tenants: query::merge_tenants(lists, readable)
+                        .into_iter()
+                        .map(Into::into)
+                        .collect(),
+                    effective_range: Some(range.into()),
+                    ..Default::default()
+                },
+            ))
         })
         .await
     }

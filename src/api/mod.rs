@@ -3,6 +3,7 @@
 //! nowhere else.
 //!
 //! - `auth`: bearer tokens and their tenants;
+//! - `connect`: the same service in the Connect protocol's unary JSON form, for browsers;
 //! - `convert`: proto ↔ domain conversions, shared with the `query` client;
 //! - `coverage`: which partitions an answer covers, when replicas answer together;
 //! - `grpc`: the `IntegrationHealth` service;
@@ -10,6 +11,7 @@
 //! - `status`: ingest status on the wire, merged across replicas.
 
 mod auth;
+mod connect;
 pub mod convert;
 mod coverage;
 mod grpc;
@@ -19,6 +21,7 @@ mod status;
 use tonic::Status;
 
 pub use auth::{Access, Auth, SharedAuth};
+pub use connect::{connect_code, connect_router, SERVICE_PATH};
 pub use coverage::{ALLOW_PARTIAL, COVERED_PARTITIONS, MISSING_PARTITIONS};
 pub use grpc::{ApiLimits, IntegrationHealthApi};
 pub use peer::PeerApi;

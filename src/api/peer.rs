@@ -4,6 +4,7 @@
 // Handlers must return `tonic::Status`.
 #![allow(clippy::result_large_err)]
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
@@ -14,6 +15,7 @@ use crate::clock::SharedClock;
 use crate::ingest::IngestProgress;
 use crate::proto;
 use crate::proto::integration_health_peer_server::IntegrationHealthPeer;
+use crate::query::{QueryEngine, TimeRange};
 use crate::snapshot;
 use crate::store::Store;
 
@@ -66,5 +68,32 @@ impl IntegrationHealthPeer for PeerApi {
             .check(request.metadata(), Access::Operator)?;
         let status = self.progress.status(&self.store, self.clock.now_ms());
         Ok(Response::new(status_response(status, &self.advertise_addr)))
+    }
+
+    async fn get_local_tenants(
+        &self,
+        request: Request<proto::LocalTenantsRequest>,
+    ) -> Result<Response<proto::LocalTenantsResponse>, Status> {
+        self.auth
+            .current()
+            .check(request.metadata(), Access::Operator)?;
+        let req = request.into_inner();
+        let range = TimeRange::try_from(req.range.as_ref().unwrap_or(&proto::TimeRange::default()))
+            .map_err(|err| Status::invalid_argument(err.to_string()))?;
+        let wanted: HashSet<i32> = req.partitions.into_iter().collect();
+        let engine = QueryEngine::new(self.store.clone(), self.clock.clone());
+        let partitions = tokio::task::spawn_blocking(move || {
+            engine
+                .tenants_by_partition(range, Some(&wanted))
+                .into_iter()
+                .map(|(partition, tenants)| proto::PartitionTenants {
+                    partition,
+                    tenants: tenants.into_iter().map(Into::into).collect(),
+                })
+                .collect()
+        })
+        .await
+        .map_err(|_| Status::internal("counting tenants did not complete"))?;
+        Ok(Response::new(proto::LocalTenantsResponse { partitions }))
     }
 }

@@ -21,6 +21,7 @@ pub use directory::{Announcement, Announcer, Directory};
 
 use crate::proto;
 use crate::proto::integration_health_peer_client::IntegrationHealthPeerClient;
+use crate::query::{TenantEvents, TimeRange};
 use crate::snapshot;
 use crate::store::{PartitionKey, Store, StoreLimits};
 
@@ -218,6 +219,72 @@ impl Cluster {
         (view, coverage)
     }
 
+    /// Each tenant's totals over `range` in every partition of the topic that `local` does not
+    /// hold, from their owners; and the coverage of the whole answer, `local` included.
+    pub async fn remote_tenants(
+        &self,
+        local: &BTreeSet<i32>,
+        range: TimeRange,
+    ) -> (Vec<Vec<TenantEvents>>, Coverage) {
+        let mut coverage = Coverage {
+            covered: local.clone(),
+            ..Coverage::default()
+        };
+        let mut wanted: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for partition in 0..self.directory.partition_count() as i32 {
+            if local.contains(&partition) {
+                continue;
+            }
+            match self.directory.owner_of(partition) {
+                Some(owner) if owner != self.config.advertise_addr => {
+                    wanted.entry(owner).or_default().push(partition)
+                }
+                _ => {
+                    coverage.missing.insert(partition);
+                }
+            }
+        }
+        let asks = wanted.into_iter().map(|(owner, partitions)| async move {
+            let answer = self.local_tenants(&owner, range, &partitions).await;
+            (partitions, answer)
+        });
+        let mut lists = Vec::new();
+        for (partitions, answer) in futures::future::join_all(asks).await {
+            let answer = answer.unwrap_or_default();
+            for partition in partitions {
+                match answer.iter().find(|p| p.partition == partition) {
+                    Some(found) => {
+                        coverage.covered.insert(partition);
+                        lists.push(found.tenants.iter().map(tenant_events).collect());
+                    }
+                    None => {
+                        coverage.missing.insert(partition);
+                    }
+                }
+            }
+        }
+        (lists, coverage)
+    }
+
+    async fn local_tenants(
+        &self,
+        owner: &str,
+        range: TimeRange,
+        partitions: &[i32],
+    ) -> Option<Vec<proto::PartitionTenants>> {
+        let mut client = IntegrationHealthPeerClient::new(self.channel(owner)?);
+        let request = self.request(proto::LocalTenantsRequest {
+            range: Some(range.into()),
+            partitions: partitions.to_vec(),
+        });
+        let answer =
+            tokio::time::timeout(self.config.peer_timeout, client.get_local_tenants(request))
+                .await
+                .ok()?
+                .ok()?;
+        Some(answer.into_inner().partitions)
+    }
+
     async fn slices(
         &self,
         owner: &str,
@@ -273,5 +340,13 @@ impl Cluster {
             .into_iter()
             .flatten()
             .collect()
+    }
+}
+
+fn tenant_events(row: &proto::TenantSummary) -> TenantEvents {
+    TenantEvents {
+        tenant_id: row.tenant_id.clone(),
+        failed: row.failed,
+        succeeded: row.succeeded,
     }
 }

@@ -1,13 +1,14 @@
 //! The operations HTTP endpoints: `/metrics`, `/healthz` and `/readyz`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error};
@@ -82,6 +83,7 @@ pub fn serve_http_apart(
                 let served = match tokio::net::TcpListener::from_std(listener) {
                     Ok(listener) => match tls {
                         None => {
+                            let router = router.into_make_service_with_connect_info::<SocketAddr>();
                             axum::serve(listener, router)
                                 .with_graceful_shutdown(shutdown.cancelled_owned())
                                 .await
@@ -116,7 +118,11 @@ async fn serve_tls(
         let Some(stream) = stream else {
             return;
         };
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let router = match stream.get_ref().0.peer_addr() {
+            Ok(peer) => router.clone().layer(Extension(ConnectInfo(peer))),
+            Err(_) => router.clone(),
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router);
         tokio::spawn(async move {
             let builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());

@@ -17,7 +17,7 @@ use crate::store::{
 /// Answers the dashboard's questions from the store. Cheap to clone.
 #[derive(Clone)]
 pub struct QueryEngine {
-    store: Arc<Store>,
+    pub(super) store: Arc<Store>,
     clock: SharedClock,
 }
 

@@ -9,18 +9,21 @@
 //! - `failures`: the failures table and a failure's details, with the one rule that merges a
 //!   group across partitions;
 //! - `calendar`: hour and local-day boundaries;
-//! - `paging`: keyset page tokens.
+//! - `paging`: keyset page tokens;
+//! - `tenants`: the tenants with events in a range, for the dashboard's picker.
 
 mod calendar;
 mod engine;
 mod failures;
 mod paging;
+mod tenants;
 mod types;
 
 use thiserror::Error;
 
 pub use calendar::{day_boundaries, local_day_start, parse_time_zone};
 pub use engine::{change_percent, QueryEngine};
+pub use tenants::merge_tenants;
 pub use types::*;
 
 use crate::store::DAY_MS;

@@ -40,6 +40,14 @@ impl TypeFilter {
     }
 }
 
+/// One tenant's events over a range, all types together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantEvents {
+    pub tenant_id: String,
+    pub failed: u64,
+    pub succeeded: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TypeTotals {
     pub integration_type: IntegrationType,

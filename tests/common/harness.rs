@@ -100,7 +100,7 @@ impl ApiOnly {
         let addr = listener.local_addr().expect("addr");
         let stop = CancellationToken::new();
         let auth = SharedAuth::new(Auth::new(check_grants(&tokens).expect("valid grants")));
-        let (_health, serving) = server::serve_api(
+        let api_server = server::serve_api(
             listener,
             ApiParts {
                 engine: QueryEngine::new(store.clone(), clock.clone()),
@@ -116,14 +116,16 @@ impl ApiOnly {
             stop.clone(),
         )
         .expect("api serves");
-        tokio::spawn(serving);
+        tokio::spawn(api_server.serving);
         let http = std::net::TcpListener::bind("127.0.0.1:0").expect("bind http");
         let http_addr = http.local_addr().expect("http addr");
         let router = ops::http_router(HttpState {
             metrics: Arc::new(Metrics::new()),
             read_state: Arc::new(StateReading::default),
             check_ready: Arc::new(|| Ok(())),
-        });
+        })
+        .merge(api_server.connect)
+        .merge(integration_health::dashboard::router());
         ops::serve_http_apart(http, router, tls.clone(), stop.clone()).expect("http serves");
         let api = match tls {
             None => client(addr).await,

@@ -368,7 +368,7 @@ impl Truth {
     }
 }
 
-pub fn ts(t: &Option<prost_types::Timestamp>) -> i64 {
+pub fn ts(t: &Option<integration_health::proto::Timestamp>) -> i64 {
     let t = t.as_ref().expect("timestamp present");
     t.seconds * 1000 + i64::from(t.nanos / 1_000_000)
 }
@@ -462,7 +462,7 @@ pub async fn assert_matches_truth(
                 .get_percentage_change(proto::GetPercentageChangeRequest {
                     allow_partial: false,
                     tenant_id: (*tenant).into(),
-                    period: Some(prost_types::Duration {
+                    period: Some(integration_health::proto::Duration {
                         seconds: days * 86_400,
                         nanos: 0,
                     }),

@@ -131,6 +131,7 @@ pub async fn run_demo(options: DemoOptions, shutdown: CancellationToken) -> Resu
         "metrics: http://{}/metrics (also /healthz, /readyz)",
         service.http_addr
     );
+    let http = service.http_addr;
 
     let now_ms = SystemClock.now_ms();
     let mut simulator = Simulator::new(options.seed, now_ms);
@@ -168,6 +169,8 @@ pub async fn run_demo(options: DemoOptions, shutdown: CancellationToken) -> Resu
     println!("  {exe} query --addr {addr} trends --tenant {tenant}");
     println!("  {exe} query --addr {addr} status");
     println!("  grpcurl -plaintext -d '{{\"tenant_id\":\"{tenant}\"}}' {grpc} integration_health.v1.IntegrationHealth/GetOverview");
+    println!("  curl -s -H 'Content-Type: application/json' -d '{{\"tenantId\":\"{tenant}\"}}' http://{http}/integration_health.v1.IntegrationHealth/GetOverview");
+    println!("Dashboard: http://{http}/?tenant={tenant}");
     println!("Live traffic is flowing. Press ctrl-c to stop.");
 
     let live = tokio::task::spawn_blocking({

@@ -249,6 +249,14 @@ pub enum QueryCommand {
         #[arg(long)]
         code: Option<u32>,
     },
+    /// The tenants this token may read that have events in the range, busiest first.
+    Tenants {
+        /// Start: RFC 3339 or a span back from now (7d); default 30 days ago.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+    },
     /// Consumer positions, lag and event totals.
     Status,
 }
@@ -485,6 +493,17 @@ async fn ask(args: QueryArgs) -> Result<String, CliError> {
                 .await?
                 .into_inner();
             Ok(render_catalog(&response, json))
+        }
+        QueryCommand::Tenants { since, until } => {
+            let message = proto::ListTenantsRequest {
+                allow_partial,
+                range: range_of(&since, &until)?,
+            };
+            let response = client
+                .list_tenants(request(message, token)?)
+                .await?
+                .into_inner();
+            Ok(render_tenants(&response, json))
         }
         QueryCommand::Status => {
             let message = proto::GetIngestStatusRequest {};

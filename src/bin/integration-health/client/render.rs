@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 use integration_health::api::convert::type_from_wire;
 use integration_health::proto;
-use prost_types::Timestamp;
+use integration_health::proto::Timestamp;
 use serde_json::{json, Value};
 
 fn type_name(value: i32) -> &'static str {
@@ -98,6 +98,29 @@ pub(super) fn render_overview(response: &proto::GetOverviewResponse, json: bool)
     }
     format!(
         "Failures by integration type, {}\n{table}\nTotal failed: {total_failed}",
+        range_text(&response.effective_range)
+    )
+}
+
+pub(super) fn render_tenants(response: &proto::ListTenantsResponse, json: bool) -> String {
+    if json {
+        return pretty(json!({
+            "tenants": response.tenants.iter().map(|t| json!({
+                "tenant_id": t.tenant_id, "failed": t.failed, "succeeded": t.succeeded,
+            })).collect::<Vec<_>>(),
+            "effective_range": range_json(&response.effective_range),
+        }));
+    }
+    let mut table = table(&["Tenant", "Failed", "Succeeded"]);
+    for t in &response.tenants {
+        table.add_row(vec![
+            Cell::new(&t.tenant_id),
+            Cell::new(t.failed).set_alignment(CellAlignment::Right),
+            Cell::new(t.succeeded).set_alignment(CellAlignment::Right),
+        ]);
+    }
+    format!(
+        "Tenants with events, {}\n{table}",
         range_text(&response.effective_range)
     )
 }

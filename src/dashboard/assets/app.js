@@ -1,0 +1,563 @@
+// The Integrations dashboard. It reads the service's Connect/JSON API on the same origin and
+// draws every chart as plain SVG; every number a chart shows is also in a table.
+'use strict';
+
+const SERVICE = '/integration_health.v1.IntegrationHealth/';
+const TYPES = [
+  ['INBOUND_WEBHOOK', 'Inbound webhooks'],
+  ['OUTBOUND_WEBHOOK', 'Outbound webhooks'],
+  ['PREBUILT_INTEGRATION', 'Pre-built integrations'],
+  ['CUSTOM_NODE', 'Custom nodes'],
+  ['CUSTOM_EVENT', 'Custom events'],
+];
+const LABEL = Object.fromEntries(TYPES);
+const DASHES = ['', '6 3', '2 3', '8 3 2 3', '1 2'];
+const PERIOD_SECONDS = { '1d': 86400, '7d': 7 * 86400, '30d': 30 * 86400 };
+const PAGE_SIZE = 10;
+const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+
+const state = {
+  tenant: '',
+  token: sessionStorage.getItem('ih-token') || '',
+  period: { overview: '1d', change: '1d', errors: '30d' },
+  hiddenInDonut: new Set(),
+  hiddenInTrends: new Set(),
+  trendType: '',
+  granularity: 'DAY',
+  failureType: '',
+  failureCode: 0,
+  order: 'TOTAL_ERRORS_DESC',
+  pageTokens: [''],
+  catalogType: '',
+  refreshMs: 30000,
+  paused: false,
+  timer: 0,
+};
+
+class RpcError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.code = code;
+  }
+}
+
+async function rpc(method, request) {
+  const headers = { 'Content-Type': 'application/json', 'Connect-Protocol-Version': '1' };
+  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  let response;
+  try {
+    response = await fetch(SERVICE + method, { method: 'POST', headers, body: JSON.stringify(request) });
+  } catch (err) {
+    throw new RpcError('unavailable', `cannot reach the service (${err.message})`);
+  }
+  const text = await response.text();
+  let body = {};
+  try {
+    body = text ? JSON.parse(text) : {};
+  } catch {
+    body = {};
+  }
+  if (!response.ok) throw new RpcError(body.code || 'unknown', body.message || response.statusText);
+  return body;
+}
+
+// Elements are built with text nodes only: descriptions and names come from events.
+function h(tag, attrs, ...children) {
+  return fill(document.createElement(tag), attrs, children);
+}
+
+function svg(tag, attrs, ...children) {
+  return fill(document.createElementNS('http://www.w3.org/2000/svg', tag), attrs, children);
+}
+
+function fill(el, attrs, children) {
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === false || value === null || value === undefined) continue;
+    if (key.startsWith('on')) el.addEventListener(key.slice(2), value);
+    // Through the CSSOM: the page's content security policy refuses style attributes.
+    else if (key === 'style') el.style.cssText = value;
+    else el.setAttribute(key, value === true ? '' : String(value));
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : String(child));
+  }
+  return el;
+}
+
+const num = (value) => Number(value || 0);
+const fmt = new Intl.NumberFormat();
+const count = (value) => fmt.format(num(value));
+const when = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+const day = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', timeZone: ZONE });
+const time = (iso) => (iso ? when.format(new Date(iso)) : '—');
+const rangeText = (range) => (range ? `${time(range.start)} – ${time(range.end)}` : '');
+
+function lastPeriod(key) {
+  const end = Math.ceil(Date.now() / 60000) * 60000;
+  const start = end - PERIOD_SECONDS[key] * 1000;
+  return { start: new Date(start).toISOString(), end: new Date(end).toISOString() };
+}
+
+function cell(value, field) {
+  return h('td', { class: 'num', 'data-field': field, 'data-value': num(value) }, count(value));
+}
+
+function emptyState(text) {
+  return h('p', { class: 'state empty' }, text);
+}
+
+// Loads one section: shows loading on first load, then the answer, an empty state or the error.
+async function load(id, fetcher, render) {
+  const section = document.getElementById(id);
+  const body = section.querySelector('.body');
+  section.setAttribute('aria-busy', 'true');
+  if (!body.dataset.state || body.dataset.state === 'error') {
+    body.dataset.state = 'loading';
+    body.replaceChildren(h('p', { class: 'state loading' }, 'Loading…'));
+  }
+  try {
+    const answer = await fetcher();
+    const rendered = render(answer);
+    body.dataset.state = rendered.empty ? 'empty' : 'ready';
+    body.replaceChildren(...rendered.nodes);
+    const range = section.querySelector('.range');
+    if (range && rendered.range) range.textContent = rendered.range;
+  } catch (err) {
+    body.dataset.state = 'error';
+    body.replaceChildren(h('p', { class: 'state error', role: 'alert' }, `Could not load: ${err.message} (${err.code || 'error'})`));
+    if (err.code === 'unauthenticated' || err.code === 'permission_denied') askForToken(err.message);
+  } finally {
+    section.setAttribute('aria-busy', 'false');
+  }
+}
+
+function askForToken(why) {
+  const form = document.getElementById('auth');
+  document.getElementById('auth-why').textContent = why
+    ? `The service refused the request: ${why}.`
+    : 'Enter the bearer token this service gave you.';
+  form.hidden = false;
+  document.getElementById('token').focus();
+}
+
+// ---- Overview: the donut of failures per type ----
+
+function renderOverview(answer) {
+  const rows = TYPES.map(([type, label]) => {
+    const found = (answer.types || []).find((t) => t.integrationType === type) || {};
+    return { type, label, failed: num(found.failed), succeeded: num(found.succeeded) };
+  });
+  const shown = rows.filter((r) => !state.hiddenInDonut.has(r.type));
+  const total = shown.reduce((sum, r) => sum + r.failed, 0);
+  const radius = 60;
+  const circumference = 2 * Math.PI * radius;
+  let offset = 0;
+  const arcs = shown.filter((r) => r.failed > 0).map((r) => {
+    const length = (r.failed / total) * circumference;
+    const arc = svg('circle', {
+      r: radius, cx: 80, cy: 80, fill: 'none', class: `t-${r.type}`, 'stroke-width': 28,
+      'stroke-dasharray': `${length} ${circumference - length}`, 'stroke-dashoffset': -offset,
+      transform: 'rotate(-90 80 80)',
+    });
+    offset += length;
+    return arc;
+  });
+  const summary = shown.map((r) => `${r.label} ${r.failed}`).join(', ');
+  const chart = svg('svg', { viewBox: '0 0 160 160', class: 'donut', role: 'img', 'aria-labelledby': 'donut-title' },
+    svg('title', { id: 'donut-title' }, `Failures per integration type: ${summary || 'none'}. Total ${total}.`),
+    svg('circle', { r: radius, cx: 80, cy: 80, fill: 'none', class: 'track', 'stroke-width': 28 }),
+    arcs,
+    svg('text', { x: 80, y: 76, class: 'total', 'text-anchor': 'middle' }, count(total)),
+    svg('text', { x: 80, y: 96, class: 'caption', 'text-anchor': 'middle' }, 'failures'));
+  const table = h('table', { class: 'legend' },
+    h('caption', {}, 'Failures per integration type. Press a type to show or hide it in the chart.'),
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Integration type'), h('th', { scope: 'col' }, 'Failed'),
+      h('th', { scope: 'col' }, 'Share'), h('th', { scope: 'col' }, 'Succeeded'))),
+    h('tbody', {}, rows.map((r) => {
+      const hidden = state.hiddenInDonut.has(r.type);
+      const share = hidden || total === 0 ? '—' : `${((r.failed / total) * 100).toFixed(1)}%`;
+      return h('tr', { 'data-type': r.type, class: hidden ? 'off' : '' },
+        h('th', { scope: 'row' }, h('button', {
+          type: 'button', class: 'toggle', 'aria-pressed': String(!hidden),
+          onclick: () => { toggle(state.hiddenInDonut, r.type); refreshOverview(); },
+        }, h('span', { class: `swatch t-${r.type}`, 'aria-hidden': 'true' }), r.label)),
+        cell(r.failed, 'failed'), h('td', { class: 'num', 'data-field': 'share' }, share), cell(r.succeeded, 'succeeded'));
+    })),
+    h('tfoot', {}, h('tr', {}, h('th', { scope: 'row' }, 'Total shown'), cell(total, 'total'), h('td'), h('td'))));
+  return {
+    nodes: [h('div', { class: 'overview' }, chart, table)],
+    empty: rows.every((r) => r.failed + r.succeeded === 0),
+    range: `Covers ${rangeText(answer.effectiveRange)}`,
+  };
+}
+
+function toggle(set, value) {
+  if (set.has(value)) set.delete(value);
+  else set.add(value);
+}
+
+let lastOverview = null;
+function refreshOverview() {
+  return load('overview', async () => {
+    if (!lastOverview || lastOverview.tenant !== state.tenant || lastOverview.period !== state.period.overview) {
+      const answer = await rpc('GetOverview', { tenantId: state.tenant, range: lastPeriod(state.period.overview) });
+      lastOverview = { tenant: state.tenant, period: state.period.overview, answer };
+    }
+    return lastOverview.answer;
+  }, renderOverview);
+}
+
+// ---- Percentage change ----
+
+function changeCell(current, previous, percent, risingIsBad, field) {
+  if (percent === undefined || percent === null) {
+    return h('td', { class: 'num change', 'data-field': field, 'data-value': '' }, num(current) === 0 ? '—' : 'new');
+  }
+  const value = Number(percent);
+  if (value === 0) return h('td', { class: 'num change', 'data-field': field, 'data-value': 0 }, '0%');
+  const rising = value > 0;
+  const bad = rising === risingIsBad;
+  return h('td', { class: `num change ${bad ? 'bad' : 'good'}`, 'data-field': field, 'data-value': value },
+    h('span', { 'aria-hidden': 'true' }, rising ? '▲ ' : '▼ '),
+    h('span', { class: 'sr' }, `${rising ? 'up' : 'down'} `),
+    `${Math.abs(value).toFixed(1)}%`,
+    h('span', { class: 'sr' }, bad ? ' (worse)' : ' (better)'));
+}
+
+function renderChange(answer) {
+  const rows = TYPES.map(([type, label]) => {
+    const t = (answer.types || []).find((x) => x.integrationType === type) || {};
+    return h('tr', { 'data-type': type },
+      h('th', { scope: 'row' }, label),
+      cell(t.failedCurrent, 'failed_current'), cell(t.failedPrevious, 'failed_previous'),
+      changeCell(t.failedCurrent, t.failedPrevious, t.failedChangePercent, true, 'failed_change'),
+      cell(t.succeededCurrent, 'succeeded_current'), cell(t.succeededPrevious, 'succeeded_previous'),
+      changeCell(t.succeededCurrent, t.succeededPrevious, t.succeededChangePercent, false, 'succeeded_change'));
+  });
+  const table = h('table', {},
+    h('caption', {}, 'Failed and succeeded transactions against the previous period of the same length.'),
+    h('thead', {}, h('tr', {}, ['Integration type', 'Failed', 'Failed before', 'Change', 'Succeeded', 'Succeeded before', 'Change']
+      .map((title) => h('th', { scope: 'col' }, title)))),
+    h('tbody', {}, rows));
+  const empty = (answer.types || []).every((t) => num(t.failedCurrent) + num(t.failedPrevious) + num(t.succeededCurrent) + num(t.succeededPrevious) === 0);
+  return {
+    nodes: [table],
+    empty,
+    range: `Now ${rangeText(answer.currentRange)}; before ${rangeText(answer.previousRange)}`,
+  };
+}
+
+const refreshChange = () => load('change', () => rpc('GetPercentageChange', {
+  tenantId: state.tenant, period: `${PERIOD_SECONDS[state.period.change]}s`,
+}), renderChange);
+
+// ---- Errors on integrations ----
+
+function renderErrors(answer) {
+  const errors = answer.errors || [];
+  if (errors.length === 0) return { nodes: [emptyState('No failures in this period.')], empty: true, range: `Covers ${rangeText(answer.effectiveRange)}` };
+  const top = Math.max(...errors.map((e) => num(e.failed)));
+  const table = h('table', { class: 'bars' },
+    h('caption', {}, 'Failed transactions per error code, most frequent first.'),
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Code'), h('th', { scope: 'col' }, 'Error'),
+      h('th', { scope: 'col' }, 'Failed'), h('th', { scope: 'col' }, h('span', { class: 'sr' }, 'Bar')))),
+    h('tbody', {}, errors.map((e) => h('tr', { 'data-code': num(e.statusCode) },
+      h('th', { scope: 'row' }, String(num(e.statusCode))), h('td', {}, e.name || ''), cell(e.failed, 'failed'),
+      h('td', { class: 'bar', 'aria-hidden': 'true' }, h('span', { style: `width:${(num(e.failed) / top) * 100}%` }))))));
+  updateCodeFilter(errors);
+  return { nodes: [table], empty: false, range: `Covers ${rangeText(answer.effectiveRange)}` };
+}
+
+const refreshErrors = () => load('errors', () => rpc('GetErrorBreakdown', {
+  tenantId: state.tenant, range: lastPeriod(state.period.errors),
+}), renderErrors);
+
+function updateCodeFilter(errors) {
+  const select = document.getElementById('failure-code');
+  const known = new Set([...select.options].map((o) => Number(o.value)));
+  for (const e of errors) {
+    const code = num(e.statusCode);
+    if (!known.has(code)) select.append(h('option', { value: code }, `${code} ${e.name || ''}`));
+  }
+}
+
+// ---- Failure trends ----
+
+function renderTrends(answer) {
+  const series = (answer.series || []).filter((s) => !state.trendType || s.integrationType === state.trendType);
+  const points = series.flatMap((s) => s.points || []);
+  if (points.length === 0) return { nodes: [emptyState('No buckets in this range.')], empty: true, range: '' };
+  const times = [...new Set(points.map((p) => p.bucketStart))].sort();
+  const t0 = Date.parse(times[0]);
+  const t1 = Math.max(Date.parse(times[times.length - 1]), t0 + 1);
+  const visible = series.filter((s) => !state.hiddenInTrends.has(s.integrationType));
+  const top = Math.max(1, ...visible.flatMap((s) => (s.points || []).map((p) => num(p.failed))));
+  const width = 720;
+  const height = 220;
+  const left = 48;
+  const bottom = 24;
+  const x = (iso) => left + ((Date.parse(iso) - t0) / (t1 - t0)) * (width - left - 8);
+  const y = (v) => 8 + (1 - v / top) * (height - bottom - 8);
+  const label = (iso) => (state.granularity === 'DAY' ? day.format(new Date(iso)) : time(iso));
+  const grid = [0, top / 2, top].map((v) => svg('g', {},
+    svg('line', { x1: left, x2: width - 8, y1: y(v), y2: y(v), class: 'grid' }),
+    svg('text', { x: left - 6, y: y(v) + 4, 'text-anchor': 'end', class: 'axis' }, count(Math.round(v)))));
+  const ticks = [times[0], times[Math.floor(times.length / 2)], times[times.length - 1]].map((iso, i) =>
+    svg('text', { x: x(iso), y: height - 6, 'text-anchor': ['start', 'middle', 'end'][i], class: 'axis' }, label(iso)));
+  const lines = visible.map((s) => {
+    const index = TYPES.findIndex(([type]) => type === s.integrationType);
+    const d = (s.points || []).map((p, i) => `${i ? 'L' : 'M'}${x(p.bucketStart).toFixed(1)} ${y(num(p.failed)).toFixed(1)}`).join(' ');
+    return svg('path', { d, class: `line t-${s.integrationType}`, 'stroke-dasharray': DASHES[index] || '' });
+  });
+  const totals = series.map((s) => `${LABEL[s.integrationType]} ${(s.points || []).reduce((sum, p) => sum + num(p.failed), 0)}`);
+  const chart = svg('svg', { viewBox: `0 0 ${width} ${height}`, class: 'trend', role: 'img', 'aria-labelledby': 'trend-title' },
+    svg('title', { id: 'trend-title' }, `Failures per ${state.granularity === 'DAY' ? 'day' : 'hour'}; totals: ${totals.join(', ')}. The table below has every point.`),
+    grid, ticks, lines);
+  const legend = h('div', { class: 'chips', role: 'group', 'aria-label': 'Show or hide a type in the chart' },
+    series.map((s) => h('button', {
+      type: 'button', class: 'toggle', 'aria-pressed': String(!state.hiddenInTrends.has(s.integrationType)),
+      onclick: () => { toggle(state.hiddenInTrends, s.integrationType); refreshTrends(); },
+    }, h('span', { class: `swatch t-${s.integrationType}`, 'aria-hidden': 'true' }), LABEL[s.integrationType])));
+  const table = h('details', {}, h('summary', {}, 'The numbers as a table'),
+    h('table', { class: 'points' },
+      h('caption', {}, `Failures per ${state.granularity === 'DAY' ? `day (${ZONE})` : 'hour'}`),
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Bucket'), series.map((s) => h('th', { scope: 'col' }, LABEL[s.integrationType])))),
+      h('tbody', {}, times.map((iso) => h('tr', { 'data-bucket': iso }, h('th', { scope: 'row' }, label(iso)),
+        series.map((s) => cell(((s.points || []).find((p) => p.bucketStart === iso) || {}).failed, s.integrationType)))))));
+  const empty = points.every((p) => num(p.failed) === 0);
+  return { nodes: [legend, chart, table], empty, range: `Covers ${rangeText(answer.effectiveRange)}, days in ${ZONE}` };
+}
+
+const refreshTrends = () => load('trends', () => rpc('GetTrends', {
+  tenantId: state.tenant,
+  granularity: state.granularity,
+  timeZone: ZONE,
+  integrationTypes: state.trendType ? [state.trendType] : [],
+}), renderTrends);
+
+// ---- Failures table and details ----
+
+function sortHeader(title, order) {
+  const active = state.order === order;
+  return h('th', { scope: 'col', 'aria-sort': active ? 'descending' : 'none' },
+    h('button', {
+      type: 'button', class: 'sort',
+      onclick: () => { state.order = order; state.pageTokens = ['']; refreshFailures(); },
+    }, title, active ? ' ▼' : ''));
+}
+
+function renderFailures(answer) {
+  const failures = answer.failures || [];
+  const range = `Covers ${rangeText(answer.effectiveRange)}`;
+  if (failures.length === 0) return { nodes: [emptyState('No failures match these filters.')], empty: true, range };
+  const page = state.pageTokens.length;
+  const table = h('table', { class: 'failures' },
+    h('caption', {}, `${count(answer.totalGroups)} failure groups; page ${page}.`),
+    h('thead', {}, h('tr', {},
+      ['Integration type', 'Integration name', 'Failure description', 'Services', 'Flows'].map((t) => h('th', { scope: 'col' }, t)),
+      sortHeader('Total errors', 'TOTAL_ERRORS_DESC'), sortHeader('Last seen', 'LAST_SEEN_DESC'),
+      h('th', { scope: 'col' }, 'Actions'))),
+    h('tbody', {}, failures.map((f) => h('tr', { 'data-failure-id': f.failureId },
+      h('td', {}, LABEL[f.integrationType] || f.integrationType),
+      h('td', {}, f.integrationName || f.integrationId || ''),
+      h('td', { 'data-field': 'description' }, f.failureDescription || ''),
+      h('td', {}, f.serviceName || f.serviceId || '—'),
+      h('td', {}, f.flowName || f.flowId || '—'),
+      cell(f.totalErrors, 'total_errors'),
+      h('td', { 'data-field': 'last_seen', 'data-value': f.lastSeen || '' }, time(f.lastSeen)),
+      h('td', {}, h('button', {
+        type: 'button', class: 'details', 'aria-label': `Details of ${f.failureDescription || 'this failure'}`,
+        onclick: () => openDetails(f.failureId),
+      }, 'Details'))))));
+  const pager = h('nav', { class: 'pager', 'aria-label': 'Pages of the failures table' },
+    h('button', {
+      type: 'button', disabled: page === 1,
+      onclick: () => { state.pageTokens.pop(); refreshFailures(); },
+    }, 'Previous'),
+    h('span', {}, `Page ${page}`),
+    h('button', {
+      type: 'button', disabled: !answer.nextPageToken,
+      onclick: () => { state.pageTokens.push(answer.nextPageToken); refreshFailures(); },
+    }, 'Next'));
+  return { nodes: [table, pager], empty: false, range };
+}
+
+const refreshFailures = () => load('failures', () => rpc('ListFailures', {
+  tenantId: state.tenant,
+  integrationTypes: state.failureType ? [state.failureType] : [],
+  statusCode: state.failureCode,
+  pageSize: PAGE_SIZE,
+  pageToken: state.pageTokens[state.pageTokens.length - 1],
+  orderBy: state.order,
+}), renderFailures);
+
+async function openDetails(failureId) {
+  const dialog = document.getElementById('details');
+  const body = dialog.querySelector('.body');
+  body.dataset.state = 'loading';
+  body.replaceChildren(h('p', { class: 'state loading' }, 'Loading…'));
+  if (!dialog.open) dialog.showModal();
+  try {
+    const answer = await rpc('GetFailureDetails', { tenantId: state.tenant, failureId });
+    body.replaceChildren(...renderDetails(answer));
+    body.dataset.state = 'ready';
+  } catch (err) {
+    body.dataset.state = 'error';
+    body.replaceChildren(h('p', { class: 'state error', role: 'alert' }, `Could not load: ${err.message}`));
+  }
+}
+
+function renderDetails(answer) {
+  const f = answer.failure || {};
+  const guidance = answer.guidance || {};
+  const facts = [
+    ['Integration type', LABEL[f.integrationType] || f.integrationType],
+    ['Integration', `${f.integrationName || ''} (${answer.integrationId || f.integrationId || ''})`],
+    ['Service', `${f.serviceName || '—'} (${answer.serviceId || '—'})`],
+    ['Flow', `${f.flowName || '—'} (${answer.flowId || '—'})`],
+    ['Error code', String(num(f.statusCode))],
+    ['Total errors', count(f.totalErrors)],
+    ['First seen', time(f.firstSeen)],
+    ['Last seen', time(f.lastSeen)],
+  ];
+  const trend = answer.hourlyTrend || [];
+  const top = Math.max(1, ...trend.map((p) => num(p.failed)));
+  const barWidth = trend.length ? 600 / trend.length : 600;
+  const chart = svg('svg', { viewBox: '0 0 600 80', class: 'hourly', role: 'img', 'aria-labelledby': 'hourly-title' },
+    svg('title', { id: 'hourly-title' }, `Failures per hour, ${trend.length} hours, peak ${top}.`),
+    trend.map((p, i) => svg('rect', {
+      x: i * barWidth, width: Math.max(barWidth - 0.5, 0.5), y: 80 - (num(p.failed) / top) * 78,
+      height: (num(p.failed) / top) * 78, class: `t-${f.integrationType}`,
+    })));
+  const samples = answer.recentSamples || [];
+  return [
+    h('h3', { class: 'description' }, f.failureDescription || ''),
+    h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
+    h('h3', {}, 'How to fix it'),
+    h('p', { class: 'guidance', 'data-applicable': String(Boolean(guidance.applicable)) },
+      guidance.applicable ? guidance.resolution : 'Not applicable to this integration type.'),
+    h('h3', {}, 'Failures per hour'),
+    chart,
+    h('details', {}, h('summary', {}, 'The hourly numbers as a table'),
+      h('table', {}, h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Hour'), h('th', { scope: 'col' }, 'Failed'))),
+        h('tbody', {}, trend.map((p) => h('tr', {}, h('th', { scope: 'row' }, time(p.bucketStart)), cell(p.failed, 'failed')))))),
+    h('h3', {}, 'Newest samples'),
+    samples.length === 0 ? emptyState('No samples kept.') : h('table', { class: 'samples' },
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Event'), h('th', { scope: 'col' }, 'When'), h('th', { scope: 'col' }, 'Message'))),
+      h('tbody', {}, samples.map((s) => h('tr', {}, h('td', {}, h('code', {}, s.eventId || '')), h('td', {}, time(s.occurredAt)), h('td', {}, s.errorMessage || ''))))),
+  ];
+}
+
+// ---- Common errors ----
+
+function renderCatalog(answer) {
+  const types = state.catalogType ? TYPES.filter(([t]) => t === state.catalogType) : TYPES;
+  const errors = answer.errors || [];
+  const table = h('table', { class: 'catalog' },
+    h('caption', {}, 'What each error means for each integration type, and how to resolve it.'),
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Error'), h('th', { scope: 'col' }, 'Description'),
+      types.map(([, label]) => h('th', { scope: 'col' }, label)))),
+    h('tbody', {}, errors.map((e) => h('tr', { 'data-code': num(e.statusCode) },
+      h('th', { scope: 'row' }, String(num(e.statusCode))), h('td', {}, e.name || ''),
+      types.map(([type]) => {
+        const g = (e.guidance || []).find((x) => x.integrationType === type) || {};
+        return h('td', { 'data-type': type, class: g.applicable ? '' : 'na' }, g.applicable ? g.resolution : 'Not applicable');
+      })))));
+  return { nodes: [table], empty: errors.length === 0 };
+}
+
+const refreshCatalog = () => load('catalog', () => rpc('ListCommonErrors', state.catalogType ? { integrationType: state.catalogType } : {}), renderCatalog);
+
+// ---- Tenants, refresh and wiring ----
+
+async function loadTenants() {
+  const select = document.getElementById('tenant');
+  const wanted = new URLSearchParams(location.search).get('tenant') || '';
+  let tenants = [];
+  try {
+    tenants = (await rpc('ListTenants', {})).tenants || [];
+  } catch (err) {
+    if (err.code === 'unauthenticated' || err.code === 'permission_denied') {
+      askForToken(err.message);
+      return false;
+    }
+  }
+  const ids = tenants.map((t) => t.tenantId);
+  if (wanted && !ids.includes(wanted)) ids.unshift(wanted);
+  select.replaceChildren(...ids.map((id) => {
+    const t = tenants.find((x) => x.tenantId === id);
+    const suffix = t ? ` (${count(num(t.failed) + num(t.succeeded))} events)` : '';
+    return h('option', { value: id }, id + suffix);
+  }));
+  if (ids.length === 0) select.append(h('option', { value: '' }, 'No tenant has events'));
+  state.tenant = wanted || ids[0] || '';
+  select.value = state.tenant;
+  return true;
+}
+
+function refreshAll() {
+  const updated = document.getElementById('updated');
+  if (!state.tenant) {
+    updated.textContent = 'No tenant to show yet.';
+    return Promise.resolve();
+  }
+  lastOverview = null;
+  updated.textContent = `Updated ${when.format(new Date())}`;
+  return Promise.all([refreshOverview(), refreshChange(), refreshErrors(), refreshTrends(), refreshFailures(), refreshCatalog()]);
+}
+
+function schedule() {
+  clearInterval(state.timer);
+  if (!state.paused) state.timer = setInterval(refreshAll, state.refreshMs);
+}
+
+function fillTypeSelect(id) {
+  document.getElementById(id).append(...TYPES.map(([type, label]) => h('option', { value: type }, label)));
+}
+
+function on(id, event, handler) {
+  document.getElementById(id).addEventListener(event, handler);
+}
+
+async function start() {
+  ['trend-type', 'failure-type', 'catalog-type'].forEach(fillTypeSelect);
+  for (const select of document.querySelectorAll('select.period')) {
+    select.addEventListener('change', () => {
+      state.period[select.dataset.for] = select.value;
+      ({ overview: refreshOverview, change: refreshChange, errors: refreshErrors })[select.dataset.for]();
+    });
+  }
+  on('tenant', 'change', (e) => {
+    state.tenant = e.target.value;
+    state.pageTokens = [''];
+    history.replaceState(null, '', `?tenant=${encodeURIComponent(state.tenant)}`);
+    refreshAll();
+  });
+  on('trend-type', 'change', (e) => { state.trendType = e.target.value; refreshTrends(); });
+  on('trend-granularity', 'change', (e) => { state.granularity = e.target.value; refreshTrends(); });
+  on('failure-type', 'change', (e) => { state.failureType = e.target.value; state.pageTokens = ['']; refreshFailures(); });
+  on('failure-code', 'change', (e) => { state.failureCode = Number(e.target.value); state.pageTokens = ['']; refreshFailures(); });
+  on('catalog-type', 'change', (e) => { state.catalogType = e.target.value; refreshCatalog(); });
+  on('refresh', 'change', (e) => { state.refreshMs = Number(e.target.value); schedule(); });
+  on('refresh-now', 'click', refreshAll);
+  on('pause', 'click', (e) => {
+    state.paused = !state.paused;
+    e.target.setAttribute('aria-pressed', String(state.paused));
+    e.target.textContent = state.paused ? 'Resume' : 'Pause';
+    schedule();
+  });
+  on('change-token', 'click', () => askForToken(''));
+  on('details-close', 'click', () => document.getElementById('details').close());
+  on('auth', 'submit', async (e) => {
+    e.preventDefault();
+    state.token = document.getElementById('token').value.trim();
+    sessionStorage.setItem('ih-token', state.token);
+    document.getElementById('auth').hidden = true;
+    if (await loadTenants()) refreshAll();
+  });
+  if (await loadTenants()) await refreshAll();
+  schedule();
+}
+
+start();
