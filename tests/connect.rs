@@ -1,0 +1,478 @@
+//! The Connect/JSON form of the API on the HTTP listener, without a broker: every RPC answers
+//! exactly what gRPC answers for the same request, errors carry Connect's code and HTTP status,
+//! and tokens hold the same way.
+
+mod common;
+
+use common::harness::ApiOnly;
+use common::*;
+use integration_health::config::TokenGrant;
+use integration_health::proto;
+use prost::Message as _;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::Request;
+
+const SERVICE: &str = "/integration_health.v1.IntegrationHealth";
+
+fn grants() -> Vec<TokenGrant> {
+    let operator = TokenGrant {
+        operator: true,
+        ..TokenGrant::plain("sre", &["*"])
+    };
+    vec![TokenGrant::plain("acme-only", &["acme"]), operator]
+}
+
+/// The API over a store holding a seeded mix of three tenants' events in two partitions.
+async fn filled() -> ApiOnly {
+    let served = ApiOnly::start(grants(), NOW).await;
+    let generated = generate(5, 3_000, NOW);
+    let valid: Vec<serde_json::Value> = generated
+        .messages
+        .iter()
+        .filter(|(kind, _)| *kind == Kind::Valid)
+        .map(|(_, m)| serde_json::from_slice(&m.payload).expect("json"))
+        .collect();
+    let (even, odd): (Vec<_>, Vec<_>) = valid
+        .iter()
+        .cloned()
+        .enumerate()
+        .partition(|(i, _)| i % 2 == 0);
+    served.apply(0, &even.into_iter().map(|(_, v)| v).collect::<Vec<_>>());
+    served.apply(1, &odd.into_iter().map(|(_, v)| v).collect::<Vec<_>>());
+    served
+}
+
+fn authorized<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    let value = format!("Bearer {token}").parse().expect("header");
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
+async fn post_json(served: &ApiOnly, method: &str, body: &[u8], token: Option<&str>) -> HttpAnswer {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![
+        ("Content-Type", "application/json"),
+        ("Connect-Protocol-Version", "1"),
+    ];
+    if let Some(bearer) = &bearer {
+        headers.push(("Authorization", bearer.as_str()));
+    }
+    http_request(
+        served.http_addr,
+        "POST",
+        &format!("{SERVICE}/{method}"),
+        &headers,
+        body,
+    )
+    .await
+}
+
+/// Sends `request` as JSON and decodes the JSON answer into the response message.
+async fn json_call<Req: Serialize, Resp: DeserializeOwned>(
+    served: &ApiOnly,
+    method: &str,
+    request: &Req,
+) -> Resp {
+    let body = serde_json::to_vec(request).expect("request as json");
+    let answer = post_json(served, method, &body, Some("sre")).await;
+    assert_eq!(
+        answer.status,
+        200,
+        "{method}: {}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(answer.headers["content-type"], "application/json");
+    serde_json::from_slice(&answer.body).expect("answer in the proto3 JSON mapping")
+}
+
+fn same_type<T>(_: &T, value: T) -> T {
+    value
+}
+
+/// Asserts that the JSON call and the gRPC call give the same message, and returns it.
+macro_rules! same_answer {
+    ($served:expr, $method:literal, $rpc:ident, $request:expr) => {{
+        let request = $request;
+        let over_grpc = $served
+            .api
+            .clone()
+            .$rpc(authorized(request.clone(), "sre"))
+            .await
+            .expect($method)
+            .into_inner();
+        let over_json: _ = json_call(&$served, $method, &request).await;
+        let over_json = same_type(&over_grpc, over_json);
+        assert_eq!(
+            over_json, over_grpc,
+            "{} differs between JSON and gRPC",
+            $method
+        );
+        over_grpc
+    }};
+}
+
+#[tokio::test]
+async fn every_rpc_answers_over_json_exactly_as_over_grpc() {
+    let served = filled().await;
+    let range = proto::TimeRange {
+        start: Some(integration_health::api::convert::ms_to_timestamp(
+            NOW - 20 * DAY,
+        )),
+        end: Some(integration_health::api::convert::ms_to_timestamp(
+            NOW - 2 * DAY,
+        )),
+    };
+    let overview = same_answer!(
+        served,
+        "GetOverview",
+        get_overview,
+        proto::GetOverviewRequest {
+            tenant_id: "acme".into(),
+            range: Some(range.clone()),
+            ..Default::default()
+        }
+    );
+    assert!(
+        overview.types.iter().any(|t| t.failed > 0),
+        "the test has data"
+    );
+    same_answer!(
+        served,
+        "GetPercentageChange",
+        get_percentage_change,
+        proto::GetPercentageChangeRequest {
+            tenant_id: "acme".into(),
+            period: Some(proto::Duration {
+                seconds: 7 * 86_400,
+                nanos: 0,
+            }),
+            integration_types: vec![proto::IntegrationType::CustomNode as i32],
+            ..Default::default()
+        }
+    );
+    same_answer!(
+        served,
+        "GetErrorBreakdown",
+        get_error_breakdown,
+        proto::GetErrorBreakdownRequest {
+            tenant_id: "globex".into(),
+            ..Default::default()
+        }
+    );
+    same_answer!(
+        served,
+        "GetTrends",
+        get_trends,
+        proto::GetTrendsRequest {
+            tenant_id: "acme".into(),
+            granularity: proto::Granularity::Day as i32,
+            time_zone: "America/New_York".into(),
+            ..Default::default()
+        }
+    );
+    let first_page = same_answer!(
+        served,
+        "ListFailures",
+        list_failures,
+        proto::ListFailuresRequest {
+            tenant_id: "acme".into(),
+            page_size: 3,
+            order_by: proto::FailureOrder::LastSeenDesc as i32,
+            ..Default::default()
+        }
+    );
+    same_answer!(
+        served,
+        "ListFailures",
+        list_failures,
+        proto::ListFailuresRequest {
+            tenant_id: "acme".into(),
+            page_size: 3,
+            order_by: proto::FailureOrder::LastSeenDesc as i32,
+            page_token: first_page.next_page_token.clone(),
+            ..Default::default()
+        }
+    );
+    same_answer!(
+        served,
+        "GetFailureDetails",
+        get_failure_details,
+        proto::GetFailureDetailsRequest {
+            tenant_id: "acme".into(),
+            failure_id: first_page.failures[0].failure_id.clone(),
+            ..Default::default()
+        }
+    );
+    same_answer!(
+        served,
+        "ListCommonErrors",
+        list_common_errors,
+        proto::ListCommonErrorsRequest {
+            integration_type: proto::IntegrationType::InboundWebhook as i32,
+            ..Default::default()
+        }
+    );
+    let tenants = same_answer!(
+        served,
+        "ListTenants",
+        list_tenants,
+        proto::ListTenantsRequest::default()
+    );
+    assert_eq!(tenants.tenants.len(), 3);
+    same_answer!(
+        served,
+        "GetIngestStatus",
+        get_ingest_status,
+        proto::GetIngestStatusRequest {}
+    );
+}
+
+#[tokio::test]
+async fn json_uses_the_proto3_mapping_that_grpcurl_prints() {
+    let served = filled().await;
+    let body = br#"{"tenantId":"acme","integrationTypes":["CUSTOM_NODE"]}"#;
+    let answer = post_json(&served, "GetOverview", body, Some("sre")).await;
+    assert_eq!(answer.status, 200);
+    let json: serde_json::Value = serde_json::from_slice(&answer.body).expect("json");
+    let row = &json["types"][0];
+    assert_eq!(row["integrationType"], "CUSTOM_NODE");
+    // 64-bit integers travel as strings, timestamps as RFC 3339.
+    assert!(row["failed"].is_string(), "{row}");
+    let start = json["effectiveRange"]["start"]
+        .as_str()
+        .expect("a timestamp");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(start).is_ok(),
+        "{start}"
+    );
+    // The original field names are accepted too, as proto3 JSON parsers must.
+    let snake = br#"{"tenant_id":"acme","integration_types":["CUSTOM_NODE"]}"#;
+    let again = post_json(&served, "GetOverview", snake, Some("sre")).await;
+    assert_eq!(again.body, answer.body);
+}
+
+#[tokio::test]
+async fn binary_protobuf_bodies_work_too() {
+    let served = filled().await;
+    let request = proto::GetOverviewRequest {
+        tenant_id: "initech".into(),
+        ..Default::default()
+    };
+    let answer = http_request(
+        served.http_addr,
+        "POST",
+        &format!("{SERVICE}/GetOverview"),
+        &[
+            ("Content-Type", "application/proto"),
+            ("Authorization", "Bearer sre"),
+        ],
+        &request.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.headers["content-type"], "application/proto");
+    let decoded = proto::GetOverviewResponse::decode(answer.body.as_slice()).expect("protobuf");
+    let over_grpc = served
+        .api
+        .clone()
+        .get_overview(authorized(request, "sre"))
+        .await
+        .expect("grpc")
+        .into_inner();
+    assert_eq!(decoded, over_grpc);
+}
+
+/// (HTTP status, Connect code) of a JSON call.
+async fn refusal(
+    served: &ApiOnly,
+    method: &str,
+    body: &[u8],
+    token: Option<&str>,
+) -> (u16, String) {
+    let answer = post_json(served, method, body, token).await;
+    let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap_or_else(|_| {
+        panic!(
+            "a Connect error body: {:?}",
+            String::from_utf8_lossy(&answer.body)
+        )
+    });
+    assert!(
+        json["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{json}"
+    );
+    (
+        answer.status,
+        json["code"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn each_error_class_has_its_connect_code_and_http_status() {
+    let served = filled().await;
+    let acme = br#"{"tenantId":"acme"}"#;
+    let cases: Vec<(&str, &[u8], Option<&str>, u16, &str)> = vec![
+        ("GetOverview", acme, None, 401, "unauthenticated"),
+        ("GetOverview", acme, Some("guess"), 401, "unauthenticated"),
+        (
+            "GetOverview",
+            br#"{"tenantId":"globex"}"#,
+            Some("acme-only"),
+            403,
+            "permission_denied",
+        ),
+        (
+            "GetIngestStatus",
+            b"{}",
+            Some("acme-only"),
+            403,
+            "permission_denied",
+        ),
+        (
+            "GetOverview",
+            br#"{"tenantId":"no spaces"}"#,
+            Some("sre"),
+            400,
+            "invalid_argument",
+        ),
+        (
+            "GetOverview",
+            br#"{"tenantId":"#,
+            Some("sre"),
+            400,
+            "invalid_argument",
+        ),
+        (
+            "GetOverview",
+            br#"{"tenantId":"acme","colour":"red"}"#,
+            Some("sre"),
+            400,
+            "invalid_argument",
+        ),
+        (
+            "GetTrends",
+            br#"{"tenantId":"acme","timeZone":"Mars/Olympus"}"#,
+            Some("sre"),
+            400,
+            "invalid_argument",
+        ),
+        (
+            "GetFailureDetails",
+            br#"{"tenantId":"acme","failureId":"0123456789abcdef0123456789abcdef"}"#,
+            Some("sre"),
+            404,
+            "not_found",
+        ),
+        ("DropTables", b"{}", Some("sre"), 501, "unimplemented"),
+    ];
+    for (method, body, token, status, code) in cases {
+        let got = refusal(&served, method, body, token).await;
+        assert_eq!(
+            got,
+            (status, code.to_owned()),
+            "{method} {}",
+            String::from_utf8_lossy(body)
+        );
+    }
+}
+
+#[tokio::test]
+async fn requests_outside_the_protocol_are_refused_plainly() {
+    let served = filled().await;
+    let path = format!("{SERVICE}/GetOverview");
+    let text = http_request(
+        served.http_addr,
+        "POST",
+        &path,
+        &[("Content-Type", "text/plain")],
+        b"acme",
+    )
+    .await;
+    assert_eq!(text.status, 415);
+    assert!(text.headers["accept-post"].contains("application/json"));
+    let get = http_request(served.http_addr, "GET", &path, &[], b"").await;
+    assert_eq!(get.status, 405);
+    let huge = vec![b' '; 65 * 1024];
+    let (status, code) = refusal(&served, "GetOverview", &huge, Some("sre")).await;
+    assert_eq!((status, code.as_str()), (429, "resource_exhausted"));
+    let version = http_request(
+        served.http_addr,
+        "POST",
+        &path,
+        &[
+            ("Content-Type", "application/json"),
+            ("Connect-Protocol-Version", "2"),
+        ],
+        b"{}",
+    )
+    .await;
+    assert_eq!(version.status, 400);
+}
+
+#[tokio::test]
+async fn a_deadline_from_the_caller_is_kept() {
+    let served = filled().await;
+    let answer = http_request(
+        served.http_addr,
+        "POST",
+        &format!("{SERVICE}/GetTrends"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", "Bearer sre"),
+            ("Connect-Timeout-Ms", "0"),
+        ],
+        br#"{"tenantId":"acme","granularity":"HOUR"}"#,
+    )
+    .await;
+    let json: serde_json::Value = serde_json::from_slice(&answer.body).expect("json");
+    assert_eq!(
+        (answer.status, json["code"].as_str()),
+        (504, Some("deadline_exceeded"))
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_token_lists_only_its_own_tenants() {
+    let served = filled().await;
+    let answer = post_json(&served, "ListTenants", b"{}", Some("acme-only")).await;
+    assert_eq!(answer.status, 200);
+    let listed: proto::ListTenantsResponse = serde_json::from_slice(&answer.body).expect("json");
+    let ids: Vec<&str> = listed
+        .tenants
+        .iter()
+        .map(|t| t.tenant_id.as_str())
+        .collect();
+    assert_eq!(ids, ["acme"]);
+}
+
+#[tokio::test]
+async fn tenant_totals_match_a_recount() {
+    let served = filled().await;
+    let generated = generate(5, 3_000, NOW);
+    let listed = served
+        .api
+        .clone()
+        .list_tenants(authorized(proto::ListTenantsRequest::default(), "sre"))
+        .await
+        .expect("list")
+        .into_inner();
+    let (start, end) = bounds(&listed.effective_range);
+    for row in &listed.tenants {
+        let counts = generated.truth.counts(&row.tenant_id, start, end);
+        let failed: u64 = counts.values().map(|c| c.0).sum();
+        let succeeded: u64 = counts.values().map(|c| c.1).sum();
+        assert_eq!(
+            (row.failed, row.succeeded),
+            (failed, succeeded),
+            "{}",
+            row.tenant_id
+        );
+    }
+    let busiest: Vec<u64> = listed
+        .tenants
+        .iter()
+        .map(|t| t.failed + t.succeeded)
+        .collect();
+    assert!(busiest.windows(2).all(|w| w[0] >= w[1]), "busiest first");
+}
