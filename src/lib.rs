@@ -3,9 +3,10 @@
 //! The data's path, and the order of the modules: a Kafka message → [`event`] (decode,
 //! validate) → [`store`] (partition-owned buckets) → [`ingest`] (consumer, owner, dedup, DLQ,
 //! [`snapshot`]s) and [`query`] (domain answers, merged across partitions) → [`cluster`]
-//! (answers across replicas) → [`api`] (gRPC) → [`server`] (wiring). [`ops`] is the sink
-//! every stage reports to; [`catalog`], [`config`], [`tls`] and [`clock`] are leaves. DESIGN.md
-//! in the repository explains the invariants and decisions.
+//! (answers across replicas) → [`api`] (gRPC, and the Connect/JSON form the [`dashboard`]
+//! reads) → [`server`] (wiring). [`ops`] is the sink every stage reports to; [`catalog`],
+//! [`config`], [`tls`] and [`clock`] are leaves. DESIGN.md in the repository explains the
+//! invariants and decisions.
 
 pub mod api;
 pub mod catalog;

@@ -102,7 +102,7 @@ macro_rules! same_answer {
             .await
             .expect($method)
             .into_inner();
-        let over_json: _ = json_call(&$served, $method, &request).await;
+        let over_json = json_call(&$served, $method, &request).await;
         let over_json = same_type(&over_grpc, over_json);
         assert_eq!(
             over_json, over_grpc,
@@ -130,7 +130,7 @@ async fn every_rpc_answers_over_json_exactly_as_over_grpc() {
         get_overview,
         proto::GetOverviewRequest {
             tenant_id: "acme".into(),
-            range: Some(range.clone()),
+            range: Some(range),
             ..Default::default()
         }
     );
@@ -308,11 +308,14 @@ async fn refusal(
     )
 }
 
+/// Method, body, token, and the HTTP status and Connect code expected.
+type Refusal<'a> = (&'a str, &'a [u8], Option<&'a str>, u16, &'a str);
+
 #[tokio::test]
 async fn each_error_class_has_its_connect_code_and_http_status() {
     let served = filled().await;
     let acme = br#"{"tenantId":"acme"}"#;
-    let cases: Vec<(&str, &[u8], Option<&str>, u16, &str)> = vec![
+    let cases: Vec<Refusal> = vec![
         ("GetOverview", acme, None, 401, "unauthenticated"),
         ("GetOverview", acme, Some("guess"), 401, "unauthenticated"),
         (
@@ -457,18 +460,7 @@ async fn tenant_totals_match_a_recount() {
         .await
         .expect("list")
         .into_inner();
-    let (start, end) = bounds(&listed.effective_range);
-    for row in &listed.tenants {
-        let counts = generated.truth.counts(&row.tenant_id, start, end);
-        let failed: u64 = counts.values().map(|c| c.0).sum();
-        let succeeded: u64 = counts.values().map(|c| c.1).sum();
-        assert_eq!(
-            (row.failed, row.succeeded),
-            (failed, succeeded),
-            "{}",
-            row.tenant_id
-        );
-    }
+    assert_tenants_match(&listed, &generated.truth);
     let busiest: Vec<u64> = listed
         .tenants
         .iter()

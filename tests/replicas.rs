@@ -70,6 +70,7 @@ async fn every_replica_answers_for_every_partition_exactly() {
             "{addr} holds only some partitions"
         );
         assert_matches_truth(&mut api, &generated.truth, &["acme", "globex", "initech"]).await;
+        assert_tenant_list_matches_truth(&mut api, &generated.truth).await;
     }
 
     // Latency through a replica that asks two others, against one that holds every partition
@@ -268,4 +269,25 @@ async fn replicas_reach_each_other_over_mtls_with_an_operator_token() {
     for (service, _) in replicas {
         service.stop().await;
     }
+}
+
+/// The tenant picker's list, gathered from every partition's owner, against a recount.
+async fn assert_tenant_list_matches_truth(
+    api: &mut proto::integration_health_client::IntegrationHealthClient<tonic::transport::Channel>,
+    truth: &Truth,
+) {
+    let listed = api
+        .list_tenants(proto::ListTenantsRequest::default())
+        .await
+        .expect("tenants")
+        .into_inner();
+    assert_eq!(listed.covered_partitions.len(), PARTITIONS as usize);
+    let mut ids: Vec<&str> = listed
+        .tenants
+        .iter()
+        .map(|t| t.tenant_id.as_str())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["acme", "globex", "initech"]);
+    assert_tenants_match(&listed, truth);
 }

@@ -571,3 +571,19 @@ pub async fn assert_matches_truth(
         }
     }
 }
+
+/// Every row of a tenant list carries the recount's failed and succeeded totals for its range.
+pub fn assert_tenants_match(listed: &proto::ListTenantsResponse, truth: &Truth) {
+    let (start, end) = bounds(&listed.effective_range);
+    for row in &listed.tenants {
+        let counts = truth.counts(&row.tenant_id, start, end);
+        let failed: u64 = counts.values().map(|c| c.0).sum();
+        let succeeded: u64 = counts.values().map(|c| c.1).sum();
+        assert_eq!(
+            (row.failed, row.succeeded),
+            (failed, succeeded),
+            "{}",
+            row.tenant_id
+        );
+    }
+}

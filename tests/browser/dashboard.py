@@ -1,0 +1,169 @@
+"""Drives the dashboard in headless Chromium the way a person would, and prints what it saw.
+
+Usage: dashboard.py URL TOKEN NOW_MS SCREENSHOT
+
+It pins the browser's clock to NOW_MS (the service under test runs on a manual clock), starts
+without a token, tries a wrong one, then the right one; reads every section's numbers from the
+page, changes the period selectors, opens a failure's details and saves a screenshot. Every RPC
+the page sends is recorded, so the Rust test can replay each one over gRPC and compare. The
+output is one JSON document on stdout; the test does all the judging.
+"""
+
+import datetime
+import json
+import sys
+
+from playwright.sync_api import sync_playwright
+
+URL, TOKEN, NOW_MS, SCREENSHOT = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+SERVICE = "/integration_health.v1.IntegrationHealth/"
+SECTIONS = ["overview", "change", "errors", "trends", "failures", "catalog"]
+# Chromium's own background traffic is switched off, so anything else the page asks for is the
+# page's doing.
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+]
+
+SCRAPE = """() => {
+  const num = (el) => el ? Number(el.dataset.value) : null;
+  const rows = (sel) => [...document.querySelectorAll(sel)];
+  const out = {ranges: {}, states: {}};
+  for (const s of document.querySelectorAll('main section')) {
+    out.states[s.id] = s.querySelector('.body').dataset.state;
+    const r = s.querySelector('.range');
+    if (r) out.ranges[s.id] = r.textContent;
+  }
+  out.overview = Object.fromEntries(rows('#overview tbody tr').map((tr) => [tr.dataset.type, {
+    failed: num(tr.querySelector('[data-field=failed]')),
+    succeeded: num(tr.querySelector('[data-field=succeeded]')),
+    share: tr.querySelector('[data-field=share]').textContent,
+  }]));
+  out.overview_total = num(document.querySelector('#overview tfoot [data-field=total]'));
+  out.change = Object.fromEntries(rows('#change tbody tr').map((tr) => [tr.dataset.type,
+    Object.fromEntries([...tr.querySelectorAll('[data-field]')].map((td) => [td.dataset.field, td.dataset.value]))]));
+  out.errors = Object.fromEntries(rows('#errors tbody tr').map((tr) => [tr.dataset.code,
+    num(tr.querySelector('[data-field=failed]'))]));
+  out.trends = Object.fromEntries(rows('#trends tbody tr').map((tr) => [tr.dataset.bucket,
+    Object.fromEntries([...tr.querySelectorAll('td')].map((td) => [td.dataset.field, Number(td.dataset.value)]))]));
+  out.failures = rows('#failures tbody tr').map((tr) => ({
+    id: tr.dataset.failureId,
+    total_errors: num(tr.querySelector('[data-field=total_errors]')),
+    description: tr.querySelector('[data-field=description]').textContent,
+  }));
+  out.catalog = Object.fromEntries(rows('#catalog tbody tr').map((tr) => [tr.dataset.code,
+    Object.fromEntries([...tr.querySelectorAll('td[data-type]')].map((td) => [td.dataset.type, td.textContent]))]));
+  return out;
+}"""
+
+
+def wait_ready(page, sections):
+    for section in sections:
+        page.wait_for_selector(
+            f"#{section} .body[data-state=ready], #{section} .body[data-state=empty]",
+            timeout=20000,
+        )
+
+
+def scrape(page, calls):
+    seen = page.evaluate(SCRAPE)
+    seen["calls"] = dict(calls)
+    return seen
+
+
+def main():
+    report = {"requests": [], "console_errors": []}
+    calls = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+        context = browser.new_context(
+            viewport={"width": 1400, "height": 1000}, timezone_id="America/New_York"
+        )
+        page = context.new_page()
+        page.clock.set_fixed_time(
+            datetime.datetime.fromtimestamp(NOW_MS / 1000, tz=datetime.timezone.utc)
+        )
+        page.on("request", lambda r: report["requests"].append(r.url))
+        # The refused calls before the right token is given log "Failed to load resource";
+        # anything else in the console is a fault of the page.
+        page.on(
+            "console",
+            lambda m: m.type == "error"
+            and not m.text.startswith("Failed to load resource")
+            and report["console_errors"].append(m.text),
+        )
+        page.on("pageerror", lambda e: report["console_errors"].append(str(e)))
+
+        def record(request):
+            if SERVICE in request.url and request.method == "POST":
+                calls[request.url.split(SERVICE)[1]] = request.post_data
+
+        page.on("request", record)
+
+        page.goto(URL)
+        page.wait_for_selector("#auth:not([hidden])", timeout=20000)
+        report["prompt_without_token"] = page.inner_text("#auth")
+        report["blank_without_token"] = page.inner_text("main").strip() == ""
+
+        page.fill("#token", "not-the-token")
+        page.click("#auth button[type=submit]")
+        page.wait_for_selector("#auth:not([hidden])", timeout=20000)
+        page.wait_for_function(
+            "document.querySelector('#auth-why').textContent.includes('refused')"
+        )
+        report["prompt_after_wrong_token"] = page.inner_text("#auth")
+
+        page.fill("#token", TOKEN)
+        page.click("#auth button[type=submit]")
+        wait_ready(page, SECTIONS)
+        report["auth_hidden_after_right_token"] = page.is_hidden("#auth")
+        report["initial"] = scrape(page, calls)
+
+        for section, method in [
+            ("overview", "GetOverview"),
+            ("change", "GetPercentageChange"),
+            ("errors", "GetErrorBreakdown"),
+        ]:
+            with page.expect_response(lambda r, m=method: r.url.endswith(m)):
+                page.select_option(f"select.period[data-for={section}]", "7d")
+            page.wait_for_selector(f"#{section}[aria-busy=false]")
+        report["after_periods"] = scrape(page, calls)
+
+        with page.expect_response(lambda r: r.url.endswith("GetTrends")):
+            page.select_option("#trend-granularity", "HOUR")
+        page.wait_for_selector("#trends[aria-busy=false]")
+        report["hourly"] = scrape(page, calls)
+
+        row = page.locator("#failures tbody tr").first
+        report["details_for"] = row.get_attribute("data-failure-id")
+        row.locator("button.details").focus()
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#details .body[data-state=ready]", timeout=20000)
+        report["details"] = {
+            "guidance": page.inner_text("#details .guidance"),
+            "facts": page.inner_text("#details .facts"),
+            "samples": page.eval_on_selector_all(
+                "#details .samples tbody tr td:first-child",
+                "(cells) => cells.map((c) => c.textContent)",
+            ),
+            "request": calls.get("GetFailureDetails"),
+        }
+        page.screenshot(path=SCREENSHOT.replace(".png", "-details.png"))
+        page.keyboard.press("Escape")
+        with page.expect_response(lambda r: r.url.endswith("GetTrends")):
+            page.select_option("#trend-granularity", "DAY")
+        page.wait_for_selector("#trends[aria-busy=false]")
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=SCREENSHOT)
+        browser.close()
+    json.dump(report, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

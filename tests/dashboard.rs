@@ -1,0 +1,384 @@
+//! The dashboard in a real browser: Debian's Chromium, headless, driven by Playwright
+//! (tests/browser/dashboard.py), against the whole service fed through the mock cluster. Every
+//! number the page shows is checked against the gRPC answer to the very request the page sent.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::harness::TestService;
+use common::*;
+use integration_health::clock::ManualClock;
+use integration_health::config::TokenGrant;
+use integration_health::proto;
+use integration_health::proto::integration_health_client::IntegrationHealthClient;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tonic::transport::Channel;
+use tonic::Request;
+
+const TOPIC: &str = "dashboard-events";
+const TOKEN: &str = "dashboard-reader";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// The test venv's Python with Playwright in it, and Debian's Chromium, installing either when
+/// missing (`.ci/run` installs both first, which keeps this out of the test's time).
+fn browser_driver() -> PathBuf {
+    if !std::path::Path::new(CHROMIUM).exists() {
+        let installed = Command::new("sh")
+            .args(["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium"])
+            .status()
+            .expect("apt-get runs");
+        assert!(
+            installed.success(),
+            "cannot install Debian's chromium package (needs root)"
+        );
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-venv");
+    let python = venv.join("bin/python");
+    let has_playwright = python.exists()
+        && Command::new(&python)
+            .args(["-c", "import playwright.sync_api"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !has_playwright {
+        if !python.exists() {
+            let made = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .expect("python3 runs");
+            assert!(made.success(), "cannot make the test venv");
+        }
+        let installed = Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "playwright==1.49.1"])
+            .status()
+            .expect("pip runs");
+        assert!(installed.success(), "cannot install playwright from PyPI");
+    }
+    python
+}
+
+type Api = IntegrationHealthClient<Channel>;
+
+fn authorized<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    let value = format!("Bearer {TOKEN}").parse().expect("header");
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
+/// A request the page sent, as the message gRPC takes.
+fn sent<T: DeserializeOwned>(scrape: &Value, method: &str) -> T {
+    let body = scrape["calls"][method]
+        .as_str()
+        .unwrap_or_else(|| panic!("the page called {method}"));
+    serde_json::from_str(body).unwrap_or_else(|err| panic!("{method} body {body}: {err}"))
+}
+
+fn type_name(t: i32) -> &'static str {
+    proto::IntegrationType::try_from(t)
+        .expect("known type")
+        .as_str_name()
+}
+
+async fn check_overview(api: &mut Api, scrape: &Value) -> u64 {
+    let answer = api
+        .get_overview(authorized(sent::<proto::GetOverviewRequest>(
+            scrape,
+            "GetOverview",
+        )))
+        .await
+        .expect("overview")
+        .into_inner();
+    let total: u64 = answer.types.iter().map(|t| t.failed).sum();
+    for t in &answer.types {
+        let shown = &scrape["overview"][type_name(t.integration_type)];
+        assert_eq!(shown["failed"].as_u64(), Some(t.failed), "{shown}");
+        assert_eq!(shown["succeeded"].as_u64(), Some(t.succeeded), "{shown}");
+        let share = format!("{:.1}%", t.failed as f64 * 100.0 / total as f64);
+        assert_eq!(shown["share"].as_str(), Some(share.as_str()));
+    }
+    assert_eq!(scrape["overview_total"].as_u64(), Some(total));
+    total
+}
+
+async fn check_change(api: &mut Api, scrape: &Value) -> Vec<u64> {
+    let request: proto::GetPercentageChangeRequest = sent(scrape, "GetPercentageChange");
+    let answer = api
+        .get_percentage_change(authorized(request))
+        .await
+        .expect("change")
+        .into_inner();
+    let number = |v: &Value| v.as_str().and_then(|s| s.parse::<f64>().ok());
+    for t in &answer.types {
+        let shown = &scrape["change"][type_name(t.integration_type)];
+        for (field, value) in [
+            ("failed_current", t.failed_current),
+            ("failed_previous", t.failed_previous),
+            ("succeeded_current", t.succeeded_current),
+            ("succeeded_previous", t.succeeded_previous),
+        ] {
+            assert_eq!(
+                number(&shown[field]),
+                Some(value as f64),
+                "{field}: {shown}"
+            );
+        }
+        for (field, percent) in [
+            ("failed_change", t.failed_change_percent),
+            ("succeeded_change", t.succeeded_change_percent),
+        ] {
+            assert_eq!(number(&shown[field]), percent, "{field}: {shown}");
+        }
+    }
+    answer.types.iter().map(|t| t.failed_current).collect()
+}
+
+async fn check_errors(api: &mut Api, scrape: &Value) -> BTreeMap<String, u64> {
+    let answer = api
+        .get_error_breakdown(authorized(sent::<proto::GetErrorBreakdownRequest>(
+            scrape,
+            "GetErrorBreakdown",
+        )))
+        .await
+        .expect("errors")
+        .into_inner();
+    let expected: BTreeMap<String, u64> = answer
+        .errors
+        .iter()
+        .map(|e| (e.status_code.to_string(), e.failed))
+        .collect();
+    let shown: BTreeMap<String, u64> =
+        serde_json::from_value(scrape["errors"].clone()).expect("codes");
+    assert_eq!(shown, expected);
+    expected
+}
+
+async fn check_trends(api: &mut Api, scrape: &Value, granularity: proto::Granularity) {
+    let request: proto::GetTrendsRequest = sent(scrape, "GetTrends");
+    assert_eq!(request.granularity, granularity as i32);
+    assert_eq!(request.time_zone, "America/New_York", "the browser's zone");
+    let answer = api
+        .get_trends(authorized(request))
+        .await
+        .expect("trends")
+        .into_inner();
+    let mut expected: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    for series in &answer.series {
+        for point in &series.points {
+            let bucket = serde_json::to_value(point).expect("json")["bucketStart"]
+                .as_str()
+                .expect("bucket")
+                .to_owned();
+            expected.entry(bucket).or_default().insert(
+                type_name(series.integration_type).to_owned(),
+                point.failed as f64,
+            );
+        }
+    }
+    let shown: BTreeMap<String, BTreeMap<String, f64>> =
+        serde_json::from_value(scrape["trends"].clone()).expect("trend table");
+    assert_eq!(shown.len(), expected.len(), "one row per bucket");
+    assert_eq!(shown, expected);
+}
+
+async fn check_failures(api: &mut Api, scrape: &Value) {
+    let answer = api
+        .list_failures(authorized(sent::<proto::ListFailuresRequest>(
+            scrape,
+            "ListFailures",
+        )))
+        .await
+        .expect("failures")
+        .into_inner();
+    let shown = scrape["failures"].as_array().expect("rows");
+    assert_eq!(shown.len(), answer.failures.len());
+    for (row, failure) in shown.iter().zip(&answer.failures) {
+        assert_eq!(row["id"].as_str(), Some(failure.failure_id.as_str()));
+        assert_eq!(row["total_errors"].as_u64(), Some(failure.total_errors));
+        assert_eq!(
+            row["description"].as_str(),
+            Some(failure.failure_description.as_str())
+        );
+    }
+}
+
+async fn check_catalog(api: &mut Api, scrape: &Value) {
+    let answer = api
+        .list_common_errors(authorized(sent::<proto::ListCommonErrorsRequest>(
+            scrape,
+            "ListCommonErrors",
+        )))
+        .await
+        .expect("catalog")
+        .into_inner();
+    assert_eq!(answer.errors.len(), 25);
+    for error in &answer.errors {
+        let shown = &scrape["catalog"][error.status_code.to_string()];
+        for guidance in &error.guidance {
+            let text = if guidance.applicable {
+                guidance.resolution.as_str()
+            } else {
+                "Not applicable"
+            };
+            assert_eq!(
+                shown[type_name(guidance.integration_type)].as_str(),
+                Some(text)
+            );
+        }
+    }
+}
+
+async fn check_details(api: &mut Api, report: &Value) {
+    let request: proto::GetFailureDetailsRequest =
+        serde_json::from_str(report["details"]["request"].as_str().expect("details call"))
+            .expect("details body");
+    assert_eq!(
+        Some(request.failure_id.as_str()),
+        report["details_for"].as_str()
+    );
+    let answer = api
+        .get_failure_details(authorized(request))
+        .await
+        .expect("details")
+        .into_inner();
+    let guidance = answer.guidance.expect("guidance");
+    assert!(guidance.applicable);
+    assert_eq!(
+        report["details"]["guidance"].as_str(),
+        Some(guidance.resolution.as_str())
+    );
+    let samples: Vec<&str> = answer
+        .recent_samples
+        .iter()
+        .map(|s| s.event_id.as_str())
+        .collect();
+    let shown: Vec<&str> = report["details"]["samples"]
+        .as_array()
+        .expect("samples")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(shown, samples);
+    let facts = report["details"]["facts"].as_str().expect("facts");
+    for id in [&answer.integration_id, &answer.service_id, &answer.flow_id] {
+        assert!(facts.contains(id.as_str()), "{id} in {facts}");
+    }
+}
+
+/// Waits until every published message is applied, asking with the page's token.
+async fn wait_ingested(service: &TestService, total: u64) {
+    wait_until("every message applied", Duration::from_secs(60), || {
+        let mut api = service.api.clone();
+        async move {
+            let Ok(status) = api
+                .get_ingest_status(authorized(proto::GetIngestStatusRequest {}))
+                .await
+            else {
+                return false;
+            };
+            let status = status.into_inner();
+            seen(&status) == total && status.partitions.iter().all(|p| p.lag == 0)
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_what_the_api_answers() {
+    let python = tokio::task::spawn_blocking(browser_driver)
+        .await
+        .expect("driver");
+    let (_kafka, bootstrap) = kafka_with_topic(TOPIC, 3);
+    let mut config = test_config(&bootstrap, TOPIC, "dashboard");
+    config.tokens = vec![TokenGrant {
+        operator: true,
+        ..TokenGrant::plain(TOKEN, &["*"])
+    }];
+    let service = TestService::start(&config, Arc::new(ManualClock::new(NOW))).await;
+    let generated = generate(23, 4_000, NOW);
+    let messages: Vec<Message> = generated.messages.iter().map(|(_, m)| m.clone()).collect();
+    publish(&producer(&bootstrap), TOPIC, &messages).await;
+    wait_ingested(&service, messages.len() as u64).await;
+
+    let url = format!("http://{}/?tenant=acme", service.service.http_addr);
+    let screenshot = match std::env::var_os("IH_UPDATE_SCREENSHOT") {
+        Some(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.png"),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dashboard.png"),
+    };
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.py");
+    let driver = Command::new(&python)
+        .arg(&script)
+        .args([&url, TOKEN, &NOW.to_string()])
+        .arg(&screenshot)
+        .output();
+    let output = tokio::task::spawn_blocking(move || driver.expect("the driver runs"))
+        .await
+        .expect("driver thread");
+    assert!(
+        output.status.success(),
+        "driver failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).expect("the driver's report");
+
+    let prompt = report["prompt_without_token"].as_str().expect("a prompt");
+    assert!(prompt.contains("access token"), "{prompt}");
+    assert_eq!(report["blank_without_token"], Value::Bool(false));
+    let refused = report["prompt_after_wrong_token"]
+        .as_str()
+        .expect("a prompt");
+    assert!(refused.contains("unknown token"), "{refused}");
+    assert_eq!(report["auth_hidden_after_right_token"], Value::Bool(true));
+
+    let mut api = service.api.clone();
+    let initial = &report["initial"];
+    for state in initial["states"].as_object().expect("states").values() {
+        assert_eq!(
+            state, "ready",
+            "every section has numbers: {}",
+            initial["states"]
+        );
+    }
+    let day_total = check_overview(&mut api, initial).await;
+    let day_change = check_change(&mut api, initial).await;
+    let month_errors = check_errors(&mut api, initial).await;
+    check_trends(&mut api, initial, proto::Granularity::Day).await;
+    check_failures(&mut api, initial).await;
+    check_catalog(&mut api, initial).await;
+    assert!(day_total > 0, "the seeded day has failures");
+
+    // The period selectors send new requests, and the new numbers are the API's too.
+    let week = &report["after_periods"];
+    let week_total = check_overview(&mut api, week).await;
+    let week_change = check_change(&mut api, week).await;
+    let week_errors = check_errors(&mut api, week).await;
+    assert!(
+        week_total > day_total,
+        "{week_total} over 7 days, {day_total} over 1"
+    );
+    assert_ne!(week_change, day_change);
+    assert_ne!(week_errors, month_errors);
+    check_trends(&mut api, &report["hourly"], proto::Granularity::Hour).await;
+    check_details(&mut api, &report).await;
+
+    let origin = format!("http://{}/", service.service.http_addr);
+    for requested in report["requests"].as_array().expect("requests") {
+        let requested = requested.as_str().unwrap_or_default();
+        assert!(
+            requested.starts_with(&origin) || requested.starts_with("data:"),
+            "the page asked for {requested}, outside the service"
+        );
+    }
+    assert_eq!(
+        report["console_errors"],
+        Value::Array(vec![]),
+        "no errors in the console"
+    );
+    service.stop().await;
+}
