@@ -418,7 +418,8 @@ pub fn serve_api(
             parts.metrics,
             parts.limits,
         )
-        .with_cluster(parts.cluster),
+        .with_cluster(parts.cluster)
+        .with_shutdown(shutdown.clone()),
     );
     let connect = api::connect_router(
         handlers.clone(),

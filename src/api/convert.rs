@@ -8,7 +8,10 @@ use tonic::Status;
 use crate::catalog::CatalogEntry;
 use crate::event::IntegrationType;
 use crate::proto;
-use crate::query::{self, FailureOrder, Granularity, TenantEvents, TimeRange, TypeFilter};
+use crate::query::{
+    self, Contribution, FailureOrder, Granularity, GroupSummary, IntegrationOrder,
+    IntegrationPoint, IntegrationRow, Percentiles, TenantEvents, TimeRange, TypeChange, TypeFilter,
+};
 
 /// A request field that does not convert to a domain value.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -200,6 +203,109 @@ impl TryFrom<i32> for FailureOrder {
             Ok(proto::FailureOrder::LastSeenDesc) => Ok(FailureOrder::LastSeenDesc),
             Ok(_) => Ok(FailureOrder::TotalErrorsDesc),
             Err(_) => Err(ConvertError::UnknownOrder),
+        }
+    }
+}
+
+impl TryFrom<i32> for IntegrationOrder {
+    type Error = ConvertError;
+
+    fn try_from(value: i32) -> Result<Self, ConvertError> {
+        match proto::IntegrationOrder::try_from(value) {
+            Ok(proto::IntegrationOrder::FailureRateDesc) => Ok(IntegrationOrder::FailureRateDesc),
+            Ok(proto::IntegrationOrder::P99Desc) => Ok(IntegrationOrder::P99Desc),
+            Ok(proto::IntegrationOrder::NameAsc) => Ok(IntegrationOrder::NameAsc),
+            Ok(_) => Ok(IntegrationOrder::FailuresDesc),
+            Err(_) => Err(ConvertError::UnknownOrder),
+        }
+    }
+}
+
+impl From<TypeChange> for proto::TypeChange {
+    fn from(c: TypeChange) -> Self {
+        let drivers = c.drivers;
+        proto::TypeChange {
+            integration_type: type_to_wire(c.integration_type),
+            failed_current: c.failed_current,
+            failed_previous: c.failed_previous,
+            failed_change_percent: c.failed_change_percent,
+            succeeded_current: c.succeeded_current,
+            succeeded_previous: c.succeeded_previous,
+            succeeded_change_percent: c.succeeded_change_percent,
+            integration_drivers: drivers.integrations.into_iter().map(Into::into).collect(),
+            other_integrations: Some(drivers.other_integrations.into()),
+            code_drivers: drivers.codes.into_iter().map(Into::into).collect(),
+            other_codes: Some(drivers.other_codes.into()),
+        }
+    }
+}
+
+impl From<Contribution> for proto::Contribution {
+    fn from(c: Contribution) -> Self {
+        proto::Contribution {
+            change: c.change(),
+            key: c.key,
+            name: c.name,
+            current: c.current,
+            previous: c.previous,
+        }
+    }
+}
+
+fn latency(percentiles: Percentiles, count: u64) -> Option<proto::Latency> {
+    percentiles.map(|[p50, p95, p99]| proto::Latency {
+        p50_ms: p50,
+        p95_ms: p95,
+        p99_ms: p99,
+        count,
+    })
+}
+
+impl From<IntegrationRow> for proto::IntegrationSummary {
+    fn from(row: IntegrationRow) -> Self {
+        proto::IntegrationSummary {
+            integration_type: type_to_wire(row.integration_type),
+            latency: latency(row.latency, row.latency_count),
+            integration_id: row.integration_id,
+            integration_name: row.integration_name,
+            succeeded: row.succeeded,
+            failed: row.failed,
+            failure_rate: row.failure_rate,
+            last_failure: row.last_failure_ms.map(ms_to_timestamp),
+            top_error_code: row.top_error_code.map_or(0, u32::from),
+            daily_failures: row
+                .daily_failures
+                .into_iter()
+                .map(|(day, failed)| proto::DailyCount {
+                    day_start: Some(ms_to_timestamp(day)),
+                    failed,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<IntegrationPoint> for proto::HealthPoint {
+    fn from(point: IntegrationPoint) -> Self {
+        let events = point.succeeded + point.failed;
+        proto::HealthPoint {
+            bucket_start: Some(ms_to_timestamp(point.bucket_start_ms)),
+            succeeded: point.succeeded,
+            failed: point.failed,
+            failure_rate: (events > 0).then(|| point.failed as f64 / events as f64),
+            latency: latency(point.latency, point.latency_count),
+        }
+    }
+}
+
+impl From<GroupSummary> for proto::FailureGroupSummary {
+    fn from(group: GroupSummary) -> Self {
+        proto::FailureGroupSummary {
+            failure_id: group.failure_id,
+            failure_description: group.failure_description,
+            status_code: u32::from(group.status_code),
+            total_errors: group.total_errors,
+            last_seen: Some(ms_to_timestamp(group.last_seen_ms)),
         }
     }
 }

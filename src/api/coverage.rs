@@ -64,5 +64,7 @@ covered!(
     proto::GetTrendsResponse,
     proto::ListFailuresResponse,
     proto::GetFailureDetailsResponse,
-    proto::ListTenantsResponse
+    proto::ListTenantsResponse,
+    proto::ListIntegrationsResponse,
+    proto::GetIntegrationHealthResponse
 );

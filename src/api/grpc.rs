@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
@@ -23,6 +24,7 @@ use super::convert::{
 use super::coverage::{partition_list, respond, ALLOW_PARTIAL};
 use super::status::{add_unreported, merge_status, status_response};
 use super::status_from;
+use super::watch::{watch_interval, WatchStream, Watched};
 use crate::clock::SharedClock;
 use crate::cluster::{Cluster, Coverage};
 use crate::event::{is_tenant_char, MAX_INTEGRATION_ID_CHARS, MAX_NAME_CHARS, MAX_TENANT_ID_CHARS};
@@ -30,7 +32,7 @@ use crate::ingest::IngestProgress;
 use crate::ops::Metrics;
 use crate::proto;
 use crate::proto::integration_health_server::IntegrationHealth;
-use crate::query::{self, FailureOrder, Granularity, QueryEngine, QueryError};
+use crate::query::{self, FailureOrder, Granularity, IntegrationOrder, QueryEngine, QueryError};
 
 /// What keeps the API from being overrun: how many queries run at once, how long a call may
 /// wait for a slot before it is shed, and an optional rate per caller.
@@ -69,6 +71,8 @@ pub struct IntegrationHealthApi {
     cluster: Option<Arc<Cluster>>,
     queue_wait: Duration,
     rate: Option<CallerLimiter>,
+    /// Ends open watches when the service stops.
+    shutdown: CancellationToken,
 }
 
 impl IntegrationHealthApi {
@@ -92,7 +96,14 @@ impl IntegrationHealthApi {
             rate: limits
                 .rate_per_caller
                 .map(|rate| governor::RateLimiter::keyed(governor::Quota::per_second(rate))),
+            shutdown: CancellationToken::new(),
         }
+    }
+
+    /// Open watches end when `shutdown` is cancelled.
+    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+        self.shutdown = shutdown;
+        self
     }
 
     /// Answers for every partition of the topic, asking the other replicas through `cluster`.
@@ -221,6 +232,25 @@ fn check_coverage(
     Ok(())
 }
 
+fn health_response(health: query::IntegrationHealth) -> proto::GetIntegrationHealthResponse {
+    proto::GetIntegrationHealthResponse {
+        integration: Some(health.summary.into()),
+        series: health.series.into_iter().map(Into::into).collect(),
+        error_codes: health
+            .error_codes
+            .into_iter()
+            .map(|e| proto::ErrorCount {
+                status_code: u32::from(e.status_code),
+                name: e.name.to_owned(),
+                failed: e.failed,
+            })
+            .collect(),
+        top_failures: health.top_failures.into_iter().map(Into::into).collect(),
+        effective_range: Some(health.effective_range.into()),
+        ..Default::default()
+    }
+}
+
 fn validate_tenant(tenant_id: &str) -> Result<(), Status> {
     let valid_chars = tenant_id.chars().all(is_tenant_char);
     if tenant_id.is_empty() || tenant_id.len() > MAX_TENANT_ID_CHARS || !valid_chars {
@@ -307,19 +337,7 @@ impl IntegrationHealth for IntegrationHealthApi {
             Ok(respond(
                 &coverage,
                 proto::GetPercentageChangeResponse {
-                    types: change
-                        .types
-                        .into_iter()
-                        .map(|c| proto::TypeChange {
-                            integration_type: type_to_wire(c.integration_type),
-                            failed_current: c.failed_current,
-                            failed_previous: c.failed_previous,
-                            failed_change_percent: c.failed_change_percent,
-                            succeeded_current: c.succeeded_current,
-                            succeeded_previous: c.succeeded_previous,
-                            succeeded_change_percent: c.succeeded_change_percent,
-                        })
-                        .collect(),
+                    types: change.types.into_iter().map(Into::into).collect(),
                     current_range: Some(change.current_range.into()),
                     previous_range: Some(change.previous_range.into()),
                     ..Default::default()
@@ -543,6 +561,113 @@ impl IntegrationHealth for IntegrationHealthApi {
                 .map(Into::into)
                 .collect();
             Ok(Response::new(proto::ListCommonErrorsResponse { errors }))
+        })
+        .await
+    }
+
+    #[instrument(skip(self, request), fields(rpc = "ListIntegrations", tenant = tracing::field::Empty))]
+    async fn list_integrations(
+        &self,
+        request: Request<proto::ListIntegrationsRequest>,
+    ) -> Result<Response<proto::ListIntegrationsResponse>, Status> {
+        self.timed("ListIntegrations", async {
+            let req = request.get_ref();
+            self.tenant(&request, &req.tenant_id)?;
+            let list = query::ListIntegrationsRequest {
+                tenant_id: req.tenant_id.clone(),
+                range: optional_range(req.range.as_ref())?,
+                types: types_from_wire(&req.integration_types)?,
+                order: IntegrationOrder::try_from(req.order_by)?,
+                page_size: req.page_size as usize,
+                page_token: non_empty(bounded("page_token", &req.page_token, 1024)?),
+            };
+            let (page, coverage) = self
+                .tenant_query(
+                    request.metadata(),
+                    req.allow_partial,
+                    &req.tenant_id,
+                    move |engine| engine.list_integrations(&list),
+                )
+                .await?;
+            Ok(respond(
+                &coverage,
+                proto::ListIntegrationsResponse {
+                    integrations: page.integrations.into_iter().map(Into::into).collect(),
+                    next_page_token: page.next_page_token.unwrap_or_default(),
+                    total_integrations: page.total_integrations,
+                    effective_range: Some(page.effective_range.into()),
+                    ..Default::default()
+                },
+            ))
+        })
+        .await
+    }
+
+    #[instrument(skip(self, request), fields(rpc = "GetIntegrationHealth", tenant = tracing::field::Empty))]
+    async fn get_integration_health(
+        &self,
+        request: Request<proto::GetIntegrationHealthRequest>,
+    ) -> Result<Response<proto::GetIntegrationHealthResponse>, Status> {
+        self.timed("GetIntegrationHealth", async {
+            let req = request.get_ref();
+            self.tenant(&request, &req.tenant_id)?;
+            let tenant = req.tenant_id.clone();
+            let id = bounded(
+                "integration_id",
+                &req.integration_id,
+                MAX_INTEGRATION_ID_CHARS * 4,
+            )?;
+            if id.is_empty() {
+                return Err(Status::invalid_argument("integration_id is required"));
+            }
+            let id = id.to_owned();
+            let integration_type = match req.integration_type {
+                0 => None,
+                t => Some(type_from_wire(t)?),
+            };
+            let range = optional_range(req.range.as_ref())?;
+            let granularity = Granularity::try_from(req.granularity)?;
+            let zone = bounded("time_zone", &req.time_zone, 64)?.to_owned();
+            let (health, coverage) = self
+                .tenant_query(
+                    request.metadata(),
+                    req.allow_partial,
+                    &req.tenant_id,
+                    move |engine| {
+                        engine.integration_health(
+                            &tenant,
+                            integration_type,
+                            &id,
+                            range,
+                            granularity,
+                            &zone,
+                        )
+                    },
+                )
+                .await?;
+            Ok(respond(&coverage, health_response(health)))
+        })
+        .await
+    }
+
+    type WatchTenantStream = WatchStream;
+
+    #[instrument(skip(self, request), fields(rpc = "WatchTenant", tenant = tracing::field::Empty))]
+    async fn watch_tenant(
+        &self,
+        request: Request<proto::WatchTenantRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        self.timed("WatchTenant", async {
+            let req = request.get_ref();
+            self.tenant(&request, &req.tenant_id)?;
+            let watched = Watched {
+                engine: self.engine.clone(),
+                cluster: self.cluster.clone(),
+                tenant_id: req.tenant_id.clone(),
+                interval: watch_interval(req.min_interval.as_ref())?,
+                shutdown: self.shutdown.clone(),
+            };
+            Ok(Response::new(watched.stream()))
         })
         .await
     }

@@ -8,7 +8,8 @@
 //! - `coverage`: which partitions an answer covers, when replicas answer together;
 //! - `grpc`: the `IntegrationHealth` service;
 //! - `peer`: the replica-to-replica service;
-//! - `status`: ingest status on the wire, merged across replicas.
+//! - `status`: ingest status on the wire, merged across replicas;
+//! - `watch`: `WatchTenant`'s updates.
 
 mod auth;
 mod connect;
@@ -17,6 +18,7 @@ mod coverage;
 mod grpc;
 mod peer;
 mod status;
+mod watch;
 
 use tonic::Status;
 
@@ -30,7 +32,9 @@ use crate::query::QueryError;
 
 pub fn status_from(error: QueryError) -> Status {
     match error {
-        QueryError::FailureNotFound { .. } => Status::not_found(error.to_string()),
+        QueryError::FailureNotFound { .. } | QueryError::IntegrationNotFound { .. } => {
+            Status::not_found(error.to_string())
+        }
         QueryError::TooManyPoints { .. } => Status::resource_exhausted(error.to_string()),
         QueryError::StartNotBeforeEnd
         | QueryError::EmptyRange
@@ -41,6 +45,7 @@ pub fn status_from(error: QueryError) -> Status {
         | QueryError::PageSizeTooLarge { .. }
         | QueryError::BadPageToken
         | QueryError::PageTokenForAnotherQuery
-        | QueryError::BadFailureId => Status::invalid_argument(error.to_string()),
+        | QueryError::BadFailureId
+        | QueryError::AmbiguousIntegration => Status::invalid_argument(error.to_string()),
     }
 }

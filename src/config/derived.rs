@@ -16,6 +16,7 @@ impl Config {
             retention_ms: i64::from(self.retention_days) * DAY_MS,
             minute_window_ms: i64::from(self.minute_window_hours) * HOUR_MS,
             group_cap_per_tenant: self.group_cap_per_tenant,
+            integration_cap_per_tenant: self.integration_cap_per_tenant,
             tenant_cap_per_partition: self.tenant_cap_per_partition,
             dedup_capacity: self.dedup_capacity,
         }

@@ -106,6 +106,9 @@ pub struct Config {
     pub minute_window_hours: u32,
     pub max_future_secs: u32,
     pub group_cap_per_tenant: usize,
+    /// Integrations one tenant may have per partition; events of further integrations are
+    /// counted in one overflow integration per type.
+    pub integration_cap_per_tenant: usize,
     /// Tenants one partition may hold; events of further tenants go to the DLQ.
     pub tenant_cap_per_partition: usize,
     /// Larger messages go to the DLQ as `too_large`.
@@ -166,6 +169,7 @@ impl Default for Config {
             minute_window_hours: 48,
             max_future_secs: 300,
             group_cap_per_tenant: 10_000,
+            integration_cap_per_tenant: 10_000,
             tenant_cap_per_partition: 50_000,
             max_message_bytes: 1 << 20,
             dedup_capacity: 1_000_000,
@@ -293,6 +297,9 @@ impl Config {
         }
         if self.group_cap_per_tenant == 0 {
             return Err(invalid("group_cap_per_tenant", "must be at least 1"));
+        }
+        if self.integration_cap_per_tenant == 0 {
+            return Err(invalid("integration_cap_per_tenant", "must be at least 1"));
         }
         if self.tenant_cap_per_partition == 0 {
             return Err(invalid("tenant_cap_per_partition", "must be at least 1"));

@@ -30,6 +30,10 @@ impl QueryEngine {
         &self.store
     }
 
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
     pub(super) fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
@@ -137,9 +141,21 @@ impl QueryEngine {
         };
         let current = self.counts(tenant_id, current_range, by_minute);
         let previous = self.counts(tenant_id, previous_range, by_minute);
+        let mut drivers = self
+            .drivers(
+                tenant_id,
+                current_range,
+                previous_range,
+                by_minute,
+                types.types(),
+            )
+            .into_iter();
         let types = types
             .types()
-            .map(|t| TypeChange::between(t, &current, &previous))
+            .map(|t| TypeChange {
+                drivers: drivers.next().map(|(_, d)| d).unwrap_or_default(),
+                ..TypeChange::between(t, &current, &previous)
+            })
             .collect();
         Ok(PercentageChange {
             types,
@@ -283,6 +299,7 @@ impl TypeChange {
             succeeded_current: current.succeeded[t],
             succeeded_previous: previous.succeeded[t],
             succeeded_change_percent: change_percent(current.succeeded[t], previous.succeeded[t]),
+            drivers: Drivers::default(),
         }
     }
 }

@@ -9,12 +9,16 @@
 //! - `failures`: the failures table and a failure's details, with the one rule that merges a
 //!   group across partitions;
 //! - `calendar`: hour and local-day boundaries;
+//! - `integrations`: per-integration rows and one integration's series;
+//! - `drivers`: the integrations and codes that drove a type's change in failures;
 //! - `paging`: keyset page tokens;
 //! - `tenants`: the tenants with events in a range, for the dashboard's picker.
 
 mod calendar;
+mod drivers;
 mod engine;
 mod failures;
+mod integrations;
 mod paging;
 mod tenants;
 mod types;
@@ -22,7 +26,12 @@ mod types;
 use thiserror::Error;
 
 pub use calendar::{day_boundaries, local_day_start, parse_time_zone};
+pub use drivers::DRIVERS_PER_TYPE;
 pub use engine::{change_percent, QueryEngine};
+pub use integrations::{
+    CodeCount, GroupSummary, IntegrationHealth, IntegrationOrder, IntegrationPage,
+    IntegrationPoint, IntegrationRow, ListIntegrationsRequest, Percentiles,
+};
 pub use tenants::merge_tenants;
 pub use types::*;
 
@@ -68,6 +77,13 @@ pub enum QueryError {
         tenant_id: String,
         failure_id: String,
     },
+    #[error("no integration {integration_id:?} for tenant {tenant_id}")]
+    IntegrationNotFound {
+        tenant_id: String,
+        integration_id: String,
+    },
+    #[error("integration_id is used by more than one integration type; give integration_type")]
+    AmbiguousIntegration,
     #[error("{requested} points requested; at most {max} per series")]
     TooManyPoints { requested: usize, max: usize },
 }

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::types::{TenantEvents, TimeRange};
+use super::types::{TenantCounters, TenantEvents, TimeRange};
 use super::{QueryEngine, QueryError, DEFAULT_RANGE_MS};
 use crate::event::IntegrationType;
 use crate::store::{PartitionState, HOUR_MS};
@@ -13,6 +13,16 @@ impl QueryEngine {
     /// buckets alone serve it, so every replica counts a given range the same way.
     pub fn tenants_range(&self, requested: Option<TimeRange>) -> Result<TimeRange, QueryError> {
         self.effective(requested, DEFAULT_RANGE_MS, self.now_ms(), HOUR_MS)
+    }
+
+    /// The tenant's event and failure counters, summed over partitions.
+    pub fn tenant_counters(&self, tenant_id: &str) -> TenantCounters {
+        let mut counters = TenantCounters::default();
+        self.for_tenant(tenant_id, |_, tenant| {
+            counters.events += tenant.events;
+            counters.failures += tenant.failures;
+        });
+        counters
     }
 
     /// Per local partition, each tenant's totals over `range` (from `tenants_range`). Only

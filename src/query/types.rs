@@ -40,6 +40,13 @@ impl TypeFilter {
     }
 }
 
+/// Everything counted for a tenant so far: what `WatchTenant` compares.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TenantCounters {
+    pub events: u64,
+    pub failures: u64,
+}
+
 /// One tenant's events over a range, all types together.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantEvents {
@@ -70,6 +77,35 @@ pub struct TypeChange {
     pub succeeded_current: u64,
     pub succeeded_previous: u64,
     pub succeeded_change_percent: Option<f64>,
+    /// What moved the type's failures between the two periods.
+    pub drivers: Drivers,
+}
+
+/// One integration's or one code's failures in the current and the previous period.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Contribution {
+    /// The integration id, or the status code as text; empty for "other".
+    pub key: String,
+    pub name: String,
+    pub current: u64,
+    pub previous: u64,
+}
+
+impl Contribution {
+    /// Its share of the type's change: current − previous.
+    pub fn change(&self) -> i64 {
+        self.current as i64 - self.previous as i64
+    }
+}
+
+/// The integrations and codes that moved a type's failures most; with the "other" rows,
+/// their changes add up to the type's change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Drivers {
+    pub integrations: Vec<Contribution>,
+    pub other_integrations: Contribution,
+    pub codes: Vec<Contribution>,
+    pub other_codes: Contribution,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -7,12 +7,17 @@
 //! - `minutes` / `hours`: failed and succeeded per type (overview, percentage change);
 //! - `hours` also feeds trends;
 //! - `codes`: failed per (type, status code) per hour (error breakdown);
-//! - `groups`: failure groups with per-hour counts, first/last seen and samples (failures table).
+//! - `groups`: failure groups with per-hour counts, first/last seen and samples (failures table);
+//! - `integrations`: per integration per hour, counts, last failure and a latency `sketch`
+//!   (integration health), and failures per (integration, code) per minute in the minute window
+//!   (what drove a change).
 
 mod dedup;
 mod groups;
+mod integrations;
 mod interner;
 mod partition;
+mod sketch;
 mod tenant;
 mod time;
 
@@ -26,8 +31,10 @@ pub use groups::{
     failure_id, format_failure_id, parse_failure_id, sample_order, GroupIdentity, GroupKey,
     GroupState, HourStat, Sample, OVERFLOW_DESCRIPTION, OVERFLOW_NAME, SAMPLES_PER_GROUP,
 };
+pub use integrations::{IntegrationHour, IntegrationKey, IntegrationState, MinuteFailures};
 pub use interner::{Interner, Sym};
 pub use partition::{Applied, IngestTotals, PartitionState};
+pub use sketch::{LatencySketch, RELATIVE_ACCURACY};
 pub use tenant::{TenantState, TypeCounts};
 pub use time::{ceil_to, floor_to, StoreLimits, DAY_MS, HOUR_MS, MINUTE_MS};
 

@@ -11,6 +11,10 @@ use super::groups::{
     failure_id, GroupIdentity, GroupKey, GroupState, HourStat, Sample, OVERFLOW_DESCRIPTION,
     OVERFLOW_NAME,
 };
+use super::integrations::{
+    record_minute_failure, IntegrationKey, IntegrationState, MinuteFailures,
+    OVERFLOW_INTEGRATION_NAME,
+};
 use super::interner::{Interner, Sym};
 use super::tenant::{TenantState, TypeCounts};
 use super::time::{floor_to, StoreLimits, HOUR_MS, MINUTE_MS};
@@ -163,9 +167,72 @@ impl PartitionState {
                 .or_default()
                 .entry((event.integration_type, code))
                 .or_insert(0) += 1;
+        }
+        self.record_integration(tenant_sym, event, limits, now_ms);
+        if event.outcome == Outcome::Failure {
+            let code = event.status_code.unwrap_or(0);
             self.record_failure(tenant_sym, event, code, limits);
         }
         Ok(Applied::Accepted)
+    }
+
+    /// Counts the event in its integration's hour and, for a failure inside the minute window,
+    /// in its minute's failures.
+    fn record_integration(
+        &mut self,
+        tenant_sym: Sym,
+        event: &Event<'_>,
+        limits: &StoreLimits,
+        now_ms: i64,
+    ) {
+        let known = self.interner.get(&event.integration_id).is_some_and(|id| {
+            self.tenants.get(&tenant_sym).is_some_and(|t| {
+                t.integrations.contains_key(&IntegrationKey {
+                    integration_type: event.integration_type,
+                    integration_id: id,
+                })
+            })
+        });
+        let count = self
+            .tenants
+            .get(&tenant_sym)
+            .map_or(0, |t| t.integrations.len());
+        // Past the cap, nothing of the event is interned: the overflow integration's id is
+        // empty, which no event's id can be.
+        let (id, name) = if known || count < limits.integration_cap_per_tenant {
+            (
+                event.integration_id.as_ref(),
+                event.integration_name.as_ref(),
+            )
+        } else {
+            ("", OVERFLOW_INTEGRATION_NAME)
+        };
+        let key = IntegrationKey {
+            integration_type: event.integration_type,
+            integration_id: self.interner.intern(id),
+        };
+        let name = self.interner.intern(name);
+        let Some(tenant) = self.tenants.get_mut(&tenant_sym) else {
+            return;
+        };
+        let at = event.occurred_at_ms;
+        let failed = event.outcome == Outcome::Failure;
+        tenant.events += 1;
+        tenant.failures += u64::from(failed);
+        let integration = tenant
+            .integrations
+            .entry(key)
+            .or_insert_with(|| IntegrationState::new(name, at));
+        if at >= integration.name_at_ms {
+            integration.name = name;
+            integration.name_at_ms = at;
+        }
+        integration.record(floor_to(at, HOUR_MS), at, failed, event.latency_ms);
+        let minute = floor_to(at, MINUTE_MS);
+        if failed && minute >= limits.minute_floor(now_ms) {
+            let list = tenant.minute_failures.entry(minute).or_default();
+            record_minute_failure(list, key, event.status_code.unwrap_or(0));
+        }
     }
 
     /// Counts a failure in its group. Whether the group exists, or must overflow because the
@@ -318,6 +385,20 @@ impl PartitionState {
                 }
                 tenant.groups.insert(key, group);
             }
+            let integrations = std::mem::take(&mut tenant.integrations);
+            for (key, mut integration) in integrations {
+                let key = IntegrationKey {
+                    integration_id: keep(key.integration_id),
+                    ..key
+                };
+                integration.name = keep(integration.name);
+                tenant.integrations.insert(key, integration);
+            }
+            for failures in tenant.minute_failures.values_mut() {
+                for failure in failures.iter_mut() {
+                    failure.integration.integration_id = keep(failure.integration.integration_id);
+                }
+            }
             self.tenants.insert(keep(tenant_sym), tenant);
         }
         self.interner = fresh;
@@ -332,6 +413,11 @@ impl PartitionState {
             tenant.minutes = tenant.minutes.split_off(&minute_floor);
             tenant.hours = tenant.hours.split_off(&hour_floor);
             tenant.codes = tenant.codes.split_off(&hour_floor);
+            tenant.minute_failures = tenant.minute_failures.split_off(&minute_floor);
+            tenant.integrations.retain(|_, integration| {
+                integration.hours = integration.hours.split_off(&hour_floor);
+                !integration.hours.is_empty()
+            });
             tenant.groups.retain(|_, group| {
                 group.hours = group.hours.split_off(&hour_floor);
                 group.samples.retain(|s| s.occurred_at_ms >= hour_floor);
@@ -360,6 +446,24 @@ impl PartitionState {
                 .codes
                 .values()
                 .map(|c| MAP_ENTRY_OVERHEAD + c.len() * (16 + MAP_ENTRY_OVERHEAD))
+                .sum::<usize>();
+            total += tenant
+                .integrations
+                .values()
+                .map(|i| {
+                    size_of::<(IntegrationKey, IntegrationState)>()
+                        + MAP_ENTRY_OVERHEAD
+                        + i.heap_bytes()
+                })
+                .sum::<usize>();
+            total += tenant
+                .minute_failures
+                .values()
+                .map(|f| {
+                    size_of::<(i64, Vec<MinuteFailures>)>()
+                        + MAP_ENTRY_OVERHEAD
+                        + f.capacity() * size_of::<MinuteFailures>()
+                })
                 .sum::<usize>();
             for group in tenant.groups.values() {
                 total += size_of::<GroupKey>() + size_of::<GroupState>() + MAP_ENTRY_OVERHEAD;
@@ -503,6 +607,7 @@ mod tests {
     fn an_overflowing_failure_interns_none_of_its_strings() {
         let limits = StoreLimits {
             group_cap_per_tenant: 1,
+            integration_cap_per_tenant: 1,
             ..StoreLimits::default()
         };
         let mut state = PartitionState::new(&limits);
@@ -515,8 +620,23 @@ mod tests {
             event.integration_id = Cow::Owned(format!("node-{i}"));
             let _ = state.apply(&event, &limits, NOW);
         }
-        assert_eq!(state.interner.len(), interned, "nothing new was interned");
+        assert_eq!(
+            state.interner.len(),
+            interned + 1,
+            "nothing but the overflow integration's name, once"
+        );
         assert_eq!(state.totals.overflowed, 1_001);
+        let integrations = &state.tenant("t1").unwrap().integrations;
+        let failed: u32 = integrations
+            .values()
+            .flat_map(|i| i.hours.values())
+            .map(|h| h.failed)
+            .sum();
+        assert_eq!(
+            (integrations.len(), failed),
+            (2, 1_002),
+            "one real, one overflow"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::groups::{GroupKey, GroupState};
+use super::integrations::{IntegrationKey, IntegrationState, MinuteFailures};
 use crate::event::{IntegrationType, Outcome, PerType};
 
 /// Failed and succeeded counts per integration type.
@@ -37,6 +38,13 @@ pub struct TenantState {
     pub hours: BTreeMap<i64, TypeCounts>,
     pub codes: BTreeMap<i64, HashMap<(IntegrationType, u16), u64>>,
     pub groups: HashMap<GroupKey, GroupState>,
+    /// Per integration, per hour: counts, last failure and a latency sketch.
+    pub integrations: HashMap<IntegrationKey, IntegrationState>,
+    /// Inside the minute window: failures per (integration, code) per minute.
+    pub minute_failures: BTreeMap<i64, Vec<MinuteFailures>>,
+    /// Events and failures counted since the tenant first appeared: `WatchTenant`'s version.
+    pub events: u64,
+    pub failures: u64,
     /// Failures that went to an overflow group because the group cap was reached.
     pub overflowed: u64,
 }

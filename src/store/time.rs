@@ -25,6 +25,8 @@ pub struct StoreLimits {
     /// How far back minute buckets are kept.
     pub minute_window_ms: i64,
     pub group_cap_per_tenant: usize,
+    /// Integrations one tenant may have; further ones are counted in an overflow integration.
+    pub integration_cap_per_tenant: usize,
     /// Tenants one partition may hold; the first event of one more is refused.
     pub tenant_cap_per_partition: usize,
     /// Distinct (tenant, event_id) keys remembered per partition for dedup.
@@ -37,6 +39,7 @@ impl Default for StoreLimits {
             retention_ms: 62 * DAY_MS,
             minute_window_ms: 48 * HOUR_MS,
             group_cap_per_tenant: 10_000,
+            integration_cap_per_tenant: 10_000,
             tenant_cap_per_partition: 50_000,
             dedup_capacity: 1_000_000,
         }

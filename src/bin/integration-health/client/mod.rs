@@ -17,6 +17,8 @@ mod render;
 
 use render::*;
 
+mod health;
+
 #[derive(Debug, Error)]
 pub enum CliError {
     #[error("cannot reach integration-health at {addr}. Is the service running (try `integration-health demo`)?")]
@@ -163,6 +165,25 @@ pub enum GranularityArg {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum IntegrationOrderArg {
+    Failures,
+    FailureRate,
+    P99,
+    Name,
+}
+
+impl From<IntegrationOrderArg> for proto::IntegrationOrder {
+    fn from(o: IntegrationOrderArg) -> Self {
+        match o {
+            IntegrationOrderArg::Failures => proto::IntegrationOrder::FailuresDesc,
+            IntegrationOrderArg::FailureRate => proto::IntegrationOrder::FailureRateDesc,
+            IntegrationOrderArg::P99 => proto::IntegrationOrder::P99Desc,
+            IntegrationOrderArg::Name => proto::IntegrationOrder::NameAsc,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum OrderArg {
     Total,
     LastSeen,
@@ -249,6 +270,40 @@ pub enum QueryCommand {
         #[arg(long)]
         code: Option<u32>,
     },
+    /// One row per integration: failure rate, latency percentiles, last failure, sparkline.
+    Integrations {
+        #[command(flatten)]
+        scope: Scope,
+        #[arg(long, value_enum, default_value = "failures")]
+        order: IntegrationOrderArg,
+        #[arg(long, default_value_t = 20)]
+        page_size: u32,
+        #[arg(long)]
+        page_token: Option<String>,
+    },
+    /// One integration: volume, failure rate and latency over time, its codes and top groups.
+    Integration {
+        integration_id: String,
+        #[arg(long)]
+        tenant: String,
+        /// Needed only when the id is used by more than one type.
+        #[arg(long = "type", value_enum)]
+        integration_type: Option<TypeArg>,
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, value_enum, default_value = "day")]
+        granularity: GranularityArg,
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+    },
+    /// Print an update whenever the tenant's counters move, until ctrl-c.
+    Watch {
+        #[arg(long)]
+        tenant: String,
+        /// At most one update per this interval: 500ms, 1s, 1m.
+        #[arg(long, default_value = "1s")]
+        interval: String,
+    },
     /// The tenants this token may read that have events in the range, busiest first.
     Tenants {
         /// Start: RFC 3339 or a span back from now (7d); default 30 days ago.
@@ -271,6 +326,7 @@ pub fn parse_span_ms(text: &str) -> Result<i64, CliError> {
     let (digits, unit) = text.split_at(split);
     let amount: i64 = digits.parse().map_err(|_| bad())?;
     let unit_ms = match unit {
+        "ms" => 1,
         "" | "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
@@ -493,6 +549,57 @@ async fn ask(args: QueryArgs) -> Result<String, CliError> {
                 .await?
                 .into_inner();
             Ok(render_catalog(&response, json))
+        }
+        QueryCommand::Integrations {
+            scope,
+            order,
+            page_size,
+            page_token,
+        } => {
+            let message = proto::ListIntegrationsRequest {
+                allow_partial,
+                tenant_id: scope.tenant.clone(),
+                range: range_of(&scope.since, &scope.until)?,
+                integration_types: types_of(&scope.types),
+                order_by: proto::IntegrationOrder::from(order) as i32,
+                page_size,
+                page_token: page_token.unwrap_or_default(),
+            };
+            let response = client
+                .list_integrations(request(message, token)?)
+                .await?
+                .into_inner();
+            Ok(health::render_integrations(&response, json))
+        }
+        QueryCommand::Integration {
+            integration_id,
+            tenant,
+            integration_type,
+            since,
+            granularity,
+            tz,
+        } => {
+            let message = proto::GetIntegrationHealthRequest {
+                allow_partial,
+                tenant_id: tenant,
+                integration_id,
+                integration_type: integration_type.map_or(0, |t| type_to_wire(t.into())),
+                range: range_of(&since, &None)?,
+                granularity: proto::Granularity::from(Granularity::from(granularity)) as i32,
+                time_zone: tz,
+            };
+            let response = client
+                .get_integration_health(request(message, token)?)
+                .await?
+                .into_inner();
+            Ok(health::render_integration(&response, json))
+        }
+        QueryCommand::Watch { tenant, interval } => {
+            let message = proto::WatchTenantRequest {
+                tenant_id: tenant,
+                min_interval: Some(ms_to_duration(parse_span_ms(&interval)?)),
+            };
+            health::watch(&mut client, request(message, token)?, json).await
         }
         QueryCommand::Tenants { since, until } => {
             let message = proto::ListTenantsRequest {

@@ -12,7 +12,7 @@ fn type_name(value: i32) -> &'static str {
     type_from_wire(value).map_or("unknown", |t| t.as_str())
 }
 
-fn type_label(value: i32) -> &'static str {
+pub(super) fn type_label(value: i32) -> &'static str {
     type_from_wire(value).map_or("unknown", |t| t.label())
 }
 
@@ -30,7 +30,7 @@ fn range_json(range: &Option<proto::TimeRange>) -> Value {
     }
 }
 
-fn range_text(range: &Option<proto::TimeRange>) -> String {
+pub(super) fn range_text(range: &Option<proto::TimeRange>) -> String {
     match range {
         Some(r) => format!("{} → {}", time_text(&r.start), time_text(&r.end)),
         None => String::new(),
@@ -41,7 +41,7 @@ fn pretty(value: Value) -> String {
     serde_json::to_string_pretty(&value).unwrap_or_default()
 }
 
-fn table(headers: &[&str]) -> Table {
+pub(super) fn table(headers: &[&str]) -> Table {
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)

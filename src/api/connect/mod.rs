@@ -30,6 +30,8 @@ use tonic::transport::server::TcpConnectInfo;
 use tonic::{Code, Status};
 
 use super::IntegrationHealthApi;
+
+mod stream;
 use crate::proto::integration_health_server::IntegrationHealth;
 
 /// Where the service's methods live, as gRPC and Connect name them.
@@ -68,21 +70,32 @@ enum Codec {
     Proto,
 }
 
+/// Unary calls send a bare message; streaming calls send enveloped ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Unary,
+    Stream,
+}
+
 impl Codec {
-    fn of(headers: &HeaderMap) -> Option<Codec> {
+    fn of(headers: &HeaderMap) -> Option<(Codec, Framing)> {
         let content_type = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
         let essence = content_type.split(';').next()?.trim();
         match essence.to_ascii_lowercase().as_str() {
-            "application/json" => Some(Codec::Json),
-            "application/proto" => Some(Codec::Proto),
+            "application/json" => Some((Codec::Json, Framing::Unary)),
+            "application/proto" => Some((Codec::Proto, Framing::Unary)),
+            "application/connect+json" => Some((Codec::Json, Framing::Stream)),
+            "application/connect+proto" => Some((Codec::Proto, Framing::Stream)),
             _ => None,
         }
     }
 
-    fn content_type(self) -> &'static str {
-        match self {
-            Codec::Json => "application/json",
-            Codec::Proto => "application/proto",
+    fn content_type(self, framing: Framing) -> &'static str {
+        match (self, framing) {
+            (Codec::Json, Framing::Unary) => "application/json",
+            (Codec::Proto, Framing::Unary) => "application/proto",
+            (Codec::Json, Framing::Stream) => "application/connect+json",
+            (Codec::Proto, Framing::Stream) => "application/connect+proto",
         }
     }
 
@@ -116,6 +129,17 @@ struct Call {
 }
 
 impl Call {
+    /// The request a gRPC client would have sent: the headers as metadata, the peer's address
+    /// for per-caller limits.
+    fn request<T>(self, message: T) -> tonic::Request<T> {
+        let mut extensions = tonic::Extensions::new();
+        extensions.insert(TcpConnectInfo {
+            local_addr: None,
+            remote_addr: self.remote,
+        });
+        tonic::Request::from_parts(MetadataMap::from_headers(self.headers), extensions, message)
+    }
+
     /// Decodes the request, runs `handler` on the main runtime within the deadline, and
     /// encodes its answer.
     async fn unary<Req, Resp, F, Fut>(self, state: ConnectState, handler: F) -> Response
@@ -126,23 +150,15 @@ impl Call {
         Fut: Future<Output = Result<tonic::Response<Resp>, Status>> + Send + 'static,
     {
         let codec = self.codec;
+        let deadline = self.deadline;
         let message = match codec.decode::<Req>(&self.body) {
             Ok(message) => message,
             Err(status) => return error_response(&status),
         };
-        let mut extensions = tonic::Extensions::new();
-        extensions.insert(TcpConnectInfo {
-            local_addr: None,
-            remote_addr: self.remote,
-        });
-        let request = tonic::Request::from_parts(
-            MetadataMap::from_headers(self.headers),
-            extensions,
-            message,
-        );
+        let request = self.request(message);
         let task = state.runtime.spawn(handler(state.api.clone(), request));
         let abort = task.abort_handle();
-        let answer = match tokio::time::timeout(self.deadline, task).await {
+        let answer = match tokio::time::timeout(deadline, task).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => Err(Status::internal("the call did not complete")),
             Err(_) => {
@@ -158,7 +174,7 @@ impl Call {
         }) {
             Ok((metadata, body)) => {
                 let mut response = (
-                    [(header::CONTENT_TYPE, codec.content_type())],
+                    [(header::CONTENT_TYPE, codec.content_type(Framing::Unary))],
                     Body::from(body),
                 )
                     .into_response();
@@ -177,10 +193,13 @@ async fn call(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(codec) = Codec::of(&headers) else {
+    let Some((codec, framing)) = Codec::of(&headers) else {
         return (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            [("accept-post", "application/json, application/proto")],
+            [(
+                "accept-post",
+                "application/json, application/proto, application/connect+json, application/connect+proto",
+            )],
         )
             .into_response();
     };
@@ -209,6 +228,23 @@ async fn call(
         remote: connect_info.map(|Extension(ConnectInfo(addr))| addr),
         deadline,
     };
+    if framing == Framing::Stream {
+        return match method.as_str() {
+            "WatchTenant" => {
+                stream::server_stream(call, state, |api, request| async move {
+                    api.watch_tenant(request).await
+                })
+                .await
+            }
+            _ => stream::end_with(
+                codec,
+                &Status::unimplemented(format!(
+                    "{:?} is not a streaming method",
+                    crate::event::echo(&method)
+                )),
+            ),
+        };
+    }
     macro_rules! dispatch {
         ($($name:literal => $method:ident),* $(,)?) => {
             match method.as_str() {
@@ -231,6 +267,8 @@ async fn call(
         "ListFailures" => list_failures,
         "GetFailureDetails" => get_failure_details,
         "ListCommonErrors" => list_common_errors,
+        "ListIntegrations" => list_integrations,
+        "GetIntegrationHealth" => get_integration_health,
         "ListTenants" => list_tenants,
         "GetIngestStatus" => get_ingest_status,
     }

@@ -1,0 +1,182 @@
+//! What drove a type's change in failures: the integrations and the codes whose failures moved
+//! most between the previous period and the current one. Counted at the change's own
+//! resolution (minutes inside the minute window, hours otherwise) from the same events as the
+//! type's totals, so the contributions and "other" add up to the type's change exactly.
+
+use std::collections::BTreeMap;
+
+use super::types::{Contribution, Drivers, TimeRange};
+use super::QueryEngine;
+use crate::event::IntegrationType;
+use crate::store::{PartitionState, TenantState};
+
+/// How many integrations and codes are named per type; the rest is "other".
+pub const DRIVERS_PER_TYPE: usize = 5;
+
+/// Failures per (type, key) in one period; the key is an integration id or a status code.
+#[derive(Default)]
+struct Tally {
+    integrations: BTreeMap<(IntegrationType, String), (u64, String)>,
+    codes: BTreeMap<(IntegrationType, u16), u64>,
+}
+
+impl Tally {
+    fn add_integration(&mut self, t: IntegrationType, id: &str, name: &str, count: u64) {
+        let slot = self
+            .integrations
+            .entry((t, id.to_owned()))
+            .or_insert_with(|| (0, name.to_owned()));
+        slot.0 += count;
+    }
+}
+
+impl QueryEngine {
+    /// The drivers of every type in `types`, between `previous` and `current`.
+    pub(super) fn drivers(
+        &self,
+        tenant_id: &str,
+        current: TimeRange,
+        previous: TimeRange,
+        by_minute: bool,
+        types: impl Iterator<Item = IntegrationType>,
+    ) -> Vec<(IntegrationType, Drivers)> {
+        let now_tally = self.tally(tenant_id, current, by_minute);
+        let then_tally = self.tally(tenant_id, previous, by_minute);
+        types
+            .map(|t| (t, drivers_of(t, &now_tally, &then_tally)))
+            .collect()
+    }
+
+    fn tally(&self, tenant_id: &str, range: TimeRange, by_minute: bool) -> Tally {
+        let mut tally = Tally::default();
+        self.for_tenant(tenant_id, |partition, tenant| {
+            if by_minute {
+                tally_minutes(partition, tenant, range, &mut tally);
+            } else {
+                tally_hours(partition, tenant, range, &mut tally);
+            }
+        });
+        tally
+    }
+}
+
+fn tally_minutes(
+    partition: &PartitionState,
+    tenant: &TenantState,
+    range: TimeRange,
+    tally: &mut Tally,
+) {
+    for failures in tenant
+        .minute_failures
+        .range(range.start_ms..range.end_ms)
+        .map(|(_, f)| f)
+    {
+        for failure in failures {
+            let key = failure.integration;
+            let name = tenant
+                .integrations
+                .get(&key)
+                .map_or("", |i| partition.interner.resolve(i.name));
+            let id = partition.interner.resolve(key.integration_id);
+            let count = u64::from(failure.count);
+            tally.add_integration(key.integration_type, id, name, count);
+            *tally
+                .codes
+                .entry((key.integration_type, failure.status_code))
+                .or_default() += count;
+        }
+    }
+}
+
+fn tally_hours(
+    partition: &PartitionState,
+    tenant: &TenantState,
+    range: TimeRange,
+    tally: &mut Tally,
+) {
+    for (key, integration) in &tenant.integrations {
+        let failed = u64::from(integration.total_in(range.start_ms, range.end_ms).failed);
+        if failed > 0 {
+            let id = partition.interner.resolve(key.integration_id);
+            let name = partition.interner.resolve(integration.name);
+            tally.add_integration(key.integration_type, id, name, failed);
+        }
+    }
+    for codes in tenant
+        .codes
+        .range(range.start_ms..range.end_ms)
+        .map(|(_, c)| c)
+    {
+        for ((t, code), count) in codes {
+            *tally.codes.entry((*t, *code)).or_default() += count;
+        }
+    }
+}
+
+fn drivers_of(t: IntegrationType, now: &Tally, then: &Tally) -> Drivers {
+    let mut integrations: BTreeMap<&str, Contribution> = BTreeMap::new();
+    for (tally, is_now) in [(now, true), (then, false)] {
+        for ((_, id), (count, name)) in tally
+            .integrations
+            .range((t, String::new())..)
+            .take_while(|((kind, _), _)| *kind == t)
+        {
+            let slot = integrations
+                .entry(id.as_str())
+                .or_insert_with(|| Contribution {
+                    key: id.clone(),
+                    name: name.clone(),
+                    ..Contribution::default()
+                });
+            add(slot, *count, is_now);
+        }
+    }
+    let mut codes: BTreeMap<u16, Contribution> = BTreeMap::new();
+    for (tally, is_now) in [(now, true), (then, false)] {
+        for ((_, code), count) in tally.codes.range((t, 0)..=(t, u16::MAX)) {
+            let slot = codes.entry(*code).or_insert_with(|| Contribution {
+                key: code.to_string(),
+                name: crate::catalog::name_of(*code).to_owned(),
+                ..Contribution::default()
+            });
+            add(slot, *count, is_now);
+        }
+    }
+    let (integrations, other_integrations) = top(integrations.into_values().collect());
+    let (codes, other_codes) = top(codes.into_values().collect());
+    Drivers {
+        integrations,
+        other_integrations,
+        codes,
+        other_codes,
+    }
+}
+
+fn add(slot: &mut Contribution, count: u64, is_now: bool) {
+    if is_now {
+        slot.current += count;
+    } else {
+        slot.previous += count;
+    }
+}
+
+/// The contributions that moved most (ties by key), and the rest summed as "other".
+fn top(mut all: Vec<Contribution>) -> (Vec<Contribution>, Contribution) {
+    all.sort_by(|a, b| {
+        b.change()
+            .unsigned_abs()
+            .cmp(&a.change().unsigned_abs())
+            .then_with(|| a.key.cmp(&b.key))
+    });
+    let rest = all.split_off(all.len().min(DRIVERS_PER_TYPE));
+    let mut other = Contribution {
+        key: String::new(),
+        name: "other".to_owned(),
+        ..Contribution::default()
+    };
+    for c in rest {
+        other.current += c.current;
+        other.previous += c.previous;
+    }
+    (all, other)
+}

@@ -1,0 +1,507 @@
+//! Integration health: one row per integration (counts, failure rate, latency percentiles, last
+//! failure, top code, a daily sparkline), one integration's series, and what drove a type's
+//! change in failures. Everything is summed from the per-integration cube, merged across
+//! partitions by the integration's id.
+
+use std::collections::{BTreeMap, HashMap};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use super::calendar::{day_boundaries, hour_boundaries, parse_time_zone};
+use super::types::{Granularity, TimeRange, TypeFilter};
+use super::{QueryEngine, QueryError, DEFAULT_PAGE_SIZE, DEFAULT_RANGE_MS, MAX_PAGE_SIZE};
+use crate::catalog;
+use crate::event::IntegrationType;
+use crate::store::{
+    format_failure_id, IntegrationHour, PartitionState, TenantState, DAY_MS, HOUR_MS,
+};
+
+/// Percentiles every latency answer carries.
+const QUANTILES: [f64; 3] = [0.50, 0.95, 0.99];
+/// How many failure groups `GetIntegrationHealth` lists.
+const TOP_GROUPS: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum IntegrationOrder {
+    #[default]
+    FailuresDesc,
+    FailureRateDesc,
+    P99Desc,
+    NameAsc,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListIntegrationsRequest {
+    pub tenant_id: String,
+    pub range: Option<TimeRange>,
+    pub types: TypeFilter,
+    pub order: IntegrationOrder,
+    pub page_size: usize,
+    pub page_token: Option<String>,
+}
+
+/// p50, p95 and p99 in milliseconds; `None` when no event in the span carried a latency.
+pub type Percentiles = Option<[f64; 3]>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntegrationRow {
+    pub integration_type: IntegrationType,
+    pub integration_id: String,
+    pub integration_name: String,
+    pub succeeded: u64,
+    pub failed: u64,
+    /// failed / (failed + succeeded); every listed integration has events in the range.
+    pub failure_rate: f64,
+    pub latency: Percentiles,
+    /// Events that carried a latency.
+    pub latency_count: u64,
+    pub last_failure_ms: Option<i64>,
+    pub top_error_code: Option<u16>,
+    /// (UTC day start, failures) for each day of the range.
+    pub daily_failures: Vec<(i64, u64)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntegrationPage {
+    pub integrations: Vec<IntegrationRow>,
+    pub next_page_token: Option<String>,
+    pub total_integrations: u64,
+    pub effective_range: TimeRange,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntegrationPoint {
+    pub bucket_start_ms: i64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub latency: Percentiles,
+    pub latency_count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeCount {
+    pub status_code: u16,
+    pub name: &'static str,
+    pub failed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSummary {
+    pub failure_id: String,
+    pub failure_description: String,
+    pub status_code: u16,
+    pub total_errors: u64,
+    pub last_seen_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntegrationHealth {
+    pub summary: IntegrationRow,
+    pub series: Vec<IntegrationPoint>,
+    pub error_codes: Vec<CodeCount>,
+    pub top_failures: Vec<GroupSummary>,
+    pub effective_range: TimeRange,
+}
+
+/// One integration, summed over the partitions that hold it.
+#[derive(Default)]
+struct Merged {
+    name: String,
+    name_at_ms: i64,
+    hours: BTreeMap<i64, IntegrationHour>,
+}
+
+type Id = (IntegrationType, String);
+
+impl QueryEngine {
+    /// Every integration of the tenant with events in `range`, with its hours in `range`.
+    fn merged_integrations(
+        &self,
+        tenant_id: &str,
+        range: TimeRange,
+        wanted: impl Fn(IntegrationType, &str) -> bool,
+    ) -> BTreeMap<Id, Merged> {
+        let mut merged: BTreeMap<Id, Merged> = BTreeMap::new();
+        self.for_tenant(tenant_id, |partition, tenant| {
+            for (key, state) in &tenant.integrations {
+                let id = partition.interner.resolve(key.integration_id);
+                if !wanted(key.integration_type, id) {
+                    continue;
+                }
+                let mut hours = state.hours.range(range.start_ms..range.end_ms).peekable();
+                if hours.peek().is_none() {
+                    continue;
+                }
+                let slot = merged
+                    .entry((key.integration_type, id.to_owned()))
+                    .or_default();
+                for (hour, counts) in hours {
+                    slot.hours.entry(*hour).or_default().add(counts);
+                }
+                if slot.name.is_empty() || state.name_at_ms >= slot.name_at_ms {
+                    slot.name = partition.interner.resolve(state.name).to_owned();
+                    slot.name_at_ms = state.name_at_ms;
+                }
+            }
+        });
+        merged
+    }
+
+    /// Failures per code of each integration in `range`, from its failure groups.
+    fn codes_by_integration(
+        &self,
+        tenant_id: &str,
+        range: TimeRange,
+    ) -> HashMap<Id, BTreeMap<u16, u64>> {
+        let mut codes: HashMap<Id, BTreeMap<u16, u64>> = HashMap::new();
+        self.for_tenant(tenant_id, |partition, tenant| {
+            for (key, group) in &tenant.groups {
+                let total = group.total_in(range.start_ms, range.end_ms);
+                if total == 0 {
+                    continue;
+                }
+                let id = partition.interner.resolve(key.integration_id).to_owned();
+                *codes
+                    .entry((key.integration_type, id))
+                    .or_default()
+                    .entry(key.status_code)
+                    .or_default() += total;
+            }
+        });
+        codes
+    }
+
+    pub fn list_integrations(
+        &self,
+        request: &ListIntegrationsRequest,
+    ) -> Result<IntegrationPage, QueryError> {
+        let page_size = match request.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n > MAX_PAGE_SIZE => {
+                return Err(QueryError::PageSizeTooLarge { max: MAX_PAGE_SIZE })
+            }
+            n => n,
+        };
+        let fingerprint = fingerprint(request);
+        let after = request
+            .page_token
+            .as_deref()
+            .map(|token| IntegrationToken::decode(token, fingerprint))
+            .transpose()?;
+        let range = self.effective(request.range, DEFAULT_RANGE_MS, self.now_ms(), HOUR_MS)?;
+        let merged =
+            self.merged_integrations(&request.tenant_id, range, |t, _| request.types.includes(t));
+        let codes = self.codes_by_integration(&request.tenant_id, range);
+        let mut rows: Vec<IntegrationRow> = merged
+            .into_iter()
+            .map(|(id, m)| row(&id, &m, codes.get(&id), range))
+            .collect();
+        let total_integrations = rows.len() as u64;
+        rows.sort_by_cached_key(|row| sort_key(row, request.order));
+        if let Some(after) = after {
+            let cut = rows.partition_point(|r| sort_key(r, request.order) <= after.position);
+            rows.drain(..cut);
+        }
+        let next_page_token = (rows.len() > page_size).then(|| {
+            IntegrationToken {
+                fingerprint,
+                position: sort_key(&rows[page_size - 1], request.order),
+            }
+            .encode()
+        });
+        rows.truncate(page_size);
+        Ok(IntegrationPage {
+            integrations: rows,
+            next_page_token,
+            total_integrations,
+            effective_range: range,
+        })
+    }
+
+    pub fn integration_health(
+        &self,
+        tenant_id: &str,
+        integration_type: Option<IntegrationType>,
+        integration_id: &str,
+        range: Option<TimeRange>,
+        granularity: Granularity,
+        time_zone: &str,
+    ) -> Result<IntegrationHealth, QueryError> {
+        let tz = parse_time_zone(time_zone)?;
+        let hours = self.effective(range, DEFAULT_RANGE_MS, self.now_ms(), HOUR_MS)?;
+        let boundaries = match granularity {
+            Granularity::Hour => hour_boundaries(hours)?,
+            Granularity::Day => day_boundaries(tz, hours)?,
+        };
+        let (Some(&first), Some(&last)) = (boundaries.first(), boundaries.last()) else {
+            return Err(QueryError::EmptyRange);
+        };
+        let range = TimeRange {
+            start_ms: first,
+            end_ms: last,
+        };
+        let merged = self.merged_integrations(tenant_id, range, |t, id| {
+            id == integration_id && integration_type.is_none_or(|wanted| wanted == t)
+        });
+        let mut found = merged.into_iter();
+        let (id, integration) = match (found.next(), found.next()) {
+            (Some(one), None) => one,
+            (None, _) => {
+                return Err(QueryError::IntegrationNotFound {
+                    tenant_id: tenant_id.to_owned(),
+                    integration_id: integration_id.to_owned(),
+                })
+            }
+            (Some(_), Some(_)) => return Err(QueryError::AmbiguousIntegration),
+        };
+        let codes = self.codes_by_integration(tenant_id, range);
+        let summary = row(&id, &integration, codes.get(&id), range);
+        let series = boundaries
+            .windows(2)
+            .map(|w| {
+                let mut total = IntegrationHour::default();
+                for (_, hour) in integration.hours.range(w[0]..w[1]) {
+                    total.add(hour);
+                }
+                IntegrationPoint {
+                    bucket_start_ms: w[0],
+                    succeeded: u64::from(total.succeeded),
+                    failed: u64::from(total.failed),
+                    latency: percentiles(&total),
+                    latency_count: total.latency.count(),
+                }
+            })
+            .collect();
+        let mut error_codes: Vec<CodeCount> = codes
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .map(|(code, failed)| CodeCount {
+                status_code: *code,
+                name: catalog::name_of(*code),
+                failed: *failed,
+            })
+            .collect();
+        error_codes.sort_by(|a, b| {
+            b.failed
+                .cmp(&a.failed)
+                .then(a.status_code.cmp(&b.status_code))
+        });
+        Ok(IntegrationHealth {
+            summary,
+            series,
+            error_codes,
+            top_failures: self.top_groups(tenant_id, &id, range),
+            effective_range: range,
+        })
+    }
+
+    /// The integration's failure groups with the most failures in `range`.
+    fn top_groups(&self, tenant_id: &str, id: &Id, range: TimeRange) -> Vec<GroupSummary> {
+        let mut groups: BTreeMap<u128, GroupSummary> = BTreeMap::new();
+        self.for_tenant(tenant_id, |partition, tenant| {
+            collect_groups(partition, tenant, id, range, &mut groups);
+        });
+        let mut groups: Vec<GroupSummary> = groups.into_values().collect();
+        groups.sort_by(|a, b| {
+            b.total_errors
+                .cmp(&a.total_errors)
+                .then_with(|| a.failure_id.cmp(&b.failure_id))
+        });
+        groups.truncate(TOP_GROUPS);
+        groups
+    }
+}
+
+fn collect_groups(
+    partition: &PartitionState,
+    tenant: &TenantState,
+    id: &Id,
+    range: TimeRange,
+    into: &mut BTreeMap<u128, GroupSummary>,
+) {
+    for (key, group) in &tenant.groups {
+        if key.integration_type != id.0 || partition.interner.resolve(key.integration_id) != id.1 {
+            continue;
+        }
+        let total = group.total_in(range.start_ms, range.end_ms);
+        if total == 0 {
+            continue;
+        }
+        let description = partition.interner.resolve(key.description);
+        let slot = into
+            .entry(group.failure_id)
+            .or_insert_with(|| GroupSummary {
+                failure_id: format_failure_id(group.failure_id),
+                failure_description: if description.is_empty() {
+                    catalog::name_of(key.status_code).to_owned()
+                } else {
+                    description.to_owned()
+                },
+                status_code: key.status_code,
+                total_errors: 0,
+                last_seen_ms: i64::MIN,
+            });
+        slot.total_errors += total;
+        slot.last_seen_ms = slot
+            .last_seen_ms
+            .max(group.last_seen_ms().unwrap_or(i64::MIN));
+    }
+}
+
+fn percentiles(hour: &IntegrationHour) -> Percentiles {
+    let mut out = [0.0; 3];
+    for (slot, q) in out.iter_mut().zip(QUANTILES) {
+        *slot = hour.latency.quantile(q)?;
+    }
+    Some(out)
+}
+
+fn row(
+    id: &Id,
+    merged: &Merged,
+    codes: Option<&BTreeMap<u16, u64>>,
+    range: TimeRange,
+) -> IntegrationRow {
+    let mut total = IntegrationHour::default();
+    for hour in merged.hours.values() {
+        total.add(hour);
+    }
+    let succeeded = u64::from(total.succeeded);
+    let failed = u64::from(total.failed);
+    let events = (succeeded + failed).max(1);
+    let first_day = range.start_ms.div_euclid(DAY_MS) * DAY_MS;
+    let daily_failures = (first_day..range.end_ms)
+        .step_by(DAY_MS as usize)
+        .map(|day| {
+            let failed = merged
+                .hours
+                .range(day..day + DAY_MS)
+                .map(|(_, h)| u64::from(h.failed))
+                .sum();
+            (day, failed)
+        })
+        .collect();
+    let top_error_code = codes.and_then(|codes| {
+        codes
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(code, _)| *code)
+    });
+    IntegrationRow {
+        integration_type: id.0,
+        integration_id: id.1.clone(),
+        integration_name: merged.name.clone(),
+        succeeded,
+        failed,
+        failure_rate: failed as f64 / events as f64,
+        latency: percentiles(&total),
+        latency_count: total.latency.count(),
+        last_failure_ms: total.last_failure_ms,
+        top_error_code,
+        daily_failures,
+    }
+}
+
+/// Where a row sorts: a number (smaller first), then the name and id that break ties.
+type Position = (i64, String, IntegrationType, String);
+
+fn sort_key(row: &IntegrationRow, order: IntegrationOrder) -> Position {
+    let primary = match order {
+        IntegrationOrder::FailuresDesc => -(row.failed.min(i64::MAX as u64) as i64),
+        // Parts per billion keep the order exact enough and the token an integer.
+        IntegrationOrder::FailureRateDesc => -((row.failure_rate * 1e9).round() as i64),
+        IntegrationOrder::P99Desc => row
+            .latency
+            .map_or(i64::MAX, |p| -((p[2] * 1e3).round() as i64)),
+        IntegrationOrder::NameAsc => 0,
+    };
+    (
+        primary,
+        row.integration_name.clone(),
+        row.integration_type,
+        row.integration_id.clone(),
+    )
+}
+
+fn fingerprint(request: &ListIntegrationsRequest) -> u64 {
+    let text = format!(
+        "{}|{:?}|{:?}",
+        request.tenant_id, request.types, request.order
+    );
+    xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+}
+
+/// The keyset position of the last row served, bound to the query it came from.
+struct IntegrationToken {
+    fingerprint: u64,
+    position: Position,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TokenText {
+    f: u64,
+    p: i64,
+    n: String,
+    t: IntegrationType,
+    i: String,
+}
+
+impl IntegrationToken {
+    fn encode(&self) -> String {
+        let text = TokenText {
+            f: self.fingerprint,
+            p: self.position.0,
+            n: self.position.1.clone(),
+            t: self.position.2,
+            i: self.position.3.clone(),
+        };
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&text).unwrap_or_default())
+    }
+
+    fn decode(token: &str, fingerprint: u64) -> Result<Self, QueryError> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| QueryError::BadPageToken)?;
+        let text: TokenText =
+            serde_json::from_slice(&bytes).map_err(|_| QueryError::BadPageToken)?;
+        if text.f != fingerprint {
+            return Err(QueryError::PageTokenForAnotherQuery);
+        }
+        Ok(IntegrationToken {
+            fingerprint,
+            position: (text.p, text.n, text.t, text.i),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_are_bound_to_the_query() {
+        let token = IntegrationToken {
+            fingerprint: 3,
+            position: (
+                -7,
+                "CRM".into(),
+                IntegrationType::CustomNode,
+                "node-1".into(),
+            ),
+        }
+        .encode();
+        let decoded = IntegrationToken::decode(&token, 3).unwrap();
+        assert_eq!(decoded.position.3, "node-1");
+        assert_eq!(
+            IntegrationToken::decode(&token, 4).err(),
+            Some(QueryError::PageTokenForAnotherQuery)
+        );
+        assert_eq!(
+            IntegrationToken::decode("%%", 3).err(),
+            Some(QueryError::BadPageToken)
+        );
+    }
+}

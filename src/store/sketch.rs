@@ -1,0 +1,174 @@
+//! A DDSketch-style latency sketch: values fall into logarithmic bins whose width keeps any
+//! quantile within 2% of the true value, and two sketches merge exactly by adding their bins.
+//!
+//! Bins are stored sparsely, sorted by index, with 32-bit counts: an hour of one integration
+//! usually touches a few dozen bins, so a sketch costs tens of bytes rather than the kilobytes
+//! of a dense array over the whole range.
+
+use serde::{Deserialize, Serialize};
+
+/// The most any reported quantile is off by, relative to the true value at that rank.
+pub const RELATIVE_ACCURACY: f64 = 0.02;
+/// Values at or below this (in milliseconds) count as zero.
+const SMALLEST_MS: f64 = 1e-3;
+/// Values above this are counted in the top bin: about 11.6 days.
+const LARGEST_MS: f64 = 1e9;
+
+fn gamma() -> f64 {
+    (1.0 + RELATIVE_ACCURACY) / (1.0 - RELATIVE_ACCURACY)
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatencySketch {
+    zeros: u32,
+    /// (bin index, count), sorted by index, no zero counts.
+    bins: Vec<(i16, u32)>,
+}
+
+impl LatencySketch {
+    pub fn count(&self) -> u64 {
+        u64::from(self.zeros) + self.bins.iter().map(|(_, c)| u64::from(*c)).sum::<u64>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.zeros == 0 && self.bins.is_empty()
+    }
+
+    /// Counts one value in milliseconds. Negative and non-finite values never reach here: the
+    /// decoder refuses them.
+    pub fn add(&mut self, ms: f64) {
+        if ms <= SMALLEST_MS {
+            self.zeros = self.zeros.saturating_add(1);
+            return;
+        }
+        self.add_to_bin(bin_of(ms), 1);
+    }
+
+    fn add_to_bin(&mut self, bin: i16, count: u32) {
+        match self.bins.binary_search_by_key(&bin, |(b, _)| *b) {
+            Ok(at) => self.bins[at].1 = self.bins[at].1.saturating_add(count),
+            Err(at) => self.bins.insert(at, (bin, count)),
+        }
+    }
+
+    /// Adds every value of `other`, as if it had been counted here.
+    pub fn merge(&mut self, other: &LatencySketch) {
+        self.zeros = self.zeros.saturating_add(other.zeros);
+        for (bin, count) in &other.bins {
+            self.add_to_bin(*bin, *count);
+        }
+    }
+
+    /// The value at quantile `q` (0..=1), within `RELATIVE_ACCURACY` of the value of rank
+    /// `floor(q × (n − 1))` among the values counted; `None` when nothing was counted.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let rank = (q.clamp(0.0, 1.0) * (total - 1) as f64).floor() as u64;
+        let mut seen = u64::from(self.zeros);
+        if rank < seen {
+            return Some(0.0);
+        }
+        for (bin, count) in &self.bins {
+            seen += u64::from(*count);
+            if rank < seen {
+                return Some(value_of(*bin));
+            }
+        }
+        self.bins.last().map(|(bin, _)| value_of(*bin))
+    }
+
+    /// Heap bytes held by the bins.
+    pub fn heap_bytes(&self) -> usize {
+        self.bins.capacity() * std::mem::size_of::<(i16, u32)>()
+    }
+}
+
+/// The bin holding `ms`: the smallest `i` with `ms ≤ γ^i`.
+fn bin_of(ms: f64) -> i16 {
+    let clamped = ms.min(LARGEST_MS);
+    (clamped.ln() / gamma().ln()).ceil() as i16
+}
+
+/// The value reported for a bin: the point whose relative distance to both of the bin's ends
+/// is the same, `2γ^i / (γ + 1)`.
+fn value_of(bin: i16) -> f64 {
+    let g = gamma();
+    2.0 * g.powi(i32::from(bin)) / (g + 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn exact(values: &mut [f64], q: f64) -> f64 {
+        values.sort_by(f64::total_cmp);
+        values[(q * (values.len() - 1) as f64).floor() as usize]
+    }
+
+    fn close(estimate: f64, truth: f64) -> bool {
+        if truth <= SMALLEST_MS {
+            return estimate == 0.0;
+        }
+        (estimate - truth).abs() <= RELATIVE_ACCURACY * truth + 1e-9
+    }
+
+    fn latency() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            Just(0.0),
+            0.0005f64..0.01,
+            0.01f64..50.0,
+            50.0f64..120_000.0
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn quantiles_are_within_the_stated_error(
+            mut values in prop::collection::vec(latency(), 1..400),
+            q in 0.0f64..=1.0,
+        ) {
+            let mut sketch = LatencySketch::default();
+            for v in &values {
+                sketch.add(*v);
+            }
+            let estimate = sketch.quantile(q).unwrap();
+            let truth = exact(&mut values, q);
+            prop_assert!(close(estimate, truth), "q={q} estimate={estimate} truth={truth}");
+        }
+
+        #[test]
+        fn merged_sketches_equal_one_sketch_of_all_values(
+            parts in prop::collection::vec(prop::collection::vec(latency(), 0..60), 1..6),
+        ) {
+            let mut merged = LatencySketch::default();
+            let mut whole = LatencySketch::default();
+            for part in &parts {
+                let mut sketch = LatencySketch::default();
+                for v in part {
+                    sketch.add(*v);
+                    whole.add(*v);
+                }
+                merged.merge(&sketch);
+            }
+            prop_assert_eq!(merged, whole);
+        }
+    }
+
+    #[test]
+    fn an_empty_sketch_has_no_quantiles() {
+        assert_eq!(LatencySketch::default().quantile(0.5), None);
+    }
+
+    #[test]
+    fn huge_values_land_in_the_top_bin() {
+        let mut sketch = LatencySketch::default();
+        sketch.add(1e300);
+        let top = sketch.quantile(1.0).unwrap();
+        assert!((top - LARGEST_MS).abs() <= RELATIVE_ACCURACY * LARGEST_MS);
+    }
+}
