@@ -214,6 +214,29 @@ async fn every_rpc_answers_over_json_exactly_as_over_grpc() {
             ..Default::default()
         }
     );
+    let integrations = same_answer!(
+        served,
+        "ListIntegrations",
+        list_integrations,
+        proto::ListIntegrationsRequest {
+            tenant_id: "acme".into(),
+            order_by: proto::IntegrationOrder::FailureRateDesc as i32,
+            page_size: 4,
+            ..Default::default()
+        }
+    );
+    same_answer!(
+        served,
+        "GetIntegrationHealth",
+        get_integration_health,
+        proto::GetIntegrationHealthRequest {
+            tenant_id: "acme".into(),
+            integration_id: integrations.integrations[0].integration_id.clone(),
+            integration_type: integrations.integrations[0].integration_type,
+            granularity: proto::Granularity::Hour as i32,
+            ..Default::default()
+        }
+    );
     let tenants = same_answer!(
         served,
         "ListTenants",
@@ -467,4 +490,90 @@ async fn tenant_totals_match_a_recount() {
         .map(|t| t.failed + t.succeeded)
         .collect();
     assert!(busiest.windows(2).all(|w| w[0] >= w[1]), "busiest first");
+}
+
+/// A Connect envelope: flags, big-endian length, message.
+fn envelope(flags: u8, message: &[u8]) -> Vec<u8> {
+    let mut frame = vec![flags];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(message);
+    frame
+}
+
+/// Every envelope of a streamed body, as (flags, message).
+fn envelopes(mut body: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while body.len() >= 5 {
+        let length = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+        frames.push((body[0], body[5..5 + length].to_vec()));
+        body = &body[5 + length..];
+    }
+    assert!(body.is_empty(), "no bytes outside an envelope");
+    frames
+}
+
+#[tokio::test]
+async fn watch_streams_in_connects_enveloped_form() {
+    let served = filled().await;
+    let request = envelope(0, br#"{"tenantId":"acme","minInterval":"0.100s"}"#);
+    let path = format!("{SERVICE}/WatchTenant");
+    let headers = [
+        ("Content-Type", "application/connect+json"),
+        ("Authorization", "Bearer sre"),
+    ];
+    // The stream stays open; read what arrives in the first second, then hang up.
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        http_request(served.http_addr, "POST", &path, &headers, &request),
+    )
+    .await;
+    assert!(
+        answer.is_err(),
+        "a watch stays open until the client leaves"
+    );
+    let mut stream = tokio::net::TcpStream::connect(served.http_addr)
+        .await
+        .expect("connect");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/connect+json\r\nAuthorization: Bearer sre\r\nContent-Length: {}\r\n\r\n",
+        request.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream.write_all(&request).await.expect("write");
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&received).contains("\"version\"") {
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buffer))
+                .await
+                .expect("the first update in time")
+                .expect("read");
+        assert!(read > 0, "the stream ended early");
+        received.extend_from_slice(&buffer[..read]);
+    }
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("application/connect+json"), "{text}");
+    let events = generate(5, 3_000, NOW).truth.of("acme").count().to_string();
+    assert!(
+        text.contains(&format!("\"version\":\"{events}\"")),
+        "{text}"
+    );
+
+    // A refused stream ends at once with the error in its end-of-stream envelope.
+    let refused = http_request(
+        served.http_addr,
+        "POST",
+        &path,
+        &[("Content-Type", "application/connect+json")],
+        &envelope(0, br#"{"tenantId":"acme"}"#),
+    )
+    .await;
+    assert_eq!(refused.status, 200);
+    let frames = envelopes(&refused.body);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].0, 0x02, "end of stream");
+    let end: serde_json::Value = serde_json::from_slice(&frames[0].1).expect("json");
+    assert_eq!(end["error"]["code"], "unauthenticated");
 }
