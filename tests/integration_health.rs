@@ -116,7 +116,7 @@ fn within(estimate: f64, truth: f64) -> bool {
     (estimate - truth).abs() <= RELATIVE_ACCURACY * truth + 1e-9
 }
 
-fn in_range<'a>(sent: &'a [Sent], start: i64, end: i64) -> impl Iterator<Item = &'a Sent> {
+fn in_range(sent: &[Sent], start: i64, end: i64) -> impl Iterator<Item = &Sent> {
     sent.iter().filter(move |e| e.at >= start && e.at < end)
 }
 
