@@ -208,6 +208,25 @@ async fn check_failures(api: &mut Api, scrape: &Value) {
     }
 }
 
+async fn check_integrations(api: &mut Api, scrape: &Value) {
+    let answer = api
+        .list_integrations(authorized(sent::<proto::ListIntegrationsRequest>(
+            scrape,
+            "ListIntegrations",
+        )))
+        .await
+        .expect("integrations")
+        .into_inner();
+    let shown = scrape["integrations"].as_object().expect("rows");
+    assert_eq!(shown.len(), answer.integrations.len());
+    for row in &answer.integrations {
+        let seen = &shown[&row.integration_id];
+        assert_eq!(seen["failed"].as_u64(), Some(row.failed));
+        assert_eq!(seen["succeeded"].as_u64(), Some(row.succeeded));
+        assert_eq!(seen["failure_rate"].as_f64(), Some(row.failure_rate));
+    }
+}
+
 async fn check_catalog(api: &mut Api, scrape: &Value) {
     let answer = api
         .list_common_errors(authorized(sent::<proto::ListCommonErrorsRequest>(
@@ -350,7 +369,15 @@ async fn the_dashboard_shows_what_the_api_answers() {
     let month_errors = check_errors(&mut api, initial).await;
     check_trends(&mut api, initial, proto::Granularity::Day).await;
     check_failures(&mut api, initial).await;
+    check_integrations(&mut api, initial).await;
     check_catalog(&mut api, initial).await;
+    // The page follows WatchTenant: its version is every event counted for the tenant.
+    let acme_events = generated.truth.of("acme").count().to_string();
+    assert_eq!(initial["live"]["state"], "live");
+    assert_eq!(
+        initial["live"]["version"].as_str(),
+        Some(acme_events.as_str())
+    );
     assert!(day_total > 0, "the seeded day has failures");
 
     // The period selectors send new requests, and the new numbers are the API's too.

@@ -17,7 +17,7 @@ from playwright.sync_api import sync_playwright
 
 URL, TOKEN, NOW_MS, SCREENSHOT = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 SERVICE = "/integration_health.v1.IntegrationHealth/"
-SECTIONS = ["overview", "change", "errors", "trends", "failures", "catalog"]
+SECTIONS = ["overview", "change", "errors", "trends", "integrations", "failures", "catalog"]
 # Chromium's own background traffic is switched off, so anything else the page asks for is the
 # page's doing.
 FLAGS = [
@@ -52,6 +52,13 @@ SCRAPE = """() => {
     num(tr.querySelector('[data-field=failed]'))]));
   out.trends = Object.fromEntries(rows('#trends tbody tr').map((tr) => [tr.dataset.bucket,
     Object.fromEntries([...tr.querySelectorAll('td')].map((td) => [td.dataset.field, Number(td.dataset.value)]))]));
+  out.integrations = Object.fromEntries(rows('#integrations tbody tr').map((tr) => [tr.dataset.integration, {
+    failed: num(tr.querySelector('[data-field=failed]')),
+    succeeded: num(tr.querySelector('[data-field=succeeded]')),
+    failure_rate: num(tr.querySelector('[data-field=failure_rate]')),
+  }]));
+  const live = document.querySelector('#live');
+  out.live = {state: live.dataset.state, version: live.dataset.version || null};
   out.failures = rows('#failures tbody tr').map((tr) => ({
     id: tr.dataset.failureId,
     total_errors: num(tr.querySelector('[data-field=total_errors]')),
@@ -122,6 +129,7 @@ def main():
         page.fill("#token", TOKEN)
         page.click("#auth button[type=submit]")
         wait_ready(page, SECTIONS)
+        page.wait_for_selector("#live[data-version]", timeout=20000)
         report["auth_hidden_after_right_token"] = page.is_hidden("#auth")
         report["initial"] = scrape(page, calls)
 

@@ -1,5 +1,6 @@
-// The Integrations dashboard. It reads the service's Connect/JSON API on the same origin and
-// draws every chart as plain SVG; every number a chart shows is also in a table.
+// The Integrations dashboard. It reads the service's Connect/JSON API on the same origin, keeps
+// a WatchTenant stream open to refresh only the sections whose numbers moved, and draws every
+// chart as plain SVG; every number a chart shows is also in a table.
 'use strict';
 
 const SERVICE = '/integration_health.v1.IntegrationHealth/';
@@ -29,9 +30,11 @@ const state = {
   order: 'TOTAL_ERRORS_DESC',
   pageTokens: [''],
   catalogType: '',
-  refreshMs: 30000,
+  integrationOrder: 'FAILURES_DESC',
+  refreshMs: 1000,
   paused: false,
-  timer: 0,
+  watch: null,
+  version: null,
 };
 
 class RpcError extends Error {
@@ -336,6 +339,48 @@ const refreshTrends = () => load('trends', () => rpc('GetTrends', {
   integrationTypes: state.trendType ? [state.trendType] : [],
 }), renderTrends);
 
+// ---- Health per integration ----
+
+function sparkline(points) {
+  const values = points.map((p) => num(p.failed));
+  const top = Math.max(1, ...values);
+  const step = values.length > 1 ? 120 / (values.length - 1) : 0;
+  const d = values.map((v, i) => `${i ? 'L' : 'M'}${(i * step).toFixed(1)} ${(22 - (v / top) * 20).toFixed(1)}`).join(' ');
+  return svg('svg', { viewBox: '0 0 120 24', class: 'spark', role: 'img', 'aria-label': `Failures per day: ${values.join(', ')}` },
+    svg('path', { d }));
+}
+
+const ms = (value) => (value === undefined ? '—' : `${Number(value).toFixed(0)} ms`);
+
+function renderIntegrations(answer) {
+  const rows = answer.integrations || [];
+  const range = `Covers ${rangeText(answer.effectiveRange)}`;
+  if (rows.length === 0) return { nodes: [emptyState('No integration had events in this range.')], empty: true, range };
+  const table = h('table', { class: 'health' },
+    h('caption', {}, 'Volume, failure rate and latency percentiles (within 2%) per integration.'),
+    h('thead', {}, h('tr', {}, ['Integration', 'Type', 'Failed', 'Succeeded', 'Failure rate', 'p50', 'p95', 'p99',
+      'Top error', 'Last failure', 'Failures per day'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, rows.map((r) => {
+      const latency = r.latency || {};
+      return h('tr', { 'data-integration': r.integrationId },
+        h('th', { scope: 'row' }, r.integrationName || r.integrationId),
+        h('td', {}, LABEL[r.integrationType] || r.integrationType),
+        cell(r.failed, 'failed'), cell(r.succeeded, 'succeeded'),
+        h('td', { class: 'num', 'data-field': 'failure_rate', 'data-value': Number(r.failureRate || 0) },
+          `${(Number(r.failureRate || 0) * 100).toFixed(2)}%`),
+        h('td', { class: 'num' }, ms(latency.p50Ms)), h('td', { class: 'num' }, ms(latency.p95Ms)),
+        h('td', { class: 'num' }, ms(latency.p99Ms)),
+        h('td', {}, r.topErrorCode ? String(r.topErrorCode) : '—'),
+        h('td', {}, time(r.lastFailure)),
+        h('td', {}, sparkline(r.dailyFailures || [])));
+    })));
+  return { nodes: [table], empty: false, range };
+}
+
+const refreshIntegrations = () => load('integrations', () => rpc('ListIntegrations', {
+  tenantId: state.tenant, orderBy: state.integrationOrder, pageSize: 20,
+}), renderIntegrations);
+
 // ---- Failures table and details ----
 
 function sortHeader(title, order) {
@@ -497,19 +542,110 @@ async function loadTenants() {
 }
 
 function refreshAll() {
-  const updated = document.getElementById('updated');
   if (!state.tenant) {
-    updated.textContent = 'No tenant to show yet.';
+    setLive('idle', 'No tenant to show yet.');
     return Promise.resolve();
   }
   lastOverview = null;
-  updated.textContent = `Updated ${when.format(new Date())}`;
-  return Promise.all([refreshOverview(), refreshChange(), refreshErrors(), refreshTrends(), refreshFailures(), refreshCatalog()]);
+  document.getElementById('stamp').textContent = `updated ${when.format(new Date())}`;
+  return Promise.all([refreshOverview(), refreshChange(), refreshErrors(), refreshTrends(),
+    refreshIntegrations(), refreshFailures(), refreshCatalog()]);
 }
 
-function schedule() {
-  clearInterval(state.timer);
-  if (!state.paused) state.timer = setInterval(refreshAll, state.refreshMs);
+const SECTION_REFRESH = {
+  overview: () => refreshOverview(),
+  change: () => refreshChange(),
+  errors: () => refreshErrors(),
+  trends: () => refreshTrends(),
+  failures: () => refreshFailures(),
+  integrations: () => refreshIntegrations(),
+};
+
+function setLive(kind, text) {
+  const live = document.getElementById('live');
+  live.dataset.state = kind;
+  live.textContent = text;
+}
+
+// One Connect envelope: a flags byte, a big-endian length, the message.
+function envelope(message) {
+  const bytes = new TextEncoder().encode(JSON.stringify(message));
+  const out = new Uint8Array(5 + bytes.length);
+  new DataView(out.buffer).setUint32(1, bytes.length);
+  out.set(bytes, 5);
+  return out;
+}
+
+function onUpdate(update) {
+  const first = state.version === null;
+  state.version = num(update.version);
+  setLive('live', `Live · version ${state.version}`);
+  document.getElementById('live').dataset.version = String(state.version);
+  if (first) return;
+  lastOverview = null;
+  document.getElementById('stamp').textContent = `updated ${when.format(new Date())}`;
+  for (const section of update.changedSections || []) SECTION_REFRESH[section]?.();
+}
+
+// Reads WatchTenant until it ends; refreshes only the sections an update names.
+async function watchTenant(signal) {
+  const headers = { 'Content-Type': 'application/connect+json', 'Connect-Protocol-Version': '1' };
+  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  const body = envelope({ tenantId: state.tenant, minInterval: `${state.refreshMs / 1000}s` });
+  const response = await fetch(`${SERVICE}WatchTenant`, { method: 'POST', headers, body, signal });
+  if (!response.ok || !response.body) throw new RpcError('unavailable', response.statusText);
+  const reader = response.body.getReader();
+  let pending = new Uint8Array(0);
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    const joined = new Uint8Array(pending.length + value.length);
+    joined.set(pending);
+    joined.set(value, pending.length);
+    pending = joined;
+    while (pending.length >= 5) {
+      const length = new DataView(pending.buffer, pending.byteOffset).getUint32(1);
+      if (pending.length < 5 + length) break;
+      const flags = pending[0];
+      const message = JSON.parse(new TextDecoder().decode(pending.subarray(5, 5 + length)));
+      pending = pending.subarray(5 + length);
+      if (flags & 2) {
+        if (message.error) throw new RpcError(message.error.code, message.error.message);
+        return;
+      }
+      onUpdate(message);
+    }
+  }
+}
+
+// Keeps the watch open, reconnecting with a growing pause, until paused or replaced.
+async function live() {
+  state.watch?.abort();
+  if (state.paused || !state.tenant) {
+    setLive('paused', state.paused ? 'Paused' : '');
+    return;
+  }
+  const controller = new AbortController();
+  state.watch = controller;
+  state.version = null;
+  let wait = 1000;
+  while (!controller.signal.aborted) {
+    try {
+      await watchTenant(controller.signal);
+      wait = 1000;
+    } catch (err) {
+      if (controller.signal.aborted) return;
+      if (err.code === 'unauthenticated' || err.code === 'permission_denied') {
+        askForToken(err.message);
+        return;
+      }
+    }
+    if (controller.signal.aborted) return;
+    setLive('reconnecting', 'Reconnecting…');
+    await new Promise((resolve) => setTimeout(resolve, wait));
+    wait = Math.min(wait * 2, 30000);
+    state.version = null;
+  }
 }
 
 function fillTypeSelect(id) {
@@ -533,19 +669,22 @@ async function start() {
     state.pageTokens = [''];
     history.replaceState(null, '', `?tenant=${encodeURIComponent(state.tenant)}`);
     refreshAll();
+    live();
   });
+  on('integration-order', 'change', (e) => { state.integrationOrder = e.target.value; refreshIntegrations(); });
   on('trend-type', 'change', (e) => { state.trendType = e.target.value; refreshTrends(); });
   on('trend-granularity', 'change', (e) => { state.granularity = e.target.value; refreshTrends(); });
   on('failure-type', 'change', (e) => { state.failureType = e.target.value; state.pageTokens = ['']; refreshFailures(); });
   on('failure-code', 'change', (e) => { state.failureCode = Number(e.target.value); state.pageTokens = ['']; refreshFailures(); });
   on('catalog-type', 'change', (e) => { state.catalogType = e.target.value; refreshCatalog(); });
-  on('refresh', 'change', (e) => { state.refreshMs = Number(e.target.value); schedule(); });
+  on('refresh', 'change', (e) => { state.refreshMs = Number(e.target.value); live(); });
   on('refresh-now', 'click', refreshAll);
   on('pause', 'click', (e) => {
     state.paused = !state.paused;
     e.target.setAttribute('aria-pressed', String(state.paused));
     e.target.textContent = state.paused ? 'Resume' : 'Pause';
-    schedule();
+    if (!state.paused) refreshAll();
+    live();
   });
   on('change-token', 'click', () => askForToken(''));
   on('details-close', 'click', () => document.getElementById('details').close());
@@ -554,10 +693,15 @@ async function start() {
     state.token = document.getElementById('token').value.trim();
     sessionStorage.setItem('ih-token', state.token);
     document.getElementById('auth').hidden = true;
-    if (await loadTenants()) refreshAll();
+    if (await loadTenants()) {
+      refreshAll();
+      live();
+    }
   });
-  if (await loadTenants()) await refreshAll();
-  schedule();
+  if (await loadTenants()) {
+    await refreshAll();
+    live();
+  }
 }
 
 start();
