@@ -71,6 +71,18 @@ async fn every_replica_answers_for_every_partition_exactly() {
         );
         assert_matches_truth(&mut api, &generated.truth, &["acme", "globex", "initech"]).await;
         assert_tenant_list_matches_truth(&mut api, &generated.truth).await;
+        for tenant in ["acme", "globex", "initech"] {
+            let listed = api
+                .list_integrations(proto::ListIntegrationsRequest {
+                    tenant_id: tenant.into(),
+                    page_size: 1000,
+                    ..Default::default()
+                })
+                .await
+                .expect("integrations")
+                .into_inner();
+            assert_integrations_match(&listed, &generated.truth, tenant);
+        }
     }
 
     // Latency through a replica that asks two others, against one that holds every partition

@@ -587,3 +587,36 @@ pub fn assert_tenants_match(listed: &proto::ListTenantsResponse, truth: &Truth) 
         );
     }
 }
+
+/// Every integration row of the tenant carries the recount's failed and succeeded totals for its
+/// range, and no integration with events is missing.
+pub fn assert_integrations_match(
+    listed: &proto::ListIntegrationsResponse,
+    truth: &Truth,
+    tenant: &str,
+) {
+    let (start, end) = bounds(&listed.effective_range);
+    let mut expected: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    for e in truth.of(tenant).filter(|e| e.at >= start && e.at < end) {
+        let slot = expected
+            .entry((e.kind.to_owned(), e.integration_id.clone()))
+            .or_default();
+        if e.failed {
+            slot.0 += 1;
+        } else {
+            slot.1 += 1;
+        }
+    }
+    let shown: BTreeMap<(String, String), (u64, u64)> = listed
+        .integrations
+        .iter()
+        .map(|row| {
+            let kind = TYPES[(row.integration_type - 1) as usize].to_owned();
+            (
+                (kind, row.integration_id.clone()),
+                (row.failed, row.succeeded),
+            )
+        })
+        .collect();
+    assert_eq!(shown, expected, "{tenant}");
+}
