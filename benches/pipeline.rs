@@ -79,7 +79,7 @@ fn bench_queries(c: &mut Criterion) {
         b.iter(|| black_box(engine.overview(tenant, None, all)))
     });
     group.bench_function("percentage_change_1d", |b| {
-        b.iter(|| black_box(engine.percentage_change(tenant, Some(DAY_MS), None, all)))
+        b.iter(|| black_box(engine.percentage_change(tenant, Some(DAY_MS), None, all, false)))
     });
     group.bench_function("error_breakdown", |b| {
         b.iter(|| black_box(engine.error_breakdown(tenant, None, all)))

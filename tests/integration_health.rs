@@ -361,6 +361,7 @@ async fn change_drivers_add_up_to_each_types_change() {
                     seconds: days * 86_400,
                     nanos: 0,
                 }),
+                include_drivers: true,
                 ..Default::default()
             })
             .await
@@ -565,7 +566,8 @@ async fn snapshot_and_restore_keep_the_cube_exactly() {
         };
         assert_eq!(health(&before), health(&after), "{id}");
     }
-    let change =
-        |engine: &QueryEngine| engine.percentage_change(TENANT, None, None, TypeFilter::all());
+    let change = |engine: &QueryEngine| {
+        engine.percentage_change(TENANT, None, None, TypeFilter::all(), true)
+    };
     assert_eq!(change(&before), change(&after));
 }

@@ -223,8 +223,7 @@ impl TryFrom<i32> for IntegrationOrder {
 
 impl From<TypeChange> for proto::TypeChange {
     fn from(c: TypeChange) -> Self {
-        let drivers = c.drivers;
-        proto::TypeChange {
+        let mut change = proto::TypeChange {
             integration_type: type_to_wire(c.integration_type),
             failed_current: c.failed_current,
             failed_previous: c.failed_previous,
@@ -232,11 +231,15 @@ impl From<TypeChange> for proto::TypeChange {
             succeeded_current: c.succeeded_current,
             succeeded_previous: c.succeeded_previous,
             succeeded_change_percent: c.succeeded_change_percent,
-            integration_drivers: drivers.integrations.into_iter().map(Into::into).collect(),
-            other_integrations: Some(drivers.other_integrations.into()),
-            code_drivers: drivers.codes.into_iter().map(Into::into).collect(),
-            other_codes: Some(drivers.other_codes.into()),
+            ..Default::default()
+        };
+        if let Some(drivers) = c.drivers {
+            change.integration_drivers = drivers.integrations.into_iter().map(Into::into).collect();
+            change.other_integrations = Some(drivers.other_integrations.into());
+            change.code_drivers = drivers.codes.into_iter().map(Into::into).collect();
+            change.other_codes = Some(drivers.other_codes.into());
         }
+        change
     }
 }
 

@@ -326,12 +326,15 @@ impl IntegrationHealth for IntegrationHealthApi {
                 .map(|t| timestamp_to_ms("end", t))
                 .transpose()?;
             let types = types_from_wire(&req.integration_types)?;
+            let with_drivers = req.include_drivers;
             let (change, coverage) = self
                 .tenant_query(
                     request.metadata(),
                     req.allow_partial,
                     &req.tenant_id,
-                    move |engine| engine.percentage_change(&tenant, period, end, types),
+                    move |engine| {
+                        engine.percentage_change(&tenant, period, end, types, with_drivers)
+                    },
                 )
                 .await?;
             Ok(respond(

@@ -3,12 +3,12 @@
 //! resolution (minutes inside the minute window, hours otherwise) from the same events as the
 //! type's totals, so the contributions and "other" add up to the type's change exactly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::types::{Contribution, Drivers, TimeRange};
 use super::QueryEngine;
 use crate::event::IntegrationType;
-use crate::store::{PartitionState, TenantState};
+use crate::store::{IntegrationKey, PartitionState, TenantState};
 
 /// How many integrations and codes are named per type; the rest is "other".
 pub const DRIVERS_PER_TYPE: usize = 5;
@@ -60,32 +60,41 @@ impl QueryEngine {
     }
 }
 
+/// Adds one partition's failures per integration, counted by symbol first so each
+/// integration's id and name are copied once per partition, not once per bucket.
+fn add_partition(
+    partition: &PartitionState,
+    tenant: &TenantState,
+    per_integration: HashMap<IntegrationKey, u64>,
+    tally: &mut Tally,
+) {
+    for (key, count) in per_integration {
+        let name = tenant
+            .integrations
+            .get(&key)
+            .map_or("", |i| partition.interner.resolve(i.name));
+        let id = partition.interner.resolve(key.integration_id);
+        tally.add_integration(key.integration_type, id, name, count);
+    }
+}
+
 fn tally_minutes(
     partition: &PartitionState,
     tenant: &TenantState,
     range: TimeRange,
     tally: &mut Tally,
 ) {
-    for failures in tenant
-        .minute_failures
-        .range(range.start_ms..range.end_ms)
-        .map(|(_, f)| f)
-    {
-        for failure in failures {
-            let key = failure.integration;
-            let name = tenant
-                .integrations
-                .get(&key)
-                .map_or("", |i| partition.interner.resolve(i.name));
-            let id = partition.interner.resolve(key.integration_id);
-            let count = u64::from(failure.count);
-            tally.add_integration(key.integration_type, id, name, count);
-            *tally
-                .codes
-                .entry((key.integration_type, failure.status_code))
-                .or_default() += count;
-        }
+    let mut per_integration: HashMap<IntegrationKey, u64> = HashMap::new();
+    let minutes = tenant.minute_failures.range(range.start_ms..range.end_ms);
+    for failure in minutes.flat_map(|(_, f)| f) {
+        let count = u64::from(failure.count);
+        *per_integration.entry(failure.integration).or_default() += count;
+        *tally
+            .codes
+            .entry((failure.integration.integration_type, failure.status_code))
+            .or_default() += count;
     }
+    add_partition(partition, tenant, per_integration, tally);
 }
 
 fn tally_hours(
@@ -94,14 +103,13 @@ fn tally_hours(
     range: TimeRange,
     tally: &mut Tally,
 ) {
-    for (key, integration) in &tenant.integrations {
-        let failed = u64::from(integration.total_in(range.start_ms, range.end_ms).failed);
-        if failed > 0 {
-            let id = partition.interner.resolve(key.integration_id);
-            let name = partition.interner.resolve(integration.name);
-            tally.add_integration(key.integration_type, id, name, failed);
-        }
-    }
+    let per_integration = tenant
+        .integrations
+        .iter()
+        .map(|(key, integration)| (*key, integration.failed_in(range.start_ms, range.end_ms)))
+        .filter(|(_, failed)| *failed > 0)
+        .collect();
+    add_partition(partition, tenant, per_integration, tally);
     for codes in tenant
         .codes
         .range(range.start_ms..range.end_ms)

@@ -114,6 +114,7 @@ impl QueryEngine {
         period_ms: Option<i64>,
         end_ms: Option<i64>,
         types: TypeFilter,
+        with_drivers: bool,
     ) -> Result<PercentageChange, QueryError> {
         let now = self.now_ms();
         let period = period_ms.unwrap_or(DEFAULT_PERIOD_MS);
@@ -141,19 +142,21 @@ impl QueryEngine {
         };
         let current = self.counts(tenant_id, current_range, by_minute);
         let previous = self.counts(tenant_id, previous_range, by_minute);
-        let mut drivers = self
-            .drivers(
+        let mut drivers = match with_drivers {
+            true => self.drivers(
                 tenant_id,
                 current_range,
                 previous_range,
                 by_minute,
                 types.types(),
-            )
-            .into_iter();
+            ),
+            false => Vec::new(),
+        }
+        .into_iter();
         let types = types
             .types()
             .map(|t| TypeChange {
-                drivers: drivers.next().map(|(_, d)| d).unwrap_or_default(),
+                drivers: drivers.next().map(|(_, d)| d),
                 ..TypeChange::between(t, &current, &previous)
             })
             .collect();
@@ -299,7 +302,7 @@ impl TypeChange {
             succeeded_current: current.succeeded[t],
             succeeded_previous: previous.succeeded[t],
             succeeded_change_percent: change_percent(current.succeeded[t], previous.succeeded[t]),
-            drivers: Drivers::default(),
+            drivers: None,
         }
     }
 }

@@ -77,8 +77,8 @@ pub struct TypeChange {
     pub succeeded_current: u64,
     pub succeeded_previous: u64,
     pub succeeded_change_percent: Option<f64>,
-    /// What moved the type's failures between the two periods.
-    pub drivers: Drivers,
+    /// What moved the type's failures between the two periods, when asked for.
+    pub drivers: Option<Drivers>,
 }
 
 /// One integration's or one code's failures in the current and the previous period.

@@ -60,7 +60,11 @@ impl IntegrationState {
 
     /// Counts one event in its hour.
     pub fn record(&mut self, hour: i64, at_ms: i64, failed: bool, latency_ms: Option<f64>) {
-        let slot = self.hours.entry(hour).or_default();
+        // Most events land in the newest hour; skip the tree walk for them.
+        let slot = match self.hours.last_entry() {
+            Some(newest) if *newest.key() == hour => newest.into_mut(),
+            _ => self.hours.entry(hour).or_default(),
+        };
         if failed {
             slot.failed += 1;
             slot.last_failure_ms = slot.last_failure_ms.max(Some(at_ms));
@@ -79,6 +83,14 @@ impl IntegrationState {
             total.add(hour);
         }
         total
+    }
+
+    /// Failures in `[start_ms, end_ms)`, without touching the latency sketches.
+    pub fn failed_in(&self, start_ms: i64, end_ms: i64) -> u64 {
+        self.hours
+            .range(start_ms..end_ms)
+            .map(|(_, h)| u64::from(h.failed))
+            .sum()
     }
 
     pub fn heap_bytes(&self) -> usize {

@@ -185,33 +185,27 @@ impl PartitionState {
         limits: &StoreLimits,
         now_ms: i64,
     ) {
-        let known = self.interner.get(&event.integration_id).is_some_and(|id| {
-            self.tenants.get(&tenant_sym).is_some_and(|t| {
-                t.integrations.contains_key(&IntegrationKey {
-                    integration_type: event.integration_type,
-                    integration_id: id,
-                })
-            })
-        });
-        let count = self
+        let key = match self.known_integration(tenant_sym, event) {
+            Some(key) => key,
+            None => self.new_integration_key(tenant_sym, event, limits),
+        };
+        // The name is interned only when it is new or has changed.
+        let stored_name = self
             .tenants
             .get(&tenant_sym)
-            .map_or(0, |t| t.integrations.len());
-        // Past the cap, nothing of the event is interned: the overflow integration's id is
-        // empty, which no event's id can be.
-        let (id, name) = if known || count < limits.integration_cap_per_tenant {
-            (
-                event.integration_id.as_ref(),
-                event.integration_name.as_ref(),
-            )
+            .and_then(|t| t.integrations.get(&key))
+            .map(|i| (i.name, i.name_at_ms));
+        let wanted = if self.interner.resolve(key.integration_id).is_empty() {
+            OVERFLOW_INTEGRATION_NAME
         } else {
-            ("", OVERFLOW_INTEGRATION_NAME)
+            event.integration_name.as_ref()
         };
-        let key = IntegrationKey {
-            integration_type: event.integration_type,
-            integration_id: self.interner.intern(id),
+        let name = match stored_name {
+            Some((sym, _)) if self.interner.resolve(sym) == wanted => sym,
+            // An older event does not rename the integration.
+            Some((sym, at)) if event.occurred_at_ms < at => sym,
+            _ => self.interner.intern(wanted),
         };
-        let name = self.interner.intern(name);
         let Some(tenant) = self.tenants.get_mut(&tenant_sym) else {
             return;
         };
@@ -232,6 +226,40 @@ impl PartitionState {
         if failed && minute >= limits.minute_floor(now_ms) {
             let list = tenant.minute_failures.entry(minute).or_default();
             record_minute_failure(list, key, event.status_code.unwrap_or(0));
+        }
+    }
+
+    /// The key of the event's integration when the tenant already has it.
+    fn known_integration(&self, tenant_sym: Sym, event: &Event<'_>) -> Option<IntegrationKey> {
+        let key = IntegrationKey {
+            integration_type: event.integration_type,
+            integration_id: self.interner.get(&event.integration_id)?,
+        };
+        let tenant = self.tenants.get(&tenant_sym)?;
+        tenant.integrations.contains_key(&key).then_some(key)
+    }
+
+    /// The key for an integration the tenant does not have yet: its own, or, past the cap, the
+    /// overflow integration of its type, whose id is empty (no event's id can be) so nothing of
+    /// the event is interned.
+    fn new_integration_key(
+        &mut self,
+        tenant_sym: Sym,
+        event: &Event<'_>,
+        limits: &StoreLimits,
+    ) -> IntegrationKey {
+        let count = self
+            .tenants
+            .get(&tenant_sym)
+            .map_or(0, |t| t.integrations.len());
+        let id = if count < limits.integration_cap_per_tenant {
+            event.integration_id.as_ref()
+        } else {
+            ""
+        };
+        IntegrationKey {
+            integration_type: event.integration_type,
+            integration_id: self.interner.intern(id),
         }
     }
 

@@ -3,9 +3,11 @@
 //!
 //! Bins are stored sparsely, sorted by index, with 32-bit counts: an hour of one integration
 //! usually touches a few dozen bins, so a sketch costs tens of bytes rather than the kilobytes
-//! of a dense array over the whole range.
+//! of a dense array over the whole range. The first bin lives inline, so the many hours
+//! that see one event, or events of one latency, allocate nothing.
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 /// The most any reported quantile is off by, relative to the true value at that rank.
 pub const RELATIVE_ACCURACY: f64 = 0.02;
@@ -22,7 +24,7 @@ fn gamma() -> f64 {
 pub struct LatencySketch {
     zeros: u32,
     /// (bin index, count), sorted by index, no zero counts.
-    bins: Vec<(i16, u32)>,
+    bins: SmallVec<[(i16, u32); 1]>,
 }
 
 impl LatencySketch {
@@ -82,7 +84,11 @@ impl LatencySketch {
 
     /// Heap bytes held by the bins.
     pub fn heap_bytes(&self) -> usize {
-        self.bins.capacity() * std::mem::size_of::<(i16, u32)>()
+        if self.bins.spilled() {
+            self.bins.capacity() * std::mem::size_of::<(i16, u32)>()
+        } else {
+            0
+        }
     }
 }
 

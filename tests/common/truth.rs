@@ -468,10 +468,17 @@ pub async fn assert_matches_truth(
                     }),
                     end: None,
                     integration_types: vec![],
+                    include_drivers: true,
                 })
                 .await
                 .expect("change")
                 .into_inner();
+            for t in &c.types {
+                let change = t.failed_current as i64 - t.failed_previous as i64;
+                let other = t.other_integrations.as_ref().map_or(0, |o| o.change);
+                let drivers: i64 = t.integration_drivers.iter().map(|d| d.change).sum();
+                assert_eq!(drivers + other, change, "{tenant}: drivers add up");
+            }
             let (cs, ce) = bounds(&c.current_range);
             let (ps, pe) = bounds(&c.previous_range);
             let current = truth.counts(tenant, cs, ce);

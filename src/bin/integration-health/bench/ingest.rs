@@ -97,6 +97,14 @@ pub fn query_latencies(engine: &QueryEngine, tenant: &str, rounds: usize) -> Vec
         .ok()
         .and_then(|p| p.failures.into_iter().next())
         .map(|row| row.failure_id);
+    let integrations = integration_health::query::ListIntegrationsRequest {
+        tenant_id: tenant.to_owned(),
+        range: None,
+        types: all,
+        order: integration_health::query::IntegrationOrder::FailuresDesc,
+        page_size: 50,
+        page_token: None,
+    };
     let queries: Vec<Query<'_>> = vec![
         (
             "overview",
@@ -104,11 +112,25 @@ pub fn query_latencies(engine: &QueryEngine, tenant: &str, rounds: usize) -> Vec
         ),
         (
             "change_1d",
-            Box::new(|| drop(engine.percentage_change(tenant, Some(DAY_MS), None, all))),
+            Box::new(|| drop(engine.percentage_change(tenant, Some(DAY_MS), None, all, false))),
         ),
         (
             "change_30d",
-            Box::new(|| drop(engine.percentage_change(tenant, Some(30 * DAY_MS), None, all))),
+            Box::new(|| {
+                drop(engine.percentage_change(tenant, Some(30 * DAY_MS), None, all, false))
+            }),
+        ),
+        (
+            "drivers_1d",
+            Box::new(|| drop(engine.percentage_change(tenant, Some(DAY_MS), None, all, true))),
+        ),
+        (
+            "drivers_30d",
+            Box::new(|| drop(engine.percentage_change(tenant, Some(30 * DAY_MS), None, all, true))),
+        ),
+        (
+            "integrations",
+            Box::new(|| drop(engine.list_integrations(&integrations))),
         ),
         (
             "errors",

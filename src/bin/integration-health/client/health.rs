@@ -134,6 +134,47 @@ pub(super) fn render_integration(
     )
 }
 
+/// What drove each type's change in failures, when the answer carries it.
+pub(super) fn render_drivers(response: &proto::GetPercentageChangeResponse) -> String {
+    let mut out = String::new();
+    for t in response
+        .types
+        .iter()
+        .filter(|t| t.other_integrations.is_some())
+    {
+        let mut table = table(&["Driver", "Now", "Before", "Change"]);
+        let rows = t
+            .integration_drivers
+            .iter()
+            .map(|d| (format!("integration {} ({})", d.name, d.key), d))
+            .chain(
+                t.other_integrations
+                    .iter()
+                    .map(|d| ("other integrations".to_owned(), d)),
+            )
+            .chain(
+                t.code_drivers
+                    .iter()
+                    .map(|d| (format!("code {} {}", d.key, d.name), d)),
+            )
+            .chain(t.other_codes.iter().map(|d| ("other codes".to_owned(), d)));
+        for (label, d) in rows {
+            table.add_row(vec![
+                Cell::new(label),
+                Cell::new(d.current).set_alignment(CellAlignment::Right),
+                Cell::new(d.previous).set_alignment(CellAlignment::Right),
+                Cell::new(format!("{:+}", d.change)).set_alignment(CellAlignment::Right),
+            ]);
+        }
+        out.push_str(&format!(
+            "\n\nWhat drove {} failures ({:+})\n{table}",
+            type_label(t.integration_type),
+            t.failed_current as i64 - t.failed_previous as i64
+        ));
+    }
+    out
+}
+
 /// Prints each update as it arrives, until the stream ends or ctrl-c.
 pub(super) async fn watch(
     client: &mut IntegrationHealthClient<Channel>,

@@ -223,6 +223,9 @@ pub enum QueryCommand {
         end: Option<String>,
         #[arg(long, value_delimiter = ',')]
         types: Vec<TypeArg>,
+        /// Also list the integrations and codes that drove each type's change in failures.
+        #[arg(long)]
+        drivers: bool,
     },
     /// Failures per status code.
     Errors(Scope),
@@ -441,6 +444,7 @@ async fn ask(args: QueryArgs) -> Result<String, CliError> {
             period,
             end,
             types,
+            drivers,
         } => {
             let period_ms = parse_span_ms(&period)?;
             let message = proto::GetPercentageChangeRequest {
@@ -451,12 +455,16 @@ async fn ask(args: QueryArgs) -> Result<String, CliError> {
                     .map(|e| parse_instant(&e, now_ms()).map(ms_to_timestamp))
                     .transpose()?,
                 integration_types: types_of(&types),
+                include_drivers: drivers,
             };
             let response = client
                 .get_percentage_change(request(message, token)?)
                 .await?
                 .into_inner();
-            Ok(render_change(&response, json))
+            if json {
+                return Ok(render_change(&response, true));
+            }
+            Ok(render_change(&response, false) + &health::render_drivers(&response))
         }
         QueryCommand::Errors(scope) => {
             let message = proto::GetErrorBreakdownRequest {

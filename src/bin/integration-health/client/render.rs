@@ -125,6 +125,14 @@ pub(super) fn render_tenants(response: &proto::ListTenantsResponse, json: bool) 
     )
 }
 
+fn contribution(c: &proto::Contribution) -> Value {
+    json!({"key": c.key, "name": c.name, "current": c.current, "previous": c.previous, "change": c.change})
+}
+
+fn contributions(list: &[proto::Contribution]) -> Vec<Value> {
+    list.iter().map(contribution).collect()
+}
+
 fn percent_text(p: Option<f64>) -> String {
     match p {
         Some(p) => format!("{p:+.1}%"),
@@ -141,6 +149,10 @@ pub(super) fn render_change(response: &proto::GetPercentageChangeResponse, json:
                 "failed_change_percent": t.failed_change_percent,
                 "succeeded_current": t.succeeded_current, "succeeded_previous": t.succeeded_previous,
                 "succeeded_change_percent": t.succeeded_change_percent,
+                "integration_drivers": contributions(&t.integration_drivers),
+                "other_integrations": t.other_integrations.as_ref().map(contribution),
+                "code_drivers": contributions(&t.code_drivers),
+                "other_codes": t.other_codes.as_ref().map(contribution),
             })).collect::<Vec<_>>(),
             "current_range": range_json(&response.current_range),
             "previous_range": range_json(&response.previous_range),
