@@ -15,7 +15,8 @@ use super::{QueryEngine, QueryError, DEFAULT_PAGE_SIZE, DEFAULT_RANGE_MS, MAX_PA
 use crate::catalog;
 use crate::event::IntegrationType;
 use crate::store::{
-    format_failure_id, IntegrationHour, PartitionState, TenantState, DAY_MS, HOUR_MS,
+    format_failure_id, sum_hours, IntegrationHour, LatencySketch, PartitionState, SketchSum,
+    TenantState, DAY_MS, HOUR_MS,
 };
 
 /// Percentiles every latency answer carries.
@@ -105,6 +106,42 @@ pub struct IntegrationHealth {
     pub effective_range: TimeRange,
 }
 
+/// One integration's totals over a range, summed over the partitions that hold it without
+/// copying its hours: what a row needs.
+#[derive(Default)]
+struct Totals {
+    name: String,
+    name_at_ms: i64,
+    succeeded: u64,
+    failed: u64,
+    last_failure_ms: Option<i64>,
+    latency: SketchSum,
+    /// UTC day start → failures.
+    daily: BTreeMap<i64, u64>,
+}
+
+impl Totals {
+    fn add<'a>(&mut self, hours: impl Iterator<Item = (&'a i64, &'a IntegrationHour)>) {
+        for (hour, counts) in hours {
+            self.succeeded += u64::from(counts.succeeded);
+            self.failed += u64::from(counts.failed);
+            self.last_failure_ms = self.last_failure_ms.max(counts.last_failure_ms);
+            self.latency.add(&counts.latency);
+            *self
+                .daily
+                .entry(hour.div_euclid(DAY_MS) * DAY_MS)
+                .or_default() += u64::from(counts.failed);
+        }
+    }
+
+    fn rename(&mut self, name: &str, at_ms: i64) {
+        if self.name.is_empty() || at_ms >= self.name_at_ms {
+            self.name = name.to_owned();
+            self.name_at_ms = at_ms;
+        }
+    }
+}
+
 /// One integration, summed over the partitions that hold it.
 #[derive(Default)]
 struct Merged {
@@ -149,6 +186,29 @@ impl QueryEngine {
         merged
     }
 
+    /// Every integration of the tenant with events in `range` whose type `wanted` accepts.
+    fn integration_totals(
+        &self,
+        tenant_id: &str,
+        range: TimeRange,
+        wanted: impl Fn(IntegrationType) -> bool,
+    ) -> BTreeMap<Id, Totals> {
+        let mut totals: BTreeMap<Id, Totals> = BTreeMap::new();
+        self.for_tenant(tenant_id, |partition, tenant| {
+            for (key, state) in &tenant.integrations {
+                let mut hours = state.hours.range(range.start_ms..range.end_ms).peekable();
+                if !wanted(key.integration_type) || hours.peek().is_none() {
+                    continue;
+                }
+                let id = partition.interner.resolve(key.integration_id).to_owned();
+                let slot = totals.entry((key.integration_type, id)).or_default();
+                slot.add(hours);
+                slot.rename(partition.interner.resolve(state.name), state.name_at_ms);
+            }
+        });
+        totals
+    }
+
     /// Failures per code of each integration in `range`, from its failure groups.
     fn codes_by_integration(
         &self,
@@ -191,12 +251,12 @@ impl QueryEngine {
             .map(|token| IntegrationToken::decode(token, fingerprint))
             .transpose()?;
         let range = self.effective(request.range, DEFAULT_RANGE_MS, self.now_ms(), HOUR_MS)?;
-        let merged =
-            self.merged_integrations(&request.tenant_id, range, |t, _| request.types.includes(t));
+        let totals =
+            self.integration_totals(&request.tenant_id, range, |t| request.types.includes(t));
         let codes = self.codes_by_integration(&request.tenant_id, range);
-        let mut rows: Vec<IntegrationRow> = merged
+        let mut rows: Vec<IntegrationRow> = totals
             .into_iter()
-            .map(|(id, m)| row(&id, &m, codes.get(&id), range))
+            .map(|(id, totals)| row(&id, totals, codes.get(&id), range))
             .collect();
         let total_integrations = rows.len() as u64;
         rows.sort_by_cached_key(|row| sort_key(row, request.order));
@@ -257,14 +317,14 @@ impl QueryEngine {
             (Some(_), Some(_)) => return Err(QueryError::AmbiguousIntegration),
         };
         let codes = self.codes_by_integration(tenant_id, range);
-        let summary = row(&id, &integration, codes.get(&id), range);
+        let mut totals = Totals::default();
+        totals.add(integration.hours.iter());
+        totals.rename(&integration.name, integration.name_at_ms);
+        let summary = row(&id, totals, codes.get(&id), range);
         let series = boundaries
             .windows(2)
             .map(|w| {
-                let mut total = IntegrationHour::default();
-                for (_, hour) in integration.hours.range(w[0]..w[1]) {
-                    total.add(hour);
-                }
+                let total = sum_hours(integration.hours.range(w[0]..w[1]).map(|(_, h)| h));
                 IntegrationPoint {
                     bucket_start_ms: w[0],
                     succeeded: u64::from(total.succeeded),
@@ -352,37 +412,29 @@ fn collect_groups(
 }
 
 fn percentiles(hour: &IntegrationHour) -> Percentiles {
+    latency_percentiles(&hour.latency)
+}
+
+fn latency_percentiles(sketch: &LatencySketch) -> Percentiles {
     let mut out = [0.0; 3];
     for (slot, q) in out.iter_mut().zip(QUANTILES) {
-        *slot = hour.latency.quantile(q)?;
+        *slot = sketch.quantile(q)?;
     }
     Some(out)
 }
 
 fn row(
     id: &Id,
-    merged: &Merged,
+    totals: Totals,
     codes: Option<&BTreeMap<u16, u64>>,
     range: TimeRange,
 ) -> IntegrationRow {
-    let mut total = IntegrationHour::default();
-    for hour in merged.hours.values() {
-        total.add(hour);
-    }
-    let succeeded = u64::from(total.succeeded);
-    let failed = u64::from(total.failed);
-    let events = (succeeded + failed).max(1);
+    let latency = totals.latency.finish();
+    let events = (totals.succeeded + totals.failed).max(1);
     let first_day = range.start_ms.div_euclid(DAY_MS) * DAY_MS;
     let daily_failures = (first_day..range.end_ms)
         .step_by(DAY_MS as usize)
-        .map(|day| {
-            let failed = merged
-                .hours
-                .range(day..day + DAY_MS)
-                .map(|(_, h)| u64::from(h.failed))
-                .sum();
-            (day, failed)
-        })
+        .map(|day| (day, totals.daily.get(&day).copied().unwrap_or(0)))
         .collect();
     let top_error_code = codes.and_then(|codes| {
         codes
@@ -393,13 +445,13 @@ fn row(
     IntegrationRow {
         integration_type: id.0,
         integration_id: id.1.clone(),
-        integration_name: merged.name.clone(),
-        succeeded,
-        failed,
-        failure_rate: failed as f64 / events as f64,
-        latency: percentiles(&total),
-        latency_count: total.latency.count(),
-        last_failure_ms: total.last_failure_ms,
+        integration_name: totals.name,
+        succeeded: totals.succeeded,
+        failed: totals.failed,
+        failure_rate: totals.failed as f64 / events as f64,
+        latency: latency_percentiles(&latency),
+        latency_count: latency.count(),
+        last_failure_ms: totals.last_failure_ms,
         top_error_code,
         daily_failures,
     }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::interner::Sym;
-use super::sketch::LatencySketch;
+use super::sketch::{LatencySketch, SketchSum};
 use crate::event::IntegrationType;
 
 /// The name of the integration that counts a tenant's integrations past its cap.
@@ -39,6 +39,20 @@ impl IntegrationHour {
         self.last_failure_ms = self.last_failure_ms.max(other.last_failure_ms);
         self.latency.merge(&other.latency);
     }
+}
+
+/// Hours summed into one, their sketches through a dense sum.
+pub fn sum_hours<'a>(hours: impl Iterator<Item = &'a IntegrationHour>) -> IntegrationHour {
+    let mut total = IntegrationHour::default();
+    let mut latency = SketchSum::default();
+    for hour in hours {
+        total.succeeded = total.succeeded.saturating_add(hour.succeeded);
+        total.failed = total.failed.saturating_add(hour.failed);
+        total.last_failure_ms = total.last_failure_ms.max(hour.last_failure_ms);
+        latency.add(&hour.latency);
+    }
+    total.latency = latency.finish();
+    total
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,11 +92,7 @@ impl IntegrationState {
 
     /// Everything in `[start_ms, end_ms)` summed into one hour-shaped total.
     pub fn total_in(&self, start_ms: i64, end_ms: i64) -> IntegrationHour {
-        let mut total = IntegrationHour::default();
-        for hour in self.hours.range(start_ms..end_ms).map(|(_, h)| h) {
-            total.add(hour);
-        }
-        total
+        sum_hours(self.hours.range(start_ms..end_ms).map(|(_, h)| h))
     }
 
     /// Failures in `[start_ms, end_ms)`, without touching the latency sketches.

@@ -31,10 +31,12 @@ pub use groups::{
     failure_id, format_failure_id, parse_failure_id, sample_order, GroupIdentity, GroupKey,
     GroupState, HourStat, Sample, OVERFLOW_DESCRIPTION, OVERFLOW_NAME, SAMPLES_PER_GROUP,
 };
-pub use integrations::{IntegrationHour, IntegrationKey, IntegrationState, MinuteFailures};
+pub use integrations::{
+    sum_hours, IntegrationHour, IntegrationKey, IntegrationState, MinuteFailures,
+};
 pub use interner::{Interner, Sym};
 pub use partition::{Applied, IngestTotals, PartitionState};
-pub use sketch::{LatencySketch, RELATIVE_ACCURACY};
+pub use sketch::{LatencySketch, SketchSum, RELATIVE_ACCURACY};
 pub use tenant::{TenantState, TypeCounts};
 pub use time::{ceil_to, floor_to, StoreLimits, DAY_MS, HOUR_MS, MINUTE_MS};
 

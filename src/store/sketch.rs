@@ -92,6 +92,53 @@ impl LatencySketch {
     }
 }
 
+/// Sums many sketches into one through a dense array over every bin `add` can produce: linear
+/// in the bins summed, where merging sparse sketches pairwise would shift them over and over.
+pub struct SketchSum {
+    zeros: u32,
+    lowest: i16,
+    counts: Vec<u32>,
+    /// Bins outside the dense span (only a sketch from elsewhere could hold one).
+    rest: LatencySketch,
+}
+
+impl Default for SketchSum {
+    fn default() -> Self {
+        let lowest = bin_of(SMALLEST_MS);
+        let highest = bin_of(LARGEST_MS);
+        SketchSum {
+            zeros: 0,
+            lowest,
+            counts: vec![0; (highest - lowest + 1) as usize],
+            rest: LatencySketch::default(),
+        }
+    }
+}
+
+impl SketchSum {
+    pub fn add(&mut self, sketch: &LatencySketch) {
+        self.zeros = self.zeros.saturating_add(sketch.zeros);
+        for (bin, count) in &sketch.bins {
+            let slot = usize::try_from(i32::from(*bin) - i32::from(self.lowest))
+                .ok()
+                .and_then(|i| self.counts.get_mut(i));
+            match slot {
+                Some(slot) => *slot = slot.saturating_add(*count),
+                None => self.rest.add_to_bin(*bin, *count),
+            }
+        }
+    }
+
+    pub fn finish(self) -> LatencySketch {
+        let mut sketch = self.rest;
+        sketch.zeros = sketch.zeros.saturating_add(self.zeros);
+        for (i, count) in self.counts.iter().enumerate().filter(|(_, c)| **c > 0) {
+            sketch.add_to_bin(self.lowest + i as i16, *count);
+        }
+        sketch
+    }
+}
+
 /// The bin holding `ms`: the smallest `i` with `ms ≤ γ^i`.
 fn bin_of(ms: f64) -> i16 {
     let clamped = ms.min(LARGEST_MS);
@@ -162,6 +209,25 @@ mod tests {
                 merged.merge(&sketch);
             }
             prop_assert_eq!(merged, whole);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_dense_sum_equals_pairwise_merges(
+            parts in prop::collection::vec(prop::collection::vec(latency(), 0..40), 0..8),
+        ) {
+            let mut merged = LatencySketch::default();
+            let mut sum = SketchSum::default();
+            for part in &parts {
+                let mut sketch = LatencySketch::default();
+                for v in part {
+                    sketch.add(*v);
+                }
+                merged.merge(&sketch);
+                sum.add(&sketch);
+            }
+            prop_assert_eq!(sum.finish(), merged);
         }
     }
 
