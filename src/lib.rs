@@ -16,6 +16,7 @@ pub mod config;
 pub mod dashboard;
 pub mod event;
 pub mod ingest;
+pub mod issues;
 pub mod ops;
 pub mod query;
 pub mod server;

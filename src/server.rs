@@ -13,16 +13,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::api::{self, ApiLimits, Auth, IntegrationHealthApi, PeerApi, SharedAuth};
+use crate::api::{self, ApiLimits, Auth, IntegrationHealthApi, IssueKeeping, PeerApi, SharedAuth};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::cluster::{Cluster, ClusterConfig, ClusterError, PeerTls};
 use crate::config::{Config, ConfigError};
 use crate::dashboard;
 use crate::ingest::{self, IngestConfig, IngestError, IngestHandle, IngestProgress, IngestShared};
+use crate::issues::{self, IssueBook, IssueWriter, IssuesError};
 use crate::ops::{self, CheckReady, HttpState, Metrics, PartitionGauge, ReadState, StateReading};
 use crate::proto::integration_health_peer_server::IntegrationHealthPeerServer;
 use crate::proto::integration_health_server::IntegrationHealthServer;
-use crate::query::QueryEngine;
+use crate::query::{IssueContext, QueryEngine};
 use crate::snapshot::{SnapshotError, Snapshots};
 use crate::store::Store;
 use crate::tls::{self, ReloadingTls, TlsError};
@@ -60,6 +61,8 @@ pub enum ServerError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Issues(#[from] IssuesError),
     #[error("reflection service")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("graceful stop took longer than {0:?}")]
@@ -81,6 +84,7 @@ pub struct RunningService {
     otlp_metrics: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
     tasks: TaskTracker,
     cluster: Option<Arc<Cluster>>,
+    issues: std::thread::JoinHandle<()>,
     http: std::thread::JoinHandle<()>,
     grpc: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     ingest: IngestHandle,
@@ -98,12 +102,13 @@ impl RunningService {
         let ingest = self.ingest;
         let http = self.http;
         let cluster = self.cluster;
+        let issues = self.issues;
         let joined = tokio::task::spawn_blocking(move || {
             ingest.join();
             if let Some(cluster) = cluster {
                 cluster.join();
             }
-            http.join().is_ok()
+            issues.join().is_ok() && http.join().is_ok()
         })
         .await;
         if !matches!(joined, Ok(true)) {
@@ -204,8 +209,42 @@ fn readiness_check(
     progress: Arc<IngestProgress>,
     clock: SharedClock,
     max_lag: i64,
+    issues: Arc<IssueBook>,
 ) -> CheckReady {
-    Arc::new(move || progress.readiness(&store, max_lag, clock.now_ms()))
+    Arc::new(move || {
+        progress.readiness(&store, max_lag, clock.now_ms())?;
+        match issues.caught_up() {
+            true => Ok(()),
+            false => Err("reading the issues topic".into()),
+        }
+    })
+}
+
+/// The issue book, the writer of actions, and the thread that fills the book from the topic.
+type IssueParts = (
+    Arc<IssueBook>,
+    Arc<IssueKeeping>,
+    std::thread::JoinHandle<()>,
+);
+
+/// The issue book, the thread that fills it from the issues topic, and the writer of actions.
+fn start_issues(
+    config: &Config,
+    client: &rdkafka::ClientConfig,
+    shutdown: CancellationToken,
+) -> Result<IssueParts, IssuesError> {
+    let book = Arc::new(IssueBook::default());
+    let mut reader = client.clone();
+    // Each instance reads the whole topic; the group only names the reader.
+    reader
+        .set("group.id", format!("ih-issues-{}", std::process::id()))
+        .set("enable.auto.commit", "false");
+    let follower = issues::follow(reader, config.issues_topic(), book.clone(), shutdown)?;
+    let keeping = Arc::new(IssueKeeping {
+        writer: IssueWriter::new(client, &config.issues_topic())?,
+        book: book.clone(),
+    });
+    Ok((book, keeping, follower))
 }
 
 pub async fn start(
@@ -233,6 +272,7 @@ pub async fn start(
     let progress = Arc::new(IngestProgress::default());
     let metrics = Arc::new(Metrics::new());
     let ingest_config = ingest_config(config, snapshots)?;
+    let kafka_client = ingest::client_config(&ingest_config, &[]);
     let cluster = match &config.advertise_addr {
         Some(addr) => Some(Cluster::start(
             ClusterConfig {
@@ -274,11 +314,14 @@ pub async fn start(
         shutdown.clone(),
     ));
     let read_state = state_reader(store.clone(), progress.clone(), clock.clone());
+    let (issue_book, issue_keeping, issues_follower) =
+        start_issues(config, &kafka_client, shutdown.clone())?;
     let check_ready = readiness_check(
         store.clone(),
         progress.clone(),
         clock.clone(),
         config.ready_max_lag,
+        issue_book.clone(),
     );
     let tls = match config.tls_files() {
         Some(files) => Some(ReloadingTls::load(files)?),
@@ -303,7 +346,10 @@ pub async fn start(
             shutdown.clone(),
         ));
     }
-    let engine = QueryEngine::new(store.clone(), clock.clone());
+    let engine = QueryEngine::new(store.clone(), clock.clone()).with_issues(Some(IssueContext {
+        book: issue_book,
+        auto_resolve_ms: config.auto_resolve_ms(),
+    }));
     let ApiServer {
         health,
         serving: grpc,
@@ -320,6 +366,7 @@ pub async fn start(
             reflection: config.reflection,
             tls: tls.clone(),
             cluster: cluster.clone(),
+            issues: Some(issue_keeping),
         },
         shutdown.clone(),
     )?;
@@ -356,6 +403,7 @@ pub async fn start(
         otlp_metrics,
         tasks,
         cluster,
+        issues: issues_follower,
         http,
         grpc: tokio::spawn(grpc),
         ingest,
@@ -388,6 +436,8 @@ pub struct ApiParts {
     pub tls: Option<Arc<ReloadingTls>>,
     /// With replicas: answer for every partition, and serve the peer service.
     pub cluster: Option<Arc<Cluster>>,
+    /// Serve `ListIssues` and `UpdateIssue` with these.
+    pub issues: Option<Arc<IssueKeeping>>,
 }
 
 /// Serves `IntegrationHealth`, `grpc.health.v1` and reflection on `listener` until `shutdown`.
@@ -419,7 +469,8 @@ pub fn serve_api(
             parts.limits,
         )
         .with_cluster(parts.cluster)
-        .with_shutdown(shutdown.clone()),
+        .with_shutdown(shutdown.clone())
+        .with_issues(parts.issues),
     );
     let connect = api::connect_router(
         handlers.clone(),

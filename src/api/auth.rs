@@ -15,6 +15,8 @@ use crate::config::{sha256, CheckedGrant};
 pub enum Access<'a> {
     /// One tenant's numbers.
     Tenant(&'a str),
+    /// Changing one tenant's issues. Needs a grant with `write = true` for the tenant.
+    Write(&'a str),
     /// What any valid token may read: the catalog.
     Any,
     /// What spans tenants: ingest status. Needs an operator token.
@@ -68,6 +70,13 @@ impl Auth {
             Access::Operator if !grant.operator => Err(Status::permission_denied(
                 "this call needs an operator token",
             )),
+            Access::Write(tenant)
+                if !grant.write || !grant.tenants.as_ref().is_none_or(|t| t.contains(tenant)) =>
+            {
+                Err(Status::permission_denied(format!(
+                    "this token may not change issues of tenant {tenant:?}; it needs write = true"
+                )))
+            }
             _ => Ok(()),
         }
     }

@@ -7,6 +7,7 @@ use tonic::Status;
 
 use crate::catalog::CatalogEntry;
 use crate::event::IntegrationType;
+use crate::issues::{ActionKind, IssueState, IssueStatus};
 use crate::proto;
 use crate::query::{
     self, Contribution, FailureOrder, Granularity, GroupSummary, IntegrationOrder,
@@ -347,7 +348,38 @@ impl From<query::FailureRow> for proto::FailureGroup {
             total_errors: row.total_errors,
             first_seen: Some(ms_to_timestamp(row.first_seen_ms)),
             last_seen: Some(ms_to_timestamp(row.last_seen_ms)),
+            issue: row.issue.map(Into::into),
         }
+    }
+}
+
+impl From<IssueStatus> for proto::Issue {
+    fn from(status: IssueStatus) -> Self {
+        let state = match status.state {
+            IssueState::Open => proto::IssueState::Open,
+            IssueState::Acknowledged => proto::IssueState::Acknowledged,
+            IssueState::Resolved => proto::IssueState::Resolved,
+            IssueState::Snoozed => proto::IssueState::Snoozed,
+            IssueState::Reopened => proto::IssueState::Reopened,
+        };
+        let mut issue = proto::Issue {
+            state: state as i32,
+            auto_resolved: status.auto_resolved,
+            ..Default::default()
+        };
+        if let Some(action) = status.action {
+            issue.last_action = match action.action {
+                ActionKind::Acknowledge => proto::IssueAction::Acknowledge,
+                ActionKind::Resolve => proto::IssueAction::Resolve,
+                ActionKind::Snooze => proto::IssueAction::Snooze,
+                ActionKind::Reopen => proto::IssueAction::Reopen,
+            } as i32;
+            issue.actor = action.actor;
+            issue.acted_at = Some(ms_to_timestamp(action.at_ms));
+            issue.note = action.note;
+            issue.snoozed_until = action.until_ms.map(ms_to_timestamp);
+        }
+        issue
     }
 }
 

@@ -66,5 +66,6 @@ covered!(
     proto::GetFailureDetailsResponse,
     proto::ListTenantsResponse,
     proto::ListIntegrationsResponse,
-    proto::GetIntegrationHealthResponse
+    proto::GetIntegrationHealthResponse,
+    proto::ListIssuesResponse
 );

@@ -22,9 +22,10 @@ use super::convert::{
     type_from_wire, type_to_wire, types_from_wire,
 };
 use super::coverage::{partition_list, respond, ALLOW_PARTIAL};
+use super::issues::IssueKeeping;
 use super::status::{add_unreported, merge_status, status_response};
 use super::status_from;
-use super::watch::{watch_interval, WatchStream, Watched};
+use super::watch::WatchStream;
 use crate::clock::SharedClock;
 use crate::cluster::{Cluster, Coverage};
 use crate::event::{is_tenant_char, MAX_INTEGRATION_ID_CHARS, MAX_NAME_CHARS, MAX_TENANT_ID_CHARS};
@@ -32,7 +33,7 @@ use crate::ingest::IngestProgress;
 use crate::ops::Metrics;
 use crate::proto;
 use crate::proto::integration_health_server::IntegrationHealth;
-use crate::query::{self, FailureOrder, Granularity, IntegrationOrder, QueryEngine, QueryError};
+use crate::query::{self, FailureOrder, Granularity, QueryEngine, QueryError};
 
 /// What keeps the API from being overrun: how many queries run at once, how long a call may
 /// wait for a slot before it is shed, and an optional rate per caller.
@@ -62,17 +63,19 @@ impl Default for ApiLimits {
 type CallerLimiter = governor::DefaultKeyedRateLimiter<String>;
 
 pub struct IntegrationHealthApi {
-    engine: QueryEngine,
+    pub(super) engine: QueryEngine,
     progress: Arc<IngestProgress>,
-    clock: SharedClock,
-    auth: SharedAuth,
+    pub(super) clock: SharedClock,
+    pub(super) auth: SharedAuth,
     metrics: Arc<Metrics>,
     slots: Arc<Semaphore>,
-    cluster: Option<Arc<Cluster>>,
+    pub(super) cluster: Option<Arc<Cluster>>,
     queue_wait: Duration,
     rate: Option<CallerLimiter>,
     /// Ends open watches when the service stops.
-    shutdown: CancellationToken,
+    pub(super) shutdown: CancellationToken,
+    /// Where users' issue actions go, when issues are kept.
+    pub(super) issues: Option<Arc<IssueKeeping>>,
 }
 
 impl IntegrationHealthApi {
@@ -97,7 +100,14 @@ impl IntegrationHealthApi {
                 .rate_per_caller
                 .map(|rate| governor::RateLimiter::keyed(governor::Quota::per_second(rate))),
             shutdown: CancellationToken::new(),
+            issues: None,
         }
+    }
+
+    /// Serves `ListIssues` and `UpdateIssue`.
+    pub fn with_issues(mut self, issues: Option<Arc<IssueKeeping>>) -> Self {
+        self.issues = issues;
+        self
     }
 
     /// Open watches end when `shutdown` is cancelled.
@@ -113,7 +123,7 @@ impl IntegrationHealthApi {
     }
 
     /// Runs one call and records its status and latency.
-    async fn timed<T>(
+    pub(super) async fn timed<T>(
         &self,
         rpc: &'static str,
         call: impl Future<Output = Result<Response<T>, Status>>,
@@ -128,14 +138,14 @@ impl IntegrationHealthApi {
     }
 
     /// Checks the tenant id and the caller's right to it; only a valid id reaches the span.
-    fn tenant<T>(&self, request: &Request<T>, tenant_id: &str) -> Result<(), Status> {
+    pub(super) fn tenant<T>(&self, request: &Request<T>, tenant_id: &str) -> Result<(), Status> {
         validate_tenant(tenant_id)?;
         tracing::Span::current().record("tenant", tenant_id);
         self.caller(request, Access::Tenant(tenant_id))
     }
 
     /// Authenticates the caller, checks its right to `access`, and applies its rate limit.
-    fn caller<T>(&self, request: &Request<T>, access: Access<'_>) -> Result<(), Status> {
+    pub(super) fn caller<T>(&self, request: &Request<T>, access: Access<'_>) -> Result<(), Status> {
         self.auth.current().check(request.metadata(), access)?;
         let Some(rate) = &self.rate else {
             return Ok(());
@@ -155,7 +165,7 @@ impl IntegrationHealthApi {
     /// over every partition of the topic (the others' fetched from their owners). Partitions
     /// that cannot be reached make the call UNAVAILABLE, unless the caller accepts a partial
     /// answer with the `ih-allow-partial: true` header.
-    async fn tenant_query<T: Send + 'static>(
+    pub(super) async fn tenant_query<T: Send + 'static>(
         &self,
         metadata: &MetadataMap,
         allow_partial: bool,
@@ -167,7 +177,7 @@ impl IntegrationHealthApi {
         };
         let (view, coverage) = cluster.tenant_view(self.engine.store(), tenant_id).await;
         check_coverage(&coverage, metadata, allow_partial)?;
-        let engine = QueryEngine::new(Arc::new(view), self.clock.clone());
+        let engine = self.engine.over(Arc::new(view));
         Ok((self.run(engine, work).await?, Some(coverage)))
     }
 
@@ -232,25 +242,6 @@ fn check_coverage(
     Ok(())
 }
 
-fn health_response(health: query::IntegrationHealth) -> proto::GetIntegrationHealthResponse {
-    proto::GetIntegrationHealthResponse {
-        integration: Some(health.summary.into()),
-        series: health.series.into_iter().map(Into::into).collect(),
-        error_codes: health
-            .error_codes
-            .into_iter()
-            .map(|e| proto::ErrorCount {
-                status_code: u32::from(e.status_code),
-                name: e.name.to_owned(),
-                failed: e.failed,
-            })
-            .collect(),
-        top_failures: health.top_failures.into_iter().map(Into::into).collect(),
-        effective_range: Some(health.effective_range.into()),
-        ..Default::default()
-    }
-}
-
 fn validate_tenant(tenant_id: &str) -> Result<(), Status> {
     let valid_chars = tenant_id.chars().all(is_tenant_char);
     if tenant_id.is_empty() || tenant_id.len() > MAX_TENANT_ID_CHARS || !valid_chars {
@@ -261,7 +252,7 @@ fn validate_tenant(tenant_id: &str) -> Result<(), Status> {
     Ok(())
 }
 
-fn non_empty(text: &str) -> Option<String> {
+pub(super) fn non_empty(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.to_owned())
 }
 
@@ -568,111 +559,41 @@ impl IntegrationHealth for IntegrationHealthApi {
         .await
     }
 
-    #[instrument(skip(self, request), fields(rpc = "ListIntegrations", tenant = tracing::field::Empty))]
     async fn list_integrations(
         &self,
         request: Request<proto::ListIntegrationsRequest>,
     ) -> Result<Response<proto::ListIntegrationsResponse>, Status> {
-        self.timed("ListIntegrations", async {
-            let req = request.get_ref();
-            self.tenant(&request, &req.tenant_id)?;
-            let list = query::ListIntegrationsRequest {
-                tenant_id: req.tenant_id.clone(),
-                range: optional_range(req.range.as_ref())?,
-                types: types_from_wire(&req.integration_types)?,
-                order: IntegrationOrder::try_from(req.order_by)?,
-                page_size: req.page_size as usize,
-                page_token: non_empty(bounded("page_token", &req.page_token, 1024)?),
-            };
-            let (page, coverage) = self
-                .tenant_query(
-                    request.metadata(),
-                    req.allow_partial,
-                    &req.tenant_id,
-                    move |engine| engine.list_integrations(&list),
-                )
-                .await?;
-            Ok(respond(
-                &coverage,
-                proto::ListIntegrationsResponse {
-                    integrations: page.integrations.into_iter().map(Into::into).collect(),
-                    next_page_token: page.next_page_token.unwrap_or_default(),
-                    total_integrations: page.total_integrations,
-                    effective_range: Some(page.effective_range.into()),
-                    ..Default::default()
-                },
-            ))
-        })
-        .await
+        self.list_integrations_call(request).await
     }
 
-    #[instrument(skip(self, request), fields(rpc = "GetIntegrationHealth", tenant = tracing::field::Empty))]
     async fn get_integration_health(
         &self,
         request: Request<proto::GetIntegrationHealthRequest>,
     ) -> Result<Response<proto::GetIntegrationHealthResponse>, Status> {
-        self.timed("GetIntegrationHealth", async {
-            let req = request.get_ref();
-            self.tenant(&request, &req.tenant_id)?;
-            let tenant = req.tenant_id.clone();
-            let id = bounded(
-                "integration_id",
-                &req.integration_id,
-                MAX_INTEGRATION_ID_CHARS * 4,
-            )?;
-            if id.is_empty() {
-                return Err(Status::invalid_argument("integration_id is required"));
-            }
-            let id = id.to_owned();
-            let integration_type = match req.integration_type {
-                0 => None,
-                t => Some(type_from_wire(t)?),
-            };
-            let range = optional_range(req.range.as_ref())?;
-            let granularity = Granularity::try_from(req.granularity)?;
-            let zone = bounded("time_zone", &req.time_zone, 64)?.to_owned();
-            let (health, coverage) = self
-                .tenant_query(
-                    request.metadata(),
-                    req.allow_partial,
-                    &req.tenant_id,
-                    move |engine| {
-                        engine.integration_health(
-                            &tenant,
-                            integration_type,
-                            &id,
-                            range,
-                            granularity,
-                            &zone,
-                        )
-                    },
-                )
-                .await?;
-            Ok(respond(&coverage, health_response(health)))
-        })
-        .await
+        self.integration_health_call(request).await
     }
 
     type WatchTenantStream = WatchStream;
 
-    #[instrument(skip(self, request), fields(rpc = "WatchTenant", tenant = tracing::field::Empty))]
     async fn watch_tenant(
         &self,
         request: Request<proto::WatchTenantRequest>,
     ) -> Result<Response<WatchStream>, Status> {
-        self.timed("WatchTenant", async {
-            let req = request.get_ref();
-            self.tenant(&request, &req.tenant_id)?;
-            let watched = Watched {
-                engine: self.engine.clone(),
-                cluster: self.cluster.clone(),
-                tenant_id: req.tenant_id.clone(),
-                interval: watch_interval(req.min_interval.as_ref())?,
-                shutdown: self.shutdown.clone(),
-            };
-            Ok(Response::new(watched.stream()))
-        })
-        .await
+        self.watch_tenant_call(request).await
+    }
+
+    async fn list_issues(
+        &self,
+        request: Request<proto::ListIssuesRequest>,
+    ) -> Result<Response<proto::ListIssuesResponse>, Status> {
+        self.list_issues_call(request).await
+    }
+
+    async fn update_issue(
+        &self,
+        request: Request<proto::UpdateIssueRequest>,
+    ) -> Result<Response<proto::UpdateIssueResponse>, Status> {
+        self.update_issue_call(request).await
     }
 
     #[instrument(skip(self, request), fields(rpc = "ListTenants"))]

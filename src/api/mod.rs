@@ -7,6 +7,7 @@
 //! - `convert`: proto ↔ domain conversions, shared with the `query` client;
 //! - `coverage`: which partitions an answer covers, when replicas answer together;
 //! - `grpc`: the `IntegrationHealth` service;
+//! - `health`: its integration-health calls; `issues`: its issue calls;
 //! - `peer`: the replica-to-replica service;
 //! - `status`: ingest status on the wire, merged across replicas;
 //! - `watch`: `WatchTenant`'s updates.
@@ -16,6 +17,8 @@ mod connect;
 pub mod convert;
 mod coverage;
 mod grpc;
+mod health;
+mod issues;
 mod peer;
 mod status;
 mod watch;
@@ -26,6 +29,7 @@ pub use auth::{Access, Auth, SharedAuth};
 pub use connect::{connect_code, connect_router, SERVICE_PATH};
 pub use coverage::{ALLOW_PARTIAL, COVERED_PARTITIONS, MISSING_PARTITIONS};
 pub use grpc::{ApiLimits, IntegrationHealthApi};
+pub use issues::IssueKeeping;
 pub use peer::PeerApi;
 
 use crate::query::QueryError;

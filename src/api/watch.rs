@@ -69,7 +69,8 @@ impl Watched {
                 let (view, _) = cluster
                     .tenant_view(self.engine.store(), &self.tenant_id)
                     .await;
-                QueryEngine::new(Arc::new(view), self.engine.clock().clone())
+                self.engine
+                    .over(Arc::new(view))
                     .tenant_counters(&self.tenant_id)
             }
         }

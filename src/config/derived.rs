@@ -36,6 +36,15 @@ impl Config {
             .unwrap_or_else(|| format!("{}.by-tenant", self.topic))
     }
 
+    /// The compacted topic of users' issue actions.
+    pub fn issues_topic(&self) -> String {
+        format!("{}.issues", self.topic)
+    }
+
+    pub fn auto_resolve_ms(&self) -> i64 {
+        i64::from(self.auto_resolve_after_hours) * HOUR_MS
+    }
+
     pub fn members_topic(&self) -> String {
         self.members_topic
             .clone()

@@ -106,6 +106,8 @@ pub struct Config {
     pub minute_window_hours: u32,
     pub max_future_secs: u32,
     pub group_cap_per_tenant: usize,
+    /// An issue with no failure for this long is resolved on its own.
+    pub auto_resolve_after_hours: u32,
     /// Integrations one tenant may have per partition; events of further integrations are
     /// counted in one overflow integration per type.
     pub integration_cap_per_tenant: usize,
@@ -169,6 +171,7 @@ impl Default for Config {
             minute_window_hours: 48,
             max_future_secs: 300,
             group_cap_per_tenant: 10_000,
+            auto_resolve_after_hours: 24,
             integration_cap_per_tenant: 10_000,
             tenant_cap_per_partition: 50_000,
             max_message_bytes: 1 << 20,
@@ -297,6 +300,9 @@ impl Config {
         }
         if self.group_cap_per_tenant == 0 {
             return Err(invalid("group_cap_per_tenant", "must be at least 1"));
+        }
+        if self.auto_resolve_after_hours == 0 {
+            return Err(invalid("auto_resolve_after_hours", "must be at least 1"));
         }
         if self.integration_cap_per_tenant == 0 {
             return Err(invalid("integration_cap_per_tenant", "must be at least 1"));

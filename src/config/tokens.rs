@@ -25,6 +25,9 @@ pub struct TokenGrant {
     /// May read what spans tenants: `GetIngestStatus`.
     #[serde(default)]
     pub operator: bool,
+    /// May change issues (`UpdateIssue`) of the tenants it may read.
+    #[serde(default)]
+    pub write: bool,
 }
 
 /// Never shows the token.
@@ -46,6 +49,7 @@ pub struct CheckedGrant {
     /// `None`: every tenant.
     pub tenants: Option<HashSet<String>>,
     pub operator: bool,
+    pub write: bool,
 }
 
 pub fn sha256(token: &str) -> [u8; 32] {
@@ -93,6 +97,7 @@ impl TokenGrant {
                 digest,
                 tenants: None,
                 operator: self.operator,
+                write: self.write,
             });
         }
         if let Some(bad) = self.tenants.iter().find(|t| !valid_tenant(t)) {
@@ -108,6 +113,7 @@ impl TokenGrant {
             digest,
             tenants: Some(self.tenants.iter().cloned().collect()),
             operator: self.operator,
+            write: self.write,
         })
     }
 }

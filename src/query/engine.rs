@@ -10,6 +10,7 @@ use super::{QueryError, DEFAULT_PERIOD_MS, DEFAULT_RANGE_MS, FUTURE_MARGIN_MS};
 use crate::catalog::{self, CatalogEntry};
 use crate::clock::SharedClock;
 use crate::event::{IntegrationType, PerType};
+use crate::issues::IssueBook;
 use crate::store::{
     ceil_to, floor_to, PartitionState, Store, TenantState, TypeCounts, HOUR_MS, MINUTE_MS,
 };
@@ -19,19 +20,43 @@ use crate::store::{
 pub struct QueryEngine {
     pub(super) store: Arc<Store>,
     clock: SharedClock,
+    /// When issues are kept: the users' actions and how long a quiet group stays open.
+    pub(super) issues: Option<IssueContext>,
+}
+
+/// What the queries need to tell an issue's state.
+#[derive(Clone)]
+pub struct IssueContext {
+    pub book: Arc<IssueBook>,
+    pub auto_resolve_ms: i64,
 }
 
 impl QueryEngine {
     pub fn new(store: Arc<Store>, clock: SharedClock) -> Self {
-        QueryEngine { store, clock }
+        QueryEngine {
+            store,
+            clock,
+            issues: None,
+        }
+    }
+
+    /// Rows of failure groups carry their issue state.
+    pub fn with_issues(mut self, issues: Option<IssueContext>) -> Self {
+        self.issues = issues;
+        self
+    }
+
+    /// The same engine, over another store (a view merged across replicas).
+    pub fn over(&self, store: Arc<Store>) -> Self {
+        QueryEngine {
+            store,
+            clock: self.clock.clone(),
+            issues: self.issues.clone(),
+        }
     }
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
-    }
-
-    pub fn clock(&self) -> &SharedClock {
-        &self.clock
     }
 
     pub(super) fn now_ms(&self) -> i64 {

@@ -12,6 +12,7 @@ use super::{
     QueryEngine, QueryError, DEFAULT_PAGE_SIZE, DEFAULT_RANGE_MS, MAX_PAGE_SIZE, MAX_TREND_POINTS,
 };
 use crate::catalog;
+use crate::issues::{derive_state, Activity, IssueState, IssueStatus};
 use crate::store::{
     format_failure_id, parse_failure_id, sample_order, GroupKey, GroupState, PartitionKey,
     PartitionState, SharedPartition, Sym, HOUR_MS, SAMPLES_PER_GROUP,
@@ -65,14 +66,38 @@ impl GroupSummary {
 
     fn row(
         &self,
+        engine: &QueryEngine,
         tenant_id: &str,
         partitions: &[(PartitionKey, SharedPartition)],
     ) -> Option<FailureRow> {
         let (index, key) = self.source;
         let guard = partitions.get(index)?.1.read();
         let group = guard.tenant(tenant_id)?.groups.get(&key)?;
-        Some(failure_row(&guard, &key, group, self))
+        let issue = engine.issue_status(tenant_id, self, group);
+        Some(failure_row(&guard, &key, group, self, issue))
     }
+
+    /// The group's issue state, read from the partition that holds its newest event. With
+    /// tenant-affine partitions a group lives in one partition, so this is its whole history.
+    fn issue_status(
+        &self,
+        engine: &QueryEngine,
+        tenant_id: &str,
+        partitions: &[(PartitionKey, SharedPartition)],
+    ) -> Option<IssueStatus> {
+        let (index, key) = self.source;
+        let guard = partitions.get(index)?.1.read();
+        let group = guard.tenant(tenant_id)?.groups.get(&key)?;
+        engine.issue_status(tenant_id, self, group)
+    }
+}
+
+/// Binds a page token to the states asked for, so a token is not used with other states.
+fn states_fingerprint(states: &[IssueState]) -> u64 {
+    if states.is_empty() {
+        return 0;
+    }
+    xxhash_rust::xxh3::xxh3_64(format!("{states:?}").as_bytes())
 }
 
 /// A stored description, or the catalog name of the code when the event had no message.
@@ -88,6 +113,7 @@ fn failure_row(
     key: &GroupKey,
     group: &GroupState,
     numbers: &GroupSummary,
+    issue: Option<IssueStatus>,
 ) -> FailureRow {
     let text = |sym| partition.interner.resolve(sym).to_owned();
     FailureRow {
@@ -104,7 +130,21 @@ fn failure_row(
         total_errors: numbers.total,
         first_seen_ms: numbers.first_ms,
         last_seen_ms: numbers.last_ms,
+        issue,
     }
+}
+
+/// The start of the newest failure that followed a quiet spell of at least `gap_ms`.
+fn latest_return(group: &GroupState, gap_ms: i64) -> Option<i64> {
+    let mut previous_last: Option<i64> = None;
+    let mut latest = None;
+    for stat in group.hours.values() {
+        if previous_last.is_some_and(|last| stat.first_ms - last >= gap_ms) {
+            latest = Some(stat.first_ms);
+        }
+        previous_last = Some(stat.last_ms);
+    }
+    latest
 }
 
 /// A text filter resolved against one partition's interner: `None` matches anything,
@@ -161,9 +201,51 @@ fn merge_part(merged: &mut FxHashMap<u128, GroupSummary>, part: GroupSummary) {
 }
 
 impl QueryEngine {
+    fn issue_status(
+        &self,
+        tenant_id: &str,
+        numbers: &GroupSummary,
+        group: &GroupState,
+    ) -> Option<IssueStatus> {
+        let context = self.issues.as_ref()?;
+        let activity = Activity {
+            first_ms: numbers.first_ms,
+            last_ms: numbers.last_ms,
+            latest_return_ms: latest_return(group, context.auto_resolve_ms),
+        };
+        let newest = context
+            .book
+            .newest(tenant_id, &format_failure_id(numbers.failure_id));
+        Some(derive_state(
+            newest.as_ref(),
+            activity,
+            self.now_ms(),
+            context.auto_resolve_ms,
+        ))
+    }
+
+    /// The failures table: every group with failures in the range.
+    pub fn list_failures(&self, request: &ListFailuresRequest) -> Result<FailurePage, QueryError> {
+        self.list_groups(request, &[])
+    }
+
+    /// The issues: the failures table kept to the groups whose issue is in one of `states`
+    /// (any state when empty).
+    pub fn list_issues(
+        &self,
+        request: &ListFailuresRequest,
+        states: &[IssueState],
+    ) -> Result<FailurePage, QueryError> {
+        self.list_groups(request, states)
+    }
+
     /// Two passes: rank every matching group by numbers alone (no strings, no allocation per
     /// group), then build rows only for the page being served.
-    pub fn list_failures(&self, request: &ListFailuresRequest) -> Result<FailurePage, QueryError> {
+    fn list_groups(
+        &self,
+        request: &ListFailuresRequest,
+        states: &[IssueState],
+    ) -> Result<FailurePage, QueryError> {
         let page_size = match request.page_size {
             0 => DEFAULT_PAGE_SIZE,
             n if n > MAX_PAGE_SIZE => {
@@ -171,7 +253,7 @@ impl QueryEngine {
             }
             n => n,
         };
-        let fingerprint = query_fingerprint(request);
+        let fingerprint = query_fingerprint(request) ^ states_fingerprint(states);
         let after = match &request.page_token {
             Some(token) => Some(PageToken::decode(token, fingerprint)?),
             None => None,
@@ -180,6 +262,12 @@ impl QueryEngine {
         let effective_range = self.effective(request.range, DEFAULT_RANGE_MS, now, HOUR_MS)?;
         let partitions = self.store().partitions();
         let mut ranked = rank_groups(&partitions, request, effective_range);
+        if !states.is_empty() {
+            ranked.retain(|c| {
+                c.issue_status(self, &request.tenant_id, &partitions)
+                    .is_some_and(|status| states.contains(&status.state))
+            });
+        }
         let total_groups = ranked.len() as u64;
         let order = request.order;
         ranked.sort_unstable_by_key(|c| c.sort_key(order));
@@ -197,7 +285,7 @@ impl QueryEngine {
         ranked.truncate(page_size);
         let failures = ranked
             .iter()
-            .filter_map(|c| c.row(&request.tenant_id, &partitions))
+            .filter_map(|c| c.row(self, &request.tenant_id, &partitions))
             .collect();
         Ok(FailurePage {
             failures,
@@ -257,7 +345,9 @@ impl QueryEngine {
             failure_id: failure_id.to_owned(),
         };
         let summary = summary.ok_or_else(not_found)?;
-        let failure = summary.row(tenant_id, &partitions).ok_or_else(not_found)?;
+        let failure = summary
+            .row(self, tenant_id, &partitions)
+            .ok_or_else(not_found)?;
         samples.sort_by(|a, b| {
             sample_order(a.occurred_at_ms, &a.event_id, b.occurred_at_ms, &b.event_id)
         });

@@ -210,6 +210,8 @@ pub struct FailureRow {
     pub total_errors: u64,
     pub first_seen_ms: i64,
     pub last_seen_ms: i64,
+    /// When issues are kept.
+    pub issue: Option<crate::issues::IssueStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

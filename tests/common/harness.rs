@@ -112,6 +112,7 @@ impl ApiOnly {
                 reflection: true,
                 tls: tls.clone(),
                 cluster: None,
+                issues: None,
             },
             stop.clone(),
         )

@@ -269,6 +269,8 @@ async fn call(
         "ListCommonErrors" => list_common_errors,
         "ListIntegrations" => list_integrations,
         "GetIntegrationHealth" => get_integration_health,
+        "ListIssues" => list_issues,
+        "UpdateIssue" => update_issue,
         "ListTenants" => list_tenants,
         "GetIngestStatus" => get_ingest_status,
     }

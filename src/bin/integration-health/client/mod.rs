@@ -18,6 +18,7 @@ mod render;
 use render::*;
 
 mod health;
+mod issues;
 
 #[derive(Debug, Error)]
 pub enum CliError {
@@ -165,6 +166,46 @@ pub enum GranularityArg {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum IssueStateArg {
+    Open,
+    Acknowledged,
+    Resolved,
+    Snoozed,
+    Reopened,
+}
+
+impl From<IssueStateArg> for proto::IssueState {
+    fn from(s: IssueStateArg) -> Self {
+        match s {
+            IssueStateArg::Open => proto::IssueState::Open,
+            IssueStateArg::Acknowledged => proto::IssueState::Acknowledged,
+            IssueStateArg::Resolved => proto::IssueState::Resolved,
+            IssueStateArg::Snoozed => proto::IssueState::Snoozed,
+            IssueStateArg::Reopened => proto::IssueState::Reopened,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum IssueActionArg {
+    Ack,
+    Resolve,
+    Snooze,
+    Reopen,
+}
+
+impl From<IssueActionArg> for proto::IssueAction {
+    fn from(a: IssueActionArg) -> Self {
+        match a {
+            IssueActionArg::Ack => proto::IssueAction::Acknowledge,
+            IssueActionArg::Resolve => proto::IssueAction::Resolve,
+            IssueActionArg::Snooze => proto::IssueAction::Snooze,
+            IssueActionArg::Reopen => proto::IssueAction::Reopen,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum IntegrationOrderArg {
     Failures,
     FailureRate,
@@ -307,6 +348,35 @@ pub enum QueryCommand {
         #[arg(long, default_value = "1s")]
         interval: String,
     },
+    /// Failure groups as issues, with their state; filter with --state.
+    Issues {
+        #[command(flatten)]
+        scope: Scope,
+        #[arg(long, value_enum, value_delimiter = ',')]
+        state: Vec<IssueStateArg>,
+        #[arg(long)]
+        code: Option<u32>,
+        #[arg(long, default_value_t = 20)]
+        page_size: u32,
+        #[arg(long)]
+        page_token: Option<String>,
+    },
+    /// Acknowledge, resolve, snooze or reopen an issue (needs a token with write = true).
+    Issue {
+        #[arg(value_enum)]
+        action: IssueActionArg,
+        failure_id: String,
+        #[arg(long)]
+        tenant: String,
+        /// Who acts, as it should be shown; default $USER.
+        #[arg(long, env = "USER", default_value = "")]
+        actor: String,
+        #[arg(long, default_value = "")]
+        note: String,
+        /// For snooze: how long (90m, 4h, 2d) or until when (RFC 3339).
+        #[arg(long = "for")]
+        snooze: Option<String>,
+    },
     /// The tenants this token may read that have events in the range, busiest first.
     Tenants {
         /// Start: RFC 3339 or a span back from now (7d); default 30 days ago.
@@ -317,6 +387,14 @@ pub enum QueryCommand {
     },
     /// Consumer positions, lag and event totals.
     Status,
+}
+
+/// A snooze's end: a span from now (4h) or an RFC 3339 time.
+fn snooze_until(text: &str) -> Result<i64, CliError> {
+    match parse_span_ms(text) {
+        Ok(span) => Ok(now_ms() + span),
+        Err(_) => parse_instant(text, now_ms()),
+    }
 }
 
 /// Parses `90m`, `24h`, `7d`, `2w` or plain seconds into milliseconds.
@@ -608,6 +686,57 @@ async fn ask(args: QueryArgs) -> Result<String, CliError> {
                 min_interval: Some(ms_to_duration(parse_span_ms(&interval)?)),
             };
             health::watch(&mut client, request(message, token)?, json).await
+        }
+        QueryCommand::Issues {
+            scope,
+            state,
+            code,
+            page_size,
+            page_token,
+        } => {
+            let message = proto::ListIssuesRequest {
+                allow_partial,
+                tenant_id: scope.tenant.clone(),
+                range: range_of(&scope.since, &scope.until)?,
+                states: state
+                    .into_iter()
+                    .map(|s| proto::IssueState::from(s) as i32)
+                    .collect(),
+                integration_types: types_of(&scope.types),
+                status_code: code.unwrap_or(0),
+                page_size,
+                page_token: page_token.unwrap_or_default(),
+                order_by: 0,
+            };
+            let response = client
+                .list_issues(request(message, token)?)
+                .await?
+                .into_inner();
+            Ok(issues::render_issues(&response, json))
+        }
+        QueryCommand::Issue {
+            action,
+            failure_id,
+            tenant,
+            actor,
+            note,
+            snooze,
+        } => {
+            let message = proto::UpdateIssueRequest {
+                tenant_id: tenant,
+                failure_id,
+                action: proto::IssueAction::from(action) as i32,
+                actor,
+                note,
+                snooze_until: snooze
+                    .map(|s| snooze_until(&s).map(ms_to_timestamp))
+                    .transpose()?,
+            };
+            let response = client
+                .update_issue(request(message, token)?)
+                .await?
+                .into_inner();
+            Ok(issues::render_update(&response, json))
         }
         QueryCommand::Tenants { since, until } => {
             let message = proto::ListTenantsRequest {

@@ -251,7 +251,48 @@ fn failure_json(f: &proto::FailureGroup) -> Value {
         "service_id": f.service_id, "service_name": f.service_name,
         "flow_id": f.flow_id, "flow_name": f.flow_name, "total_errors": f.total_errors,
         "first_seen": time_text(&f.first_seen), "last_seen": time_text(&f.last_seen),
+        "issue": f.issue.as_ref().map(|i| json!({
+            "state": issue_state_name(i.state), "auto_resolved": i.auto_resolved,
+            "actor": i.actor, "note": i.note, "acted_at": time_text(&i.acted_at),
+            "snoozed_until": time_text(&i.snoozed_until),
+        })),
     })
+}
+
+pub(super) fn issue_state_name(state: i32) -> &'static str {
+    proto::IssueState::try_from(state).map_or("unknown", |s| s.as_str_name())
+}
+
+/// An issue's state in a few words: "ACKNOWLEDGED by ana", "RESOLVED (auto)".
+pub(super) fn issue_text(issue: &Option<proto::Issue>) -> String {
+    let Some(issue) = issue else {
+        return String::new();
+    };
+    let mut text = issue_state_name(issue.state).to_owned();
+    if issue.auto_resolved {
+        text.push_str(" (auto)");
+    } else if !issue.actor.is_empty() {
+        text.push_str(&format!(" by {}", issue.actor));
+    }
+    if issue.snoozed_until.is_some() && issue.state == proto::IssueState::Snoozed as i32 {
+        text.push_str(&format!(" until {}", time_text(&issue.snoozed_until)));
+    }
+    text
+}
+
+pub(super) fn failure_cells(f: &proto::FailureGroup) -> Vec<String> {
+    vec![
+        type_label(f.integration_type).to_owned(),
+        f.integration_name.clone(),
+        f.failure_description.clone(),
+        f.status_code.to_string(),
+        f.service_name.clone(),
+        f.flow_name.clone(),
+        f.total_errors.to_string(),
+        time_text(&f.last_seen),
+        issue_text(&f.issue),
+        f.failure_id.clone(),
+    ]
 }
 
 pub(super) fn render_failures(
@@ -276,20 +317,11 @@ pub(super) fn render_failures(
         "Flow",
         "Errors",
         "Last seen",
+        "Issue",
         "Failure id",
     ]);
     for f in &response.failures {
-        table.add_row(vec![
-            type_label(f.integration_type).to_owned(),
-            f.integration_name.clone(),
-            f.failure_description.clone(),
-            f.status_code.to_string(),
-            f.service_name.clone(),
-            f.flow_name.clone(),
-            f.total_errors.to_string(),
-            time_text(&f.last_seen),
-            f.failure_id.clone(),
-        ]);
+        table.add_row(failure_cells(f));
     }
     let mut out = format!(
         "{} failure groups, {}\n{table}",
