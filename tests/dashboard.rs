@@ -205,6 +205,14 @@ async fn check_failures(api: &mut Api, scrape: &Value) {
             row["description"].as_str(),
             Some(failure.failure_description.as_str())
         );
+        let issue = failure.issue.as_ref().expect("the service keeps issues");
+        let state = proto::IssueState::try_from(issue.state).expect("state");
+        let name = state.as_str_name();
+        let mut shown = format!("{}{}", &name[..1], name[1..].to_lowercase());
+        if issue.auto_resolved {
+            shown.push_str(" (auto)");
+        }
+        assert_eq!(row["issue"].as_str(), Some(shown.as_str()));
     }
 }
 

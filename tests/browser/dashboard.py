@@ -63,6 +63,7 @@ SCRAPE = """() => {
     id: tr.dataset.failureId,
     total_errors: num(tr.querySelector('[data-field=total_errors]')),
     description: tr.querySelector('[data-field=description]').textContent,
+    issue: tr.querySelector('[data-field=issue]').textContent,
   }));
   out.catalog = Object.fromEntries(rows('#catalog tbody tr').map((tr) => [tr.dataset.code,
     Object.fromEntries([...tr.querySelectorAll('td[data-type]')].map((td) => [td.dataset.type, td.textContent]))]));

@@ -392,6 +392,14 @@ function sortHeader(title, order) {
     }, title, active ? ' ▼' : ''));
 }
 
+// An issue's state as the failures table shows it: "Acknowledged by ana", "Resolved (auto)".
+function issueText(issue) {
+  if (!issue || !issue.state) return '—';
+  const state = issue.state.charAt(0) + issue.state.slice(1).toLowerCase();
+  if (issue.autoResolved) return `${state} (auto)`;
+  return issue.actor ? `${state} by ${issue.actor}` : state;
+}
+
 function renderFailures(answer) {
   const failures = answer.failures || [];
   const range = `Covers ${rangeText(answer.effectiveRange)}`;
@@ -402,7 +410,7 @@ function renderFailures(answer) {
     h('thead', {}, h('tr', {},
       ['Integration type', 'Integration name', 'Failure description', 'Services', 'Flows'].map((t) => h('th', { scope: 'col' }, t)),
       sortHeader('Total errors', 'TOTAL_ERRORS_DESC'), sortHeader('Last seen', 'LAST_SEEN_DESC'),
-      h('th', { scope: 'col' }, 'Actions'))),
+      h('th', { scope: 'col' }, 'Issue'), h('th', { scope: 'col' }, 'Actions'))),
     h('tbody', {}, failures.map((f) => h('tr', { 'data-failure-id': f.failureId },
       h('td', {}, LABEL[f.integrationType] || f.integrationType),
       h('td', {}, f.integrationName || f.integrationId || ''),
@@ -411,6 +419,7 @@ function renderFailures(answer) {
       h('td', {}, f.flowName || f.flowId || '—'),
       cell(f.totalErrors, 'total_errors'),
       h('td', { 'data-field': 'last_seen', 'data-value': f.lastSeen || '' }, time(f.lastSeen)),
+      h('td', { 'data-field': 'issue' }, issueText(f.issue)),
       h('td', {}, h('button', {
         type: 'button', class: 'details', 'aria-label': `Details of ${f.failureDescription || 'this failure'}`,
         onclick: () => openDetails(f.failureId),
