@@ -252,3 +252,78 @@ async fn bad_actions_are_refused_with_the_field_named() {
     );
     service.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_survives_sigkill_of_the_instance_that_took_it() {
+    use integration_health::clock::{Clock, SystemClock};
+    let (_kafka, bootstrap) = kafka_with_topic(TOPIC, 2);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (grpc, http) = (free_port(), free_port());
+    let spawn = || {
+        let flags = format!(
+            "--brokers {bootstrap} --topic {TOPIC} --group killed --grpc-addr 127.0.0.1:{grpc} \
+             --http-addr 127.0.0.1:{http} --state-dir {}",
+            dir.path().join("state").display()
+        );
+        let args: Vec<String> = flags.split_whitespace().map(str::to_owned).collect();
+        serve_binary(&args, &[], &dir.path().join("service.log"))
+    };
+    let now = SystemClock.now_ms();
+    publish(
+        &producer(&bootstrap),
+        TOPIC,
+        &[failure("k1", now - HOUR), failure("k2", now - 60_000)],
+    )
+    .await;
+    let mut service = spawn();
+    let api = wait_serving(grpc, http).await;
+    let id = issue_once_applied(&api).await.failure_id;
+    let acked = act(&api, &id, proto::IssueAction::Acknowledge, None, WRITER)
+        .await
+        .expect("ack on an open API");
+    assert_eq!(state_of(&acked), proto::IssueState::Acknowledged);
+    service.0.kill().expect("SIGKILL");
+    service.0.wait().expect("reaped");
+
+    let _service = spawn();
+    let api = wait_serving(grpc, http).await;
+    let after = issue_once_applied(&api).await;
+    assert_eq!(
+        after.issue, acked.issue,
+        "the action came back from the topic"
+    );
+}
+
+/// A client once the binary answers gRPC and `/readyz` (the issues topic read).
+async fn wait_serving(grpc: u16, http: u16) -> IntegrationHealthClient<Channel> {
+    let http_addr: std::net::SocketAddr = format!("127.0.0.1:{http}").parse().expect("addr");
+    wait_until(
+        "the binary is ready",
+        Duration::from_secs(60),
+        || async move {
+            tokio::net::TcpStream::connect(http_addr).await.is_ok()
+                && http_get(http_addr, "/readyz").await.0 == 200
+        },
+    )
+    .await;
+    let channel = Channel::from_shared(format!("http://127.0.0.1:{grpc}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("gRPC up");
+    IntegrationHealthClient::new(channel)
+}
+
+/// The tenant's one issue, once both failures are counted.
+async fn issue_once_applied(api: &IntegrationHealthClient<Channel>) -> proto::FailureGroup {
+    wait_until("both failures applied", Duration::from_secs(60), || {
+        let mut api = api.clone();
+        async move {
+            api.get_ingest_status(proto::GetIngestStatusRequest {})
+                .await
+                .is_ok_and(|s| seen(&s.into_inner()) >= 2)
+        }
+    })
+    .await;
+    the_issue(api).await
+}
