@@ -8,8 +8,10 @@
 //! [`config`], [`tls`] and [`clock`] are leaves. DESIGN.md in the repository explains the
 //! invariants and decisions.
 
+pub mod alerts;
 pub mod api;
 pub mod catalog;
+pub mod changelog;
 pub mod clock;
 pub mod cluster;
 pub mod config;

@@ -13,13 +13,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::alerts::{self, AlertBook};
 use crate::api::{self, ApiLimits, Auth, IntegrationHealthApi, IssueKeeping, PeerApi, SharedAuth};
+use crate::changelog::{self, ChangelogError, ChangelogWriter};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::cluster::{Cluster, ClusterConfig, ClusterError, PeerTls};
 use crate::config::{Config, ConfigError};
 use crate::dashboard;
 use crate::ingest::{self, IngestConfig, IngestError, IngestHandle, IngestProgress, IngestShared};
-use crate::issues::{self, IssueBook, IssueWriter, IssuesError};
+use crate::issues::IssueBook;
 use crate::ops::{self, CheckReady, HttpState, Metrics, PartitionGauge, ReadState, StateReading};
 use crate::proto::integration_health_peer_server::IntegrationHealthPeerServer;
 use crate::proto::integration_health_server::IntegrationHealthServer;
@@ -62,7 +64,7 @@ pub enum ServerError {
     #[error(transparent)]
     Cluster(#[from] ClusterError),
     #[error(transparent)]
-    Issues(#[from] IssuesError),
+    Changelog(#[from] ChangelogError),
     #[error("reflection service")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("graceful stop took longer than {0:?}")]
@@ -85,6 +87,7 @@ pub struct RunningService {
     tasks: TaskTracker,
     cluster: Option<Arc<Cluster>>,
     issues: std::thread::JoinHandle<()>,
+    alerts: std::thread::JoinHandle<()>,
     http: std::thread::JoinHandle<()>,
     grpc: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     ingest: IngestHandle,
@@ -103,12 +106,13 @@ impl RunningService {
         let http = self.http;
         let cluster = self.cluster;
         let issues = self.issues;
+        let alerts = self.alerts;
         let joined = tokio::task::spawn_blocking(move || {
             ingest.join();
             if let Some(cluster) = cluster {
                 cluster.join();
             }
-            issues.join().is_ok() && http.join().is_ok()
+            issues.join().is_ok() && alerts.join().is_ok() && http.join().is_ok()
         })
         .await;
         if !matches!(joined, Ok(true)) {
@@ -220,6 +224,20 @@ fn readiness_check(
     })
 }
 
+/// The thread that reads the alerts topic into `book`.
+fn follow_alerts(
+    config: &Config,
+    client: &rdkafka::ClientConfig,
+    book: &Arc<AlertBook>,
+    shutdown: CancellationToken,
+) -> Result<std::thread::JoinHandle<()>, ChangelogError> {
+    let mut reader = client.clone();
+    reader
+        .set("group.id", format!("ih-alerts-{}", std::process::id()))
+        .set("enable.auto.commit", "false");
+    changelog::follow(reader, config.alerts_topic(), book.clone(), shutdown)
+}
+
 /// The issue book, the writer of actions, and the thread that fills the book from the topic.
 type IssueParts = (
     Arc<IssueBook>,
@@ -232,16 +250,16 @@ fn start_issues(
     config: &Config,
     client: &rdkafka::ClientConfig,
     shutdown: CancellationToken,
-) -> Result<IssueParts, IssuesError> {
+) -> Result<IssueParts, ChangelogError> {
     let book = Arc::new(IssueBook::default());
     let mut reader = client.clone();
     // Each instance reads the whole topic; the group only names the reader.
     reader
         .set("group.id", format!("ih-issues-{}", std::process::id()))
         .set("enable.auto.commit", "false");
-    let follower = issues::follow(reader, config.issues_topic(), book.clone(), shutdown)?;
+    let follower = changelog::follow(reader, config.issues_topic(), book.clone(), shutdown)?;
     let keeping = Arc::new(IssueKeeping {
-        writer: IssueWriter::new(client, &config.issues_topic())?,
+        writer: ChangelogWriter::new(client, &config.issues_topic())?,
         book: book.clone(),
     });
     Ok((book, keeping, follower))
@@ -316,6 +334,17 @@ pub async fn start(
     let read_state = state_reader(store.clone(), progress.clone(), clock.clone());
     let (issue_book, issue_keeping, issues_follower) =
         start_issues(config, &kafka_client, shutdown.clone())?;
+    let alert_book = Arc::new(AlertBook::default());
+    let alerts_follower = follow_alerts(config, &kafka_client, &alert_book, shutdown.clone())?;
+    tasks.spawn(alerts::evaluate_periodically(
+        store.clone(),
+        clock.clone(),
+        Arc::new(config.alert_rules()?),
+        alert_book.clone(),
+        Arc::new(ChangelogWriter::new(&kafka_client, &config.alerts_topic())?),
+        Duration::from_millis(config.alert_interval_ms),
+        shutdown.clone(),
+    ));
     let check_ready = readiness_check(
         store.clone(),
         progress.clone(),
@@ -367,6 +396,7 @@ pub async fn start(
             tls: tls.clone(),
             cluster: cluster.clone(),
             issues: Some(issue_keeping),
+            alerts: Some(alert_book.clone()),
         },
         shutdown.clone(),
     )?;
@@ -404,6 +434,7 @@ pub async fn start(
         tasks,
         cluster,
         issues: issues_follower,
+        alerts: alerts_follower,
         http,
         grpc: tokio::spawn(grpc),
         ingest,
@@ -438,6 +469,8 @@ pub struct ApiParts {
     pub cluster: Option<Arc<Cluster>>,
     /// Serve `ListIssues` and `UpdateIssue` with these.
     pub issues: Option<Arc<IssueKeeping>>,
+    /// Serve `ListAlerts` and `WatchAlerts` from this.
+    pub alerts: Option<Arc<AlertBook>>,
 }
 
 /// Serves `IntegrationHealth`, `grpc.health.v1` and reflection on `listener` until `shutdown`.
@@ -470,7 +503,8 @@ pub fn serve_api(
         )
         .with_cluster(parts.cluster)
         .with_shutdown(shutdown.clone())
-        .with_issues(parts.issues),
+        .with_issues(parts.issues)
+        .with_alerts(parts.alerts),
     );
     let connect = api::connect_router(
         handlers.clone(),

@@ -16,6 +16,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
+use super::alerts::AlertStream;
 use super::auth::{Access, SharedAuth};
 use super::convert::{
     bounded, duration_to_ms, ms_to_timestamp, optional_range, status_code_filter, timestamp_to_ms,
@@ -26,6 +27,7 @@ use super::issues::IssueKeeping;
 use super::status::{add_unreported, merge_status, status_response};
 use super::status_from;
 use super::watch::WatchStream;
+use crate::alerts::AlertBook;
 use crate::clock::SharedClock;
 use crate::cluster::{Cluster, Coverage};
 use crate::event::{is_tenant_char, MAX_INTEGRATION_ID_CHARS, MAX_NAME_CHARS, MAX_TENANT_ID_CHARS};
@@ -76,6 +78,8 @@ pub struct IntegrationHealthApi {
     pub(super) shutdown: CancellationToken,
     /// Where users' issue actions go, when issues are kept.
     pub(super) issues: Option<Arc<IssueKeeping>>,
+    /// What was published to the alerts topic, when alerts are evaluated.
+    pub(super) alerts: Option<Arc<AlertBook>>,
 }
 
 impl IntegrationHealthApi {
@@ -101,7 +105,14 @@ impl IntegrationHealthApi {
                 .map(|rate| governor::RateLimiter::keyed(governor::Quota::per_second(rate))),
             shutdown: CancellationToken::new(),
             issues: None,
+            alerts: None,
         }
+    }
+
+    /// Serves `ListAlerts` and `WatchAlerts` from `book`.
+    pub fn with_alerts(mut self, book: Option<Arc<AlertBook>>) -> Self {
+        self.alerts = book;
+        self
     }
 
     /// Serves `ListIssues` and `UpdateIssue`.
@@ -594,6 +605,22 @@ impl IntegrationHealth for IntegrationHealthApi {
         request: Request<proto::UpdateIssueRequest>,
     ) -> Result<Response<proto::UpdateIssueResponse>, Status> {
         self.update_issue_call(request).await
+    }
+
+    async fn list_alerts(
+        &self,
+        request: Request<proto::ListAlertsRequest>,
+    ) -> Result<Response<proto::ListAlertsResponse>, Status> {
+        self.list_alerts_call(request).await
+    }
+
+    type WatchAlertsStream = AlertStream;
+
+    async fn watch_alerts(
+        &self,
+        request: Request<proto::WatchAlertsRequest>,
+    ) -> Result<Response<AlertStream>, Status> {
+        self.watch_alerts_call(request).await
     }
 
     #[instrument(skip(self, request), fields(rpc = "ListTenants"))]

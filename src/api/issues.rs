@@ -15,7 +15,8 @@ use super::convert::{
 use super::coverage::respond;
 use super::grpc::non_empty;
 use super::IntegrationHealthApi;
-use crate::issues::{ActionKind, IssueAction, IssueBook, IssueState, IssueWriter};
+use crate::changelog::ChangelogWriter;
+use crate::issues::{ActionKind, IssueAction, IssueBook, IssueState};
 use crate::proto;
 use crate::query::{self, FailureOrder, TimeRange};
 use crate::store::{format_failure_id, parse_failure_id};
@@ -25,7 +26,7 @@ const MAX_NOTE_CHARS: usize = 1024;
 
 /// Where actions go and where they are read back from.
 pub struct IssueKeeping {
-    pub writer: IssueWriter,
+    pub writer: ChangelogWriter,
     pub book: Arc<IssueBook>,
 }
 
@@ -138,9 +139,10 @@ impl IntegrationHealthApi {
             let action = self.action_of(req)?;
             // Only a group the service knows can become an issue.
             self.group_now(&request, &action).await?;
+            let payload = serde_json::to_vec(&action).unwrap_or_default();
             keeping
                 .writer
-                .write(&action)
+                .write(&action.key(), &payload)
                 .await
                 .map_err(|err| Status::unavailable(format!("{err}; retry")))?;
             keeping.book.record(action.clone());

@@ -2,6 +2,7 @@
 //! the async workers, convert back. Domain errors become gRPC statuses in `status_from`, and
 //! nowhere else.
 //!
+//! - `alerts`: `ListAlerts` and `WatchAlerts`;
 //! - `auth`: bearer tokens and their tenants;
 //! - `connect`: the same service in the Connect protocol's unary JSON form, for browsers;
 //! - `convert`: proto ↔ domain conversions, shared with the `query` client;
@@ -12,6 +13,7 @@
 //! - `status`: ingest status on the wire, merged across replicas;
 //! - `watch`: `WatchTenant`'s updates.
 
+mod alerts;
 mod auth;
 mod connect;
 pub mod convert;

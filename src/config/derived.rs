@@ -1,7 +1,9 @@
 //! What the service derives from its settings: topic names, limits, and the files and
 //! targets the settings point at.
 
-use super::{check_grants, read_tokens_file, CheckedGrant, Config, ConfigError, KafkaProperties};
+use super::{
+    check_grants, invalid, read_tokens_file, CheckedGrant, Config, ConfigError, KafkaProperties,
+};
 use crate::store::{StoreLimits, DAY_MS, HOUR_MS};
 
 impl Config {
@@ -34,6 +36,33 @@ impl Config {
         self.repartition_topic
             .clone()
             .unwrap_or_else(|| format!("{}.by-tenant", self.topic))
+    }
+
+    /// Where alert changes are published, keyed by tenant.
+    pub fn alerts_topic(&self) -> String {
+        format!("{}.alerts", self.topic)
+    }
+
+    pub fn alert_defaults(&self) -> crate::alerts::AlertRules {
+        crate::alerts::AlertRules {
+            enabled: true,
+            rate_window_minutes: self.alert_rate_window_minutes,
+            rate_threshold: self.alert_rate_threshold,
+            rate_min_events: self.alert_rate_min_events,
+            spike_factor: self.alert_spike_factor,
+            spike_min_failures: self.alert_spike_min_failures,
+            slo_objective: self.alert_slo_objective,
+        }
+    }
+
+    /// The default thresholds with the overrides of `alert_rules_file`.
+    pub fn alert_rules(&self) -> Result<crate::alerts::RuleOverrides, ConfigError> {
+        let defaults = self.alert_defaults();
+        match &self.alert_rules_file {
+            None => Ok(crate::alerts::RuleOverrides::new(defaults)),
+            Some(path) => crate::alerts::RuleOverrides::load(defaults, path)
+                .map_err(|err| invalid("alert_rules_file", err.to_string())),
+        }
     }
 
     /// The compacted topic of users' issue actions.

@@ -108,6 +108,17 @@ pub struct Config {
     pub group_cap_per_tenant: usize,
     /// An issue with no failure for this long is resolved on its own.
     pub auto_resolve_after_hours: u32,
+    /// How often alert rules are evaluated.
+    pub alert_interval_ms: u64,
+    /// Default alert thresholds (see the README's Alerts section).
+    pub alert_rate_window_minutes: u32,
+    pub alert_rate_threshold: f64,
+    pub alert_rate_min_events: u64,
+    pub alert_spike_factor: f64,
+    pub alert_spike_min_failures: u64,
+    pub alert_slo_objective: f64,
+    /// Per-tenant overrides of the thresholds, TOML; read at start.
+    pub alert_rules_file: Option<PathBuf>,
     /// Integrations one tenant may have per partition; events of further integrations are
     /// counted in one overflow integration per type.
     pub integration_cap_per_tenant: usize,
@@ -172,6 +183,14 @@ impl Default for Config {
             max_future_secs: 300,
             group_cap_per_tenant: 10_000,
             auto_resolve_after_hours: 24,
+            alert_interval_ms: 5_000,
+            alert_rate_window_minutes: 15,
+            alert_rate_threshold: 0.20,
+            alert_rate_min_events: 20,
+            alert_spike_factor: 5.0,
+            alert_spike_min_failures: 10,
+            alert_slo_objective: 0.99,
+            alert_rules_file: None,
             integration_cap_per_tenant: 10_000,
             tenant_cap_per_partition: 50_000,
             max_message_bytes: 1 << 20,
@@ -300,6 +319,12 @@ impl Config {
         }
         if self.group_cap_per_tenant == 0 {
             return Err(invalid("group_cap_per_tenant", "must be at least 1"));
+        }
+        if let Err(err) = self.alert_defaults().check("the defaults") {
+            return Err(invalid("alert_*", err.to_string()));
+        }
+        if self.alert_interval_ms == 0 {
+            return Err(invalid("alert_interval_ms", "must be at least 1"));
         }
         if self.auto_resolve_after_hours == 0 {
             return Err(invalid("auto_resolve_after_hours", "must be at least 1"));

@@ -2,17 +2,14 @@
 //! Kafka topic keyed by `(tenant, failure_id)`; every instance reads the whole topic into an
 //! `IssueBook`. The state shown is derived, at read time, from the newest action together with
 //! the group's failures and the clock, so it is the same on every replica and after a restart.
-//!
-//! - `topic`: the follower that reads the topic into the book, and the writer of actions.
-
-mod topic;
+//! The topic is followed and written with `changelog`.
 
 use std::collections::HashMap;
 
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
-pub use topic::{follow, IssueWriter, IssuesError};
+use crate::changelog::Table;
 
 /// What a user did to an issue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,6 +157,25 @@ impl IssueBook {
     pub fn set_caught_up(&self) {
         self.caught_up
             .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Table for IssueBook {
+    fn apply(&self, key: Option<&[u8]>, payload: Option<&[u8]>) {
+        match (payload, key) {
+            (None, Some(key)) => self.forget(&String::from_utf8_lossy(key)),
+            (Some(payload), _) => match serde_json::from_slice::<IssueAction>(payload) {
+                Ok(action) => self.record(action),
+                Err(err) => {
+                    tracing::warn!(error = %err, "the issues topic holds a record that is not an action")
+                }
+            },
+            (None, None) => {}
+        }
+    }
+
+    fn set_caught_up(&self) {
+        IssueBook::set_caught_up(self);
     }
 }
 

@@ -55,12 +55,17 @@ pub fn sum_hours<'a>(hours: impl Iterator<Item = &'a IntegrationHour>) -> Integr
     total
 }
 
+/// How far back per-minute counts of each integration are kept: the longest alert window.
+pub const RECENT_MS: i64 = 6 * 3_600_000;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IntegrationState {
     /// From the newest event seen, so a rename shows up.
     pub name: Sym,
     pub name_at_ms: i64,
     pub hours: BTreeMap<i64, IntegrationHour>,
+    /// The last `RECENT_MS`: (succeeded, failed) per minute, for alerts on rates.
+    pub minutes: BTreeMap<i64, (u32, u32)>,
 }
 
 impl IntegrationState {
@@ -69,7 +74,26 @@ impl IntegrationState {
             name,
             name_at_ms: at_ms,
             hours: BTreeMap::new(),
+            minutes: BTreeMap::new(),
         }
+    }
+
+    /// Counts one recent event in its minute.
+    pub fn record_minute(&mut self, minute: i64, failed: bool) {
+        let slot = self.minutes.entry(minute).or_default();
+        match failed {
+            true => slot.1 += 1,
+            false => slot.0 += 1,
+        }
+    }
+
+    /// (succeeded, failed) in `[start_ms, end_ms)`, from the recent minutes.
+    pub fn recent_in(&self, start_ms: i64, end_ms: i64) -> (u64, u64) {
+        self.minutes
+            .range(start_ms..end_ms)
+            .fold((0, 0), |(s, f), (_, (ms, mf))| {
+                (s + u64::from(*ms), f + u64::from(*mf))
+            })
     }
 
     /// Counts one event in its hour.

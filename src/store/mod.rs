@@ -32,7 +32,7 @@ pub use groups::{
     GroupState, HourStat, Sample, OVERFLOW_DESCRIPTION, OVERFLOW_NAME, SAMPLES_PER_GROUP,
 };
 pub use integrations::{
-    sum_hours, IntegrationHour, IntegrationKey, IntegrationState, MinuteFailures,
+    sum_hours, IntegrationHour, IntegrationKey, IntegrationState, MinuteFailures, RECENT_MS,
 };
 pub use interner::{Interner, Sym};
 pub use partition::{Applied, IngestTotals, PartitionState};

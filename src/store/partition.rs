@@ -13,7 +13,7 @@ use super::groups::{
 };
 use super::integrations::{
     record_minute_failure, IntegrationKey, IntegrationState, MinuteFailures,
-    OVERFLOW_INTEGRATION_NAME,
+    OVERFLOW_INTEGRATION_NAME, RECENT_MS,
 };
 use super::interner::{Interner, Sym};
 use super::tenant::{TenantState, TypeCounts};
@@ -223,6 +223,9 @@ impl PartitionState {
         }
         integration.record(floor_to(at, HOUR_MS), at, failed, event.latency_ms);
         let minute = floor_to(at, MINUTE_MS);
+        if minute >= now_ms - RECENT_MS {
+            integration.record_minute(minute, failed);
+        }
         if failed && minute >= limits.minute_floor(now_ms) {
             let list = tenant.minute_failures.entry(minute).or_default();
             record_minute_failure(list, key, event.status_code.unwrap_or(0));
@@ -444,6 +447,7 @@ impl PartitionState {
             tenant.minute_failures = tenant.minute_failures.split_off(&minute_floor);
             tenant.integrations.retain(|_, integration| {
                 integration.hours = integration.hours.split_off(&hour_floor);
+                integration.minutes = integration.minutes.split_off(&(now_ms - RECENT_MS));
                 !integration.hours.is_empty()
             });
             tenant.groups.retain(|_, group| {

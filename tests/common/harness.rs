@@ -113,6 +113,7 @@ impl ApiOnly {
                 tls: tls.clone(),
                 cluster: None,
                 issues: None,
+                alerts: None,
             },
             stop.clone(),
         )

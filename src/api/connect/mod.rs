@@ -236,6 +236,12 @@ async fn call(
                 })
                 .await
             }
+            "WatchAlerts" => {
+                stream::server_stream(call, state, |api, request| async move {
+                    api.watch_alerts(request).await
+                })
+                .await
+            }
             _ => stream::end_with(
                 codec,
                 &Status::unimplemented(format!(
@@ -270,6 +276,7 @@ async fn call(
         "ListIntegrations" => list_integrations,
         "GetIntegrationHealth" => get_integration_health,
         "ListIssues" => list_issues,
+        "ListAlerts" => list_alerts,
         "UpdateIssue" => update_issue,
         "ListTenants" => list_tenants,
         "GetIngestStatus" => get_ingest_status,

@@ -1,8 +1,13 @@
-//! `query issues` and `query issue <action>`: failure groups with their lifecycle.
+//! `query issues`, `query issue <action>` and `query alerts [--watch]`: failure groups with their
+//! lifecycle, and the alerts raised on them.
 
 use integration_health::proto;
+use integration_health::proto::integration_health_client::IntegrationHealthClient;
+use tokio_stream::StreamExt;
+use tonic::transport::Channel;
 
-use super::render::{failure_cells, issue_text, range_text, table};
+use super::render::{failure_cells, issue_text, range_text, table, time_text, type_label};
+use super::{escape_controls, CliError};
 
 fn as_json<T: serde::Serialize>(message: &T) -> String {
     serde_json::to_string_pretty(message).unwrap_or_default()
@@ -51,4 +56,89 @@ pub(super) fn render_update(response: &proto::UpdateIssueResponse, json: bool) -
         ),
         None => String::new(),
     }
+}
+
+fn alert_line(alert: &proto::Alert) -> String {
+    let state = proto::AlertState::try_from(alert.state).map_or("?", |s| s.as_str_name());
+    let rule = proto::AlertRule::try_from(alert.rule).map_or("?", |r| r.as_str_name());
+    let subject = match alert.integration_id.as_str() {
+        "" => format!(
+            "{} code {}",
+            type_label(alert.integration_type),
+            alert.status_code
+        ),
+        id => format!(
+            "{} ({id}), code {}",
+            alert.integration_name, alert.status_code
+        ),
+    };
+    format!(
+        "{} {state} {rule} {} {subject}: {:.3} against {:.3} ({}) [{}]",
+        time_text(&alert.at),
+        alert.tenant_id,
+        alert.value,
+        alert.threshold,
+        alert.measure,
+        alert.alert_id
+    )
+}
+
+pub(super) fn render_alerts(response: &proto::ListAlertsResponse, json: bool) -> String {
+    if json {
+        return as_json(response);
+    }
+    let mut table = table(&[
+        "When",
+        "State",
+        "Rule",
+        "Tenant",
+        "About",
+        "Value",
+        "Threshold",
+        "Alert id",
+    ]);
+    for alert in &response.alerts {
+        let state = proto::AlertState::try_from(alert.state).map_or("?", |s| s.as_str_name());
+        let rule = proto::AlertRule::try_from(alert.rule).map_or("?", |r| r.as_str_name());
+        let about = match alert.integration_id.as_str() {
+            "" => format!(
+                "{} code {}",
+                type_label(alert.integration_type),
+                alert.status_code
+            ),
+            _ => format!("{} ({})", alert.integration_name, alert.integration_id),
+        };
+        table.add_row(vec![
+            time_text(&alert.at),
+            state.to_owned(),
+            rule.to_owned(),
+            alert.tenant_id.clone(),
+            about,
+            format!("{:.3}", alert.value),
+            format!("{:.3}", alert.threshold),
+            alert.alert_id.clone(),
+        ]);
+    }
+    format!(
+        "{} alerts (firing, or resolved in the last 24 h)\n{table}",
+        response.alerts.len()
+    )
+}
+
+/// Prints each alert change as it is published, until the stream ends or ctrl-c.
+pub(super) async fn watch_alerts(
+    client: &mut IntegrationHealthClient<Channel>,
+    request: tonic::Request<proto::WatchAlertsRequest>,
+    json: bool,
+) -> Result<String, CliError> {
+    let mut alerts = client.watch_alerts(request).await?.into_inner();
+    while let Some(alert) = alerts.next().await {
+        let alert = alert?;
+        let line = match json {
+            true => serde_json::to_string(&alert).unwrap_or_default(),
+            false => escape_controls(&alert_line(&alert)),
+        };
+        println!("{line}");
+    }
+    Ok("the service ended the watch".to_owned())
 }

@@ -377,6 +377,14 @@ pub enum QueryCommand {
         #[arg(long = "for")]
         snooze: Option<String>,
     },
+    /// Firing and recently resolved alerts; --watch prints each change as it is published.
+    Alerts {
+        /// One tenant; without it every tenant (needs an operator token).
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        watch: bool,
+    },
     /// The tenants this token may read that have events in the range, busiest first.
     Tenants {
         /// Start: RFC 3339 or a span back from now (7d); default 30 days ago.
@@ -737,6 +745,22 @@ async fn ask(args: QueryArgs) -> Result<String, CliError> {
                 .await?
                 .into_inner();
             Ok(issues::render_update(&response, json))
+        }
+        QueryCommand::Alerts { tenant, watch } => {
+            let tenant_id = tenant.unwrap_or_default();
+            if watch {
+                let message = proto::WatchAlertsRequest { tenant_id };
+                return issues::watch_alerts(&mut client, request(message, token)?, json).await;
+            }
+            let message = proto::ListAlertsRequest {
+                tenant_id,
+                resolved_within: None,
+            };
+            let response = client
+                .list_alerts(request(message, token)?)
+                .await?
+                .into_inner();
+            Ok(issues::render_alerts(&response, json))
         }
         QueryCommand::Tenants { since, until } => {
             let message = proto::ListTenantsRequest {

@@ -1,5 +1,6 @@
-//! The issues topic: a thread that reads it whole into the `IssueBook`, and the writer that
-//! appends a user's action and waits for the broker to keep it.
+//! Topics every instance reads whole, from the beginning, as a table: the users' issue actions
+//! and the alerts published. A thread follows each; a writer appends a record and waits for the
+//! broker to keep it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,62 +14,70 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::{IssueAction, IssueBook};
-
 const METADATA_REFRESH: Duration = Duration::from_secs(5);
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Error)]
-pub enum IssuesError {
-    #[error("kafka client for the issues topic")]
-    Kafka(#[source] rdkafka::error::KafkaError),
-    #[error("cannot start the issues thread")]
-    Thread(#[source] std::io::Error),
-    #[error("the issues topic did not take the action")]
-    NotWritten(#[source] rdkafka::error::KafkaError),
+pub enum ChangelogError {
+    #[error("kafka client for {0}")]
+    Kafka(String, #[source] rdkafka::error::KafkaError),
+    #[error("cannot start the thread that reads {0}")]
+    Thread(String, #[source] std::io::Error),
+    #[error("{0} did not take the record")]
+    NotWritten(String, #[source] rdkafka::error::KafkaError),
 }
 
-/// Appends actions to the issues topic.
-pub struct IssueWriter {
+/// Appends records to one topic.
+pub struct ChangelogWriter {
     producer: FutureProducer,
     topic: String,
 }
 
-impl IssueWriter {
-    pub fn new(client: &ClientConfig, topic: &str) -> Result<Self, IssuesError> {
+impl ChangelogWriter {
+    pub fn new(client: &ClientConfig, topic: &str) -> Result<Self, ChangelogError> {
         let mut client = client.clone();
         client.set("enable.idempotence", "true");
-        Ok(IssueWriter {
-            producer: client.create().map_err(IssuesError::Kafka)?,
+        Ok(ChangelogWriter {
+            producer: client
+                .create()
+                .map_err(|err| ChangelogError::Kafka(topic.to_owned(), err))?,
             topic: topic.to_owned(),
         })
     }
 
-    /// Returns once the broker has the action, so every replica will read it.
-    pub async fn write(&self, action: &IssueAction) -> Result<(), IssuesError> {
-        let payload = serde_json::to_vec(action).unwrap_or_default();
-        let key = action.key();
-        let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
+    /// Returns once the broker has the record, so every instance will read it.
+    pub async fn write(&self, key: &str, payload: &[u8]) -> Result<(), ChangelogError> {
+        let record = FutureRecord::to(&self.topic).key(key).payload(payload);
         self.producer
             .send(record, DELIVERY_TIMEOUT)
             .await
             .map(|_| ())
-            .map_err(|(err, _)| IssuesError::NotWritten(err))
+            .map_err(|(err, _)| ChangelogError::NotWritten(self.topic.clone(), err))
     }
 }
 
-/// Reads the issues topic from its beginning into `book` until `shutdown`, and marks the book
-/// caught up once it has read everything the topic held when reading began.
+/// What a follower does with the topic: take each record (key, payload; no payload is a
+/// tombstone), and learn when it has read everything the topic held when reading began.
+pub trait Table: Send + Sync + 'static {
+    fn apply(&self, key: Option<&[u8]>, payload: Option<&[u8]>);
+    fn set_caught_up(&self);
+}
+
+/// Reads `topic` from its beginning into `table` until `shutdown`.
 pub fn follow(
     client: ClientConfig,
     topic: String,
-    book: Arc<IssueBook>,
+    table: Arc<dyn Table>,
     shutdown: CancellationToken,
-) -> Result<JoinHandle<()>, IssuesError> {
-    let consumer: BaseConsumer = client.create().map_err(IssuesError::Kafka)?;
+) -> Result<JoinHandle<()>, ChangelogError> {
+    let consumer: BaseConsumer = client
+        .create()
+        .map_err(|err| ChangelogError::Kafka(topic.clone(), err))?;
+    let thread_topic = topic.clone();
     std::thread::Builder::new()
-        .name("ih-issues".into())
+        .name(format!("ih-{}", short_name(&topic)))
         .spawn(move || {
+            let topic = thread_topic;
             let mut assigned = 0;
             let mut ends: Option<HashMap<i32, i64>> = None;
             let mut refreshed = Instant::now() - METADATA_REFRESH;
@@ -83,34 +92,27 @@ pub fn follow(
                 }
                 match consumer.poll(Duration::from_millis(100)) {
                     Some(Ok(message)) => {
-                        apply(&book, &message);
+                        table.apply(message.key(), message.payload());
                         if let Some(ends) = &mut ends {
                             if ends.get(&message.partition()) <= Some(&(message.offset() + 1)) {
                                 ends.remove(&message.partition());
                             }
                         }
                     }
-                    Some(Err(err)) => debug!(error = %err, "issues topic read failed"),
+                    Some(Err(err)) => debug!(error = %err, %topic, "read failed"),
                     None => {}
                 }
                 if ends.as_ref().is_some_and(HashMap::is_empty) {
-                    book.set_caught_up();
+                    table.set_caught_up();
                 }
             }
         })
-        .map_err(IssuesError::Thread)
+        .map_err(|err| ChangelogError::Thread(topic, err))
 }
 
-fn apply(book: &IssueBook, message: &rdkafka::message::BorrowedMessage<'_>) {
-    let key = message.key().map(String::from_utf8_lossy);
-    match (message.payload(), key) {
-        (None, Some(key)) => book.forget(&key),
-        (Some(payload), _) => match serde_json::from_slice::<IssueAction>(payload) {
-            Ok(action) => book.record(action),
-            Err(err) => warn!(error = %err, "issues topic holds a record that is not an action"),
-        },
-        (None, None) => {}
-    }
+/// The last part of a topic's name, for a thread name: "issues", "alerts".
+fn short_name(topic: &str) -> &str {
+    topic.rsplit('.').next().unwrap_or(topic)
 }
 
 /// Partitions still to read to: each non-empty partition's end when reading began.
@@ -145,7 +147,7 @@ fn assign_new(consumer: &BaseConsumer, topic: &str, assigned: usize) -> Option<u
     match consumer.assign(&list) {
         Ok(()) => Some(partitions),
         Err(err) => {
-            warn!(error = %err, "cannot read the issues topic");
+            warn!(error = %err, %topic, "cannot assign the topic");
             None
         }
     }

@@ -1,0 +1,294 @@
+//! What each rule measures over one tenant's state in one partition, and whether that fires
+//! or clears an alert. Between the two is the hysteresis band: a value that dips just under
+//! the threshold neither resolves a firing alert nor fires a resolved one.
+
+use super::{AlertRules, Rule};
+use crate::catalog;
+use crate::event::IntegrationType;
+use crate::store::{
+    floor_to, GroupKey, GroupState, IntegrationKey, PartitionState, TenantState, DAY_MS, HOUR_MS,
+    MINUTE_MS,
+};
+
+/// An alert clears only once its value falls below this share of the threshold.
+pub const HYSTERESIS: f64 = 0.75;
+/// SLO burn-rate pairs of the Google SRE workbook: (long window, short window, burn rate).
+const BURN_PAIRS: [(i64, i64, f64); 2] = [
+    (HOUR_MS, 5 * MINUTE_MS, 14.4),
+    (6 * HOUR_MS, 30 * MINUTE_MS, 6.0),
+];
+
+/// One rule's measurement of one subject.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measured {
+    pub rule: Rule,
+    pub integration_type: IntegrationType,
+    pub integration_id: String,
+    pub integration_name: String,
+    pub status_code: u16,
+    pub value: f64,
+    pub threshold: f64,
+    pub measure: String,
+    /// At or above the threshold, with enough volume.
+    pub fires: bool,
+    /// Below the hysteresis band, or too little volume to judge.
+    pub clears: bool,
+    pub first_failure_ms: Option<i64>,
+    pub last_failure_ms: Option<i64>,
+    pub sample_message: String,
+    pub guidance: String,
+}
+
+/// Every rule over every integration and (type, code) of one tenant in one partition.
+pub fn evaluate(
+    partition: &PartitionState,
+    tenant: &TenantState,
+    rules: &AlertRules,
+    now_ms: i64,
+) -> Vec<Measured> {
+    let mut measured = Vec::new();
+    for (key, integration) in &tenant.integrations {
+        let window = i64::from(rules.rate_window_minutes) * MINUTE_MS;
+        let (succeeded, failed) = integration.recent_in(now_ms - window, now_ms);
+        let subject = Subject::integration(partition, tenant, key, now_ms - window, now_ms);
+        let rate = failed as f64 / (succeeded + failed).max(1) as f64;
+        let enough = succeeded + failed >= rules.rate_min_events;
+        measured.push(subject.measured(
+            Rule::FailureRate,
+            rate,
+            rules.rate_threshold,
+            format!("failure rate over {} min", rules.rate_window_minutes),
+            enough,
+        ));
+        measured.push(slo(partition, tenant, key, integration, rules, now_ms));
+    }
+    measured.extend(spikes(partition, tenant, rules, now_ms));
+    measured
+}
+
+fn slo(
+    partition: &PartitionState,
+    tenant: &TenantState,
+    key: &IntegrationKey,
+    integration: &crate::store::IntegrationState,
+    rules: &AlertRules,
+    now_ms: i64,
+) -> Measured {
+    let budget = 1.0 - rules.slo_objective;
+    let burn = |window: i64| {
+        let (succeeded, failed) = integration.recent_in(now_ms - window, now_ms);
+        let rate = failed as f64 / (succeeded + failed).max(1) as f64;
+        (rate / budget, succeeded + failed)
+    };
+    // Each pair's strength: the smaller of its two burn rates, as a share of its threshold.
+    let mut best = (0.0, BURN_PAIRS[0]);
+    let mut volume = 0;
+    for pair in BURN_PAIRS {
+        let (long, long_events) = burn(pair.0);
+        let (short, _) = burn(pair.1);
+        let strength = long.min(short) / pair.2;
+        volume = volume.max(long_events);
+        if strength > best.0 {
+            best = (strength, pair);
+        }
+    }
+    let (strength, (long, short, rate)) = best;
+    let subject = Subject::integration(partition, tenant, key, now_ms - long, now_ms);
+    let mut measured = subject.measured(
+        Rule::SloBurn,
+        strength * rate,
+        rate,
+        format!(
+            "error-budget burn rate over {} and {} (objective {})",
+            span(long),
+            span(short),
+            rules.slo_objective
+        ),
+        volume >= rules.rate_min_events,
+    );
+    measured.fires = measured.fires && strength >= 1.0;
+    measured
+}
+
+fn span(ms: i64) -> String {
+    match ms % HOUR_MS {
+        0 => format!("{} h", ms / HOUR_MS),
+        _ => format!("{} min", ms / MINUTE_MS),
+    }
+}
+
+/// Per (type, code): the last complete hour against the same hour of the previous 7 days.
+fn spikes(
+    partition: &PartitionState,
+    tenant: &TenantState,
+    rules: &AlertRules,
+    now_ms: i64,
+) -> Vec<Measured> {
+    let hour = floor_to(now_ms, HOUR_MS) - HOUR_MS;
+    let Some(last_hour) = tenant.codes.get(&hour) else {
+        return Vec::new();
+    };
+    last_hour
+        .iter()
+        .map(|((t, code), count)| {
+            let before: u64 = (1..=7)
+                .filter_map(|day| tenant.codes.get(&(hour - day * DAY_MS)))
+                .filter_map(|codes| codes.get(&(*t, *code)))
+                .sum();
+            let mean = before as f64 / 7.0;
+            let subject = Subject::code(partition, tenant, *t, *code, hour, hour + HOUR_MS);
+            subject.measured(
+                Rule::Spike,
+                *count as f64,
+                rules.spike_factor * mean,
+                format!(
+                    "failures in the hour from {}, against {mean:.1} on average in that hour of the previous 7 days",
+                    chrono::DateTime::from_timestamp_millis(hour)
+                        .map_or_else(String::new, |t| t.to_rfc3339())
+                ),
+                *count >= rules.spike_min_failures,
+            )
+        })
+        .collect()
+}
+
+/// Who an alert is about, with the context its event carries.
+struct Subject {
+    integration_type: IntegrationType,
+    integration_id: String,
+    integration_name: String,
+    status_code: u16,
+    first_failure_ms: Option<i64>,
+    last_failure_ms: Option<i64>,
+    sample_message: String,
+}
+
+impl Subject {
+    fn integration(
+        partition: &PartitionState,
+        tenant: &TenantState,
+        key: &IntegrationKey,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Subject {
+        let name = tenant
+            .integrations
+            .get(key)
+            .map_or("", |i| partition.interner.resolve(i.name));
+        let matching = |k: &GroupKey| {
+            k.integration_type == key.integration_type && k.integration_id == key.integration_id
+        };
+        let mut subject = Subject {
+            integration_type: key.integration_type,
+            integration_id: partition.interner.resolve(key.integration_id).to_owned(),
+            integration_name: name.to_owned(),
+            status_code: 0,
+            first_failure_ms: None,
+            last_failure_ms: None,
+            sample_message: String::new(),
+        };
+        subject.add_failures(partition, tenant, matching, start_ms, end_ms);
+        subject
+    }
+
+    fn code(
+        partition: &PartitionState,
+        tenant: &TenantState,
+        integration_type: IntegrationType,
+        code: u16,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Subject {
+        let mut subject = Subject {
+            integration_type,
+            integration_id: String::new(),
+            integration_name: String::new(),
+            status_code: code,
+            first_failure_ms: None,
+            last_failure_ms: None,
+            sample_message: String::new(),
+        };
+        let matching =
+            |k: &GroupKey| k.integration_type == integration_type && k.status_code == code;
+        subject.add_failures(partition, tenant, matching, start_ms, end_ms);
+        subject
+    }
+
+    /// First and last failure in the window, the newest sample, and (for an integration) the
+    /// code with the most failures, from the matching failure groups.
+    fn add_failures(
+        &mut self,
+        partition: &PartitionState,
+        tenant: &TenantState,
+        matching: impl Fn(&GroupKey) -> bool,
+        start_ms: i64,
+        end_ms: i64,
+    ) {
+        let mut codes: std::collections::BTreeMap<u16, u64> = Default::default();
+        let mut newest: Option<(&GroupKey, &GroupState)> = None;
+        for (key, group) in tenant.groups.iter().filter(|(k, _)| matching(k)) {
+            let hours = group.hours.range(floor_to(start_ms, HOUR_MS)..end_ms);
+            for (_, stat) in hours {
+                if stat.last_ms < start_ms || stat.first_ms >= end_ms {
+                    continue;
+                }
+                *codes.entry(key.status_code).or_default() += stat.count;
+                self.first_failure_ms = Some(
+                    self.first_failure_ms
+                        .map_or(stat.first_ms, |f| f.min(stat.first_ms)),
+                );
+                self.last_failure_ms = self.last_failure_ms.max(Some(stat.last_ms));
+                if newest.is_none_or(|(_, g)| g.last_seen_ms() < group.last_seen_ms()) {
+                    newest = Some((key, group));
+                }
+            }
+        }
+        if self.integration_id.is_empty() && self.status_code != 0 {
+            // A spike's code is its own.
+        } else if let Some((code, _)) = codes.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+        {
+            self.status_code = *code;
+        }
+        if let Some((key, group)) = newest {
+            let sample = group
+                .samples
+                .iter()
+                .max_by_key(|s| s.occurred_at_ms)
+                .map(|s| partition.interner.resolve(s.message));
+            self.sample_message = match sample {
+                Some("") | None => catalog::name_of(key.status_code).to_owned(),
+                Some(text) => text.to_owned(),
+            };
+        }
+    }
+
+    fn measured(
+        self,
+        rule: Rule,
+        value: f64,
+        threshold: f64,
+        measure: String,
+        enough: bool,
+    ) -> Measured {
+        let guidance = catalog::lookup(self.status_code)
+            .guidance_for(self.integration_type)
+            .unwrap_or("Not applicable to this integration type.")
+            .to_owned();
+        Measured {
+            rule,
+            integration_type: self.integration_type,
+            integration_id: self.integration_id,
+            integration_name: self.integration_name,
+            status_code: self.status_code,
+            value,
+            threshold,
+            measure,
+            fires: enough && value >= threshold,
+            clears: !enough || value < threshold * HYSTERESIS,
+            first_failure_ms: self.first_failure_ms,
+            last_failure_ms: self.last_failure_ms,
+            sample_message: self.sample_message,
+            guidance,
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Alerts on failure rate, spikes and SLO burn. Rules are evaluated on the instance that owns a
+//! tenant's partition, over that partition's state, on a timer; every change (`FIRING`,
+//! `RESOLVED`) is published as a JSON event to `<topic>.alerts`, keyed by tenant.
+//!
+//! The alerts topic is also the record of what was published: every instance reads it whole
+//! into the `AlertBook`, and the evaluator compares against the book, so after a restart or a
+//! rebalance nothing already published is sent again.
+//!
+//! - `rules`: the thresholds, their defaults and per-tenant overrides;
+//! - `evaluate`: what each rule measures, and the transitions it causes;
+//! - `run`: the evaluator task and the publisher.
+
+mod evaluate;
+mod rules;
+mod run;
+
+use std::collections::HashMap;
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::changelog::Table;
+
+pub use evaluate::{evaluate, Measured};
+pub use rules::{AlertRules, RuleOverrides, RulesError};
+pub use run::{changes, evaluate_periodically};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    FailureRate,
+    Spike,
+    SloBurn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AlertState {
+    Firing,
+    Resolved,
+}
+
+/// One published change of an alert: the schema of `<topic>.alerts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    /// The same for the `FIRING` and the `RESOLVED` of one episode.
+    pub alert_id: String,
+    pub state: AlertState,
+    pub tenant_id: String,
+    pub rule: Rule,
+    pub integration_type: String,
+    /// Empty for a spike, which is per (type, code).
+    pub integration_id: String,
+    pub integration_name: String,
+    /// The code the alert is about: a spike's own, or the integration's most frequent one.
+    pub status_code: u16,
+    /// What was measured, and the threshold it crossed (or fell below, with the hysteresis).
+    pub value: f64,
+    pub threshold: f64,
+    /// What `value` is, in words: "failure rate over 15 min", "burn rate 1 h / 5 min".
+    pub measure: String,
+    pub first_failure_ms: Option<i64>,
+    pub last_failure_ms: Option<i64>,
+    pub sample_message: String,
+    /// The catalog's guidance for the type and code.
+    pub guidance: String,
+    pub fired_at_ms: i64,
+    pub at_ms: i64,
+}
+
+impl AlertEvent {
+    /// What the alert is about: one per (tenant, rule, subject), whatever the episode.
+    pub fn subject_key(&self) -> String {
+        subject_key(
+            &self.tenant_id,
+            self.rule,
+            &self.integration_type,
+            &self.integration_id,
+            self.status_code,
+        )
+    }
+}
+
+pub fn subject_key(tenant: &str, rule: Rule, kind: &str, integration: &str, code: u16) -> String {
+    match rule {
+        Rule::Spike => format!("{tenant}|spike|{kind}|{code}"),
+        _ => format!("{tenant}|{rule:?}|{kind}|{integration}"),
+    }
+}
+
+/// The newest event of every alert subject, as read from the topic.
+pub struct AlertBook {
+    latest: RwLock<HashMap<String, AlertEvent>>,
+    caught_up: std::sync::atomic::AtomicBool,
+    changes: broadcast::Sender<AlertEvent>,
+}
+
+impl Default for AlertBook {
+    fn default() -> Self {
+        AlertBook {
+            latest: RwLock::new(HashMap::new()),
+            caught_up: std::sync::atomic::AtomicBool::new(false),
+            changes: broadcast::channel(256).0,
+        }
+    }
+}
+
+impl AlertBook {
+    /// Keeps `event` if it is newer than what the book has for its subject, and tells watchers.
+    pub fn record(&self, event: AlertEvent) {
+        let key = event.subject_key();
+        let mut latest = self.latest.write();
+        let known = latest
+            .get(&key)
+            .is_some_and(|e| e.alert_id == event.alert_id && e.state == event.state);
+        if known {
+            return;
+        }
+        latest.insert(key, event.clone());
+        drop(latest);
+        let _ = self.changes.send(event);
+    }
+
+    pub fn firing(&self, subject_key: &str) -> Option<AlertEvent> {
+        self.latest
+            .read()
+            .get(subject_key)
+            .filter(|e| e.state == AlertState::Firing)
+            .cloned()
+    }
+
+    /// Firing alerts, and those resolved at or after `resolved_since_ms`; of one tenant, or all.
+    pub fn list(&self, tenant: Option<&str>, resolved_since_ms: i64) -> Vec<AlertEvent> {
+        let mut list: Vec<AlertEvent> = self
+            .latest
+            .read()
+            .values()
+            .filter(|e| tenant.is_none_or(|t| e.tenant_id == t))
+            .filter(|e| e.state == AlertState::Firing || e.at_ms >= resolved_since_ms)
+            .cloned()
+            .collect();
+        list.sort_by(|a, b| {
+            b.at_ms
+                .cmp(&a.at_ms)
+                .then_with(|| a.alert_id.cmp(&b.alert_id))
+        });
+        list
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<AlertEvent> {
+        self.changes.subscribe()
+    }
+
+    pub fn caught_up(&self) -> bool {
+        self.caught_up.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Table for AlertBook {
+    fn apply(&self, _key: Option<&[u8]>, payload: Option<&[u8]>) {
+        let Some(payload) = payload else {
+            return;
+        };
+        match serde_json::from_slice::<AlertEvent>(payload) {
+            Ok(event) => self.record(event),
+            Err(err) => {
+                tracing::warn!(error = %err, "the alerts topic holds a record that is not an alert")
+            }
+        }
+    }
+
+    fn set_caught_up(&self) {
+        self.caught_up
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}

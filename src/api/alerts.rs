@@ -1,0 +1,126 @@
+//! The alert calls: `ListAlerts` and `WatchAlerts`, read from the alerts topic's book.
+
+// Handlers must return `tonic::Status`.
+#![allow(clippy::result_large_err)]
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use tokio_stream::wrappers::BroadcastStream;
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+
+use super::auth::Access;
+use super::convert::{duration_to_ms, ms_to_timestamp};
+use super::IntegrationHealthApi;
+use crate::alerts::{AlertBook, AlertEvent, AlertState, Rule};
+use crate::event::IntegrationType;
+use crate::proto;
+use crate::store::DAY_MS;
+
+pub type AlertStream = Pin<Box<dyn Stream<Item = Result<proto::Alert, Status>> + Send>>;
+
+impl From<AlertEvent> for proto::Alert {
+    fn from(e: AlertEvent) -> Self {
+        let rule = match e.rule {
+            Rule::FailureRate => proto::AlertRule::FailureRate,
+            Rule::Spike => proto::AlertRule::Spike,
+            Rule::SloBurn => proto::AlertRule::SloBurn,
+        };
+        let state = match e.state {
+            AlertState::Firing => proto::AlertState::AlertFiring,
+            AlertState::Resolved => proto::AlertState::AlertResolved,
+        };
+        let integration_type = IntegrationType::parse(&e.integration_type)
+            .map_or(0, |t| proto::IntegrationType::from(t) as i32);
+        proto::Alert {
+            alert_id: e.alert_id,
+            state: state as i32,
+            tenant_id: e.tenant_id,
+            rule: rule as i32,
+            integration_type,
+            integration_id: e.integration_id,
+            integration_name: e.integration_name,
+            status_code: u32::from(e.status_code),
+            value: e.value,
+            threshold: e.threshold,
+            measure: e.measure,
+            first_failure: e.first_failure_ms.map(ms_to_timestamp),
+            last_failure: e.last_failure_ms.map(ms_to_timestamp),
+            sample_message: e.sample_message,
+            guidance: e.guidance,
+            fired_at: Some(ms_to_timestamp(e.fired_at_ms)),
+            at: Some(ms_to_timestamp(e.at_ms)),
+        }
+    }
+}
+
+impl IntegrationHealthApi {
+    /// The tenant a call is about (checked), or `None` for every tenant (operator only).
+    fn alert_scope<T>(
+        &self,
+        request: &Request<T>,
+        tenant_id: &str,
+    ) -> Result<Option<String>, Status> {
+        if tenant_id.is_empty() {
+            self.caller(request, Access::Operator)?;
+            return Ok(None);
+        }
+        self.tenant(request, tenant_id)?;
+        Ok(Some(tenant_id.to_owned()))
+    }
+
+    fn alert_book(&self) -> Result<&Arc<AlertBook>, Status> {
+        self.alerts
+            .as_ref()
+            .ok_or_else(|| Status::failed_precondition("this service does not evaluate alerts"))
+    }
+
+    #[instrument(skip(self, request), fields(rpc = "ListAlerts"))]
+    pub(super) async fn list_alerts_call(
+        &self,
+        request: Request<proto::ListAlertsRequest>,
+    ) -> Result<Response<proto::ListAlertsResponse>, Status> {
+        self.timed("ListAlerts", async {
+            let req = request.get_ref();
+            let scope = self.alert_scope(&request, &req.tenant_id)?;
+            let within = match &req.resolved_within {
+                Some(d) => duration_to_ms("resolved_within", d)?,
+                None => DAY_MS,
+            };
+            let since = self.clock.now_ms() - within.max(0);
+            let alerts = self
+                .alert_book()?
+                .list(scope.as_deref(), since)
+                .into_iter()
+                .map(Into::into)
+                .collect();
+            Ok(Response::new(proto::ListAlertsResponse { alerts }))
+        })
+        .await
+    }
+
+    #[instrument(skip(self, request), fields(rpc = "WatchAlerts"))]
+    pub(super) async fn watch_alerts_call(
+        &self,
+        request: Request<proto::WatchAlertsRequest>,
+    ) -> Result<Response<AlertStream>, Status> {
+        self.timed("WatchAlerts", async {
+            let scope = self.alert_scope(&request, &request.get_ref().tenant_id)?;
+            let changes = BroadcastStream::new(self.alert_book()?.subscribe());
+            // A watcher too slow for the channel misses changes rather than holding them all;
+            // ListAlerts gives the current state.
+            let stream = changes
+                .filter_map(move |change| {
+                    let keep = change
+                        .ok()
+                        .filter(|e| scope.as_deref().is_none_or(|t| e.tenant_id == t));
+                    futures::future::ready(keep.map(|e| Ok(proto::Alert::from(e))))
+                })
+                .take_until(self.shutdown.clone().cancelled_owned());
+            Ok(Response::new(Box::pin(stream) as AlertStream))
+        })
+        .await
+    }
+}

@@ -1,0 +1,338 @@
+//! Alerts through the mock cluster with a manual clock: each rule fires and resolves when an
+//! independent evaluation over the same events says it should, hysteresis keeps a dip from
+//! resolving, and the events on `<topic>.alerts` are read back with a real consumer and checked
+//! field by field.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::harness::TestService;
+use common::*;
+use integration_health::catalog;
+use integration_health::clock::ManualClock;
+use integration_health::event::IntegrationType;
+use integration_health::proto;
+use integration_health::proto::integration_health_client::IntegrationHealthClient;
+use serde_json::{json, Value};
+use tonic::transport::Channel;
+
+const TOPIC: &str = "alert-events";
+const MINUTE: i64 = 60_000;
+
+struct Sent {
+    at: i64,
+    failed: bool,
+}
+
+fn event(id: &str, integration: &str, kind: &str, at: i64, failed: bool, code: u16) -> Message {
+    let mut event = json!({
+        "event_id": id, "tenant_id": "acme", "occurred_at": at,
+        "integration_type": kind, "integration_id": integration,
+        "integration_name": format!("{integration} service"),
+        "outcome": if failed { "failure" } else { "success" },
+    });
+    if failed {
+        event["status_code"] = json!(code);
+        event["error_message"] = json!(format!("{integration} answered {code}"));
+    }
+    Message {
+        key: "acme".into(),
+        payload: serde_json::to_vec(&event).expect("json"),
+    }
+}
+
+async fn started(
+    clock: Arc<ManualClock>,
+) -> (
+    integration_health::testkit::EmbeddedKafka,
+    TestService,
+    String,
+) {
+    let (kafka, bootstrap) = kafka_with_topic(TOPIC, 1);
+    kafka
+        .create_topic(&format!("{TOPIC}.alerts"), 1)
+        .expect("alerts topic");
+    let mut config = test_config(&bootstrap, TOPIC, "alerts");
+    config.alert_interval_ms = 100;
+    let service = TestService::start(&config, clock).await;
+    (kafka, service, bootstrap)
+}
+
+/// The tenant's alerts of `rule`, once `count` of them are listed (firing or resolved).
+async fn alerts_of(
+    api: &IntegrationHealthClient<Channel>,
+    rule: proto::AlertRule,
+    want: impl Fn(&[proto::Alert]) -> bool,
+) -> Vec<proto::Alert> {
+    let mut found = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let listed = api
+            .clone()
+            .list_alerts(proto::ListAlertsRequest {
+                tenant_id: "acme".into(),
+                resolved_within: None,
+            })
+            .await
+            .expect("alerts")
+            .into_inner();
+        found = listed
+            .alerts
+            .into_iter()
+            .filter(|a| a.rule == rule as i32)
+            .collect();
+        if want(&found) {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("alerts never became as expected: {found:?}");
+}
+
+/// Rounds of the evaluator that see the current state, with nothing expected to change.
+async fn let_it_evaluate() {
+    tokio::time::sleep(Duration::from_millis(600)).await;
+}
+
+fn state(alert: &proto::Alert) -> proto::AlertState {
+    proto::AlertState::try_from(alert.state).expect("state")
+}
+
+/// The failure rate of the events whose minute starts in `[start, end)`: windows are whole
+/// minutes, as the README says.
+fn rate_in(sent: &[Sent], start: i64, end: i64) -> (f64, usize) {
+    let minute = |at: i64| at.div_euclid(MINUTE) * MINUTE;
+    let window: Vec<&Sent> = sent
+        .iter()
+        .filter(|e| minute(e.at) >= start && minute(e.at) < end)
+        .collect();
+    let failed = window.iter().filter(|e| e.failed).count();
+    (failed as f64 / window.len().max(1) as f64, window.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_rate_fires_holds_through_a_dip_and_resolves_once() {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let (_kafka, service, bootstrap) = started(clock.clone()).await;
+    let producer = producer(&bootstrap);
+    let api = service.api.clone();
+    let mut sent = Vec::new();
+    let mut messages = Vec::new();
+    // 30 events over the last 10 minutes, 9 of them failures: 30%.
+    for i in 0..30 {
+        let at = NOW - 10 * MINUTE + i * 20_000;
+        let failed = i % 10 < 3;
+        messages.push(event(
+            &format!("a{i}"),
+            "crm",
+            "custom_node",
+            at,
+            failed,
+            503,
+        ));
+        sent.push(Sent { at, failed });
+    }
+    publish(&producer, TOPIC, &messages).await;
+    wait_applied(&service.api, 30).await;
+    let fired = alerts_of(&api, proto::AlertRule::FailureRate, |a| !a.is_empty()).await;
+    let (rate, events) = rate_in(&sent, NOW - 15 * MINUTE, NOW);
+    assert_eq!((events, fired.len()), (30, 1));
+    let alert = &fired[0];
+    assert_eq!(state(alert), proto::AlertState::AlertFiring);
+    assert_eq!((alert.value, alert.threshold), (rate, 0.2));
+    assert_eq!(alert.integration_id, "crm");
+    assert_eq!(alert.status_code, 503);
+    let guidance = catalog::lookup(503)
+        .guidance_for(IntegrationType::CustomNode)
+        .unwrap_or_default();
+    assert_eq!(alert.guidance, guidance);
+
+    // Successes dilute the rate to 18.75%: under the threshold, above the hysteresis band.
+    clock.advance(MINUTE);
+    let dip: Vec<Message> = (0..18)
+        .map(|i| {
+            sent.push(Sent {
+                at: NOW + i,
+                failed: false,
+            });
+            event(&format!("b{i}"), "crm", "custom_node", NOW + i, false, 0)
+        })
+        .collect();
+    publish(&producer, TOPIC, &dip).await;
+    wait_applied(&service.api, 48).await;
+    let (rate, _) = rate_in(&sent, NOW + MINUTE - 15 * MINUTE, NOW + MINUTE);
+    assert!((0.15..0.2).contains(&rate), "{rate}");
+    let_it_evaluate().await;
+    let still = alerts_of(&api, proto::AlertRule::FailureRate, |a| a.len() == 1).await;
+    assert_eq!(
+        state(&still[0]),
+        proto::AlertState::AlertFiring,
+        "a dip does not resolve"
+    );
+
+    // Enough successes to fall under the band: it resolves, under the same id.
+    let more: Vec<Message> = (0..20)
+        .map(|i| {
+            sent.push(Sent {
+                at: NOW + 100 + i,
+                failed: false,
+            });
+            event(
+                &format!("c{i}"),
+                "crm",
+                "custom_node",
+                NOW + 100 + i,
+                false,
+                0,
+            )
+        })
+        .collect();
+    publish(&producer, TOPIC, &more).await;
+    wait_applied(&service.api, 68).await;
+    let resolved = alerts_of(&api, proto::AlertRule::FailureRate, |a| {
+        a.first()
+            .is_some_and(|a| state(a) == proto::AlertState::AlertResolved)
+    })
+    .await;
+    let (rate, _) = rate_in(&sent, NOW + MINUTE - 15 * MINUTE, NOW + MINUTE);
+    assert_eq!(resolved[0].value, rate);
+    assert_eq!(resolved[0].alert_id, fired[0].alert_id);
+
+    // On the topic: one FIRING, then one RESOLVED, nothing else for this rule.
+    let records = read_dead_letters(
+        &bootstrap,
+        &format!("{TOPIC}.alerts"),
+        |records: &[DeadLetter]| {
+            records
+                .iter()
+                .filter(|(p, _)| String::from_utf8_lossy(p).contains("\"failure_rate\""))
+                .count()
+                >= 2
+        },
+    );
+    let published: Vec<Value> = records
+        .iter()
+        .map(|(p, _)| serde_json::from_slice(p).expect("an alert event is JSON"))
+        .filter(|e: &Value| e["rule"] == "failure_rate")
+        .collect();
+    let states: Vec<&str> = published
+        .iter()
+        .filter_map(|e| e["state"].as_str())
+        .collect();
+    assert_eq!(states, ["FIRING", "RESOLVED"]);
+    let firing = &published[0];
+    assert_eq!(firing["alert_id"], json!(fired[0].alert_id));
+    assert_eq!(firing["tenant_id"], "acme");
+    assert_eq!(firing["integration_type"], "custom_node");
+    assert_eq!(firing["integration_id"], "crm");
+    assert_eq!(firing["integration_name"], "crm service");
+    assert_eq!(firing["status_code"], 503);
+    assert_eq!(firing["value"], json!(0.3));
+    assert_eq!(firing["threshold"], json!(0.2));
+    assert_eq!(firing["sample_message"], "crm answered 503");
+    assert_eq!(firing["guidance"], guidance);
+    let first = sent.iter().filter(|e| e.failed).map(|e| e.at).min();
+    let last = sent.iter().filter(|e| e.failed).map(|e| e.at).max();
+    assert_eq!(
+        (
+            firing["first_failure_ms"].as_i64(),
+            firing["last_failure_ms"].as_i64()
+        ),
+        (first, last)
+    );
+    assert_eq!(firing["fired_at_ms"], json!(NOW));
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spike_against_the_same_hour_of_the_last_week_fires() {
+    // Two minutes into an hour, so the last complete hour is the one before.
+    let now = (NOW / HOUR) * HOUR + 2 * MINUTE;
+    let clock = Arc::new(ManualClock::new(now));
+    let (_kafka, service, bootstrap) = started(clock.clone()).await;
+    let last_hour = (now / HOUR) * HOUR - HOUR;
+    let mut messages = Vec::new();
+    // One failure in that hour on each of the previous 7 days: a mean of 1.
+    for day in 1..=7 {
+        let at = last_hour - day * DAY + 10 * MINUTE;
+        messages.push(event(
+            &format!("d{day}"),
+            "cart",
+            "custom_event",
+            at,
+            true,
+            884,
+        ));
+    }
+    // Twelve in the last hour, spread over several integrations of the type.
+    for i in 0..12 {
+        let integration = ["cart", "promo", "loyalty"][i % 3];
+        let at = last_hour + 5 * MINUTE + i as i64 * MINUTE;
+        messages.push(event(
+            &format!("s{i}"),
+            integration,
+            "custom_event",
+            at,
+            true,
+            884,
+        ));
+    }
+    publish(&producer(&bootstrap), TOPIC, &messages).await;
+    wait_applied(&service.api, 19).await;
+    let spikes = alerts_of(&service.api, proto::AlertRule::Spike, |a| !a.is_empty()).await;
+    let spike = &spikes[0];
+    assert_eq!(state(spike), proto::AlertState::AlertFiring);
+    assert_eq!((spike.value, spike.threshold), (12.0, 5.0));
+    assert_eq!(
+        (spike.status_code, spike.integration_id.as_str()),
+        (884, "")
+    );
+    service.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_slo_burn_fires_on_both_windows_of_a_pair() {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let (_kafka, service, bootstrap) = started(clock.clone()).await;
+    let mut sent = Vec::new();
+    let mut messages = Vec::new();
+    // 120 events over the last hour, one in six failing (16.7% > 14.4% of a 1% budget).
+    for i in 0..120 {
+        let at = NOW - HOUR + i * 30_000;
+        let failed = i % 6 == 0;
+        messages.push(event(
+            &format!("e{i}"),
+            "erp",
+            "outbound_webhook",
+            at,
+            failed,
+            502,
+        ));
+        sent.push(Sent { at, failed });
+    }
+    publish(&producer(&bootstrap), TOPIC, &messages).await;
+    wait_applied(&service.api, 120).await;
+    let burns = alerts_of(&service.api, proto::AlertRule::SloBurn, |a| !a.is_empty()).await;
+    // Independently: each pair's strength is the smaller burn of its windows over its rate.
+    let burn = |window: i64| rate_in(&sent, NOW - window, NOW).0 / 0.01;
+    let fast = burn(HOUR).min(burn(5 * MINUTE)) / 14.4;
+    let slow = burn(6 * HOUR).min(burn(30 * MINUTE)) / 6.0;
+    let (strength, threshold) = if fast >= slow {
+        (fast, 14.4)
+    } else {
+        (slow, 6.0)
+    };
+    assert!(strength >= 1.0, "the events do burn the budget: {strength}");
+    let alert = &burns[0];
+    assert_eq!(state(alert), proto::AlertState::AlertFiring);
+    assert_eq!(alert.threshold, threshold);
+    assert!(
+        (alert.value - strength * threshold).abs() < 1e-9,
+        "{} vs {}",
+        alert.value,
+        strength * threshold
+    );
+    service.stop().await;
+}
