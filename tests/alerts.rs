@@ -336,3 +336,79 @@ async fn an_slo_burn_fires_on_both_windows_of_a_pair() {
     );
     service.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firing_alert_is_not_published_again_after_sigkill() {
+    use integration_health::clock::{Clock, SystemClock};
+    let (kafka, bootstrap) = kafka_with_topic(TOPIC, 1);
+    let alerts_topic = format!("{TOPIC}.alerts");
+    kafka.create_topic(&alerts_topic, 1).expect("alerts topic");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("service.toml");
+    std::fs::write(&config, "alert_interval_ms = 200\n").expect("config");
+    let (grpc, http) = (free_port(), free_port());
+    let spawn = || {
+        let flags = format!(
+            "--config {} --brokers {bootstrap} --topic {TOPIC} --group killed \
+             --grpc-addr 127.0.0.1:{grpc} --http-addr 127.0.0.1:{http} --state-dir {}",
+            config.display(),
+            dir.path().join("state").display()
+        );
+        let args: Vec<String> = flags.split_whitespace().map(str::to_owned).collect();
+        serve_binary(&args, &[], &dir.path().join("service.log"))
+    };
+    let now = SystemClock.now_ms();
+    let burst: Vec<Message> = (0..30)
+        .map(|i| {
+            event(
+                &format!("k{i}"),
+                "crm",
+                "custom_node",
+                now - 5 * MINUTE + i * 1_000,
+                i % 2 == 0,
+                503,
+            )
+        })
+        .collect();
+    publish(&producer(&bootstrap), TOPIC, &burst).await;
+    let firing = |records: &[DeadLetter]| {
+        records
+            .iter()
+            .filter(|(p, _)| {
+                let text = String::from_utf8_lossy(p);
+                text.contains("\"failure_rate\"") && text.contains("\"FIRING\"")
+            })
+            .count()
+    };
+    let mut service = spawn();
+    let first = tokio::task::spawn_blocking({
+        let (bootstrap, topic) = (bootstrap.clone(), alerts_topic.clone());
+        move || read_dead_letters(&bootstrap, &topic, |r| firing(r) >= 1)
+    })
+    .await
+    .expect("reader");
+    assert_eq!(firing(&first), 1, "the burst fires once");
+    service.0.kill().expect("SIGKILL");
+    service.0.wait().expect("reaped");
+
+    // The restarted instance reads what it published, so it does not fire the alert again.
+    let _service = spawn();
+    let http_addr: std::net::SocketAddr = format!("127.0.0.1:{http}").parse().expect("addr");
+    wait_until(
+        "the restarted binary is ready",
+        Duration::from_secs(60),
+        || async move {
+            tokio::net::TcpStream::connect(http_addr).await.is_ok()
+                && http_get(http_addr, "/readyz").await.0 == 200
+        },
+    )
+    .await;
+    // Many evaluation rounds, each of which would have published a second FIRING.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = tokio::task::spawn_blocking(move || {
+        read_dead_letters(&bootstrap, &alerts_topic, |r| r.len() >= 100)
+    })
+    .await
+    .expect("reader");
+    assert_eq!(firing(&after), 1, "still one FIRING after the restart");
+}
