@@ -114,6 +114,10 @@ pub async fn run_demo(options: DemoOptions, shutdown: CancellationToken) -> Resu
         kafka: [("fetch.wait.max.ms".to_owned(), "10".to_owned())]
             .into_iter()
             .collect(),
+        // The simulator sends a few events a minute per integration; production traffic would
+        // meet the default minimum of 20 in the window.
+        alert_rate_min_events: 5,
+        alert_interval_ms: 2_000,
         ..Config::default()
     };
     kafka.create_topic(&config.topic, options.partitions)?;
@@ -171,6 +175,7 @@ pub async fn run_demo(options: DemoOptions, shutdown: CancellationToken) -> Resu
     println!("  grpcurl -plaintext -d '{{\"tenant_id\":\"{tenant}\"}}' {grpc} integration_health.v1.IntegrationHealth/GetOverview");
     println!("  curl -s -H 'Content-Type: application/json' -d '{{\"tenantId\":\"{tenant}\"}}' http://{http}/integration_health.v1.IntegrationHealth/GetOverview");
     println!("Dashboard: http://{http}/?tenant={tenant}");
+    println!("  {exe} query --addr {addr} alerts --watch   # the incidents' alerts, live");
     println!("Live traffic is flowing. Press ctrl-c to stop.");
 
     let live = tokio::task::spawn_blocking({

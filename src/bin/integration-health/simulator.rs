@@ -280,6 +280,17 @@ fn incidents() -> Vec<Incident> {
             failure_share: 1.0,
             repeat: None,
         },
+        // Its token keeps expiring: for 6 minutes in every 20, until someone re-authorises.
+        Incident {
+            tenant: "globex-health",
+            integration: "owh-ehr",
+            codes: &[401],
+            message: "Authorization expired for EHR sync",
+            from_ms: -HOUR_MS,
+            to_ms: 30 * DAY_MS,
+            failure_share: 0.9,
+            repeat: Some((20 * 60_000, 6 * 60_000)),
+        },
         Incident {
             tenant: "globex-health",
             integration: "pbi-salesforce",
