@@ -4,9 +4,10 @@
 //! validate) → [`store`] (partition-owned buckets) → [`ingest`] (consumer, owner, dedup, DLQ,
 //! [`snapshot`]s) and [`query`] (domain answers, merged across partitions) → [`cluster`]
 //! (answers across replicas) → [`api`] (gRPC, and the Connect/JSON form the [`dashboard`]
-//! reads) → [`server`] (wiring). [`ops`] is the sink every stage reports to; [`catalog`],
-//! [`config`], [`tls`] and [`clock`] are leaves. DESIGN.md in the repository explains the
-//! invariants and decisions.
+//! reads) → [`server`] (wiring). Beside the path, [`issues`] and [`alerts`] keep their state on
+//! topics every instance reads whole ([`changelog`]). [`ops`] is the sink every stage reports
+//! to; [`catalog`], [`config`], [`tls`] and [`clock`] are leaves. DESIGN.md in the repository
+//! explains the invariants and decisions.
 
 pub mod alerts;
 pub mod api;
