@@ -130,6 +130,16 @@ impl AlertBook {
             .cloned()
     }
 
+    /// The tenant's firing alerts.
+    pub fn firing_of(&self, tenant: &str) -> Vec<AlertEvent> {
+        self.latest
+            .read()
+            .values()
+            .filter(|e| e.tenant_id == tenant && e.state == AlertState::Firing)
+            .cloned()
+            .collect()
+    }
+
     /// Firing alerts, and those resolved at or after `resolved_since_ms`; of one tenant, or all.
     pub fn list(&self, tenant: Option<&str>, resolved_since_ms: i64) -> Vec<AlertEvent> {
         let mut list: Vec<AlertEvent> = self

@@ -2,6 +2,7 @@
 //! compared with what the alerts topic says was published; each change is published, and only
 //! once the broker has it is it recorded as published.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,14 +48,17 @@ pub async fn evaluate_periodically(
     }
 }
 
-/// The alert events that the current state calls for and the book has not seen.
+/// The alert events that the current state calls for and the book has not seen. With
+/// tenant-affine partitions each tenant is in one partition; otherwise each part is judged on
+/// its own, and one change per subject and round is kept.
 pub fn changes(
     store: &Store,
     rules: &RuleOverrides,
     book: &AlertBook,
     now_ms: i64,
 ) -> Vec<AlertEvent> {
-    let mut events = Vec::new();
+    let mut events: Vec<AlertEvent> = Vec::new();
+    let mut measured: HashMap<String, HashSet<String>> = HashMap::new();
     for (_, shared) in store.partitions() {
         let partition = shared.read();
         for (sym, tenant) in &partition.tenants {
@@ -63,13 +67,38 @@ pub fn changes(
             if !tenant_rules.enabled {
                 continue;
             }
-            for measured in evaluate(&partition, tenant, &tenant_rules, now_ms) {
-                if let Some(event) = change(tenant_id, measured, book, now_ms) {
+            let keys = measured.entry(tenant_id.to_owned()).or_default();
+            for m in evaluate(&partition, tenant, &tenant_rules, now_ms) {
+                let kind = m.integration_type.as_str();
+                keys.insert(subject_key(
+                    tenant_id,
+                    m.rule,
+                    kind,
+                    &m.integration_id,
+                    m.status_code,
+                ));
+                if let Some(event) = change(tenant_id, m, book, now_ms) {
                     events.push(event);
                 }
             }
         }
     }
+    // A firing subject with nothing left to measure (no failures of a spike's code in the last
+    // hour, an integration gone from retention) has recovered.
+    for (tenant_id, keys) in &measured {
+        for firing in book.firing_of(tenant_id) {
+            if !keys.contains(&firing.subject_key()) {
+                events.push(AlertEvent {
+                    state: AlertState::Resolved,
+                    value: 0.0,
+                    at_ms: now_ms,
+                    ..firing
+                });
+            }
+        }
+    }
+    let mut seen = HashSet::new();
+    events.retain(|e| seen.insert(e.subject_key()));
     events
 }
 
