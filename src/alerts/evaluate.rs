@@ -31,7 +31,7 @@ pub struct Measured {
     pub measure: String,
     /// At or above the threshold, with enough volume.
     pub fires: bool,
-    /// Below the hysteresis band, or too little volume to judge.
+    /// Below the hysteresis band, in value or in volume.
     pub clears: bool,
     pub first_failure_ms: Option<i64>,
     pub last_failure_ms: Option<i64>,
@@ -52,13 +52,15 @@ pub fn evaluate(
         let (succeeded, failed) = integration.recent_in(now_ms - window, now_ms);
         let subject = Subject::integration(partition, tenant, key, now_ms - window, now_ms);
         let rate = failed as f64 / (succeeded + failed).max(1) as f64;
-        let enough = succeeded + failed >= rules.rate_min_events;
         measured.push(subject.measured(
             Rule::FailureRate,
             rate,
             rules.rate_threshold,
             format!("failure rate over {} min", rules.rate_window_minutes),
-            enough,
+            Volume {
+                seen: succeeded + failed,
+                minimum: rules.rate_min_events,
+            },
         ));
         measured.push(slo(partition, tenant, key, integration, rules, now_ms));
     }
@@ -104,7 +106,10 @@ fn slo(
             span(short),
             rules.slo_objective
         ),
-        volume >= rules.rate_min_events,
+        Volume {
+            seen: volume,
+            minimum: rules.rate_min_events,
+        },
     );
     measured.fires = measured.fires && strength >= 1.0;
     measured
@@ -146,10 +151,20 @@ fn spikes(
                     chrono::DateTime::from_timestamp_millis(hour)
                         .map_or_else(String::new, |t| t.to_rfc3339())
                 ),
-                *count >= rules.spike_min_failures,
+                Volume {
+                    seen: *count,
+                    minimum: rules.spike_min_failures,
+                },
             )
         })
         .collect()
+}
+
+/// How much a measurement rests on. The same hysteresis applies to it as to the value, so a
+/// volume hovering at the minimum does not fire and resolve in turn.
+struct Volume {
+    seen: u64,
+    minimum: u64,
 }
 
 /// Who an alert is about, with the context its event carries.
@@ -268,7 +283,7 @@ impl Subject {
         value: f64,
         threshold: f64,
         measure: String,
-        enough: bool,
+        volume: Volume,
     ) -> Measured {
         let guidance = catalog::lookup(self.status_code)
             .guidance_for(self.integration_type)
@@ -283,8 +298,11 @@ impl Subject {
             value,
             threshold,
             measure,
-            fires: enough && value >= threshold,
-            clears: !enough || value < threshold * HYSTERESIS,
+            fires: volume.seen >= volume.minimum && value >= threshold,
+            // The margin keeps a value exactly at the band's edge (0.15 for 0.2) from falling
+            // under it by a rounding of the product.
+            clears: (volume.seen as f64) < volume.minimum as f64 * HYSTERESIS - 1e-9
+                || value < threshold * HYSTERESIS - 1e-9,
             first_failure_ms: self.first_failure_ms,
             last_failure_ms: self.last_failure_ms,
             sample_message: self.sample_message,

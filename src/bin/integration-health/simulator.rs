@@ -376,7 +376,18 @@ impl Simulator {
                     (0..count).map(|_| self.rng.gen_range(from..to)).collect();
                 times.sort_unstable();
                 for at in times {
-                    events.push(self.event(tenant_index, at));
+                    let which = self
+                        .rng
+                        .gen_range(0..self.tenants[tenant_index].integrations.len());
+                    let (event, incident_failure) = self.event(tenant_index, which, at);
+                    events.push(event);
+                    // Runtimes retry a call that failed during an incident, twice, a few
+                    // seconds apart; each retry is a transaction of its own.
+                    if incident_failure {
+                        for delay_ms in [5_000, 20_000] {
+                            events.push(self.event(tenant_index, which, at + delay_ms).0);
+                        }
+                    }
                 }
                 hour += HOUR_MS;
             }
@@ -395,16 +406,18 @@ impl Simulator {
         tenant.events_per_hour * (0.25 + 1.5 * daytime) * weekend
     }
 
-    fn event(&mut self, tenant_index: usize, at_ms: i64) -> OutcomeEvent {
+    /// One transaction of integration `which` of the tenant, and whether it failed because of an
+    /// incident.
+    fn event(&mut self, tenant_index: usize, which: usize, at_ms: i64) -> (OutcomeEvent, bool) {
         let tenant = &self.tenants[tenant_index];
-        let which = self.rng.gen_range(0..tenant.integrations.len());
         let integration = &tenant.integrations[which];
         let incident = self
             .incidents
             .iter()
             .find(|i| i.active(tenant.id, integration.id, at_ms, self.anchor_ms));
+        let incident_failure = incident.is_some_and(|i| self.rng.gen_bool(i.failure_share));
         let (status_code, error_message) = match incident {
-            Some(incident) if self.rng.gen_bool(incident.failure_share) => {
+            Some(incident) if incident_failure => {
                 let code = incident.codes[self.rng.gen_range(0..incident.codes.len())];
                 (Some(code), Some(incident.message.to_owned()))
             }
@@ -424,7 +437,7 @@ impl Simulator {
         let occurred_at = chrono::DateTime::from_timestamp_millis(at_ms)
             .unwrap_or_default()
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        OutcomeEvent {
+        let event = OutcomeEvent {
             event_id: format!("{}-{:010}", tenant.id, self.sequence),
             tenant_id: tenant.id.to_owned(),
             occurred_at,
@@ -443,7 +456,8 @@ impl Simulator {
             service_id: integration.service.0.to_owned(),
             service_name: integration.service.1.to_owned(),
             latency_ms: self.rng.gen_range(20..900),
-        }
+        };
+        (event, incident_failure)
     }
 }
 
