@@ -222,6 +222,16 @@ impl TryFrom<i32> for IntegrationOrder {
     }
 }
 
+impl From<query::ErrorCount> for proto::ErrorCount {
+    fn from(e: query::ErrorCount) -> Self {
+        proto::ErrorCount {
+            status_code: u32::from(e.status_code),
+            name: e.name.to_owned(),
+            failed: e.failed,
+        }
+    }
+}
+
 impl From<TypeChange> for proto::TypeChange {
     fn from(c: TypeChange) -> Self {
         let mut change = proto::TypeChange {

@@ -374,15 +374,7 @@ impl IntegrationHealth for IntegrationHealthApi {
             Ok(respond(
                 &coverage,
                 proto::GetErrorBreakdownResponse {
-                    errors: breakdown
-                        .errors
-                        .into_iter()
-                        .map(|e| proto::ErrorCount {
-                            status_code: u32::from(e.status_code),
-                            name: e.name.to_owned(),
-                            failed: e.failed,
-                        })
-                        .collect(),
+                    errors: breakdown.errors.into_iter().map(Into::into).collect(),
                     effective_range: Some(breakdown.effective_range.into()),
                     ..Default::default()
                 },

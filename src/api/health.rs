@@ -126,15 +126,7 @@ fn health_response(health: query::IntegrationHealth) -> proto::GetIntegrationHea
     proto::GetIntegrationHealthResponse {
         integration: Some(health.summary.into()),
         series: health.series.into_iter().map(Into::into).collect(),
-        error_codes: health
-            .error_codes
-            .into_iter()
-            .map(|e| proto::ErrorCount {
-                status_code: u32::from(e.status_code),
-                name: e.name.to_owned(),
-                failed: e.failed,
-            })
-            .collect(),
+        error_codes: health.error_codes.into_iter().map(Into::into).collect(),
         top_failures: health.top_failures.into_iter().map(Into::into).collect(),
         effective_range: Some(health.effective_range.into()),
         ..Default::default()

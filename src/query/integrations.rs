@@ -10,7 +10,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::calendar::{day_boundaries, hour_boundaries, parse_time_zone};
-use super::types::{Granularity, TimeRange, TypeFilter};
+use super::types::{ErrorCount, Granularity, TimeRange, TypeFilter};
 use super::{QueryEngine, QueryError, DEFAULT_PAGE_SIZE, DEFAULT_RANGE_MS, MAX_PAGE_SIZE};
 use crate::catalog;
 use crate::event::IntegrationType;
@@ -82,13 +82,6 @@ pub struct IntegrationPoint {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CodeCount {
-    pub status_code: u16,
-    pub name: &'static str,
-    pub failed: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupSummary {
     pub failure_id: String,
     pub failure_description: String,
@@ -101,7 +94,7 @@ pub struct GroupSummary {
 pub struct IntegrationHealth {
     pub summary: IntegrationRow,
     pub series: Vec<IntegrationPoint>,
-    pub error_codes: Vec<CodeCount>,
+    pub error_codes: Vec<ErrorCount>,
     pub top_failures: Vec<GroupSummary>,
     pub effective_range: TimeRange,
 }
@@ -334,11 +327,11 @@ impl QueryEngine {
                 }
             })
             .collect();
-        let mut error_codes: Vec<CodeCount> = codes
+        let mut error_codes: Vec<ErrorCount> = codes
             .get(&id)
             .into_iter()
             .flatten()
-            .map(|(code, failed)| CodeCount {
+            .map(|(code, failed)| ErrorCount {
                 status_code: *code,
                 name: catalog::name_of(*code),
                 failed: *failed,

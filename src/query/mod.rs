@@ -29,8 +29,8 @@ pub use calendar::{day_boundaries, local_day_start, parse_time_zone};
 pub use drivers::DRIVERS_PER_TYPE;
 pub use engine::{change_percent, IssueContext, QueryEngine};
 pub use integrations::{
-    CodeCount, GroupSummary, IntegrationHealth, IntegrationOrder, IntegrationPage,
-    IntegrationPoint, IntegrationRow, ListIntegrationsRequest, Percentiles,
+    GroupSummary, IntegrationHealth, IntegrationOrder, IntegrationPage, IntegrationPoint,
+    IntegrationRow, ListIntegrationsRequest, Percentiles,
 };
 pub use tenants::merge_tenants;
 pub use types::*;
