@@ -167,6 +167,27 @@ impl Cluster {
         request
     }
 
+    /// `partitions` grouped by the other replica that owns each; those with no owner, or that
+    /// the directory still gives to this replica, go to `coverage.missing`.
+    fn owners_of(
+        &self,
+        partitions: impl Iterator<Item = i32>,
+        coverage: &mut Coverage,
+    ) -> BTreeMap<String, Vec<i32>> {
+        let mut wanted: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for partition in partitions {
+            match self.directory.owner_of(partition) {
+                Some(owner) if owner != self.config.advertise_addr => {
+                    wanted.entry(owner).or_default().push(partition)
+                }
+                _ => {
+                    coverage.missing.insert(partition);
+                }
+            }
+        }
+        wanted
+    }
+
     /// A store holding this replica's own partitions and, from their owners, the tenant's
     /// state in every other partition of the topic; and which partitions could not be reached.
     pub async fn tenant_view(&self, local: &Store, tenant_id: &str) -> (Store, Coverage) {
@@ -183,20 +204,10 @@ impl Cluster {
                 view.attach(key, shared);
             }
         }
-        let mut wanted: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-        for partition in (0..count).filter(|p| relevant(*p)) {
-            if coverage.covered.contains(&partition) {
-                continue;
-            }
-            match self.directory.owner_of(partition) {
-                Some(owner) if owner != self.config.advertise_addr => {
-                    wanted.entry(owner).or_default().push(partition)
-                }
-                _ => {
-                    coverage.missing.insert(partition);
-                }
-            }
-        }
+        let others: Vec<i32> = (0..count)
+            .filter(|p| relevant(*p) && !coverage.covered.contains(p))
+            .collect();
+        let wanted = self.owners_of(others.into_iter(), &mut coverage);
         let asks = wanted.into_iter().map(|(owner, partitions)| async move {
             let answer = self.slices(&owner, tenant_id, &partitions).await;
             (partitions, answer)
@@ -230,20 +241,8 @@ impl Cluster {
             covered: local.clone(),
             ..Coverage::default()
         };
-        let mut wanted: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-        for partition in 0..self.directory.partition_count() as i32 {
-            if local.contains(&partition) {
-                continue;
-            }
-            match self.directory.owner_of(partition) {
-                Some(owner) if owner != self.config.advertise_addr => {
-                    wanted.entry(owner).or_default().push(partition)
-                }
-                _ => {
-                    coverage.missing.insert(partition);
-                }
-            }
-        }
+        let others = (0..self.directory.partition_count() as i32).filter(|p| !local.contains(p));
+        let wanted = self.owners_of(others, &mut coverage);
         let asks = wanted.into_iter().map(|(owner, partitions)| async move {
             let answer = self.local_tenants(&owner, range, &partitions).await;
             (partitions, answer)
