@@ -7,12 +7,10 @@ use integration_health::proto::integration_health_client::IntegrationHealthClien
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
-use super::render::{range_text, sparkline, table, time_text, type_label};
+use super::render::{
+    next_page_hint, proto_json, range_text, sparkline, table, time_text, type_label,
+};
 use super::{escape_controls, CliError};
-
-fn as_json<T: serde::Serialize>(message: &T) -> String {
-    serde_json::to_string_pretty(message).unwrap_or_default()
-}
 
 fn latency_text(latency: &Option<proto::Latency>) -> [String; 3] {
     match latency {
@@ -26,7 +24,7 @@ pub(super) fn render_integrations(
     json: bool,
 ) -> String {
     if json {
-        return as_json(response);
+        return proto_json(response);
     }
     let mut table = table(&[
         "Type",
@@ -66,10 +64,7 @@ pub(super) fn render_integrations(
             Cell::new(sparkline(&daily)),
         ]);
     }
-    let next = match response.next_page_token.as_str() {
-        "" => String::new(),
-        token => format!("\nNext page: --page-token {token}"),
-    };
+    let next = next_page_hint(&response.next_page_token);
     format!(
         "{} integrations, {}\n{table}{next}",
         response.total_integrations,
@@ -82,7 +77,7 @@ pub(super) fn render_integration(
     json: bool,
 ) -> String {
     if json {
-        return as_json(response);
+        return proto_json(response);
     }
     let Some(summary) = &response.integration else {
         return String::new();

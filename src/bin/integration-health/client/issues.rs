@@ -6,36 +6,17 @@ use integration_health::proto::integration_health_client::IntegrationHealthClien
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
-use super::render::{failure_cells, issue_text, range_text, table, time_text, type_label};
+use super::render::{
+    failure_table, issue_text, next_page_hint, proto_json, range_text, table, time_text, type_label,
+};
 use super::{escape_controls, CliError};
-
-fn as_json<T: serde::Serialize>(message: &T) -> String {
-    serde_json::to_string_pretty(message).unwrap_or_default()
-}
 
 pub(super) fn render_issues(response: &proto::ListIssuesResponse, json: bool) -> String {
     if json {
-        return as_json(response);
+        return proto_json(response);
     }
-    let mut table = table(&[
-        "Type",
-        "Integration",
-        "Failure description",
-        "Code",
-        "Service",
-        "Flow",
-        "Errors",
-        "Last seen",
-        "Issue",
-        "Failure id",
-    ]);
-    for issue in &response.issues {
-        table.add_row(failure_cells(issue));
-    }
-    let next = match response.next_page_token.as_str() {
-        "" => String::new(),
-        token => format!("\nNext page: --page-token {token}"),
-    };
+    let table = failure_table(&response.issues);
+    let next = next_page_hint(&response.next_page_token);
     format!(
         "{} issues, {}\n{table}{next}",
         response.total_issues,
@@ -45,7 +26,7 @@ pub(super) fn render_issues(response: &proto::ListIssuesResponse, json: bool) ->
 
 pub(super) fn render_update(response: &proto::UpdateIssueResponse, json: bool) -> String {
     if json {
-        return as_json(response);
+        return proto_json(response);
     }
     match &response.issue {
         Some(group) => format!(
@@ -58,9 +39,15 @@ pub(super) fn render_update(response: &proto::UpdateIssueResponse, json: bool) -
     }
 }
 
+fn state_and_rule(alert: &proto::Alert) -> (&'static str, &'static str) {
+    (
+        proto::AlertState::try_from(alert.state).map_or("?", |s| s.as_str_name()),
+        proto::AlertRule::try_from(alert.rule).map_or("?", |r| r.as_str_name()),
+    )
+}
+
 fn alert_line(alert: &proto::Alert) -> String {
-    let state = proto::AlertState::try_from(alert.state).map_or("?", |s| s.as_str_name());
-    let rule = proto::AlertRule::try_from(alert.rule).map_or("?", |r| r.as_str_name());
+    let (state, rule) = state_and_rule(alert);
     let subject = match alert.integration_id.as_str() {
         "" => format!(
             "{} code {}",
@@ -85,7 +72,7 @@ fn alert_line(alert: &proto::Alert) -> String {
 
 pub(super) fn render_alerts(response: &proto::ListAlertsResponse, json: bool) -> String {
     if json {
-        return as_json(response);
+        return proto_json(response);
     }
     let mut table = table(&[
         "When",
@@ -98,8 +85,7 @@ pub(super) fn render_alerts(response: &proto::ListAlertsResponse, json: bool) ->
         "Alert id",
     ]);
     for alert in &response.alerts {
-        let state = proto::AlertState::try_from(alert.state).map_or("?", |s| s.as_str_name());
-        let rule = proto::AlertRule::try_from(alert.rule).map_or("?", |r| r.as_str_name());
+        let (state, rule) = state_and_rule(alert);
         let about = match alert.integration_id.as_str() {
             "" => format!(
                 "{} code {}",

@@ -280,7 +280,40 @@ pub(super) fn issue_text(issue: &Option<proto::Issue>) -> String {
     text
 }
 
-pub(super) fn failure_cells(f: &proto::FailureGroup) -> Vec<String> {
+/// A message in the proto3 JSON mapping, as the Connect endpoint and `grpcurl` print it.
+pub(super) fn proto_json<T: serde::Serialize>(message: &T) -> String {
+    serde_json::to_string_pretty(message).unwrap_or_default()
+}
+
+/// The line that tells how to ask for the next page, when there is one.
+pub(super) fn next_page_hint(token: &str) -> String {
+    match token {
+        "" => String::new(),
+        token => format!("\nNext page: --page-token {token}"),
+    }
+}
+
+/// The failures table, for `failures` and `issues`.
+pub(super) fn failure_table(groups: &[proto::FailureGroup]) -> Table {
+    let mut table = table(&[
+        "Type",
+        "Integration",
+        "Failure description",
+        "Code",
+        "Service",
+        "Flow",
+        "Errors",
+        "Last seen",
+        "Issue",
+        "Failure id",
+    ]);
+    for group in groups {
+        table.add_row(failure_cells(group));
+    }
+    table
+}
+
+fn failure_cells(f: &proto::FailureGroup) -> Vec<String> {
     vec![
         type_label(f.integration_type).to_owned(),
         f.integration_name.clone(),
@@ -308,21 +341,7 @@ pub(super) fn render_failures(
             "effective_range": range_json(&response.effective_range),
         }));
     }
-    let mut table = table(&[
-        "Type",
-        "Integration",
-        "Failure description",
-        "Code",
-        "Service",
-        "Flow",
-        "Errors",
-        "Last seen",
-        "Issue",
-        "Failure id",
-    ]);
-    for f in &response.failures {
-        table.add_row(failure_cells(f));
-    }
+    let table = failure_table(&response.failures);
     let mut out = format!(
         "{} failure groups, {}\n{table}",
         response.total_groups,
@@ -335,13 +354,7 @@ pub(super) fn render_failures(
             first.failure_id
         );
     }
-    if !response.next_page_token.is_empty() {
-        let _ = write!(
-            out,
-            "\nNext page: --page-token {}",
-            response.next_page_token
-        );
-    }
+    out.push_str(&next_page_hint(&response.next_page_token));
     out
 }
 
