@@ -37,6 +37,27 @@ pub struct Measured {
     pub last_failure_ms: Option<i64>,
     pub sample_message: String,
     pub guidance: String,
+    /// Where `describe` finds the failures behind it: the groups it matches, in its window.
+    groups: GroupMatch,
+    window: (i64, i64),
+}
+
+/// The failure groups a measurement is about.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum GroupMatch {
+    Integration(IntegrationKey),
+    Code(IntegrationType, u16),
+}
+
+impl GroupMatch {
+    fn matches(&self, key: &GroupKey) -> bool {
+        match *self {
+            GroupMatch::Integration(i) => {
+                key.integration_type == i.integration_type && key.integration_id == i.integration_id
+            }
+            GroupMatch::Code(t, code) => key.integration_type == t && key.status_code == code,
+        }
+    }
 }
 
 /// Every rule over every integration and (type, code) of one tenant in one partition.
@@ -64,7 +85,7 @@ pub fn evaluate(
         ));
         measured.push(slo(partition, tenant, key, integration, rules, now_ms));
     }
-    measured.extend(spikes(partition, tenant, rules, now_ms));
+    measured.extend(spikes(tenant, rules, now_ms));
     measured
 }
 
@@ -123,12 +144,7 @@ fn span(ms: i64) -> String {
 }
 
 /// Per (type, code): the last complete hour against the same hour of the previous 7 days.
-fn spikes(
-    partition: &PartitionState,
-    tenant: &TenantState,
-    rules: &AlertRules,
-    now_ms: i64,
-) -> Vec<Measured> {
+fn spikes(tenant: &TenantState, rules: &AlertRules, now_ms: i64) -> Vec<Measured> {
     let hour = floor_to(now_ms, HOUR_MS) - HOUR_MS;
     let Some(last_hour) = tenant.codes.get(&hour) else {
         return Vec::new();
@@ -141,7 +157,7 @@ fn spikes(
                 .filter_map(|codes| codes.get(&(*t, *code)))
                 .sum();
             let mean = before as f64 / 7.0;
-            let subject = Subject::code(partition, tenant, *t, *code, hour, hour + HOUR_MS);
+            let subject = Subject::code(*t, *code, hour, hour + HOUR_MS);
             subject.measured(
                 Rule::Spike,
                 *count as f64,
@@ -172,10 +188,10 @@ struct Subject {
     integration_type: IntegrationType,
     integration_id: String,
     integration_name: String,
+    /// A spike's own code; for an integration, found by `describe`.
     status_code: u16,
-    first_failure_ms: Option<i64>,
-    last_failure_ms: Option<i64>,
-    sample_message: String,
+    groups: GroupMatch,
+    window: (i64, i64),
 }
 
 impl Subject {
@@ -190,58 +206,69 @@ impl Subject {
             .integrations
             .get(key)
             .map_or("", |i| partition.interner.resolve(i.name));
-        let matching = |k: &GroupKey| {
-            k.integration_type == key.integration_type && k.integration_id == key.integration_id
-        };
-        let mut subject = Subject {
+        Subject {
             integration_type: key.integration_type,
             integration_id: partition.interner.resolve(key.integration_id).to_owned(),
             integration_name: name.to_owned(),
             status_code: 0,
-            first_failure_ms: None,
-            last_failure_ms: None,
-            sample_message: String::new(),
-        };
-        subject.add_failures(partition, tenant, matching, start_ms, end_ms);
-        subject
+            groups: GroupMatch::Integration(*key),
+            window: (start_ms, end_ms),
+        }
     }
 
-    fn code(
-        partition: &PartitionState,
-        tenant: &TenantState,
-        integration_type: IntegrationType,
-        code: u16,
-        start_ms: i64,
-        end_ms: i64,
-    ) -> Subject {
-        let mut subject = Subject {
+    fn code(integration_type: IntegrationType, code: u16, start_ms: i64, end_ms: i64) -> Subject {
+        Subject {
             integration_type,
             integration_id: String::new(),
             integration_name: String::new(),
             status_code: code,
+            groups: GroupMatch::Code(integration_type, code),
+            window: (start_ms, end_ms),
+        }
+    }
+
+    fn measured(
+        self,
+        rule: Rule,
+        value: f64,
+        threshold: f64,
+        measure: String,
+        volume: Volume,
+    ) -> Measured {
+        Measured {
+            rule,
+            integration_type: self.integration_type,
+            integration_id: self.integration_id,
+            integration_name: self.integration_name,
+            status_code: self.status_code,
+            value,
+            threshold,
+            measure,
+            fires: volume.seen >= volume.minimum && value >= threshold,
+            // The margin keeps a value exactly at the band's edge (0.15 for 0.2) from falling
+            // under it by a rounding of the product.
+            clears: (volume.seen as f64) < volume.minimum as f64 * HYSTERESIS - 1e-9
+                || value < threshold * HYSTERESIS - 1e-9,
             first_failure_ms: None,
             last_failure_ms: None,
             sample_message: String::new(),
-        };
-        let matching =
-            |k: &GroupKey| k.integration_type == integration_type && k.status_code == code;
-        subject.add_failures(partition, tenant, matching, start_ms, end_ms);
-        subject
+            guidance: String::new(),
+            groups: self.groups,
+            window: self.window,
+        }
     }
+}
 
-    /// First and last failure in the window, the newest sample, and (for an integration) the
-    /// code with the most failures, from the matching failure groups.
-    fn add_failures(
-        &mut self,
-        partition: &PartitionState,
-        tenant: &TenantState,
-        matching: impl Fn(&GroupKey) -> bool,
-        start_ms: i64,
-        end_ms: i64,
-    ) {
+impl Measured {
+    /// Fills in what an alert event says beside the numbers: the first and last failure in the
+    /// window, the newest sample, the guidance, and (for an integration) the code with the most
+    /// failures. It reads the tenant's failure groups, so it is done only for the measurements
+    /// that change an alert.
+    pub fn describe(&mut self, partition: &PartitionState, tenant: &TenantState) {
+        let (start_ms, end_ms) = self.window;
         let mut codes: std::collections::BTreeMap<u16, u64> = Default::default();
         let mut newest: Option<(&GroupKey, &GroupState)> = None;
-        for (key, group) in tenant.groups.iter().filter(|(k, _)| matching(k)) {
+        for (key, group) in tenant.groups.iter().filter(|(k, _)| self.groups.matches(k)) {
             let hours = group.hours.range(floor_to(start_ms, HOUR_MS)..end_ms);
             for (_, stat) in hours {
                 if stat.last_ms < start_ms || stat.first_ms >= end_ms {
@@ -258,11 +285,11 @@ impl Subject {
                 }
             }
         }
-        if self.integration_id.is_empty() && self.status_code != 0 {
-            // A spike's code is its own.
-        } else if let Some((code, _)) = codes.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-        {
-            self.status_code = *code;
+        if let GroupMatch::Integration(_) = self.groups {
+            let top = codes.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)));
+            if let Some((code, _)) = top {
+                self.status_code = *code;
+            }
         }
         if let Some((key, group)) = newest {
             let sample = group
@@ -275,38 +302,9 @@ impl Subject {
                 Some(text) => text.to_owned(),
             };
         }
-    }
-
-    fn measured(
-        self,
-        rule: Rule,
-        value: f64,
-        threshold: f64,
-        measure: String,
-        volume: Volume,
-    ) -> Measured {
-        let guidance = catalog::lookup(self.status_code)
+        self.guidance = catalog::lookup(self.status_code)
             .guidance_for(self.integration_type)
             .unwrap_or("Not applicable to this integration type.")
             .to_owned();
-        Measured {
-            rule,
-            integration_type: self.integration_type,
-            integration_id: self.integration_id,
-            integration_name: self.integration_name,
-            status_code: self.status_code,
-            value,
-            threshold,
-            measure,
-            fires: volume.seen >= volume.minimum && value >= threshold,
-            // The margin keeps a value exactly at the band's edge (0.15 for 0.2) from falling
-            // under it by a rounding of the product.
-            clears: (volume.seen as f64) < volume.minimum as f64 * HYSTERESIS - 1e-9
-                || value < threshold * HYSTERESIS - 1e-9,
-            first_failure_ms: self.first_failure_ms,
-            last_failure_ms: self.last_failure_ms,
-            sample_message: self.sample_message,
-            guidance,
-        }
     }
 }

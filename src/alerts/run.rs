@@ -77,7 +77,9 @@ pub fn changes(
                     &m.integration_id,
                     m.status_code,
                 ));
-                if let Some(event) = change(tenant_id, m, book, now_ms) {
+                if let Some(event) = change(tenant_id, m, book, now_ms, |m| {
+                    m.describe(&partition, tenant)
+                }) {
                     events.push(event);
                 }
             }
@@ -102,7 +104,14 @@ pub fn changes(
     events
 }
 
-fn change(tenant_id: &str, m: Measured, book: &AlertBook, now_ms: i64) -> Option<AlertEvent> {
+/// The event `m` calls for, if any; `describe` fills in its context only then.
+fn change(
+    tenant_id: &str,
+    mut m: Measured,
+    book: &AlertBook,
+    now_ms: i64,
+    describe: impl FnOnce(&mut Measured),
+) -> Option<AlertEvent> {
     let kind = m.integration_type.as_str();
     let key = subject_key(tenant_id, m.rule, kind, &m.integration_id, m.status_code);
     let (state, alert_id, fired_at_ms) = match book.firing(&key) {
@@ -113,6 +122,7 @@ fn change(tenant_id: &str, m: Measured, book: &AlertBook, now_ms: i64) -> Option
         Some(firing) if m.clears => (AlertState::Resolved, firing.alert_id, firing.fired_at_ms),
         _ => return None,
     };
+    describe(&mut m);
     Some(AlertEvent {
         alert_id,
         state,
