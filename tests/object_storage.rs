@@ -93,6 +93,7 @@ fn replica(bootstrap: &str, s3_port: u16, grpc_port: u16, log: &Path) -> Process
 
 async fn wait_up(
     port: u16,
+    log: &Path,
 ) -> integration_health::proto::integration_health_client::IntegrationHealthClient<
     tonic::transport::Channel,
 > {
@@ -107,7 +108,8 @@ async fn wait_up(
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "replica on {port} did not start"
+            "replica on {port} did not start; its log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -151,7 +153,10 @@ async fn a_killed_replicas_partitions_move_through_the_bucket_and_stay_exact() {
         &logs.path().join("a.log"),
     ));
     let _second = replica(&bootstrap, s3_port, ports[1], &logs.path().join("b.log"));
-    let apis = [wait_up(ports[0]).await, wait_up(ports[1]).await];
+    let apis = [
+        wait_up(ports[0], &logs.path().join("a.log")).await,
+        wait_up(ports[1], &logs.path().join("b.log")).await,
+    ];
     let batch = generate_tagged(51, 1_500, now, "a");
     let batch_messages: Vec<Message> = batch.messages.iter().map(|(_, m)| m.clone()).collect();
     publish(&producer, TOPIC, &batch_messages).await;
@@ -173,7 +178,10 @@ async fn a_killed_replicas_partitions_move_through_the_bucket_and_stay_exact() {
 
     // A replacement with nothing on its disk takes partitions back from the bucket.
     let _third = replica(&bootstrap, s3_port, ports[2], &logs.path().join("c.log"));
-    let both = vec![apis[1].clone(), wait_up(ports[2]).await];
+    let both = vec![
+        apis[1].clone(),
+        wait_up(ports[2], &logs.path().join("c.log")).await,
+    ];
     // Every replica answers for every partition, its own and the other's, exactly, once it
     // has read the other's announcement.
     for mut api in both {
