@@ -53,6 +53,12 @@ impl Dedup {
         true
     }
 
+    /// Heap bytes of the set and the arrival queue.
+    pub fn heap_bytes(&self) -> usize {
+        self.seen.capacity() * (std::mem::size_of::<u64>() + 1)
+            + self.order.capacity() * std::mem::size_of::<u64>()
+    }
+
     pub fn len(&self) -> usize {
         self.order.len()
     }

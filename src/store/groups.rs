@@ -1,10 +1,9 @@
 //! Failure groups: identity, per-hour counts with exact first and last seen, newest samples.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::interner::Sym;
+use super::series::Series;
 use super::time::{floor_to, HOUR_MS};
 use crate::event::IntegrationType;
 
@@ -51,7 +50,7 @@ pub struct GroupState {
     pub flow_name: Sym,
     /// Names come from the newest event seen, so a rename shows up.
     pub names_at_ms: i64,
-    pub hours: BTreeMap<i64, HourStat>,
+    pub hours: Series<HourStat>,
     pub samples: Vec<Sample>,
 }
 
@@ -72,10 +71,17 @@ impl GroupState {
         self.hours.last_key_value().map(|(_, s)| s.last_ms)
     }
 
+    /// Heap bytes of the hours and samples.
+    pub fn heap_bytes(&self) -> usize {
+        self.hours.heap_bytes()
+            + self.samples.capacity() * std::mem::size_of::<Sample>()
+            + self.samples.iter().map(|s| s.event_id.len()).sum::<usize>()
+    }
+
     pub(super) fn record(&mut self, at_ms: i64, event_id: &str, message: Sym) {
         let hour = floor_to(at_ms, HOUR_MS);
         debug_assert_eq!(hour.rem_euclid(HOUR_MS), 0, "hour buckets are aligned");
-        let stat = self.hours.entry(hour).or_insert(HourStat {
+        let stat = self.hours.slot_with(hour, || HourStat {
             count: 0,
             first_ms: at_ms,
             last_ms: at_ms,

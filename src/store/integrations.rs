@@ -3,11 +3,10 @@
 //! failures per (integration, code) per minute, so what drove a change can be told at the same
 //! resolution as the change itself.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::interner::Sym;
+use super::series::Series;
 use super::sketch::{LatencySketch, SketchSum};
 use crate::event::IntegrationType;
 
@@ -63,9 +62,9 @@ pub struct IntegrationState {
     /// From the newest event seen, so a rename shows up.
     pub name: Sym,
     pub name_at_ms: i64,
-    pub hours: BTreeMap<i64, IntegrationHour>,
+    pub hours: Series<IntegrationHour>,
     /// The last `RECENT_MS`: (succeeded, failed) per minute, for alerts on rates.
-    pub minutes: BTreeMap<i64, (u32, u32)>,
+    pub minutes: Series<(u32, u32)>,
 }
 
 impl IntegrationState {
@@ -73,14 +72,14 @@ impl IntegrationState {
         IntegrationState {
             name,
             name_at_ms: at_ms,
-            hours: BTreeMap::new(),
-            minutes: BTreeMap::new(),
+            hours: Series::new(),
+            minutes: Series::new(),
         }
     }
 
     /// Counts one recent event in its minute.
     pub fn record_minute(&mut self, minute: i64, failed: bool) {
-        let slot = self.minutes.entry(minute).or_default();
+        let slot = self.minutes.slot(minute);
         match failed {
             true => slot.1 += 1,
             false => slot.0 += 1,
@@ -98,11 +97,7 @@ impl IntegrationState {
 
     /// Counts one event in its hour.
     pub fn record(&mut self, hour: i64, at_ms: i64, failed: bool, latency_ms: Option<f64>) {
-        // Most events land in the newest hour; skip the tree walk for them.
-        let slot = match self.hours.last_entry() {
-            Some(newest) if *newest.key() == hour => newest.into_mut(),
-            _ => self.hours.entry(hour).or_default(),
-        };
+        let slot = self.hours.slot(hour);
         if failed {
             slot.failed += 1;
             slot.last_failure_ms = slot.last_failure_ms.max(Some(at_ms));
@@ -127,16 +122,15 @@ impl IntegrationState {
             .sum()
     }
 
+    /// Heap bytes of the hours, their sketches' bins and the recent minutes.
     pub fn heap_bytes(&self) -> usize {
-        const MAP_ENTRY_OVERHEAD: usize = 16;
-        self.hours
-            .values()
-            .map(|h| {
-                std::mem::size_of::<(i64, IntegrationHour)>()
-                    + MAP_ENTRY_OVERHEAD
-                    + h.latency.heap_bytes()
-            })
-            .sum()
+        self.hours.heap_bytes()
+            + self
+                .hours
+                .values()
+                .map(|h| h.latency.heap_bytes())
+                .sum::<usize>()
+            + self.minutes.heap_bytes()
     }
 }
 

@@ -17,6 +17,7 @@ mod groups;
 mod integrations;
 mod interner;
 mod partition;
+mod series;
 mod sketch;
 mod tenant;
 mod time;
@@ -35,7 +36,8 @@ pub use integrations::{
     sum_hours, IntegrationHour, IntegrationKey, IntegrationState, MinuteFailures, RECENT_MS,
 };
 pub use interner::{Interner, Sym};
-pub use partition::{Applied, IngestTotals, PartitionState};
+pub use partition::{Applied, IngestTotals, PartitionState, StateBytes};
+pub use series::Series;
 pub use sketch::{LatencySketch, SketchSum, RELATIVE_ACCURACY};
 pub use tenant::{TenantState, TypeCounts};
 pub use time::{ceil_to, floor_to, StoreLimits, DAY_MS, HOUR_MS, MINUTE_MS};

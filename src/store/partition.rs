@@ -1,6 +1,5 @@
 //! Everything one Kafka partition has counted, and the offset where counting stops.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap as HashMap;
@@ -8,17 +7,17 @@ use serde::{Deserialize, Serialize};
 
 use super::dedup::Dedup;
 use super::groups::{
-    failure_id, GroupIdentity, GroupKey, GroupState, HourStat, Sample, OVERFLOW_DESCRIPTION,
-    OVERFLOW_NAME,
+    failure_id, GroupIdentity, GroupKey, GroupState, OVERFLOW_DESCRIPTION, OVERFLOW_NAME,
 };
 use super::integrations::{
     record_minute_failure, IntegrationKey, IntegrationState, MinuteFailures,
     OVERFLOW_INTEGRATION_NAME, RECENT_MS,
 };
 use super::interner::{Interner, Sym};
-use super::tenant::{TenantState, TypeCounts};
+use super::series::Series;
+use super::tenant::TenantState;
 use super::time::{floor_to, StoreLimits, HOUR_MS, MINUTE_MS};
-use crate::event::{Event, EventError, Outcome};
+use crate::event::{Event, EventError, IntegrationType, Outcome};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -47,6 +46,69 @@ impl IngestTotals {
 
     pub fn seen(&self) -> u64 {
         self.accepted + self.rejected + self.duplicates + self.late_dropped
+    }
+}
+
+/// Rough bytes per entry of a hash table beyond the entry itself (control bytes, spare room).
+const HASH_ENTRY_OVERHEAD: usize = 8;
+
+/// Where a partition's memory goes, from `PartitionState::approx_bytes`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StateBytes {
+    pub dedup: u64,
+    pub strings: u64,
+    /// Per-tenant minute, hour and code buckets.
+    pub buckets: u64,
+    pub groups: u64,
+    pub integrations: u64,
+    pub tenants: u64,
+    pub group_count: u64,
+    pub integration_count: u64,
+    pub dedup_keys: u64,
+}
+
+impl StateBytes {
+    pub fn total(&self) -> u64 {
+        self.dedup + self.strings + self.buckets + self.groups + self.integrations
+    }
+
+    pub fn add(&mut self, other: &StateBytes) {
+        self.dedup += other.dedup;
+        self.strings += other.strings;
+        self.buckets += other.buckets;
+        self.groups += other.groups;
+        self.integrations += other.integrations;
+        self.tenants += other.tenants;
+        self.group_count += other.group_count;
+        self.integration_count += other.integration_count;
+        self.dedup_keys += other.dedup_keys;
+    }
+
+    fn add_tenant(&mut self, tenant: &TenantState) {
+        use std::mem::size_of;
+        let entry = |key: usize, value: usize| (key + value + HASH_ENTRY_OVERHEAD) as u64;
+        self.buckets += (tenant.minutes.heap_bytes()
+            + tenant.hours.heap_bytes()
+            + tenant.codes.heap_bytes()
+            + tenant.minute_failures.heap_bytes()) as u64;
+        for codes in tenant.codes.values() {
+            self.buckets += codes.capacity() as u64 * entry(size_of::<(IntegrationType, u16)>(), 8);
+        }
+        for failures in tenant.minute_failures.values() {
+            self.buckets += (failures.capacity() * size_of::<MinuteFailures>()) as u64;
+        }
+        self.group_count += tenant.groups.len() as u64;
+        self.groups +=
+            tenant.groups.capacity() as u64 * entry(size_of::<GroupKey>(), size_of::<GroupState>());
+        for group in tenant.groups.values() {
+            self.groups += group.heap_bytes() as u64;
+        }
+        self.integration_count += tenant.integrations.len() as u64;
+        self.integrations += tenant.integrations.capacity() as u64
+            * entry(size_of::<IntegrationKey>(), size_of::<IntegrationState>());
+        for integration in tenant.integrations.values() {
+            self.integrations += integration.heap_bytes() as u64;
+        }
     }
 }
 
@@ -149,22 +211,19 @@ impl PartitionState {
         if floor_to(at, MINUTE_MS) >= limits.minute_floor(now_ms) {
             tenant
                 .minutes
-                .entry(floor_to(at, MINUTE_MS))
-                .or_default()
+                .slot(floor_to(at, MINUTE_MS))
                 .record(event.integration_type, event.outcome);
         }
         let hour = floor_to(at, HOUR_MS);
         tenant
             .hours
-            .entry(hour)
-            .or_default()
+            .slot(hour)
             .record(event.integration_type, event.outcome);
         if event.outcome == Outcome::Failure {
             let code = event.status_code.unwrap_or(0);
             *tenant
                 .codes
-                .entry(hour)
-                .or_default()
+                .slot(hour)
                 .entry((event.integration_type, code))
                 .or_insert(0) += 1;
         }
@@ -227,7 +286,7 @@ impl PartitionState {
             integration.record_minute(minute, failed);
         }
         if failed && minute >= limits.minute_floor(now_ms) {
-            let list = tenant.minute_failures.entry(minute).or_default();
+            let list = tenant.minute_failures.slot(minute);
             record_minute_failure(list, key, event.status_code.unwrap_or(0));
         }
     }
@@ -327,7 +386,7 @@ impl PartitionState {
             service_name: name_syms[1],
             flow_name: name_syms[2],
             names_at_ms: event.occurred_at_ms,
-            hours: BTreeMap::new(),
+            hours: Series::new(),
             samples: Vec::new(),
         });
         if event.occurred_at_ms >= group.names_at_ms {
@@ -441,17 +500,17 @@ impl PartitionState {
         let minute_floor = limits.minute_floor(now_ms);
         let hour_floor = limits.retention_floor(now_ms);
         for tenant in self.tenants.values_mut() {
-            tenant.minutes = tenant.minutes.split_off(&minute_floor);
-            tenant.hours = tenant.hours.split_off(&hour_floor);
-            tenant.codes = tenant.codes.split_off(&hour_floor);
-            tenant.minute_failures = tenant.minute_failures.split_off(&minute_floor);
+            tenant.minutes.drop_before(minute_floor);
+            tenant.hours.drop_before(hour_floor);
+            tenant.codes.drop_before(hour_floor);
+            tenant.minute_failures.drop_before(minute_floor);
             tenant.integrations.retain(|_, integration| {
-                integration.hours = integration.hours.split_off(&hour_floor);
-                integration.minutes = integration.minutes.split_off(&(now_ms - RECENT_MS));
+                integration.hours.drop_before(hour_floor);
+                integration.minutes.drop_before(now_ms - RECENT_MS);
                 !integration.hours.is_empty()
             });
             tenant.groups.retain(|_, group| {
-                group.hours = group.hours.split_off(&hour_floor);
+                group.hours.drop_before(hour_floor);
                 group.samples.retain(|s| s.occurred_at_ms >= hour_floor);
                 !group.hours.is_empty()
             });
@@ -460,55 +519,26 @@ impl PartitionState {
         self.compact_if_grown();
     }
 
-    /// A rough count of the heap bytes this state holds: entries times their sizes plus a
-    /// per-entry allowance for map overhead. Good for trends and ratios, not for accounting.
-    pub fn approx_bytes(&self) -> u64 {
+    /// Heap bytes this state holds, by structure: sizes of what is stored plus an allowance for
+    /// hash-table overhead. Good for trends and ratios, not for accounting.
+    pub fn approx_bytes(&self) -> StateBytes {
         use std::mem::size_of;
-        const MAP_ENTRY_OVERHEAD: usize = 16;
-        let counts = size_of::<i64>() + size_of::<TypeCounts>() + MAP_ENTRY_OVERHEAD;
-        let strings: usize = self
+        let strings = self
             .interner
             .strings()
-            .map(|s| s.len() + 2 * (size_of::<Arc<str>>() + MAP_ENTRY_OVERHEAD))
-            .sum();
-        let mut total = strings + self.dedup.len() * (2 * size_of::<u128>() + MAP_ENTRY_OVERHEAD);
+            .map(|s| s.len() + 16 + 2 * (size_of::<Arc<str>>() + HASH_ENTRY_OVERHEAD))
+            .sum::<usize>();
+        let mut bytes = StateBytes {
+            dedup: self.dedup.heap_bytes() as u64,
+            strings: strings as u64,
+            dedup_keys: self.dedup.len() as u64,
+            tenants: self.tenants.len() as u64,
+            ..StateBytes::default()
+        };
         for tenant in self.tenants.values() {
-            total += (tenant.minutes.len() + tenant.hours.len()) * counts;
-            total += tenant
-                .codes
-                .values()
-                .map(|c| MAP_ENTRY_OVERHEAD + c.len() * (16 + MAP_ENTRY_OVERHEAD))
-                .sum::<usize>();
-            total += tenant
-                .integrations
-                .values()
-                .map(|i| {
-                    size_of::<(IntegrationKey, IntegrationState)>()
-                        + MAP_ENTRY_OVERHEAD
-                        + i.heap_bytes()
-                })
-                .sum::<usize>();
-            total += tenant
-                .minute_failures
-                .values()
-                .map(|f| {
-                    size_of::<(i64, Vec<MinuteFailures>)>()
-                        + MAP_ENTRY_OVERHEAD
-                        + f.capacity() * size_of::<MinuteFailures>()
-                })
-                .sum::<usize>();
-            for group in tenant.groups.values() {
-                total += size_of::<GroupKey>() + size_of::<GroupState>() + MAP_ENTRY_OVERHEAD;
-                total += group.hours.len()
-                    * (size_of::<i64>() + size_of::<HourStat>() + MAP_ENTRY_OVERHEAD);
-                total += group
-                    .samples
-                    .iter()
-                    .map(|s| size_of::<Sample>() + s.event_id.len())
-                    .sum::<usize>();
-            }
+            bytes.add_tenant(tenant);
         }
-        total as u64
+        bytes
     }
 
     pub fn group_count(&self) -> usize {

@@ -1,12 +1,11 @@
 //! One tenant's pre-aggregated buckets within one partition.
 
-use std::collections::BTreeMap;
-
 use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::groups::{GroupKey, GroupState};
 use super::integrations::{IntegrationKey, IntegrationState, MinuteFailures};
+use super::series::Series;
 use crate::event::{IntegrationType, Outcome, PerType};
 
 /// Failed and succeeded counts per integration type.
@@ -34,14 +33,14 @@ impl TypeCounts {
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct TenantState {
-    pub minutes: BTreeMap<i64, TypeCounts>,
-    pub hours: BTreeMap<i64, TypeCounts>,
-    pub codes: BTreeMap<i64, HashMap<(IntegrationType, u16), u64>>,
+    pub minutes: Series<TypeCounts>,
+    pub hours: Series<TypeCounts>,
+    pub codes: Series<HashMap<(IntegrationType, u16), u64>>,
     pub groups: HashMap<GroupKey, GroupState>,
     /// Per integration, per hour: counts, last failure and a latency sketch.
     pub integrations: HashMap<IntegrationKey, IntegrationState>,
     /// Inside the minute window: failures per (integration, code) per minute.
-    pub minute_failures: BTreeMap<i64, Vec<MinuteFailures>>,
+    pub minute_failures: Series<Vec<MinuteFailures>>,
     /// Events and failures counted since the tenant first appeared: `WatchTenant`'s version.
     pub events: u64,
     pub failures: u64,

@@ -13,7 +13,7 @@ use integration_health::ops::resident_memory_bytes;
 use integration_health::query::{Granularity, ListFailuresRequest, QueryEngine, TypeFilter};
 use integration_health::snapshot::{self, SnapshotFiles, Snapshots};
 use integration_health::store::{
-    PartitionKey, PartitionState, Store, StoreLimits, DAY_MS, MINUTE_MS,
+    PartitionKey, PartitionState, StateBytes, Store, StoreLimits, DAY_MS, MINUTE_MS,
 };
 use serde::Serialize;
 
@@ -50,6 +50,7 @@ pub struct IngestReport {
     pub all_threads: Option<Throughput>,
     pub rss_bytes: u64,
     pub state_bytes_estimate: u64,
+    pub state_bytes: StateBytes,
     pub groups: u64,
     pub snapshot_bytes: u64,
     pub snapshot_write_ms: f64,
@@ -293,8 +294,12 @@ fn finish_report(
     let keys: Vec<PartitionKey> = (0..states.len())
         .map(|p| PartitionKey::new("bench", p as i32))
         .collect();
-    let state_bytes_estimate = states.iter().map(PartitionState::approx_bytes).sum();
-    let groups = states.iter().map(|s| s.group_count() as u64).sum();
+    let mut state_bytes = StateBytes::default();
+    for state in &states {
+        state_bytes.add(&state.approx_bytes());
+    }
+    let state_bytes_estimate = state_bytes.total();
+    let groups = state_bytes.group_count;
 
     // As the service does on revoke and shutdown: encode each partition, write all in parallel.
     let started = Instant::now();
@@ -341,6 +346,7 @@ fn finish_report(
         all_threads,
         rss_bytes,
         state_bytes_estimate,
+        state_bytes,
         groups,
         snapshot_bytes,
         snapshot_write_ms,

@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use integration_health::store::StateBytes;
+
 use super::{E2eReport, IngestReport, Latency};
 
 trait Mebibytes {
@@ -36,6 +38,7 @@ pub fn render_ingest(report: &IngestReport) -> String {
         report.state_bytes_estimate.mib(),
         report.groups
     );
+    let _ = writeln!(out, "{}", state_breakdown(&report.state_bytes));
     let timings = [
         ("write", report.snapshot_write_ms),
         ("restore", report.snapshot_restore_ms),
@@ -43,6 +46,25 @@ pub fn render_ingest(report: &IngestReport) -> String {
     let _ = writeln!(out, "{}", snapshots(report.snapshot_bytes, &timings));
     render_latencies(&mut out, &report.queries, true);
     out
+}
+
+/// Where the state's bytes go, and what one tenant, group, integration and dedup key costs.
+fn state_breakdown(bytes: &StateBytes) -> String {
+    let per = |total: u64, count: u64| total as f64 / count.max(1) as f64;
+    format!(
+        "state by part (MiB): dedup {:.1}, strings {:.1}, tenant buckets {:.1}, groups {:.1}, \
+         integrations {:.1}\nper unit (bytes): tenant buckets {:.0} per tenant, {:.0} per group, \
+         {:.0} per integration, {:.1} per dedup key",
+        bytes.dedup.mib(),
+        bytes.strings.mib(),
+        bytes.buckets.mib(),
+        bytes.groups.mib(),
+        bytes.integrations.mib(),
+        per(bytes.buckets, bytes.tenants),
+        per(bytes.groups, bytes.group_count),
+        per(bytes.integrations, bytes.integration_count),
+        per(bytes.dedup, bytes.dedup_keys),
+    )
 }
 
 pub fn render_e2e(report: &E2eReport) -> String {
