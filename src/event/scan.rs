@@ -61,14 +61,14 @@ impl<'a> Scanner<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.expect(b'"')?;
         let start = self.pos;
-        loop {
-            match self.bump()? {
-                b'"' => return self.text.get(start..self.pos - 1),
-                b'\\' => return None,
-                byte if byte < 0x20 => return None,
-                _ => {}
-            }
+        let rest = self.bytes.get(start..)?;
+        let length = memchr::memchr2(b'"', b'\\', rest)?;
+        let body = &rest[..length];
+        if *rest.get(length)? == b'\\' || body.iter().any(|b| *b < 0x20) {
+            return None;
         }
+        self.pos = start + length + 1;
+        self.text.get(start..start + length)
     }
 
     /// The extent of a JSON number, and whether it has a fraction or exponent.

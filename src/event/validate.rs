@@ -226,6 +226,10 @@ pub fn is_tenant_char(c: char) -> bool {
 /// every control character is ASCII or a two-byte sequence starting 0xC2.
 fn find_control(text: &str) -> Option<char> {
     let bytes = text.as_bytes();
+    // Printable ASCII holds no control character; this loop vectorises, the one below does not.
+    if bytes.iter().all(|b| (0x20..0x7F).contains(b)) {
+        return None;
+    }
     let at = bytes.iter().enumerate().position(|(i, &b)| {
         let c0 = b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r');
         let c1 = b == 0xC2 && bytes.get(i + 1).is_some_and(|n| (0x80..=0x9F).contains(n));
