@@ -37,7 +37,7 @@ pub use types::*;
 
 use crate::store::DAY_MS;
 
-pub const DEFAULT_RANGE_MS: i64 = 30 * DAY_MS;
+pub const DEFAULT_RANGE_MS: i64 = crate::store::DEFAULT_WINDOW_MS;
 pub const DEFAULT_PERIOD_MS: i64 = DAY_MS;
 pub const DEFAULT_PAGE_SIZE: usize = 50;
 pub const MAX_PAGE_SIZE: usize = 1000;

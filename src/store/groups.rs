@@ -52,23 +52,95 @@ pub struct GroupState {
     pub names_at_ms: i64,
     pub hours: Series<HourStat>,
     pub samples: Vec<Sample>,
+    /// What ranking needs, kept on ingest so ranking a tenant's groups over the default range
+    /// reads this struct alone, not the hours on the heap. Rebuilt by eviction, not stored.
+    #[serde(skip)]
+    pub window: Option<Window>,
+}
+
+/// A group's numbers as of the last eviction round, updated by every failure since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// The default range's start at that round.
+    pub start_ms: i64,
+    /// Failures in hours from `start_ms` on.
+    pub total: u64,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    pub newest_hour: i64,
+    /// Which of the tenant's `Ranking` candidate lists hold the group, as bits.
+    pub ranked: u8,
+}
+
+impl Window {
+    /// The window of a group that has no failure yet.
+    pub fn empty(start_ms: i64) -> Self {
+        Window {
+            start_ms,
+            total: 0,
+            first_ms: i64::MAX,
+            last_ms: i64::MIN,
+            newest_hour: i64::MIN,
+            ranked: 0,
+        }
+    }
 }
 
 impl GroupState {
     pub fn total_in(&self, start_ms: i64, end_ms: i64) -> u64 {
-        self.hours
-            .range(start_ms..end_ms)
-            .map(|(_, s)| s.count)
-            .sum()
+        match self.window {
+            Some(w) if w.start_ms == start_ms && w.newest_hour < end_ms => w.total,
+            _ => self
+                .hours
+                .range(start_ms..end_ms)
+                .map(|(_, s)| s.count)
+                .sum(),
+        }
     }
 
     /// Hour buckets are time-ordered, so the first bucket holds the earliest occurrence.
     pub fn first_seen_ms(&self) -> Option<i64> {
-        self.hours.first_key_value().map(|(_, s)| s.first_ms)
+        match self.window {
+            Some(w) => Some(w.first_ms),
+            None => self.hours.first_key_value().map(|(_, s)| s.first_ms),
+        }
     }
 
     pub fn last_seen_ms(&self) -> Option<i64> {
-        self.hours.last_key_value().map(|(_, s)| s.last_ms)
+        match self.window {
+            Some(w) => Some(w.last_ms),
+            None => self.hours.last_key_value().map(|(_, s)| s.last_ms),
+        }
+    }
+
+    /// Rebuilds the kept numbers for a default range that starts at `start_ms`. Hours before
+    /// it must already be gone or be older than any the window counted.
+    pub(super) fn advance_window(&mut self, start_ms: i64) {
+        let total = match self.window {
+            Some(w) if w.start_ms <= start_ms => {
+                let left: u64 = self
+                    .hours
+                    .range(w.start_ms..start_ms)
+                    .map(|(_, s)| s.count)
+                    .sum();
+                w.total.saturating_sub(left)
+            }
+            _ => self.hours.range(start_ms..).map(|(_, s)| s.count).sum(),
+        };
+        let (Some((_, first)), Some((newest_hour, last))) =
+            (self.hours.first_key_value(), self.hours.last_key_value())
+        else {
+            self.window = None;
+            return;
+        };
+        self.window = Some(Window {
+            start_ms,
+            total,
+            first_ms: first.first_ms,
+            last_ms: last.last_ms,
+            newest_hour: *newest_hour,
+            ranked: 0,
+        });
     }
 
     /// Heap bytes of the hours and samples.
@@ -87,6 +159,12 @@ impl GroupState {
             last_ms: at_ms,
         });
         stat.count += 1;
+        if let Some(w) = &mut self.window {
+            w.total += u64::from(hour >= w.start_ms);
+            w.first_ms = w.first_ms.min(at_ms);
+            w.last_ms = w.last_ms.max(at_ms);
+            w.newest_hour = w.newest_hour.max(hour);
+        }
         stat.first_ms = stat.first_ms.min(at_ms);
         stat.last_ms = stat.last_ms.max(at_ms);
         self.add_sample(at_ms, event_id, message);

@@ -17,6 +17,7 @@ mod groups;
 mod integrations;
 mod interner;
 mod partition;
+mod ranking;
 mod series;
 mod sketch;
 mod tenant;
@@ -30,17 +31,18 @@ use parking_lot::RwLock;
 pub use dedup::Dedup;
 pub use groups::{
     failure_id, format_failure_id, parse_failure_id, sample_order, GroupIdentity, GroupKey,
-    GroupState, HourStat, Sample, OVERFLOW_DESCRIPTION, OVERFLOW_NAME, SAMPLES_PER_GROUP,
+    GroupState, HourStat, Sample, Window, OVERFLOW_DESCRIPTION, OVERFLOW_NAME, SAMPLES_PER_GROUP,
 };
 pub use integrations::{
     sum_hours, IntegrationHour, IntegrationKey, IntegrationState, MinuteFailures, RECENT_MS,
 };
 pub use interner::{Interner, Sym};
 pub use partition::{Applied, IngestTotals, PartitionState, StateBytes};
+pub use ranking::{Ranking, CANDIDATES};
 pub use series::Series;
 pub use sketch::{LatencySketch, SketchSum, RELATIVE_ACCURACY};
 pub use tenant::{TenantState, TypeCounts};
-pub use time::{ceil_to, floor_to, StoreLimits, DAY_MS, HOUR_MS, MINUTE_MS};
+pub use time::{ceil_to, floor_to, StoreLimits, DAY_MS, DEFAULT_WINDOW_MS, HOUR_MS, MINUTE_MS};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PartitionKey {

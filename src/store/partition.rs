@@ -7,16 +7,17 @@ use serde::{Deserialize, Serialize};
 
 use super::dedup::Dedup;
 use super::groups::{
-    failure_id, GroupIdentity, GroupKey, GroupState, OVERFLOW_DESCRIPTION, OVERFLOW_NAME,
+    failure_id, GroupIdentity, GroupKey, GroupState, Window, OVERFLOW_DESCRIPTION, OVERFLOW_NAME,
 };
 use super::integrations::{
     record_minute_failure, IntegrationKey, IntegrationState, MinuteFailures,
     OVERFLOW_INTEGRATION_NAME, RECENT_MS,
 };
 use super::interner::{Interner, Sym};
+use super::ranking::Ranking;
 use super::series::Series;
 use super::tenant::TenantState;
-use super::time::{floor_to, StoreLimits, HOUR_MS, MINUTE_MS};
+use super::time::{floor_to, StoreLimits, DEFAULT_WINDOW_MS, HOUR_MS, MINUTE_MS};
 use crate::event::{Event, EventError, IntegrationType, Outcome};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,12 +389,21 @@ impl PartitionState {
             names_at_ms: event.occurred_at_ms,
             hours: Series::new(),
             samples: Vec::new(),
+            window: None,
         });
         if event.occurred_at_ms >= group.names_at_ms {
             group.names_at_ms = event.occurred_at_ms;
             [group.integration_name, group.service_name, group.flow_name] = name_syms;
         }
+        if let Some(ranking) = &tenant.ranking {
+            group
+                .window
+                .get_or_insert_with(|| Window::empty(ranking.start_ms));
+        }
         group.record(event.occurred_at_ms, &event.event_id, message);
+        if let (Some(ranking), Some(window)) = (&mut tenant.ranking, &mut group.window) {
+            ranking.note(key, window, floor_to(event.occurred_at_ms, HOUR_MS));
+        }
     }
 
     /// The key of `identity` if every one of its strings is already interned; else no group
@@ -458,6 +468,8 @@ impl PartitionState {
         let mut keep = |sym: Sym| fresh.intern(old.resolve(sym));
         let tenants = std::mem::take(&mut self.tenants);
         for (tenant_sym, mut tenant) in tenants {
+            // The candidates are group keys, which change here; the next eviction rebuilds them.
+            tenant.ranking = None;
             let groups = std::mem::take(&mut tenant.groups);
             for (key, mut group) in groups {
                 let key = GroupKey {
@@ -495,10 +507,12 @@ impl PartitionState {
         self.interned_after_compaction = self.interner.len();
     }
 
-    /// Drops buckets that have left the minute window or retention, and groups left empty.
+    /// Drops buckets that have left the minute window or retention, and groups left empty;
+    /// moves each group's kept total to the default range's start.
     pub fn evict(&mut self, limits: &StoreLimits, now_ms: i64) {
         let minute_floor = limits.minute_floor(now_ms);
         let hour_floor = limits.retention_floor(now_ms);
+        let window_start = floor_to(now_ms - DEFAULT_WINDOW_MS, HOUR_MS).max(hour_floor);
         for tenant in self.tenants.values_mut() {
             tenant.minutes.drop_before(minute_floor);
             tenant.hours.drop_before(hour_floor);
@@ -511,12 +525,16 @@ impl PartitionState {
             });
             tenant.groups.retain(|_, group| {
                 group.hours.drop_before(hour_floor);
+                group.advance_window(window_start);
                 group.samples.retain(|s| s.occurred_at_ms >= hour_floor);
                 !group.hours.is_empty()
             });
         }
         self.tenants.retain(|_, tenant| !tenant.is_empty());
         self.compact_if_grown();
+        for tenant in self.tenants.values_mut() {
+            tenant.ranking = Some(Ranking::build(&mut tenant.groups, window_start));
+        }
     }
 
     /// Heap bytes this state holds, by structure: sizes of what is stored plus an allowance for
@@ -554,7 +572,7 @@ mod tests {
 
     use super::*;
     use crate::event::IntegrationType;
-    use crate::store::{ceil_to, DAY_MS};
+    use crate::store::{ceil_to, DAY_MS, DEFAULT_WINDOW_MS};
 
     const NOW: i64 = 1_767_225_600_000;
 
@@ -757,6 +775,41 @@ mod tests {
             prop_assert!(c >= t && c - t < width);
             prop_assert_eq!(f.rem_euclid(width), 0);
             prop_assert_eq!(c.rem_euclid(width), 0);
+        }
+
+        /// The total kept on ingest over the default range equals a count of the events in it,
+        /// before and after the window moves, for events on either side of its start.
+        #[test]
+        fn kept_window_totals_match_a_recount(
+            before in proptest::collection::vec(0_i64..(40 * DAY_MS), 1..60),
+            after in proptest::collection::vec(0_i64..(40 * DAY_MS), 0..60),
+            step_hours in 0_i64..100,
+        ) {
+            let limits = StoreLimits::default();
+            let mut state = PartitionState::new(&limits);
+            let mut all = Vec::new();
+            for (i, off) in before.iter().enumerate() {
+                all.push(NOW - off);
+                let _ = state.apply(&failure(&format!("b{i}"), NOW - off, 503), &limits, NOW);
+            }
+            let later = NOW + step_hours * HOUR_MS;
+            state.evict(&limits, NOW);
+            for (i, off) in after.iter().enumerate() {
+                all.push(later - off);
+                let _ = state.apply(&failure(&format!("a{i}"), later - off, 503), &limits, later);
+            }
+            for now in [NOW, later] {
+                state.evict(&limits, now);
+                let start = floor_to(now - DEFAULT_WINDOW_MS, HOUR_MS);
+                let end = ceil_to(now, HOUR_MS);
+                let group = state.tenant("t1").unwrap().groups.values().next().unwrap();
+                prop_assert_eq!(group.window.map(|w| w.start_ms), Some(start));
+                prop_assert_eq!(group.first_seen_ms(), all.iter().min().copied());
+                prop_assert_eq!(group.last_seen_ms(), all.iter().max().copied());
+                let recount = all.iter().filter(|t| (start..end).contains(*t)).count() as u64;
+                prop_assert_eq!(group.total_in(start, end), recount);
+                prop_assert_eq!(group.total_in(start, end - HOUR_MS), all.iter().filter(|t| (start..end - HOUR_MS).contains(*t)).count() as u64);
+            }
         }
 
         #[test]

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::groups::{GroupKey, GroupState};
 use super::integrations::{IntegrationKey, IntegrationState, MinuteFailures};
+use super::ranking::Ranking;
 use super::series::Series;
 use crate::event::{IntegrationType, Outcome, PerType};
 
@@ -46,6 +47,9 @@ pub struct TenantState {
     pub failures: u64,
     /// Failures that went to an overflow group because the group cap was reached.
     pub overflowed: u64,
+    /// Candidates for the failures table's first page; rebuilt by eviction, not stored.
+    #[serde(skip)]
+    pub ranking: Option<Ranking>,
 }
 
 impl TenantState {

@@ -3,6 +3,8 @@
 pub const MINUTE_MS: i64 = 60_000;
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 24 * HOUR_MS;
+/// The range a query covers when it names none; failure groups keep their total over it.
+pub const DEFAULT_WINDOW_MS: i64 = 30 * DAY_MS;
 
 /// Start of the bucket of width `width_ms` that contains `t_ms`.
 pub fn floor_to(t_ms: i64, width_ms: i64) -> i64 {

@@ -150,6 +150,16 @@ pub fn query_latencies(engine: &QueryEngine, tenant: &str, rounds: usize) -> Vec
             Box::new(|| drop(engine.list_failures(&ListFailuresRequest::first_page(tenant, 50)))),
         ),
         (
+            "failures_last_seen",
+            Box::new(|| {
+                let request = ListFailuresRequest {
+                    order: integration_health::query::FailureOrder::LastSeenDesc,
+                    ..ListFailuresRequest::first_page(tenant, 50)
+                };
+                drop(engine.list_failures(&request))
+            }),
+        ),
+        (
             "failure_details",
             Box::new(move || {
                 if let Some(id) = &top_failure {
@@ -331,6 +341,8 @@ fn finish_report(
         store.attach(key, Arc::new(parking_lot::RwLock::new(restored)));
     }
     let snapshot_restore_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // The service runs an eviction round at start and every minute after.
+    store.evict(now_ms);
     let _ = std::fs::remove_dir_all(&state_dir);
 
     let engine = QueryEngine::new(Arc::new(store), Arc::new(ManualClock::new(now_ms)));

@@ -1,0 +1,110 @@
+//! Candidates for the first page of a tenant's failures table over the default range, so that
+//! page is built from a few hundred groups instead of ranking all of them (up to the group cap).
+//!
+//! Each eviction round takes the `CANDIDATES` groups that rank highest by total and by last
+//! seen, and notes the lowest total and last seen among them: the thresholds. Between rounds,
+//! totals and last-seen times only grow, so a group outside the candidates can only overtake
+//! one by reaching the threshold, and ingest adds it when it does. Hence the first
+//! `CANDIDATES` rows of either order are always among the candidates.
+
+use rustc_hash::FxHashMap as HashMap;
+
+use super::groups::{GroupKey, GroupState, Window};
+
+/// Groups kept as candidates per order; pages up to one fewer are served from them.
+pub const CANDIDATES: usize = 128;
+
+const BY_TOTAL: u8 = 1;
+const BY_LAST_SEEN: u8 = 2;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Candidates {
+    pub keys: Vec<GroupKey>,
+    /// The lowest total (or last seen) among the candidates chosen at the last round.
+    threshold: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ranking {
+    /// The default range's start at the last eviction round; every group's window starts here.
+    pub start_ms: i64,
+    pub by_total: Candidates,
+    pub by_last_seen: Candidates,
+    /// Groups with at least one failure from `start_ms` on.
+    pub groups_with_failures: u64,
+    /// The newest hour any group has a failure in. A range ending at or before it cuts some
+    /// group's window short, so its totals need summing hour by hour.
+    pub newest_hour: i64,
+}
+
+impl Ranking {
+    /// Chooses the candidates among `groups`, whose windows all start at `start_ms`, and marks
+    /// them.
+    pub fn build(groups: &mut HashMap<GroupKey, GroupState>, start_ms: i64) -> Ranking {
+        let mut ranking = Ranking {
+            start_ms,
+            newest_hour: i64::MIN,
+            ..Ranking::default()
+        };
+        let mut rows: Vec<(GroupKey, u128, Window)> = Vec::with_capacity(groups.len());
+        for (key, group) in groups.iter_mut() {
+            if let Some(window) = &mut group.window {
+                window.ranked = 0;
+                ranking.groups_with_failures += u64::from(window.total > 0);
+                ranking.newest_hour = ranking.newest_hour.max(window.newest_hour);
+                rows.push((*key, group.failure_id, *window));
+            }
+        }
+        ranking.by_total = choose(&mut rows, |w| w.total as i64);
+        ranking.by_last_seen = choose(&mut rows, |w| w.last_ms);
+        for (candidates, flag) in [
+            (&ranking.by_total, BY_TOTAL),
+            (&ranking.by_last_seen, BY_LAST_SEEN),
+        ] {
+            for key in &candidates.keys {
+                if let Some(window) = groups.get_mut(key).and_then(|g| g.window.as_mut()) {
+                    window.ranked |= flag;
+                }
+            }
+        }
+        ranking
+    }
+
+    /// Takes note of a failure just counted in `window` (the group `key`) in `hour`.
+    pub fn note(&mut self, key: GroupKey, window: &mut Window, hour: i64) {
+        if hour >= self.start_ms && window.total == 1 {
+            self.groups_with_failures += 1;
+        }
+        self.newest_hour = self.newest_hour.max(hour);
+        if window.ranked & BY_TOTAL == 0 && window.total as i64 >= self.by_total.threshold {
+            window.ranked |= BY_TOTAL;
+            self.by_total.keys.push(key);
+        }
+        if window.ranked & BY_LAST_SEEN == 0 && window.last_ms >= self.by_last_seen.threshold {
+            window.ranked |= BY_LAST_SEEN;
+            self.by_last_seen.keys.push(key);
+        }
+    }
+}
+
+/// The `CANDIDATES` rows ranking highest by `measure` (ties by failure id), and the threshold
+/// a group must reach to join them: with fewer rows than that, any group joins.
+fn choose(rows: &mut [(GroupKey, u128, Window)], measure: fn(&Window) -> i64) -> Candidates {
+    let order = |row: &(GroupKey, u128, Window)| (std::cmp::Reverse(measure(&row.2)), row.1);
+    if rows.len() <= CANDIDATES {
+        return Candidates {
+            keys: rows.iter().map(|r| r.0).collect(),
+            threshold: i64::MIN,
+        };
+    }
+    rows.select_nth_unstable_by_key(CANDIDATES - 1, order);
+    let chosen = &rows[..CANDIDATES];
+    Candidates {
+        keys: chosen.iter().map(|r| r.0).collect(),
+        threshold: chosen
+            .iter()
+            .map(|r| measure(&r.2))
+            .min()
+            .unwrap_or(i64::MIN),
+    }
+}
