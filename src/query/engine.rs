@@ -1,7 +1,7 @@
 //! The engine and the counting queries: overview, percentage change, error breakdown, trends,
 //! and the catalog. Each sums pre-aggregated buckets across partitions.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::calendar::{day_boundaries, hour_boundaries, parse_time_zone};
@@ -202,10 +202,7 @@ impl QueryEngine {
         let effective_range = self.effective(range, DEFAULT_RANGE_MS, now, HOUR_MS)?;
         let mut by_code: HashMap<u16, u64> = HashMap::new();
         self.for_tenant(tenant_id, |_, tenant| {
-            for (_, codes) in tenant
-                .codes
-                .range(effective_range.start_ms..effective_range.end_ms)
-            {
+            for codes in tenant.codes_in(effective_range.start_ms, effective_range.end_ms) {
                 for ((t, code), count) in codes {
                     if types.includes(*t) {
                         *by_code.entry(*code).or_insert(0) += count;
@@ -250,26 +247,17 @@ impl QueryEngine {
         let (Some(&first), Some(&last)) = (boundaries.first(), boundaries.last()) else {
             return Err(QueryError::EmptyRange);
         };
-        let mut per_hour: BTreeMap<i64, PerType<u64>> = BTreeMap::new();
+        let mut per_hour: Vec<(i64, PerType<u64>)> = Vec::new();
         self.for_tenant(tenant_id, |_, tenant| {
-            for (hour, counts) in tenant.hours.range(first..last) {
-                let slot = per_hour.entry(*hour).or_default();
-                for (t, failed) in counts.failed.iter() {
-                    slot[t] += failed;
-                }
-            }
+            per_hour.extend(tenant.hours.range(first..last).map(|(h, c)| (*h, c.failed)));
         });
+        // Partitions each give their hours in order; one sort interleaves them.
+        per_hour.sort_by_key(|(hour, _)| *hour);
         let series = types
             .types()
             .map(|t| TrendSeries {
                 integration_type: t,
-                points: boundaries
-                    .windows(2)
-                    .map(|w| {
-                        let failed = per_hour.range(w[0]..w[1]).map(|(_, c)| c[t]).sum();
-                        (w[0], failed)
-                    })
-                    .collect(),
+                points: sum_between(&boundaries, &per_hour, t),
             })
             .collect();
         Ok(Trends {
@@ -305,6 +293,26 @@ impl QueryEngine {
             })
             .collect()
     }
+}
+
+/// Failures of type `t` between each pair of neighbouring boundaries, in one walk over hours
+/// sorted by start.
+fn sum_between(
+    boundaries: &[i64],
+    per_hour: &[(i64, PerType<u64>)],
+    t: IntegrationType,
+) -> Vec<(i64, u64)> {
+    let mut hours = per_hour.iter().peekable();
+    boundaries
+        .windows(2)
+        .map(|w| {
+            let mut failed = 0;
+            while let Some((_, counts)) = hours.next_if(|(hour, _)| *hour < w[1]) {
+                failed += counts[t];
+            }
+            (w[0], failed)
+        })
+        .collect()
 }
 
 impl TypeTotals {

@@ -18,7 +18,7 @@ use super::ranking::Ranking;
 use super::series::Series;
 use super::tenant::TenantState;
 use super::time::{floor_to, StoreLimits, DEFAULT_WINDOW_MS, HOUR_MS, MINUTE_MS};
-use crate::event::{Event, EventError, IntegrationType, Outcome};
+use crate::event::{Event, EventError, Outcome};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -92,8 +92,12 @@ impl StateBytes {
             + tenant.hours.heap_bytes()
             + tenant.codes.heap_bytes()
             + tenant.minute_failures.heap_bytes()) as u64;
-        for codes in tenant.codes.values() {
-            self.buckets += codes.capacity() as u64 * entry(size_of::<(IntegrationType, u16)>(), 8);
+        let days = tenant.code_days.iter().flat_map(|d| d.values());
+        for codes in tenant.codes.values().chain(days) {
+            self.buckets += codes.heap_bytes() as u64;
+        }
+        if let Some(days) = &tenant.code_days {
+            self.buckets += days.heap_bytes() as u64;
         }
         for failures in tenant.minute_failures.values() {
             self.buckets += (failures.capacity() * size_of::<MinuteFailures>()) as u64;
@@ -222,11 +226,7 @@ impl PartitionState {
             .record(event.integration_type, event.outcome);
         if event.outcome == Outcome::Failure {
             let code = event.status_code.unwrap_or(0);
-            *tenant
-                .codes
-                .slot(hour)
-                .entry((event.integration_type, code))
-                .or_insert(0) += 1;
+            tenant.count_code(hour, (event.integration_type, code));
         }
         self.record_integration(tenant_sym, event, limits, now_ms);
         if event.outcome == Outcome::Failure {
@@ -517,6 +517,7 @@ impl PartitionState {
             tenant.minutes.drop_before(minute_floor);
             tenant.hours.drop_before(hour_floor);
             tenant.codes.drop_before(hour_floor);
+            tenant.keep_code_days(hour_floor);
             tenant.minute_failures.drop_before(minute_floor);
             tenant.integrations.retain(|_, integration| {
                 integration.hours.drop_before(hour_floor);

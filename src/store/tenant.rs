@@ -1,6 +1,8 @@
 //! One tenant's pre-aggregated buckets within one partition.
 
 use rustc_hash::FxHashMap as HashMap;
+
+use super::time::{ceil_to, floor_to, DAY_MS};
 use serde::{Deserialize, Serialize};
 
 use super::groups::{GroupKey, GroupState};
@@ -32,11 +34,65 @@ impl TypeCounts {
     }
 }
 
+/// Failures per (integration type, status code) in one bucket, sorted by that pair: a bucket
+/// holds a few dozen codes at most, so a sorted vector beats a hash table on size and speed.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeCounts(Vec<((IntegrationType, u16), u64)>);
+
+impl CodeCounts {
+    pub fn add(&mut self, key: (IntegrationType, u16), count: u64) {
+        match self.0.binary_search_by_key(&key, |(k, _)| *k) {
+            Ok(at) => self.0[at].1 += count,
+            Err(at) => self.0.insert(at, (key, count)),
+        }
+    }
+
+    pub fn get(&self, key: &(IntegrationType, u16)) -> Option<&u64> {
+        self.0
+            .binary_search_by_key(key, |(k, _)| *k)
+            .ok()
+            .map(|at| &self.0[at].1)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&(IntegrationType, u16), &u64)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.0.capacity() * std::mem::size_of::<((IntegrationType, u16), u64)>()
+    }
+}
+
+impl<'a> IntoIterator for &'a CodeCounts {
+    type Item = (&'a (IntegrationType, u16), &'a u64);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, ((IntegrationType, u16), u64)>,
+        fn(&'a ((IntegrationType, u16), u64)) -> (&'a (IntegrationType, u16), &'a u64),
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+}
+
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct TenantState {
     pub minutes: Series<TypeCounts>,
     pub hours: Series<TypeCounts>,
-    pub codes: Series<HashMap<(IntegrationType, u16), u64>>,
+    pub codes: Series<CodeCounts>,
+    /// `codes` summed per UTC day, so a month's breakdown reads 30 days instead of 720 hours.
+    /// Built from `codes` by the first eviction round after a restore, then kept on ingest;
+    /// not stored.
+    #[serde(skip)]
+    pub code_days: Option<Series<CodeCounts>>,
     pub groups: HashMap<GroupKey, GroupState>,
     /// Per integration, per hour: counts, last failure and a latency sketch.
     pub integrations: HashMap<IntegrationKey, IntegrationState>,
@@ -57,6 +113,50 @@ impl TenantState {
         self.hours.is_empty() && self.groups.is_empty()
     }
 
+    /// Counts one failure of `key` in `hour`, and in its day when the days are kept.
+    pub(super) fn count_code(&mut self, hour: i64, key: (IntegrationType, u16)) {
+        self.codes.slot(hour).add(key, 1);
+        if let Some(days) = &mut self.code_days {
+            days.slot(floor_to(hour, DAY_MS)).add(key, 1);
+        }
+    }
+
+    /// Builds the day sums from the hours when they are not kept yet, and forgets days that lie
+    /// wholly before `hour_floor`.
+    pub(super) fn keep_code_days(&mut self, hour_floor: i64) {
+        let days = self.code_days.get_or_insert_with(|| {
+            let mut days: Series<CodeCounts> = Series::new();
+            for (hour, counts) in self.codes.iter() {
+                let day = days.slot(floor_to(*hour, DAY_MS));
+                for (key, count) in counts {
+                    day.add(*key, *count);
+                }
+            }
+            days
+        });
+        days.drop_before(floor_to(hour_floor, DAY_MS));
+    }
+
+    /// Failures per (type, code) over `[start_ms, end_ms)` (hour-aligned): whole UTC days from
+    /// the day sums when they are kept, the hours at either end from the hour buckets.
+    pub fn codes_in(&self, start_ms: i64, end_ms: i64) -> impl Iterator<Item = &CodeCounts> {
+        let first_day = ceil_to(start_ms, DAY_MS);
+        let last_day = floor_to(end_ms, DAY_MS).max(first_day);
+        let (days, split) = match &self.code_days {
+            Some(days) if first_day < last_day => (Some(days.range(first_day..last_day)), true),
+            _ => (None, false),
+        };
+        let (head_end, tail_start) = match split {
+            true => (first_day, last_day),
+            false => (end_ms, end_ms),
+        };
+        self.codes
+            .range(start_ms..head_end)
+            .chain(days.into_iter().flatten())
+            .chain(self.codes.range(tail_start..end_ms))
+            .map(|(_, counts)| counts)
+    }
+
     /// Sums counts over `[start_ms, end_ms)` from minute or hour buckets.
     pub fn counts_in(&self, start_ms: i64, end_ms: i64, by_minute: bool) -> TypeCounts {
         let buckets = if by_minute {
@@ -69,5 +169,51 @@ impl TenantState {
             total.add(counts);
         }
         total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::store::HOUR_MS;
+
+    fn summed<'a>(
+        buckets: impl Iterator<Item = &'a CodeCounts>,
+    ) -> Vec<((IntegrationType, u16), u64)> {
+        let mut total = CodeCounts::default();
+        for counts in buckets {
+            for (key, count) in counts {
+                total.add(*key, *count);
+            }
+        }
+        total.0
+    }
+
+    proptest! {
+        /// Day sums plus the hours at either end give what the hours alone give, whether the
+        /// days were built from the hours or kept while counting, and after old days go.
+        #[test]
+        fn day_sums_agree_with_hours(
+            before in proptest::collection::vec((0_i64..(40 * 24), 0_u16..4), 0..300),
+            after in proptest::collection::vec((0_i64..(40 * 24), 0_u16..4), 0..300),
+            floor_hours in 0_i64..(10 * 24),
+            (start, end) in (0_i64..(40 * 24), 0_i64..(40 * 24)),
+        ) {
+            let mut tenant = TenantState::default();
+            let key = |code: u16| (IntegrationType::CustomEvent, 500 + code);
+            for (hour, code) in &before {
+                tenant.count_code(hour * HOUR_MS, key(*code));
+            }
+            tenant.codes.drop_before(floor_hours * HOUR_MS);
+            tenant.keep_code_days(floor_hours * HOUR_MS);
+            for (hour, code) in &after {
+                tenant.count_code(hour * HOUR_MS, key(*code));
+            }
+            let (start, end) = ((start.max(floor_hours)) * HOUR_MS, end * HOUR_MS);
+            let direct = summed(tenant.codes.range(start..end).map(|(_, c)| c));
+            prop_assert_eq!(summed(tenant.codes_in(start, end)), direct);
+        }
     }
 }
