@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dedup::Dedup;
 use super::groups::{
-    failure_id, GroupIdentity, GroupKey, GroupState, Window, OVERFLOW_DESCRIPTION, OVERFLOW_NAME,
+    failure_id, GroupIdentity, GroupKey, GroupState, OVERFLOW_DESCRIPTION, OVERFLOW_NAME,
 };
 use super::integrations::{
     record_minute_failure, IntegrationKey, IntegrationState, MinuteFailures,
@@ -395,14 +395,15 @@ impl PartitionState {
             group.names_at_ms = event.occurred_at_ms;
             [group.integration_name, group.service_name, group.flow_name] = name_syms;
         }
-        if let Some(ranking) = &tenant.ranking {
-            group
-                .window
-                .get_or_insert_with(|| Window::empty(ranking.start_ms));
+        if let Some(ranking) = &mut tenant.ranking {
+            if group.window.is_none() {
+                group.window = Some(ranking.admit(key, group.failure_id));
+            }
         }
         group.record(event.occurred_at_ms, &event.event_id, message);
         if let (Some(ranking), Some(window)) = (&mut tenant.ranking, &mut group.window) {
-            ranking.note(key, window, floor_to(event.occurred_at_ms, HOUR_MS));
+            let hour = floor_to(event.occurred_at_ms, HOUR_MS);
+            ranking.note(key, window, hour);
         }
     }
 

@@ -32,6 +32,8 @@ pub struct Ranking {
     pub by_last_seen: Candidates,
     /// Groups with at least one failure from `start_ms` on.
     pub groups_with_failures: u64,
+    /// Every group's key by failure id, for a failure's details.
+    pub ids: HashMap<u128, GroupKey>,
     /// The newest hour any group has a failure in. A range ending at or before it cuts some
     /// group's window short, so its totals need summing hour by hour.
     pub newest_hour: i64,
@@ -47,7 +49,9 @@ impl Ranking {
             ..Ranking::default()
         };
         let mut rows: Vec<(GroupKey, u128, Window)> = Vec::with_capacity(groups.len());
+        ranking.ids.reserve(groups.len());
         for (key, group) in groups.iter_mut() {
+            ranking.ids.insert(group.failure_id, *key);
             if let Some(window) = &mut group.window {
                 window.ranked = 0;
                 ranking.groups_with_failures += u64::from(window.total > 0);
@@ -68,6 +72,12 @@ impl Ranking {
             }
         }
         ranking
+    }
+
+    /// Gives a group created since the last round its window and its place in `ids`.
+    pub fn admit(&mut self, key: GroupKey, failure_id: u128) -> Window {
+        self.ids.insert(failure_id, key);
+        Window::empty(self.start_ms)
     }
 
     /// Takes note of a failure just counted in `window` (the group `key`) in `hour`.
