@@ -292,11 +292,9 @@ impl Measured {
             }
         }
         if let Some((key, group)) = newest {
-            let sample = group
-                .samples
-                .iter()
-                .max_by_key(|s| s.occurred_at_ms)
-                .map(|s| partition.interner.resolve(s.message));
+            // A sample's message is its group's description.
+            let sample =
+                (!group.samples.is_empty()).then(|| partition.interner.resolve(key.description));
             self.sample_message = match sample {
                 Some("") | None => catalog::name_of(key.status_code).to_owned(),
                 Some(text) => text.to_owned(),

@@ -424,7 +424,7 @@ impl QueryEngine {
             samples.extend(group.samples.iter().map(|s| SampleRow {
                 event_id: s.event_id.to_string(),
                 occurred_at_ms: s.occurred_at_ms,
-                error_message: description_text(&guard, s.message, key.status_code),
+                error_message: description_text(&guard, key.description, key.status_code),
             }));
         }
         let not_found = || QueryError::FailureNotFound {

@@ -118,7 +118,7 @@ impl Totals {
         for (hour, counts) in hours {
             self.succeeded += u64::from(counts.succeeded);
             self.failed += u64::from(counts.failed);
-            self.last_failure_ms = self.last_failure_ms.max(counts.last_failure_ms);
+            self.last_failure_ms = self.last_failure_ms.max(counts.last_failure_ms());
             self.latency.add(&counts.latency);
             *self
                 .daily

@@ -13,7 +13,7 @@ use crate::store::{PartitionState, StoreLimits};
 const MAGIC: &[u8; 8] = b"IHSNAP\0\0";
 /// Version 2: failure identities are built from the event's own fields (an absent message is
 /// stored empty and named from the catalog when read). Version 1 stored the catalog name.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 pub(super) const HEADER_LEN: usize = 8 + 4 + 8 + 8;
 
 /// Encodes a partition's state into a snapshot file image.

@@ -1,8 +1,5 @@
 //! The window of recently seen `(tenant_id, event_id)` keys.
 
-use std::collections::VecDeque;
-
-use rustc_hash::FxHashSet as HashSet;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Remembers the most recent `capacity` (tenant, event_id) keys, oldest forgotten first.
@@ -11,23 +8,37 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// being the same keyed message, land on the same partition. A window of 1M keys per partition
 /// covers more than 3 minutes at 5k events/s per partition, so retries are caught.
 ///
-/// Keys are 64-bit xxh3 hashes (16 bytes each with the set and the queue, instead of the
-/// strings). A new event is wrongly taken for a duplicate when its hash equals one of the `n`
-/// keys in the window: probability n / 2^64, about 5.4e-14 per event with a full 1M window, or
-/// one lost event in roughly 18 trillion.
+/// Keys are 64-bit xxh3 hashes. A new event is wrongly taken for a duplicate when its hash
+/// equals one of the `n` keys in the window: probability n / 2^64, about 5.4e-14 per event
+/// with a full 1M window, or one lost event in roughly 18 trillion.
+///
+/// Layout, about 13 bytes per key: the keys in arrival order in a ring, and an open-addressing
+/// table (linear probing) of 32-bit positions in that ring. The keys are hashes already, so
+/// they pick their own table slot. A hash set beside a queue held each key twice and cost
+/// about 25 bytes per key.
 #[derive(Debug)]
 pub struct Dedup {
-    seen: HashSet<u64>,
-    order: VecDeque<u64>,
+    /// Keys in arrival order; once full, `next` is the oldest and is overwritten next.
+    ring: Vec<u64>,
+    next: usize,
+    /// Ring position + 1 of the key whose probe sequence passes here; 0 is an empty slot, so
+    /// a fresh table is zeroed memory that the kernel maps lazily.
+    table: Vec<u32>,
     capacity: usize,
 }
+
+/// Slots per key when the table is sized for the whole window: a load of 0.75.
+const SLOTS_PER_KEY: f64 = 4.0 / 3.0;
+/// Capacities beyond this would not fit a 32-bit ring position.
+const MAX_CAPACITY: usize = u32::MAX as usize - 1;
 
 impl Dedup {
     pub fn new(capacity: usize) -> Self {
         Dedup {
-            seen: HashSet::default(),
-            order: VecDeque::new(),
-            capacity: capacity.max(1),
+            ring: Vec::new(),
+            next: 0,
+            table: Vec::new(),
+            capacity: capacity.clamp(1, MAX_CAPACITY),
         }
     }
 
@@ -41,58 +52,211 @@ impl Dedup {
 
     /// True when the key is new.
     pub fn insert(&mut self, key: u64) -> bool {
-        if !self.seen.insert(key) {
+        if self.find(key).is_ok() {
             return false;
         }
-        self.order.push_back(key);
-        if self.order.len() > self.capacity {
-            if let Some(oldest) = self.order.pop_front() {
-                self.seen.remove(&oldest);
+        if self.ring.len() < self.capacity {
+            self.grow_table_for(self.ring.len() + 1);
+            if self.ring.len() == self.ring.capacity() {
+                // Doubling, but never past the window.
+                let room = self
+                    .ring
+                    .len()
+                    .max(1024)
+                    .min(self.capacity - self.ring.len());
+                self.ring.reserve_exact(room);
             }
+            self.ring.push(key);
+            self.place(key, self.ring.len() - 1);
+            return true;
         }
+        let oldest = self.ring[self.next];
+        self.forget(oldest);
+        self.ring[self.next] = key;
+        self.place(key, self.next);
+        self.next = (self.next + 1) % self.capacity;
         true
     }
 
-    /// Heap bytes of the set and the arrival queue.
-    pub fn heap_bytes(&self) -> usize {
-        self.seen.capacity() * (std::mem::size_of::<u64>() + 1)
-            + self.order.capacity() * std::mem::size_of::<u64>()
-    }
-
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.ring.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.ring.is_empty()
+    }
+
+    /// Heap bytes of the ring and the table.
+    pub fn heap_bytes(&self) -> usize {
+        self.ring.capacity() * std::mem::size_of::<u64>()
+            + self.table.capacity() * std::mem::size_of::<u32>()
     }
 
     /// Applies a (possibly new) capacity, forgetting the oldest keys if it shrank.
     pub fn set_capacity(&mut self, capacity: usize) {
-        self.capacity = capacity.max(1);
-        while self.order.len() > self.capacity {
-            if let Some(oldest) = self.order.pop_front() {
-                self.seen.remove(&oldest);
+        let keys: Vec<u64> = self.oldest_first().collect();
+        *self = Dedup::from_keys(capacity, keys);
+    }
+
+    fn from_keys(capacity: usize, keys: Vec<u64>) -> Self {
+        let mut dedup = Dedup::new(capacity);
+        let kept = keys.len().min(dedup.capacity);
+        dedup.ring.reserve_exact(kept);
+        dedup.grow_table_for(kept);
+        let skip = keys.len() - kept;
+        for key in keys.into_iter().skip(skip) {
+            dedup.insert(key);
+        }
+        dedup
+    }
+
+    fn oldest_first(&self) -> impl Iterator<Item = u64> + '_ {
+        let (newer, older) = self.ring.split_at(self.next.min(self.ring.len()));
+        older.iter().chain(newer).copied()
+    }
+
+    /// The slot a key's probe sequence starts at: the key's high bits scaled to the table.
+    fn home(&self, key: u64) -> usize {
+        ((u128::from(key) * self.table.len() as u128) >> 64) as usize
+    }
+
+    /// `Ok(slot)` holding `key`, or `Err(slot)`: the empty slot that ends its probe sequence.
+    fn find(&self, key: u64) -> Result<usize, usize> {
+        if self.table.is_empty() {
+            return Err(0);
+        }
+        let mut slot = self.home(key);
+        loop {
+            match self.table[slot] {
+                0 => return Err(slot),
+                position if self.ring[position as usize - 1] == key => return Ok(slot),
+                _ => slot = (slot + 1) % self.table.len(),
             }
+        }
+    }
+
+    fn place(&mut self, key: u64, position: usize) {
+        if let Err(slot) = self.find(key) {
+            self.table[slot] = position as u32 + 1;
+        }
+    }
+
+    /// Removes `key` from the table, shifting later entries of its run back so that every
+    /// probe sequence stays unbroken (deletion for linear probing, without tombstones).
+    fn forget(&mut self, key: u64) {
+        let Ok(mut hole) = self.find(key) else {
+            return;
+        };
+        let size = self.table.len();
+        let mut slot = hole;
+        loop {
+            slot = (slot + 1) % size;
+            let position = self.table[slot];
+            if position == 0 {
+                break;
+            }
+            let home = self.home(self.ring[position as usize - 1]);
+            // The entry may fill the hole if its home is not cyclically within (hole, slot].
+            let stays = if hole <= slot {
+                hole < home && home <= slot
+            } else {
+                hole < home || home <= slot
+            };
+            if !stays {
+                self.table[hole] = position;
+                hole = slot;
+            }
+        }
+        self.table[hole] = 0;
+    }
+
+    /// Keeps the load at or below 0.75 for `keys` keys, doubling the table (up to its size
+    /// for the whole window) and placing every key again when it must grow.
+    fn grow_table_for(&mut self, keys: usize) {
+        let needed = (keys as f64 * SLOTS_PER_KEY).ceil() as usize;
+        if self.table.len() >= needed {
+            return;
+        }
+        let full = (self.capacity as f64 * SLOTS_PER_KEY).ceil() as usize + 1;
+        let size = (self.table.len() * 2)
+            .max(needed)
+            .max(64)
+            .min(full.max(needed));
+        self.table = vec![0; size];
+        for position in 0..self.ring.len() {
+            self.place(self.ring[position], position);
         }
     }
 }
 
-/// Stored as the keys in arrival order; the set is rebuilt on load.
+/// Stored as the keys in arrival order; the table is rebuilt on load.
 impl Serialize for Dedup {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        (self.capacity, &self.order).serialize(serializer)
+        use serde::ser::SerializeTuple;
+        struct Keys<'a>(&'a Dedup);
+        impl Serialize for Keys<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_seq(self.0.oldest_first())
+            }
+        }
+        let mut tuple = serializer.serialize_tuple(2)?;
+        tuple.serialize_element(&self.capacity)?;
+        tuple.serialize_element(&Keys(self))?;
+        tuple.end()
     }
 }
 
 impl<'de> Deserialize<'de> for Dedup {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let (capacity, order): (usize, VecDeque<u64>) = Deserialize::deserialize(deserializer)?;
-        let seen = order.iter().copied().collect();
-        Ok(Dedup {
-            seen,
-            order,
-            capacity,
-        })
+        let (capacity, keys): (usize, Vec<u64>) = Deserialize::deserialize(deserializer)?;
+        Ok(Dedup::from_keys(capacity, keys))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashSet, VecDeque};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Against a set and a queue: the same answers for every insert, through wrap-arounds,
+        /// deletions inside probe runs (few distinct high bits force collisions), a capacity
+        /// change and a serialisation round trip.
+        #[test]
+        fn answers_like_a_set_with_a_queue(
+            keys in proptest::collection::vec((0_u64..64).prop_map(|k| k << 58 | k), 0..400),
+            capacity in 1_usize..40,
+            shrunk in 1_usize..40,
+        ) {
+            let mut dedup = Dedup::new(capacity);
+            let (mut seen, mut order) = (HashSet::new(), VecDeque::new());
+            for (i, key) in keys.iter().enumerate() {
+                let expected = seen.insert(*key);
+                if expected {
+                    order.push_back(*key);
+                    if order.len() > capacity {
+                        let oldest = order.pop_front().unwrap();
+                        seen.remove(&oldest);
+                    }
+                }
+                prop_assert_eq!(dedup.insert(*key), expected, "insert {} of {}", i, key);
+                prop_assert_eq!(dedup.len(), order.len());
+            }
+            let bytes = bincode::serialize(&dedup).unwrap();
+            let mut restored: Dedup = bincode::deserialize(&bytes).unwrap();
+            restored.set_capacity(shrunk);
+            while order.len() > shrunk {
+                let oldest = order.pop_front().unwrap();
+                seen.remove(&oldest);
+            }
+            prop_assert_eq!(restored.oldest_first().collect::<Vec<_>>(), order.iter().copied().collect::<Vec<_>>());
+            for key in 0_u64..64 {
+                let key = key << 58 | key;
+                prop_assert_eq!(restored.find(key).is_ok(), seen.contains(&key));
+            }
+        }
     }
 }

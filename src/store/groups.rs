@@ -1,5 +1,6 @@
 //! Failure groups: identity, per-hour counts with exact first and last seen, newest samples.
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use super::interner::Sym;
@@ -32,9 +33,9 @@ pub struct HourStat {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sample {
-    pub event_id: Box<str>,
+    /// Inline up to 24 bytes, so the usual id costs no allocation of its own.
+    pub event_id: CompactString,
     pub occurred_at_ms: i64,
-    pub message: Sym,
 }
 
 /// Newest first; ties broken by event id so every partition and test orders samples the same way.
@@ -147,10 +148,16 @@ impl GroupState {
     pub fn heap_bytes(&self) -> usize {
         self.hours.heap_bytes()
             + self.samples.capacity() * std::mem::size_of::<Sample>()
-            + self.samples.iter().map(|s| s.event_id.len()).sum::<usize>()
+            + self
+                .samples
+                .iter()
+                .filter(|s| s.event_id.is_heap_allocated())
+                .map(|s| s.event_id.capacity())
+                .sum::<usize>()
     }
 
-    pub(super) fn record(&mut self, at_ms: i64, event_id: &str, message: Sym) {
+    /// Counts a failure. Its message is the group's description, part of the group's key.
+    pub(super) fn record(&mut self, at_ms: i64, event_id: &str) {
         let hour = floor_to(at_ms, HOUR_MS);
         debug_assert_eq!(hour.rem_euclid(HOUR_MS), 0, "hour buckets are aligned");
         let stat = self.hours.slot_with(hour, || HourStat {
@@ -167,10 +174,10 @@ impl GroupState {
         }
         stat.first_ms = stat.first_ms.min(at_ms);
         stat.last_ms = stat.last_ms.max(at_ms);
-        self.add_sample(at_ms, event_id, message);
+        self.add_sample(at_ms, event_id);
     }
 
-    fn add_sample(&mut self, at_ms: i64, event_id: &str, message: Sym) {
+    fn add_sample(&mut self, at_ms: i64, event_id: &str) {
         if let Some(oldest) = self.samples.get(SAMPLES_PER_GROUP - 1) {
             if sample_order(oldest.occurred_at_ms, &oldest.event_id, at_ms, event_id).is_lt() {
                 return;
@@ -182,15 +189,20 @@ impl GroupState {
         if position >= SAMPLES_PER_GROUP {
             return;
         }
+        // The oldest makes room first, and growth is exact: doubling would leave room for 8
+        // where 5 are kept.
+        if self.samples.len() == SAMPLES_PER_GROUP {
+            self.samples.pop();
+        } else if self.samples.len() == self.samples.capacity() {
+            self.samples.reserve_exact(1);
+        }
         self.samples.insert(
             position,
             Sample {
                 event_id: event_id.into(),
                 occurred_at_ms: at_ms,
-                message,
             },
         );
-        self.samples.truncate(SAMPLES_PER_GROUP);
     }
 }
 

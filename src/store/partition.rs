@@ -368,11 +368,6 @@ impl PartitionState {
             self.totals.overflowed += 1;
         }
         let key = self.group_key(&identity);
-        let message = if overflow {
-            key.description
-        } else {
-            self.interner.intern(description)
-        };
         let name_syms = names.map(|n| self.interner.intern(n));
         let interner = &self.interner;
         let Some(tenant) = self.tenants.get_mut(&tenant_sym) else {
@@ -400,7 +395,7 @@ impl PartitionState {
                 group.window = Some(ranking.admit(key, group.failure_id));
             }
         }
-        group.record(event.occurred_at_ms, &event.event_id, message);
+        group.record(event.occurred_at_ms, &event.event_id);
         if let (Some(ranking), Some(window)) = (&mut tenant.ranking, &mut group.window) {
             let hour = floor_to(event.occurred_at_ms, HOUR_MS);
             ranking.note(key, window, hour);
@@ -483,9 +478,6 @@ impl PartitionState {
                 group.integration_name = keep(group.integration_name);
                 group.service_name = keep(group.service_name);
                 group.flow_name = keep(group.flow_name);
-                for sample in &mut group.samples {
-                    sample.message = keep(sample.message);
-                }
                 tenant.groups.insert(key, group);
             }
             let integrations = std::mem::take(&mut tenant.integrations);
@@ -631,8 +623,9 @@ mod tests {
         assert_eq!(group.last_seen_ms(), Some(NOW - 10 * HOUR_MS + 7 * 7_777));
         let ids: Vec<&str> = group.samples.iter().map(|s| &*s.event_id).collect();
         assert_eq!(ids, ["e7", "e6", "e5", "e4", "e3"]);
+        let key = tenant.groups.keys().next().unwrap();
         assert_eq!(
-            state.interner.resolve(group.samples[0].message),
+            state.interner.resolve(key.description),
             "",
             "no message: the catalog name is applied when read"
         );
@@ -749,7 +742,7 @@ mod tests {
                     let samples: Vec<String> = group
                         .samples
                         .iter()
-                        .map(|s| format!("{}:{}", s.event_id, text(s.message)))
+                        .map(|s| format!("{}:{}", s.event_id, text(key.description)))
                         .collect();
                     format!(
                         "{} {} {} {} {} {:?} {:?}",

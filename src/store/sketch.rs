@@ -7,7 +7,6 @@
 //! that see one event, or events of one latency, allocate nothing.
 
 use serde::{Deserialize, Serialize};
-use smallvec::SmallVec;
 
 /// The most any reported quantile is off by, relative to the true value at that rank.
 pub const RELATIVE_ACCURACY: f64 = 0.02;
@@ -20,44 +19,83 @@ fn gamma() -> f64 {
     (1.0 + RELATIVE_ACCURACY) / (1.0 - RELATIVE_ACCURACY)
 }
 
+/// Values at or below `SMALLEST_MS` are counted in this bin, below every other.
+const ZERO_BIN: i16 = i16::MIN;
+
+/// 16 bytes inline: the lowest bin, and the others behind one pointer only once there are any.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LatencySketch {
-    zeros: u32,
-    /// (bin index, count), sorted by index, no zero counts.
-    bins: SmallVec<[(i16, u32); 1]>,
+    /// (bin index, count) of the lowest bin; a count of 0 means the sketch is empty.
+    first: (i16, u32),
+    /// The other bins, sorted by index, none empty. Exactly sized: a new bin reallocates,
+    /// which is rare once an hour has seen its usual latencies, and saves a vector's spare room
+    /// and header on every hour with more than one bin.
+    rest: Option<Box<[(i16, u32)]>>,
 }
 
 impl LatencySketch {
+    /// Every (bin, count), by bin.
+    fn bins(&self) -> impl Iterator<Item = (i16, u32)> + '_ {
+        let first = (self.first.1 > 0).then_some(self.first);
+        first
+            .into_iter()
+            .chain(self.rest.iter().flat_map(|rest| rest.iter().copied()))
+    }
+
     pub fn count(&self) -> u64 {
-        u64::from(self.zeros) + self.bins.iter().map(|(_, c)| u64::from(*c)).sum::<u64>()
+        self.bins().map(|(_, c)| u64::from(c)).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.zeros == 0 && self.bins.is_empty()
+        self.first.1 == 0
     }
 
     /// Counts one value in milliseconds. Negative and non-finite values never reach here: the
     /// decoder refuses them.
     pub fn add(&mut self, ms: f64) {
-        if ms <= SMALLEST_MS {
-            self.zeros = self.zeros.saturating_add(1);
-            return;
-        }
-        self.add_to_bin(bin_of(ms), 1);
+        let bin = if ms <= SMALLEST_MS {
+            ZERO_BIN
+        } else {
+            bin_of(ms)
+        };
+        self.add_to_bin(bin, 1);
     }
 
     fn add_to_bin(&mut self, bin: i16, count: u32) {
-        match self.bins.binary_search_by_key(&bin, |(b, _)| *b) {
-            Ok(at) => self.bins[at].1 = self.bins[at].1.saturating_add(count),
-            Err(at) => self.bins.insert(at, (bin, count)),
+        let (lowest, lowest_count) = self.first;
+        if lowest_count == 0 {
+            self.first = (bin, count);
+            return;
         }
+        if bin == lowest {
+            self.first.1 = lowest_count.saturating_add(count);
+            return;
+        }
+        if bin < lowest {
+            let displaced = std::mem::replace(&mut self.first, (bin, count));
+            self.insert_rest(0, displaced);
+            return;
+        }
+        let rest = self.rest.as_deref_mut().unwrap_or_default();
+        match rest.binary_search_by_key(&bin, |(b, _)| *b) {
+            Ok(at) => rest[at].1 = rest[at].1.saturating_add(count),
+            Err(at) => self.insert_rest(at, (bin, count)),
+        }
+    }
+
+    fn insert_rest(&mut self, at: usize, bin: (i16, u32)) {
+        let old = self.rest.take().unwrap_or_default();
+        let mut bins = Vec::with_capacity(old.len() + 1);
+        bins.extend_from_slice(&old[..at]);
+        bins.push(bin);
+        bins.extend_from_slice(&old[at..]);
+        self.rest = Some(bins.into_boxed_slice());
     }
 
     /// Adds every value of `other`, as if it had been counted here.
     pub fn merge(&mut self, other: &LatencySketch) {
-        self.zeros = self.zeros.saturating_add(other.zeros);
-        for (bin, count) in &other.bins {
-            self.add_to_bin(*bin, *count);
+        for (bin, count) in other.bins() {
+            self.add_to_bin(bin, count);
         }
     }
 
@@ -69,26 +107,23 @@ impl LatencySketch {
             return None;
         }
         let rank = (q.clamp(0.0, 1.0) * (total - 1) as f64).floor() as u64;
-        let mut seen = u64::from(self.zeros);
-        if rank < seen {
-            return Some(0.0);
-        }
-        for (bin, count) in &self.bins {
-            seen += u64::from(*count);
+        let mut seen = 0;
+        let mut last = None;
+        for (bin, count) in self.bins() {
+            seen += u64::from(count);
+            last = Some(bin);
             if rank < seen {
-                return Some(value_of(*bin));
+                break;
             }
         }
-        self.bins.last().map(|(bin, _)| value_of(*bin))
+        last.map(value_of)
     }
 
-    /// Heap bytes held by the bins.
+    /// Heap bytes held by the bins beyond the first.
     pub fn heap_bytes(&self) -> usize {
-        if self.bins.spilled() {
-            self.bins.capacity() * std::mem::size_of::<(i16, u32)>()
-        } else {
-            0
-        }
+        self.rest
+            .as_ref()
+            .map_or(0, |rest| std::mem::size_of_val::<[(i16, u32)]>(rest))
     }
 }
 
@@ -117,21 +152,26 @@ impl Default for SketchSum {
 
 impl SketchSum {
     pub fn add(&mut self, sketch: &LatencySketch) {
-        self.zeros = self.zeros.saturating_add(sketch.zeros);
-        for (bin, count) in &sketch.bins {
-            let slot = usize::try_from(i32::from(*bin) - i32::from(self.lowest))
+        for (bin, count) in sketch.bins() {
+            if bin == ZERO_BIN {
+                self.zeros = self.zeros.saturating_add(count);
+                continue;
+            }
+            let slot = usize::try_from(i32::from(bin) - i32::from(self.lowest))
                 .ok()
                 .and_then(|i| self.counts.get_mut(i));
             match slot {
-                Some(slot) => *slot = slot.saturating_add(*count),
-                None => self.rest.add_to_bin(*bin, *count),
+                Some(slot) => *slot = slot.saturating_add(count),
+                None => self.rest.add_to_bin(bin, count),
             }
         }
     }
 
     pub fn finish(self) -> LatencySketch {
         let mut sketch = self.rest;
-        sketch.zeros = sketch.zeros.saturating_add(self.zeros);
+        if self.zeros > 0 {
+            sketch.add_to_bin(ZERO_BIN, self.zeros);
+        }
         for (i, count) in self.counts.iter().enumerate().filter(|(_, c)| **c > 0) {
             sketch.add_to_bin(self.lowest + i as i16, *count);
         }
@@ -148,6 +188,9 @@ fn bin_of(ms: f64) -> i16 {
 /// The value reported for a bin: the point whose relative distance to both of the bin's ends
 /// is the same, `2γ^i / (γ + 1)`.
 fn value_of(bin: i16) -> f64 {
+    if bin == ZERO_BIN {
+        return 0.0;
+    }
     let g = gamma();
     2.0 * g.powi(i32::from(bin)) / (g + 1.0)
 }
