@@ -247,7 +247,7 @@ impl QueryEngine {
         let (Some(&first), Some(&last)) = (boundaries.first(), boundaries.last()) else {
             return Err(QueryError::EmptyRange);
         };
-        let mut per_hour: Vec<(i64, PerType<u64>)> = Vec::new();
+        let mut per_hour: Vec<(i64, PerType<u32>)> = Vec::new();
         self.for_tenant(tenant_id, |_, tenant| {
             per_hour.extend(tenant.hours.range(first..last).map(|(h, c)| (*h, c.failed)));
         });
@@ -299,7 +299,7 @@ impl QueryEngine {
 /// sorted by start.
 fn sum_between(
     boundaries: &[i64],
-    per_hour: &[(i64, PerType<u64>)],
+    per_hour: &[(i64, PerType<u32>)],
     t: IntegrationType,
 ) -> Vec<(i64, u64)> {
     let mut hours = per_hour.iter().peekable();
@@ -308,7 +308,7 @@ fn sum_between(
         .map(|w| {
             let mut failed = 0;
             while let Some((_, counts)) = hours.next_if(|(hour, _)| *hour < w[1]) {
-                failed += counts[t];
+                failed += u64::from(counts[t]);
             }
             (w[0], failed)
         })

@@ -187,10 +187,13 @@ impl SnapshotObjects {
                 if !meta.location.as_ref().ends_with(".snap") || meta.size < HEADER_LEN as u64 {
                     continue;
                 }
-                let header = store
-                    .get_range(&meta.location, 0..HEADER_LEN as u64)
-                    .await?;
-                headers.push((meta.location.to_string(), header.to_vec()));
+                // Another replica prunes old snapshots as it writes new ones, so one listed a
+                // moment ago may be gone: that is not a reason to refuse to start.
+                match store.get_range(&meta.location, 0..HEADER_LEN as u64).await {
+                    Ok(header) => headers.push((meta.location.to_string(), header.to_vec())),
+                    Err(object_store::Error::NotFound { .. }) => continue,
+                    Err(err) => return Err(err),
+                }
             }
             Ok::<_, object_store::Error>(headers)
         });

@@ -41,7 +41,7 @@ pub use partition::{Applied, IngestTotals, PartitionState, StateBytes};
 pub use ranking::{Ranking, CANDIDATES};
 pub use series::Series;
 pub use sketch::{LatencySketch, SketchSum, RELATIVE_ACCURACY};
-pub use tenant::{CodeCounts, TenantState, TypeCounts};
+pub use tenant::{BucketCounts, CodeCounts, TenantState, TypeCounts};
 pub use time::{ceil_to, floor_to, StoreLimits, DAY_MS, DEFAULT_WINDOW_MS, HOUR_MS, MINUTE_MS};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -186,7 +186,13 @@ fn tenants_by_size(store: &Store) -> Vec<String> {
             let events: u64 = tenant
                 .hours
                 .values()
-                .map(|c| c.failed.values().chain(c.succeeded.values()).sum::<u64>())
+                .map(|c| {
+                    c.failed
+                        .values()
+                        .chain(c.succeeded.values())
+                        .map(|n| u64::from(*n))
+                        .sum::<u64>()
+                })
                 .sum();
             *sizes
                 .entry(state.interner.resolve(*sym).to_owned())
