@@ -344,6 +344,12 @@ impl Config {
         if self.dedup_capacity == 0 {
             return Err(invalid("dedup_capacity", "must be at least 1"));
         }
+        if self.dedup_capacity > crate::store::MAX_DEDUP_CAPACITY {
+            return Err(invalid(
+                "dedup_capacity",
+                format!("must be at most {}", crate::store::MAX_DEDUP_CAPACITY),
+            ));
+        }
         if self.eviction_interval_ms == 0 {
             return Err(invalid("eviction_interval_ms", "must be at least 1"));
         }

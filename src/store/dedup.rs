@@ -13,7 +13,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// with a full 1M window, or one lost event in roughly 18 trillion.
 ///
 /// Layout, about 13 bytes per key: the keys in arrival order in a ring, and an open-addressing
-/// table (linear probing) of 32-bit positions in that ring. The keys are hashes already, so
+/// table (linear probing) of 32-bit slots, each a 24-bit ring position and 8 bits of the key
+/// (so a probe reads the ring only when those bits match). The keys are hashes already, so
 /// they pick their own table slot. A hash set beside a queue held each key twice and cost
 /// about 25 bytes per key.
 #[derive(Debug)]
@@ -21,16 +22,18 @@ pub struct Dedup {
     /// Keys in arrival order; once full, `next` is the oldest and is overwritten next.
     ring: Vec<u64>,
     next: usize,
-    /// Ring position + 1 of the key whose probe sequence passes here; 0 is an empty slot, so
-    /// a fresh table is zeroed memory that the kernel maps lazily.
+    /// `tag << 24 | (ring position + 1)` of the key whose probe sequence passes here; 0 is an
+    /// empty slot, so a fresh table is zeroed memory that the kernel maps lazily.
     table: Vec<u32>,
     capacity: usize,
 }
 
 /// Slots per key when the table is sized for the whole window: a load of 0.75.
 const SLOTS_PER_KEY: f64 = 4.0 / 3.0;
-/// Capacities beyond this would not fit a 32-bit ring position.
-const MAX_CAPACITY: usize = u32::MAX as usize - 1;
+const POSITION_BITS: u32 = 24;
+const POSITION_MASK: u32 = (1 << POSITION_BITS) - 1;
+/// The largest window a 24-bit ring position can address.
+pub const MAX_DEDUP_CAPACITY: usize = POSITION_MASK as usize - 1;
 
 impl Dedup {
     pub fn new(capacity: usize) -> Self {
@@ -38,7 +41,7 @@ impl Dedup {
             ring: Vec::new(),
             next: 0,
             table: Vec::new(),
-            capacity: capacity.clamp(1, MAX_CAPACITY),
+            capacity: capacity.clamp(1, MAX_DEDUP_CAPACITY),
         }
     }
 
@@ -126,18 +129,26 @@ impl Dedup {
             return Err(0);
         }
         let mut slot = self.home(key);
+        let tag = tag_of(key);
         loop {
             match self.table[slot] {
                 0 => return Err(slot),
-                position if self.ring[position as usize - 1] == key => return Ok(slot),
+                entry if entry >> POSITION_BITS == tag && self.key_at(entry) == key => {
+                    return Ok(slot)
+                }
                 _ => slot = (slot + 1) % self.table.len(),
             }
         }
     }
 
+    /// The ring's key for a non-empty table entry.
+    fn key_at(&self, entry: u32) -> u64 {
+        self.ring[(entry & POSITION_MASK) as usize - 1]
+    }
+
     fn place(&mut self, key: u64, position: usize) {
         if let Err(slot) = self.find(key) {
-            self.table[slot] = position as u32 + 1;
+            self.table[slot] = tag_of(key) << POSITION_BITS | (position as u32 + 1);
         }
     }
 
@@ -151,11 +162,11 @@ impl Dedup {
         let mut slot = hole;
         loop {
             slot = (slot + 1) % size;
-            let position = self.table[slot];
-            if position == 0 {
+            let entry = self.table[slot];
+            if entry == 0 {
                 break;
             }
-            let home = self.home(self.ring[position as usize - 1]);
+            let home = self.home(self.key_at(entry));
             // The entry may fill the hole if its home is not cyclically within (hole, slot].
             let stays = if hole <= slot {
                 hole < home && home <= slot
@@ -163,7 +174,7 @@ impl Dedup {
                 hole < home || home <= slot
             };
             if !stays {
-                self.table[hole] = position;
+                self.table[hole] = entry;
                 hole = slot;
             }
         }
@@ -187,6 +198,11 @@ impl Dedup {
             self.place(self.ring[position], position);
         }
     }
+}
+
+/// The key's low 8 bits; its table slot comes from its high bits.
+fn tag_of(key: u64) -> u32 {
+    (key & 0xff) as u32
 }
 
 /// Stored as the keys in arrival order; the table is rebuilt on load.
@@ -223,11 +239,12 @@ mod tests {
 
     proptest! {
         /// Against a set and a queue: the same answers for every insert, through wrap-arounds,
-        /// deletions inside probe runs (few distinct high bits force collisions), a capacity
+        /// deletions inside probe runs (few distinct high bits force collisions, and keys share
+        /// tags), a capacity
         /// change and a serialisation round trip.
         #[test]
         fn answers_like_a_set_with_a_queue(
-            keys in proptest::collection::vec((0_u64..64).prop_map(|k| k << 58 | k), 0..400),
+            keys in proptest::collection::vec((0_u64..64).prop_map(|k| k << 58 | (k & 3)), 0..400),
             capacity in 1_usize..40,
             shrunk in 1_usize..40,
         ) {
@@ -254,7 +271,7 @@ mod tests {
             }
             prop_assert_eq!(restored.oldest_first().collect::<Vec<_>>(), order.iter().copied().collect::<Vec<_>>());
             for key in 0_u64..64 {
-                let key = key << 58 | key;
+                let key = key << 58 | (key & 3);
                 prop_assert_eq!(restored.find(key).is_ok(), seen.contains(&key));
             }
         }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use parking_lot::RwLock;
 
-pub use dedup::Dedup;
+pub use dedup::{Dedup, MAX_DEDUP_CAPACITY};
 pub use groups::{
     failure_id, format_failure_id, parse_failure_id, sample_order, GroupIdentity, GroupKey,
     GroupState, HourStat, Sample, Window, OVERFLOW_DESCRIPTION, OVERFLOW_NAME, SAMPLES_PER_GROUP,
