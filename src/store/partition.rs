@@ -17,7 +17,7 @@ use super::interner::{Interner, Sym};
 use super::ranking::Ranking;
 use super::series::Series;
 use super::tenant::TenantState;
-use super::time::{floor_to, StoreLimits, DEFAULT_WINDOW_MS, HOUR_MS, MINUTE_MS};
+use super::time::{floor_to, StoreLimits, HOUR_MS, MINUTE_MS};
 use crate::event::{Event, EventError, Outcome};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,7 +212,10 @@ impl PartitionState {
             None => self.interner.intern(&event.tenant_id),
         };
         let at = event.occurred_at_ms;
-        let tenant = self.tenants.entry(tenant_sym).or_default();
+        let tenant = self
+            .tenants
+            .entry(tenant_sym)
+            .or_insert_with(|| TenantState::new(limits.window_start(now_ms)));
         if floor_to(at, MINUTE_MS) >= limits.minute_floor(now_ms) {
             tenant
                 .minutes
@@ -505,7 +508,7 @@ impl PartitionState {
     pub fn evict(&mut self, limits: &StoreLimits, now_ms: i64) {
         let minute_floor = limits.minute_floor(now_ms);
         let hour_floor = limits.retention_floor(now_ms);
-        let window_start = floor_to(now_ms - DEFAULT_WINDOW_MS, HOUR_MS).max(hour_floor);
+        let window_start = limits.window_start(now_ms);
         for tenant in self.tenants.values_mut() {
             tenant.minutes.drop_before(minute_floor);
             tenant.hours.drop_before(hour_floor);

@@ -129,6 +129,17 @@ pub struct TenantState {
 }
 
 impl TenantState {
+    /// A tenant seen for the first time: with no groups and no codes yet, its ranking and day
+    /// sums start empty and complete, so its queries take the fast paths at once rather than
+    /// after the next eviction round.
+    pub fn new(window_start_ms: i64) -> Self {
+        TenantState {
+            ranking: Some(Ranking::build(&mut HashMap::default(), window_start_ms)),
+            code_days: Some(Series::new()),
+            ..TenantState::default()
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.hours.is_empty() && self.groups.is_empty()
     }

@@ -54,6 +54,11 @@ impl StoreLimits {
         floor_to(now_ms - self.minute_window_ms, MINUTE_MS)
     }
 
+    /// Start of the default range at `now_ms`, as a query without a range would take it.
+    pub fn window_start(&self, now_ms: i64) -> i64 {
+        floor_to(now_ms - DEFAULT_WINDOW_MS, HOUR_MS).max(self.retention_floor(now_ms))
+    }
+
     /// Oldest hour bucket kept at `now_ms`.
     pub fn retention_floor(&self, now_ms: i64) -> i64 {
         floor_to(now_ms - self.retention_ms, HOUR_MS)
