@@ -5,9 +5,12 @@ use std::sync::Arc;
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use integration_health::clock::ManualClock;
+use integration_health::event::IntegrationType;
 use integration_health::event::{decode, DecodeLimits};
-use integration_health::query::{Granularity, ListFailuresRequest, QueryEngine, TypeFilter};
-use integration_health::store::{PartitionKey, PartitionState, Store, StoreLimits, DAY_MS};
+use integration_health::query::{
+    FailureOrder, Granularity, ListFailuresRequest, QueryEngine, TypeFilter,
+};
+use integration_health::store::{Dedup, PartitionKey, PartitionState, Store, StoreLimits, DAY_MS};
 use integration_health::testkit::{generate_lines, GenSpec};
 use parking_lot::RwLock;
 
@@ -90,6 +93,21 @@ fn bench_queries(c: &mut Criterion) {
     group.bench_function("list_failures", |b| {
         b.iter(|| black_box(engine.list_failures(&failures)))
     });
+    let by_last_seen = ListFailuresRequest {
+        order: FailureOrder::LastSeenDesc,
+        ..failures.clone()
+    };
+    group.bench_function("list_failures_last_seen", |b| {
+        b.iter(|| black_box(engine.list_failures(&by_last_seen)))
+    });
+    // A type filter takes the full ranking rather than the kept candidates.
+    let one_type = ListFailuresRequest {
+        types: TypeFilter::from_types(&[IntegrationType::OutboundWebhook]),
+        ..failures.clone()
+    };
+    group.bench_function("list_failures_one_type", |b| {
+        b.iter(|| black_box(engine.list_failures(&one_type)))
+    });
     if let Some(top) = top {
         group.bench_function("failure_details", |b| {
             b.iter(|| black_box(engine.failure_details(tenant, &top.failure_id, None)))
@@ -98,5 +116,28 @@ fn bench_queries(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_ingest, bench_queries);
+/// Inserting into a full window of 1M keys: every insert also forgets the oldest key.
+fn bench_dedup(c: &mut Criterion) {
+    let mut dedup = Dedup::new(1_000_000);
+    let mut next = 0_u64;
+    let mut key = || {
+        next += 1;
+        xxhash_rust::xxh3::xxh3_64(&next.to_le_bytes())
+    };
+    for _ in 0..1_000_000 {
+        dedup.insert(key());
+    }
+    let mut group = c.benchmark_group("dedup");
+    group.throughput(Throughput::Elements(10_000));
+    group.bench_function("insert_full_window_1m", |b| {
+        b.iter(|| {
+            for _ in 0..10_000 {
+                black_box(dedup.insert(key()));
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_ingest, bench_queries, bench_dedup);
 criterion_main!(benches);

@@ -12,6 +12,7 @@
 //!   (integration health), and failures per (integration, code) per minute in the minute window
 //!   (what drove a change).
 
+mod bytes;
 mod dedup;
 mod groups;
 mod integrations;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use parking_lot::RwLock;
 
+pub use bytes::StateBytes;
 pub use dedup::{Dedup, MAX_DEDUP_CAPACITY};
 pub use groups::{
     failure_id, format_failure_id, parse_failure_id, sample_order, GroupIdentity, GroupKey,
@@ -37,7 +39,7 @@ pub use integrations::{
     sum_hours, IntegrationHour, IntegrationKey, IntegrationState, MinuteFailures, RECENT_MS,
 };
 pub use interner::{Interner, Sym};
-pub use partition::{Applied, IngestTotals, PartitionState, StateBytes};
+pub use partition::{Applied, IngestTotals, PartitionState};
 pub use ranking::{Ranking, CANDIDATES};
 pub use series::Series;
 pub use sketch::{LatencySketch, SketchSum, RELATIVE_ACCURACY};

@@ -151,6 +151,12 @@ impl Call {
     {
         let codec = self.codec;
         let deadline = self.deadline;
+        // A caller that allowed no time has already given up; a fast query must not race it.
+        if deadline.is_zero() {
+            return error_response(&Status::deadline_exceeded(
+                "the call's deadline had passed when it arrived",
+            ));
+        }
         let message = match codec.decode::<Req>(&self.body) {
             Ok(message) => message,
             Err(status) => return error_response(&status),
