@@ -332,6 +332,10 @@ impl PartitionState {
         if let (Some(ranking), Some(window)) = (&mut tenant.ranking, &mut group.window) {
             let hour = floor_to(event.occurred_at_ms, HOUR_MS);
             ranking.note(key, window, hour);
+            if ranking.needs_choosing_again() {
+                let start_ms = ranking.start_ms;
+                tenant.ranking = Some(Ranking::build(&mut tenant.groups, start_ms));
+            }
         }
     }
 

@@ -80,6 +80,13 @@ impl Ranking {
         Window::empty(self.start_ms)
     }
 
+    /// True once either list has grown to several times its chosen size, as it does when many
+    /// groups pass a low threshold (a new tenant's is the lowest possible): then reading the
+    /// candidates costs more than choosing them again.
+    pub fn needs_choosing_again(&self) -> bool {
+        self.by_total.keys.len().max(self.by_last_seen.keys.len()) > 4 * CANDIDATES
+    }
+
     /// Takes note of a failure just counted in `window` (the group `key`) in `hour`.
     pub fn note(&mut self, key: GroupKey, window: &mut Window, hour: i64) {
         if hour >= self.start_ms && window.total == 1 {
