@@ -329,13 +329,11 @@ impl QueryEngine {
             (true, order) => ranked_candidates(&partitions, request, effective_range, order),
             _ => None,
         };
-        let (mut ranked, total_groups) = match candidates {
-            Some(found) => found,
-            None => {
-                let all = rank_groups(&partitions, request, effective_range);
-                let count = all.len() as u64;
-                (all, count)
-            }
+        // Candidates come with the count of all the tenant's groups in the range; otherwise
+        // every matching group is at hand and counted once filtered by state.
+        let (mut ranked, counted) = match candidates {
+            Some((found, count)) => (found, Some(count)),
+            None => (rank_groups(&partitions, request, effective_range), None),
         };
         if !states.is_empty() {
             ranked.retain(|c| {
@@ -343,10 +341,7 @@ impl QueryEngine {
                     .is_some_and(|status| states.contains(&status.state))
             });
         }
-        let total_groups = match states.is_empty() {
-            true => total_groups,
-            false => ranked.len() as u64,
-        };
+        let total_groups = counted.unwrap_or(ranked.len() as u64);
         let order = request.order;
         if let Some(after) = after {
             ranked.retain(|c| c.sort_key(order) > after.position);

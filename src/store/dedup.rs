@@ -97,6 +97,10 @@ impl Dedup {
 
     /// Applies a (possibly new) capacity, forgetting the oldest keys if it shrank.
     pub fn set_capacity(&mut self, capacity: usize) {
+        // A restored window usually keeps its capacity; it was just built, so leave it.
+        if capacity.clamp(1, MAX_DEDUP_CAPACITY) == self.capacity {
+            return;
+        }
         let keys: Vec<u64> = self.oldest_first().collect();
         *self = Dedup::from_keys(capacity, keys);
     }

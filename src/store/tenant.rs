@@ -173,17 +173,17 @@ impl TenantState {
     pub fn codes_in(&self, start_ms: i64, end_ms: i64) -> impl Iterator<Item = &CodeCounts> {
         let first_day = ceil_to(start_ms, DAY_MS);
         let last_day = floor_to(end_ms, DAY_MS).max(first_day);
-        let (days, split) = match &self.code_days {
-            Some(days) if first_day < last_day => (Some(days.range(first_day..last_day)), true),
-            _ => (None, false),
-        };
-        let (head_end, tail_start) = match split {
-            true => (first_day, last_day),
-            false => (end_ms, end_ms),
+        let days = self.code_days.as_ref().filter(|_| first_day < last_day);
+        let (head_end, tail_start) = match days {
+            Some(_) => (first_day, last_day),
+            None => (end_ms, end_ms),
         };
         self.codes
             .range(start_ms..head_end)
-            .chain(days.into_iter().flatten())
+            .chain(
+                days.into_iter()
+                    .flat_map(move |d| d.range(first_day..last_day)),
+            )
             .chain(self.codes.range(tail_start..end_ms))
             .map(|(_, counts)| counts)
     }
