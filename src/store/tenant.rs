@@ -78,14 +78,6 @@ impl CodeCounts {
         self.0.iter().map(|(k, v)| (k, v))
     }
 
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     pub fn heap_bytes(&self) -> usize {
         self.0.capacity() * std::mem::size_of::<((IntegrationType, u16), u64)>()
     }
