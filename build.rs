@@ -15,10 +15,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("integration_health_descriptor.bin"),
         &descriptor_bytes,
     )?;
-    // The well-known types come from pbjson-types, whose Timestamp and Duration carry the
-    // JSON forms ("2026-11-29T03:00:00Z", "86400s") that grpcurl and Connect clients use.
+    // The well-known types come from pbjson-types, whose Duration carries the JSON form
+    // ("86400s") that grpcurl and Connect clients use. Timestamp is the crate's own
+    // (src/proto/timestamp.rs): pbjson-types writes "+00:00" where the mapping asks for "Z".
     tonic_build::configure()
         .compile_well_known_types(true)
+        .extern_path(".google.protobuf.Timestamp", "crate::proto::Timestamp")
         .extern_path(".google.protobuf", "::pbjson_types")
         .compile_fds(descriptors)?;
     pbjson_build::Builder::new()

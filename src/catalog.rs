@@ -278,6 +278,27 @@ pub fn name_of(status_code: u16) -> &'static str {
     lookup(status_code).name
 }
 
+/// The failure description a person sees: the event's message, or the catalog name of its code
+/// when the message is absent or empty. This is the one rule; everything that names a failure
+/// calls it.
+pub fn visible_description(message: &str, status_code: u16) -> &str {
+    match message {
+        "" => name_of(status_code),
+        text => text,
+    }
+}
+
+/// The description a failure group is stored and identified by: empty for every message that
+/// `visible_description` shows as the catalog name (absent, empty, or byte-equal to that name),
+/// the message itself otherwise. Two events that look the same are thus one group, and since
+/// the stored form never holds catalog text, rewording the catalog changes no group's identity.
+pub fn stored_description(message: Option<&str>, status_code: u16) -> &str {
+    match message {
+        Some(text) if text != name_of(status_code) => text,
+        _ => "",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

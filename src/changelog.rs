@@ -54,6 +54,16 @@ impl ChangelogWriter {
             .map(|_| ())
             .map_err(|(err, _)| ChangelogError::NotWritten(self.topic.clone(), err))
     }
+
+    /// Appends a record with no payload: compaction then drops every record under `key`.
+    pub async fn tombstone(&self, key: &str) -> Result<(), ChangelogError> {
+        let record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&self.topic).key(key);
+        self.producer
+            .send(record, DELIVERY_TIMEOUT)
+            .await
+            .map(|_| ())
+            .map_err(|(err, _)| ChangelogError::NotWritten(self.topic.clone(), err))
+    }
 }
 
 /// What a follower does with the topic: take each record (key, payload; no payload is a

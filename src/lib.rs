@@ -36,8 +36,11 @@ pub mod proto {
     tonic::include_proto!("integration_health.v1");
     include!(concat!(env!("OUT_DIR"), "/integration_health.v1.serde.rs"));
 
+    mod timestamp;
+
     /// The well-known types the messages use, with their proto3 JSON forms.
-    pub use pbjson_types::{Duration, Timestamp};
+    pub use pbjson_types::Duration;
+    pub use timestamp::Timestamp;
 
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("integration_health_descriptor");

@@ -32,6 +32,8 @@ use crate::tls::{self, ReloadingTls, TlsError};
 
 const OTLP_METRICS_INTERVAL: Duration = Duration::from_secs(10);
 const READINESS_INTERVAL: Duration = Duration::from_millis(250);
+/// How often internal topics that were missing or wrong are checked again.
+const TOPIC_RECHECK_INTERVAL: Duration = Duration::from_secs(10);
 /// How often the tokens file and the TLS files are checked for changes.
 const FILE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Every request message is small; anything larger is refused before it is decoded.
@@ -214,8 +216,10 @@ fn readiness_check(
     clock: SharedClock,
     max_lag: i64,
     issues: Arc<IssueBook>,
+    topics: Arc<ingest::TopicStatus>,
 ) -> CheckReady {
     Arc::new(move || {
+        topics.readiness()?;
         progress.readiness(&store, max_lag, clock.now_ms())?;
         match issues.caught_up() {
             true => Ok(()),
@@ -259,7 +263,7 @@ fn start_issues(
         .set("enable.auto.commit", "false");
     let follower = changelog::follow(reader, config.issues_topic(), book.clone(), shutdown)?;
     let keeping = Arc::new(IssueKeeping {
-        writer: ChangelogWriter::new(client, &config.issues_topic())?,
+        writer: Arc::new(ChangelogWriter::new(client, &config.issues_topic())?),
         book: book.clone(),
     });
     Ok((book, keeping, follower))
@@ -307,6 +311,14 @@ pub async fn start(
         )?),
         None => None,
     };
+    let topic_status = Arc::new(ingest::TopicStatus::default());
+    let topic_specs = ingest::internal_topics(config);
+    let topic_policy = ingest::TopicPolicy {
+        create: config.create_internal_topics,
+        replication_factor: config.internal_topic_replication_factor,
+    };
+    let topics_fine =
+        ingest::check_topics(&kafka_client, &topic_specs, topic_policy, &topic_status).await;
     // Announcements are ordered by wall-clock time, whatever clock counts the events.
     let on_assignment: Option<ingest::AssignmentHook> = cluster.clone().map(|cluster| {
         Box::new(move |partitions| cluster.announce(partitions, SystemClock.now_ms()))
@@ -324,6 +336,16 @@ pub async fn start(
         shutdown.clone(),
     )?;
     let tasks = TaskTracker::new();
+    if !topics_fine {
+        tasks.spawn(ingest::recheck_until_fine(
+            kafka_client.clone(),
+            topic_specs,
+            topic_policy,
+            topic_status.clone(),
+            TOPIC_RECHECK_INTERVAL,
+            shutdown.clone(),
+        ));
+    }
     let eviction_interval = Duration::from_millis(config.eviction_interval_ms);
     tasks.spawn(evict_periodically(
         store.clone(),
@@ -334,6 +356,12 @@ pub async fn start(
     let read_state = state_reader(store.clone(), progress.clone(), clock.clone());
     let (issue_book, issue_keeping, issues_follower) =
         start_issues(config, &kafka_client, shutdown.clone())?;
+    tasks.spawn(crate::issues::rekey::move_periodically(
+        store.clone(),
+        issue_book.clone(),
+        issue_keeping.writer.clone(),
+        shutdown.clone(),
+    ));
     let alert_book = Arc::new(AlertBook::default());
     let alerts_follower = follow_alerts(config, &kafka_client, &alert_book, shutdown.clone())?;
     tasks.spawn(alerts::evaluate_periodically(
@@ -351,6 +379,7 @@ pub async fn start(
         clock.clone(),
         config.ready_max_lag,
         issue_book.clone(),
+        topic_status,
     );
     let tls = match config.tls_files() {
         Some(files) => Some(ReloadingTls::load(files)?),

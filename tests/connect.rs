@@ -270,10 +270,56 @@ async fn json_uses_the_proto3_mapping_that_grpcurl_prints() {
         chrono::DateTime::parse_from_rfc3339(start).is_ok(),
         "{start}"
     );
+    // Z-normalized, with 0, 3, 6 or 9 fractional digits, in every answer that has times.
+    for (method, body) in [
+        ("GetOverview", &body[..]),
+        ("ListFailures", br#"{"tenantId":"acme"}"#),
+        ("GetTrends", br#"{"tenantId":"acme","granularity":"DAY"}"#),
+        ("ListIntegrations", br#"{"tenantId":"acme"}"#),
+    ] {
+        let answer = post_json(&served, method, body, Some("sre")).await;
+        let json: serde_json::Value = serde_json::from_slice(&answer.body).expect("json");
+        let mut times = Vec::new();
+        timestamps_in(&json, &mut times);
+        assert!(!times.is_empty(), "{method} has timestamps");
+        for time in times {
+            assert!(follows_the_timestamp_mapping(&time), "{method}: {time}");
+        }
+    }
     // The original field names are accepted too, as proto3 JSON parsers must.
     let snake = br#"{"tenant_id":"acme","integration_types":["CUSTOM_NODE"]}"#;
     let again = post_json(&served, "GetOverview", snake, Some("sre")).await;
     assert_eq!(again.body, answer.body);
+}
+
+/// Every string in `value` that starts like an RFC 3339 date.
+fn timestamps_in(value: &serde_json::Value, into: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(text) => {
+            let b = text.as_bytes();
+            if b.len() > 19
+                && b[4] == b'-'
+                && b[10] == b'T'
+                && b[..4].iter().all(u8::is_ascii_digit)
+            {
+                into.push(text.clone());
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| timestamps_in(v, into)),
+        serde_json::Value::Object(fields) => fields.values().for_each(|v| timestamps_in(v, into)),
+        _ => {}
+    }
+}
+
+/// The proto3 JSON mapping: "Z"-normalized, with 0, 3, 6 or 9 fractional digits.
+fn follows_the_timestamp_mapping(text: &str) -> bool {
+    let Some(body) = text.strip_suffix('Z') else {
+        return false;
+    };
+    let fraction = body.split_once('.').map_or("", |(_, f)| f);
+    chrono::DateTime::parse_from_rfc3339(text).is_ok()
+        && [0, 3, 6, 9].contains(&fraction.len())
+        && fraction.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[tokio::test]

@@ -59,6 +59,7 @@ async fn a_damaged_snapshot_falls_back_to_the_previous_one_and_replays_to_the_ex
         wait_consumed(std::slice::from_ref(&instance.api), produced, 2).await;
         wait_snapshotted(&mut instance.api).await;
     }
+    let ids_before = failure_ids(&mut instance.api, &TENANTS).await;
     instance.stop().await;
 
     // Flip bytes in the middle of each partition's newest snapshot.
@@ -86,6 +87,11 @@ async fn a_damaged_snapshot_falls_back_to_the_previous_one_and_replays_to_the_ex
     let mut instance = start(&bootstrap, "corrupt", "corrupt", state.path()).await;
     wait_consumed(std::slice::from_ref(&instance.api), produced, 2).await;
     assert_matches_truth(&mut instance.api, &truth, &TENANTS).await;
+    assert_eq!(
+        failure_ids(&mut instance.api, &TENANTS).await,
+        ids_before,
+        "every failure keeps its id across the restart"
+    );
     instance.stop().await;
 }
 

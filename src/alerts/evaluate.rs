@@ -295,10 +295,8 @@ impl Measured {
             // A sample's message is its group's description.
             let sample =
                 (!group.samples.is_empty()).then(|| partition.interner.resolve(key.description));
-            self.sample_message = match sample {
-                Some("") | None => catalog::name_of(key.status_code).to_owned(),
-                Some(text) => text.to_owned(),
-            };
+            self.sample_message =
+                catalog::visible_description(sample.unwrap_or(""), key.status_code).to_owned();
         }
         self.guidance = catalog::lookup(self.status_code)
             .guidance_for(self.integration_type)

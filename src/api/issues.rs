@@ -26,7 +26,7 @@ const MAX_NOTE_CHARS: usize = 1024;
 
 /// Where actions go and where they are read back from.
 pub struct IssueKeeping {
-    pub writer: ChangelogWriter,
+    pub writer: Arc<ChangelogWriter>,
     pub book: Arc<IssueBook>,
 }
 

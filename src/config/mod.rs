@@ -55,6 +55,10 @@ pub struct Config {
     pub input_keyed_by_tenant: bool,
     /// The repartition stage's output; default `<topic>.by-tenant`.
     pub repartition_topic: Option<String>,
+    /// Create the internal topics that are missing through the admin API at start-up.
+    pub create_internal_topics: bool,
+    /// Replication factor of the topics the service creates; -1 is the broker's default.
+    pub internal_topic_replication_factor: i32,
     /// Static group membership (`group.instance.id`), e.g. the pod name in a StatefulSet.
     pub instance_id: Option<String>,
     /// This replica's gRPC address as the other replicas reach it. With it, any replica answers
@@ -156,6 +160,8 @@ impl Default for Config {
             group: "integration-health".into(),
             input_keyed_by_tenant: false,
             repartition_topic: None,
+            create_internal_topics: true,
+            internal_topic_replication_factor: -1,
             instance_id: None,
             advertise_addr: None,
             members_topic: None,
@@ -297,6 +303,14 @@ impl Config {
                     format!("{endpoint:?} must start with http:// or https://"),
                 ));
             }
+        }
+        if self.internal_topic_replication_factor == 0
+            || self.internal_topic_replication_factor < -1
+        {
+            return Err(invalid(
+                "internal_topic_replication_factor",
+                "must be -1 (the broker's default) or at least 1",
+            ));
         }
         if self.ready_max_lag < 0 {
             return Err(invalid("ready_max_lag", "must not be negative"));

@@ -13,6 +13,7 @@ mod owner;
 mod progress;
 mod repartition;
 mod snapshots;
+mod topics;
 
 use std::collections::HashMap;
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -39,6 +40,10 @@ pub use owner::{AssignmentHook, Owner};
 pub use progress::{IngestProgress, IngestStatus, PartitionStatus, SnapshotStatus};
 pub use repartition::{is_rejection_marker, HEADER_REJECTED};
 use snapshots::{SnapshotSchedule, Written};
+pub use topics::{
+    check_topics, ensure, internal_topics, recheck_until_fine, Partitions, TopicPolicy,
+    TopicReport, TopicSpec, TopicStatus,
+};
 
 use crate::clock::SharedClock;
 use crate::config::KafkaProperties;

@@ -137,8 +137,9 @@ impl Owner {
             );
         };
         match snapshots.target.load_newest(key, self.store.limits()) {
-            Ok(Some((state, file))) => {
+            Ok(Some((mut state, file))) => {
                 info!(topic = %key.topic, partition = key.partition, next_offset = file.next_offset, "restored snapshot");
+                self.store.note_rekeys(std::mem::take(&mut state.rekeys));
                 Some(Arc::new(RwLock::new(state)))
             }
             Ok(None) => Some(self.fresh()),

@@ -53,6 +53,8 @@ pub struct IngestProgress {
     snapshots: DashMap<PartitionKey, SnapshotStatus>,
     /// Set when the repartition stage runs; readiness then also waits for it.
     repartitioning: AtomicBool,
+    /// Set once the stage's group has given it an assignment, possibly empty.
+    upstream_assigned: AtomicBool,
     /// The repartition stage's input partitions: (next offset to read, high watermark).
     upstream: DashMap<PartitionKey, (i64, i64)>,
 }
@@ -85,6 +87,20 @@ impl IngestProgress {
 
     pub fn set_upstream(&self, key: PartitionKey, next_offset: i64, high_watermark: i64) {
         self.upstream.insert(key, (next_offset, high_watermark));
+    }
+
+    /// The repartition stage's group gave it `keys` (maybe none): each is listed, with no
+    /// position yet, until statistics report it.
+    pub fn assign_upstream(&self, keys: impl IntoIterator<Item = PartitionKey>) {
+        for key in keys {
+            self.upstream.entry(key).or_insert((-1, -1));
+        }
+        self.upstream_assigned.store(true, Ordering::SeqCst);
+    }
+
+    /// An input partition the repartition stage no longer reads: its position is not ours.
+    pub fn forget_upstream(&self, key: &PartitionKey) {
+        self.upstream.remove(key);
     }
 
     fn upstream_status(&self) -> Vec<PartitionStatus> {
@@ -167,8 +183,18 @@ impl IngestProgress {
             ));
         }
         let status = self.status(store, now_ms);
-        if self.repartitioning.load(Ordering::SeqCst) && status.upstream.is_empty() {
-            return Err("waiting for the repartition stage to report its position".into());
+        if self.repartitioning.load(Ordering::SeqCst) {
+            if !self.upstream_assigned.load(Ordering::SeqCst) {
+                return Err(
+                    "waiting for the repartition stage's group to assign partitions".into(),
+                );
+            }
+            if let Some(p) = status.upstream.iter().find(|p| p.high_watermark < 0) {
+                return Err(format!(
+                    "{}[{}]: the repartition stage has not reported its position yet",
+                    p.topic, p.partition
+                ));
+            }
         }
         let behind = status.partitions.iter().chain(&status.upstream);
         if let Some(p) = behind.into_iter().find(|p| p.lag > max_lag) {
@@ -227,11 +253,40 @@ mod tests {
         progress.mark_assigned();
         progress.mark_repartitioning();
         let waiting = progress.readiness(&store, 10, 0).unwrap_err();
-        assert!(waiting.contains("repartition"), "{waiting}");
+        assert!(waiting.contains("assign"), "{waiting}");
+        progress.assign_upstream([PartitionKey::new("input", 0)]);
+        let waiting = progress.readiness(&store, 10, 0).unwrap_err();
+        assert!(waiting.contains("not reported"), "{waiting}");
         progress.set_upstream(PartitionKey::new("input", 0), 5, 500);
         let behind = progress.readiness(&store, 10, 0).unwrap_err();
         assert!(behind.contains("lag 495"), "{behind}");
         progress.set_upstream(PartitionKey::new("input", 0), 498, 500);
+        assert_eq!(progress.readiness(&store, 10, 0), Ok(()));
+    }
+
+    #[test]
+    fn a_revoked_input_partition_leaves_status_and_readiness() {
+        let store = Store::new(StoreLimits::default());
+        let progress = IngestProgress::default();
+        progress.mark_assigned();
+        progress.mark_repartitioning();
+        let (kept, lost) = (PartitionKey::new("input", 0), PartitionKey::new("input", 1));
+        progress.assign_upstream([kept.clone(), lost.clone()]);
+        progress.set_upstream(kept.clone(), 500, 500);
+        progress.set_upstream(lost.clone(), 5, 126_847);
+        assert!(progress.readiness(&store, 10, 0).is_err());
+        progress.forget_upstream(&lost);
+        assert_eq!(progress.readiness(&store, 10, 0), Ok(()));
+        let listed: Vec<i32> = progress
+            .status(&store, 0)
+            .upstream
+            .iter()
+            .map(|p| p.partition)
+            .collect();
+        assert_eq!(listed, [0]);
+        // A replica left with no input partition at all is ready, not waiting for one.
+        progress.forget_upstream(&kept);
+        progress.assign_upstream([]);
         assert_eq!(progress.readiness(&store, 10, 0), Ok(()));
     }
 

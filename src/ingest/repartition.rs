@@ -9,11 +9,13 @@
 //! input position, and a marker (an empty message with the `ih-rejected` header) goes on so the
 //! rejection is counted, exactly once, with the partition state downstream.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use parking_lot::Mutex;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
@@ -45,33 +47,58 @@ pub fn is_rejection_marker(message: &impl Message) -> bool {
         .is_some_and(|headers| headers.iter().any(|h| h.key == HEADER_REJECTED))
 }
 
-/// Reports how far the stage has read, from librdkafka's statistics.
+/// Reports how far the stage has read, from librdkafka's statistics, for the input partitions
+/// the group has given it. Statistics go on naming a partition after it is revoked, so only
+/// the current assignment is reported, and a revoked partition leaves the progress at once.
 struct StageContext {
     progress: Arc<IngestProgress>,
+    assigned: Mutex<HashSet<PartitionKey>>,
 }
 
 impl ClientContext for StageContext {
     fn stats(&self, statistics: Statistics) {
+        let assigned = self.assigned.lock();
         for (topic, details) in statistics.topics {
             for (partition, stats) in details.partitions {
-                if partition < 0 || stats.hi_offset < 0 {
+                let key = PartitionKey::new(&topic, partition);
+                if partition < 0 || stats.hi_offset < 0 || !assigned.contains(&key) {
                     continue;
                 }
                 let next = [stats.stored_offset, stats.committed_offset, stats.lo_offset]
                     .into_iter()
                     .find(|offset| *offset >= 0)
                     .unwrap_or(0);
-                self.progress.set_upstream(
-                    PartitionKey::new(&topic, partition),
-                    next,
-                    stats.hi_offset,
-                );
+                self.progress.set_upstream(key, next, stats.hi_offset);
             }
         }
     }
 }
 
-impl ConsumerContext for StageContext {}
+impl ConsumerContext for StageContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut assigned = self.assigned.lock();
+        match rebalance {
+            Rebalance::Assign(list) => {
+                let keys: Vec<PartitionKey> = list
+                    .elements()
+                    .iter()
+                    .map(|e| PartitionKey::new(e.topic(), e.partition()))
+                    .collect();
+                assigned.extend(keys.iter().cloned());
+                self.progress.assign_upstream(keys);
+            }
+            Rebalance::Revoke(list) => {
+                for element in list.elements() {
+                    let key = PartitionKey::new(element.topic(), element.partition());
+                    info!(topic = %key.topic, partition = key.partition, "repartition input revoked");
+                    assigned.remove(&key);
+                    self.progress.forget_upstream(&key);
+                }
+            }
+            Rebalance::Error(err) => warn!(error = %err, "repartition rebalance failed"),
+        }
+    }
+}
 
 struct Stage {
     producer: ThreadedProducer<DefaultProducerContext>,
@@ -105,7 +132,10 @@ pub fn start(
         .set("auto.offset.reset", "earliest");
     progress.mark_repartitioning();
     let consumer: BaseConsumer<StageContext> = client
-        .create_with_context(StageContext { progress })
+        .create_with_context(StageContext {
+            progress,
+            assigned: Mutex::new(HashSet::new()),
+        })
         .map_err(IngestError::Client)?;
     consumer
         .subscribe(&[input_topic])

@@ -4,6 +4,8 @@
 //! the group's failures and the clock, so it is the same on every replica and after a restart.
 //! The topic is followed and written with `changelog`.
 
+pub mod rekey;
+
 use std::collections::HashMap;
 
 use parking_lot::RwLock;

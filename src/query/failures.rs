@@ -100,12 +100,8 @@ fn states_fingerprint(states: &[IssueState]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(format!("{states:?}").as_bytes())
 }
 
-/// A stored description, or the catalog name of the code when the event had no message.
 fn description_text(partition: &PartitionState, description: Sym, status_code: u16) -> String {
-    match partition.interner.resolve(description) {
-        "" => catalog::name_of(status_code).to_owned(),
-        text => text.to_owned(),
-    }
+    catalog::visible_description(partition.interner.resolve(description), status_code).to_owned()
 }
 
 fn failure_row(

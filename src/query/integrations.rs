@@ -388,11 +388,8 @@ fn collect_groups(
             .entry(group.failure_id)
             .or_insert_with(|| GroupSummary {
                 failure_id: format_failure_id(group.failure_id),
-                failure_description: if description.is_empty() {
-                    catalog::name_of(key.status_code).to_owned()
-                } else {
-                    description.to_owned()
-                },
+                failure_description: catalog::visible_description(description, key.status_code)
+                    .to_owned(),
                 status_code: key.status_code,
                 total_errors: 0,
                 last_seen_ms: i64::MIN,

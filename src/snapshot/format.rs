@@ -11,9 +11,12 @@ use super::SnapshotError;
 use crate::store::{PartitionState, StoreLimits};
 
 const MAGIC: &[u8; 8] = b"IHSNAP\0\0";
-/// Version 2: failure identities are built from the event's own fields (an absent message is
-/// stored empty and named from the catalog when read). Version 1 stored the catalog name.
-pub const FORMAT_VERSION: u32 = 4;
+/// Version 5: a message byte-equal to its code's catalog name is stored empty, like an absent
+/// one, so both are one failure group. Version 4 has the same layout; it is read and its
+/// catalog-named groups are merged (`PartitionState::merge_catalog_named_groups`).
+pub const FORMAT_VERSION: u32 = 5;
+/// The oldest version this build reads.
+const OLDEST_READABLE: u32 = 4;
 pub(super) const HEADER_LEN: usize = 8 + 4 + 8 + 8;
 
 /// Encodes a partition's state into a snapshot file image.
@@ -40,8 +43,15 @@ fn read_u64(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(buf)
 }
 
-/// Checks the header: magic and version. Returns the version-checked header fields.
-pub(super) fn check_header(path: &Path, image: &[u8]) -> Result<(u64, u64), SnapshotError> {
+/// The header fields after the magic: version, payload length and checksum.
+pub(super) struct Header {
+    pub version: u32,
+    pub length: u64,
+    pub checksum: u64,
+}
+
+/// Checks the header: magic and a version this build reads.
+pub(super) fn check_header(path: &Path, image: &[u8]) -> Result<Header, SnapshotError> {
     let corrupt = |problem: &str| SnapshotError::Corrupt {
         path: path.to_owned(),
         problem: problem.to_owned(),
@@ -50,13 +60,17 @@ pub(super) fn check_header(path: &Path, image: &[u8]) -> Result<(u64, u64), Snap
         return Err(corrupt("no snapshot header"));
     }
     let version = read_u32(image, 8);
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READABLE..=FORMAT_VERSION).contains(&version) {
         return Err(SnapshotError::UnsupportedVersion {
             path: path.to_owned(),
             found: version,
         });
     }
-    Ok((read_u64(image, 12), read_u64(image, 20)))
+    Ok(Header {
+        version,
+        length: read_u64(image, 12),
+        checksum: read_u64(image, 20),
+    })
 }
 
 /// Decodes a snapshot file image, refusing anything truncated or altered.
@@ -65,7 +79,11 @@ pub fn decode(
     image: &[u8],
     limits: &StoreLimits,
 ) -> Result<PartitionState, SnapshotError> {
-    let (length, checksum) = check_header(path, image)?;
+    let Header {
+        version,
+        length,
+        checksum,
+    } = check_header(path, image)?;
     let corrupt = |problem: String| SnapshotError::Corrupt {
         path: path.to_owned(),
         problem,
@@ -83,5 +101,56 @@ pub fn decode(
     let mut state: PartitionState =
         bincode::deserialize(payload).map_err(|e| corrupt(format!("undecodable payload: {e}")))?;
     state.dedup.set_capacity(limits.dedup_capacity);
+    if version < 5 {
+        state.rekeys = state.merge_catalog_named_groups();
+    }
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::description_tests::{legacy_failures, legacy_state};
+
+    /// A version 4 image of `state`: the same layout under the older version number.
+    fn version_4_image(state: &PartitionState) -> Vec<u8> {
+        let mut image = encode(state).expect("encodes");
+        image[8..12].copy_from_slice(&4u32.to_le_bytes());
+        image
+    }
+
+    #[test]
+    fn a_version_4_snapshot_is_read_with_its_catalog_named_groups_merged() {
+        let legacy = legacy_state(&legacy_failures());
+        let groups_before = legacy.group_count();
+        let image = version_4_image(&legacy);
+        let limits = StoreLimits::default();
+        let state = decode(Path::new("v4"), &image, &limits).expect("version 4 is read");
+        assert_eq!(
+            state.group_count(),
+            groups_before - 1,
+            "the catalog-named 404 group joined the one without a message"
+        );
+        assert_eq!(state.rekeys.len(), 1);
+        let tenant = state.tenant("t1").expect("tenant");
+        let total: u64 = tenant
+            .groups
+            .values()
+            .map(|g| g.total_in(i64::MIN, i64::MAX))
+            .sum();
+        assert_eq!(total, 3, "nothing is lost in the merge");
+        assert!(tenant
+            .groups
+            .values()
+            .any(|g| g.failure_id == state.rekeys[0].to));
+    }
+
+    #[test]
+    fn a_current_snapshot_needs_no_migration() {
+        let legacy = legacy_state(&legacy_failures());
+        let image = encode(&legacy).expect("encodes");
+        let state = decode(Path::new("v5"), &image, &StoreLimits::default()).expect("reads");
+        assert!(state.rekeys.is_empty());
+        assert_eq!(state.group_count(), legacy.group_count());
+    }
 }

@@ -29,7 +29,7 @@ pub enum SnapshotError {
     #[error("snapshot {path} is damaged: {problem}")]
     Corrupt { path: PathBuf, problem: String },
     #[error(
-        "snapshot {path} has format version {found}, but this build reads version {FORMAT_VERSION}. \
+        "snapshot {path} has format version {found}, but this build reads versions 4 to {FORMAT_VERSION}. \
          Run a build that matches the snapshots, or move the state directory aside to rebuild \
          the counts from Kafka (only exact if the topic still holds the whole retention)"
     )]

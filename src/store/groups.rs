@@ -156,6 +156,34 @@ impl GroupState {
                 .sum::<usize>()
     }
 
+    /// Takes in another group's failures as if they had been recorded here: hours summed with
+    /// their first and last, the newest samples of both, the names of whichever saw the newer
+    /// event. The kept window is dropped; the next eviction round rebuilds it.
+    pub fn absorb(&mut self, other: GroupState) {
+        for (hour, stat) in other.hours.iter() {
+            let mut fresh = false;
+            let mine = self.hours.slot_with(*hour, || {
+                fresh = true;
+                *stat
+            });
+            if !fresh {
+                mine.count += stat.count;
+                mine.first_ms = mine.first_ms.min(stat.first_ms);
+                mine.last_ms = mine.last_ms.max(stat.last_ms);
+            }
+        }
+        for sample in &other.samples {
+            self.add_sample(sample.occurred_at_ms, &sample.event_id);
+        }
+        if other.names_at_ms > self.names_at_ms {
+            self.names_at_ms = other.names_at_ms;
+            self.integration_name = other.integration_name;
+            self.service_name = other.service_name;
+            self.flow_name = other.flow_name;
+        }
+        self.window = None;
+    }
+
     /// Counts a failure. Its message is the group's description, part of the group's key.
     pub(super) fn record(&mut self, at_ms: i64, event_id: &str) {
         let hour = floor_to(at_ms, HOUR_MS);
@@ -204,6 +232,15 @@ impl GroupState {
             },
         );
     }
+}
+
+/// A failure group whose id changed when a snapshot was migrated: the issue actions kept under
+/// `from` belong to `to` now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rekey {
+    pub tenant_id: String,
+    pub from: u128,
+    pub to: u128,
 }
 
 /// Stable across partitions, instances and restarts: a hash of the group's identity.

@@ -14,6 +14,8 @@
 
 mod bytes;
 mod dedup;
+#[cfg(test)]
+pub(crate) mod description_tests;
 mod groups;
 mod integrations;
 mod interner;
@@ -33,7 +35,8 @@ pub use bytes::StateBytes;
 pub use dedup::{Dedup, MAX_DEDUP_CAPACITY};
 pub use groups::{
     failure_id, format_failure_id, parse_failure_id, sample_order, GroupIdentity, GroupKey,
-    GroupState, HourStat, Sample, Window, OVERFLOW_DESCRIPTION, OVERFLOW_NAME, SAMPLES_PER_GROUP,
+    GroupState, HourStat, Rekey, Sample, Window, OVERFLOW_DESCRIPTION, OVERFLOW_NAME,
+    SAMPLES_PER_GROUP,
 };
 pub use integrations::{
     sum_hours, IntegrationHour, IntegrationKey, IntegrationState, MinuteFailures, RECENT_MS,
@@ -79,6 +82,8 @@ pub struct Cardinality {
 pub struct Store {
     limits: StoreLimits,
     partitions: DashMap<PartitionKey, SharedPartition>,
+    /// Failure ids changed by restoring older snapshots, until their issue actions move.
+    rekeys: parking_lot::Mutex<Vec<Rekey>>,
 }
 
 impl Store {
@@ -86,6 +91,7 @@ impl Store {
         Store {
             limits,
             partitions: DashMap::new(),
+            rekeys: parking_lot::Mutex::new(Vec::new()),
         }
     }
 
@@ -149,6 +155,16 @@ impl Store {
             totals.add(&partition.read().totals);
         }
         totals
+    }
+
+    pub fn note_rekeys(&self, rekeys: Vec<Rekey>) {
+        if !rekeys.is_empty() {
+            self.rekeys.lock().extend(rekeys);
+        }
+    }
+
+    pub fn take_rekeys(&self) -> Vec<Rekey> {
+        std::mem::take(&mut *self.rekeys.lock())
     }
 
     pub fn evict(&self, now_ms: i64) {

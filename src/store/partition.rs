@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dedup::Dedup;
 use super::groups::{
-    failure_id, GroupIdentity, GroupKey, GroupState, OVERFLOW_DESCRIPTION, OVERFLOW_NAME,
+    failure_id, GroupIdentity, GroupKey, GroupState, Rekey, OVERFLOW_DESCRIPTION, OVERFLOW_NAME,
 };
 use super::integrations::{
     record_minute_failure, IntegrationKey, IntegrationState, OVERFLOW_INTEGRATION_NAME, RECENT_MS,
@@ -15,6 +15,7 @@ use super::ranking::Ranking;
 use super::series::Series;
 use super::tenant::TenantState;
 use super::time::{floor_to, StoreLimits, HOUR_MS, MINUTE_MS};
+use crate::catalog;
 use crate::event::{Event, EventError, Outcome};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,9 @@ pub struct PartitionState {
     /// The thread that applies events, checked in debug builds: one writer per partition.
     #[serde(skip)]
     writer: std::sync::OnceLock<std::thread::ThreadId>,
+    /// Ids that a migration on restore changed, until their issue actions are moved.
+    #[serde(skip)]
+    pub rekeys: Vec<Rekey>,
 }
 
 impl PartitionState {
@@ -74,6 +78,7 @@ impl PartitionState {
             totals: IngestTotals::default(),
             interned_after_compaction: 0,
             writer: std::sync::OnceLock::new(),
+            rekeys: Vec::new(),
         }
     }
 
@@ -269,7 +274,7 @@ impl PartitionState {
         code: u16,
         limits: &StoreLimits,
     ) {
-        let description = event.error_message.as_deref().unwrap_or("");
+        let description = catalog::stored_description(event.error_message.as_deref(), code);
         let mut identity = GroupIdentity {
             integration_type: event.integration_type,
             integration_id: &event.integration_id,
@@ -385,6 +390,7 @@ impl PartitionState {
             totals: IngestTotals::default(),
             interned_after_compaction: 0,
             writer: std::sync::OnceLock::new(),
+            rekeys: Vec::new(),
         };
         if let Some(sym) = self.interner.get(tenant_id) {
             if let Some(tenant) = self.tenants.get(&sym) {
@@ -435,6 +441,69 @@ impl PartitionState {
         }
         self.interner = fresh;
         self.interned_after_compaction = self.interner.len();
+    }
+
+    /// Migrates state written before descriptions were normalised (snapshot format 4 and
+    /// older): a group stored under its code's catalog name is the same failure as the group
+    /// stored with an empty description, so it is merged into that one. Returns the ids that
+    /// changed, for the issue actions filed under them.
+    pub fn merge_catalog_named_groups(&mut self) -> Vec<Rekey> {
+        let mut rekeys = Vec::new();
+        let empty = self.interner.intern("");
+        for (tenant_sym, tenant) in self.tenants.iter_mut() {
+            let named: Vec<GroupKey> = tenant
+                .groups
+                .keys()
+                .filter(|key| {
+                    let text = self.interner.resolve(key.description);
+                    !text.is_empty() && text == catalog::name_of(key.status_code)
+                })
+                .copied()
+                .collect();
+            if named.is_empty() {
+                continue;
+            }
+            let tenant_id = self.interner.resolve(*tenant_sym);
+            for key in named {
+                let Some(group) = tenant.groups.remove(&key) else {
+                    continue;
+                };
+                let target = GroupKey {
+                    description: empty,
+                    ..key
+                };
+                let identity = GroupIdentity {
+                    integration_type: key.integration_type,
+                    integration_id: self.interner.resolve(key.integration_id),
+                    service_id: self.interner.resolve(key.service_id),
+                    flow_id: self.interner.resolve(key.flow_id),
+                    status_code: key.status_code,
+                    description: "",
+                };
+                let to = failure_id(tenant_id, &identity);
+                rekeys.push(Rekey {
+                    tenant_id: tenant_id.to_owned(),
+                    from: group.failure_id,
+                    to,
+                });
+                match tenant.groups.get_mut(&target) {
+                    Some(existing) => existing.absorb(group),
+                    None => {
+                        tenant.groups.insert(
+                            target,
+                            GroupState {
+                                failure_id: to,
+                                window: None,
+                                ..group
+                            },
+                        );
+                    }
+                }
+            }
+            // The candidates name the keys that just went away; eviction rebuilds them.
+            tenant.ranking = None;
+        }
+        rekeys
     }
 
     /// Drops buckets that have left the minute window or retention, and groups left empty;

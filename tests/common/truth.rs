@@ -92,7 +92,15 @@ pub fn generate_tagged(seed: u64, valid_count: usize, now: i64, tag: &str) -> Ge
         let at = now - rng.gen_range(0..40 * DAY);
         let failed = rng.gen_bool(0.4);
         let code = codes[rng.gen_range(0..codes.len())];
-        let message = (failed && rng.gen_bool(0.5)).then(|| format!("upstream said {code}"));
+        // Half the failures describe themselves; the rest send nothing, an empty message, or
+        // the catalog name, which the README's rule shows alike.
+        let message = match rng.gen_range(0..8) {
+            _ if !failed => None,
+            0..=3 => Some(format!("upstream said {code}")),
+            4 => Some(String::new()),
+            5 => Some(catalog::name_of(code).to_owned()),
+            _ => None,
+        };
         let service = rng.gen_range(0..3);
         let flow = rng.gen_range(0..3);
         let event_id = format!("{tenant}-{tag}{i}");
@@ -140,7 +148,10 @@ pub fn generate_tagged(seed: u64, valid_count: usize, now: i64, tag: &str) -> Ge
                 .to_owned(),
             failed,
             code: if failed { code } else { 0 },
-            description: message.unwrap_or_else(|| catalog::name_of(code).to_owned()),
+            description: match message {
+                Some(text) if !text.is_empty() => text,
+                _ => catalog::name_of(code).to_owned(),
+            },
             service_id: event["service_id"].as_str().unwrap_or_default().to_owned(),
             service_name: event["service_name"]
                 .as_str()
@@ -577,6 +588,22 @@ pub async fn assert_matches_truth(
             assert_eq!(samples, groups[&id].samples, "{id:?} samples");
         }
     }
+}
+
+/// Every failure group's id, by its identity, across `tenants`: compared before and after a
+/// restart, it shows that ids are stable.
+pub async fn failure_ids(
+    api: &mut IntegrationHealthClient<Channel>,
+    tenants: &[&str],
+) -> BTreeMap<GroupId, String> {
+    let mut ids = BTreeMap::new();
+    for tenant in tenants {
+        let (rows, _, _) = all_failures(api, tenant, 1000).await;
+        for row in rows {
+            ids.insert(group_id(tenant, &row), row.failure_id);
+        }
+    }
+    ids
 }
 
 /// Every row of a tenant list carries the recount's failed and succeeded totals for its range.
