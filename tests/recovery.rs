@@ -200,3 +200,181 @@ async fn broker_outages_and_request_errors_do_not_change_the_counts() {
     assert_eq!(payloads, expected);
     instance.stop().await;
 }
+
+/// `count` valid events of tenant `acme`, each about 1 KB, as (payload, failed).
+fn big_events(count: usize) -> Vec<(Vec<u8>, bool)> {
+    let padding = "x".repeat(900);
+    (0..count)
+        .map(|i| {
+            let failed = i % 3 == 0;
+            let mut event = serde_json::json!({
+                "event_id": format!("big-{i}"),
+                "tenant_id": "acme",
+                "occurred_at": NOW - (i as i64 % 600) * 60_000,
+                "integration_type": "outbound_webhook",
+                "integration_id": "owh-1",
+                "integration_name": "ERP push",
+                "outcome": if failed { "failure" } else { "success" },
+                "error_message": padding,
+            });
+            if failed {
+                event["status_code"] = serde_json::json!(503);
+            }
+            (serde_json::to_vec(&event).expect("json"), failed)
+        })
+        .collect()
+}
+
+/// Publishes every payload to partition 0 of `topic`, in order, without waiting for each.
+async fn publish_in_order(bootstrap: &str, topic: &str, payloads: &[(Vec<u8>, bool)]) {
+    let producer = producer(bootstrap);
+    let sends: Vec<_> = payloads
+        .iter()
+        .map(|(payload, _)| {
+            let record = rdkafka::producer::FutureRecord::to(topic)
+                .partition(0)
+                .key("acme")
+                .payload(payload);
+            producer.send_result(record).expect("queued")
+        })
+        .collect();
+    for send in sends {
+        send.await.expect("delivered").expect("acknowledged");
+    }
+}
+
+/// More than the mock cluster keeps per partition, published before the service starts: the
+/// log start is past 0, so the oldest offsets are gone for good.
+async fn trimmed_topic(bootstrap: &str, topic: &str) -> (Vec<(Vec<u8>, bool)>, i64, i64) {
+    let events = big_events(9_000);
+    publish_in_order(bootstrap, topic, &events).await;
+    let watcher: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("consumer");
+    let (low, high) =
+        rdkafka::consumer::Consumer::fetch_watermarks(&watcher, topic, 0, Duration::from_secs(10))
+            .expect("watermarks");
+    assert!(low > 0, "the mock cluster trimmed the partition");
+    assert_eq!(high, events.len() as i64);
+    (events, low, high)
+}
+
+/// (failed, succeeded) of the events still in the log.
+fn kept_counts(events: &[(Vec<u8>, bool)], low: i64) -> (u64, u64) {
+    let kept = &events[low as usize..];
+    let failed = kept.iter().filter(|(_, f)| *f).count() as u64;
+    (failed, kept.len() as u64 - failed)
+}
+
+async fn acme_overview(
+    api: &mut IntegrationHealthClient<Channel>,
+) -> integration_health::proto::GetOverviewResponse {
+    default_overview(api, "acme").await
+}
+
+fn totals(overview: &integration_health::proto::GetOverviewResponse) -> (u64, u64) {
+    overview
+        .types
+        .iter()
+        .fold((0, 0), |(f, s), t| (f + t.failed, s + t.succeeded))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_deleted_before_they_were_read_are_lost_counted_and_flagged_across_a_restart() {
+    let (_kafka, bootstrap) = kafka_with_topic("trimmed", 1);
+    let state = tempfile::tempdir().expect("state dir");
+    let (events, low, high) = trimmed_topic(&bootstrap, "trimmed").await;
+
+    let mut instance = start(&bootstrap, "trimmed", "trimmed", state.path()).await;
+    wait_applied(&instance.api, (high - low) as u64).await;
+    let status = ingest_status(&mut instance.api).await;
+    assert_eq!(status.lost_offsets, low as u64);
+    assert_eq!(status.partitions[0].lost_offsets, low as u64);
+    let overview = acme_overview(&mut instance.api).await;
+    assert_eq!(
+        totals(&overview),
+        kept_counts(&events, low),
+        "the rest is counted exactly"
+    );
+    assert!(overview.incomplete);
+    let lost: Vec<_> = overview
+        .lost_offsets
+        .iter()
+        .map(|l| {
+            (
+                l.topic.as_str(),
+                l.partition,
+                l.from_offset,
+                l.to_offset,
+                l.upstream,
+            )
+        })
+        .collect();
+    assert_eq!(lost, [("trimmed", 0, 0, low, false)]);
+    let (_, metrics) = http_get(instance.service.http_addr, "/metrics").await;
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "integration_health_offsets_lost_total",
+            &["topic=\"trimmed\""]
+        ),
+        low as f64
+    );
+    wait_snapshotted(&mut instance.api).await;
+    instance.stop().await;
+
+    // The flag is part of the partition's state: a restart keeps it, and finds nothing new.
+    let mut instance = start(&bootstrap, "trimmed", "trimmed", state.path()).await;
+    wait_applied(&instance.api, (high - low) as u64).await;
+    let overview = acme_overview(&mut instance.api).await;
+    assert!(overview.incomplete);
+    assert_eq!(overview.lost_offsets.len(), 1);
+    assert_eq!(totals(&overview), kept_counts(&events, low));
+    assert_eq!(
+        ingest_status(&mut instance.api).await.lost_offsets,
+        low as u64
+    );
+    instance.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_offsets_the_repartition_stage_never_read_flag_every_tenant() {
+    let (kafka, bootstrap) = kafka_with_topic("trimmed-in", 1);
+    kafka
+        .create_topic("trimmed-in.by-tenant", 1)
+        .expect("output topic");
+    let (events, low, high) = trimmed_topic(&bootstrap, "trimmed-in").await;
+    let mut config = test_config(&bootstrap, "trimmed-in", "trimmed-in");
+    config.input_keyed_by_tenant = false;
+    let mut instance = TestService::start_at(&config, NOW).await;
+    wait_until("the stage's input is read", Duration::from_secs(60), || {
+        let mut api = instance.api.clone();
+        async move {
+            let s = ingest_status(&mut api).await;
+            s.accepted == (high - low) as u64 && s.upstream_partitions.iter().all(|p| p.lag == 0)
+        }
+    })
+    .await;
+    let status = ingest_status(&mut instance.api).await;
+    assert_eq!(status.upstream_partitions[0].lost_offsets, low as u64);
+    assert_eq!(
+        status.lost_offsets, low as u64,
+        "counted once, where it was lost"
+    );
+    for tenant in ["acme", "a-tenant-never-seen"] {
+        let overview = default_overview(&mut instance.api, tenant).await;
+        assert!(overview.incomplete, "{tenant}");
+        let lost: Vec<_> = overview
+            .lost_offsets
+            .iter()
+            .map(|l| (l.topic.as_str(), l.from_offset, l.to_offset, l.upstream))
+            .collect();
+        assert_eq!(lost, [("trimmed-in", 0, low, true)], "{tenant}");
+    }
+    assert_eq!(
+        totals(&acme_overview(&mut instance.api).await),
+        kept_counts(&events, low)
+    );
+    instance.stop().await;
+}

@@ -1,12 +1,15 @@
-//! Which partitions an answer covers, when replicas answer together: in the message's
-//! `covered_partitions`/`missing_partitions` fields and in response headers.
+//! How complete an answer is: which partitions it covers when replicas answer together (in the
+//! message's `covered_partitions`/`missing_partitions` fields and in response headers), and
+//! which offsets it depends on were never read (`incomplete`, `lost_offsets`).
 
 use std::collections::BTreeSet;
 
 use tonic::Response;
 
+use super::convert::ms_to_timestamp;
 use crate::cluster::Coverage;
 use crate::proto;
+use crate::store::LostOffsets;
 
 /// Request header: accept an answer that lacks unreachable partitions.
 pub const ALLOW_PARTIAL: &str = "ih-allow-partial";
@@ -19,14 +22,25 @@ pub(super) fn partition_list(partitions: &BTreeSet<i32>) -> String {
     names.join(",")
 }
 
-/// The answer, with the partitions it covers in its headers when replicas answer together.
-pub(super) fn respond<T: Covered>(coverage: &Option<Coverage>, mut message: T) -> Response<T> {
+/// What an answer rests on: the partitions it covers, with replicas, and the offsets lost in
+/// the partitions it depends on.
+#[derive(Debug, Default)]
+pub(super) struct Answered {
+    pub coverage: Option<Coverage>,
+    pub lost: Vec<LostOffsets>,
+}
+
+/// The answer, with its completeness in the message and, with replicas, the partitions it
+/// covers in its headers.
+pub(super) fn respond<T: Covered>(answered: &Answered, mut message: T) -> Response<T> {
+    let Answered { coverage, lost } = answered;
     if let Some(coverage) = coverage {
         message.set_coverage(
             coverage.covered.iter().copied().collect(),
             coverage.missing.iter().copied().collect(),
         );
     }
+    message.set_lost(lost.iter().map(lost_to_wire).collect());
     let mut response = Response::new(message);
     if let Some(coverage) = coverage {
         for (header, partitions) in [
@@ -41,9 +55,21 @@ pub(super) fn respond<T: Covered>(coverage: &Option<Coverage>, mut message: T) -
     response
 }
 
-/// An answer that says which partitions it covers.
+fn lost_to_wire(lost: &LostOffsets) -> proto::LostOffsets {
+    proto::LostOffsets {
+        topic: lost.topic.clone(),
+        partition: lost.partition,
+        from_offset: lost.from,
+        to_offset: lost.to,
+        detected_at: Some(ms_to_timestamp(lost.detected_at_ms)),
+        upstream: lost.upstream,
+    }
+}
+
+/// An answer that says which partitions it covers and what it lacks.
 pub(super) trait Covered {
     fn set_coverage(&mut self, covered: Vec<i32>, missing: Vec<i32>);
+    fn set_lost(&mut self, lost: Vec<proto::LostOffsets>);
 }
 
 macro_rules! covered {
@@ -52,6 +78,11 @@ macro_rules! covered {
             fn set_coverage(&mut self, covered: Vec<i32>, missing: Vec<i32>) {
                 self.covered_partitions = covered;
                 self.missing_partitions = missing;
+            }
+
+            fn set_lost(&mut self, lost: Vec<proto::LostOffsets>) {
+                self.incomplete = !lost.is_empty();
+                self.lost_offsets = lost;
             }
         }
     )*};

@@ -22,7 +22,7 @@ use super::convert::{
     bounded, duration_to_ms, ms_to_timestamp, optional_range, status_code_filter, timestamp_to_ms,
     type_from_wire, type_to_wire, types_from_wire,
 };
-use super::coverage::{partition_list, respond, ALLOW_PARTIAL};
+use super::coverage::{partition_list, respond, Answered, ALLOW_PARTIAL};
 use super::issues::IssueKeeping;
 use super::status::{add_unreported, merge_status, status_response};
 use super::status_from;
@@ -182,14 +182,27 @@ impl IntegrationHealthApi {
         allow_partial: bool,
         tenant_id: &str,
         work: impl FnOnce(&QueryEngine) -> Result<T, QueryError> + Send + 'static,
-    ) -> Result<(T, Option<Coverage>), Status> {
+    ) -> Result<(T, Answered), Status> {
         let Some(cluster) = &self.cluster else {
-            return Ok((self.run(self.engine.clone(), work).await?, None));
+            let lost = self.engine.store().losses_for(tenant_id);
+            let answer = self.run(self.engine.clone(), work).await?;
+            return Ok((
+                answer,
+                Answered {
+                    coverage: None,
+                    lost,
+                },
+            ));
         };
         let (view, coverage) = cluster.tenant_view(self.engine.store(), tenant_id).await;
         check_coverage(&coverage, metadata, allow_partial)?;
+        let lost = view.losses_for(tenant_id);
         let engine = self.engine.over(Arc::new(view));
-        Ok((self.run(engine, work).await?, Some(coverage)))
+        let answered = Answered {
+            coverage: Some(coverage),
+            lost,
+        };
+        Ok((self.run(engine, work).await?, answered))
     }
 
     /// Per partition, each tenant's totals over `range`: this replica's partitions and, with
@@ -199,21 +212,33 @@ impl IntegrationHealthApi {
         range: query::TimeRange,
         metadata: &MetadataMap,
         allow_partial: bool,
-    ) -> Result<(Vec<Vec<query::TenantEvents>>, Option<Coverage>), Status> {
+    ) -> Result<(Vec<Vec<query::TenantEvents>>, Answered), Status> {
         let local = self
             .run(self.engine.clone(), move |engine| {
                 Ok(engine.tenants_by_partition(range, None))
             })
             .await?;
+        let lost = self.engine.store().all_losses();
         let Some(cluster) = &self.cluster else {
-            return Ok((local.into_iter().map(|(_, rows)| rows).collect(), None));
+            let lists = local.into_iter().map(|(_, rows)| rows).collect();
+            return Ok((
+                lists,
+                Answered {
+                    coverage: None,
+                    lost,
+                },
+            ));
         };
         let held = local.iter().map(|(partition, _)| *partition).collect();
         let (remote, coverage) = cluster.remote_tenants(&held, range).await;
         check_coverage(&coverage, metadata, allow_partial)?;
         let mut lists: Vec<_> = local.into_iter().map(|(_, rows)| rows).collect();
         lists.extend(remote);
-        Ok((lists, Some(coverage)))
+        let answered = Answered {
+            coverage: Some(coverage),
+            lost,
+        };
+        Ok((lists, answered))
     }
 
     /// Runs `work` on the blocking pool once a query slot is free.

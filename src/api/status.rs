@@ -28,10 +28,18 @@ pub fn status_response(status: IngestStatus, owner: &str) -> proto::GetIngestSta
                 snapshot_encode_ms: p.snapshot.map_or(0.0, |s| s.encode_ms),
                 snapshot_write_ms: p.snapshot.map_or(0.0, |s| s.write_ms),
                 owner: owner.to_owned(),
+                lost_offsets: p.lost_offsets,
             })
             .collect()
     };
+    let lost_offsets = status
+        .partitions
+        .iter()
+        .chain(&status.upstream)
+        .map(|p| p.lost_offsets)
+        .sum();
     proto::GetIngestStatusResponse {
+        lost_offsets,
         partitions: wire(status.partitions),
         upstream_partitions: wire(status.upstream),
         accepted: status.totals.accepted,
@@ -56,6 +64,7 @@ pub(super) fn merge_status(
     into.duplicates += other.duplicates;
     into.late_dropped += other.late_dropped;
     into.overflowed += other.overflowed;
+    into.lost_offsets += other.lost_offsets;
 }
 
 /// Lists, with an empty owner and unknown positions, every partition of the topic that no

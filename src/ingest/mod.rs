@@ -9,6 +9,7 @@
 
 mod consumer;
 mod dead_letters;
+mod log_start;
 mod owner;
 mod progress;
 mod repartition;
@@ -36,9 +37,12 @@ pub use dead_letters::{
     send_when_queued, DeadLetterSink, DeadLetters, HEADER_ERROR, HEADER_REASON,
     HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION, HEADER_SOURCE_TOPIC,
 };
+pub use log_start::{KafkaLogStarts, LogStarts};
 pub use owner::{AssignmentHook, Owner};
 pub use progress::{IngestProgress, IngestStatus, PartitionStatus, SnapshotStatus};
-pub use repartition::{is_rejection_marker, HEADER_REJECTED};
+pub use repartition::{
+    is_rejection_marker, loss_marker, UpstreamLoss, HEADER_LOST, HEADER_REJECTED,
+};
 use snapshots::{SnapshotSchedule, Written};
 pub use topics::{
     check_topics, ensure, internal_topics, recheck_until_fine, Partitions, TopicPolicy,
@@ -182,6 +186,7 @@ pub fn start(
         shutdown: shutdown.clone(),
         metrics,
         on_assignment,
+        log_starts: Box::new(KafkaLogStarts::new(&config)?),
     };
     let owner = std::thread::Builder::new()
         .name("ih-owner".into())

@@ -14,13 +14,17 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::dead_letters::DeadLetterSink;
+use super::log_start::LogStarts;
 use super::progress::IngestProgress;
 use super::snapshots::SnapshotSchedule;
 use super::Command;
 use crate::clock::SharedClock;
 use crate::event::{decode, DecodeLimits, EventError, IntegrationType, PerType};
 use crate::ops::Metrics;
-use crate::store::{Applied, PartitionKey, PartitionState, SharedPartition, Store, StoreLimits};
+use crate::store::{
+    gaps, lost_ranges, Applied, LostOffsets, PartitionKey, PartitionState, SharedPartition, Store,
+    StoreLimits,
+};
 
 /// Messages applied per write-lock hold (about 0.3 ms of work).
 const LOCK_CHUNK: usize = 256;
@@ -45,6 +49,8 @@ pub struct Owner {
     pub metrics: Arc<Metrics>,
     /// Told the partitions owned after every assignment change (to announce them to replicas).
     pub on_assignment: Option<AssignmentHook>,
+    /// Where each partition's log starts, to tell lost offsets from other gaps.
+    pub log_starts: Box<dyn LogStarts>,
 }
 
 /// Called with the partitions owned after each rebalance.
@@ -163,6 +169,7 @@ impl Owner {
                 continue;
             };
             self.parked.remove(&key);
+            self.skip_to_log_start(&key, &shared);
             let offset = shared
                 .read()
                 .next_offset
@@ -175,6 +182,67 @@ impl Owner {
             offsets.push((key, offset));
         }
         offsets
+    }
+
+    /// A partition resumed below its log start (a snapshot older than the retention, or a
+    /// fresh start on a trimmed log) has lost what lies between: it is recorded, and reading
+    /// starts at the log start.
+    fn skip_to_log_start(&self, key: &PartitionKey, shared: &SharedPartition) {
+        let start = shared.read().next_offset.unwrap_or(0);
+        let Some(log_start) = self.log_starts.log_start(key) else {
+            return;
+        };
+        if log_start <= start {
+            return;
+        }
+        let mut state = shared.write();
+        self.record_loss(key, &mut state, (start, log_start), false);
+        state.next_offset = Some(log_start);
+    }
+
+    fn record_loss(
+        &self,
+        key: &PartitionKey,
+        state: &mut PartitionState,
+        (from, to): (i64, i64),
+        upstream: bool,
+    ) {
+        let loss = LostOffsets {
+            topic: key.topic.to_string(),
+            partition: key.partition,
+            from,
+            to,
+            detected_at_ms: self.clock.now_ms(),
+            upstream,
+        };
+        if upstream {
+            // The repartition stage logged and counted it; this partition only keeps the flag.
+            info!(topic = %loss.topic, partition = loss.partition, from, to, "the repartition stage lost input offsets; this partition's tenants are flagged incomplete");
+        } else {
+            error!(topic = %loss.topic, partition = loss.partition, from, to, lost = loss.count(), "offsets were deleted from the log before they were read: their events are not counted, and answers for the partition's tenants say they are incomplete (README: Lost offsets)");
+            self.metrics
+                .offsets_lost(&loss.topic, loss.partition, loss.count());
+        }
+        state.losses.push(loss);
+    }
+
+    /// The ranges of this batch that the log no longer held when they were fetched. A gap in
+    /// the offsets is looked into only when there is one, since most batches have none.
+    fn lost_in(
+        &self,
+        key: &PartitionKey,
+        shared: &SharedPartition,
+        messages: &[OwnedMessage],
+    ) -> Vec<(i64, i64)> {
+        let next = shared.read().next_offset.unwrap_or(0);
+        let found = gaps(next, messages.iter().map(Message::offset));
+        if found.is_empty() {
+            return Vec::new();
+        }
+        match self.log_starts.log_start(key) {
+            Some(log_start) => lost_ranges(&found, log_start),
+            None => Vec::new(),
+        }
     }
 
     /// With a state dir, a revoked partition is snapshotted before the callback returns, so the
@@ -236,6 +304,9 @@ impl Owner {
             let mut rejected = Vec::new();
             let mut new_tenants = Vec::new();
             let mut outcomes = PerType::<[u64; 3]>::default();
+            for range in self.lost_in(&key, &shared, &messages) {
+                self.record_loss(&key, &mut shared.write(), range, false);
+            }
             // Short write-lock holds keep query latency flat while a big batch is applied.
             for chunk in messages.chunks(LOCK_CHUNK) {
                 let mut state = shared.write();
@@ -246,6 +317,14 @@ impl Owner {
                     // Rejected upstream and dead-lettered there; counted here, exactly once.
                     if super::is_rejection_marker(message) {
                         state.record_rejected();
+                        state.mark_applied(message.offset());
+                        continue;
+                    }
+                    // Offsets the repartition stage never read: any tenant here may miss events.
+                    if let Some(upstream) = super::loss_marker(message) {
+                        let range = (upstream.from, upstream.to);
+                        let source = PartitionKey::new(&upstream.topic, upstream.partition);
+                        self.record_loss(&source, &mut state, range, true);
                         state.mark_applied(message.offset());
                         continue;
                     }
@@ -328,7 +407,27 @@ mod tests {
         fn flush(&mut self) {}
     }
 
+    /// A log whose start the test moves.
+    #[derive(Clone, Default)]
+    struct LogStart(Arc<std::sync::atomic::AtomicI64>);
+
+    impl LogStarts for LogStart {
+        fn log_start(&self, _key: &PartitionKey) -> Option<i64> {
+            Some(self.0.load(std::sync::atomic::Ordering::SeqCst))
+        }
+    }
+
+    impl LogStart {
+        fn set(&self, offset: i64) {
+            self.0.store(offset, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
     fn owner(letters: Letters) -> Owner {
+        owner_with_log(letters, LogStart::default())
+    }
+
+    fn owner_with_log(letters: Letters, log: LogStart) -> Owner {
         Owner {
             store: Arc::new(Store::new(StoreLimits::default())),
             progress: Arc::new(IngestProgress::default()),
@@ -342,7 +441,51 @@ mod tests {
             shutdown: CancellationToken::new(),
             metrics: Arc::new(Metrics::new()),
             on_assignment: None,
+            log_starts: Box::new(log),
         }
+    }
+
+    fn losses(owner: &Owner, partition: i32) -> Vec<(i64, i64)> {
+        let state = owner
+            .store
+            .partition(&PartitionKey::new("events", partition));
+        let state = state.expect("owned");
+        let ranges = state.read().losses.iter().map(|l| (l.from, l.to)).collect();
+        ranges
+    }
+
+    #[test]
+    fn a_partition_resumed_below_its_log_start_records_the_loss_and_starts_there() {
+        let log = LogStart::default();
+        log.set(100);
+        let mut owner = owner_with_log(Letters::default(), log);
+        let offsets = assign(&mut owner, &[0]);
+        assert_eq!(
+            offsets,
+            vec![(PartitionKey::new("events", 0), Offset::Offset(100))]
+        );
+        assert_eq!(losses(&owner, 0), [(0, 100)]);
+        let status = owner.progress.status(&owner.store, NOW);
+        assert_eq!(status.partitions[0].lost_offsets, 100);
+    }
+
+    #[test]
+    fn a_gap_is_lost_only_below_the_log_start() {
+        let log = LogStart::default();
+        let mut owner = owner_with_log(Letters::default(), log.clone());
+        assign(&mut owner, &[0]);
+        owner.handle(Command::Batch(vec![message(0, 0, &event("a"))]));
+        // Offsets 1..5 compacted away or transaction markers: the log still starts at 0.
+        owner.handle(Command::Batch(vec![message(0, 5, &event("b"))]));
+        assert_eq!(losses(&owner, 0), []);
+        // The consumer fell behind the retention: 6..40 were deleted, 40.. is read.
+        log.set(40);
+        owner.handle(Command::Batch(vec![
+            message(0, 40, &event("c")),
+            message(0, 41, &event("d")),
+        ]));
+        assert_eq!(losses(&owner, 0), [(6, 40)]);
+        assert_eq!(owner.store.totals().accepted, 4);
     }
 
     fn message(partition: i32, offset: i64, payload: &str) -> OwnedMessage {

@@ -29,6 +29,8 @@ pub struct PartitionStatus {
     /// -1 when not yet known.
     pub high_watermark: i64,
     pub lag: i64,
+    /// Offsets deleted from the log before they were read (kept for the retention).
+    pub lost_offsets: u64,
     pub snapshot: Option<SnapshotStatus>,
     /// Milliseconds since the snapshot was written; -1 without one.
     pub snapshot_age_ms: i64,
@@ -57,6 +59,8 @@ pub struct IngestProgress {
     upstream_assigned: AtomicBool,
     /// The repartition stage's input partitions: (next offset to read, high watermark).
     upstream: DashMap<PartitionKey, (i64, i64)>,
+    /// Input offsets the stage found deleted before it read them, while it held the partition.
+    upstream_lost: DashMap<PartitionKey, u64>,
 }
 
 impl IngestProgress {
@@ -101,6 +105,11 @@ impl IngestProgress {
     /// An input partition the repartition stage no longer reads: its position is not ours.
     pub fn forget_upstream(&self, key: &PartitionKey) {
         self.upstream.remove(key);
+        self.upstream_lost.remove(key);
+    }
+
+    pub fn add_upstream_lost(&self, key: &PartitionKey, count: u64) {
+        *self.upstream_lost.entry(key.clone()).or_insert(0) += count;
     }
 
     fn upstream_status(&self) -> Vec<PartitionStatus> {
@@ -115,6 +124,7 @@ impl IngestProgress {
                     next_offset: next,
                     high_watermark: hw,
                     lag: if hw < 0 { 0 } else { (hw - next.max(0)).max(0) },
+                    lost_offsets: self.upstream_lost.get(entry.key()).map_or(0, |l| *l),
                     snapshot: None,
                     snapshot_age_ms: -1,
                 }
@@ -137,9 +147,9 @@ impl IngestProgress {
         let mut totals = IngestTotals::default();
         let mut partitions = Vec::new();
         for (key, partition) in store.partitions() {
-            let (next, part_totals) = {
+            let (next, part_totals, lost_offsets) = {
                 let guard = partition.read();
-                (guard.next_offset, guard.totals)
+                (guard.next_offset, guard.totals, guard.lost_here())
             };
             totals.add(&part_totals);
             let high_watermark = known_high_watermark(self.high_watermark(&key), next);
@@ -155,6 +165,7 @@ impl IngestProgress {
                 next_offset: next.unwrap_or(-1),
                 high_watermark,
                 lag,
+                lost_offsets,
                 snapshot,
                 snapshot_age_ms: snapshot.map_or(-1, |s| (now_ms - s.written_at_ms).max(0)),
             });

@@ -9,7 +9,7 @@
 //! input position, and a marker (an empty message with the `ih-rejected` header) goes on so the
 //! rejection is counted, exactly once, with the partition state downstream.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -20,7 +20,8 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::statistics::Statistics;
-use rdkafka::ClientContext;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -30,7 +31,7 @@ use super::{client_config, IngestConfig, IngestError};
 use crate::clock::SharedClock;
 use crate::event::{decode, DecodeLimits};
 use crate::ops::Metrics;
-use crate::store::PartitionKey;
+use crate::store::{lost_ranges, PartitionKey};
 
 /// Header of the marker that stands for a message rejected by the repartition stage.
 pub const HEADER_REJECTED: &str = "ih-rejected";
@@ -39,6 +40,36 @@ const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 /// How often everything published so far is flushed and the input offsets committed: this
 /// bounds what a crash re-publishes.
 const COMMIT_INTERVAL: Duration = Duration::from_millis(500);
+const COMMITTED_TIMEOUT: Duration = Duration::from_secs(10);
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Header of the marker that tells every output partition that the stage never read a range
+/// of its input; the payload says which (`UpstreamLoss` as JSON).
+pub const HEADER_LOST: &str = "ih-lost";
+
+/// A range of an input partition the stage never read, `[from, to)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamLoss {
+    pub topic: String,
+    pub partition: i32,
+    pub from: i64,
+    pub to: i64,
+}
+
+/// The loss a marker reports, if `message` is one.
+pub fn loss_marker(message: &impl Message) -> Option<UpstreamLoss> {
+    let headers = message.headers()?;
+    if !headers.iter().any(|h| h.key == HEADER_LOST) {
+        return None;
+    }
+    match serde_json::from_slice(message.payload().unwrap_or_default()) {
+        Ok(loss) => Some(loss),
+        Err(err) => {
+            warn!(error = %err, "a loss marker that does not say what was lost");
+            None
+        }
+    }
+}
 
 /// True for the marker of a message the repartition stage rejected.
 pub fn is_rejection_marker(message: &impl Message) -> bool {
@@ -53,6 +84,10 @@ pub fn is_rejection_marker(message: &impl Message) -> bool {
 struct StageContext {
     progress: Arc<IngestProgress>,
     assigned: Mutex<HashSet<PartitionKey>>,
+    /// Per assigned input partition, the offset the stage reads next: where reading resumes
+    /// (the committed offset, or 0 for a group that never committed), then one past each
+    /// message. A message beyond it is a gap, looked into for loss.
+    expected: Mutex<HashMap<PartitionKey, i64>>,
 }
 
 impl ClientContext for StageContext {
@@ -74,8 +109,39 @@ impl ClientContext for StageContext {
     }
 }
 
+impl StageContext {
+    /// Reading resumes at each partition's committed offset (or, never committed, at 0).
+    fn expect_committed(&self, consumer: &BaseConsumer<Self>, list: &TopicPartitionList) {
+        let committed = match consumer.committed_offsets(list.clone(), COMMITTED_TIMEOUT) {
+            Ok(committed) => committed,
+            Err(err) => {
+                warn!(error = %err, "cannot read the committed input offsets; the first gap after them is not checked");
+                return;
+            }
+        };
+        let mut expected = self.expected.lock();
+        for element in committed.elements() {
+            let start = match element.offset() {
+                Offset::Offset(offset) => offset,
+                _ => 0,
+            };
+            expected.insert(
+                PartitionKey::new(element.topic(), element.partition()),
+                start,
+            );
+        }
+    }
+
+    /// Moves `key`'s expected offset past `offset` and returns the gap before it, if any.
+    fn gap_before(&self, key: &PartitionKey, offset: i64) -> Option<(i64, i64)> {
+        let mut expected = self.expected.lock();
+        let next = expected.insert(key.clone(), offset + 1)?;
+        (offset > next).then_some((next, offset))
+    }
+}
+
 impl ConsumerContext for StageContext {
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let mut assigned = self.assigned.lock();
         match rebalance {
             Rebalance::Assign(list) => {
@@ -85,6 +151,7 @@ impl ConsumerContext for StageContext {
                     .map(|e| PartitionKey::new(e.topic(), e.partition()))
                     .collect();
                 assigned.extend(keys.iter().cloned());
+                self.expect_committed(consumer, list);
                 self.progress.assign_upstream(keys);
             }
             Rebalance::Revoke(list) => {
@@ -92,6 +159,7 @@ impl ConsumerContext for StageContext {
                     let key = PartitionKey::new(element.topic(), element.partition());
                     info!(topic = %key.topic, partition = key.partition, "repartition input revoked");
                     assigned.remove(&key);
+                    self.expected.lock().remove(&key);
                     self.progress.forget_upstream(&key);
                 }
             }
@@ -135,6 +203,7 @@ pub fn start(
         .create_with_context(StageContext {
             progress,
             assigned: Mutex::new(HashSet::new()),
+            expected: Mutex::new(HashMap::new()),
         })
         .map_err(IngestError::Client)?;
     consumer
@@ -175,6 +244,7 @@ impl Stage {
             if let Some(result) = consumer.poll(POLL_TIMEOUT) {
                 match result {
                     Ok(message) => {
+                        self.check_gap(&consumer, &message);
                         self.forward(&message);
                         if let Err(err) = consumer.store_offset_from_message(&message) {
                             warn!(error = %err, "cannot store a repartition offset");
@@ -225,6 +295,75 @@ impl Stage {
         };
         if let Err(err) = sent {
             error!(error = %err, "cannot re-publish an event; it is retried after a restart");
+        }
+    }
+
+    /// A message past the offset expected next is looked into: offsets the log start had
+    /// already passed were never read, and every output partition is told.
+    fn check_gap(
+        &mut self,
+        consumer: &BaseConsumer<StageContext>,
+        message: &rdkafka::message::BorrowedMessage<'_>,
+    ) {
+        let key = PartitionKey::new(message.topic(), message.partition());
+        let Some(gap) = consumer.context().gap_before(&key, message.offset()) else {
+            return;
+        };
+        let log_start = match consumer.fetch_watermarks(&key.topic, key.partition, METADATA_TIMEOUT)
+        {
+            Ok((low, _)) => low,
+            Err(err) => {
+                warn!(topic = %key.topic, partition = key.partition, error = %err, "cannot look up where the input's log starts; a gap there is not checked for loss");
+                return;
+            }
+        };
+        for (from, to) in lost_ranges(&[gap], log_start) {
+            let loss = UpstreamLoss {
+                topic: key.topic.to_string(),
+                partition: key.partition,
+                from,
+                to,
+            };
+            let count = u64::try_from(to - from).unwrap_or(0);
+            error!(topic = %loss.topic, partition = loss.partition, from, to, lost = count, "input offsets were deleted before the repartition stage read them: their events are not counted, and every tenant of the output partitions is flagged incomplete (README: Lost offsets)");
+            self.metrics
+                .offsets_lost(&loss.topic, loss.partition, count);
+            consumer.context().progress.add_upstream_lost(&key, count);
+            self.tell_every_output(&loss);
+        }
+    }
+
+    /// Sends the loss marker to each output partition: the lost events could have belonged to
+    /// any tenant.
+    fn tell_every_output(&mut self, loss: &UpstreamLoss) {
+        let partitions = match self
+            .producer
+            .client()
+            .fetch_metadata(Some(&self.output), METADATA_TIMEOUT)
+        {
+            Ok(metadata) => metadata
+                .topics()
+                .first()
+                .map_or(0, |t| t.partitions().len() as i32),
+            Err(err) => {
+                error!(error = %err, "cannot list the output partitions to flag a loss");
+                return;
+            }
+        };
+        let payload = serde_json::to_vec(loss).unwrap_or_default();
+        for partition in 0..partitions {
+            let headers = OwnedHeaders::new().insert(Header {
+                key: HEADER_LOST,
+                value: Some(&b"1"[..]),
+            });
+            let record = BaseRecord::to(&self.output)
+                .partition(partition)
+                .payload(&payload[..])
+                .key(&[][..])
+                .headers(headers);
+            if let Err(err) = send_when_queued(&self.producer, record) {
+                error!(error = %err, partition, "cannot flag a loss on an output partition");
+            }
         }
     }
 

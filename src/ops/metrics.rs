@@ -52,6 +52,7 @@ pub struct Metrics {
     rejected: Family<ReasonLabels, Counter>,
     pub dlq_failures: Counter<u64, AtomicU64>,
     tenants_split: Counter<u64, AtomicU64>,
+    offsets_lost: Family<PartitionLabels, Counter>,
     rpc_requests: Family<RpcLabels, Counter>,
     rpc_seconds: Family<RpcNameLabels, Histogram>,
     snapshot_write_seconds: Histogram,
@@ -87,6 +88,7 @@ impl Metrics {
             rejected: Family::default(),
             dlq_failures: Counter::default(),
             tenants_split: Counter::default(),
+            offsets_lost: Family::default(),
             rpc_requests: Family::default(),
             rpc_seconds: Family::new_with_constructor(latency_histogram),
             snapshot_write_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
@@ -122,6 +124,11 @@ impl Metrics {
             "tenants_split",
             "Tenants whose events arrived on a second partition while input_keyed_by_tenant is set",
             metrics.tenants_split.clone(),
+        );
+        registry.register(
+            "offsets_lost",
+            "Offsets deleted from a partition's log before the service read them (their events are not counted)",
+            metrics.offsets_lost.clone(),
         );
         registry.register(
             "grpc_requests",
@@ -215,6 +222,15 @@ impl Metrics {
 
     pub fn tenant_split(&self) {
         self.tenants_split.inc();
+    }
+
+    pub fn offsets_lost(&self, topic: &str, partition: i32, count: u64) {
+        self.offsets_lost
+            .get_or_create(&PartitionLabels {
+                topic: topic.to_owned(),
+                partition: partition.to_string(),
+            })
+            .inc_by(count);
     }
 
     pub fn rejected(&self, reason: &'static str) {

@@ -11,10 +11,12 @@ use super::SnapshotError;
 use crate::store::{PartitionState, StoreLimits};
 
 const MAGIC: &[u8; 8] = b"IHSNAP\0\0";
+/// Version 6: the state ends with the offsets never read (`PartitionState::losses`); an older
+/// payload is read as one with none.
 /// Version 5: a message byte-equal to its code's catalog name is stored empty, like an absent
 /// one, so both are one failure group. Version 4 has the same layout; it is read and its
 /// catalog-named groups are merged (`PartitionState::merge_catalog_named_groups`).
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 /// The oldest version this build reads.
 const OLDEST_READABLE: u32 = 4;
 pub(super) const HEADER_LEN: usize = 8 + 4 + 8 + 8;
@@ -98,8 +100,12 @@ pub fn decode(
     if xxhash_rust::xxh3::xxh3_64(payload) != checksum {
         return Err(corrupt("checksum mismatch".into()));
     }
-    let mut state: PartitionState =
-        bincode::deserialize(payload).map_err(|e| corrupt(format!("undecodable payload: {e}")))?;
+    let mut state: PartitionState = match version {
+        6.. => bincode::deserialize(payload),
+        // An empty list of losses is its length, a zero u64.
+        _ => bincode::deserialize(&[payload, &[0u8; 8][..]].concat()),
+    }
+    .map_err(|e| corrupt(format!("undecodable payload: {e}")))?;
     state.dedup.set_capacity(limits.dedup_capacity);
     if version < 5 {
         state.rekeys = state.merge_catalog_named_groups();
@@ -112,11 +118,19 @@ mod tests {
     use super::*;
     use crate::store::description_tests::{legacy_failures, legacy_state};
 
-    /// A version 4 image of `state`: the same layout under the older version number.
+    /// A version 4 image of `state`: the layout without the trailing losses, under the older
+    /// version number, with its own length and checksum.
     fn version_4_image(state: &PartitionState) -> Vec<u8> {
-        let mut image = encode(state).expect("encodes");
-        image[8..12].copy_from_slice(&4u32.to_le_bytes());
-        image
+        assert!(state.losses.is_empty(), "version 4 had no losses");
+        let image = encode(state).expect("encodes");
+        let payload = &image[HEADER_LEN..image.len() - 8];
+        let mut old = Vec::new();
+        old.extend_from_slice(MAGIC);
+        old.extend_from_slice(&4u32.to_le_bytes());
+        old.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        old.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(payload).to_le_bytes());
+        old.extend_from_slice(payload);
+        old
     }
 
     #[test]
@@ -143,6 +157,23 @@ mod tests {
             .groups
             .values()
             .any(|g| g.failure_id == state.rekeys[0].to));
+    }
+
+    #[test]
+    fn losses_survive_a_round_trip() {
+        let mut state = legacy_state(&legacy_failures());
+        state.losses.push(crate::store::LostOffsets {
+            topic: "events".into(),
+            partition: 2,
+            from: 10,
+            to: 250,
+            detected_at_ms: 1_767_225_600_000,
+            upstream: false,
+        });
+        let image = encode(&state).expect("encodes");
+        let back = decode(Path::new("v6"), &image, &StoreLimits::default()).expect("reads");
+        assert_eq!(back.losses, state.losses);
+        assert_eq!(back.lost_here(), 240);
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub(crate) mod description_tests;
 mod groups;
 mod integrations;
 mod interner;
+mod losses;
 mod partition;
 mod ranking;
 mod series;
@@ -42,12 +43,24 @@ pub use integrations::{
     sum_hours, IntegrationHour, IntegrationKey, IntegrationState, MinuteFailures, RECENT_MS,
 };
 pub use interner::{Interner, Sym};
+pub use losses::{gaps, lost_ranges, LostOffsets};
 pub use partition::{Applied, IngestTotals, PartitionState};
 pub use ranking::{Ranking, CANDIDATES};
 pub use series::Series;
 pub use sketch::{LatencySketch, SketchSum, RELATIVE_ACCURACY};
 pub use tenant::{BucketCounts, CodeCounts, TenantState, TypeCounts};
 pub use time::{ceil_to, floor_to, StoreLimits, DAY_MS, DEFAULT_WINDOW_MS, HOUR_MS, MINUTE_MS};
+
+fn distinct_losses<'a>(partitions: impl Iterator<Item = &'a SharedPartition>) -> Vec<LostOffsets> {
+    let mut all: Vec<LostOffsets> = partitions.flat_map(|p| p.read().losses.clone()).collect();
+    all.sort_by(|a, b| {
+        (&a.topic, a.partition, a.from, a.to).cmp(&(&b.topic, b.partition, b.from, b.to))
+    });
+    all.dedup_by(|a, b| {
+        (&a.topic, a.partition, a.from, a.to) == (&b.topic, b.partition, b.from, b.to)
+    });
+    all
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PartitionKey {
@@ -155,6 +168,28 @@ impl Store {
             totals.add(&partition.read().totals);
         }
         totals
+    }
+
+    /// The lost offsets an answer about `tenant_id` depends on: those of the partitions that
+    /// hold the tenant, or of every partition when none does (its events may all have been in
+    /// what was lost). An upstream loss is recorded in every partition; it is listed once.
+    pub fn losses_for(&self, tenant_id: &str) -> Vec<LostOffsets> {
+        let partitions = self.partitions();
+        let holding: Vec<&SharedPartition> = partitions
+            .iter()
+            .filter(|(_, p)| p.read().tenant(tenant_id).is_some())
+            .map(|(_, p)| p)
+            .collect();
+        let consulted: Vec<&SharedPartition> = match holding.is_empty() {
+            true => partitions.iter().map(|(_, p)| p).collect(),
+            false => holding,
+        };
+        distinct_losses(consulted.into_iter())
+    }
+
+    /// Every lost offset range this store knows of.
+    pub fn all_losses(&self) -> Vec<LostOffsets> {
+        distinct_losses(self.partitions().iter().map(|(_, p)| p))
     }
 
     pub fn note_rekeys(&self, rekeys: Vec<Rekey>) {

@@ -11,6 +11,7 @@ use super::integrations::{
     record_minute_failure, IntegrationKey, IntegrationState, OVERFLOW_INTEGRATION_NAME, RECENT_MS,
 };
 use super::interner::{Interner, Sym};
+use super::losses::LostOffsets;
 use super::ranking::Ranking;
 use super::series::Series;
 use super::tenant::TenantState;
@@ -60,6 +61,9 @@ pub struct PartitionState {
     /// Interner size right after the last compaction (0: never compacted).
     #[serde(default)]
     interned_after_compaction: usize,
+    /// Offsets never read, kept for the retention after they were found. Serialized last:
+    /// snapshot formats before 6 end where this begins.
+    pub losses: Vec<LostOffsets>,
     /// The thread that applies events, checked in debug builds: one writer per partition.
     #[serde(skip)]
     writer: std::sync::OnceLock<std::thread::ThreadId>,
@@ -79,6 +83,7 @@ impl PartitionState {
             interned_after_compaction: 0,
             writer: std::sync::OnceLock::new(),
             rekeys: Vec::new(),
+            losses: Vec::new(),
         }
     }
 
@@ -391,6 +396,7 @@ impl PartitionState {
             interned_after_compaction: 0,
             writer: std::sync::OnceLock::new(),
             rekeys: Vec::new(),
+            losses: Vec::new(),
         };
         if let Some(sym) = self.interner.get(tenant_id) {
             if let Some(tenant) = self.tenants.get(&sym) {
@@ -531,10 +537,20 @@ impl PartitionState {
             });
         }
         self.tenants.retain(|_, tenant| !tenant.is_empty());
+        self.losses.retain(|loss| loss.detected_at_ms >= hour_floor);
         self.compact_if_grown();
         for tenant in self.tenants.values_mut() {
             tenant.ranking = Some(Ranking::build(&mut tenant.groups, window_start));
         }
+    }
+
+    /// Offsets of this partition itself that were never read, among the losses still kept.
+    pub fn lost_here(&self) -> u64 {
+        self.losses
+            .iter()
+            .filter(|l| !l.upstream)
+            .map(LostOffsets::count)
+            .sum()
     }
 
     pub fn group_count(&self) -> usize {

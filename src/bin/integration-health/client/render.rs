@@ -465,31 +465,50 @@ pub(super) fn render_status(response: &proto::GetIngestStatusResponse, json: boo
                 "high_watermark": p.high_watermark, "lag": p.lag,
                 "snapshot_next_offset": p.snapshot_next_offset, "snapshot_age_seconds": p.snapshot_age_seconds,
                 "snapshot_bytes": p.snapshot_bytes, "snapshot_encode_ms": p.snapshot_encode_ms,
-                "snapshot_write_ms": p.snapshot_write_ms,
+                "snapshot_write_ms": p.snapshot_write_ms, "lost_offsets": p.lost_offsets,
             })).collect::<Vec<_>>(),
             "accepted": response.accepted, "rejected": response.rejected,
             "duplicates": response.duplicates, "late_dropped": response.late_dropped,
-            "overflowed": response.overflowed,
+            "overflowed": response.overflowed, "lost_offsets": response.lost_offsets,
         }));
     }
-    let mut table = table(&["Topic", "Partition", "Next offset", "High watermark", "Lag"]);
-    for p in &response.partitions {
+    let mut table = table(&[
+        "Topic",
+        "Partition",
+        "Next offset",
+        "High watermark",
+        "Lag",
+        "Lost",
+    ]);
+    for p in response
+        .partitions
+        .iter()
+        .chain(&response.upstream_partitions)
+    {
         table.add_row(vec![
             p.topic.clone(),
             p.partition.to_string(),
             p.next_offset.to_string(),
             p.high_watermark.to_string(),
             p.lag.to_string(),
+            p.lost_offsets.to_string(),
         ]);
     }
-    format!(
+    let mut text = format!(
         "{table}\naccepted {}  rejected {}  duplicates {}  late dropped {}  overflowed {}",
         response.accepted,
         response.rejected,
         response.duplicates,
         response.late_dropped,
         response.overflowed
-    )
+    );
+    if response.lost_offsets > 0 {
+        text.push_str(&format!(
+            "\nlost offsets {}: events deleted from the log before they were read are not counted",
+            response.lost_offsets
+        ));
+    }
+    text
 }
 
 #[cfg(test)]
