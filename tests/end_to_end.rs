@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 
 use chrono::TimeZone;
 use common::harness::TestService;
+use common::tansu::Tansu;
 use common::*;
 use integration_health::api::convert::{ms_to_timestamp, timestamp_to_ms};
 use integration_health::catalog;
@@ -73,7 +74,10 @@ fn run() -> &'static Run {
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                let (kafka, bootstrap) = kafka_with_topic(TOPIC, 3);
+                // A broker that creates no topic on first use: the service makes its own.
+                let kafka = Tansu::start();
+                kafka.create_topic(TOPIC, 3).await;
+                let bootstrap = kafka.bootstrap.clone();
                 let service =
                     TestService::start_at(&test_config(&bootstrap, TOPIC, "e2e"), NOW).await;
                 let generated = generate(11, 6_000, NOW);

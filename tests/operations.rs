@@ -3,10 +3,12 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
 use common::harness::TestService;
+use common::tansu::Tansu;
 use common::*;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -115,4 +117,110 @@ fn config_check_names_the_bad_setting_and_masks_secrets() {
         !printed.contains("hunter2") && !printed.contains("s3cret"),
         "{printed}"
     );
+}
+
+/// Every topic of the cluster with its partition count and, for those asked, `cleanup.policy`.
+async fn topics_of(
+    bootstrap: &str,
+    policies_of: &[&str],
+) -> (HashMap<String, usize>, HashMap<String, String>) {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let config = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .clone();
+    let consumer: BaseConsumer = config.create().expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata");
+    let partitions = metadata
+        .topics()
+        .iter()
+        .map(|t| (t.name().to_owned(), t.partitions().len()))
+        .collect();
+    if policies_of.is_empty() {
+        return (partitions, HashMap::new());
+    }
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = config.create().expect("admin");
+    let resources: Vec<_> = policies_of
+        .iter()
+        .map(|t| ResourceSpecifier::Topic(t))
+        .collect();
+    let described = admin
+        .describe_configs(resources.iter(), &AdminOptions::new())
+        .await
+        .expect("DescribeConfigs answered");
+    let mut policies = HashMap::new();
+    for (topic, resource) in policies_of.iter().zip(described) {
+        let resource = resource.expect("described");
+        let policy = resource
+            .get("cleanup.policy")
+            .and_then(|e| e.value.clone())
+            .unwrap_or_default();
+        policies.insert((*topic).to_owned(), policy);
+    }
+    (partitions, policies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_topics_are_created_on_a_broker_that_does_not_create_them_on_first_use() {
+    let tansu = Tansu::start();
+    tansu.create_topic("orders", 3).await;
+    let mut config = test_config(&tansu.bootstrap, "orders", "orders");
+    config.input_keyed_by_tenant = false;
+    let running = TestService::start_at(&config, NOW).await;
+
+    let (partitions, policies) =
+        topics_of(&tansu.bootstrap, &["orders.issues", "orders.alerts"]).await;
+    assert_eq!(
+        partitions.get("orders.by-tenant"),
+        Some(&3),
+        "{partitions:?}"
+    );
+    assert!(partitions.contains_key("orders.dlq"), "{partitions:?}");
+    for compacted in ["orders.issues", "orders.alerts"] {
+        assert_eq!(policies[compacted], "compact", "{compacted}");
+    }
+
+    // Events go through the repartition stage to the counts, and the service becomes ready.
+    let generated = generate(9, 1_500, NOW);
+    let messages: Vec<Message> = generated.messages.iter().map(|(_, m)| m.clone()).collect();
+    publish(&producer(&tansu.bootstrap), "orders", &messages).await;
+    let mut api = running.api.clone();
+    wait_applied(&api, messages.len() as u64).await;
+    assert_matches_truth(&mut api, &generated.truth, &["acme", "globex", "initech"]).await;
+    let addr = running.service.http_addr;
+    wait_until("ready", Duration::from_secs(60), || async move {
+        http_get(addr, "/readyz").await.0 == 200
+    })
+    .await;
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_or_misshapen_internal_topic_holds_readiness_and_says_what_it_needs() {
+    let tansu = Tansu::start();
+    tansu.create_topic("shop", 3).await;
+    tansu.create_topic("shop.by-tenant", 2).await;
+    let mut config = test_config(&tansu.bootstrap, "shop", "shop");
+    config.input_keyed_by_tenant = false;
+    config.create_internal_topics = false;
+    let running = TestService::start_at(&config, NOW).await;
+    let addr = running.service.http_addr;
+    let (status, body) = http_get(addr, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    for needed in [
+        "topic shop.by-tenant has 2 partitions but needs 3 partitions",
+        "topic shop.issues does not exist",
+        "topic shop.alerts does not exist",
+        "cleanup.policy=compact",
+    ] {
+        assert!(body.contains(needed), "{needed:?} in {body}");
+    }
+    // Still held back a while later: nothing was created behind the operator's back.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(http_get(addr, "/readyz").await.0, 503);
+    let (partitions, _) = topics_of(&tansu.bootstrap, &[]).await;
+    assert!(!partitions.contains_key("shop.issues"));
+    running.stop().await;
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::certs::Authority;
 use common::harness::TestService;
+use common::tansu::Tansu;
 use common::*;
 use integration_health::api::{ALLOW_PARTIAL, MISSING_PARTITIONS};
 use integration_health::config::TokenGrant;
@@ -52,7 +53,10 @@ async fn all_owned_and_applied(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_replica_answers_for_every_partition_exactly() {
-    let (_kafka, bootstrap) = kafka_with_topic(TOPIC, PARTITIONS);
+    // On a broker that creates no topic on first use: the replicas make their own.
+    let tansu = Tansu::start();
+    tansu.create_topic(TOPIC, PARTITIONS).await;
+    let bootstrap = tansu.bootstrap.clone();
     let mut replicas = Vec::new();
     for _ in 0..3 {
         replicas.push(replica(&bootstrap).await);

@@ -5,6 +5,7 @@
 
 pub mod certs;
 pub mod harness;
+pub mod tansu;
 mod truth;
 
 pub use truth::*;
