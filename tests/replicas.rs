@@ -196,7 +196,9 @@ fn with_token<T>(message: T) -> tonic::Request<T> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_reach_each_other_over_mtls_with_an_operator_token() {
-    let (_kafka, bootstrap) = kafka_with_topic(TOPIC, PARTITIONS);
+    let tansu = Tansu::start();
+    tansu.create_topic(TOPIC, PARTITIONS).await;
+    let bootstrap = tansu.bootstrap.clone();
     let ca = Authority::new("replicas CA");
     let dir = tempfile::tempdir().expect("dir");
     let (cert, key) = ca.issue("replica");

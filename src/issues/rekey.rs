@@ -145,6 +145,65 @@ mod tests {
         );
     }
 
+    /// Through Kafka: an acknowledgement on the topic under the old id is moved by the task,
+    /// and a second instance reading the topic from the start sees it under the new id only.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_task_moves_an_action_on_the_topic_once_the_book_has_read_it() {
+        use std::sync::Arc;
+
+        use crate::store::StoreLimits;
+        use crate::testkit::EmbeddedKafka;
+
+        let kafka = EmbeddedKafka::start(1).expect("mock cluster");
+        kafka.create_topic("t.issues", 1).expect("topic");
+        let mut client = rdkafka::ClientConfig::new();
+        client.set("bootstrap.servers", kafka.bootstrap_servers());
+        let writer = Arc::new(ChangelogWriter::new(&client, "t.issues").expect("writer"));
+        let filed = action(1, 10);
+        let payload = serde_json::to_vec(&filed).expect("json");
+        writer.write(&filed.key(), &payload).await.expect("written");
+
+        let follow = |name: &str, shutdown: CancellationToken| {
+            let book = Arc::new(IssueBook::default());
+            let mut reader = client.clone();
+            reader.set("group.id", name);
+            crate::changelog::follow(reader, "t.issues".into(), book.clone(), shutdown)
+                .expect("follower");
+            book
+        };
+        let shutdown = CancellationToken::new();
+        let book = follow("first", shutdown.clone());
+        let store = Arc::new(Store::new(StoreLimits::default()));
+        store.note_rekeys(vec![rekey(1, 2)]);
+        let task = tokio::spawn(move_periodically(
+            store.clone(),
+            book.clone(),
+            writer,
+            shutdown.clone(),
+        ));
+        let moved = |book: &IssueBook| {
+            book.newest("acme", &format_failure_id(2)) == Some(action(2, 10))
+                && book.newest("acme", &format_failure_id(1)).is_none()
+        };
+        let waited = std::time::Instant::now();
+        while !moved(&book) {
+            assert!(waited.elapsed() < Duration::from_secs(20), "moved in time");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(store.take_rekeys().is_empty(), "done, not pending");
+        let second = follow("second", shutdown.clone());
+        let waited = std::time::Instant::now();
+        while !(second.caught_up() && moved(&second)) {
+            assert!(
+                waited.elapsed() < Duration::from_secs(20),
+                "read back in time"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        shutdown.cancel();
+        task.await.expect("task ends");
+    }
+
     #[test]
     fn an_id_without_actions_moves_nothing() {
         let book = IssueBook::default();

@@ -123,7 +123,7 @@ async function load(id, fetcher, render) {
     const answer = await fetcher();
     const rendered = render(answer);
     body.dataset.state = rendered.empty ? 'empty' : 'ready';
-    body.replaceChildren(...rendered.nodes);
+    body.replaceChildren(...incompleteNotice(answer), ...rendered.nodes);
     const range = section.querySelector('.range');
     if (range && rendered.range) range.textContent = rendered.range;
   } catch (err) {
@@ -133,6 +133,14 @@ async function load(id, fetcher, render) {
   } finally {
     section.setAttribute('aria-busy', 'false');
   }
+}
+
+// An answer whose events were partly deleted from Kafka before they were counted says so.
+function incompleteNotice(answer) {
+  if (!answer || !answer.incomplete) return [];
+  const lost = (answer.lostOffsets || []).reduce((sum, l) => sum + (num(l.toOffset) - num(l.fromOffset)), 0);
+  return [h('p', { class: 'state incomplete', role: 'status' },
+    `Incomplete: ${count(lost)} Kafka offsets were deleted before they were counted, so these numbers may be lower than the truth.`)];
 }
 
 function askForToken(why) {
