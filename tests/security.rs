@@ -294,3 +294,75 @@ async fn the_query_client_speaks_mtls() {
     .expect("joined");
     assert!(succeeded(&output).contains("Service Unavailable"));
 }
+
+/// `config check` of the built binary on `settings`: (succeeded, stderr).
+fn config_check(settings: &Path) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_integration-health"))
+        .args(["config", "check", "--config"])
+        .arg(settings)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.success(), stderr)
+}
+
+#[test]
+fn a_tokens_file_that_grants_nothing_or_a_scoped_operator_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let tokens = dir.path().join("tokens.toml");
+    let settings = dir.path().join("settings.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            "grpc_addr = \"0.0.0.0:50051\"\ntokens_file = {:?}\n",
+            tokens
+        ),
+    )
+    .expect("settings");
+    for granting_nothing in ["", "# every grant commented out\n", "tokens = []\n"] {
+        std::fs::write(&tokens, granting_nothing).expect("tokens");
+        let (ok, stderr) = config_check(&settings);
+        assert!(!ok, "{granting_nothing:?} must not pass");
+        assert!(stderr.contains("grants no token"), "{stderr}");
+    }
+    std::fs::write(
+        &tokens,
+        "[[tokens]]\ntoken_sha256 = \"00000000000000000000000000000000000000000000000000000000000000aa\"\ntenants = [\"acme-retail\"]\noperator = true\n",
+    )
+    .expect("tokens");
+    let (ok, stderr) = config_check(&settings);
+    assert!(!ok);
+    assert!(
+        stderr.contains("operator grant must cover every tenant"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tokens_file_emptied_while_serving_keeps_the_previous_grants() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("tokens.toml");
+    tokens_file(&path, "kept-token");
+    let (_kafka, bootstrap) = kafka_with_topic("emptied", 1);
+    let mut config = test_config(&bootstrap, "emptied", "emptied");
+    config.tokens_file = Some(path.clone());
+    let running = TestService::start_at(&config, NOW).await;
+    let mut api = running.api.clone();
+    assert!(api.get_overview(overview_with("kept-token")).await.is_ok());
+
+    std::fs::write(&path, "# truncated by a bad rollout\n").expect("emptied");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let anonymous = api
+        .get_overview(proto::GetOverviewRequest {
+            tenant_id: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), Code::Unauthenticated, "never opened");
+    assert!(
+        api.get_overview(overview_with("kept-token")).await.is_ok(),
+        "the previous grants stay in force"
+    );
+    running.stop().await;
+}

@@ -122,13 +122,23 @@ impl Config {
         })
     }
 
-    /// Every grant, inline and from `tokens_file`, checked.
+    /// Every grant, inline and from `tokens_file`, checked. With a tokens file, authentication
+    /// is on, and a file that grants nothing (truncated, comments only, an empty Secret key) is
+    /// an error rather than an open API.
     pub fn grants(&self) -> Result<Vec<CheckedGrant>, ConfigError> {
         let mut grants = self.tokens.clone();
         if let Some(path) = &self.tokens_file {
             grants.extend(read_tokens_file(path)?);
         }
-        check_grants(&grants)
+        let checked = check_grants(&grants)?;
+        if checked.is_empty() && self.tokens_file.is_some() {
+            return Err(invalid(
+                "tokens_file",
+                "grants no token; with authentication configured, no grant would leave every \
+                 call refused or, worse, the API open. Add a [[tokens]] grant",
+            ));
+        }
+        Ok(checked)
     }
 
     /// `kafka` with `kafka_properties_file` merged over it.

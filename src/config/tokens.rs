@@ -92,7 +92,17 @@ impl TokenGrant {
                 "a grant must list tenants (\"*\" for all)",
             ));
         }
-        if self.tenants.iter().any(|t| t == "*") {
+        let all_tenants = self.tenants.iter().any(|t| t == "*");
+        // Operator calls span tenants (alerts of all, peer calls, tenant lists, ingest status);
+        // a scoped operator grant would read past its tenants there, so it is not accepted.
+        if self.operator && !all_tenants {
+            return Err(invalid(
+                "tokens",
+                "an operator grant must cover every tenant (tenants = [\"*\"]): operator calls \
+                 span tenants",
+            ));
+        }
+        if all_tenants {
             return Ok(CheckedGrant {
                 digest,
                 tenants: None,
@@ -184,6 +194,21 @@ mod tests {
         assert!(check_grants(&[both]).is_err());
         let all = check_grants(&[TokenGrant::plain("t", &["*"])]).unwrap();
         assert_eq!(all[0].tenants, None);
+    }
+
+    #[test]
+    fn an_operator_grant_scoped_to_some_tenants_is_refused() {
+        let scoped = TokenGrant {
+            operator: true,
+            ..TokenGrant::plain("t", &["acme-retail"])
+        };
+        let err = check_grants(&[scoped]).unwrap_err().to_string();
+        assert!(err.contains("every tenant"), "{err}");
+        let all = TokenGrant {
+            operator: true,
+            ..TokenGrant::plain("t", &["*"])
+        };
+        assert!(check_grants(&[all]).is_ok());
     }
 
     #[test]
