@@ -161,10 +161,13 @@ fn peer_tls(config: &Config) -> Result<Option<PeerTls>, ConfigError> {
             source,
         })
     };
-    let ca_pem = match config.peer_ca.as_ref().or(config.tls_client_ca.as_ref()) {
-        Some(ca) => Some(read(ca)?),
-        None => None,
+    let Some(ca) = config.peer_ca.as_ref().or(config.tls_client_ca.as_ref()) else {
+        return Err(crate::config::invalid(
+            "peer_ca",
+            "replicas with TLS need peer_ca (or tls_client_ca)",
+        ));
     };
+    let ca_pem = read(ca)?;
     Ok(Some(PeerTls {
         ca_pem,
         identity: Some((read(cert)?, read(key)?)),
@@ -303,6 +306,7 @@ pub async fn start(
                 input_topic: config.aggregated_topic(),
                 peer_token: config.peer_token.clone(),
                 peer_timeout: Duration::from_millis(config.peer_timeout_ms),
+                max_clock_skew: Duration::from_millis(config.member_clock_skew_ms),
                 tls: peer_tls(config)?,
                 route_by_tenant: !config.input_keyed_by_tenant,
             },

@@ -130,22 +130,34 @@ async fn every_replica_answers_for_every_partition_exactly() {
                 .all(|(k, _)| k.partition != *p)
         })
         .expect("a partition this replica does not own");
-    let claim = json!({"addr": "127.0.0.1:1", "partitions": [orphan], "at_ms": i64::MAX / 2});
-    let record = Message {
-        key: "127.0.0.1:1".into(),
-        payload: serde_json::to_vec(&claim).expect("json"),
+    let members = format!("{TOPIC}.members");
+    let claim = |addr: &str, at_ms: i64| Message {
+        key: addr.into(),
+        payload: serde_json::to_vec(&json!({"addr": addr, "partitions": [orphan], "at_ms": at_ms}))
+            .expect("json"),
     };
-    publish(
-        &producer(&bootstrap),
-        &format!("{TOPIC}.members"),
-        &[record],
-    )
-    .await;
     let mut api = service.api.clone();
     let overview = || proto::GetOverviewRequest {
         tenant_id: "acme".into(),
         ..Default::default()
     };
+    // A claim dated far ahead would outrank every true announcement for good: it is refused.
+    let far_ahead = claim("127.0.0.1:2", i64::MAX / 2);
+    publish(&producer(&bootstrap), &members, &[far_ahead]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    api.get_overview(overview())
+        .await
+        .expect("a claim from the future changes nothing");
+    let wall_clock_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    publish(
+        &producer(&bootstrap),
+        &members,
+        &[claim("127.0.0.1:1", wall_clock_now)],
+    )
+    .await;
     wait_until("the claim is seen", Duration::from_secs(30), || {
         let mut api = api.clone();
         async move { api.get_overview(overview()).await.is_err() }
@@ -179,6 +191,20 @@ async fn every_replica_answers_for_every_partition_exactly() {
         .into_inner();
     assert_eq!(answer.missing_partitions, [orphan]);
     assert_eq!(answer.covered_partitions.len(), PARTITIONS as usize - 1);
+
+    // A tombstone takes the claimant out; the partition's true owner is asked again. (It
+    // re-announces on its next rebalance; until then the claim's removal leaves its own,
+    // older announcement as the newest for the partition.)
+    let tombstone = rdkafka::producer::FutureRecord::<str, [u8]>::to(&members).key("127.0.0.1:1");
+    producer(&bootstrap)
+        .send(tombstone, Duration::from_secs(10))
+        .await
+        .expect("tombstone delivered");
+    wait_until("the claimant is forgotten", Duration::from_secs(30), || {
+        let mut api = api.clone();
+        async move { api.get_overview(overview()).await.is_ok() }
+    })
+    .await;
 
     for (service, _) in replicas {
         service.stop().await;

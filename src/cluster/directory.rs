@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::ClusterError;
+use crate::clock::Clock;
 
 const METADATA_REFRESH: Duration = Duration::from_secs(2);
 
@@ -38,7 +39,42 @@ pub struct Directory {
     partition_count: AtomicUsize,
 }
 
+/// Why an announcement read from the members topic was not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// Dated past now plus the allowed clock skew: it would outrank every true announcement.
+    FromTheFuture { at_ms: i64 },
+    /// The record's key is not the address it announces.
+    KeyMismatch,
+}
+
 impl Directory {
+    /// Takes an announcement read from the members topic, unless it is dated further ahead
+    /// of `now_ms` than `max_skew_ms` or its record's key names another address.
+    pub fn accept(
+        &self,
+        key: Option<&[u8]>,
+        announcement: Announcement,
+        now_ms: i64,
+        max_skew_ms: i64,
+    ) -> Result<(), Refused> {
+        if key.is_some_and(|k| k != announcement.addr.as_bytes()) {
+            return Err(Refused::KeyMismatch);
+        }
+        if announcement.at_ms > now_ms.saturating_add(max_skew_ms) {
+            return Err(Refused::FromTheFuture {
+                at_ms: announcement.at_ms,
+            });
+        }
+        self.record(announcement);
+        Ok(())
+    }
+
+    /// A tombstone on the members topic: the replica at `addr` is gone.
+    pub fn forget(&self, addr: &str) {
+        self.latest.write().remove(addr);
+    }
+
     pub fn record(&self, announcement: Announcement) {
         let mut latest = self.latest.write();
         let newer = latest
@@ -124,6 +160,7 @@ pub fn follow(
     members_topic: String,
     input_topic: String,
     directory: Arc<Directory>,
+    max_skew_ms: i64,
     shutdown: CancellationToken,
 ) -> Result<JoinHandle<()>, ClusterError> {
     let consumer: BaseConsumer = client.create().map_err(ClusterError::Kafka)?;
@@ -145,15 +182,7 @@ pub fn follow(
                 }
                 match consumer.poll(Duration::from_millis(100)) {
                     Some(Ok(message)) => {
-                        let parsed = message
-                            .payload()
-                            .and_then(|p| serde_json::from_slice::<Announcement>(p).ok());
-                        match parsed {
-                            Some(announcement) => directory.record(announcement),
-                            None => {
-                                debug!("members topic holds a record that is not an announcement")
-                            }
-                        }
+                        take(&directory, message.key(), message.payload(), max_skew_ms)
                     }
                     Some(Err(err)) => debug!(error = %err, "members topic read failed"),
                     None => {}
@@ -161,6 +190,27 @@ pub fn follow(
             }
         })
         .map_err(ClusterError::Thread)
+}
+
+/// Applies one record of the members topic: a tombstone removes its replica, an announcement
+/// is taken if it can be trusted.
+fn take(directory: &Directory, key: Option<&[u8]>, payload: Option<&[u8]>, max_skew_ms: i64) {
+    let Some(payload) = payload else {
+        if let Some(addr) = key.map(String::from_utf8_lossy) {
+            debug!(%addr, "replica left the members topic");
+            directory.forget(&addr);
+        }
+        return;
+    };
+    let Ok(announcement) = serde_json::from_slice::<Announcement>(payload) else {
+        warn!("the members topic holds a record that is not an announcement");
+        return;
+    };
+    let addr = announcement.addr.clone();
+    let now_ms = crate::clock::SystemClock.now_ms();
+    if let Err(refused) = directory.accept(key, announcement, now_ms, max_skew_ms) {
+        warn!(%addr, ?refused, "announcement on the members topic not trusted");
+    }
 }
 
 /// Learns the input topic's partition count and assigns any new members-topic partitions from
@@ -229,5 +279,34 @@ mod tests {
         );
         directory.record(announce("b:1", &[], 30));
         assert_eq!(directory.members(), ["a:1"]);
+    }
+
+    #[test]
+    fn an_announcement_from_the_future_or_under_another_key_is_refused() {
+        let directory = Directory::default();
+        let now = 1_000_000;
+        let future = announce("evil:1", &[0], i64::MAX);
+        assert_eq!(
+            directory.accept(Some(b"evil:1"), future, now, 60_000),
+            Err(Refused::FromTheFuture { at_ms: i64::MAX })
+        );
+        let spoofed = announce("a:1", &[0], now);
+        assert_eq!(
+            directory.accept(Some(b"evil:1"), spoofed, now, 60_000),
+            Err(Refused::KeyMismatch)
+        );
+        assert_eq!(directory.owner_of(0), None);
+        let skewed = announce("a:1", &[0], now + 59_000);
+        assert_eq!(directory.accept(Some(b"a:1"), skewed, now, 60_000), Ok(()));
+        assert_eq!(directory.owner_of(0).as_deref(), Some("a:1"));
+    }
+
+    #[test]
+    fn a_tombstone_removes_a_replica() {
+        let directory = Directory::default();
+        directory.record(announce("a:1", &[0], 10));
+        take(&directory, Some(b"a:1"), None, 60_000);
+        assert_eq!(directory.owner_of(0), None);
+        assert!(directory.members().is_empty());
     }
 }

@@ -17,7 +17,7 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-pub use directory::{Announcement, Announcer, Directory};
+pub use directory::{Announcement, Announcer, Directory, Refused};
 
 use crate::proto;
 use crate::proto::integration_health_peer_client::IntegrationHealthPeerClient;
@@ -42,6 +42,8 @@ pub struct ClusterConfig {
     /// Sent as `Bearer` to peers; an operator token when the replicas require tokens.
     pub peer_token: Option<String>,
     pub peer_timeout: Duration,
+    /// How far ahead of this replica's clock an announcement may be dated.
+    pub max_clock_skew: Duration,
     /// The aggregated topic is keyed by tenant with librdkafka's `consistent` partitioner (the
     /// repartition stage's): a tenant's events all sit in one known partition, so only it is
     /// asked for.
@@ -51,19 +53,18 @@ pub struct ClusterConfig {
     pub tls: Option<PeerTls>,
 }
 
+/// How a replica reaches the others over TLS: only a CA of the operator's is trusted (never the
+/// public roots, under which anyone with a certificate for some name could pose as a replica),
+/// and the certificate must name the host the peer announced.
 #[derive(Debug, Clone)]
 pub struct PeerTls {
-    pub ca_pem: Option<Vec<u8>>,
+    pub ca_pem: Vec<u8>,
     pub identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl PeerTls {
     fn client_config(&self) -> ClientTlsConfig {
-        let mut tls = ClientTlsConfig::new();
-        tls = match &self.ca_pem {
-            Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
-            None => tls.with_native_roots(),
-        };
+        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.ca_pem));
         if let Some((cert, key)) = &self.identity {
             tls = tls.identity(Identity::from_pem(cert, key));
         }
@@ -112,6 +113,7 @@ impl Cluster {
             config.members_topic.clone(),
             config.input_topic.clone(),
             directory.clone(),
+            i64::try_from(config.max_clock_skew.as_millis()).unwrap_or(i64::MAX),
             shutdown,
         )?;
         Ok(Arc::new(Cluster {
@@ -215,7 +217,10 @@ impl Cluster {
         for (partitions, answer) in futures::future::join_all(asks).await {
             let mut got = BTreeSet::new();
             for (partition, state) in answer.unwrap_or_default() {
-                got.insert(partition);
+                // Only what was asked of that owner counts: a peer cannot add partitions.
+                if !partitions.contains(&partition) || !got.insert(partition) {
+                    continue;
+                }
                 let key = PartitionKey::new(&self.config.input_topic, partition);
                 view.attach(key, Arc::new(parking_lot::RwLock::new(state)));
             }
@@ -277,11 +282,8 @@ impl Cluster {
             partitions: partitions.to_vec(),
         });
         let answer =
-            tokio::time::timeout(self.config.peer_timeout, client.get_local_tenants(request))
-                .await
-                .ok()?
-                .ok()?;
-        Some(answer.into_inner().partitions)
+            tokio::time::timeout(self.config.peer_timeout, client.get_local_tenants(request)).await;
+        Some(self.answered(owner, "GetLocalTenants", answer)?.partitions)
     }
 
     async fn slices(
@@ -296,11 +298,8 @@ impl Cluster {
             partitions: partitions.to_vec(),
         });
         let answer =
-            tokio::time::timeout(self.config.peer_timeout, client.get_tenant_slices(request))
-                .await
-                .ok()?
-                .ok()?
-                .into_inner();
+            tokio::time::timeout(self.config.peer_timeout, client.get_tenant_slices(request)).await;
+        let answer = self.answered(owner, "GetTenantSlices", answer)?;
         let limits = StoreLimits::default();
         Some(
             answer
@@ -313,6 +312,26 @@ impl Cluster {
                 })
                 .collect(),
         )
+    }
+
+    /// A peer's answer, or `None` with the cause logged: a timeout, or the status it returned.
+    fn answered<T>(
+        &self,
+        peer: &str,
+        rpc: &'static str,
+        answer: Result<Result<tonic::Response<T>, tonic::Status>, tokio::time::error::Elapsed>,
+    ) -> Option<T> {
+        match answer {
+            Ok(Ok(response)) => Some(response.into_inner()),
+            Ok(Err(status)) => {
+                tracing::warn!(%peer, rpc, code = ?status.code(), message = %status.message(), "a peer refused or failed a call");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(%peer, rpc, timeout_ms = self.config.peer_timeout.as_millis() as u64, "a peer did not answer in time");
+                None
+            }
+        }
     }
 
     /// Every other replica's own partitions and totals.
@@ -329,10 +348,13 @@ impl Cluster {
                 self.config.peer_timeout,
                 client.get_local_ingest_status(request),
             )
-            .await
-            .ok()?
-            .ok()?;
-            Some((addr, answer.into_inner()))
+            .await;
+            let mut status = self.answered(&addr, "GetLocalIngestStatus", answer)?;
+            // A replica reports only the partitions the directory says it owns.
+            status
+                .partitions
+                .retain(|p| self.directory.owner_of(p.partition).as_deref() == Some(&addr));
+            Some((addr, status))
         });
         futures::future::join_all(asks)
             .await

@@ -71,8 +71,11 @@ pub struct Config {
     /// How long a replica waits for another's answer.
     pub peer_timeout_ms: u64,
     /// With TLS on: the CA that signed the other replicas' certificates (default
-    /// `tls_client_ca`, then the system's roots). Replicas present `tls_cert` to each other.
+    /// `tls_client_ca`; one of them is required). Replicas present `tls_cert` to each other.
     pub peer_ca: Option<PathBuf>,
+    /// How far ahead of this replica's clock an announcement on the members topic may be dated
+    /// before it is refused.
+    pub member_clock_skew_ms: u64,
     /// Dead-letter topic; default `<topic>.dlq`.
     pub dlq_topic: Option<String>,
     pub grpc_addr: SocketAddr,
@@ -168,6 +171,7 @@ impl Default for Config {
             peer_token: None,
             peer_timeout_ms: 2_000,
             peer_ca: None,
+            member_clock_skew_ms: 60_000,
             dlq_topic: None,
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
@@ -310,6 +314,15 @@ impl Config {
             return Err(invalid(
                 "internal_topic_replication_factor",
                 "must be -1 (the broker's default) or at least 1",
+            ));
+        }
+        let tls_on = self.tls_cert.is_some();
+        let peer_ca_known = self.peer_ca.is_some() || self.tls_client_ca.is_some();
+        if self.advertise_addr.is_some() && tls_on && !peer_ca_known {
+            return Err(invalid(
+                "peer_ca",
+                "replicas with TLS need peer_ca (or tls_client_ca): under the public roots, \
+                 anyone with a certificate for some name could pose as a replica",
             ));
         }
         if self.ready_max_lag < 0 {
