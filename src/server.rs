@@ -181,6 +181,10 @@ fn api_limits(config: &Config) -> ApiLimits {
         rate_per_caller: std::num::NonZeroU32::new(config.rate_limit_per_token),
         request_timeout: Duration::from_millis(config.request_timeout_ms),
         max_streams_per_connection: config.max_streams_per_connection,
+        watches: api::WatchLimits {
+            total: config.max_watch_streams,
+            per_caller: config.max_watch_streams_per_token,
+        },
     }
 }
 

@@ -588,3 +588,77 @@ async fn a_caller_over_its_rate_is_told_to_slow_down() {
     assert_eq!(&codes[..2], [Code::Ok, Code::Ok]);
     assert!(codes.contains(&Code::ResourceExhausted), "{codes:?}");
 }
+
+#[tokio::test]
+async fn padding_the_token_does_not_make_a_new_caller() {
+    let limits = integration_health::api::ApiLimits {
+        rate_per_caller: std::num::NonZeroU32::new(2),
+        ..Default::default()
+    };
+    let tokens = vec![TokenGrant::plain("tok", &["acme"])];
+    let served = ApiOnly::serve(tokens, NOW, None, limits).await;
+    let mut api = served.api.clone();
+    let mut passed = 0;
+    for padding in 0..20 {
+        let mut request = tonic::Request::new(overview("acme"));
+        let header = format!("Bearer tok{}", " ".repeat(padding));
+        request
+            .metadata_mut()
+            .insert("authorization", header.parse().expect("header"));
+        passed += usize::from(api.get_overview(request).await.is_ok());
+    }
+    assert!(passed <= 3, "{passed} of 20 got through a limit of 2/s");
+}
+
+#[tokio::test]
+async fn watch_streams_are_capped_per_token_and_in_all() {
+    let limits = integration_health::api::ApiLimits {
+        watches: integration_health::api::WatchLimits {
+            total: 3,
+            per_caller: 2,
+        },
+        ..Default::default()
+    };
+    let tokens = vec![
+        TokenGrant::plain("first", &["*"]),
+        TokenGrant::plain("second", &["*"]),
+    ];
+    let served = ApiOnly::serve(tokens, NOW, None, limits).await;
+    let mut api = served.api.clone();
+    let watch = |token: &str| {
+        with_token(
+            proto::WatchTenantRequest {
+                tenant_id: "acme".into(),
+                ..Default::default()
+            },
+            token,
+        )
+    };
+    let first_a = api.watch_tenant(watch("first")).await.expect("1st");
+    let _first_b = api.watch_tenant(watch("first")).await.expect("2nd");
+    let per_token = api.watch_tenant(watch("first")).await.unwrap_err();
+    assert_eq!(per_token.code(), Code::ResourceExhausted);
+    let _second_a = api
+        .watch_tenant(watch("second"))
+        .await
+        .expect("another token");
+    let in_all = api.watch_tenant(watch("second")).await.unwrap_err();
+    assert_eq!(in_all.code(), Code::ResourceExhausted);
+    assert!(
+        in_all.message().contains("3 watch streams"),
+        "{}",
+        in_all.message()
+    );
+    // A closed stream gives its place back.
+    drop(first_a);
+    wait_until(
+        "the closed stream is given back",
+        std::time::Duration::from_secs(10),
+        || {
+            let mut api = api.clone();
+            let request = watch("second");
+            async move { api.watch_tenant(request).await.is_ok() }
+        },
+    )
+    .await;
+}

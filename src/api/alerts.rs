@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::auth::Access;
+use super::callers::Caller;
 use super::convert::{duration_to_ms, ms_to_timestamp};
 use super::IntegrationHealthApi;
 use crate::alerts::{AlertBook, AlertEvent, AlertState, Rule};
@@ -62,13 +63,13 @@ impl IntegrationHealthApi {
         &self,
         request: &Request<T>,
         tenant_id: &str,
-    ) -> Result<Option<String>, Status> {
+    ) -> Result<(Option<String>, Caller), Status> {
         if tenant_id.is_empty() {
-            self.caller(request, Access::Operator)?;
-            return Ok(None);
+            let caller = self.caller(request, Access::Operator)?;
+            return Ok((None, caller));
         }
-        self.tenant(request, tenant_id)?;
-        Ok(Some(tenant_id.to_owned()))
+        let caller = self.tenant(request, tenant_id)?;
+        Ok((Some(tenant_id.to_owned()), caller))
     }
 
     fn alert_book(&self) -> Result<&Arc<AlertBook>, Status> {
@@ -84,7 +85,7 @@ impl IntegrationHealthApi {
     ) -> Result<Response<proto::ListAlertsResponse>, Status> {
         self.timed("ListAlerts", async {
             let req = request.get_ref();
-            let scope = self.alert_scope(&request, &req.tenant_id)?;
+            let (scope, _) = self.alert_scope(&request, &req.tenant_id)?;
             let within = match &req.resolved_within {
                 Some(d) => duration_to_ms("resolved_within", d)?,
                 None => DAY_MS,
@@ -107,12 +108,15 @@ impl IntegrationHealthApi {
         request: Request<proto::WatchAlertsRequest>,
     ) -> Result<Response<AlertStream>, Status> {
         self.timed("WatchAlerts", async {
-            let scope = self.alert_scope(&request, &request.get_ref().tenant_id)?;
+            let (scope, caller) = self.alert_scope(&request, &request.get_ref().tenant_id)?;
+            let permit = self.watches.open(caller)?;
             let changes = BroadcastStream::new(self.alert_book()?.subscribe());
             // A watcher too slow for the channel misses changes rather than holding them all;
             // ListAlerts gives the current state.
             let stream = changes
                 .filter_map(move |change| {
+                    // The stream holds its permit until it is dropped.
+                    let _held = &permit;
                     let keep = change
                         .ok()
                         .filter(|e| scope.as_deref().is_none_or(|t| e.tenant_id == t));

@@ -55,9 +55,15 @@ impl Auth {
     /// Checks the caller's token and its right to `access`.
     // Handlers must return `tonic::Status`; boxing it here would only add conversions.
     #[allow(clippy::result_large_err)]
-    pub fn check(&self, metadata: &MetadataMap, access: Access<'_>) -> Result<(), Status> {
+    /// Returns the grant's digest, which identifies the caller for limits; `None` when the
+    /// API is open.
+    pub fn check(
+        &self,
+        metadata: &MetadataMap,
+        access: Access<'_>,
+    ) -> Result<Option<[u8; 32]>, Status> {
         let Some(grant) = self.caller_grant(metadata)? else {
-            return Ok(());
+            return Ok(None);
         };
         match access {
             Access::Tenant(tenant)
@@ -77,7 +83,7 @@ impl Auth {
                     "this token may not change issues of tenant {tenant:?}; it needs write = true"
                 )))
             }
-            _ => Ok(()),
+            _ => Ok(Some(grant.digest)),
         }
     }
 
@@ -159,7 +165,15 @@ mod tests {
             code(&MetadataMap::new(), Access::Tenant("acme")),
             Err(tonic::Code::Unauthenticated)
         );
-        assert_eq!(code(&bearer("s3cret"), Access::Tenant("acme")), Ok(()));
+        assert_eq!(
+            code(&bearer("s3cret"), Access::Tenant("acme")),
+            Ok(Some(sha256("s3cret"))),
+            "the grant identifies the caller, however the header was padded"
+        );
+        assert_eq!(
+            code(&bearer("s3cret   "), Access::Tenant("acme")),
+            Ok(Some(sha256("s3cret")))
+        );
         assert_eq!(
             code(&bearer("s3cret"), Access::Tenant("globex")),
             Err(tonic::Code::PermissionDenied)

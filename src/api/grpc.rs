@@ -18,6 +18,7 @@ use tracing::instrument;
 
 use super::alerts::AlertStream;
 use super::auth::{Access, SharedAuth};
+use super::callers::{Caller, RateLimits, WatchLimits, Watches};
 use super::convert::{
     bounded, duration_to_ms, ms_to_timestamp, optional_range, status_code_filter, timestamp_to_ms,
     type_from_wire, type_to_wire, types_from_wire,
@@ -48,6 +49,8 @@ pub struct ApiLimits {
     /// A call still running after this is cancelled with `CANCELLED`/`DEADLINE_EXCEEDED`.
     pub request_timeout: Duration,
     pub max_streams_per_connection: u32,
+    /// Open watch streams (`WatchTenant`, `WatchAlerts`), in all and per caller.
+    pub watches: WatchLimits,
 }
 
 impl Default for ApiLimits {
@@ -58,11 +61,13 @@ impl Default for ApiLimits {
             rate_per_caller: None,
             request_timeout: Duration::from_secs(10),
             max_streams_per_connection: 64,
+            watches: WatchLimits {
+                total: 1_000,
+                per_caller: 50,
+            },
         }
     }
 }
-
-type CallerLimiter = governor::DefaultKeyedRateLimiter<String>;
 
 pub struct IntegrationHealthApi {
     pub(super) engine: QueryEngine,
@@ -70,10 +75,14 @@ pub struct IntegrationHealthApi {
     pub(super) clock: SharedClock,
     pub(super) auth: SharedAuth,
     metrics: Arc<Metrics>,
-    slots: Arc<Semaphore>,
+    /// Query slots; watch ticks take one too.
+    pub(super) slots: Arc<Semaphore>,
     pub(super) cluster: Option<Arc<Cluster>>,
     queue_wait: Duration,
-    rate: Option<CallerLimiter>,
+    rate: Option<RateLimits>,
+    /// Open watch streams, capped per caller and in all.
+    pub(super) watches: Arc<Watches>,
+
     /// Ends open watches when the service stops.
     pub(super) shutdown: CancellationToken,
     /// Where users' issue actions go, when issues are kept.
@@ -91,18 +100,18 @@ impl IntegrationHealthApi {
         metrics: Arc<Metrics>,
         limits: ApiLimits,
     ) -> Self {
+        let slots = Arc::new(Semaphore::new(limits.max_concurrent.max(1)));
         IntegrationHealthApi {
             engine,
             progress,
             clock,
             auth,
             metrics,
-            slots: Arc::new(Semaphore::new(limits.max_concurrent.max(1))),
+            slots,
             cluster: None,
             queue_wait: limits.queue_wait,
-            rate: limits
-                .rate_per_caller
-                .map(|rate| governor::RateLimiter::keyed(governor::Quota::per_second(rate))),
+            rate: limits.rate_per_caller.map(RateLimits::new),
+            watches: Watches::new(limits.watches),
             shutdown: CancellationToken::new(),
             issues: None,
             alerts: None,
@@ -149,27 +158,33 @@ impl IntegrationHealthApi {
     }
 
     /// Checks the tenant id and the caller's right to it; only a valid id reaches the span.
-    pub(super) fn tenant<T>(&self, request: &Request<T>, tenant_id: &str) -> Result<(), Status> {
+    pub(super) fn tenant<T>(
+        &self,
+        request: &Request<T>,
+        tenant_id: &str,
+    ) -> Result<Caller, Status> {
         validate_tenant(tenant_id)?;
         tracing::Span::current().record("tenant", tenant_id);
         self.caller(request, Access::Tenant(tenant_id))
     }
 
     /// Authenticates the caller, checks its right to `access`, and applies its rate limit.
-    pub(super) fn caller<T>(&self, request: &Request<T>, access: Access<'_>) -> Result<(), Status> {
-        self.auth.current().check(request.metadata(), access)?;
-        let Some(rate) = &self.rate else {
-            return Ok(());
-        };
-        let key = match request.metadata().get("authorization") {
-            Some(token) => String::from_utf8_lossy(token.as_bytes()).into_owned(),
+    /// Returns who the caller is, for the watch limits.
+    pub(super) fn caller<T>(
+        &self,
+        request: &Request<T>,
+        access: Access<'_>,
+    ) -> Result<Caller, Status> {
+        let caller = match self.auth.current().check(request.metadata(), access)? {
+            Some(digest) => Caller::Grant(digest),
             None => request
                 .remote_addr()
-                .map_or_else(String::new, |addr| addr.ip().to_string()),
+                .map_or(Caller::Unknown, |addr| Caller::Address(addr.ip())),
         };
-        rate.check_key(&key).map_err(|_| {
-            Status::resource_exhausted("rate limit reached for this caller; retry shortly")
-        })
+        if let Some(rate) = &self.rate {
+            rate.check(&caller)?;
+        }
+        Ok(caller)
     }
 
     /// Answers a tenant's question: over this replica's partitions alone, or, with replicas,

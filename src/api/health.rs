@@ -108,9 +108,11 @@ impl IntegrationHealthApi {
     ) -> Result<Response<WatchStream>, Status> {
         self.timed("WatchTenant", async {
             let req = request.get_ref();
-            self.tenant(&request, &req.tenant_id)?;
+            let caller = self.tenant(&request, &req.tenant_id)?;
             let watched = Watched {
                 engine: self.engine.clone(),
+                slots: self.slots.clone(),
+                permit: self.watches.open(caller)?,
                 cluster: self.cluster.clone(),
                 tenant_id: req.tenant_id.clone(),
                 interval: watch_interval(req.min_interval.as_ref())?,

@@ -4,6 +4,7 @@
 //!
 //! - `alerts`: `ListAlerts` and `WatchAlerts`;
 //! - `auth`: bearer tokens and their tenants;
+//! - `callers`: per-caller rate limits and watch-stream permits;
 //! - `connect`: the same service in the Connect protocol's unary JSON form, for browsers;
 //! - `convert`: proto ↔ domain conversions, shared with the `query` client;
 //! - `coverage`: which partitions an answer covers, when replicas answer together;
@@ -15,6 +16,7 @@
 
 mod alerts;
 mod auth;
+mod callers;
 mod connect;
 pub mod convert;
 mod coverage;
@@ -28,6 +30,7 @@ mod watch;
 use tonic::Status;
 
 pub use auth::{Access, Auth, SharedAuth};
+pub use callers::WatchLimits;
 pub use connect::{connect_code, connect_router, SERVICE_PATH};
 pub use coverage::{ALLOW_PARTIAL, COVERED_PARTITIONS, MISSING_PARTITIONS};
 pub use grpc::{ApiLimits, IntegrationHealthApi};

@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
+use super::callers::WatchPermit;
 use super::convert::duration_to_ms;
 use crate::cluster::Cluster;
 use crate::proto;
@@ -55,6 +56,11 @@ pub fn watch_interval(requested: Option<&proto::Duration>) -> Result<Duration, S
 /// owner when replicas answer together.
 pub struct Watched {
     pub engine: QueryEngine,
+    /// Each tick is a query, and waits for a query slot like any other.
+    pub slots: Arc<Semaphore>,
+    /// Held while the stream is open and given back when its task ends (by `Drop`).
+    #[allow(dead_code)]
+    pub permit: WatchPermit,
     pub cluster: Option<Arc<Cluster>>,
     pub tenant_id: String,
     pub interval: Duration,
@@ -62,8 +68,9 @@ pub struct Watched {
 }
 
 impl Watched {
-    async fn counters(&self) -> TenantCounters {
-        match &self.cluster {
+    async fn counters(&self) -> Option<TenantCounters> {
+        let _slot = self.slots.acquire().await.ok()?;
+        let counters = match &self.cluster {
             None => self.engine.tenant_counters(&self.tenant_id),
             Some(cluster) => {
                 let (view, _) = cluster
@@ -73,7 +80,8 @@ impl Watched {
                     .over(Arc::new(view))
                     .tenant_counters(&self.tenant_id)
             }
-        }
+        };
+        Some(counters)
     }
 
     pub fn stream(self) -> WatchStream {
@@ -88,7 +96,9 @@ impl Watched {
                     _ = updates.closed() => return,
                     _ = ticker.tick() => {}
                 }
-                let now = self.counters().await;
+                let Some(now) = self.counters().await else {
+                    return;
+                };
                 if last == Some(now) {
                     continue;
                 }

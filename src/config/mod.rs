@@ -107,6 +107,10 @@ pub struct Config {
     pub request_timeout_ms: u64,
     /// Concurrent HTTP/2 streams one gRPC connection may open.
     pub max_streams_per_connection: u32,
+    /// Open watch streams (`WatchTenant`, `WatchAlerts`) in all, and per token (per address
+    /// when the API is open); past either, `RESOURCE_EXHAUSTED`.
+    pub max_watch_streams: usize,
+    pub max_watch_streams_per_token: usize,
     /// Calls per second per token (per peer address with an open API); 0 means no limit.
     pub rate_limit_per_token: u32,
     pub retention_days: u32,
@@ -187,6 +191,8 @@ impl Default for Config {
             query_queue_ms: 250,
             request_timeout_ms: 10_000,
             max_streams_per_connection: 64,
+            max_watch_streams: 1_000,
+            max_watch_streams_per_token: 50,
             rate_limit_per_token: 0,
             retention_days: 62,
             minute_window_hours: 48,
@@ -382,6 +388,12 @@ impl Config {
         }
         if self.max_concurrent_queries == 0 {
             return Err(invalid("max_concurrent_queries", "must be at least 1"));
+        }
+        if self.max_watch_streams == 0 || self.max_watch_streams_per_token == 0 {
+            return Err(invalid(
+                "max_watch_streams",
+                "max_watch_streams and max_watch_streams_per_token must be at least 1",
+            ));
         }
         if self.request_timeout_ms == 0 || self.max_streams_per_connection == 0 {
             return Err(invalid(

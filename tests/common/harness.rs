@@ -86,7 +86,7 @@ impl ApiOnly {
         Self::serve(tokens, now_ms, tls, ApiLimits::default()).await
     }
 
-    async fn serve(
+    pub async fn serve(
         tokens: Vec<TokenGrant>,
         now_ms: i64,
         tls: Option<Arc<ReloadingTls>>,
