@@ -196,7 +196,13 @@ async fn bind(addr: SocketAddr) -> std::io::Result<(SocketAddr, TcpListener)> {
 /// The gauges' view of the service: partition positions, store size and totals.
 fn state_reader(store: Arc<Store>, progress: Arc<IngestProgress>, clock: SharedClock) -> ReadState {
     Arc::new(move || {
-        let status = progress.status(&store, clock.now_ms());
+        let now_ms = clock.now_ms();
+        let status = progress.status(&store, now_ms);
+        let failing = |topic: &str, partition: i32| {
+            progress
+                .snapshot_failing(&crate::store::PartitionKey::new(topic, partition))
+                .map_or(0.0, |(since, _)| (now_ms - since).max(0) as f64 / 1000.0)
+        };
         StateReading {
             partitions: status
                 .partitions
@@ -209,6 +215,7 @@ fn state_reader(store: Arc<Store>, progress: Arc<IngestProgress>, clock: SharedC
                     lag: p.lag,
                     snapshot_age_seconds: p.snapshot.map(|_| p.snapshot_age_ms as f64 / 1000.0),
                     snapshot_bytes: p.snapshot.map(|s| s.bytes),
+                    snapshot_failing_seconds: failing(&p.topic, p.partition),
                 })
                 .collect(),
             cardinality: store.cardinality(),

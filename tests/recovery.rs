@@ -385,3 +385,75 @@ async fn input_offsets_the_repartition_stage_never_read_flag_every_tenant() {
     );
     instance.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_snapshot_write_is_logged_counted_retried_while_quiet_and_leaves_no_temp_file() {
+    let (_kafka, bootstrap) = kafka_with_topic("disk", 2);
+    let state = tempfile::tempdir().expect("state dir");
+    let producer = producer(&bootstrap);
+    let first = generate_tagged(81, 600, NOW, "a");
+    let mut produced = messages(&first).len() as u64;
+    let mut instance = start(&bootstrap, "disk", "disk", state.path()).await;
+    publish(&producer, "disk", &messages(&first)).await;
+    wait_consumed(std::slice::from_ref(&instance.api), produced, 2).await;
+    wait_snapshotted(&mut instance.api).await;
+    instance.stop().await;
+
+    // A temp file a crash left behind is removed at start-up, and restored partitions show
+    // the snapshot they came from.
+    let dir = |p: i32| state.path().join("disk").join(p.to_string());
+    let stale = dir(0).join(".00000000000000000001.snap.tmp");
+    std::fs::write(&stale, vec![0u8; 4096]).expect("stale temp file");
+    let mut instance = start(&bootstrap, "disk", "disk", state.path()).await;
+    wait_consumed(std::slice::from_ref(&instance.api), produced, 2).await;
+    assert!(!stale.exists(), "stale temp file removed");
+    let status = ingest_status(&mut instance.api).await;
+    assert!(
+        status
+            .partitions
+            .iter()
+            .all(|p| p.snapshot_next_offset == p.next_offset),
+        "{:?}",
+        status.partitions
+    );
+
+    // Partition 1's folder becomes unusable: its writes fail, are counted and shown.
+    std::fs::remove_dir_all(dir(1)).expect("remove");
+    std::fs::write(dir(1), b"not a folder").expect("obstacle");
+    let second = generate_tagged(82, 600, NOW, "b");
+    produced += messages(&second).len() as u64;
+    publish(&producer, "disk", &messages(&second)).await;
+    wait_consumed(std::slice::from_ref(&instance.api), produced, 2).await;
+    let http = instance.service.http_addr;
+    wait_until(
+        "a failed write is counted",
+        Duration::from_secs(30),
+        || async move {
+            let (_, text) = http_get(http, "/metrics").await;
+            metric_sum(
+                &text,
+                "integration_health_snapshot_write_failures_total",
+                &[],
+            ) >= 1.0
+        },
+    )
+    .await;
+    let status = ingest_status(&mut instance.api).await;
+    let stuck = status
+        .partitions
+        .iter()
+        .find(|p| p.partition == 1)
+        .expect("partition 1");
+    assert!(stuck.snapshot_next_offset < stuck.next_offset);
+
+    // Space comes back while nothing new arrives: the write is tried again and succeeds.
+    std::fs::remove_file(dir(1)).expect("obstacle removed");
+    wait_snapshotted(&mut instance.api).await;
+    let leftovers: Vec<_> = std::fs::read_dir(dir(1))
+        .expect("folder")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty());
+    instance.stop().await;
+}

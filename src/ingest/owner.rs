@@ -15,7 +15,7 @@ use tracing::{debug, error, info, warn};
 
 use super::dead_letters::DeadLetterSink;
 use super::log_start::LogStarts;
-use super::progress::IngestProgress;
+use super::progress::{IngestProgress, SnapshotStatus};
 use super::snapshots::SnapshotSchedule;
 use super::Command;
 use crate::clock::SharedClock;
@@ -145,6 +145,18 @@ impl Owner {
         match snapshots.target.load_newest(key, self.store.limits()) {
             Ok(Some((mut state, file))) => {
                 info!(topic = %key.topic, partition = key.partition, next_offset = file.next_offset, "restored snapshot");
+                // The snapshot restored from is durable: status shows it, its age counting
+                // from the restore.
+                self.progress.set_snapshot_status(
+                    key.clone(),
+                    SnapshotStatus {
+                        next_offset: file.next_offset,
+                        written_at_ms: self.clock.now_ms(),
+                        bytes: 0,
+                        encode_ms: 0.0,
+                        write_ms: 0.0,
+                    },
+                );
                 self.store.note_rekeys(std::mem::take(&mut state.rekeys));
                 Some(Arc::new(RwLock::new(state)))
             }

@@ -53,6 +53,8 @@ pub struct IngestProgress {
     assigned: AtomicBool,
     high_watermarks: DashMap<PartitionKey, i64>,
     snapshots: DashMap<PartitionKey, SnapshotStatus>,
+    /// Since when each partition's snapshot writes have failed, and how many times in a row.
+    snapshot_failures: DashMap<PartitionKey, (i64, u32)>,
     /// Set when the repartition stage runs; readiness then also waits for it.
     repartitioning: AtomicBool,
     /// Set once the stage's group has given it an assignment, possibly empty.
@@ -135,7 +137,19 @@ impl IngestProgress {
     }
 
     pub fn set_snapshot_status(&self, key: PartitionKey, status: SnapshotStatus) {
+        self.snapshot_failures.remove(&key);
         self.snapshots.insert(key, status);
+    }
+
+    /// A snapshot write failed at `now_ms`.
+    pub fn snapshot_failed(&self, key: PartitionKey, now_ms: i64) {
+        let mut entry = self.snapshot_failures.entry(key).or_insert((now_ms, 0));
+        entry.1 = entry.1.saturating_add(1);
+    }
+
+    /// Since when, and how many times in a row, the partition's snapshot writes have failed.
+    pub fn snapshot_failing(&self, key: &PartitionKey) -> Option<(i64, u32)> {
+        self.snapshot_failures.get(key).map(|f| *f)
     }
 
     pub fn snapshot_status(&self, key: &PartitionKey) -> Option<SnapshotStatus> {

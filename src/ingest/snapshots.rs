@@ -39,8 +39,10 @@ pub struct SnapshotSchedule {
     /// `None` once `finish` has closed the channel.
     writer: Option<SyncSender<WriteBatch>>,
     thread: Option<JoinHandle<()>>,
-    /// When each owned partition was last snapshotted, and at which offset.
+    /// When each owned partition was last snapshotted (or tried), and at which offset.
     last: HashMap<PartitionKey, (Instant, Option<i64>)>,
+    /// Which offsets are durable, and which writes failed.
+    progress: Arc<IngestProgress>,
 }
 
 impl SnapshotSchedule {
@@ -51,6 +53,7 @@ impl SnapshotSchedule {
     ) -> Result<Self, IngestError> {
         let (writer, jobs) = sync_channel::<WriteBatch>(4);
         let thread_target = target.clone();
+        let progress = written.progress.clone();
         let thread = std::thread::Builder::new()
             .name("ih-snapshots".into())
             .spawn(move || write_snapshots(thread_target, jobs, written))
@@ -61,6 +64,7 @@ impl SnapshotSchedule {
             writer: Some(writer),
             thread: Some(thread),
             last: HashMap::new(),
+            progress,
         })
     }
 
@@ -87,7 +91,12 @@ impl SnapshotSchedule {
             .iter()
             .filter(|(key, shared)| match self.last.get(key) {
                 Some((at, offset)) => {
-                    at.elapsed() >= self.interval && *offset != shared.read().next_offset
+                    let failing = self.progress.snapshot_failing(key);
+                    // A failed write is tried again even while the partition is quiet, less
+                    // often each time it fails again (up to 64 intervals apart).
+                    let wait = self.interval * 2u32.pow(failing.map_or(0, |(_, n)| n.min(6)));
+                    let moved = *offset != shared.read().next_offset;
+                    at.elapsed() >= wait && (moved || failing.is_some())
                 }
                 None => true,
             })
@@ -185,7 +194,9 @@ fn write_snapshots(store: Snapshots, batches: Receiver<WriteBatch>, written: Wri
                     commits.lock().push((job.key, job.next_offset));
                 }
                 Err(err) => {
-                    error!(error = %err, "snapshot write failed; the previous snapshot stays in force")
+                    metrics.snapshot_failed();
+                    progress.snapshot_failed(job.key.clone(), clock.now_ms());
+                    error!(topic = %job.key.topic, partition = job.key.partition, error = %err, "snapshot write failed; the previous snapshot stays in force and the write is tried again")
                 }
             }
         }

@@ -62,6 +62,8 @@ pub struct Metrics {
     lag: Family<PartitionLabels, Gauge>,
     snapshot_age_seconds: Family<PartitionLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     snapshot_bytes: Family<PartitionLabels, Gauge>,
+    snapshot_failing_seconds: Family<PartitionLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    snapshot_write_failures: Counter<u64, AtomicU64>,
     tenants: Gauge,
     failure_groups: Gauge,
     buckets: Gauge,
@@ -98,6 +100,8 @@ impl Metrics {
             lag: Family::default(),
             snapshot_age_seconds: Family::default(),
             snapshot_bytes: Family::default(),
+            snapshot_failing_seconds: Family::default(),
+            snapshot_write_failures: Counter::default(),
             tenants: Gauge::default(),
             failure_groups: Gauge::default(),
             buckets: Gauge::default(),
@@ -124,6 +128,16 @@ impl Metrics {
             "tenants_split",
             "Tenants whose events arrived on a second partition while input_keyed_by_tenant is set",
             metrics.tenants_split.clone(),
+        );
+        registry.register(
+            "snapshot_failing_seconds",
+            "Seconds since a partition's snapshot writes began to fail (0 while they succeed)",
+            metrics.snapshot_failing_seconds.clone(),
+        );
+        registry.register(
+            "snapshot_write_failures",
+            "Snapshot writes that failed (full disk, object store errors)",
+            metrics.snapshot_write_failures.clone(),
         );
         registry.register(
             "offsets_lost",
@@ -249,6 +263,10 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    pub fn snapshot_failed(&self) {
+        self.snapshot_write_failures.inc();
+    }
+
     pub fn snapshot(&self, pause: Duration, write: Duration) {
         self.snapshot_pause_seconds.observe(pause.as_secs_f64());
         self.snapshot_write_seconds.observe(write.as_secs_f64());
@@ -265,6 +283,7 @@ impl Metrics {
             family.clear();
         }
         self.snapshot_age_seconds.clear();
+        self.snapshot_failing_seconds.clear();
         for p in &state.partitions {
             let labels = PartitionLabels {
                 topic: p.topic.clone(),
@@ -281,6 +300,9 @@ impl Metrics {
             if let Some(bytes) = p.snapshot_bytes {
                 self.snapshot_bytes.get_or_create(&labels).set(bytes as i64);
             }
+            self.snapshot_failing_seconds
+                .get_or_create(&labels)
+                .set(p.snapshot_failing_seconds);
         }
         let cardinality = state.cardinality;
         self.tenants.set(cardinality.tenants as i64);

@@ -67,6 +67,8 @@ pub struct PartitionGauge {
     pub lag: i64,
     pub snapshot_age_seconds: Option<f64>,
     pub snapshot_bytes: Option<u64>,
+    /// Seconds since the partition's snapshot writes began to fail; 0 while they succeed.
+    pub snapshot_failing_seconds: f64,
 }
 
 /// The state the gauges describe, read at scrape or export time.

@@ -62,13 +62,15 @@ impl SnapshotFiles {
         private_dirs(&self.root, &dir)?;
         let path = dir.join(format!("{next_offset:020}.snap"));
         let temp = dir.join(format!(".{next_offset:020}.snap.tmp"));
-        {
-            let mut file = private_file(&temp)?;
-            file.write_all(image).map_err(io(&temp))?;
-            file.sync_all().map_err(io(&temp))?;
+        let written = write_synced(&temp, image).and_then(|()| {
+            fs::rename(&temp, &path).map_err(io(&path))?;
+            sync_dir(&dir)
+        });
+        if written.is_err() {
+            // A partial temp file on a full disk would keep it full after space is freed.
+            let _ = fs::remove_file(&temp);
         }
-        fs::rename(&temp, &path).map_err(io(&path))?;
-        sync_dir(&dir)?;
+        written?;
         Ok(SnapshotFile { path, next_offset })
     }
 
@@ -81,7 +83,7 @@ impl SnapshotFiles {
     }
 
     /// Checks every snapshot's format version, so an incompatible state dir stops start-up
-    /// before anything is consumed.
+    /// before anything is consumed, and removes temp files a crash or a failed write left.
     pub fn check_versions(&self) -> Result<(), SnapshotError> {
         let Ok(topics) = fs::read_dir(&self.root) else {
             return Ok(());
@@ -96,6 +98,17 @@ impl SnapshotFiles {
                 };
                 for file in files.filter_map(Result::ok) {
                     let path = file.path();
+                    if path.to_string_lossy().ends_with(".snap.tmp") {
+                        match fs::remove_file(&path) {
+                            Ok(()) => {
+                                warn!(path = %path.display(), "removed a snapshot temp file left by a crash or a failed write")
+                            }
+                            Err(err) => {
+                                warn!(path = %path.display(), error = %err, "cannot remove a stale snapshot temp file")
+                            }
+                        }
+                        continue;
+                    }
                     if path.extension().and_then(|e| e.to_str()) != Some("snap") {
                         continue;
                     }
@@ -115,6 +128,12 @@ impl SnapshotFiles {
         }
         Ok(())
     }
+}
+
+fn write_synced(path: &Path, image: &[u8]) -> Result<(), SnapshotError> {
+    let mut file = private_file(path)?;
+    file.write_all(image).map_err(io(path))?;
+    file.sync_all().map_err(io(path))
 }
 
 /// Creates `dir` and every folder from `root` down to it readable by this user only: snapshots

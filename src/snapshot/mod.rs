@@ -19,7 +19,7 @@ pub use format::{decode, encode, FORMAT_VERSION};
 
 #[derive(Debug, Error)]
 pub enum SnapshotError {
-    #[error("snapshot i/o on {path}")]
+    #[error("snapshot i/o on {path}: {source}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
