@@ -220,3 +220,43 @@ async fn tenants_past_the_partition_cap_go_to_the_dead_letter_topic() {
     );
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_made_up_tenants_does_not_lock_out_a_real_one() {
+    let (_kafka, bootstrap) = kafka_with_topic(TOPIC, 1);
+    let state = tempfile::tempdir().expect("state dir");
+    let mut config = test_config(&bootstrap, TOPIC, "flooded");
+    config.tenant_cap_per_partition = 10;
+    config.eviction_interval_ms = 200;
+    config.state_dir = Some(state.path().to_owned());
+    let running = TestService::start_at(&config, NOW).await;
+    let mut api = running.api.clone();
+    // The flood: one old event for each of ten made-up tenants fills the cap.
+    let flood: Vec<Message> = (0..10)
+        .map(|i| {
+            let mut junk = event(&format!("junk{i}"), &format!("junk-{i}"), None);
+            junk["occurred_at"] = json!(NOW - 5 * HOUR);
+            json_message(&junk)
+        })
+        .collect();
+    publish(&producer(&bootstrap), TOPIC, &flood).await;
+    wait_applied(&api, 10).await;
+    // An eviction round picks the idle ones; a real tenant then gets in, event after event.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let real: Vec<Message> = (0..5)
+        .map(|i| json_message(&event(&format!("real{i}"), "real-tenant", None)))
+        .collect();
+    publish(&producer(&bootstrap), TOPIC, &real).await;
+    wait_applied(&api, 15).await;
+    let status = ingest_status(&mut api).await;
+    assert_eq!((status.accepted, status.rejected), (15, 0));
+    let overview = default_overview(&mut api, "real-tenant").await;
+    let failed: u64 = overview.types.iter().map(|t| t.failed).sum();
+    assert_eq!(failed, 5);
+    let (_, metrics) = http_get(running.service.http_addr, "/metrics").await;
+    assert_eq!(
+        metric_sum(&metrics, "integration_health_tenants_evicted_total", &[]),
+        1.0
+    );
+    running.stop().await;
+}

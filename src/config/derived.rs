@@ -20,6 +20,7 @@ impl Config {
             group_cap_per_tenant: self.group_cap_per_tenant,
             integration_cap_per_tenant: self.integration_cap_per_tenant,
             tenant_cap_per_partition: self.tenant_cap_per_partition,
+            tenant_evict_max_events: self.tenant_evict_max_events,
             dedup_capacity: self.dedup_capacity,
         }
     }

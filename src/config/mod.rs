@@ -135,6 +135,9 @@ pub struct Config {
     pub integration_cap_per_tenant: usize,
     /// Tenants one partition may hold; events of further tenants go to the DLQ.
     pub tenant_cap_per_partition: usize,
+    /// At the cap, an idle tenant with at most this many events makes room for a new one
+    /// (0: never).
+    pub tenant_evict_max_events: u64,
     /// Larger messages go to the DLQ as `too_large`.
     pub max_message_bytes: usize,
     pub dedup_capacity: usize,
@@ -209,6 +212,7 @@ impl Default for Config {
             alert_rules_file: None,
             integration_cap_per_tenant: 10_000,
             tenant_cap_per_partition: 50_000,
+            tenant_evict_max_events: 3,
             max_message_bytes: 1 << 20,
             dedup_capacity: 1_000_000,
             log_format: LogFormat::Pretty,

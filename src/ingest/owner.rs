@@ -314,6 +314,7 @@ impl Owner {
             );
             let _entered = span.enter();
             let mut rejected = Vec::new();
+            let mut evicted = Vec::new();
             let mut new_tenants = Vec::new();
             let mut outcomes = PerType::<[u64; 3]>::default();
             for range in self.lost_in(&key, &shared, &messages) {
@@ -363,6 +364,11 @@ impl Owner {
                     }
                     state.mark_applied(message.offset());
                 }
+                evicted.append(&mut state.evicted);
+            }
+            for (tenant, events) in evicted {
+                self.metrics.tenant_evicted();
+                warn!(%tenant, events, topic = %key.topic, partition = key.partition, "the partition is at tenant_cap_per_partition: an idle tenant with few events was evicted to admit a new one (README: Sizing)");
             }
             self.count(&outcomes);
             if self.input_keyed_by_tenant {

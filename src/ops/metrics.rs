@@ -52,6 +52,7 @@ pub struct Metrics {
     rejected: Family<ReasonLabels, Counter>,
     pub dlq_failures: Counter<u64, AtomicU64>,
     tenants_split: Counter<u64, AtomicU64>,
+    tenants_evicted: Counter<u64, AtomicU64>,
     offsets_lost: Family<PartitionLabels, Counter>,
     rpc_requests: Family<RpcLabels, Counter>,
     rpc_seconds: Family<RpcNameLabels, Histogram>,
@@ -90,6 +91,7 @@ impl Metrics {
             rejected: Family::default(),
             dlq_failures: Counter::default(),
             tenants_split: Counter::default(),
+            tenants_evicted: Counter::default(),
             offsets_lost: Family::default(),
             rpc_requests: Family::default(),
             rpc_seconds: Family::new_with_constructor(latency_histogram),
@@ -138,6 +140,11 @@ impl Metrics {
             "snapshot_write_failures",
             "Snapshot writes that failed (full disk, object store errors)",
             metrics.snapshot_write_failures.clone(),
+        );
+        registry.register(
+            "tenants_evicted",
+            "Idle tenants with few events evicted at tenant_cap_per_partition to admit a new one",
+            metrics.tenants_evicted.clone(),
         );
         registry.register(
             "offsets_lost",
@@ -232,6 +239,10 @@ impl Metrics {
                 integration_type: integration_type.as_str(),
             })
             .inc_by(count);
+    }
+
+    pub fn tenant_evicted(&self) {
+        self.tenants_evicted.inc();
     }
 
     pub fn tenant_split(&self) {

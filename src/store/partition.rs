@@ -70,6 +70,13 @@ pub struct PartitionState {
     /// Ids that a migration on restore changed, until their issue actions are moved.
     #[serde(skip)]
     pub rekeys: Vec<Rekey>,
+    /// Tenants that may be evicted to admit a new one at the cap, the likeliest last; chosen
+    /// by eviction rounds.
+    #[serde(skip)]
+    evictable: Vec<Sym>,
+    /// Tenants evicted since the owner last looked, with their event counts, to report.
+    #[serde(skip)]
+    pub evicted: Vec<(String, u64)>,
 }
 
 impl PartitionState {
@@ -84,6 +91,8 @@ impl PartitionState {
             writer: std::sync::OnceLock::new(),
             rekeys: Vec::new(),
             losses: Vec::new(),
+            evictable: Vec::new(),
+            evicted: Vec::new(),
         }
     }
 
@@ -133,7 +142,10 @@ impl PartitionState {
         }
         let interned = self.interner.get(&event.tenant_id);
         let known_tenant = interned.is_some_and(|sym| self.tenants.contains_key(&sym));
-        if !known_tenant && self.tenants.len() >= limits.tenant_cap_per_partition {
+        if !known_tenant
+            && self.tenants.len() >= limits.tenant_cap_per_partition
+            && !self.make_room(limits, now_ms)
+        {
             return Err(EventError::TenantLimit {
                 tenant: event.tenant_id.to_string(),
                 cap: limits.tenant_cap_per_partition,
@@ -397,6 +409,8 @@ impl PartitionState {
             writer: std::sync::OnceLock::new(),
             rekeys: Vec::new(),
             losses: Vec::new(),
+            evictable: Vec::new(),
+            evicted: Vec::new(),
         };
         if let Some(sym) = self.interner.get(tenant_id) {
             if let Some(tenant) = self.tenants.get(&sym) {
@@ -539,9 +553,51 @@ impl PartitionState {
         self.tenants.retain(|_, tenant| !tenant.is_empty());
         self.losses.retain(|loss| loss.detected_at_ms >= hour_floor);
         self.compact_if_grown();
+        self.choose_evictable(limits, now_ms);
         for tenant in self.tenants.values_mut() {
             tenant.ranking = Some(Ranking::build(&mut tenant.groups, window_start));
         }
+    }
+
+    /// Evicts one idle, tiny tenant to admit a new one; false when none qualifies. A flood of
+    /// made-up tenant ids fills the cap with such tenants, and without this a real tenant
+    /// arriving later would be refused for the whole retention.
+    fn make_room(&mut self, limits: &StoreLimits, now_ms: i64) -> bool {
+        while let Some(sym) = self.evictable.pop() {
+            let still_idle = self
+                .tenants
+                .get(&sym)
+                .is_some_and(|t| is_evictable(t, limits, now_ms));
+            if !still_idle {
+                continue;
+            }
+            if let Some(tenant) = self.tenants.remove(&sym) {
+                let id = self.interner.resolve(sym).to_owned();
+                self.evicted.push((id, tenant.events));
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Chooses the tenants `make_room` may evict: the fewest events first, then the longest
+    /// idle. Only needed while the partition is near its cap.
+    fn choose_evictable(&mut self, limits: &StoreLimits, now_ms: i64) {
+        self.evictable.clear();
+        if limits.tenant_evict_max_events == 0
+            || self.tenants.len() < limits.tenant_cap_per_partition * 9 / 10
+        {
+            return;
+        }
+        let mut chosen: Vec<(u64, i64, Sym)> = self
+            .tenants
+            .iter()
+            .filter(|(_, t)| is_evictable(t, limits, now_ms))
+            .map(|(sym, t)| (t.events, newest_hour(t), *sym))
+            .collect();
+        // Popped from the end: the fewest events and the oldest activity last.
+        chosen.sort_unstable_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        self.evictable = chosen.into_iter().map(|(_, _, sym)| sym).collect();
     }
 
     /// Offsets of this partition itself that were never read, among the losses still kept.
@@ -556,6 +612,21 @@ impl PartitionState {
     pub fn group_count(&self) -> usize {
         self.tenants.values().map(|t| t.groups.len()).sum()
     }
+}
+
+/// How long, in event time, a tenant must have been quiet to be evicted.
+const EVICT_IDLE_MS: i64 = 2 * HOUR_MS;
+
+fn newest_hour(tenant: &TenantState) -> i64 {
+    tenant
+        .hours
+        .last_key_value()
+        .map_or(i64::MIN, |(hour, _)| *hour)
+}
+
+fn is_evictable(tenant: &TenantState, limits: &StoreLimits, now_ms: i64) -> bool {
+    tenant.events <= limits.tenant_evict_max_events
+        && newest_hour(tenant) + HOUR_MS <= now_ms - EVICT_IDLE_MS
 }
 
 #[cfg(test)]
@@ -658,6 +729,50 @@ mod tests {
             .map(|g| g.total_in(i64::MIN, i64::MAX))
             .sum();
         assert_eq!(total, 5, "nothing is lost");
+    }
+
+    #[test]
+    fn at_the_tenant_cap_an_idle_tiny_tenant_makes_room_and_an_active_one_does_not() {
+        let limits = StoreLimits {
+            tenant_cap_per_partition: 3,
+            ..StoreLimits::default()
+        };
+        let mut state = PartitionState::new(&limits);
+        let of = |tenant: &'static str, id: &str, at: i64| Event {
+            tenant_id: Cow::Borrowed(tenant),
+            ..failure(id, at, 500)
+        };
+        // Two junk tenants, one event each, hours ago; one real tenant, busy now.
+        for (i, junk) in ["junk-1", "junk-2"].into_iter().enumerate() {
+            let _ = state.apply(&of(junk, &format!("j{i}"), NOW - 5 * HOUR_MS), &limits, NOW);
+        }
+        for i in 0..10 {
+            let _ = state.apply(&of("busy", &format!("b{i}"), NOW - 60_000), &limits, NOW);
+        }
+        let refused = state.apply(&of("newcomer", "n0", NOW), &limits, NOW);
+        assert!(
+            refused.is_err(),
+            "no eviction round has chosen candidates yet"
+        );
+        state.evict(&limits, NOW);
+        assert_eq!(
+            state.apply(&of("newcomer", "n1", NOW), &limits, NOW),
+            Ok(Applied::Accepted)
+        );
+        assert_eq!(state.evicted.len(), 1);
+        assert!(state.evicted[0].0.starts_with("junk-"));
+        assert_eq!(
+            state.apply(&of("another", "a0", NOW), &limits, NOW),
+            Ok(Applied::Accepted)
+        );
+        assert!(
+            state.tenant("busy").is_some(),
+            "an active tenant is never evicted"
+        );
+        assert!(
+            state.apply(&of("third", "t0", NOW), &limits, NOW).is_err(),
+            "no idle one left"
+        );
     }
 
     #[test]

@@ -29,8 +29,12 @@ pub struct StoreLimits {
     pub group_cap_per_tenant: usize,
     /// Integrations one tenant may have; further ones are counted in an overflow integration.
     pub integration_cap_per_tenant: usize,
-    /// Tenants one partition may hold; the first event of one more is refused.
+    /// Tenants one partition may hold; the first event of one more is refused unless an idle
+    /// tenant can make room.
     pub tenant_cap_per_partition: usize,
+    /// At the cap, a tenant with at most this many events and none in the last two hours (of
+    /// event time) is evicted to admit a new one; 0 never evicts.
+    pub tenant_evict_max_events: u64,
     /// Distinct (tenant, event_id) keys remembered per partition for dedup.
     pub dedup_capacity: usize,
 }
@@ -43,6 +47,7 @@ impl Default for StoreLimits {
             group_cap_per_tenant: 10_000,
             integration_cap_per_tenant: 10_000,
             tenant_cap_per_partition: 50_000,
+            tenant_evict_max_events: 3,
             dedup_capacity: 1_000_000,
         }
     }
