@@ -596,7 +596,7 @@ impl PartitionState {
             .map(|(sym, t)| (t.events, newest_hour(t), *sym))
             .collect();
         // Popped from the end: the fewest events and the oldest activity last.
-        chosen.sort_unstable_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        chosen.sort_unstable_by_key(|c| std::cmp::Reverse((c.0, c.1)));
         self.evictable = chosen.into_iter().map(|(_, _, sym)| sym).collect();
     }
 
