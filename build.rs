@@ -19,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // ("86400s") that grpcurl and Connect clients use. Timestamp is the crate's own
     // (src/proto/timestamp.rs): pbjson-types writes "+00:00" where the mapping asks for "Z".
     tonic_build::configure()
+        .codec_path("crate::api::codec::ProtoCodec")
         .compile_well_known_types(true)
         .extern_path(".google.protobuf.Timestamp", "crate::proto::Timestamp")
         .extern_path(".google.protobuf", "::pbjson_types")

@@ -536,6 +536,7 @@ pub fn serve_api(
         })
         .max_encoding_message_size(MAX_RESPONSE_BYTES)
     });
+    let reflection_auth = parts.auth.clone();
     let handlers = Arc::new(
         IntegrationHealthApi::new(
             parts.engine,
@@ -560,14 +561,25 @@ pub fn serve_api(
         .max_decoding_message_size(MAX_REQUEST_BYTES)
         .max_encoding_message_size(MAX_RESPONSE_BYTES);
     let (reflection, reflection_alpha) = if parts.reflection {
-        let v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
+        // Reflection answers callers with a token like any other call, and lists only the
+        // services clients use: the replicas' peer service is not theirs to discover.
+        let described = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .with_service_name("integration_health.v1.IntegrationHealth")
+                .with_service_name("grpc.health.v1.Health")
+        };
+        let auth = reflection_auth.clone();
+        let v1 = tonic::service::interceptor::InterceptedService::new(
+            described().build_v1()?,
+            move |request| authenticated(&auth, request),
+        );
+        let auth = reflection_auth;
+        let v1alpha = tonic::service::interceptor::InterceptedService::new(
+            described().build_v1alpha()?,
+            move |request| authenticated(&auth, request),
+        );
         (Some(v1), Some(v1alpha))
     } else {
         (None, None)
@@ -602,6 +614,17 @@ pub fn serve_api(
         serving,
         connect,
     })
+}
+
+/// Lets a call through when its token is valid (or the API is open).
+#[allow(clippy::result_large_err)]
+fn authenticated(
+    auth: &SharedAuth,
+    request: tonic::Request<()>,
+) -> Result<tonic::Request<()>, tonic::Status> {
+    auth.current()
+        .check(request.metadata(), api::Access::Any)
+        .map(|_| request)
 }
 
 /// Runs until `shutdown` is cancelled, then stops within the configured grace period.

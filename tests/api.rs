@@ -447,17 +447,22 @@ async fn a_request_larger_than_64_kib_is_refused_and_the_service_still_answers()
 }
 
 #[tokio::test]
-async fn reflection_lists_the_service_and_health() {
+async fn reflection_needs_a_token_and_lists_the_service_and_health_only() {
     let served = guarded().await;
     let addr = served.addr;
     let channel = channel(addr).await;
     let mut reflection = ServerReflectionClient::new(channel);
-    let request = ServerReflectionRequest {
+    let request = || ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
+    let anonymous = reflection
+        .server_reflection_info(tokio_stream::iter(vec![request()]))
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
     let mut answers = reflection
-        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .server_reflection_info(with_token(tokio_stream::iter(vec![request()]), "sre"))
         .await
         .expect("reflection")
         .into_inner();
@@ -477,6 +482,10 @@ async fn reflection_lists_the_service_and_health() {
     assert!(
         names.contains(&"grpc.health.v1.Health".to_owned()),
         "{names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.contains("Peer")),
+        "the replicas' service is not listed: {names:?}"
     );
 }
 
@@ -661,4 +670,68 @@ async fn watch_streams_are_capped_per_token_and_in_all() {
         },
     )
     .await;
+}
+
+/// Sends bytes as they are, as a gRPC request body; decodes the answer as raw bytes.
+#[derive(Default, Clone, Copy)]
+struct RawBytes;
+
+impl tonic::codec::Codec for RawBytes {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawBytes;
+    type Decoder = RawBytes;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawBytes
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawBytes
+    }
+}
+
+impl tonic::codec::Encoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        buf: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        buf: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let len = bytes::Buf::remaining(buf);
+        Ok(Some(bytes::Buf::copy_to_bytes(buf, len).to_vec()))
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_protobuf_is_the_callers_error() {
+    let served = ApiOnly::start(Vec::new(), NOW).await;
+    let channel = channel(served.addr).await;
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    let path = http::uri::PathAndQuery::from_static(
+        "/integration_health.v1.IntegrationHealth/GetOverview",
+    );
+    // Field 1 claims 100 bytes of string and ends after 2.
+    let broken = vec![0x0a, 100, b'a', b'c'];
+    let answer = grpc
+        .unary(tonic::Request::new(broken), path, RawBytes)
+        .await
+        .unwrap_err();
+    assert_eq!(answer.code(), Code::InvalidArgument, "{}", answer.message());
 }

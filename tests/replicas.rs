@@ -250,7 +250,7 @@ async fn replicas_reach_each_other_over_mtls_with_an_operator_token() {
         config.tls_key = Some(paths[1].clone());
         config.tls_client_ca = Some(paths[2].clone());
         config.tokens = vec![operator.clone()];
-        config.peer_token = Some("replica-token".into());
+        config.peer_token = Some(integration_health::config::Secret::new("replica-token"));
         replicas.push((TestService::start_at(&config, NOW).await, port));
     }
     let generated = generate(62, 1_000, NOW);

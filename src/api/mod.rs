@@ -5,6 +5,7 @@
 //! - `alerts`: `ListAlerts` and `WatchAlerts`;
 //! - `auth`: bearer tokens and their tenants;
 //! - `callers`: per-caller rate limits and watch-stream permits;
+//! - `codec`: protobuf on the wire, with malformed requests the caller's error;
 //! - `connect`: the same service in the Connect protocol's unary JSON form, for browsers;
 //! - `convert`: proto ↔ domain conversions, shared with the `query` client;
 //! - `coverage`: which partitions an answer covers, when replicas answer together;
@@ -17,6 +18,7 @@
 mod alerts;
 mod auth;
 mod callers;
+pub mod codec;
 mod connect;
 pub mod convert;
 mod coverage;

@@ -40,7 +40,7 @@ pub struct ClusterConfig {
     pub members_topic: String,
     pub input_topic: String,
     /// Sent as `Bearer` to peers; an operator token when the replicas require tokens.
-    pub peer_token: Option<String>,
+    pub peer_token: Option<crate::config::Secret>,
     pub peer_timeout: Duration,
     /// How far ahead of this replica's clock an announcement may be dated.
     pub max_clock_skew: Duration,
@@ -162,7 +162,7 @@ impl Cluster {
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         if let Some(token) = &self.config.peer_token {
-            if let Ok(value) = format!("Bearer {token}").parse() {
+            if let Ok(value) = format!("Bearer {}", token.expose()).parse() {
                 request.metadata_mut().insert("authorization", value);
             }
         }

@@ -38,7 +38,7 @@ mod derived;
 mod secrets;
 mod tokens;
 
-pub use secrets::{is_secret, KafkaProperties, ObjectStoreOptions};
+pub use secrets::{is_secret, KafkaProperties, ObjectStoreOptions, Secret};
 pub use tokens::{check_grants, read_tokens_file, sha256, CheckedGrant, TokenGrant};
 
 pub use crate::ops::LogFormat;
@@ -67,7 +67,7 @@ pub struct Config {
     /// Where replicas announce their partitions; default `<topic>.members` (compacted).
     pub members_topic: Option<String>,
     /// Token this replica presents to the others (an operator token when tokens are required).
-    pub peer_token: Option<String>,
+    pub peer_token: Option<Secret>,
     /// How long a replica waits for another's answer.
     pub peer_timeout_ms: u64,
     /// With TLS on: the CA that signed the other replicas' certificates (default
@@ -260,7 +260,7 @@ impl Config {
     pub fn redacted_toml(&self) -> String {
         let mut shown = self.clone();
         if shown.peer_token.is_some() {
-            shown.peer_token = Some(secrets::MASK.into());
+            shown.peer_token = Some(Secret::new(secrets::MASK));
         }
         for grant in &mut shown.tokens {
             if grant.token.is_some() {
@@ -502,6 +502,17 @@ mod tests {
         }
         .validate()
         .is_ok());
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_peer_token() {
+        let config = Config {
+            peer_token: Some(Secret::new("p33r-s3cret")),
+            ..Config::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("p33r-s3cret"), "{shown}");
+        assert!(!config.redacted_toml().contains("p33r-s3cret"));
     }
 
     #[test]

@@ -11,6 +11,28 @@ use super::{invalid, ConfigError};
 
 pub const MASK: &str = "<redacted>";
 
+/// A secret setting (the peer token): read and written as a plain string, never shown by
+/// `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
 /// `sasl.*` and `ssl.*` properties that are not secret; every other one is masked when shown.
 const PLAIN_PROPERTIES: [&str; 15] = [
     "sasl.mechanism",

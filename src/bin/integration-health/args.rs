@@ -195,7 +195,7 @@ impl ServeArgs {
             config.advertise_addr = Some(addr);
         }
         if let Some(token) = self.peer_token {
-            config.peer_token = Some(token);
+            config.peer_token = Some(integration_health::config::Secret::new(token));
         }
         if let Some(addr) = self.grpc_addr {
             config.grpc_addr = addr;
