@@ -519,6 +519,8 @@ pub struct ApiParts {
 
 /// Serves `IntegrationHealth`, `grpc.health.v1` and reflection on `listener` until `shutdown`.
 /// Tests use it to serve a store filled by hand, without a broker.
+// The reflection interceptors must return `tonic::Status`.
+#[allow(clippy::result_large_err)]
 pub fn serve_api(
     listener: TcpListener,
     parts: ApiParts,
