@@ -151,6 +151,11 @@ async fn an_issue_lives_through_kafka_on_every_instance() {
         (issue.actor.as_str(), issue.note.as_str()),
         ("ana@example.com", "Acknowledge from the test")
     );
+    // The actor is what the caller typed; the grant that acted is what the service vouches for.
+    assert_eq!(
+        issue.actor_token,
+        hex::encode(&integration_health::config::sha256(WRITER)[..8])
+    );
 
     clock.advance(60_000);
     let resolved = act(&api, &id, proto::IssueAction::Resolve, None, WRITER)
@@ -250,6 +255,20 @@ async fn bad_actions_are_refused_with_the_field_named() {
         nothing.expect_err("no action").code(),
         Code::InvalidArgument
     );
+    let reordering = proto::UpdateIssueRequest {
+        tenant_id: "acme".into(),
+        failure_id: id.clone(),
+        action: proto::IssueAction::Acknowledge as i32,
+        actor: "admin\u{202e}moc.elpmaxe@ana".into(),
+        ..Default::default()
+    };
+    let refused = api
+        .clone()
+        .update_issue(authorized(reordering, WRITER))
+        .await
+        .expect_err("a bidirectional override in the actor");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().contains("actor"), "{}", refused.message());
     service.stop().await;
 }
 

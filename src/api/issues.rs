@@ -16,6 +16,7 @@ use super::coverage::respond;
 use super::grpc::non_empty;
 use super::IntegrationHealthApi;
 use crate::changelog::ChangelogWriter;
+use crate::event::is_bidi_control;
 use crate::issues::{ActionKind, IssueAction, IssueBook, IssueState};
 use crate::proto;
 use crate::query::{self, FailureOrder, TimeRange};
@@ -72,6 +73,11 @@ fn typed<'a>(field: &'static str, text: &'a str, max: usize) -> Result<&'a str, 
     if text.chars().any(|c| c.is_control() && c != '\n') {
         return Err(Status::invalid_argument(format!(
             "{field} may not hold control characters"
+        )));
+    }
+    if text.chars().any(is_bidi_control) {
+        return Err(Status::invalid_argument(format!(
+            "{field} may not hold bidirectional controls, which show text other than what is stored"
         )));
     }
     Ok(text)
@@ -132,11 +138,15 @@ impl IntegrationHealthApi {
         self.timed("UpdateIssue", async {
             let req = request.get_ref();
             self.tenant(&request, &req.tenant_id)?;
-            self.auth
+            let grant = self
+                .auth
                 .current()
                 .check(request.metadata(), Access::Write(&req.tenant_id))?;
             let keeping = self.issues.as_ref().ok_or_else(not_kept)?;
-            let action = self.action_of(req)?;
+            let mut action = self.action_of(req)?;
+            action.token = grant
+                .map(|digest| hex::encode(&digest[..8]))
+                .unwrap_or_default();
             // Only a group the service knows can become an issue.
             self.group_now(&request, &action).await?;
             let payload = serde_json::to_vec(&action).unwrap_or_default();
@@ -186,6 +196,7 @@ impl IntegrationHealthApi {
             failure_id: format_failure_id(failure_id),
             action: kind,
             actor: typed("actor", &req.actor, MAX_ACTOR_CHARS)?.to_owned(),
+            token: String::new(),
             at_ms: now,
             note: typed("note", &req.note, MAX_NOTE_CHARS)?.to_owned(),
             until_ms,

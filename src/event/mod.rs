@@ -13,8 +13,8 @@ mod types;
 mod validate;
 
 pub use types::{IntegrationType, Outcome, PerType};
-pub use validate::is_tenant_char;
 use validate::{decode_general, validate};
+pub use validate::{is_bidi_control, is_tenant_char};
 
 pub const MAX_EVENT_ID_CHARS: usize = 128;
 pub const MAX_TENANT_ID_CHARS: usize = 64;

@@ -221,6 +221,13 @@ pub fn is_tenant_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')
 }
 
+/// A character that reorders the text around it when shown (the bidirectional marks, embeddings,
+/// overrides and isolates): in a name or a note it can make a terminal show something else than
+/// what is stored.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// The first C0 or C1 control character other than tab, newline and carriage return: such a
 /// character could rewrite a terminal or a log line when the value is shown. Scans bytes, since
 /// every control character is ASCII or a two-byte sequence starting 0xC2.

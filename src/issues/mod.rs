@@ -32,6 +32,10 @@ pub struct IssueAction {
     pub action: ActionKind,
     /// Who acted, as the caller said.
     pub actor: String,
+    /// Which grant made the call: the first 8 bytes of its token's SHA-256 in hex, or empty
+    /// with an open API. The actor is free text; this is what the service vouches for.
+    #[serde(default)]
+    pub token: String,
     pub at_ms: i64,
     #[serde(default)]
     pub note: String,
@@ -194,6 +198,7 @@ mod tests {
             failure_id: "0".repeat(32),
             action,
             actor: "ana".into(),
+            token: String::new(),
             at_ms,
             note: String::new(),
             until_ms,

@@ -495,12 +495,15 @@ pub async fn run(args: QueryArgs) -> Result<String, CliError> {
     })
 }
 
-/// Every control character but the newline, written as an escape.
+/// Every control character but the newline, and every bidirectional control, written as an
+/// escape.
 pub fn escape_controls(text: &str) -> String {
     text.chars()
         .map(|c| match c {
             '\n' => c.to_string(),
-            c if c.is_control() => c.escape_default().to_string(),
+            c if c.is_control() || integration_health::event::is_bidi_control(c) => {
+                c.escape_default().to_string()
+            }
             c => c.to_string(),
         })
         .collect()
@@ -792,6 +795,8 @@ mod tests {
     fn control_characters_are_shown_escaped() {
         let shown = escape_controls("a\u{1b}[2J b\u{7}\nnext\u{9b}");
         assert_eq!(shown, "a\\u{1b}[2J b\\u{7}\nnext\\u{9b}");
+        let reordered = escape_controls("ana\u{202e}txt.exe");
+        assert_eq!(reordered, "ana\\u{202e}txt.exe");
     }
 
     #[test]
