@@ -582,7 +582,7 @@ async fn watch_streams_in_connects_enveloped_form() {
         .expect("connect");
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/connect+json\r\nAuthorization: Bearer sre\r\nContent-Length: {}\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/connect+json\r\nAuthorization: Bearer sre\r\nContent-Length: {}\r\n\r\n",
         request.len()
     );
     stream.write_all(head.as_bytes()).await.expect("write");

@@ -366,3 +366,23 @@ async fn a_tokens_file_emptied_while_serving_keeps_the_previous_grants() {
     );
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_loopback_listener_refuses_pages_addressed_to_another_name() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let served = ApiOnly::start(Vec::new(), NOW).await;
+    let ask = |host: &'static str| async move {
+        let mut stream = tokio::net::TcpStream::connect(served.http_addr)
+            .await
+            .expect("connect");
+        let request = format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer).await;
+        answer.lines().next().unwrap_or_default().to_owned()
+    };
+    // A DNS name pointed at 127.0.0.1 by another site (DNS rebinding) is not served.
+    assert!(ask("rebound.example:9464").await.contains("421"));
+    assert!(ask("localhost:9464").await.contains("200"));
+    assert!(ask("127.0.0.1").await.contains("200"));
+}

@@ -56,6 +56,47 @@ pub fn http_router(state: HttpState) -> Router {
         .with_state(state)
 }
 
+/// On a loopback listener, answers only requests addressed to a loopback name: a web page on
+/// another site that points a DNS name of its own at 127.0.0.1 (DNS rebinding) would
+/// otherwise read the dashboard's answers.
+async fn loopback_hosts_only(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let host = request
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if is_loopback_host(host) {
+        return next.run(request).await;
+    }
+    (
+        axum::http::StatusCode::MISDIRECTED_REQUEST,
+        "this listener answers requests for localhost, 127.0.0.1 or [::1] only\n",
+    )
+        .into_response()
+}
+
+/// `localhost`, `127.x.x.x` or `[::1]`, with or without a port. An absent Host (HTTP/1.0)
+/// cannot come from a browser page and is let through.
+fn is_loopback_host(host: &str) -> bool {
+    if host.is_empty() {
+        return true;
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name == "[::1]"
+        || name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Serves `router` on a thread with its own single-threaded runtime, so probes are answered
 /// even while the main runtime's workers are busy with gRPC traffic; over TLS only when `tls`
 /// is given. Returns when the server stops after `shutdown`; join the handle to wait for it.
@@ -66,6 +107,10 @@ pub fn serve_http_apart(
     shutdown: CancellationToken,
 ) -> std::io::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
+    let router = match listener.local_addr()?.ip().is_loopback() {
+        true => router.layer(axum::middleware::from_fn(loopback_hosts_only)),
+        false => router,
+    };
     std::thread::Builder::new()
         .name("ih-http".into())
         .spawn(move || {
@@ -131,5 +176,34 @@ async fn serve_tls(
                 debug!(error = %err, "operations HTTP connection ended with an error");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_names_pass() {
+        for host in [
+            "localhost",
+            "localhost:9464",
+            "127.0.0.1:9464",
+            "127.1.2.3",
+            "[::1]:9464",
+            "[::1]",
+            "",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:9464",
+            "10.0.0.1:9464",
+            "localhost.evil.example",
+            "[::2]:80",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
     }
 }

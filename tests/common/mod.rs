@@ -198,7 +198,7 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
         .expect("http connect");
-    let request = format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
     stream
         .write_all(request.as_bytes())
         .await
@@ -426,7 +426,7 @@ pub async fn http_request(
         .await
         .expect("http connect");
     let mut head = format!(
-        "{method} {path} HTTP/1.0\r\nHost: test\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (name, value) in headers {
