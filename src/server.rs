@@ -81,6 +81,9 @@ pub enum ServerError {
 pub struct RunningService {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// Where probes and metrics are served, when they have a listener of their own.
+    pub ops_addr: Option<SocketAddr>,
+    ops: Option<std::thread::JoinHandle<()>>,
     pub metrics: Arc<Metrics>,
     pub store: Arc<Store>,
     pub progress: Arc<IngestProgress>,
@@ -106,6 +109,7 @@ impl RunningService {
         }
         let ingest = self.ingest;
         let http = self.http;
+        let ops = self.ops;
         let cluster = self.cluster;
         let issues = self.issues;
         let alerts = self.alerts;
@@ -114,7 +118,8 @@ impl RunningService {
             if let Some(cluster) = cluster {
                 cluster.join();
             }
-            issues.join().is_ok() && alerts.join().is_ok() && http.join().is_ok()
+            let ops_stopped = ops.is_none_or(|ops| ops.join().is_ok());
+            issues.join().is_ok() && alerts.join().is_ok() && http.join().is_ok() && ops_stopped
         })
         .await;
         if !matches!(joined, Ok(true)) {
@@ -304,6 +309,15 @@ pub async fn start(
     };
     let http_listener = std::net::TcpListener::bind(config.http_addr).map_err(http_bind)?;
     let http_addr = http_listener.local_addr().map_err(http_bind)?;
+    let ops_listener = match config.ops_addr {
+        Some(addr) => {
+            let ops_bind = |source| ServerError::HttpBind { addr, source };
+            let listener = std::net::TcpListener::bind(addr).map_err(ops_bind)?;
+            let bound = listener.local_addr().map_err(ops_bind)?;
+            Some((listener, bound))
+        }
+        None => None,
+    };
     let store = Arc::new(Store::new(config.store_limits()));
     let progress = Arc::new(IngestProgress::default());
     let metrics = Arc::new(Metrics::new());
@@ -457,19 +471,29 @@ pub async fn start(
         )?),
         None => None,
     };
-    let router = ops::http_router(HttpState {
+    let ops_routes = ops::http_router(HttpState {
         metrics: metrics.clone(),
         read_state,
         check_ready,
-    })
-    .merge(connect)
-    .merge(dashboard::router());
+    });
+    let api_routes = connect.merge(dashboard::router());
+    let (router, ops, ops_addr) = match ops_listener {
+        Some((listener, addr)) => {
+            let ops_bind = |source| ServerError::HttpBind { addr, source };
+            let serving = ops::serve_http_apart(listener, ops_routes, None, shutdown.clone())
+                .map_err(ops_bind)?;
+            (api_routes, Some(serving), Some(addr))
+        }
+        None => (ops_routes.merge(api_routes), None, None),
+    };
     let http =
         ops::serve_http_apart(http_listener, router, tls, shutdown.clone()).map_err(http_bind)?;
     info!(%grpc_addr, %http_addr, topic = %config.topic, brokers = %config.brokers, "serving");
     Ok(RunningService {
         grpc_addr,
         http_addr,
+        ops_addr,
+        ops,
         metrics,
         store,
         progress,

@@ -386,3 +386,27 @@ async fn a_loopback_listener_refuses_pages_addressed_to_another_name() {
     assert!(ask("localhost:9464").await.contains("200"));
     assert!(ask("127.0.0.1").await.contains("200"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_mtls_probes_and_metrics_answer_in_plain_http_on_their_own_listener() {
+    let (server_ca, client_ca) = (Authority::new("server CA"), Authority::new("client CA"));
+    let files = files(&server_ca, &client_ca);
+    let (_kafka, bootstrap) = kafka_with_topic("probed", 1);
+    let mut config = test_config(&bootstrap, "probed", "probed");
+    config.tls_cert = Some(files.cert.clone());
+    config.tls_key = Some(files.key.clone());
+    config.tls_client_ca = Some(files.client_ca.clone());
+    let ops_port = free_port();
+    config.ops_addr = Some(format!("127.0.0.1:{ops_port}").parse().expect("addr"));
+    let running = TestService::start_at(&config, NOW).await;
+    let ops = running.service.ops_addr.expect("an ops listener");
+    // A kubelet has no client certificate: liveness, readiness and metrics still answer.
+    assert_eq!(http_get(ops, "/healthz").await.0, 200);
+    assert!(matches!(http_get(ops, "/readyz").await.0, 200 | 503));
+    let (status, metrics) = http_get(ops, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("integration_health_events_total") || metrics.contains("# EOF"));
+    // The API listeners still demand a client certificate.
+    assert!(!answers(tls_client(running.service.grpc_addr, &server_ca, None).await).await);
+    running.stop().await;
+}

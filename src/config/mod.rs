@@ -81,6 +81,9 @@ pub struct Config {
     pub grpc_addr: SocketAddr,
     /// Prometheus `/metrics`, `/healthz` and `/readyz`.
     pub http_addr: SocketAddr,
+    /// With a value, `/healthz`, `/readyz` and `/metrics` move here, served in plain HTTP and
+    /// never behind mTLS, so kubelet probes and scrapers need no client certificate.
+    pub ops_addr: Option<SocketAddr>,
     /// `/readyz` and gRPC health report ready once every partition is within this lag.
     pub ready_max_lag: i64,
     /// OTLP/gRPC collector, e.g. `http://otel-collector:4317`. Unset: nothing is exported.
@@ -182,6 +185,7 @@ impl Default for Config {
             dlq_topic: None,
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            ops_addr: None,
             ready_max_lag: 1_000,
             shutdown_grace_ms: 10_000,
             otlp_endpoint: None,
@@ -353,6 +357,14 @@ impl Config {
         }
         if self.grpc_addr.port() != 0 && self.grpc_addr == self.http_addr {
             return Err(invalid("http_addr", "must differ from grpc_addr"));
+        }
+        if let Some(ops) = self.ops_addr.filter(|a| a.port() != 0) {
+            if ops == self.grpc_addr || ops == self.http_addr {
+                return Err(invalid(
+                    "ops_addr",
+                    "must differ from grpc_addr and http_addr",
+                ));
+            }
         }
         if self.group_cap_per_tenant == 0 {
             return Err(invalid("group_cap_per_tenant", "must be at least 1"));

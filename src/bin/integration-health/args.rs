@@ -129,9 +129,14 @@ pub struct ServeArgs {
     pub peer_token: Option<String>,
     #[arg(long, env = "IH_GRPC_ADDR")]
     pub grpc_addr: Option<SocketAddr>,
-    /// Address for /metrics, /healthz and /readyz.
+    /// Address for the dashboard and the Connect/JSON API (and, without --ops-addr, for
+    /// /metrics, /healthz and /readyz).
     #[arg(long, env = "IH_HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
+    /// Address for /metrics, /healthz and /readyz on their own, in plain HTTP and never behind
+    /// mTLS (for kubelet probes and scrapers).
+    #[arg(long, env = "IH_OPS_ADDR")]
+    pub ops_addr: Option<SocketAddr>,
     /// Directory for snapshots (a persistent volume in production).
     #[arg(long, env = "IH_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
@@ -205,6 +210,9 @@ impl ServeArgs {
         }
         if let Some(addr) = self.http_addr {
             config.http_addr = addr;
+        }
+        if let Some(addr) = self.ops_addr {
+            config.ops_addr = Some(addr);
         }
         if let Some(dir) = self.state_dir {
             config.state_dir = Some(dir);
