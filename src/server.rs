@@ -477,17 +477,37 @@ pub async fn start(
         check_ready,
     });
     let api_routes = connect.merge(dashboard::router());
+    let limits = ops::ConnectionLimits {
+        max_connections: config.max_http_connections,
+        header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+    };
     let (router, ops, ops_addr) = match ops_listener {
         Some((listener, addr)) => {
             let ops_bind = |source| ServerError::HttpBind { addr, source };
-            let serving = ops::serve_http_apart(listener, ops_routes, None, shutdown.clone())
-                .map_err(ops_bind)?;
+            let counted = (metrics.clone(), "ops");
+            let serving = ops::serve_http_apart(
+                listener,
+                ops_routes,
+                None,
+                limits,
+                counted,
+                shutdown.clone(),
+            )
+            .map_err(ops_bind)?;
             (api_routes, Some(serving), Some(addr))
         }
         None => (ops_routes.merge(api_routes), None, None),
     };
-    let http =
-        ops::serve_http_apart(http_listener, router, tls, shutdown.clone()).map_err(http_bind)?;
+    let counted = (metrics.clone(), "http");
+    let http = ops::serve_http_apart(
+        http_listener,
+        router,
+        tls,
+        limits,
+        counted,
+        shutdown.clone(),
+    )
+    .map_err(http_bind)?;
     info!(%grpc_addr, %http_addr, topic = %config.topic, brokers = %config.brokers, "serving");
     Ok(RunningService {
         grpc_addr,

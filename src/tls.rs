@@ -186,6 +186,26 @@ pub async fn watch(tls: Arc<ReloadingTls>, every: Duration, shutdown: Cancellati
 /// Accepts TCP connections and completes TLS handshakes concurrently, yielding only the
 /// connections whose handshake succeeded. `config` is asked for the configuration in force at
 /// each connection, so a reload applies to the next client.
+/// The TLS handshake of one accepted connection, bounded in time; `None` when it fails or is
+/// too slow.
+pub async fn handshake(
+    stream: TcpStream,
+    config: Arc<ServerConfig>,
+    peer: std::net::SocketAddr,
+) -> Option<TlsStream<TcpStream>> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(config).accept(stream)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(err)) => {
+            debug!(%peer, error = %err, "TLS handshake refused");
+            None
+        }
+        Err(_) => {
+            debug!(%peer, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
 pub fn incoming(
     listener: TcpListener,
     config: impl Fn() -> Arc<ServerConfig> + Send + 'static,

@@ -410,3 +410,64 @@ async fn with_mtls_probes_and_metrics_answer_in_plain_http_on_their_own_listener
     assert!(!answers(tls_client(running.service.grpc_addr, &server_ca, None).await).await);
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_cannot_exhaust_the_http_listener() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_kafka, bootstrap) = kafka_with_topic("slow", 1);
+    let mut config = test_config(&bootstrap, "slow", "slow");
+    config.max_http_connections = 20;
+    config.header_read_timeout_ms = 500;
+    let ops_port = free_port();
+    config.ops_addr = Some(format!("127.0.0.1:{ops_port}").parse().expect("addr"));
+    let running = TestService::start_at(&config, NOW).await;
+    let http = running.service.http_addr;
+    // Thirty clients start a request and never finish its headers.
+    let mut slow = Vec::new();
+    for _ in 0..30 {
+        let mut stream = tokio::net::TcpStream::connect(http).await.expect("connect");
+        stream
+            .write_all(b"GET /integration_health.v1 HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+            .await
+            .expect("partial headers");
+        slow.push(stream);
+    }
+    // Past the cap they are closed at once; the probes on their own listener answer at once.
+    let started = std::time::Instant::now();
+    assert_eq!(
+        http_get(running.service.ops_addr.expect("ops"), "/healthz")
+            .await
+            .0,
+        200
+    );
+    assert!(started.elapsed() < std::time::Duration::from_millis(500));
+    // Within the header timeout every slow client has been let go.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    for stream in &mut slow {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            stream.read_to_end(&mut rest),
+        )
+        .await;
+        assert!(read.is_ok(), "a slow client is disconnected");
+    }
+    let (_, metrics) = http_get(running.service.ops_addr.expect("ops"), "/metrics").await;
+    assert!(
+        metric_sum(
+            &metrics,
+            "integration_health_connections_refused_total",
+            &["listener=\"http\""]
+        ) >= 10.0,
+        "{metrics}"
+    );
+    // And the listener serves again.
+    assert_eq!(
+        http_get(http, "/integration_health.v1.IntegrationHealth/GetOverview")
+            .await
+            .0
+            / 100,
+        4
+    );
+    running.stop().await;
+}

@@ -113,6 +113,11 @@ pub struct Config {
     /// Open watch streams (`WatchTenant`, `WatchAlerts`) in all, and per token (per address
     /// when the API is open); past either, `RESOURCE_EXHAUSTED`.
     pub max_watch_streams: usize,
+    /// Connections each HTTP listener (API and ops) holds at once; past it, new ones are
+    /// closed at once and counted.
+    pub max_http_connections: usize,
+    /// How long a client may take to send a request's headers.
+    pub header_read_timeout_ms: u64,
     pub max_watch_streams_per_token: usize,
     /// Calls per second per token (per peer address with an open API); 0 means no limit.
     pub rate_limit_per_token: u32,
@@ -199,6 +204,8 @@ impl Default for Config {
             request_timeout_ms: 10_000,
             max_streams_per_connection: 64,
             max_watch_streams: 1_000,
+            max_http_connections: 1_024,
+            header_read_timeout_ms: 10_000,
             max_watch_streams_per_token: 50,
             rate_limit_per_token: 0,
             retention_days: 62,
@@ -404,6 +411,12 @@ impl Config {
         }
         if self.max_concurrent_queries == 0 {
             return Err(invalid("max_concurrent_queries", "must be at least 1"));
+        }
+        if self.max_http_connections == 0 || self.header_read_timeout_ms == 0 {
+            return Err(invalid(
+                "max_http_connections",
+                "max_http_connections and header_read_timeout_ms must be at least 1",
+            ));
         }
         if self.max_watch_streams == 0 || self.max_watch_streams_per_token == 0 {
             return Err(invalid(

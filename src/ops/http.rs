@@ -1,6 +1,5 @@
 //! The operations HTTP endpoints: `/metrics`, `/healthz` and `/readyz`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -11,7 +10,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error};
+use tracing::{debug, error, warn};
 
 use super::{CheckReady, Metrics, ReadState};
 use crate::tls::ReloadingTls;
@@ -97,6 +96,14 @@ fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// What one listener admits: how many connections at once, and how long a client may take to
+/// send a request's headers. Past the cap a new connection is closed at once and counted.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub header_read_timeout: std::time::Duration,
+}
+
 /// Serves `router` on a thread with its own single-threaded runtime, so probes are answered
 /// even while the main runtime's workers are busy with gRPC traffic; over TLS only when `tls`
 /// is given. Returns when the server stops after `shutdown`; join the handle to wait for it.
@@ -104,6 +111,8 @@ pub fn serve_http_apart(
     listener: std::net::TcpListener,
     router: Router,
     tls: Option<Arc<ReloadingTls>>,
+    limits: ConnectionLimits,
+    counted: (Arc<Metrics>, &'static str),
     shutdown: CancellationToken,
 ) -> std::io::Result<JoinHandle<()>> {
     listener.set_nonblocking(true)?;
@@ -112,7 +121,7 @@ pub fn serve_http_apart(
         false => router,
     };
     std::thread::Builder::new()
-        .name("ih-http".into())
+        .name(format!("ih-{}", counted.1))
         .spawn(move || {
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -120,62 +129,109 @@ pub fn serve_http_apart(
             {
                 Ok(runtime) => runtime,
                 Err(err) => {
-                    error!(error = %err, "cannot start the operations HTTP runtime");
+                    error!(error = %err, "cannot start the HTTP runtime");
                     return;
                 }
             };
             runtime.block_on(async move {
-                let served = match tokio::net::TcpListener::from_std(listener) {
-                    Ok(listener) => match tls {
-                        None => {
-                            let router = router.into_make_service_with_connect_info::<SocketAddr>();
-                            axum::serve(listener, router)
-                                .with_graceful_shutdown(shutdown.cancelled_owned())
-                                .await
-                        }
-                        Some(tls) => {
-                            serve_tls(listener, router, tls, shutdown).await;
-                            Ok(())
-                        }
-                    },
-                    Err(err) => Err(err),
-                };
-                if let Err(err) = served {
-                    error!(error = %err, "operations HTTP server failed");
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => serve(listener, router, tls, limits, counted, shutdown).await,
+                    Err(err) => error!(error = %err, "HTTP server failed"),
                 }
             });
         })
 }
 
-/// HTTP/1.1 or HTTP/2 over TLS, one task per connection.
-async fn serve_tls(
+/// HTTP/1.1 or HTTP/2, plain or over TLS, one task per connection, at most
+/// `limits.max_connections` at once.
+async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
-    tls: Arc<ReloadingTls>,
+    tls: Option<Arc<ReloadingTls>>,
+    limits: ConnectionLimits,
+    (metrics, name): (Arc<Metrics>, &'static str),
     shutdown: CancellationToken,
 ) {
-    let mut streams = crate::tls::incoming(listener, move || tls.http(), shutdown.clone());
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     loop {
-        let stream = tokio::select! {
+        let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
-            stream = streams.recv() => stream,
+            accepted = listener.accept() => accepted,
         };
-        let Some(stream) = stream else {
-            return;
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of descriptors, most likely: said once per failure, then a short pause.
+                warn!(listener = name, error = %err, "cannot accept a connection");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
         };
-        let router = match stream.get_ref().0.peer_addr() {
-            Ok(peer) => router.clone().layer(Extension(ConnectInfo(peer))),
-            Err(_) => router.clone(),
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            metrics.connection_refused(name);
+            drop(stream);
+            continue;
         };
-        let service = hyper_util::service::TowerToHyperService::new(router);
+        let _ = stream.set_nodelay(true);
+        let router = router.clone().layer(Extension(ConnectInfo(peer)));
+        let tls = tls.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
-            let builder =
+            let _open = OpenConnection::new(&metrics, name, permit);
+            let service = hyper_util::service::TowerToHyperService::new(router);
+            let mut builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            let connection = hyper_util::rt::TokioIo::new(stream);
-            if let Err(err) = builder.serve_connection(connection, service).await {
-                debug!(error = %err, "operations HTTP connection ended with an error");
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout);
+            let served = match tls {
+                None => {
+                    builder
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await
+                }
+                Some(tls) => match crate::tls::handshake(stream, tls.http(), peer).await {
+                    Some(stream) => {
+                        builder
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                            .await
+                    }
+                    None => return,
+                },
+            };
+            if let Err(err) = served {
+                debug!(listener = name, error = %err, "HTTP connection ended with an error");
             }
         });
+    }
+}
+
+/// An open connection, counted in the gauge until it closes.
+struct OpenConnection {
+    metrics: Arc<Metrics>,
+    name: &'static str,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl OpenConnection {
+    fn new(
+        metrics: &Arc<Metrics>,
+        name: &'static str,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Self {
+        metrics.connection_opened(name, 1);
+        OpenConnection {
+            metrics: metrics.clone(),
+            name,
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.metrics.connection_opened(self.name, -1);
     }
 }
 

@@ -39,6 +39,11 @@ struct RpcNameLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PartitionLabels {
     topic: String,
     partition: String,
@@ -53,6 +58,8 @@ pub struct Metrics {
     pub dlq_failures: Counter<u64, AtomicU64>,
     tenants_split: Counter<u64, AtomicU64>,
     tenants_evicted: Counter<u64, AtomicU64>,
+    connections_open: Family<ListenerLabels, Gauge>,
+    connections_refused: Family<ListenerLabels, Counter>,
     offsets_lost: Family<PartitionLabels, Counter>,
     rpc_requests: Family<RpcLabels, Counter>,
     rpc_seconds: Family<RpcNameLabels, Histogram>,
@@ -92,6 +99,8 @@ impl Metrics {
             dlq_failures: Counter::default(),
             tenants_split: Counter::default(),
             tenants_evicted: Counter::default(),
+            connections_open: Family::default(),
+            connections_refused: Family::default(),
             offsets_lost: Family::default(),
             rpc_requests: Family::default(),
             rpc_seconds: Family::new_with_constructor(latency_histogram),
@@ -140,6 +149,16 @@ impl Metrics {
             "snapshot_write_failures",
             "Snapshot writes that failed (full disk, object store errors)",
             metrics.snapshot_write_failures.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "Open connections, per listener",
+            metrics.connections_open.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed at once because the listener was at its connection cap",
+            metrics.connections_refused.clone(),
         );
         registry.register(
             "tenants_evicted",
@@ -239,6 +258,18 @@ impl Metrics {
                 integration_type: integration_type.as_str(),
             })
             .inc_by(count);
+    }
+
+    pub fn connection_opened(&self, listener: &'static str, change: i64) {
+        self.connections_open
+            .get_or_create(&ListenerLabels { listener })
+            .inc_by(change);
+    }
+
+    pub fn connection_refused(&self, listener: &'static str) {
+        self.connections_refused
+            .get_or_create(&ListenerLabels { listener })
+            .inc();
     }
 
     pub fn tenant_evicted(&self) {

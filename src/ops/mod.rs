@@ -9,7 +9,7 @@ mod tracing;
 
 use std::sync::Arc;
 
-pub use self::http::{http_router, serve_http_apart, HttpState};
+pub use self::http::{http_router, serve_http_apart, ConnectionLimits, HttpState};
 pub use self::metrics::{resident_memory_bytes, Metrics};
 pub use self::otlp::export_metrics;
 pub use self::tracing::{init, LogFormat, TelemetryError, TelemetryGuard};

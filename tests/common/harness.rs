@@ -128,7 +128,20 @@ impl ApiOnly {
         })
         .merge(api_server.connect)
         .merge(integration_health::dashboard::router());
-        ops::serve_http_apart(http, router, tls.clone(), stop.clone()).expect("http serves");
+        let connections = ops::ConnectionLimits {
+            max_connections: 1_024,
+            header_read_timeout: std::time::Duration::from_secs(10),
+        };
+        let counted = (Arc::new(Metrics::new()), "http");
+        ops::serve_http_apart(
+            http,
+            router,
+            tls.clone(),
+            connections,
+            counted,
+            stop.clone(),
+        )
+        .expect("http serves");
         let api = match tls {
             None => client(addr).await,
             // A lazy plaintext channel: TLS tests make their own clients.

@@ -216,13 +216,24 @@ async fn call(
             ));
         }
     }
-    let body = match axum::body::to_bytes(body, state.max_request_bytes).await {
-        Ok(body) => body,
-        Err(_) => {
+    // A client that sends its body slowly holds a connection: it gets the request timeout
+    // to finish, like the call itself.
+    let read = tokio::time::timeout(
+        state.request_timeout,
+        axum::body::to_bytes(body, state.max_request_bytes),
+    );
+    let body = match read.await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => {
             return error_response(&Status::resource_exhausted(format!(
                 "request body is larger than {} bytes, or was cut off",
                 state.max_request_bytes
             )))
+        }
+        Err(_) => {
+            return error_response(&Status::deadline_exceeded(
+                "the request body did not arrive in time",
+            ))
         }
     };
     let deadline =
