@@ -16,6 +16,7 @@ pub mod changelog;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod connections;
 pub mod dashboard;
 pub mod event;
 pub mod ingest;

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -186,6 +185,7 @@ fn api_limits(config: &Config) -> ApiLimits {
         rate_per_caller: std::num::NonZeroU32::new(config.rate_limit_per_token),
         request_timeout: Duration::from_millis(config.request_timeout_ms),
         max_streams_per_connection: config.max_streams_per_connection,
+        max_connections: config.max_grpc_connections,
         watches: api::WatchLimits {
             total: config.max_watch_streams,
             per_caller: config.max_watch_streams_per_token,
@@ -583,6 +583,7 @@ pub fn serve_api(
         .max_encoding_message_size(MAX_RESPONSE_BYTES)
     });
     let reflection_auth = parts.auth.clone();
+    let metrics = parts.metrics.clone();
     let handlers = Arc::new(
         IntegrationHealthApi::new(
             parts.engine,
@@ -639,22 +640,15 @@ pub fn serve_api(
         .add_optional_service(peer)
         .add_service(api);
     let stop = shutdown.clone().cancelled_owned();
-    let serving: GrpcServing = match parts.tls {
-        None => {
-            // Without TCP_NODELAY, responses wait on delayed ACKs (~40 ms on Linux). The flag
-            // must be set on the incoming stream: the builder's setting only applies to `serve`.
-            let incoming =
-                tonic::transport::server::TcpIncoming::from_listener(listener, true, None)
-                    .map_err(ServerError::Incoming)?;
-            Box::pin(router.serve_with_incoming_shutdown(incoming, stop))
-        }
-        Some(tls) => {
-            let streams = tls::incoming(listener, move || tls.grpc(), shutdown);
-            let incoming =
-                tokio_stream::wrappers::ReceiverStream::new(streams).map(Ok::<_, std::io::Error>);
-            Box::pin(router.serve_with_incoming_shutdown(incoming, stop))
-        }
-    };
+    let streams = crate::connections::grpc_incoming(
+        listener,
+        parts.tls,
+        limits.max_connections,
+        metrics,
+        shutdown,
+    );
+    let incoming = tokio_stream::wrappers::ReceiverStream::new(streams);
+    let serving: GrpcServing = Box::pin(router.serve_with_incoming_shutdown(incoming, stop));
     Ok(ApiServer {
         health,
         serving,

@@ -12,8 +12,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use thiserror::Error;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -183,9 +182,6 @@ pub async fn watch(tls: Arc<ReloadingTls>, every: Duration, shutdown: Cancellati
     }
 }
 
-/// Accepts TCP connections and completes TLS handshakes concurrently, yielding only the
-/// connections whose handshake succeeded. `config` is asked for the configuration in force at
-/// each connection, so a reload applies to the next client.
 /// The TLS handshake of one accepted connection, bounded in time; `None` when it fails or is
 /// too slow.
 pub async fn handshake(
@@ -204,41 +200,4 @@ pub async fn handshake(
             None
         }
     }
-}
-
-pub fn incoming(
-    listener: TcpListener,
-    config: impl Fn() -> Arc<ServerConfig> + Send + 'static,
-    shutdown: CancellationToken,
-) -> mpsc::Receiver<TlsStream<TcpStream>> {
-    let (ready, streams) = mpsc::channel(64);
-    tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                accepted = listener.accept() => accepted,
-            };
-            let (stream, peer) = match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let acceptor = TlsAcceptor::from(config());
-            let ready = ready.clone();
-            tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => {
-                        let _ = ready.send(tls).await;
-                    }
-                    Ok(Err(err)) => debug!(%peer, error = %err, "TLS handshake refused"),
-                    Err(_) => debug!(%peer, "TLS handshake timed out"),
-                }
-            });
-        }
-    });
-    streams
 }

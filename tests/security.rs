@@ -471,3 +471,39 @@ async fn slow_clients_cannot_exhaust_the_http_listener() {
     );
     running.stop().await;
 }
+
+#[tokio::test]
+async fn the_grpc_listener_holds_a_bounded_number_of_connections() {
+    use tokio::io::AsyncReadExt;
+    let limits = integration_health::api::ApiLimits {
+        max_connections: 5,
+        ..Default::default()
+    };
+    let served = ApiOnly::serve(Vec::new(), NOW, None, limits).await;
+    // The harness's own client holds one place; four idle connections take the rest.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(
+            tokio::net::TcpStream::connect(served.addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut refused = tokio::net::TcpStream::connect(served.addr)
+        .await
+        .expect("connect");
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(2), refused.read(&mut byte))
+        .await
+        .expect("closed at once, not left hanging");
+    assert!(matches!(read, Ok(0) | Err(_)), "past the cap: closed");
+    // A place given back is a place for the next client.
+    idle.pop();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut api = client(served.addr).await;
+    assert!(api
+        .list_common_errors(proto::ListCommonErrorsRequest::default())
+        .await
+        .is_ok());
+}

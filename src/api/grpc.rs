@@ -49,6 +49,8 @@ pub struct ApiLimits {
     /// A call still running after this is cancelled with `CANCELLED`/`DEADLINE_EXCEEDED`.
     pub request_timeout: Duration,
     pub max_streams_per_connection: u32,
+    /// Connections the gRPC listener holds at once; past it, new ones are closed at once.
+    pub max_connections: usize,
     /// Open watch streams (`WatchTenant`, `WatchAlerts`), in all and per caller.
     pub watches: WatchLimits,
 }
@@ -61,6 +63,7 @@ impl Default for ApiLimits {
             rate_per_caller: None,
             request_timeout: Duration::from_secs(10),
             max_streams_per_connection: 64,
+            max_connections: 1_024,
             watches: WatchLimits {
                 total: 1_000,
                 per_caller: 50,

@@ -116,6 +116,8 @@ pub struct Config {
     /// Connections each HTTP listener (API and ops) holds at once; past it, new ones are
     /// closed at once and counted.
     pub max_http_connections: usize,
+    /// Connections the gRPC listener holds at once.
+    pub max_grpc_connections: usize,
     /// How long a client may take to send a request's headers.
     pub header_read_timeout_ms: u64,
     pub max_watch_streams_per_token: usize,
@@ -205,6 +207,7 @@ impl Default for Config {
             max_streams_per_connection: 64,
             max_watch_streams: 1_000,
             max_http_connections: 1_024,
+            max_grpc_connections: 1_024,
             header_read_timeout_ms: 10_000,
             max_watch_streams_per_token: 50,
             rate_limit_per_token: 0,
@@ -412,10 +415,13 @@ impl Config {
         if self.max_concurrent_queries == 0 {
             return Err(invalid("max_concurrent_queries", "must be at least 1"));
         }
-        if self.max_http_connections == 0 || self.header_read_timeout_ms == 0 {
+        if self.max_http_connections == 0
+            || self.max_grpc_connections == 0
+            || self.header_read_timeout_ms == 0
+        {
             return Err(invalid(
                 "max_http_connections",
-                "max_http_connections and header_read_timeout_ms must be at least 1",
+                "max_http_connections, max_grpc_connections and header_read_timeout_ms must be at least 1",
             ));
         }
         if self.max_watch_streams == 0 || self.max_watch_streams_per_token == 0 {
