@@ -120,6 +120,46 @@ fn server_config(files: &TlsFiles, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, 
     Ok(Arc::new(config))
 }
 
+/// How long before its expiry a served certificate is warned about.
+const EXPIRY_WARNING: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// What to say about the served certificate's validity at `now_secs` (Unix time): nothing
+/// while it is valid for more than a week. An expired or not-yet-valid certificate is still
+/// served (the clients decide), but it is said loudly.
+pub fn validity_problem(cert: &CertificateDer<'_>, now_secs: i64) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let validity = parsed.validity();
+    let (not_before, not_after) = (
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    );
+    if now_secs > not_after {
+        return Some(format!(
+            "the served certificate expired {} days ago; clients will refuse it",
+            (now_secs - not_after) / 86_400
+        ));
+    }
+    if now_secs < not_before {
+        return Some("the served certificate is not valid yet; clients will refuse it".into());
+    }
+    let left = not_after - now_secs;
+    (left < EXPIRY_WARNING.as_secs() as i64)
+        .then(|| format!("the served certificate expires in {} hours", left / 3600))
+}
+
+/// Logs what `validity_problem` finds in the first certificate of `files`.
+fn check_validity(files: &TlsFiles) {
+    let Ok(certs) = certificates(&files.cert) else {
+        return;
+    };
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    if let Some(problem) = certs.first().and_then(|c| validity_problem(c, now)) {
+        warn!(path = %files.cert.display(), "{problem}");
+    }
+}
+
 /// The TLS configurations in force for gRPC (HTTP/2 only) and HTTP (HTTP/2 or 1.1), replaced
 /// when the files change.
 pub struct ReloadingTls {
@@ -132,6 +172,7 @@ pub struct ReloadingTls {
 impl ReloadingTls {
     pub fn load(files: TlsFiles) -> Result<Arc<ReloadingTls>, TlsError> {
         let loaded = files.stamp();
+        check_validity(&files);
         Ok(Arc::new(ReloadingTls {
             grpc: RwLock::new(server_config(&files, &[b"h2"])?),
             http: RwLock::new(server_config(&files, &[b"h2", b"http/1.1"])?),
@@ -160,6 +201,7 @@ impl ReloadingTls {
         *self.grpc.write() = grpc;
         *self.http.write() = http;
         *self.loaded.lock() = stamp;
+        check_validity(&self.files);
         Ok(true)
     }
 }
@@ -199,5 +241,38 @@ pub async fn handshake(
             debug!(%peer, "TLS handshake timed out");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod validity_tests {
+    use super::*;
+
+    fn certificate(from: (i32, u8, u8), until: (i32, u8, u8)) -> CertificateDer<'static> {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+        params.not_after = rcgen::date_time_ymd(until.0, until.1, until.2);
+        let key = rcgen::KeyPair::generate().expect("key");
+        params.self_signed(&key).expect("certificate").der().clone()
+    }
+
+    /// 2026-11-29T00:00:00Z.
+    const NOW: i64 = 1_795_910_400;
+
+    #[test]
+    fn an_expired_or_expiring_certificate_is_said_and_a_valid_one_is_not() {
+        let expired = certificate((2020, 1, 1), (2021, 1, 1));
+        let problem = validity_problem(&expired, NOW).expect("expired");
+        assert!(problem.contains("expired"), "{problem}");
+        let soon = certificate((2026, 1, 1), (2026, 12, 1));
+        let problem = validity_problem(&soon, NOW).expect("expiring");
+        assert!(problem.contains("expires in"), "{problem}");
+        let early = certificate((2027, 1, 1), (2028, 1, 1));
+        assert!(validity_problem(&early, NOW)
+            .expect("not yet")
+            .contains("not valid yet"));
+        let fine = certificate((2026, 1, 1), (2027, 6, 1));
+        assert_eq!(validity_problem(&fine, NOW), None);
     }
 }
