@@ -335,3 +335,95 @@ async fn assert_tenant_list_matches_truth(
     assert_eq!(ids, ["acme", "globex", "initech"]);
     assert_tenants_match(&listed, truth);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_owner_forwards_a_tenants_calls_to_the_owner() {
+    const INPUT: &str = "forwarded";
+    let tansu = Tansu::start();
+    tansu.create_topic(INPUT, 4).await;
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut config = test_config(&tansu.bootstrap, INPUT, "forwarders");
+        config.input_keyed_by_tenant = false;
+        config.grpc_addr = addr.parse().expect("addr");
+        config.advertise_addr = Some(addr);
+        replicas.push(TestService::start_at(&config, NOW).await);
+    }
+    // Both groups settle first, so no hand-over re-publishes a tail mid-test.
+    for replica in &replicas {
+        let addr = replica.service.http_addr;
+        wait_until("ready", Duration::from_secs(90), || async move {
+            http_get(addr, "/readyz").await.0 == 200
+        })
+        .await;
+    }
+    let generated = generate(63, 2_000, NOW);
+    let messages: Vec<Message> = generated.messages.iter().map(|(_, m)| m.clone()).collect();
+    publish(&producer(&tansu.bootstrap), INPUT, &messages).await;
+    let tenants = ["acme", "globex", "initech"];
+    let total = messages.len() as u64;
+    wait_until(
+        "both replicas own, read and announce",
+        Duration::from_secs(90),
+        || {
+            let apis: Vec<_> = replicas.iter().map(|r| r.api.clone()).collect();
+            async move {
+                for mut api in apis {
+                    let s = ingest_status(&mut api).await;
+                    let settled = s.partitions.len() == 4
+                        && s.partitions
+                            .iter()
+                            .all(|p| !p.owner.is_empty() && p.lag == 0);
+                    if !settled || seen(&s) != total {
+                        return false;
+                    }
+                }
+                true
+            }
+        },
+    )
+    .await;
+    // Every RPC on either replica equals the recount: one of them answers each tenant through
+    // its owner.
+    for replica in &replicas {
+        let mut api = replica.api.clone();
+        assert_matches_truth(&mut api, &generated.truth, &tenants).await;
+    }
+    // The non-owner's calls are answered by the owner: its call count moves, by one per call.
+    let partition = integration_health::cluster::tenant_partition("acme", 4);
+    let owns = |r: &TestService| {
+        r.service
+            .store
+            .partitions()
+            .iter()
+            .any(|(k, _)| k.partition == partition)
+    };
+    let (owner, other) = match owns(&replicas[0]) {
+        true => (&replicas[0], &replicas[1]),
+        false => (&replicas[1], &replicas[0]),
+    };
+    let overviews = |text: &str| {
+        metric_sum(
+            text,
+            "integration_health_grpc_requests_total",
+            &["rpc=\"GetOverview\""],
+        )
+    };
+    let before = overviews(&http_get(owner.service.http_addr, "/metrics").await.1);
+    let mut api = other.api.clone();
+    for _ in 0..5 {
+        api.get_overview(proto::GetOverviewRequest {
+            tenant_id: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("overview through the non-owner");
+    }
+    let after = overviews(&http_get(owner.service.http_addr, "/metrics").await.1);
+    assert_eq!(after - before, 5.0, "each call went to the owner once");
+    for replica in replicas {
+        replica.stop().await;
+    }
+}

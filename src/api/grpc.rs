@@ -24,6 +24,9 @@ use super::convert::{
     type_from_wire, type_to_wire, types_from_wire,
 };
 use super::coverage::{partition_list, respond, Answered, ALLOW_PARTIAL};
+
+/// Marks a call forwarded by another replica, so it is never forwarded again.
+pub const FORWARDED: &str = "ih-forwarded";
 use super::issues::IssueKeeping;
 use super::status::{add_unreported, merge_status, status_response};
 use super::status_from;
@@ -190,6 +193,55 @@ impl IntegrationHealthApi {
         Ok(caller)
     }
 
+    /// The replica to forward a tenant call to, if another one owns the tenant. A call that was
+    /// forwarded already is answered where it lands: one hop at most.
+    pub(super) fn forward_to<T>(&self, request: &Request<T>, tenant_id: &str) -> Option<String> {
+        if request.metadata().contains_key(FORWARDED) {
+            return None;
+        }
+        self.cluster.as_ref()?.forward_target(tenant_id)
+    }
+
+    /// Sends the call, as it came (the caller's token, deadline and partial-answer choice), to
+    /// `owner` and returns its answer as is. The owner checks the caller's token itself, so its
+    /// rate limits and watch caps apply to the caller.
+    pub(super) async fn forward<Req, Resp, F, Fut>(
+        &self,
+        owner: &str,
+        request: Request<Req>,
+        call: F,
+    ) -> Result<Response<Resp>, Status>
+    where
+        F: FnOnce(
+            crate::proto::integration_health_client::IntegrationHealthClient<
+                tonic::transport::Channel,
+            >,
+            Request<Req>,
+        ) -> Fut,
+        Fut: Future<Output = Result<Response<Resp>, Status>>,
+    {
+        let cluster = self
+            .cluster
+            .as_ref()
+            .ok_or_else(|| Status::internal("forwarding without replicas"))?;
+        let client = cluster
+            .api_client(owner)
+            .ok_or_else(|| Status::unavailable(format!("the owner {owner} cannot be reached")))?;
+        let incoming = request.metadata().clone();
+        let mut outgoing = Request::new(request.into_inner());
+        for header in ["authorization", ALLOW_PARTIAL, "grpc-timeout"] {
+            if let Some(value) = incoming.get(header) {
+                outgoing.metadata_mut().insert(header, value.clone());
+            }
+        }
+        outgoing
+            .metadata_mut()
+            .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+        call(client, outgoing).await.inspect_err(|status| {
+            tracing::warn!(%owner, code = ?status.code(), message = %status.message(), "a forwarded call failed at the owner");
+        })
+    }
+
     /// Answers a tenant's question: over this replica's partitions alone, or, with replicas,
     /// over every partition of the topic (the others' fetched from their owners). Partitions
     /// that cannot be reached make the call UNAVAILABLE, unless the caller accepts a partial
@@ -320,6 +372,13 @@ impl IntegrationHealth for IntegrationHealthApi {
         self.timed("GetOverview", async {
             let req = request.get_ref();
             self.tenant(&request, &req.tenant_id)?;
+            if let Some(owner) = self.forward_to(&request, &req.tenant_id) {
+                return self
+                    .forward(&owner, request, |mut owner, request| async move {
+                        owner.get_overview(request).await
+                    })
+                    .await;
+            }
             let tenant = req.tenant_id.clone();
             let range = optional_range(req.range.as_ref())?;
             let types = types_from_wire(&req.integration_types)?;
@@ -359,6 +418,13 @@ impl IntegrationHealth for IntegrationHealthApi {
         self.timed("GetPercentageChange", async {
             let req = request.get_ref();
             self.tenant(&request, &req.tenant_id)?;
+            if let Some(owner) = self.forward_to(&request, &req.tenant_id) {
+                return self
+                    .forward(&owner, request, |mut owner, request| async move {
+                        owner.get_percentage_change(request).await
+                    })
+                    .await;
+            }
             let tenant = req.tenant_id.clone();
             let period = req
                 .period
@@ -403,6 +469,13 @@ impl IntegrationHealth for IntegrationHealthApi {
         self.timed("GetErrorBreakdown", async {
             let req = request.get_ref();
             self.tenant(&request, &req.tenant_id)?;
+            if let Some(owner) = self.forward_to(&request, &req.tenant_id) {
+                return self
+                    .forward(&owner, request, |mut owner, request| async move {
+                        owner.get_error_breakdown(request).await
+                    })
+                    .await;
+            }
             let tenant = req.tenant_id.clone();
             let range = optional_range(req.range.as_ref())?;
             let types = types_from_wire(&req.integration_types)?;
@@ -434,6 +507,13 @@ impl IntegrationHealth for IntegrationHealthApi {
         self.timed("GetTrends", async {
             let req = request.get_ref();
             self.tenant(&request, &req.tenant_id)?;
+            if let Some(owner) = self.forward_to(&request, &req.tenant_id) {
+                return self
+                    .forward(&owner, request, |mut owner, request| async move {
+                        owner.get_trends(request).await
+                    })
+                    .await;
+            }
             let tenant = req.tenant_id.clone();
             let granularity = Granularity::try_from(req.granularity)?;
             let range = optional_range(req.range.as_ref())?;
@@ -481,6 +561,13 @@ impl IntegrationHealth for IntegrationHealthApi {
         self.timed("ListFailures", async {
             let req = request.get_ref();
             self.tenant(&request, &req.tenant_id)?;
+            if let Some(owner) = self.forward_to(&request, &req.tenant_id) {
+                return self
+                    .forward(&owner, request, |mut owner, request| async move {
+                        owner.list_failures(request).await
+                    })
+                    .await;
+            }
             let list = query::ListFailuresRequest {
                 tenant_id: req.tenant_id.clone(),
                 range: optional_range(req.range.as_ref())?,
@@ -533,6 +620,13 @@ impl IntegrationHealth for IntegrationHealthApi {
         self.timed("GetFailureDetails", async {
             let req = request.get_ref();
             self.tenant(&request, &req.tenant_id)?;
+            if let Some(owner) = self.forward_to(&request, &req.tenant_id) {
+                return self
+                    .forward(&owner, request, |mut owner, request| async move {
+                        owner.get_failure_details(request).await
+                    })
+                    .await;
+            }
             let tenant = req.tenant_id.clone();
             let failure_id = bounded("failure_id", &req.failure_id, 64)?.to_owned();
             let range = optional_range(req.range.as_ref())?;

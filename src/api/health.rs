@@ -24,6 +24,13 @@ impl IntegrationHealthApi {
         self.timed("ListIntegrations", async {
             let req = request.get_ref();
             self.tenant(&request, &req.tenant_id)?;
+            if let Some(owner) = self.forward_to(&request, &req.tenant_id) {
+                return self
+                    .forward(&owner, request, |mut owner, request| async move {
+                        owner.list_integrations(request).await
+                    })
+                    .await;
+            }
             let list = query::ListIntegrationsRequest {
                 tenant_id: req.tenant_id.clone(),
                 range: optional_range(req.range.as_ref())?,
@@ -62,6 +69,13 @@ impl IntegrationHealthApi {
         self.timed("GetIntegrationHealth", async {
             let req = request.get_ref();
             self.tenant(&request, &req.tenant_id)?;
+            if let Some(owner) = self.forward_to(&request, &req.tenant_id) {
+                return self
+                    .forward(&owner, request, |mut owner, request| async move {
+                        owner.get_integration_health(request).await
+                    })
+                    .await;
+            }
             let tenant = req.tenant_id.clone();
             let id = bounded(
                 "integration_id",

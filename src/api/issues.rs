@@ -92,6 +92,13 @@ impl IntegrationHealthApi {
         self.timed("ListIssues", async {
             let req = request.get_ref();
             self.tenant(&request, &req.tenant_id)?;
+            if let Some(owner) = self.forward_to(&request, &req.tenant_id) {
+                return self
+                    .forward(&owner, request, |mut owner, request| async move {
+                        owner.list_issues(request).await
+                    })
+                    .await;
+            }
             if self.issues.is_none() {
                 return Err(not_kept());
             }

@@ -72,6 +72,9 @@ impl PeerTls {
     }
 }
 
+/// The largest answer a forwarded call accepts from the owner: the public API's own cap.
+const MAX_FORWARDED_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
 /// The partition librdkafka's `consistent` partitioner gives a tenant's key: CRC-32 of the key,
 /// modulo the partition count.
 pub fn tenant_partition(tenant_id: &str, partitions: i32) -> i32 {
@@ -167,6 +170,34 @@ impl Cluster {
             }
         }
         request
+    }
+
+    /// The replica a tenant's calls go to instead of being answered here: the owner of the
+    /// tenant's one partition, when that is another replica. Only with the repartition stage,
+    /// which puts each tenant in one known partition.
+    pub fn forward_target(&self, tenant_id: &str) -> Option<String> {
+        if !self.config.route_by_tenant {
+            return None;
+        }
+        let count = self.directory.partition_count() as i32;
+        if count <= 0 {
+            return None;
+        }
+        let owner = self
+            .directory
+            .owner_of(tenant_partition(tenant_id, count))?;
+        (owner != self.config.advertise_addr).then_some(owner)
+    }
+
+    /// A client of another replica's public service, for forwarded calls.
+    pub fn api_client(
+        &self,
+        addr: &str,
+    ) -> Option<crate::proto::integration_health_client::IntegrationHealthClient<Channel>> {
+        let client = crate::proto::integration_health_client::IntegrationHealthClient::new(
+            self.channel(addr)?,
+        );
+        Some(client.max_decoding_message_size(MAX_FORWARDED_ANSWER_BYTES))
     }
 
     /// `partitions` grouped by the other replica that owns each; those with no owner, or that
