@@ -72,8 +72,8 @@ impl PeerTls {
     }
 }
 
-/// The largest answer a forwarded call accepts from the owner: the public API's own cap.
-const MAX_FORWARDED_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+/// The largest answer a replica accepts from another: the public API's own cap.
+const MAX_PEER_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
 /// The partition librdkafka's `consistent` partitioner gives a tenant's key: CRC-32 of the key,
 /// modulo the partition count.
@@ -189,6 +189,13 @@ impl Cluster {
         (owner != self.config.advertise_addr).then_some(owner)
     }
 
+    /// A client of another replica's peer service, taking answers as large as the public API
+    /// sends (tonic's default of 4 MiB would refuse a big tenant's slice).
+    fn peer_client(&self, addr: &str) -> Option<IntegrationHealthPeerClient<Channel>> {
+        let client = IntegrationHealthPeerClient::new(self.channel(addr)?);
+        Some(client.max_decoding_message_size(MAX_PEER_ANSWER_BYTES))
+    }
+
     /// A client of another replica's public service, for forwarded calls.
     pub fn api_client(
         &self,
@@ -197,7 +204,7 @@ impl Cluster {
         let client = crate::proto::integration_health_client::IntegrationHealthClient::new(
             self.channel(addr)?,
         );
-        Some(client.max_decoding_message_size(MAX_FORWARDED_ANSWER_BYTES))
+        Some(client.max_decoding_message_size(MAX_PEER_ANSWER_BYTES))
     }
 
     /// `partitions` grouped by the other replica that owns each; those with no owner, or that
@@ -307,7 +314,7 @@ impl Cluster {
         range: TimeRange,
         partitions: &[i32],
     ) -> Option<Vec<proto::PartitionTenants>> {
-        let mut client = IntegrationHealthPeerClient::new(self.channel(owner)?);
+        let mut client = self.peer_client(owner)?;
         let request = self.request(proto::LocalTenantsRequest {
             range: Some(range.into()),
             partitions: partitions.to_vec(),
@@ -323,7 +330,7 @@ impl Cluster {
         tenant_id: &str,
         partitions: &[i32],
     ) -> Option<Vec<(i32, crate::store::PartitionState)>> {
-        let mut client = IntegrationHealthPeerClient::new(self.channel(owner)?);
+        let mut client = self.peer_client(owner)?;
         let request = self.request(proto::TenantSlicesRequest {
             tenant_id: tenant_id.to_owned(),
             partitions: partitions.to_vec(),
@@ -338,7 +345,11 @@ impl Cluster {
                 .into_iter()
                 .filter_map(|slice| {
                     let path = std::path::Path::new(owner);
-                    let state = snapshot::decode(path, &slice.state, &limits).ok()?;
+                    let state = snapshot::decode(path, &slice.state, &limits)
+                        .inspect_err(|err| {
+                            tracing::warn!(peer = %owner, partition = slice.partition, error = %err, "a peer's slice does not decode; the partition counts as missing");
+                        })
+                        .ok()?;
                     Some((slice.partition, state))
                 })
                 .collect(),
@@ -373,7 +384,7 @@ impl Cluster {
             .into_iter()
             .filter(|addr| *addr != self.config.advertise_addr);
         let asks = peers.map(|addr| async move {
-            let mut client = IntegrationHealthPeerClient::new(self.channel(&addr)?);
+            let mut client = self.peer_client(&addr)?;
             let request = self.request(proto::GetIngestStatusRequest {});
             let answer = tokio::time::timeout(
                 self.config.peer_timeout,
