@@ -50,19 +50,7 @@ pub fn grpc_incoming(
     let (ready, streams) = mpsc::channel(64);
     let places = Arc::new(Semaphore::new(max.max(1)));
     tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                accepted = listener.accept() => accepted,
-            };
-            let (stream, peer) = match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    warn!(listener = LISTENER, error = %err, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+        while let Some((stream, peer)) = accept(&listener, &shutdown, LISTENER).await {
             let Ok(permit) = places.clone().try_acquire_owned() else {
                 metrics.connection_refused(LISTENER);
                 continue;
@@ -94,6 +82,28 @@ pub fn grpc_incoming(
         }
     });
     streams
+}
+
+/// The next connection, or `None` once `shutdown` is cancelled. A failed accept (out of file
+/// descriptors, most likely) is logged and tried again after a short pause.
+pub async fn accept(
+    listener: &TcpListener,
+    shutdown: &CancellationToken,
+    name: &'static str,
+) -> Option<(TcpStream, std::net::SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok(accepted) => return Some(accepted),
+            Err(err) => {
+                warn!(listener = name, error = %err, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
 /// A plain or a TLS connection.

@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, warn};
+use tracing::{debug, error};
 
 use super::{CheckReady, Metrics, ReadState};
 use crate::tls::ReloadingTls;
@@ -153,20 +153,7 @@ async fn serve(
     shutdown: CancellationToken,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                // Out of descriptors, most likely: said once per failure, then a short pause.
-                warn!(listener = name, error = %err, "cannot accept a connection");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    while let Some((stream, peer)) = crate::connections::accept(&listener, &shutdown, name).await {
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             metrics.connection_refused(name);
             drop(stream);
