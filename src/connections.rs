@@ -25,14 +25,47 @@ pub struct Counted<S> {
     _place: Place,
 }
 
-struct Place {
+/// The places under one listener's connection cap, counted in its metrics.
+pub struct Places {
+    permits: Arc<Semaphore>,
     metrics: Arc<Metrics>,
+    listener: &'static str,
+}
+
+impl Places {
+    pub fn new(max: usize, metrics: Arc<Metrics>, listener: &'static str) -> Self {
+        Places {
+            permits: Arc::new(Semaphore::new(max.max(1))),
+            metrics,
+            listener,
+        }
+    }
+
+    /// A place for one more connection, counted as open; `None`, counted as refused, at the cap.
+    pub fn take(&self) -> Option<Place> {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            self.metrics.connection_refused(self.listener);
+            return None;
+        };
+        self.metrics.connection_opened(self.listener, 1);
+        Some(Place {
+            metrics: self.metrics.clone(),
+            listener: self.listener,
+            _permit: permit,
+        })
+    }
+}
+
+/// One connection's place: given back, and no longer counted as open, when dropped.
+pub struct Place {
+    metrics: Arc<Metrics>,
+    listener: &'static str,
     _permit: OwnedSemaphorePermit,
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
-        self.metrics.connection_opened(LISTENER, -1);
+        self.metrics.connection_opened(self.listener, -1);
     }
 }
 
@@ -48,20 +81,14 @@ pub fn grpc_incoming(
     shutdown: CancellationToken,
 ) -> mpsc::Receiver<Result<Counted<Stream>, std::io::Error>> {
     let (ready, streams) = mpsc::channel(64);
-    let places = Arc::new(Semaphore::new(max.max(1)));
+    let places = Places::new(max, metrics, LISTENER);
     tokio::spawn(async move {
         while let Some((stream, peer)) = accept(&listener, &shutdown, LISTENER).await {
-            let Ok(permit) = places.clone().try_acquire_owned() else {
-                metrics.connection_refused(LISTENER);
+            let Some(place) = places.take() else {
                 continue;
             };
             // Without TCP_NODELAY, responses wait on delayed ACKs (~40 ms on Linux).
             let _ = stream.set_nodelay(true);
-            metrics.connection_opened(LISTENER, 1);
-            let place = Place {
-                metrics: metrics.clone(),
-                _permit: permit,
-            };
             let ready = ready.clone();
             let tls = tls.clone();
             tokio::spawn(async move {

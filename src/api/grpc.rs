@@ -24,9 +24,6 @@ use super::convert::{
     type_from_wire, type_to_wire, types_from_wire,
 };
 use super::coverage::{partition_list, respond, Answered, ALLOW_PARTIAL};
-
-/// Marks a call forwarded by another replica, so it is never forwarded again.
-pub const FORWARDED: &str = "ih-forwarded";
 use super::issues::IssueKeeping;
 use super::status::{add_unreported, merge_status, status_response};
 use super::status_from;
@@ -40,6 +37,9 @@ use crate::ops::Metrics;
 use crate::proto;
 use crate::proto::integration_health_server::IntegrationHealth;
 use crate::query::{self, FailureOrder, Granularity, QueryEngine, QueryError};
+
+/// Marks a call forwarded by another replica, so it is never forwarded again.
+pub const FORWARDED: &str = "ih-forwarded";
 
 /// What keeps the API from being overrun: how many queries run at once, how long a call may
 /// wait for a slot before it is shed, and an optional rate per caller.
@@ -88,7 +88,6 @@ pub struct IntegrationHealthApi {
     rate: Option<RateLimits>,
     /// Open watch streams, capped per caller and in all.
     pub(super) watches: Arc<Watches>,
-
     /// Ends open watches when the service stops.
     pub(super) shutdown: CancellationToken,
     /// Where users' issue actions go, when issues are kept.

@@ -152,19 +152,16 @@ async fn serve(
     (metrics, name): (Arc<Metrics>, &'static str),
     shutdown: CancellationToken,
 ) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let places = crate::connections::Places::new(limits.max_connections, metrics, name);
     while let Some((stream, peer)) = crate::connections::accept(&listener, &shutdown, name).await {
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            metrics.connection_refused(name);
-            drop(stream);
+        let Some(place) = places.take() else {
             continue;
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone().layer(Extension(ConnectInfo(peer)));
         let tls = tls.clone();
-        let metrics = metrics.clone();
         tokio::spawn(async move {
-            let _open = OpenConnection::new(&metrics, name, permit);
+            let _place = place;
             let service = hyper_util::service::TowerToHyperService::new(router);
             let mut builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
@@ -191,34 +188,6 @@ async fn serve(
                 debug!(listener = name, error = %err, "HTTP connection ended with an error");
             }
         });
-    }
-}
-
-/// An open connection, counted in the gauge until it closes.
-struct OpenConnection {
-    metrics: Arc<Metrics>,
-    name: &'static str,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-}
-
-impl OpenConnection {
-    fn new(
-        metrics: &Arc<Metrics>,
-        name: &'static str,
-        permit: tokio::sync::OwnedSemaphorePermit,
-    ) -> Self {
-        metrics.connection_opened(name, 1);
-        OpenConnection {
-            metrics: metrics.clone(),
-            name,
-            _permit: permit,
-        }
-    }
-}
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.metrics.connection_opened(self.name, -1);
     }
 }
 
