@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::dead_letters::{send_when_queued, DeadLetterSink, DeadLetters};
+use super::log_start::{KafkaLogStarts, LogStarts};
 use super::progress::IngestProgress;
 use super::{client_config, IngestConfig, IngestError};
 use crate::clock::SharedClock;
@@ -176,6 +177,8 @@ struct Stage {
     max_future_ms: i64,
     max_message_bytes: usize,
     metrics: Arc<Metrics>,
+    /// Where each input partition's log starts, to tell lost offsets from other gaps.
+    log_starts: KafkaLogStarts,
 }
 
 /// Starts the stage on its own thread, reading `config.input_topic` and writing
@@ -229,6 +232,7 @@ pub fn start(
         max_future_ms: config.max_future_ms,
         max_message_bytes: config.max_message_bytes,
         metrics,
+        log_starts: KafkaLogStarts::new(config)?,
     };
     std::thread::Builder::new()
         .name("ih-repartition".into())
@@ -309,13 +313,8 @@ impl Stage {
         let Some(gap) = consumer.context().gap_before(&key, message.offset()) else {
             return;
         };
-        let log_start = match consumer.fetch_watermarks(&key.topic, key.partition, METADATA_TIMEOUT)
-        {
-            Ok((low, _)) => low,
-            Err(err) => {
-                warn!(topic = %key.topic, partition = key.partition, error = %err, "cannot look up where the input's log starts; a gap there is not checked for loss");
-                return;
-            }
+        let Some(log_start) = self.log_starts.log_start(&key) else {
+            return;
         };
         for (from, to) in lost_ranges(&[gap], log_start) {
             let loss = UpstreamLoss {
