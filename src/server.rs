@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::alerts::{self, AlertBook};
-use crate::api::{self, ApiLimits, Auth, IntegrationHealthApi, IssueKeeping, PeerApi, SharedAuth};
+use crate::api::{self, ApiLimits, Auth, IntegrationHealthApi, IssueKeeping, SharedAuth};
 use crate::changelog::{self, ChangelogError, ChangelogWriter};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::cluster::{Cluster, ClusterConfig, ClusterError, PeerTls};
@@ -572,16 +572,6 @@ pub fn serve_api(
 ) -> Result<ApiServer, ServerError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     let limits = parts.limits;
-    let peer = parts.cluster.as_ref().map(|cluster| {
-        IntegrationHealthPeerServer::new(PeerApi {
-            store: parts.engine.store().clone(),
-            progress: parts.progress.clone(),
-            clock: parts.clock.clone(),
-            auth: parts.auth.clone(),
-            advertise_addr: cluster.config.advertise_addr.clone(),
-        })
-        .max_encoding_message_size(MAX_RESPONSE_BYTES)
-    });
     let reflection_auth = parts.auth.clone();
     let metrics = parts.metrics.clone();
     let handlers = Arc::new(
@@ -598,6 +588,11 @@ pub fn serve_api(
         .with_issues(parts.issues)
         .with_alerts(parts.alerts),
     );
+    let peer = handlers.cluster_addr().map(|addr| {
+        IntegrationHealthPeerServer::new(handlers.peer(addr))
+            .max_decoding_message_size(MAX_REQUEST_BYTES)
+            .max_encoding_message_size(MAX_RESPONSE_BYTES)
+    });
     let connect = api::connect_router(
         handlers.clone(),
         tokio::runtime::Handle::current(),

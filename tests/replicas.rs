@@ -423,6 +423,72 @@ async fn a_non_owner_forwards_a_tenants_calls_to_the_owner() {
     }
     let after = overviews(&http_get(owner.service.http_addr, "/metrics").await.1);
     assert_eq!(after - before, 5.0, "each call went to the owner once");
+
+    // Twenty watchers of the tenant on the non-owner share one stream to the owner, and each
+    // sees the tenant's count, then the events published since.
+    let watches = |text: &str| {
+        metric_sum(
+            text,
+            "integration_health_grpc_requests_total",
+            &["rpc=\"WatchTenant\""],
+        )
+    };
+    let events_of = |truth: &Truth| -> u64 {
+        let counts = truth.counts("acme", i64::MIN, i64::MAX);
+        counts
+            .values()
+            .map(|(failed, succeeded)| failed + succeeded)
+            .sum()
+    };
+    let before = watches(&http_get(owner.service.http_addr, "/metrics").await.1);
+    let mut streams = Vec::new();
+    for _ in 0..20 {
+        let mut api = other.api.clone();
+        let stream = api
+            .watch_tenant(proto::WatchTenantRequest {
+                tenant_id: "acme".into(),
+                min_interval: Some(proto::Duration {
+                    seconds: 0,
+                    nanos: 100_000_000,
+                }),
+            })
+            .await
+            .expect("watch through the non-owner")
+            .into_inner();
+        streams.push(stream);
+    }
+    for stream in &mut streams {
+        let first = stream.message().await.expect("update").expect("open");
+        assert_eq!(
+            first.events,
+            events_of(&generated.truth),
+            "the first update"
+        );
+    }
+    let after = watches(&http_get(owner.service.http_addr, "/metrics").await.1);
+    assert_eq!(
+        after - before,
+        1.0,
+        "one upstream stream for twenty watchers"
+    );
+    let more = generate_tagged(64, 300, NOW, "more");
+    let messages: Vec<Message> = more.messages.iter().map(|(_, m)| m.clone()).collect();
+    publish(&producer(&tansu.bootstrap), INPUT, &messages).await;
+    let wanted = events_of(&generated.truth) + events_of(&more.truth);
+    for stream in &mut streams {
+        loop {
+            let update = tokio::time::timeout(Duration::from_secs(60), stream.message())
+                .await
+                .expect("an update within a minute")
+                .expect("update")
+                .expect("open");
+            assert!(update.events <= wanted, "never more than was published");
+            if update.events == wanted {
+                break;
+            }
+        }
+    }
+    drop(streams);
     for replica in replicas {
         replica.stop().await;
     }

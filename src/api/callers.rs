@@ -15,6 +15,9 @@ use tonic::Status;
 pub enum Caller {
     Grant([u8; 32]),
     Address(std::net::IpAddr),
+    /// Another replica, calling for its own callers, whose limits it applied: counted in the
+    /// total of watch streams, not against a per-caller cap (one per watched tenant).
+    Replica,
     Unknown,
 }
 
@@ -90,7 +93,7 @@ impl Watches {
             )));
         }
         let mine = per_caller.entry(caller.clone()).or_insert(0);
-        if *mine >= self.limits.per_caller {
+        if *mine >= self.limits.per_caller && caller != Caller::Replica {
             return Err(Status::resource_exhausted(format!(
                 "this caller has {} watch streams open, the most allowed; close one first",
                 self.limits.per_caller

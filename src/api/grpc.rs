@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
@@ -17,20 +17,23 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::alerts::AlertStream;
+use super::asker::{accepts_partial, check_coverage, Asker};
 use super::auth::{Access, SharedAuth};
 use super::callers::{Caller, RateLimits, WatchLimits, Watches};
 use super::convert::{
     bounded, duration_to_ms, ms_to_timestamp, optional_range, status_code_filter, timestamp_to_ms,
     type_from_wire, type_to_wire, types_from_wire,
 };
-use super::coverage::{partition_list, respond, Answered, ALLOW_PARTIAL};
+use super::coverage::{respond, Answered, ALLOW_PARTIAL};
+use super::feeds::Feeds;
 use super::issues::IssueKeeping;
+use super::peer::PeerApi;
 use super::status::{add_unreported, merge_status, status_response};
 use super::status_from;
 use super::watch::WatchStream;
 use crate::alerts::AlertBook;
 use crate::clock::SharedClock;
-use crate::cluster::{Cluster, Coverage};
+use crate::cluster::Cluster;
 use crate::event::{is_tenant_char, MAX_INTEGRATION_ID_CHARS, MAX_NAME_CHARS, MAX_TENANT_ID_CHARS};
 use crate::ingest::IngestProgress;
 use crate::ops::Metrics;
@@ -40,6 +43,9 @@ use crate::query::{self, FailureOrder, Granularity, QueryEngine, QueryError};
 
 /// Marks a call forwarded by another replica, so it is never forwarded again.
 pub const FORWARDED: &str = "ih-forwarded";
+/// On a forwarded call: who the forwarding replica authorized (their grant's digest, shortened,
+/// or their address), for the owner's logs.
+pub const ON_BEHALF_OF: &str = "ih-on-behalf-of";
 
 /// What keeps the API from being overrun: how many queries run at once, how long a call may
 /// wait for a slot before it is shed, and an optional rate per caller.
@@ -94,6 +100,8 @@ pub struct IntegrationHealthApi {
     pub(super) issues: Option<Arc<IssueKeeping>>,
     /// What was published to the alerts topic, when alerts are evaluated.
     pub(super) alerts: Option<Arc<AlertBook>>,
+    /// The watched tenants' shared counts, made on the first watch.
+    feeds: OnceLock<Arc<Feeds>>,
 }
 
 impl IntegrationHealthApi {
@@ -120,6 +128,7 @@ impl IntegrationHealthApi {
             shutdown: CancellationToken::new(),
             issues: None,
             alerts: None,
+            feeds: OnceLock::new(),
         }
     }
 
@@ -174,22 +183,40 @@ impl IntegrationHealthApi {
     }
 
     /// Authenticates the caller, checks its right to `access`, and applies its rate limit.
-    /// Returns who the caller is, for the watch limits.
+    /// Returns who the caller is, for the watch limits. A call another replica forwarded with
+    /// an operator grant (the replicas' peer token) was checked and limited there, for the
+    /// caller it came from, so it is not limited again here.
     pub(super) fn caller<T>(
         &self,
         request: &Request<T>,
         access: Access<'_>,
     ) -> Result<Caller, Status> {
-        let caller = match self.auth.current().check(request.metadata(), access)? {
+        let auth = self.auth.current();
+        let caller = match auth.check(request.metadata(), access)? {
+            _ if Self::forwarded_by_replica(request, &auth) => Caller::Replica,
             Some(digest) => Caller::Grant(digest),
             None => request
                 .remote_addr()
                 .map_or(Caller::Unknown, |addr| Caller::Address(addr.ip())),
         };
-        if let Some(rate) = &self.rate {
+        if let (Some(rate), false) = (&self.rate, caller == Caller::Replica) {
             rate.check(&caller)?;
         }
         Ok(caller)
+    }
+
+    fn forwarded_by_replica<T>(request: &Request<T>, auth: &super::auth::Auth) -> bool {
+        let metadata = request.metadata();
+        let forwarded = metadata.contains_key(FORWARDED);
+        let replica = forwarded && auth.check(metadata, Access::Operator).is_ok();
+        if replica {
+            let asker = metadata.get(ON_BEHALF_OF).and_then(|v| v.to_str().ok());
+            tracing::debug!(
+                on_behalf_of = asker.unwrap_or(""),
+                "a call forwarded by a replica"
+            );
+        }
+        replica
     }
 
     /// The replica to forward a tenant call to, if another one owns the tenant. A call that was
@@ -227,51 +254,91 @@ impl IntegrationHealthApi {
             .api_client(owner)
             .ok_or_else(|| Status::unavailable(format!("the owner {owner} cannot be reached")))?;
         let incoming = request.metadata().clone();
-        let mut outgoing = Request::new(request.into_inner());
-        for header in ["authorization", ALLOW_PARTIAL, "grpc-timeout"] {
-            if let Some(value) = incoming.get(header) {
-                outgoing.metadata_mut().insert(header, value.clone());
+        let on_behalf_of = self.caller_name(&request);
+        // The replicas' own token when they have one (the owner then leaves the caller's limits
+        // to this replica, which applied them); the caller's otherwise.
+        let mut outgoing = cluster.peer_request(request.into_inner());
+        let carried: &[&str] = match outgoing.metadata().contains_key("authorization") {
+            true => &[ALLOW_PARTIAL, "grpc-timeout"],
+            false => &["authorization", ALLOW_PARTIAL, "grpc-timeout"],
+        };
+        for header in carried {
+            if let Some(value) = incoming.get(*header) {
+                outgoing.metadata_mut().insert(*header, value.clone());
             }
         }
-        outgoing
-            .metadata_mut()
-            .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+        let marks = outgoing.metadata_mut();
+        marks.insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+        if let Ok(value) = on_behalf_of.parse() {
+            marks.insert(ON_BEHALF_OF, value);
+        }
         call(client, outgoing).await.inspect_err(|status| {
             tracing::warn!(%owner, code = ?status.code(), message = %status.message(), "a forwarded call failed at the owner");
         })
     }
 
-    /// Answers a tenant's question: over this replica's partitions alone, or, with replicas,
-    /// over every partition of the topic (the others' fetched from their owners). Partitions
-    /// that cannot be reached make the call UNAVAILABLE, unless the caller accepts a partial
-    /// answer with the `ih-allow-partial: true` header.
-    pub(super) async fn tenant_query<T: Send + 'static>(
+    /// Who a call comes from, for logs: the first bytes of its grant's digest, or its address.
+    fn caller_name<T>(&self, request: &Request<T>) -> String {
+        match self.auth.current().check(request.metadata(), Access::Any) {
+            Ok(Some(digest)) => format!("grant:{}", hex::encode(&digest[..6])),
+            _ => request.remote_addr().map_or_else(
+                || "unknown".to_owned(),
+                |addr| format!("addr:{}", addr.ip()),
+            ),
+        }
+    }
+
+    /// This replica's address as the others reach it, when it runs with replicas.
+    pub fn cluster_addr(&self) -> Option<String> {
+        Some(self.cluster.as_ref()?.config.advertise_addr.clone())
+    }
+
+    /// The replica-to-replica service, sharing this API's store, tokens and query slots.
+    pub fn peer(&self, advertise_addr: String) -> PeerApi {
+        PeerApi {
+            store: self.engine.store().clone(),
+            progress: self.progress.clone(),
+            clock: self.clock.clone(),
+            auth: self.auth.clone(),
+            advertise_addr,
+            slots: self.slots.clone(),
+            queue_wait: self.queue_wait,
+        }
+    }
+
+    /// The watched tenants' shared counts.
+    pub(super) fn feeds(&self) -> &Arc<Feeds> {
+        self.feeds
+            .get_or_init(|| Feeds::new(self.asker(), self.shutdown.clone()))
+    }
+
+    /// What runs a tenant's queries, over the other replicas' partitions too.
+    pub(super) fn asker(&self) -> Asker {
+        Asker {
+            engine: self.engine.clone(),
+            cluster: self.cluster.clone(),
+            slots: self.slots.clone(),
+            queue_wait: self.queue_wait,
+            clock: self.clock.clone(),
+        }
+    }
+
+    /// Answers a tenant's question over every partition that holds the tenant (`Asker`).
+    /// Partitions that cannot be reached make the call UNAVAILABLE, unless the caller accepts
+    /// a partial answer with the `ih-allow-partial: true` header or the request's field.
+    pub(super) async fn tenant_query<T, W>(
         &self,
         metadata: &MetadataMap,
         allow_partial: bool,
         tenant_id: &str,
-        work: impl FnOnce(&QueryEngine) -> Result<T, QueryError> + Send + 'static,
-    ) -> Result<(T, Answered), Status> {
-        let Some(cluster) = &self.cluster else {
-            let lost = self.engine.store().losses_for(tenant_id);
-            let answer = self.run(self.engine.clone(), work).await?;
-            return Ok((
-                answer,
-                Answered {
-                    coverage: None,
-                    lost,
-                },
-            ));
-        };
-        let (view, coverage) = cluster.tenant_view(self.engine.store(), tenant_id).await;
-        check_coverage(&coverage, metadata, allow_partial)?;
-        let lost = view.losses_for(tenant_id);
-        let engine = self.engine.over(Arc::new(view));
-        let answered = Answered {
-            coverage: Some(coverage),
-            lost,
-        };
-        Ok((self.run(engine, work).await?, answered))
+        work: W,
+    ) -> Result<(T, Answered), Status>
+    where
+        T: Send + 'static,
+        W: Fn(&QueryEngine) -> Result<T, QueryError> + Send + Sync + 'static,
+    {
+        let accept_partial = accepts_partial(metadata, allow_partial);
+        self.asker().tenant(tenant_id, accept_partial, work).await
     }
 
     /// Per partition, each tenant's totals over `range`: this replica's partitions and, with
@@ -300,7 +367,7 @@ impl IntegrationHealthApi {
         };
         let held = local.iter().map(|(partition, _)| *partition).collect();
         let (remote, coverage) = cluster.remote_tenants(&held, range).await;
-        check_coverage(&coverage, metadata, allow_partial)?;
+        check_coverage(&coverage, accepts_partial(metadata, allow_partial))?;
         let mut lists: Vec<_> = local.into_iter().map(|(_, rows)| rows).collect();
         lists.extend(remote);
         let answered = Answered {
@@ -310,41 +377,13 @@ impl IntegrationHealthApi {
         Ok((lists, answered))
     }
 
-    /// Runs `work` on the blocking pool once a query slot is free.
     async fn run<T: Send + 'static>(
         &self,
         engine: QueryEngine,
         work: impl FnOnce(&QueryEngine) -> Result<T, QueryError> + Send + 'static,
     ) -> Result<T, Status> {
-        // Past the queue wait the call is shed rather than queued without bound.
-        let _slot = tokio::time::timeout(self.queue_wait, self.slots.acquire())
-            .await
-            .map_err(|_| Status::resource_exhausted("the service is busy; retry shortly"))?
-            .map_err(|_| Status::unavailable("the service is stopping"))?;
-        tokio::task::spawn_blocking(move || work(&engine))
-            .await
-            .map_err(|_| Status::internal("the query did not complete"))?
-            .map_err(status_from)
+        self.asker().run(engine, work).await
     }
-}
-
-/// Refuses an answer that lacks partitions unless the caller accepts a partial one.
-fn check_coverage(
-    coverage: &Coverage,
-    metadata: &MetadataMap,
-    allow_partial: bool,
-) -> Result<(), Status> {
-    let partial = allow_partial
-        || metadata
-            .get(ALLOW_PARTIAL)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
-    if !coverage.missing.is_empty() && !partial {
-        return Err(Status::unavailable(format!(
-            "partitions [{}] have no owner or their owner did not answer; send {ALLOW_PARTIAL}: true for a partial answer",
-            partition_list(&coverage.missing)
-        )));
-    }
-    Ok(())
 }
 
 fn validate_tenant(tenant_id: &str) -> Result<(), Status> {

@@ -9,8 +9,8 @@ use tracing::instrument;
 use super::convert::{bounded, optional_range, type_from_wire, types_from_wire};
 use super::coverage::respond;
 use super::grpc::non_empty;
-use super::watch::{watch_interval, WatchStream, Watched};
-use super::IntegrationHealthApi;
+use super::watch::{watch_interval, Counting, WatchStream, Watched};
+use super::{IntegrationHealthApi, FORWARDED};
 use crate::event::MAX_INTEGRATION_ID_CHARS;
 use crate::proto;
 use crate::query::{self, Granularity, IntegrationOrder};
@@ -123,12 +123,15 @@ impl IntegrationHealthApi {
         self.timed("WatchTenant", async {
             let req = request.get_ref();
             let caller = self.tenant(&request, &req.tenant_id)?;
+            // A replica's feed asks for this replica's partitions alone; anyone else reads the
+            // tenant's shared feed.
+            let counting = match request.metadata().contains_key(FORWARDED) {
+                true => Counting::Here(self.engine.clone(), req.tenant_id.clone()),
+                false => Counting::Shared(self.feeds().subscribe(&req.tenant_id)),
+            };
             let watched = Watched {
-                engine: self.engine.clone(),
-                slots: self.slots.clone(),
+                counting,
                 permit: self.watches.open(caller)?,
-                cluster: self.cluster.clone(),
-                tenant_id: req.tenant_id.clone(),
                 interval: watch_interval(req.min_interval.as_ref())?,
                 shutdown: self.shutdown.clone(),
             };

@@ -1,11 +1,15 @@
-//! The replica-to-replica service: a tenant's state in the partitions this replica owns, and
-//! this replica's own ingest status. Same TLS and tokens as the public API; operator only.
+//! The replica-to-replica service: a tenant's partial answers over the partitions this replica
+//! owns, and this replica's own ingest status and tenants. Same TLS, tokens and query slots as
+//! the public API; operator only.
 
 // Handlers must return `tonic::Status`.
 #![allow(clippy::result_large_err)]
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use tonic::{Request, Response, Status};
 
@@ -15,8 +19,9 @@ use crate::clock::SharedClock;
 use crate::ingest::IngestProgress;
 use crate::proto;
 use crate::proto::integration_health_peer_server::IntegrationHealthPeer;
-use crate::query::{QueryEngine, TimeRange};
-use crate::snapshot;
+use crate::query::{
+    decode_parts, encode_parts, Answer, Part, PartsError, QueryEngine, TimeRange, PARTS_VERSION,
+};
 use crate::store::Store;
 
 pub struct PeerApi {
@@ -26,37 +31,72 @@ pub struct PeerApi {
     pub auth: SharedAuth,
     /// This replica's address, as the others reach it.
     pub advertise_addr: String,
+    /// The public API's query slots: a peer's question waits for one like any other call.
+    pub slots: Arc<Semaphore>,
+    pub queue_wait: Duration,
+}
+
+impl PeerApi {
+    /// The tenant's answers to `parts` over the asked partitions this replica holds, with
+    /// which those are and their losses.
+    fn answer_parts(
+        store: &Store,
+        clock: SharedClock,
+        request: proto::TenantPartsRequest,
+        parts: Vec<Part>,
+    ) -> Result<proto::TenantPartsResponse, Status> {
+        let view = Arc::new(Store::new(*store.limits()));
+        let mut partitions = Vec::new();
+        for (key, shared) in store.partitions() {
+            if request.partitions.contains(&key.partition) {
+                partitions.push(key.partition);
+                view.attach(key, shared);
+            }
+        }
+        let engine = QueryEngine::new(view.clone(), clock);
+        let answers: Vec<Answer> = parts
+            .iter()
+            .map(|part| engine.part(&request.tenant_id, part))
+            .collect();
+        let losses = view.partition_losses(&request.tenant_id, None);
+        let encode_failed = |err: PartsError| Status::internal(err.to_string());
+        Ok(proto::TenantPartsResponse {
+            partitions,
+            answers: encode_parts(&answers).map_err(encode_failed)?,
+            losses: encode_parts(&losses).map_err(encode_failed)?,
+        })
+    }
 }
 
 #[tonic::async_trait]
 impl IntegrationHealthPeer for PeerApi {
-    async fn get_tenant_slices(
+    async fn get_tenant_parts(
         &self,
-        request: Request<proto::TenantSlicesRequest>,
-    ) -> Result<Response<proto::TenantSlicesResponse>, Status> {
+        request: Request<proto::TenantPartsRequest>,
+    ) -> Result<Response<proto::TenantPartsResponse>, Status> {
         self.auth
             .current()
             .check(request.metadata(), Access::Operator)?;
         let req = request.into_inner();
+        if req.version != PARTS_VERSION {
+            return Err(Status::failed_precondition(format!(
+                "parts version {} asked; this replica speaks {PARTS_VERSION}",
+                req.version
+            )));
+        }
+        let parts: Vec<Part> =
+            decode_parts(&req.parts).map_err(|err| Status::invalid_argument(err.to_string()))?;
+        let _slot = tokio::time::timeout(self.queue_wait, self.slots.acquire())
+            .await
+            .map_err(|_| Status::resource_exhausted("the service is busy; retry shortly"))?
+            .map_err(|_| Status::unavailable("the service is stopping"))?;
         let store = self.store.clone();
-        let slices = tokio::task::spawn_blocking(move || {
-            store
-                .partitions()
-                .into_iter()
-                .filter(|(key, _)| req.partitions.contains(&key.partition))
-                .filter_map(|(key, shared)| {
-                    let slice = shared.read().tenant_slice(&req.tenant_id);
-                    let state = snapshot::encode(&slice).ok()?;
-                    Some(proto::TenantSlice {
-                        partition: key.partition,
-                        state,
-                    })
-                })
-                .collect()
-        })
-        .await
-        .map_err(|_| Status::internal("slicing did not complete"))?;
-        Ok(Response::new(proto::TenantSlicesResponse { slices }))
+        let clock = self.clock.clone();
+        let answer =
+            tokio::task::spawn_blocking(move || Self::answer_parts(&store, clock, req, parts))
+                .await
+                .map_err(|_| Status::internal("answering parts did not complete"))??;
+        Ok(Response::new(answer))
     }
 
     async fn get_local_ingest_status(

@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use super::callers::WatchPermit;
 use super::convert::duration_to_ms;
-use crate::cluster::Cluster;
+use super::feeds::Feed;
 use crate::proto;
 use crate::query::{QueryEngine, TenantCounters};
 
@@ -52,36 +52,31 @@ pub fn watch_interval(requested: Option<&proto::Duration>) -> Result<Duration, S
     Ok(interval)
 }
 
-/// What the watch reads the tenant's counters from: this replica alone, or every partition's
-/// owner when replicas answer together.
+/// Where a watch reads the tenant's counters.
+pub enum Counting {
+    /// This replica's partitions alone: for another replica's feed, which counts the rest.
+    Here(QueryEngine, String),
+    /// The tenant's feed, shared by every local watcher of the tenant.
+    Shared(Arc<Feed>),
+}
+
 pub struct Watched {
-    pub engine: QueryEngine,
-    /// Each tick is a query, and waits for a query slot like any other.
-    pub slots: Arc<Semaphore>,
+    pub counting: Counting,
     /// Held while the stream is open and given back when its task ends (by `Drop`).
     #[allow(dead_code)]
     pub permit: WatchPermit,
-    pub cluster: Option<Arc<Cluster>>,
-    pub tenant_id: String,
     pub interval: Duration,
     pub shutdown: CancellationToken,
 }
 
 impl Watched {
-    async fn counters(&self) -> Option<TenantCounters> {
-        let _slot = self.slots.acquire().await.ok()?;
-        let counters = match &self.cluster {
-            None => self.engine.tenant_counters(&self.tenant_id),
-            Some(cluster) => {
-                let (view, _) = cluster
-                    .tenant_view(self.engine.store(), &self.tenant_id)
-                    .await;
-                self.engine
-                    .over(Arc::new(view))
-                    .tenant_counters(&self.tenant_id)
-            }
-        };
-        Some(counters)
+    /// The tenant's counters now; `None` when some partition's count is missing (a partial
+    /// count would look like a change).
+    fn counters(&self) -> Option<TenantCounters> {
+        match &self.counting {
+            Counting::Here(engine, tenant_id) => engine.tenant_counters(tenant_id).ok(),
+            Counting::Shared(feed) => *feed.counters.borrow(),
+        }
     }
 
     pub fn stream(self) -> WatchStream {
@@ -96,8 +91,8 @@ impl Watched {
                     _ = updates.closed() => return,
                     _ = ticker.tick() => {}
                 }
-                let Some(now) = self.counters().await else {
-                    return;
+                let Some(now) = self.counters() else {
+                    continue;
                 };
                 if last == Some(now) {
                     continue;

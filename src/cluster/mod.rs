@@ -1,6 +1,7 @@
-//! Asking any replica: each replica answers a tenant's questions for every partition of the
-//! topic, fetching the tenant's state in the partitions it does not own from their owners and
-//! merging it with the same query code that merges its own partitions.
+//! Asking any replica: a replica that does not own a tenant's partition forwards the tenant's
+//! calls to its owner; where a tenant spreads over partitions of several owners, it asks each
+//! for its partial answers (`query::Part`) and merges them with its own by the rules that merge
+//! its own partitions.
 //!
 //! - `directory`: who owns which partition, announced on and read from a members topic.
 
@@ -21,9 +22,8 @@ pub use directory::{Announcement, Announcer, Directory, Refused};
 
 use crate::proto;
 use crate::proto::integration_health_peer_client::IntegrationHealthPeerClient;
-use crate::query::{TenantEvents, TimeRange};
-use crate::snapshot;
-use crate::store::{PartitionKey, Store, StoreLimits};
+use crate::query::{Answer, Part, TenantEvents, TimeRange};
+use crate::store::{PartitionLosses, Store};
 
 #[derive(Debug, Error)]
 pub enum ClusterError {
@@ -79,6 +79,21 @@ const MAX_PEER_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 /// modulo the partition count.
 pub fn tenant_partition(tenant_id: &str, partitions: i32) -> i32 {
     (crc32fast::hash(tenant_id.as_bytes()) % partitions.max(1) as u32) as i32
+}
+
+/// The other owners' answers to a query's parts, and their partitions' losses.
+#[derive(Debug, Default)]
+pub struct RemoteParts {
+    /// Per part, in the order asked: one answer per owner that answered.
+    pub answers: Vec<Vec<Answer>>,
+    pub losses: Vec<PartitionLosses>,
+}
+
+/// One owner's answer.
+struct OwnerParts {
+    partitions: Vec<i32>,
+    answers: Vec<Answer>,
+    losses: Vec<PartitionLosses>,
 }
 
 /// Which partitions an answer covers, and which it could not reach.
@@ -162,7 +177,8 @@ impl Cluster {
         Some(channel)
     }
 
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
+    /// A request to another replica, with the replicas' token when they have one.
+    pub fn peer_request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         if let Some(token) = &self.config.peer_token {
             if let Ok(value) = format!("Bearer {}", token.expose()).parse() {
@@ -228,49 +244,132 @@ impl Cluster {
         wanted
     }
 
-    /// A store holding this replica's own partitions and, from their owners, the tenant's
-    /// state in every other partition of the topic; and which partitions could not be reached.
-    pub async fn tenant_view(&self, local: &Store, tenant_id: &str) -> (Store, Coverage) {
-        let view = Store::new(*local.limits());
+    /// Where a tenant's partitions are: those this replica holds (`covered`), those that no
+    /// other replica owns (`missing`), and the rest grouped by the replica that owns each. With
+    /// the repartition stage that is the tenant's one partition; otherwise every partition.
+    pub fn tenant_owners(
+        &self,
+        local: &Store,
+        tenant_id: &str,
+    ) -> (Coverage, BTreeMap<String, Vec<i32>>) {
         let mut coverage = Coverage::default();
         let count = self.directory.partition_count() as i32;
         let relevant = |partition: i32| match (self.config.route_by_tenant, count) {
             (true, count) if count > 0 => partition == tenant_partition(tenant_id, count),
             _ => true,
         };
-        for (key, shared) in local.partitions() {
+        for (key, _) in local.partitions() {
             if relevant(key.partition) {
                 coverage.covered.insert(key.partition);
-                view.attach(key, shared);
             }
         }
         let others: Vec<i32> = (0..count)
             .filter(|p| relevant(*p) && !coverage.covered.contains(p))
             .collect();
         let wanted = self.owners_of(others.into_iter(), &mut coverage);
-        let asks = wanted.into_iter().map(|(owner, partitions)| async move {
-            let answer = self.slices(&owner, tenant_id, &partitions).await;
-            (partitions, answer)
+        (coverage, wanted)
+    }
+
+    /// Every other owner's answers to `parts` about the tenant, over its partitions in
+    /// `wanted`: one list per part, with one answer per owner that answered. A partition whose
+    /// owner did not answer, or no longer owns it, goes to `coverage.missing`.
+    pub async fn ask_parts(
+        &self,
+        tenant_id: &str,
+        wanted: BTreeMap<String, Vec<i32>>,
+        parts: &[Part],
+        coverage: &mut Coverage,
+    ) -> RemoteParts {
+        let mut remote = RemoteParts {
+            answers: vec![Vec::new(); parts.len()],
+            losses: Vec::new(),
+        };
+        let encoded = match crate::query::encode_parts(&parts) {
+            Ok(encoded) => encoded,
+            Err(err) => {
+                tracing::error!(error = %err, "parts to ask the other replicas do not encode");
+                coverage.missing.extend(wanted.into_values().flatten());
+                return remote;
+            }
+        };
+        let asks = wanted.into_iter().map(|(owner, partitions)| {
+            let encoded = encoded.clone();
+            async move {
+                let answer = self
+                    .tenant_parts(&owner, tenant_id, &partitions, encoded, parts.len())
+                    .await;
+                (partitions, answer)
+            }
         });
         for (partitions, answer) in futures::future::join_all(asks).await {
-            let mut got = BTreeSet::new();
-            for (partition, state) in answer.unwrap_or_default() {
-                // Only what was asked of that owner counts: a peer cannot add partitions.
-                if !partitions.contains(&partition) || !got.insert(partition) {
-                    continue;
-                }
-                let key = PartitionKey::new(&self.config.input_topic, partition);
-                view.attach(key, Arc::new(parking_lot::RwLock::new(state)));
-            }
+            let Some(answer) = answer else {
+                coverage.missing.extend(partitions);
+                continue;
+            };
             for partition in partitions {
-                if got.contains(&partition) {
+                if answer.partitions.contains(&partition) {
                     coverage.covered.insert(partition);
                 } else {
                     coverage.missing.insert(partition);
                 }
             }
+            for (slot, part_answer) in remote.answers.iter_mut().zip(answer.answers) {
+                slot.push(part_answer);
+            }
+            remote.losses.extend(answer.losses);
         }
-        (view, coverage)
+        remote
+    }
+
+    async fn tenant_parts(
+        &self,
+        owner: &str,
+        tenant_id: &str,
+        partitions: &[i32],
+        parts: Vec<u8>,
+        count: usize,
+    ) -> Option<OwnerParts> {
+        let mut client = self.peer_client(owner)?;
+        let request = self.peer_request(proto::TenantPartsRequest {
+            tenant_id: tenant_id.to_owned(),
+            partitions: partitions.to_vec(),
+            version: crate::query::PARTS_VERSION,
+            parts,
+        });
+        let answer =
+            tokio::time::timeout(self.config.peer_timeout, client.get_tenant_parts(request)).await;
+        let answer = self.answered(owner, "GetTenantParts", answer)?;
+        let decoded =
+            crate::query::decode_parts::<Vec<Answer>>(&answer.answers).and_then(|answers| {
+                Ok((
+                    answers,
+                    crate::query::decode_parts::<Vec<PartitionLosses>>(&answer.losses)?,
+                ))
+            });
+        let (answers, losses) = decoded
+            .inspect_err(|err| {
+                tracing::warn!(peer = %owner, ?partitions, error = %err, "a peer's parts do not decode; its partitions count as missing");
+            })
+            .ok()?;
+        if answers.len() != count {
+            tracing::warn!(peer = %owner, ?partitions, asked = count, answered = answers.len(), "a peer answered another number of parts than asked; its partitions count as missing");
+            return None;
+        }
+        // Only what was asked of that owner counts: a peer cannot add partitions.
+        let answered: Vec<i32> = answer
+            .partitions
+            .into_iter()
+            .filter(|p| partitions.contains(p))
+            .collect();
+        let losses = losses
+            .into_iter()
+            .filter(|l| answered.contains(&l.partition))
+            .collect();
+        Some(OwnerParts {
+            partitions: answered,
+            answers,
+            losses,
+        })
     }
 
     /// Each tenant's totals over `range` in every partition of the topic that `local` does not
@@ -315,45 +414,13 @@ impl Cluster {
         partitions: &[i32],
     ) -> Option<Vec<proto::PartitionTenants>> {
         let mut client = self.peer_client(owner)?;
-        let request = self.request(proto::LocalTenantsRequest {
+        let request = self.peer_request(proto::LocalTenantsRequest {
             range: Some(range.into()),
             partitions: partitions.to_vec(),
         });
         let answer =
             tokio::time::timeout(self.config.peer_timeout, client.get_local_tenants(request)).await;
         Some(self.answered(owner, "GetLocalTenants", answer)?.partitions)
-    }
-
-    async fn slices(
-        &self,
-        owner: &str,
-        tenant_id: &str,
-        partitions: &[i32],
-    ) -> Option<Vec<(i32, crate::store::PartitionState)>> {
-        let mut client = self.peer_client(owner)?;
-        let request = self.request(proto::TenantSlicesRequest {
-            tenant_id: tenant_id.to_owned(),
-            partitions: partitions.to_vec(),
-        });
-        let answer =
-            tokio::time::timeout(self.config.peer_timeout, client.get_tenant_slices(request)).await;
-        let answer = self.answered(owner, "GetTenantSlices", answer)?;
-        let limits = StoreLimits::default();
-        Some(
-            answer
-                .slices
-                .into_iter()
-                .filter_map(|slice| {
-                    let path = std::path::Path::new(owner);
-                    let state = snapshot::decode(path, &slice.state, &limits)
-                        .inspect_err(|err| {
-                            tracing::warn!(peer = %owner, partition = slice.partition, error = %err, "a peer's slice does not decode; the partition counts as missing");
-                        })
-                        .ok()?;
-                    Some((slice.partition, state))
-                })
-                .collect(),
-        )
     }
 
     /// A peer's answer, or `None` with the cause logged: a timeout, or the status it returned.
@@ -385,7 +452,7 @@ impl Cluster {
             .filter(|addr| *addr != self.config.advertise_addr);
         let asks = peers.map(|addr| async move {
             let mut client = self.peer_client(&addr)?;
-            let request = self.request(proto::GetIngestStatusRequest {});
+            let request = self.peer_request(proto::GetIngestStatusRequest {});
             let answer = tokio::time::timeout(
                 self.config.peer_timeout,
                 client.get_local_ingest_status(request),

@@ -5,28 +5,59 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::parts::Part;
 use super::types::{Contribution, Drivers, TimeRange};
-use super::QueryEngine;
+use super::{QueryEngine, QueryError};
 use crate::event::IntegrationType;
 use crate::store::{IntegrationKey, PartitionState, TenantState};
+use serde::{Deserialize, Serialize};
 
 /// How many integrations and codes are named per type; the rest is "other".
 pub const DRIVERS_PER_TYPE: usize = 5;
 
 /// Failures per (type, key) in one period; the key is an integration id or a status code.
-#[derive(Default)]
-struct Tally {
-    integrations: BTreeMap<(IntegrationType, String), (u64, String)>,
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Tally {
+    integrations: BTreeMap<(IntegrationType, String), Named>,
     codes: BTreeMap<(IntegrationType, u16), u64>,
 }
 
+/// An integration's failures, and its newest name with when that was seen.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Named {
+    count: u64,
+    name: String,
+    name_at_ms: i64,
+}
+
+impl Named {
+    /// Counts add; the name seen last wins, whichever side saw it (ties go to the greater
+    /// name, so the order of merging never matters).
+    fn add(&mut self, count: u64, name: &str, name_at_ms: i64) {
+        self.count += count;
+        if (name_at_ms, name) > (self.name_at_ms, self.name.as_str()) {
+            self.name = name.to_owned();
+            self.name_at_ms = name_at_ms;
+        }
+    }
+}
+
 impl Tally {
-    fn add_integration(&mut self, t: IntegrationType, id: &str, name: &str, count: u64) {
-        let slot = self
-            .integrations
+    fn add_integration(&mut self, t: IntegrationType, id: &str, named: (&str, i64), count: u64) {
+        self.integrations
             .entry((t, id.to_owned()))
-            .or_insert_with(|| (0, name.to_owned()));
-        slot.0 += count;
+            .or_default()
+            .add(count, named.0, named.1);
+    }
+
+    /// Two tallies of the same period over different partitions.
+    pub(super) fn merge(&mut self, other: Tally) {
+        for ((t, id), named) in other.integrations {
+            self.add_integration(t, &id, (&named.name, named.name_at_ms), named.count);
+        }
+        for (key, count) in other.codes {
+            *self.codes.entry(key).or_default() += count;
+        }
     }
 }
 
@@ -39,15 +70,25 @@ impl QueryEngine {
         previous: TimeRange,
         by_minute: bool,
         types: impl Iterator<Item = IntegrationType>,
-    ) -> Vec<(IntegrationType, Drivers)> {
-        let now_tally = self.tally(tenant_id, current, by_minute);
-        let then_tally = self.tally(tenant_id, previous, by_minute);
-        types
+    ) -> Result<Vec<(IntegrationType, Drivers)>, QueryError> {
+        let now_tally = self.tally(tenant_id, current, by_minute)?;
+        let then_tally = self.tally(tenant_id, previous, by_minute)?;
+        Ok(types
             .map(|t| (t, drivers_of(t, &now_tally, &then_tally)))
-            .collect()
+            .collect())
     }
 
-    fn tally(&self, tenant_id: &str, range: TimeRange, by_minute: bool) -> Tally {
+    fn tally(
+        &self,
+        tenant_id: &str,
+        range: TimeRange,
+        by_minute: bool,
+    ) -> Result<Tally, QueryError> {
+        let local = self.local_tally(tenant_id, range, by_minute);
+        self.gathered(Part::Tally { range, by_minute }, local)
+    }
+
+    pub(super) fn local_tally(&self, tenant_id: &str, range: TimeRange, by_minute: bool) -> Tally {
         let mut tally = Tally::default();
         self.for_tenant(tenant_id, |partition, tenant| {
             if by_minute {
@@ -69,12 +110,11 @@ fn add_partition(
     tally: &mut Tally,
 ) {
     for (key, count) in per_integration {
-        let name = tenant
-            .integrations
-            .get(&key)
-            .map_or("", |i| partition.interner.resolve(i.name));
+        let named = tenant.integrations.get(&key).map_or(("", i64::MIN), |i| {
+            (partition.interner.resolve(i.name), i.name_at_ms)
+        });
         let id = partition.interner.resolve(key.integration_id);
-        tally.add_integration(key.integration_type, id, name, count);
+        tally.add_integration(key.integration_type, id, named, count);
     }
 }
 
@@ -124,7 +164,7 @@ fn tally_hours(
 fn drivers_of(t: IntegrationType, now: &Tally, then: &Tally) -> Drivers {
     let mut integrations: BTreeMap<&str, Contribution> = BTreeMap::new();
     for (tally, is_now) in [(now, true), (then, false)] {
-        for ((_, id), (count, name)) in tally
+        for ((_, id), named) in tally
             .integrations
             .range((t, String::new())..)
             .take_while(|((kind, _), _)| *kind == t)
@@ -133,10 +173,10 @@ fn drivers_of(t: IntegrationType, now: &Tally, then: &Tally) -> Drivers {
                 .entry(id.as_str())
                 .or_insert_with(|| Contribution {
                     key: id.clone(),
-                    name: name.clone(),
+                    name: named.name.clone(),
                     ..Contribution::default()
                 });
-            add(slot, *count, is_now);
+            add(slot, named.count, is_now);
         }
     }
     let mut codes: BTreeMap<u16, Contribution> = BTreeMap::new();

@@ -1,14 +1,15 @@
 //! The engine and the counting queries: overview, percentage change, error breakdown, trends,
 //! and the catalog. Each sums pre-aggregated buckets across partitions.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::calendar::{day_boundaries, hour_boundaries, parse_time_zone};
+use super::parts::{Part, Remote};
 use super::types::*;
 use super::{QueryError, DEFAULT_PERIOD_MS, DEFAULT_RANGE_MS, FUTURE_MARGIN_MS};
 use crate::catalog::{self, CatalogEntry};
-use crate::clock::SharedClock;
+use crate::clock::{ManualClock, SharedClock};
 use crate::event::{IntegrationType, PerType};
 use crate::issues::IssueBook;
 use crate::store::{
@@ -22,6 +23,8 @@ pub struct QueryEngine {
     clock: SharedClock,
     /// When issues are kept: the users' actions and how long a quiet group stays open.
     pub(super) issues: Option<IssueContext>,
+    /// The partitions other replicas own, when a tenant is spread over several owners.
+    pub(super) remote: Option<Arc<Remote>>,
 }
 
 /// What the queries need to tell an issue's state.
@@ -37,6 +40,7 @@ impl QueryEngine {
             store,
             clock,
             issues: None,
+            remote: None,
         }
     }
 
@@ -52,7 +56,29 @@ impl QueryEngine {
             store,
             clock: self.clock.clone(),
             issues: self.issues.clone(),
+            remote: None,
         }
+    }
+
+    /// The same engine with its clock stopped at `now_ms`, so that two passes of a query and
+    /// the other owners' parts all see one time.
+    pub fn at(&self, now_ms: i64) -> Self {
+        QueryEngine {
+            clock: Arc::new(ManualClock::new(now_ms)),
+            ..self.clone()
+        }
+    }
+
+    /// The same engine, merging `remote`'s parts into its own (or noting them, when planning).
+    pub fn with_remote(&self, remote: Arc<Remote>) -> Self {
+        QueryEngine {
+            remote: Some(remote),
+            ..self.clone()
+        }
+    }
+
+    pub(super) fn has_remote(&self) -> bool {
+        self.remote.is_some()
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -106,12 +132,58 @@ impl QueryEngine {
     }
 
     /// The tenant's failed and succeeded counts per type over `range`, from every partition.
-    fn counts(&self, tenant_id: &str, range: TimeRange, by_minute: bool) -> TypeCounts {
+    fn counts(
+        &self,
+        tenant_id: &str,
+        range: TimeRange,
+        by_minute: bool,
+    ) -> Result<TypeCounts, QueryError> {
+        let local = self.local_counts(tenant_id, range, by_minute);
+        self.gathered(Part::Counts { range, by_minute }, local)
+    }
+
+    pub(super) fn local_counts(
+        &self,
+        tenant_id: &str,
+        range: TimeRange,
+        by_minute: bool,
+    ) -> TypeCounts {
         let mut counts = TypeCounts::default();
         self.for_tenant(tenant_id, |_, tenant| {
             counts.add(&tenant.counts_in(range.start_ms, range.end_ms, by_minute));
         });
         counts
+    }
+
+    /// The tenant's failures per (type, code) over `range`.
+    pub(super) fn local_codes(
+        &self,
+        tenant_id: &str,
+        range: TimeRange,
+    ) -> BTreeMap<(IntegrationType, u16), u64> {
+        let mut by_code = BTreeMap::new();
+        self.for_tenant(tenant_id, |_, tenant| {
+            for codes in tenant.codes_in(range.start_ms, range.end_ms) {
+                for (key, count) in codes {
+                    *by_code.entry(*key).or_insert(0) += count;
+                }
+            }
+        });
+        by_code
+    }
+
+    /// Each hour's failures per type in `[first, last)`, partition by partition.
+    pub(super) fn local_hours(
+        &self,
+        tenant_id: &str,
+        first: i64,
+        last: i64,
+    ) -> Vec<(i64, PerType<u32>)> {
+        let mut per_hour = Vec::new();
+        self.for_tenant(tenant_id, |_, tenant| {
+            per_hour.extend(tenant.hours.range(first..last).map(|(h, c)| (*h, c.failed)));
+        });
+        per_hour
     }
 
     pub fn overview(
@@ -125,7 +197,7 @@ impl QueryEngine {
         let by_minute = self.serve_by_minute(start, now);
         let width = if by_minute { MINUTE_MS } else { HOUR_MS };
         let effective_range = self.effective(range, DEFAULT_RANGE_MS, now, width)?;
-        let counts = self.counts(tenant_id, effective_range, by_minute);
+        let counts = self.counts(tenant_id, effective_range, by_minute)?;
         let types = types.types().map(|t| TypeTotals::of(t, &counts)).collect();
         Ok(Overview {
             types,
@@ -165,8 +237,8 @@ impl QueryEngine {
             start_ms: end - 2 * period,
             end_ms: end - period,
         };
-        let current = self.counts(tenant_id, current_range, by_minute);
-        let previous = self.counts(tenant_id, previous_range, by_minute);
+        let current = self.counts(tenant_id, current_range, by_minute)?;
+        let previous = self.counts(tenant_id, previous_range, by_minute)?;
         let mut drivers = match with_drivers {
             true => self.drivers(
                 tenant_id,
@@ -174,7 +246,7 @@ impl QueryEngine {
                 previous_range,
                 by_minute,
                 types.types(),
-            ),
+            )?,
             false => Vec::new(),
         }
         .into_iter();
@@ -200,16 +272,19 @@ impl QueryEngine {
     ) -> Result<ErrorBreakdown, QueryError> {
         let now = self.now_ms();
         let effective_range = self.effective(range, DEFAULT_RANGE_MS, now, HOUR_MS)?;
+        let local = self.local_codes(tenant_id, effective_range);
+        let codes = self.gathered(
+            Part::Codes {
+                range: effective_range,
+            },
+            local,
+        )?;
         let mut by_code: HashMap<u16, u64> = HashMap::new();
-        self.for_tenant(tenant_id, |_, tenant| {
-            for codes in tenant.codes_in(effective_range.start_ms, effective_range.end_ms) {
-                for ((t, code), count) in codes {
-                    if types.includes(*t) {
-                        *by_code.entry(*code).or_insert(0) += count;
-                    }
-                }
+        for ((t, code), count) in codes {
+            if types.includes(t) {
+                *by_code.entry(code).or_insert(0) += count;
             }
-        });
+        }
         let mut errors: Vec<ErrorCount> = by_code
             .into_iter()
             .map(|(status_code, failed)| ErrorCount {
@@ -247,10 +322,8 @@ impl QueryEngine {
         let (Some(&first), Some(&last)) = (boundaries.first(), boundaries.last()) else {
             return Err(QueryError::EmptyRange);
         };
-        let mut per_hour: Vec<(i64, PerType<u32>)> = Vec::new();
-        self.for_tenant(tenant_id, |_, tenant| {
-            per_hour.extend(tenant.hours.range(first..last).map(|(h, c)| (*h, c.failed)));
-        });
+        let local = self.local_hours(tenant_id, first, last);
+        let mut per_hour = self.gathered(Part::Hours { first, last }, local)?;
         // Partitions each give their hours in order; one sort interleaves them.
         per_hour.sort_by_key(|(hour, _)| *hour);
         let series = types

@@ -1,17 +1,20 @@
-//! The failures table and a failure's details. A group can be spread over several partitions;
-//! `GroupSummary::merge` is the one rule that combines its parts.
+//! The failures table and a failure's details. A group can be spread over several partitions
+//! (and replicas); `GroupNumbers::merge` is the one rule that combines its parts.
 
 use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
 
 use super::engine::guidance_for;
 use super::paging::{query_fingerprint, PageToken};
+use super::parts::Part;
 use super::types::*;
 use super::{
     QueryEngine, QueryError, DEFAULT_PAGE_SIZE, DEFAULT_RANGE_MS, MAX_PAGE_SIZE, MAX_TREND_POINTS,
 };
 use crate::catalog;
+use crate::event::IntegrationType;
 use crate::issues::{derive_state, Activity, IssueState, IssueStatus};
 use crate::store::{
     format_failure_id, parse_failure_id, sample_order, GroupKey, GroupState, PartitionKey,
@@ -19,38 +22,171 @@ use crate::store::{
 };
 
 /// One group's numbers within a range. Parts merge by one rule: totals add, first seen is the
-/// earliest, last seen the latest, and the strings come from the partition that saw the newest
-/// event (so a rename shows up).
-#[derive(Debug, Clone, Copy)]
-struct GroupSummary {
+/// earliest, last seen the latest, and the strings come from the part that saw the newest
+/// event (so a rename shows up; at the same instant, the lower partition's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct GroupNumbers {
     failure_id: u128,
     total: u64,
     first_ms: i64,
     last_ms: i64,
     names_at_ms: i64,
-    /// Where to read the strings: the partition's index and the group's key there.
-    source: (usize, GroupKey),
+    /// The partition whose strings these are.
+    names_partition: i32,
 }
 
-impl GroupSummary {
-    fn of(index: usize, key: &GroupKey, group: &GroupState, range: TimeRange) -> Self {
-        GroupSummary {
+impl GroupNumbers {
+    fn of(partition: i32, group: &GroupState, range: TimeRange) -> Self {
+        GroupNumbers {
             failure_id: group.failure_id,
             total: group.total_in(range.start_ms, range.end_ms),
             first_ms: group.first_seen_ms().unwrap_or(0),
             last_ms: group.last_seen_ms().unwrap_or(0),
             names_at_ms: group.names_at_ms,
-            source: (index, *key),
+            names_partition: partition,
         }
     }
 
-    fn merge(&mut self, part: GroupSummary) {
+    /// Merges `part` in; true when the strings should now come from `part`.
+    fn merge(&mut self, part: GroupNumbers) -> bool {
         debug_assert_eq!(self.failure_id, part.failure_id);
         self.total += part.total;
         self.first_ms = self.first_ms.min(part.first_ms);
         self.last_ms = self.last_ms.max(part.last_ms);
-        if part.names_at_ms > self.names_at_ms {
+        let newer =
+            (part.names_at_ms, -part.names_partition) > (self.names_at_ms, -self.names_partition);
+        if newer {
             self.names_at_ms = part.names_at_ms;
+            self.names_partition = part.names_partition;
+        }
+        newer
+    }
+}
+
+/// Where a ranked group's strings are read from.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// A local partition (its index in the engine's list) and the group's key there.
+    Local(usize, GroupKey),
+    /// Another replica's part (its index in the list of parts).
+    Remote(usize),
+}
+
+/// A group's numbers and where to read its strings, for ranking without building strings.
+#[derive(Debug, Clone, Copy)]
+struct GroupSummary {
+    numbers: GroupNumbers,
+    source: Source,
+}
+
+/// A group as another replica sends it: its numbers over that replica's partitions, its
+/// strings, and when it last came back after a quiet spell (for its issue state).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupPart {
+    numbers: GroupNumbers,
+    text: GroupText,
+    latest_return_ms: Option<i64>,
+}
+
+impl GroupPart {
+    fn merge(&mut self, other: GroupPart) {
+        if self.numbers.merge(other.numbers) {
+            self.text = other.text;
+            self.latest_return_ms = other.latest_return_ms;
+        }
+    }
+}
+
+/// One failure group's details over some partitions: what `GetFailureDetails` merges.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupDetail {
+    group: GroupPart,
+    hours: BTreeMap<i64, u64>,
+    samples: Vec<SampleRow>,
+}
+
+impl GroupDetail {
+    pub(super) fn merge(&mut self, other: GroupDetail) {
+        self.group.merge(other.group);
+        for (hour, count) in other.hours {
+            *self.hours.entry(hour).or_insert(0) += count;
+        }
+        self.samples.extend(other.samples);
+    }
+}
+
+/// The strings a failure row shows, read from the partition that named the group last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct GroupText {
+    integration_type: IntegrationType,
+    integration_id: String,
+    integration_name: String,
+    failure_description: String,
+    status_code: u16,
+    service_id: String,
+    service_name: String,
+    flow_id: String,
+    flow_name: String,
+}
+
+impl GroupText {
+    fn of(partition: &PartitionState, key: &GroupKey, group: &GroupState) -> Self {
+        let text = |sym| partition.interner.resolve(sym).to_owned();
+        GroupText {
+            integration_type: key.integration_type,
+            integration_id: text(key.integration_id),
+            integration_name: text(group.integration_name),
+            failure_description: description_text(partition, key.description, key.status_code),
+            status_code: key.status_code,
+            service_id: text(key.service_id),
+            service_name: text(group.service_name),
+            flow_id: text(key.flow_id),
+            flow_name: text(group.flow_name),
+        }
+    }
+
+    fn row(self, numbers: &GroupNumbers, issue: Option<IssueStatus>) -> FailureRow {
+        FailureRow {
+            failure_id: format_failure_id(numbers.failure_id),
+            integration_type: self.integration_type,
+            integration_id: self.integration_id,
+            integration_name: self.integration_name,
+            failure_description: self.failure_description,
+            status_code: self.status_code,
+            service_id: self.service_id,
+            service_name: self.service_name,
+            flow_id: self.flow_id,
+            flow_name: self.flow_name,
+            total_errors: numbers.total,
+            first_seen_ms: numbers.first_ms,
+            last_seen_ms: numbers.last_ms,
+            issue,
+        }
+    }
+}
+
+/// The local partitions and the other replicas' parts a ranking points into.
+struct Sources<'a> {
+    partitions: &'a [(PartitionKey, SharedPartition)],
+    remote: &'a [GroupPart],
+}
+
+impl GroupSummary {
+    fn local(
+        index: usize,
+        partition: i32,
+        key: &GroupKey,
+        group: &GroupState,
+        range: TimeRange,
+    ) -> Self {
+        GroupSummary {
+            numbers: GroupNumbers::of(partition, group, range),
+            source: Source::Local(index, *key),
+        }
+    }
+
+    fn merge(&mut self, part: GroupSummary) {
+        if self.numbers.merge(part.numbers) {
             self.source = part.source;
         }
     }
@@ -58,37 +194,49 @@ impl GroupSummary {
     /// Position in the requested order; smaller sorts first. Ties break on failure id.
     fn sort_key(&self, order: FailureOrder) -> (i64, u128) {
         let primary = match order {
-            FailureOrder::TotalErrorsDesc => -(self.total as i64),
-            FailureOrder::LastSeenDesc => -self.last_ms,
+            FailureOrder::TotalErrorsDesc => -(self.numbers.total as i64),
+            FailureOrder::LastSeenDesc => -self.numbers.last_ms,
         };
-        (primary, self.failure_id)
+        (primary, self.numbers.failure_id)
     }
 
-    fn row(
-        &self,
-        engine: &QueryEngine,
-        tenant_id: &str,
-        partitions: &[(PartitionKey, SharedPartition)],
-    ) -> Option<FailureRow> {
-        let (index, key) = self.source;
-        let guard = partitions.get(index)?.1.read();
-        let group = guard.tenant(tenant_id)?.groups.get(&key)?;
-        let issue = engine.issue_status(tenant_id, self, group);
-        Some(failure_row(&guard, &key, group, self, issue))
+    fn row(&self, engine: &QueryEngine, tenant_id: &str, sources: &Sources) -> Option<FailureRow> {
+        let (text, latest_return_ms) = match self.source {
+            Source::Local(index, key) => {
+                let guard = sources.partitions.get(index)?.1.read();
+                let group = guard.tenant(tenant_id)?.groups.get(&key)?;
+                let quiet = engine.quiet_ms();
+                (
+                    GroupText::of(&guard, &key, group),
+                    quiet.and_then(|q| latest_return(group, q)),
+                )
+            }
+            Source::Remote(index) => {
+                let part = sources.remote.get(index)?;
+                (part.text.clone(), part.latest_return_ms)
+            }
+        };
+        let issue = engine.issue_status(tenant_id, &self.numbers, latest_return_ms);
+        Some(text.row(&self.numbers, issue))
     }
 
-    /// The group's issue state, read from the partition that holds its newest event. With
+    /// The group's issue state, from the part that holds its newest event. With
     /// tenant-affine partitions a group lives in one partition, so this is its whole history.
     fn issue_status(
         &self,
         engine: &QueryEngine,
         tenant_id: &str,
-        partitions: &[(PartitionKey, SharedPartition)],
+        sources: &Sources,
     ) -> Option<IssueStatus> {
-        let (index, key) = self.source;
-        let guard = partitions.get(index)?.1.read();
-        let group = guard.tenant(tenant_id)?.groups.get(&key)?;
-        engine.issue_status(tenant_id, self, group)
+        let latest_return_ms = match self.source {
+            Source::Local(index, key) => {
+                let guard = sources.partitions.get(index)?.1.read();
+                let group = guard.tenant(tenant_id)?.groups.get(&key)?;
+                engine.quiet_ms().and_then(|q| latest_return(group, q))
+            }
+            Source::Remote(index) => sources.remote.get(index)?.latest_return_ms,
+        };
+        engine.issue_status(tenant_id, &self.numbers, latest_return_ms)
     }
 }
 
@@ -102,32 +250,6 @@ fn states_fingerprint(states: &[IssueState]) -> u64 {
 
 fn description_text(partition: &PartitionState, description: Sym, status_code: u16) -> String {
     catalog::visible_description(partition.interner.resolve(description), status_code).to_owned()
-}
-
-fn failure_row(
-    partition: &PartitionState,
-    key: &GroupKey,
-    group: &GroupState,
-    numbers: &GroupSummary,
-    issue: Option<IssueStatus>,
-) -> FailureRow {
-    let text = |sym| partition.interner.resolve(sym).to_owned();
-    FailureRow {
-        failure_id: format_failure_id(group.failure_id),
-        integration_type: key.integration_type,
-        integration_id: text(key.integration_id),
-        integration_name: text(group.integration_name),
-        failure_description: description_text(partition, key.description, key.status_code),
-        status_code: key.status_code,
-        service_id: text(key.service_id),
-        service_name: text(group.service_name),
-        flow_id: text(key.flow_id),
-        flow_name: text(group.flow_name),
-        total_errors: numbers.total,
-        first_seen_ms: numbers.first_ms,
-        last_seen_ms: numbers.last_ms,
-        issue,
-    }
 }
 
 /// The start of the newest failure that followed a quiet spell of at least `gap_ms`.
@@ -156,66 +278,69 @@ fn sym_matches(filter: Option<Option<Sym>>, actual: Sym) -> bool {
     }
 }
 
-/// Every group that matches the request, reduced to the numbers that rank it and merged across
-/// partitions. No strings are built here. A tenant normally lives in one partition, and then
-/// nothing needs merging.
-fn rank_groups(
+/// Every local group of the tenant that matches, reduced to the numbers that rank it and
+/// merged across partitions, groups without failures in the range included (their strings or
+/// first and last seen may still decide a merged group's). No strings are built here.
+fn local_groups(
     partitions: &[(PartitionKey, SharedPartition)],
-    request: &ListFailuresRequest,
+    tenant_id: &str,
+    types: TypeFilter,
+    filter: &FailureFilter,
     range: TimeRange,
 ) -> Vec<GroupSummary> {
     let mut parts: Vec<Vec<GroupSummary>> = partitions
         .iter()
         .enumerate()
-        .filter_map(|(index, (_, partition))| {
+        .filter_map(|(index, (key, partition))| {
             let guard = partition.read();
-            let tenant = guard.tenant(&request.tenant_id)?;
-            Some(partition_groups(index, &guard, tenant, request, range))
+            let tenant = guard.tenant(tenant_id)?;
+            let found =
+                partition_groups(index, key.partition, &guard, tenant, types, filter, range);
+            Some(found)
         })
         .collect();
+    // A tenant normally lives in one partition, and then nothing needs merging.
     if parts.len() == 1 {
-        let mut only = parts.pop().unwrap_or_default();
-        only.retain(|r| r.total > 0);
-        return only;
+        return parts.pop().unwrap_or_default();
     }
     let mut merged: FxHashMap<u128, GroupSummary> = FxHashMap::default();
     for part in parts.into_iter().flatten() {
         merge_part(&mut merged, part);
     }
-    merged.into_values().filter(|r| r.total > 0).collect()
+    merged.into_values().collect()
 }
 
-/// The numbers of one partition's groups of the tenant that match the request.
+/// The numbers of one partition's groups of the tenant that match.
 fn partition_groups(
     index: usize,
+    partition_id: i32,
     partition: &PartitionState,
     tenant: &TenantState,
-    request: &ListFailuresRequest,
+    types: TypeFilter,
+    filter: &FailureFilter,
     range: TimeRange,
 ) -> Vec<GroupSummary> {
-    let integration = resolve_filter(partition, &request.filter.integration_id);
-    let flow = resolve_filter(partition, &request.filter.flow_id);
-    let service = resolve_filter(partition, &request.filter.service_id);
+    let integration = resolve_filter(partition, &filter.integration_id);
+    let flow = resolve_filter(partition, &filter.flow_id);
+    let service = resolve_filter(partition, &filter.service_id);
     tenant
         .groups
         .iter()
         .filter(|(key, _)| {
-            request.types.includes(key.integration_type)
-                && request
-                    .filter
-                    .status_code
-                    .is_none_or(|c| c == key.status_code)
+            types.includes(key.integration_type)
+                && filter.status_code.is_none_or(|c| c == key.status_code)
                 && sym_matches(integration, key.integration_id)
                 && sym_matches(flow, key.flow_id)
                 && sym_matches(service, key.service_id)
         })
-        .map(|(key, group)| GroupSummary::of(index, key, group, range))
+        .map(|(key, group)| GroupSummary::local(index, partition_id, key, group, range))
         .collect()
 }
 
-/// The first page's contenders when the tenant's `Ranking` can answer: one partition holds
-/// the tenant, the range is the default one, nothing is filtered and the page fits the
-/// candidates. With them, the count of groups that have failures in the range.
+/// The first page's contenders when the tenant's `Ranking` can answer: one local partition
+/// holds the tenant and no other replica's does, the range is the default one, nothing is
+/// filtered and the page fits the candidates. With them, the count of groups that have
+/// failures in the range.
 fn ranked_candidates(
     partitions: &[(PartitionKey, SharedPartition)],
     request: &ListFailuresRequest,
@@ -231,7 +356,7 @@ fn ranked_candidates(
         .iter()
         .enumerate()
         .filter(|(_, (_, p))| p.read().tenant(&request.tenant_id).is_some());
-    let (index, (_, partition)) = holders.next()?;
+    let (index, (key, partition)) = holders.next()?;
     if holders.next().is_some() {
         return None;
     }
@@ -247,31 +372,47 @@ fn ranked_candidates(
     };
     let summaries = keys
         .iter()
-        .filter_map(|key| Some(GroupSummary::of(index, key, tenant.groups.get(key)?, range)))
-        .filter(|s| s.total > 0)
+        .filter_map(|k| {
+            let group = tenant.groups.get(k)?;
+            Some(GroupSummary::local(index, key.partition, k, group, range))
+        })
+        .filter(|s| s.numbers.total > 0)
         .collect();
     Some((summaries, ranking.groups_with_failures))
 }
 
 fn merge_part(merged: &mut FxHashMap<u128, GroupSummary>, part: GroupSummary) {
     merged
-        .entry(part.failure_id)
+        .entry(part.numbers.failure_id)
         .and_modify(|existing| existing.merge(part))
         .or_insert(part);
 }
 
+/// One group found in the local partitions: its numbers, where its strings are, and its
+/// hours and samples in the range.
+struct LocalGroup {
+    summary: GroupSummary,
+    hours: BTreeMap<i64, u64>,
+    samples: Vec<SampleRow>,
+}
+
 impl QueryEngine {
+    /// How long a group must be quiet before its return reopens an issue, when issues are kept.
+    fn quiet_ms(&self) -> Option<i64> {
+        self.issues.as_ref().map(|c| c.auto_resolve_ms)
+    }
+
     fn issue_status(
         &self,
         tenant_id: &str,
-        numbers: &GroupSummary,
-        group: &GroupState,
+        numbers: &GroupNumbers,
+        latest_return_ms: Option<i64>,
     ) -> Option<IssueStatus> {
         let context = self.issues.as_ref()?;
         let activity = Activity {
             first_ms: numbers.first_ms,
             last_ms: numbers.last_ms,
-            latest_return_ms: latest_return(group, context.auto_resolve_ms),
+            latest_return_ms,
         };
         let newest = context
             .book
@@ -282,6 +423,34 @@ impl QueryEngine {
             self.now_ms(),
             context.auto_resolve_ms,
         ))
+    }
+
+    /// Every group of the tenant in the local partitions that matches, with its strings: what
+    /// another replica merges into its ranking.
+    pub(super) fn group_parts(
+        &self,
+        tenant_id: &str,
+        types: TypeFilter,
+        filter: &FailureFilter,
+        range: TimeRange,
+        quiet_ms: Option<i64>,
+    ) -> Vec<GroupPart> {
+        let partitions = self.store().partitions();
+        local_groups(&partitions, tenant_id, types, filter, range)
+            .into_iter()
+            .filter_map(|summary| {
+                let Source::Local(index, key) = summary.source else {
+                    return None;
+                };
+                let guard = partitions.get(index)?.1.read();
+                let group = guard.tenant(tenant_id)?.groups.get(&key)?;
+                Some(GroupPart {
+                    numbers: summary.numbers,
+                    text: GroupText::of(&guard, &key, group),
+                    latest_return_ms: quiet_ms.and_then(|q| latest_return(group, q)),
+                })
+            })
+            .collect()
     }
 
     /// The failures table: every group with failures in the range.
@@ -297,6 +466,52 @@ impl QueryEngine {
         states: &[IssueState],
     ) -> Result<FailurePage, QueryError> {
         self.list_groups(request, states)
+    }
+
+    /// Every matching group with failures in the range, ranked by numbers alone: the local
+    /// partitions' merged with the other replicas' parts (`remote`, which the rows' sources
+    /// point into).
+    fn ranked_groups(
+        &self,
+        partitions: &[(PartitionKey, SharedPartition)],
+        request: &ListFailuresRequest,
+        range: TimeRange,
+    ) -> Result<(Vec<GroupSummary>, Vec<GroupPart>), QueryError> {
+        let local = local_groups(
+            partitions,
+            &request.tenant_id,
+            request.types,
+            &request.filter,
+            range,
+        );
+        let part = Part::Groups {
+            types: request.types,
+            filter: request.filter.clone(),
+            range,
+            quiet_ms: self.quiet_ms(),
+        };
+        let remote = self.gathered(part, Vec::new())?;
+        if remote.is_empty() {
+            let mut ranked = local;
+            ranked.retain(|r| r.numbers.total > 0);
+            return Ok((ranked, remote));
+        }
+        let mut merged: FxHashMap<u128, GroupSummary> = FxHashMap::default();
+        for part in local {
+            merge_part(&mut merged, part);
+        }
+        for (index, part) in remote.iter().enumerate() {
+            let summary = GroupSummary {
+                numbers: part.numbers,
+                source: Source::Remote(index),
+            };
+            merge_part(&mut merged, summary);
+        }
+        let ranked = merged
+            .into_values()
+            .filter(|r| r.numbers.total > 0)
+            .collect();
+        Ok((ranked, remote))
     }
 
     /// Two passes: rank every matching group by numbers alone (no strings, no allocation per
@@ -321,19 +536,29 @@ impl QueryEngine {
         let now = self.now_ms();
         let effective_range = self.effective(request.range, DEFAULT_RANGE_MS, now, HOUR_MS)?;
         let partitions = self.store().partitions();
-        let candidates = match (states.is_empty() && after.is_none(), request.order) {
+        let candidates = match (
+            states.is_empty() && after.is_none() && !self.has_remote(),
+            request.order,
+        ) {
             (true, order) => ranked_candidates(&partitions, request, effective_range, order),
             _ => None,
         };
         // Candidates come with the count of all the tenant's groups in the range; otherwise
         // every matching group is at hand and counted once filtered by state.
-        let (mut ranked, counted) = match candidates {
-            Some((found, count)) => (found, Some(count)),
-            None => (rank_groups(&partitions, request, effective_range), None),
+        let (mut ranked, remote, counted) = match candidates {
+            Some((found, count)) => (found, Vec::new(), Some(count)),
+            None => {
+                let (ranked, remote) = self.ranked_groups(&partitions, request, effective_range)?;
+                (ranked, remote, None)
+            }
+        };
+        let sources = Sources {
+            partitions: &partitions,
+            remote: &remote,
         };
         if !states.is_empty() {
             ranked.retain(|c| {
-                c.issue_status(self, &request.tenant_id, &partitions)
+                c.issue_status(self, &request.tenant_id, &sources)
                     .is_some_and(|status| states.contains(&status.state))
             });
         }
@@ -358,13 +583,75 @@ impl QueryEngine {
         ranked.truncate(page_size);
         let failures = ranked
             .iter()
-            .filter_map(|c| c.row(self, &request.tenant_id, &partitions))
+            .filter_map(|c| c.row(self, &request.tenant_id, &sources))
             .collect();
         Ok(FailurePage {
             failures,
             next_page_token,
             total_groups,
             effective_range,
+        })
+    }
+
+    /// One group in the local partitions, found by id, with its hours and samples in `range`,
+    /// its strings and its issue timing: what `GetFailureDetails` merges across replicas.
+    pub(super) fn local_group(
+        &self,
+        tenant_id: &str,
+        id: u128,
+        range: TimeRange,
+        quiet_ms: Option<i64>,
+    ) -> Option<GroupDetail> {
+        let partitions = self.store().partitions();
+        let mut found_any: Option<LocalGroup> = None;
+        for (index, (partition_key, partition)) in partitions.iter().enumerate() {
+            let guard = partition.read();
+            let Some(tenant) = guard.tenant(tenant_id) else {
+                continue;
+            };
+            let indexed = tenant.ranking.as_ref().map(|r| r.ids.get(&id));
+            let found = match indexed {
+                Some(key) => key.and_then(|k| Some((k, tenant.groups.get(k)?))),
+                None => tenant.groups.iter().find(|(_, g)| g.failure_id == id),
+            };
+            let Some((key, group)) = found else {
+                continue;
+            };
+            let part = GroupSummary::local(index, partition_key.partition, key, group, range);
+            let slot = match &mut found_any {
+                Some(slot) => {
+                    slot.summary.merge(part);
+                    slot
+                }
+                None => found_any.insert(LocalGroup {
+                    summary: part,
+                    hours: BTreeMap::new(),
+                    samples: Vec::new(),
+                }),
+            };
+            for (hour, stat) in group.hours.range(range.start_ms..range.end_ms) {
+                *slot.hours.entry(*hour).or_insert(0) += stat.count;
+            }
+            slot.samples.extend(group.samples.iter().map(|s| SampleRow {
+                event_id: s.event_id.to_string(),
+                occurred_at_ms: s.occurred_at_ms,
+                error_message: description_text(&guard, key.description, key.status_code),
+            }));
+        }
+        let found = found_any?;
+        let Source::Local(index, key) = found.summary.source else {
+            return None;
+        };
+        let guard = partitions.get(index)?.1.read();
+        let group = guard.tenant(tenant_id)?.groups.get(&key)?;
+        Some(GroupDetail {
+            group: GroupPart {
+                numbers: found.summary.numbers,
+                text: GroupText::of(&guard, &key, group),
+                latest_return_ms: quiet_ms.and_then(|q| latest_return(group, q)),
+            },
+            hours: found.hours,
+            samples: found.samples,
         })
     }
 
@@ -384,48 +671,26 @@ impl QueryEngine {
                 max: MAX_TREND_POINTS,
             });
         }
-        let partitions = self.store().partitions();
-        let mut summary: Option<GroupSummary> = None;
-        let mut hours: BTreeMap<i64, u64> = BTreeMap::new();
-        let mut samples: Vec<SampleRow> = Vec::new();
-        for (index, (_, partition)) in partitions.iter().enumerate() {
-            let guard = partition.read();
-            let Some(tenant) = guard.tenant(tenant_id) else {
-                continue;
-            };
-            let indexed = tenant.ranking.as_ref().map(|r| r.ids.get(&id));
-            let found = match indexed {
-                Some(key) => key.and_then(|k| Some((k, tenant.groups.get(k)?))),
-                None => tenant.groups.iter().find(|(_, g)| g.failure_id == id),
-            };
-            let Some((key, group)) = found else {
-                continue;
-            };
-            let part = GroupSummary::of(index, key, group, effective_range);
-            match &mut summary {
-                Some(existing) => existing.merge(part),
-                None => summary = Some(part),
-            }
-            let in_range = group
-                .hours
-                .range(effective_range.start_ms..effective_range.end_ms);
-            for (hour, stat) in in_range {
-                *hours.entry(*hour).or_insert(0) += stat.count;
-            }
-            samples.extend(group.samples.iter().map(|s| SampleRow {
-                event_id: s.event_id.to_string(),
-                occurred_at_ms: s.occurred_at_ms,
-                error_message: description_text(&guard, key.description, key.status_code),
-            }));
-        }
-        let not_found = || QueryError::FailureNotFound {
-            tenant_id: tenant_id.to_owned(),
-            failure_id: failure_id.to_owned(),
+        let quiet_ms = self.quiet_ms();
+        let local = self.local_group(tenant_id, id, effective_range, quiet_ms);
+        let part = Part::Group {
+            failure_id: id,
+            range: effective_range,
+            quiet_ms,
         };
-        let summary = summary.ok_or_else(not_found)?;
-        let failure = summary
-            .row(self, tenant_id, &partitions)
-            .ok_or_else(not_found)?;
+        let detail = self
+            .gathered(part, local)?
+            .ok_or_else(|| QueryError::FailureNotFound {
+                tenant_id: tenant_id.to_owned(),
+                failure_id: failure_id.to_owned(),
+            })?;
+        let GroupDetail {
+            group,
+            hours,
+            mut samples,
+        } = detail;
+        let issue = self.issue_status(tenant_id, &group.numbers, group.latest_return_ms);
+        let failure = group.text.row(&group.numbers, issue);
         samples.sort_by(|a, b| {
             sample_order(a.occurred_at_ms, &a.event_id, b.occurred_at_ms, &b.event_id)
         });

@@ -3,20 +3,20 @@
 //! change in failures. Everything is summed from the per-integration cube, merged across
 //! partitions by the integration's id.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::calendar::{day_boundaries, hour_boundaries, parse_time_zone};
+use super::parts::Part;
 use super::types::{ErrorCount, Granularity, TimeRange, TypeFilter};
 use super::{QueryEngine, QueryError, DEFAULT_PAGE_SIZE, DEFAULT_RANGE_MS, MAX_PAGE_SIZE};
 use crate::catalog;
 use crate::event::IntegrationType;
 use crate::store::{
-    format_failure_id, sum_hours, IntegrationHour, LatencySketch, PartitionState, SketchSum,
-    TenantState, DAY_MS, HOUR_MS,
+    format_failure_id, sum_hours, IntegrationHour, LatencySketch, SketchSum, DAY_MS, HOUR_MS,
 };
 
 /// Percentiles every latency answer carries.
@@ -81,11 +81,12 @@ pub struct IntegrationPoint {
     pub latency_count: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupSummary {
     pub failure_id: String,
     pub failure_description: String,
     pub status_code: u16,
+    pub integration_type: IntegrationType,
     pub total_errors: u64,
     pub last_seen_ms: i64,
 }
@@ -103,8 +104,7 @@ pub struct IntegrationHealth {
 /// copying its hours: what a row needs.
 #[derive(Default)]
 struct Totals {
-    name: String,
-    name_at_ms: i64,
+    name: Name,
     succeeded: u64,
     failed: u64,
     last_failure_ms: Option<i64>,
@@ -127,37 +127,117 @@ impl Totals {
         }
     }
 
-    fn rename(&mut self, name: &str, at_ms: i64) {
-        if self.name.is_empty() || at_ms >= self.name_at_ms {
-            self.name = name.to_owned();
-            self.name_at_ms = at_ms;
+    pub(super) fn into_part(self) -> TotalsPart {
+        TotalsPart {
+            name: self.name,
+            succeeded: self.succeeded,
+            failed: self.failed,
+            last_failure_ms: self.last_failure_ms,
+            latency: self.latency.finish(),
+            daily: self.daily,
+        }
+    }
+}
+
+/// An integration's totals over some partitions, in a form that merges and travels.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TotalsPart {
+    name: Name,
+    succeeded: u64,
+    failed: u64,
+    last_failure_ms: Option<i64>,
+    latency: LatencySketch,
+    daily: BTreeMap<i64, u64>,
+}
+
+impl TotalsPart {
+    pub(super) fn merge(&mut self, other: TotalsPart) {
+        self.name.merge(other.name);
+        self.succeeded += other.succeeded;
+        self.failed += other.failed;
+        self.last_failure_ms = self.last_failure_ms.max(other.last_failure_ms);
+        self.latency.merge(&other.latency);
+        for (day, failed) in other.daily {
+            *self.daily.entry(day).or_default() += failed;
+        }
+    }
+}
+
+/// An integration's name and when it was seen. The newest wins, whichever partition or replica
+/// saw it; at the same instant the greater name, so the order of merging never matters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Name {
+    text: String,
+    at_ms: i64,
+}
+
+impl Name {
+    fn offer(&mut self, text: &str, at_ms: i64) {
+        if self.text.is_empty() || (at_ms, text) > (self.at_ms, self.text.as_str()) {
+            self.text = text.to_owned();
+            self.at_ms = at_ms;
+        }
+    }
+
+    fn merge(&mut self, other: Name) {
+        if self.text.is_empty() || (other.at_ms, &other.text) > (self.at_ms, &self.text) {
+            *self = other;
         }
     }
 }
 
 /// One integration, summed over the partitions that hold it.
-#[derive(Default)]
-struct Merged {
-    name: String,
-    name_at_ms: i64,
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Merged {
+    name: Name,
     hours: BTreeMap<i64, IntegrationHour>,
 }
 
-type Id = (IntegrationType, String);
+impl Merged {
+    pub(super) fn merge(&mut self, other: Merged) {
+        self.name.merge(other.name);
+        for (hour, counts) in other.hours {
+            self.hours.entry(hour).or_default().add(&counts);
+        }
+    }
+}
+
+/// An integration's type and id.
+pub type Id = (IntegrationType, String);
+
+impl GroupSummary {
+    /// Totals add and last seen is the latest; the id fixes the description and code.
+    pub(super) fn merge(&mut self, other: GroupSummary) {
+        self.total_errors += other.total_errors;
+        self.last_seen_ms = self.last_seen_ms.max(other.last_seen_ms);
+    }
+}
+
+fn integration_matches(
+    wanted_type: Option<IntegrationType>,
+    wanted_id: &str,
+    t: IntegrationType,
+    id: &str,
+) -> bool {
+    id == wanted_id && wanted_type.is_none_or(|w| w == t)
+}
 
 impl QueryEngine {
-    /// Every integration of the tenant with events in `range`, with its hours in `range`.
-    fn merged_integrations(
+    /// The local integrations with `integration_id` (of `integration_type`, when given) that
+    /// have events in `range`, with their hours in `range`.
+    pub(super) fn local_integration(
         &self,
         tenant_id: &str,
         range: TimeRange,
-        wanted: impl Fn(IntegrationType, &str) -> bool,
+        integration_type: Option<IntegrationType>,
+        integration_id: &str,
     ) -> BTreeMap<Id, Merged> {
         let mut merged: BTreeMap<Id, Merged> = BTreeMap::new();
         self.for_tenant(tenant_id, |partition, tenant| {
             for (key, state) in &tenant.integrations {
                 let id = partition.interner.resolve(key.integration_id);
-                if !wanted(key.integration_type, id) {
+                if !integration_matches(integration_type, integration_id, key.integration_type, id)
+                {
                     continue;
                 }
                 let mut hours = state.hours.range(range.start_ms..range.end_ms).peekable();
@@ -170,22 +250,21 @@ impl QueryEngine {
                 for (hour, counts) in hours {
                     slot.hours.entry(*hour).or_default().add(counts);
                 }
-                if slot.name.is_empty() || state.name_at_ms >= slot.name_at_ms {
-                    slot.name = partition.interner.resolve(state.name).to_owned();
-                    slot.name_at_ms = state.name_at_ms;
-                }
+                slot.name
+                    .offer(partition.interner.resolve(state.name), state.name_at_ms);
             }
         });
         merged
     }
 
-    /// Every integration of the tenant with events in `range` whose type `wanted` accepts.
-    fn integration_totals(
+    /// Every local integration of the tenant with events in `range` whose type `wanted`
+    /// accepts.
+    pub(super) fn local_integration_totals(
         &self,
         tenant_id: &str,
         range: TimeRange,
         wanted: impl Fn(IntegrationType) -> bool,
-    ) -> BTreeMap<Id, Totals> {
+    ) -> BTreeMap<Id, TotalsPart> {
         let mut totals: BTreeMap<Id, Totals> = BTreeMap::new();
         self.for_tenant(tenant_id, |partition, tenant| {
             for (key, state) in &tenant.integrations {
@@ -196,19 +275,23 @@ impl QueryEngine {
                 let id = partition.interner.resolve(key.integration_id).to_owned();
                 let slot = totals.entry((key.integration_type, id)).or_default();
                 slot.add(hours);
-                slot.rename(partition.interner.resolve(state.name), state.name_at_ms);
+                slot.name
+                    .offer(partition.interner.resolve(state.name), state.name_at_ms);
             }
         });
         totals
+            .into_iter()
+            .map(|(id, totals)| (id, totals.into_part()))
+            .collect()
     }
 
-    /// Failures per code of each integration in `range`, from its failure groups.
-    fn codes_by_integration(
+    /// Failures per code of each local integration in `range`, from its failure groups.
+    pub(super) fn local_codes_by_integration(
         &self,
         tenant_id: &str,
         range: TimeRange,
-    ) -> HashMap<Id, BTreeMap<u16, u64>> {
-        let mut codes: HashMap<Id, BTreeMap<u16, u64>> = HashMap::new();
+    ) -> BTreeMap<Id, BTreeMap<u16, u64>> {
+        let mut codes: BTreeMap<Id, BTreeMap<u16, u64>> = BTreeMap::new();
         self.for_tenant(tenant_id, |partition, tenant| {
             for (key, group) in &tenant.groups {
                 let total = group.total_in(range.start_ms, range.end_ms);
@@ -224,6 +307,15 @@ impl QueryEngine {
             }
         });
         codes
+    }
+
+    fn codes_by_integration(
+        &self,
+        tenant_id: &str,
+        range: TimeRange,
+    ) -> Result<BTreeMap<Id, BTreeMap<u16, u64>>, QueryError> {
+        let local = self.local_codes_by_integration(tenant_id, range);
+        self.gathered(Part::IntegrationCodes { range }, local)
     }
 
     pub fn list_integrations(
@@ -244,9 +336,10 @@ impl QueryEngine {
             .map(|token| IntegrationToken::decode(token, fingerprint))
             .transpose()?;
         let range = self.effective(request.range, DEFAULT_RANGE_MS, self.now_ms(), HOUR_MS)?;
-        let totals =
-            self.integration_totals(&request.tenant_id, range, |t| request.types.includes(t));
-        let codes = self.codes_by_integration(&request.tenant_id, range);
+        let types = request.types;
+        let local = self.local_integration_totals(&request.tenant_id, range, |t| types.includes(t));
+        let totals = self.gathered(Part::IntegrationTotals { range, types }, local)?;
+        let codes = self.codes_by_integration(&request.tenant_id, range)?;
         let mut rows: Vec<IntegrationRow> = totals
             .into_iter()
             .map(|(id, totals)| row(&id, totals, codes.get(&id), range))
@@ -295,9 +388,28 @@ impl QueryEngine {
             start_ms: first,
             end_ms: last,
         };
-        let merged = self.merged_integrations(tenant_id, range, |t, id| {
-            id == integration_id && integration_type.is_none_or(|wanted| wanted == t)
-        });
+        // Every part is read before anything is decided from one, so that a first pass over
+        // the local partitions notes them all.
+        let local = self.local_integration(tenant_id, range, integration_type, integration_id);
+        let merged = self.gathered(
+            Part::Integration {
+                range,
+                integration_type,
+                integration_id: integration_id.to_owned(),
+            },
+            local,
+        )?;
+        let codes = self.codes_by_integration(tenant_id, range)?;
+        let local =
+            self.local_integration_groups(tenant_id, range, integration_type, integration_id);
+        let groups = self.gathered(
+            Part::IntegrationGroups {
+                range,
+                integration_type,
+                integration_id: integration_id.to_owned(),
+            },
+            local,
+        )?;
         let mut found = merged.into_iter();
         let (id, integration) = match (found.next(), found.next()) {
             (Some(one), None) => one,
@@ -309,11 +421,10 @@ impl QueryEngine {
             }
             (Some(_), Some(_)) => return Err(QueryError::AmbiguousIntegration),
         };
-        let codes = self.codes_by_integration(tenant_id, range);
         let mut totals = Totals::default();
         totals.add(integration.hours.iter());
-        totals.rename(&integration.name, integration.name_at_ms);
-        let summary = row(&id, totals, codes.get(&id), range);
+        totals.name = integration.name.clone();
+        let summary = row(&id, totals.into_part(), codes.get(&id), range);
         let series = boundaries
             .windows(2)
             .map(|w| {
@@ -346,59 +457,70 @@ impl QueryEngine {
             summary,
             series,
             error_codes,
-            top_failures: self.top_groups(tenant_id, &id, range),
+            top_failures: top_groups(groups, id.0),
             effective_range: range,
         })
     }
 
-    /// The integration's failure groups with the most failures in `range`.
-    fn top_groups(&self, tenant_id: &str, id: &Id, range: TimeRange) -> Vec<GroupSummary> {
+    /// The local failure groups of the integrations with `integration_id` (of
+    /// `integration_type`, when given) with failures in `range`.
+    pub(super) fn local_integration_groups(
+        &self,
+        tenant_id: &str,
+        range: TimeRange,
+        integration_type: Option<IntegrationType>,
+        integration_id: &str,
+    ) -> BTreeMap<u128, GroupSummary> {
         let mut groups: BTreeMap<u128, GroupSummary> = BTreeMap::new();
         self.for_tenant(tenant_id, |partition, tenant| {
-            collect_groups(partition, tenant, id, range, &mut groups);
+            for (key, group) in &tenant.groups {
+                let id = partition.interner.resolve(key.integration_id);
+                if !integration_matches(integration_type, integration_id, key.integration_type, id)
+                {
+                    continue;
+                }
+                let total = group.total_in(range.start_ms, range.end_ms);
+                if total == 0 {
+                    continue;
+                }
+                let description = partition.interner.resolve(key.description);
+                let part = GroupSummary {
+                    failure_id: format_failure_id(group.failure_id),
+                    failure_description: catalog::visible_description(description, key.status_code)
+                        .to_owned(),
+                    status_code: key.status_code,
+                    integration_type: key.integration_type,
+                    total_errors: total,
+                    last_seen_ms: group.last_seen_ms().unwrap_or(i64::MIN),
+                };
+                match groups.get_mut(&group.failure_id) {
+                    Some(mine) => mine.merge(part),
+                    None => {
+                        groups.insert(group.failure_id, part);
+                    }
+                }
+            }
         });
-        let mut groups: Vec<GroupSummary> = groups.into_values().collect();
-        groups.sort_by(|a, b| {
-            b.total_errors
-                .cmp(&a.total_errors)
-                .then_with(|| a.failure_id.cmp(&b.failure_id))
-        });
-        groups.truncate(TOP_GROUPS);
         groups
     }
 }
 
-fn collect_groups(
-    partition: &PartitionState,
-    tenant: &TenantState,
-    id: &Id,
-    range: TimeRange,
-    into: &mut BTreeMap<u128, GroupSummary>,
-) {
-    for (key, group) in &tenant.groups {
-        if key.integration_type != id.0 || partition.interner.resolve(key.integration_id) != id.1 {
-            continue;
-        }
-        let total = group.total_in(range.start_ms, range.end_ms);
-        if total == 0 {
-            continue;
-        }
-        let description = partition.interner.resolve(key.description);
-        let slot = into
-            .entry(group.failure_id)
-            .or_insert_with(|| GroupSummary {
-                failure_id: format_failure_id(group.failure_id),
-                failure_description: catalog::visible_description(description, key.status_code)
-                    .to_owned(),
-                status_code: key.status_code,
-                total_errors: 0,
-                last_seen_ms: i64::MIN,
-            });
-        slot.total_errors += total;
-        slot.last_seen_ms = slot
-            .last_seen_ms
-            .max(group.last_seen_ms().unwrap_or(i64::MIN));
-    }
+/// The integration's failure groups with the most failures.
+fn top_groups(
+    groups: BTreeMap<u128, GroupSummary>,
+    integration_type: IntegrationType,
+) -> Vec<GroupSummary> {
+    let mut groups: Vec<GroupSummary> = groups
+        .into_values()
+        .filter(|g| g.integration_type == integration_type)
+        .collect();
+    groups.sort_by(|a, b| {
+        b.total_errors
+            .cmp(&a.total_errors)
+            .then_with(|| a.failure_id.cmp(&b.failure_id))
+    });
+    groups.truncate(TOP_GROUPS);
+    groups
 }
 
 fn percentiles(hour: &IntegrationHour) -> Percentiles {
@@ -415,11 +537,11 @@ fn latency_percentiles(sketch: &LatencySketch) -> Percentiles {
 
 fn row(
     id: &Id,
-    totals: Totals,
+    totals: TotalsPart,
     codes: Option<&BTreeMap<u16, u64>>,
     range: TimeRange,
 ) -> IntegrationRow {
-    let latency = totals.latency.finish();
+    let latency = totals.latency;
     let events = (totals.succeeded + totals.failed).max(1);
     let first_day = range.start_ms.div_euclid(DAY_MS) * DAY_MS;
     let daily_failures = (first_day..range.end_ms)
@@ -435,7 +557,7 @@ fn row(
     IntegrationRow {
         integration_type: id.0,
         integration_id: id.1.clone(),
-        integration_name: totals.name,
+        integration_name: totals.name.text,
         succeeded: totals.succeeded,
         failed: totals.failed,
         failure_rate: totals.failed as f64 / events as f64,

@@ -20,6 +20,7 @@ mod engine;
 mod failures;
 mod integrations;
 mod paging;
+mod parts;
 mod tenants;
 mod types;
 
@@ -31,6 +32,9 @@ pub use engine::{change_percent, IssueContext, QueryEngine};
 pub use integrations::{
     GroupSummary, IntegrationHealth, IntegrationOrder, IntegrationPage, IntegrationPoint,
     IntegrationRow, ListIntegrationsRequest, Percentiles,
+};
+pub use parts::{
+    decode as decode_parts, encode as encode_parts, Answer, Part, PartsError, Remote, PARTS_VERSION,
 };
 pub use tenants::merge_tenants;
 pub use types::*;
@@ -86,6 +90,11 @@ pub enum QueryError {
     AmbiguousIntegration,
     #[error("{requested} points requested; at most {max} per series")]
     TooManyPoints { requested: usize, max: usize },
+    /// A second pass read a part its first pass did not note: the query's reads depend on
+    /// something other than its parameters (a bug), so no answer is given rather than one
+    /// missing the other replicas' counts.
+    #[error("the query read a part of another replica's partitions that it had not asked for")]
+    UnplannedPart,
 }
 
 /// What the `page_token` fuzz target and the hostile-corpus test run on every input: a

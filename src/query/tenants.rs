@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use super::parts::Part;
 use super::types::{TenantCounters, TenantEvents, TimeRange};
 use super::{QueryEngine, QueryError, DEFAULT_RANGE_MS};
 use crate::event::IntegrationType;
@@ -16,7 +17,12 @@ impl QueryEngine {
     }
 
     /// The tenant's event and failure counters, summed over partitions.
-    pub fn tenant_counters(&self, tenant_id: &str) -> TenantCounters {
+    pub fn tenant_counters(&self, tenant_id: &str) -> Result<TenantCounters, QueryError> {
+        let local = self.local_tenant_counters(tenant_id);
+        self.gathered(Part::Counters, local)
+    }
+
+    pub(super) fn local_tenant_counters(&self, tenant_id: &str) -> TenantCounters {
         let mut counters = TenantCounters::default();
         self.for_tenant(tenant_id, |_, tenant| {
             counters.events += tenant.events;

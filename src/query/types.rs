@@ -1,16 +1,18 @@
 //! The questions the queries answer and the shapes of their answers, free of protobuf.
 
+use serde::{Deserialize, Serialize};
+
 use crate::event::{IntegrationType, PerType};
 
 /// Half-open `[start_ms, end_ms)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimeRange {
     pub start_ms: i64,
     pub end_ms: i64,
 }
 
 /// Which integration types to include. Empty means all of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TypeFilter(PerType<bool>);
 
 impl TypeFilter {
@@ -41,7 +43,7 @@ impl TypeFilter {
 }
 
 /// Everything counted for a tenant so far: what `WatchTenant` compares.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantCounters {
     pub events: u64,
     pub failures: u64,
@@ -154,7 +156,7 @@ pub enum FailureOrder {
     LastSeenDesc,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailureFilter {
     pub integration_id: Option<String>,
     pub status_code: Option<u16>,
@@ -188,7 +190,7 @@ impl ListFailuresRequest {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SampleRow {
     pub event_id: String,
     pub occurred_at_ms: i64,

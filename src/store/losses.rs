@@ -18,6 +18,39 @@ pub struct LostOffsets {
     pub upstream: bool,
 }
 
+/// A partition's lost offsets, and whether it holds the tenant an answer is about: what the
+/// rule in `losses_for_tenant` reads, from this replica's partitions or another's.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionLosses {
+    pub partition: i32,
+    pub holds_tenant: bool,
+    pub losses: Vec<LostOffsets>,
+}
+
+/// The lost offsets an answer about a tenant depends on: those of the partitions that hold the
+/// tenant, or of every partition when none does (its events may all have been in what was
+/// lost). An upstream loss is recorded in every partition; it is listed once.
+pub fn losses_for_tenant(partitions: Vec<PartitionLosses>) -> Vec<LostOffsets> {
+    let any_holds = partitions.iter().any(|p| p.holds_tenant);
+    let mut all: Vec<LostOffsets> = partitions
+        .into_iter()
+        .filter(|p| p.holds_tenant || !any_holds)
+        .flat_map(|p| p.losses)
+        .collect();
+    distinct(&mut all);
+    all
+}
+
+/// Sorted, each range once.
+pub fn distinct(all: &mut Vec<LostOffsets>) {
+    all.sort_by(|a, b| {
+        (&a.topic, a.partition, a.from, a.to).cmp(&(&b.topic, b.partition, b.from, b.to))
+    });
+    all.dedup_by(|a, b| {
+        (&a.topic, a.partition, a.from, a.to) == (&b.topic, b.partition, b.from, b.to)
+    });
+}
+
 impl LostOffsets {
     pub fn count(&self) -> u64 {
         u64::try_from(self.to - self.from).unwrap_or(0)

@@ -43,24 +43,13 @@ pub use integrations::{
     sum_hours, IntegrationHour, IntegrationKey, IntegrationState, MinuteFailures, RECENT_MS,
 };
 pub use interner::{Interner, Sym};
-pub use losses::{gaps, lost_ranges, LostOffsets};
+pub use losses::{gaps, losses_for_tenant, lost_ranges, LostOffsets, PartitionLosses};
 pub use partition::{Applied, IngestTotals, PartitionState};
 pub use ranking::{Ranking, CANDIDATES};
 pub use series::Series;
 pub use sketch::{LatencySketch, SketchSum, RELATIVE_ACCURACY};
 pub use tenant::{BucketCounts, CodeCounts, TenantState, TypeCounts};
 pub use time::{ceil_to, floor_to, StoreLimits, DAY_MS, DEFAULT_WINDOW_MS, HOUR_MS, MINUTE_MS};
-
-fn distinct_losses<'a>(partitions: impl Iterator<Item = &'a SharedPartition>) -> Vec<LostOffsets> {
-    let mut all: Vec<LostOffsets> = partitions.flat_map(|p| p.read().losses.clone()).collect();
-    all.sort_by(|a, b| {
-        (&a.topic, a.partition, a.from, a.to).cmp(&(&b.topic, b.partition, b.from, b.to))
-    });
-    all.dedup_by(|a, b| {
-        (&a.topic, a.partition, a.from, a.to) == (&b.topic, b.partition, b.from, b.to)
-    });
-    all
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PartitionKey {
@@ -170,26 +159,41 @@ impl Store {
         totals
     }
 
-    /// The lost offsets an answer about `tenant_id` depends on: those of the partitions that
-    /// hold the tenant, or of every partition when none does (its events may all have been in
-    /// what was lost). An upstream loss is recorded in every partition; it is listed once.
+    /// The lost offsets an answer about `tenant_id` depends on (`losses_for_tenant`'s rule).
     pub fn losses_for(&self, tenant_id: &str) -> Vec<LostOffsets> {
-        let partitions = self.partitions();
-        let holding: Vec<&SharedPartition> = partitions
-            .iter()
-            .filter(|(_, p)| p.read().tenant(tenant_id).is_some())
-            .map(|(_, p)| p)
-            .collect();
-        let consulted: Vec<&SharedPartition> = match holding.is_empty() {
-            true => partitions.iter().map(|(_, p)| p).collect(),
-            false => holding,
-        };
-        distinct_losses(consulted.into_iter())
+        losses::losses_for_tenant(self.partition_losses(tenant_id, None))
+    }
+
+    /// Each partition's lost offsets and whether it holds `tenant_id`; only `wanted`, when
+    /// given.
+    pub fn partition_losses(
+        &self,
+        tenant_id: &str,
+        wanted: Option<&[i32]>,
+    ) -> Vec<PartitionLosses> {
+        self.partitions()
+            .into_iter()
+            .filter(|(key, _)| wanted.is_none_or(|w| w.contains(&key.partition)))
+            .map(|(key, shared)| {
+                let guard = shared.read();
+                PartitionLosses {
+                    partition: key.partition,
+                    holds_tenant: guard.tenant(tenant_id).is_some(),
+                    losses: guard.losses.clone(),
+                }
+            })
+            .collect()
     }
 
     /// Every lost offset range this store knows of.
     pub fn all_losses(&self) -> Vec<LostOffsets> {
-        distinct_losses(self.partitions().iter().map(|(_, p)| p))
+        let mut all: Vec<LostOffsets> = self
+            .partitions()
+            .iter()
+            .flat_map(|(_, p)| p.read().losses.clone())
+            .collect();
+        losses::distinct(&mut all);
+        all
     }
 
     pub fn note_rekeys(&self, rekeys: Vec<Rekey>) {

@@ -396,31 +396,6 @@ impl PartitionState {
         self.compact_interner();
     }
 
-    /// This partition's state for one tenant alone, with only the strings it uses: what a
-    /// replica sends another that asks about the tenant. Dedup keys and totals stay behind.
-    pub fn tenant_slice(&self, tenant_id: &str) -> PartitionState {
-        let mut slice = PartitionState {
-            next_offset: self.next_offset,
-            interner: self.interner.clone(),
-            tenants: HashMap::default(),
-            dedup: Dedup::new(1),
-            totals: IngestTotals::default(),
-            interned_after_compaction: 0,
-            writer: std::sync::OnceLock::new(),
-            rekeys: Vec::new(),
-            losses: Vec::new(),
-            evictable: Vec::new(),
-            evicted: Vec::new(),
-        };
-        if let Some(sym) = self.interner.get(tenant_id) {
-            if let Some(tenant) = self.tenants.get(&sym) {
-                slice.tenants.insert(sym, tenant.clone());
-            }
-        }
-        slice.compact_interner();
-        slice
-    }
-
     pub fn compact_interner(&mut self) {
         let old = std::mem::take(&mut self.interner);
         let mut fresh = Interner::default();
