@@ -489,7 +489,65 @@ async fn a_non_owner_forwards_a_tenants_calls_to_the_owner() {
         }
     }
     drop(streams);
-    for replica in replicas {
-        replica.stop().await;
+
+    // The owner stops: until the group hands its partition over, a call through the other
+    // replica is UNAVAILABLE naming the partition (its owner did not answer, or it has none
+    // since the owner gave it up); after, the other answers it exactly.
+    let owner_index = usize::from(!owns(&replicas[0]));
+    let owner = replicas.remove(owner_index);
+    let other = replicas.remove(0);
+    owner.stop().await;
+    let overview = proto::GetOverviewRequest {
+        tenant_id: "acme".into(),
+        ..Default::default()
+    };
+    let mut api = other.api.clone();
+    if let Err(refused) = api.get_overview(overview.clone()).await {
+        assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+        let message = refused.message();
+        assert!(
+            message.contains(&format!("partition {partition} "))
+                || message.contains(&format!("partitions [{partition}]")),
+            "{message}"
+        );
     }
+    wait_until(
+        "the other replica takes every partition over and reads it again",
+        Duration::from_secs(90),
+        || {
+            let mut api = api.clone();
+            async move {
+                let s = ingest_status(&mut api).await;
+                s.partitions.len() == 4
+                    && s.partitions
+                        .iter()
+                        .all(|p| !p.owner.is_empty() && p.lag == 0)
+                    && s.upstream_partitions.iter().all(|p| p.lag == 0)
+            }
+        },
+    )
+    .await;
+    let answer = api
+        .get_overview(overview)
+        .await
+        .expect("overview")
+        .into_inner();
+    let (start, end) = bounds(&answer.effective_range);
+    let (before, since) = (
+        generated.truth.counts("acme", start, end),
+        more.truth.counts("acme", start, end),
+    );
+    for t in &answer.types {
+        let name = type_name(t.integration_type);
+        let expected = (
+            before[name].0 + since[name].0,
+            before[name].1 + since[name].1,
+        );
+        assert_eq!(
+            (t.failed, t.succeeded),
+            expected,
+            "{name} after the hand-over"
+        );
+    }
+    other.stop().await;
 }

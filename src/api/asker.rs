@@ -17,6 +17,7 @@ use super::coverage::{partition_list, Answered, ALLOW_PARTIAL};
 use super::status_from;
 use crate::clock::SharedClock;
 use crate::cluster::{Cluster, Coverage};
+use crate::ops::Metrics;
 use crate::query::{QueryEngine, QueryError, Remote};
 use crate::store::losses_for_tenant;
 
@@ -30,6 +31,7 @@ pub(super) struct Asker {
     /// How long a call waits for a slot before it is shed.
     pub queue_wait: Duration,
     pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Asker {
@@ -83,6 +85,8 @@ impl Asker {
         let remote = cluster
             .ask_parts(tenant_id, wanted, &parts, &mut coverage)
             .await;
+        self.metrics
+            .peer_bytes("GetTenantParts", remote.sent_bytes, remote.received_bytes);
         check_coverage(&coverage, accept_partial)?;
         let answered = Remote::Answered(parts.into_iter().zip(remote.answers).collect());
         let engine = engine.with_remote(Arc::new(answered));

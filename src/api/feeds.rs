@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::asker::Asker;
 use super::FORWARDED;
 use crate::cluster::Cluster;
+use crate::ops::Metrics;
 use crate::proto;
 use crate::query::TenantCounters;
 
@@ -115,6 +116,7 @@ impl Following {
                         for owner in owners.keys() {
                             let upstream = Upstream {
                                 cluster: cluster.clone(),
+                                metrics: self.asker.metrics.clone(),
                                 owner: owner.clone(),
                                 tenant_id: self.tenant_id.clone(),
                                 into: upstreams.clone(),
@@ -159,6 +161,7 @@ fn add(mut sum: TenantCounters, other: TenantCounters) -> TenantCounters {
 /// One other owner's count of the tenant, followed through one `WatchTenant` stream.
 struct Upstream {
     cluster: Arc<Cluster>,
+    metrics: Arc<Metrics>,
     owner: String,
     tenant_id: String,
     into: Upstreams,
@@ -202,16 +205,22 @@ impl Upstream {
         request
             .metadata_mut()
             .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+        let sent = prost::Message::encoded_len(request.get_ref());
+        self.metrics.peer_bytes("WatchTenant", sent, 0);
         let mut updates = match client.watch_tenant(request).await {
             Ok(response) => response.into_inner(),
             Err(status) => return format!("{:?}: {}", status.code(), status.message()),
         };
         loop {
             match updates.next().await {
-                Some(Ok(update)) => self.set(Some(TenantCounters {
-                    events: update.events,
-                    failures: update.failures,
-                })),
+                Some(Ok(update)) => {
+                    let received = prost::Message::encoded_len(&update);
+                    self.metrics.peer_bytes("WatchTenant", 0, received);
+                    self.set(Some(TenantCounters {
+                        events: update.events,
+                        failures: update.failures,
+                    }));
+                }
                 Some(Err(status)) => return format!("{:?}: {}", status.code(), status.message()),
                 None => return "the owner closed the stream".to_owned(),
             }

@@ -41,6 +41,24 @@ use crate::proto;
 use crate::proto::integration_health_server::IntegrationHealth;
 use crate::query::{self, FailureOrder, Granularity, QueryEngine, QueryError};
 
+/// The replica a tenant's calls go to, and the tenant's partition there.
+pub(super) struct Owner {
+    addr: String,
+    partition: i32,
+}
+
+impl Owner {
+    fn failed(&self, status: &Status) -> Status {
+        Status::unavailable(format!(
+            "partition {} is owned by {}, which did not answer ({:?}: {})",
+            self.partition,
+            self.addr,
+            status.code(),
+            status.message()
+        ))
+    }
+}
+
 /// Marks a call forwarded by another replica, so it is never forwarded again.
 pub const FORWARDED: &str = "ih-forwarded";
 /// On a forwarded call: who the forwarding replica authorized (their grant's digest, shortened,
@@ -221,11 +239,12 @@ impl IntegrationHealthApi {
 
     /// The replica to forward a tenant call to, if another one owns the tenant. A call that was
     /// forwarded already is answered where it lands: one hop at most.
-    pub(super) fn forward_to<T>(&self, request: &Request<T>, tenant_id: &str) -> Option<String> {
+    pub(super) fn forward_to<T>(&self, request: &Request<T>, tenant_id: &str) -> Option<Owner> {
         if request.metadata().contains_key(FORWARDED) {
             return None;
         }
-        self.cluster.as_ref()?.forward_target(tenant_id)
+        let (addr, partition) = self.cluster.as_ref()?.forward_target(tenant_id)?;
+        Some(Owner { addr, partition })
     }
 
     /// Sends the call, as it came (the caller's token, deadline and partial-answer choice), to
@@ -233,7 +252,7 @@ impl IntegrationHealthApi {
     /// rate limits and watch caps apply to the caller.
     pub(super) async fn forward<Req, Resp, F, Fut>(
         &self,
-        owner: &str,
+        owner: &Owner,
         request: Request<Req>,
         call: F,
     ) -> Result<Response<Resp>, Status>
@@ -245,19 +264,23 @@ impl IntegrationHealthApi {
             Request<Req>,
         ) -> Fut,
         Fut: Future<Output = Result<Response<Resp>, Status>>,
+        Req: prost::Message,
+        Resp: prost::Message,
     {
         let cluster = self
             .cluster
             .as_ref()
             .ok_or_else(|| Status::internal("forwarding without replicas"))?;
         let client = cluster
-            .api_client(owner)
-            .ok_or_else(|| Status::unavailable(format!("the owner {owner} cannot be reached")))?;
+            .api_client(&owner.addr)
+            .ok_or_else(|| owner.failed(&Status::unavailable("its address is not valid")))?;
         let incoming = request.metadata().clone();
         let on_behalf_of = self.caller_name(&request);
         // The replicas' own token when they have one (the owner then leaves the caller's limits
         // to this replica, which applied them); the caller's otherwise.
-        let mut outgoing = cluster.peer_request(request.into_inner());
+        let message = request.into_inner();
+        let sent = message.encoded_len();
+        let mut outgoing = cluster.peer_request(message);
         let carried: &[&str] = match outgoing.metadata().contains_key("authorization") {
             true => &[ALLOW_PARTIAL, "grpc-timeout"],
             false => &["authorization", ALLOW_PARTIAL, "grpc-timeout"],
@@ -272,9 +295,20 @@ impl IntegrationHealthApi {
         if let Ok(value) = on_behalf_of.parse() {
             marks.insert(ON_BEHALF_OF, value);
         }
-        call(client, outgoing).await.inspect_err(|status| {
-            tracing::warn!(%owner, code = ?status.code(), message = %status.message(), "a forwarded call failed at the owner");
-        })
+        let answer = call(client, outgoing).await.map_err(|status| {
+            tracing::warn!(owner = %owner.addr, partition = owner.partition, code = ?status.code(), message = %status.message(), "a forwarded call failed");
+            match status.code() {
+                // The owner could not be reached or broke: say which partition is missing.
+                tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Internal => {
+                    owner.failed(&status)
+                }
+                // The owner's own answer about the call (a bad argument, not found, busy).
+                _ => status,
+            }
+        })?;
+        self.metrics
+            .peer_bytes("forwarded", sent, answer.get_ref().encoded_len());
+        Ok(answer)
     }
 
     /// Who a call comes from, for logs: the first bytes of its grant's digest, or its address.
@@ -320,6 +354,7 @@ impl IntegrationHealthApi {
             slots: self.slots.clone(),
             queue_wait: self.queue_wait,
             clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 

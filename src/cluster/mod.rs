@@ -87,10 +87,14 @@ pub struct RemoteParts {
     /// Per part, in the order asked: one answer per owner that answered.
     pub answers: Vec<Vec<Answer>>,
     pub losses: Vec<PartitionLosses>,
+    /// Message bytes sent to and received from the owners.
+    pub sent_bytes: usize,
+    pub received_bytes: usize,
 }
 
 /// One owner's answer.
 struct OwnerParts {
+    received_bytes: usize,
     partitions: Vec<i32>,
     answers: Vec<Answer>,
     losses: Vec<PartitionLosses>,
@@ -191,7 +195,7 @@ impl Cluster {
     /// The replica a tenant's calls go to instead of being answered here: the owner of the
     /// tenant's one partition, when that is another replica. Only with the repartition stage,
     /// which puts each tenant in one known partition.
-    pub fn forward_target(&self, tenant_id: &str) -> Option<String> {
+    pub fn forward_target(&self, tenant_id: &str) -> Option<(String, i32)> {
         if !self.config.route_by_tenant {
             return None;
         }
@@ -199,10 +203,9 @@ impl Cluster {
         if count <= 0 {
             return None;
         }
-        let owner = self
-            .directory
-            .owner_of(tenant_partition(tenant_id, count))?;
-        (owner != self.config.advertise_addr).then_some(owner)
+        let partition = tenant_partition(tenant_id, count);
+        let owner = self.directory.owner_of(partition)?;
+        (owner != self.config.advertise_addr).then_some((owner, partition))
     }
 
     /// A client of another replica's peer service, taking answers as large as the public API
@@ -282,7 +285,7 @@ impl Cluster {
     ) -> RemoteParts {
         let mut remote = RemoteParts {
             answers: vec![Vec::new(); parts.len()],
-            losses: Vec::new(),
+            ..RemoteParts::default()
         };
         let encoded = match crate::query::encode_parts(&parts) {
             Ok(encoded) => encoded,
@@ -302,10 +305,12 @@ impl Cluster {
             }
         });
         for (partitions, answer) in futures::future::join_all(asks).await {
+            remote.sent_bytes += encoded.len() + tenant_id.len() + 4 * partitions.len();
             let Some(answer) = answer else {
                 coverage.missing.extend(partitions);
                 continue;
             };
+            remote.received_bytes += answer.received_bytes;
             for partition in partitions {
                 if answer.partitions.contains(&partition) {
                     coverage.covered.insert(partition);
@@ -339,6 +344,7 @@ impl Cluster {
         let answer =
             tokio::time::timeout(self.config.peer_timeout, client.get_tenant_parts(request)).await;
         let answer = self.answered(owner, "GetTenantParts", answer)?;
+        let received_bytes = prost::Message::encoded_len(&answer);
         let decoded =
             crate::query::decode_parts::<Vec<Answer>>(&answer.answers).and_then(|answers| {
                 Ok((
@@ -366,6 +372,7 @@ impl Cluster {
             .filter(|l| answered.contains(&l.partition))
             .collect();
         Some(OwnerParts {
+            received_bytes,
             partitions: answered,
             answers,
             losses,

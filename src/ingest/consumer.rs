@@ -132,8 +132,10 @@ impl ClientContext for IngestContext {
         for (topic, details) in statistics.topics {
             for (partition, stats) in details.partitions {
                 if partition >= 0 && stats.hi_offset >= 0 {
-                    self.progress
-                        .set_high_watermark(PartitionKey::new(&topic, partition), stats.hi_offset);
+                    self.progress.report_high_watermark(
+                        PartitionKey::new(&topic, partition),
+                        stats.hi_offset,
+                    );
                 }
             }
         }

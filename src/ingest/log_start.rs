@@ -11,10 +11,14 @@ use crate::store::PartitionKey;
 
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Looks up a partition's first offset still in the log.
+/// Looks up a partition's first offset still in the log, and its high watermark.
 pub trait LogStarts: Send {
-    /// `None` when the broker did not answer in time.
-    fn log_start(&self, key: &PartitionKey) -> Option<i64>;
+    /// (log start, high watermark); `None` when the broker did not answer in time.
+    fn watermarks(&self, key: &PartitionKey) -> Option<(i64, i64)>;
+
+    fn log_start(&self, key: &PartitionKey) -> Option<i64> {
+        self.watermarks(key).map(|(low, _)| low)
+    }
 }
 
 /// Asks the broker (ListOffsets) with a client of its own, outside any group.
@@ -32,12 +36,12 @@ impl KafkaLogStarts {
 }
 
 impl LogStarts for KafkaLogStarts {
-    fn log_start(&self, key: &PartitionKey) -> Option<i64> {
+    fn watermarks(&self, key: &PartitionKey) -> Option<(i64, i64)> {
         match self
             .client
             .fetch_watermarks(&key.topic, key.partition, LOOKUP_TIMEOUT)
         {
-            Ok((low, _)) => Some(low),
+            Ok(marks) => Some(marks),
             Err(err) => {
                 warn!(topic = %key.topic, partition = key.partition, error = %err, "cannot look up where the partition's log starts; a gap there is not checked for loss");
                 None

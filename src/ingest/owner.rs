@@ -201,9 +201,15 @@ impl Owner {
     /// starts at the log start.
     fn skip_to_log_start(&self, key: &PartitionKey, shared: &SharedPartition) {
         let start = shared.read().next_offset.unwrap_or(0);
-        let Some(log_start) = self.log_starts.log_start(key) else {
+        let Some((log_start, high_watermark)) = self.log_starts.watermarks(key) else {
             return;
         };
+        // Fresh at assignment: the client's statistics may still carry the mark of an earlier
+        // assignment of this partition, which would make its lag look small.
+        if high_watermark >= 0 {
+            self.progress
+                .set_high_watermark(key.clone(), high_watermark);
+        }
         if log_start <= start {
             return;
         }
@@ -430,8 +436,8 @@ mod tests {
     struct LogStart(Arc<std::sync::atomic::AtomicI64>);
 
     impl LogStarts for LogStart {
-        fn log_start(&self, _key: &PartitionKey) -> Option<i64> {
-            Some(self.0.load(std::sync::atomic::Ordering::SeqCst))
+        fn watermarks(&self, _key: &PartitionKey) -> Option<(i64, i64)> {
+            Some((self.0.load(std::sync::atomic::Ordering::SeqCst), -1))
         }
     }
 

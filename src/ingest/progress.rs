@@ -74,8 +74,19 @@ impl IngestProgress {
         self.assigned.load(Ordering::SeqCst)
     }
 
+    /// The partition's high watermark at assignment, looked up from the broker.
     pub fn set_high_watermark(&self, key: PartitionKey, offset: i64) {
         self.high_watermarks.insert(key, offset);
+    }
+
+    /// A watermark from the client's statistics. They keep reporting a partition after it
+    /// was revoked, with the mark it had then, so a report never lowers a known mark (a
+    /// partition's high watermark only grows).
+    pub fn report_high_watermark(&self, key: PartitionKey, offset: i64) {
+        self.high_watermarks
+            .entry(key)
+            .and_modify(|known| *known = (*known).max(offset))
+            .or_insert(offset);
     }
 
     pub fn high_watermark(&self, key: &PartitionKey) -> Option<i64> {

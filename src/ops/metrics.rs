@@ -39,6 +39,12 @@ struct RpcNameLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerBytesLabels {
+    rpc: &'static str,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabels {
     listener: &'static str,
 }
@@ -61,6 +67,7 @@ pub struct Metrics {
     connections_open: Family<ListenerLabels, Gauge>,
     connections_refused: Family<ListenerLabels, Counter>,
     offsets_lost: Family<PartitionLabels, Counter>,
+    peer_bytes: Family<PeerBytesLabels, Counter>,
     rpc_requests: Family<RpcLabels, Counter>,
     rpc_seconds: Family<RpcNameLabels, Histogram>,
     snapshot_write_seconds: Histogram,
@@ -102,6 +109,7 @@ impl Metrics {
             connections_open: Family::default(),
             connections_refused: Family::default(),
             offsets_lost: Family::default(),
+            peer_bytes: Family::default(),
             rpc_requests: Family::default(),
             rpc_seconds: Family::new_with_constructor(latency_histogram),
             snapshot_write_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
@@ -169,6 +177,11 @@ impl Metrics {
             "offsets_lost",
             "Offsets deleted from a partition's log before the service read them (their events are not counted)",
             metrics.offsets_lost.clone(),
+        );
+        registry.register(
+            "peer_bytes",
+            "Message bytes this replica sent to and received from the others for its callers, by call",
+            metrics.peer_bytes.clone(),
         );
         registry.register(
             "grpc_requests",
@@ -291,6 +304,15 @@ impl Metrics {
 
     pub fn rejected(&self, reason: &'static str) {
         self.rejected.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// Bytes of protobuf messages exchanged with another replica on a caller's behalf.
+    pub fn peer_bytes(&self, rpc: &'static str, sent: usize, received: usize) {
+        for (direction, bytes) in [("sent", sent), ("received", received)] {
+            self.peer_bytes
+                .get_or_create(&PeerBytesLabels { rpc, direction })
+                .inc_by(bytes as u64);
+        }
     }
 
     pub fn rpc(&self, rpc: &'static str, code: tonic::Code, elapsed: Duration) {

@@ -389,7 +389,7 @@ pub fn bounds(r: &Option<proto::TimeRange>) -> (i64, i64) {
     (ts(&r.start), ts(&r.end))
 }
 
-fn type_name(value: i32) -> &'static str {
+pub fn type_name(value: i32) -> &'static str {
     TYPES[(value - 1) as usize]
 }
 

@@ -100,6 +100,14 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run replicas of this binary on a tansu broker (installed separately), load a file, and
+    /// compare the largest tenant's calls through its owner and through another replica.
+    Replicas {
+        #[command(flatten)]
+        spec: crate::bench::ReplicasSpec,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -143,6 +143,10 @@ async fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
             let report = bench::run_e2e(spec).await?;
             print_report(&report, json, bench::render_e2e);
         }
+        BenchCommand::Replicas { spec, json } => {
+            let report = bench::run_replicas(spec).await?;
+            print_report(&report, json, bench::render_replicas);
+        }
     }
     Ok(())
 }

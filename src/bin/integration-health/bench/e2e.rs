@@ -87,16 +87,8 @@ fn publish_all(
             }
         }
         let key = tenant_of(line);
-        let mut record = BaseRecord::to(topic).key(key).payload(line.as_slice());
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        }
+        let record = BaseRecord::to(topic).key(key).payload(line.as_slice());
+        super::send_waiting(&producer, record);
     }
     producer
         .flush(Duration::from_secs(60))

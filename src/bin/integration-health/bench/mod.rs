@@ -1,8 +1,10 @@
 //! `integration-health bench`: the event generator, an in-process ingest and query benchmark,
-//! and an end-to-end run through the mock cluster. Reports print as text or JSON.
+//! an end-to-end run through the mock cluster, and replicas answering for each other on tansu.
+//! Reports print as text or JSON.
 
 mod e2e;
 mod ingest;
+mod replicas;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ use thiserror::Error;
 
 pub use e2e::{run_e2e, E2eReport, E2eSpec};
 pub use ingest::{read_lines, run_ingest, run_ingest_stream, IngestReport};
+pub use replicas::{render_replicas, run_replicas, ReplicasSpec};
 pub use report::{render_e2e, render_ingest};
 
 #[derive(Debug, Error)]
@@ -105,6 +108,25 @@ pub struct Latency {
     pub p50_us: f64,
     pub p99_us: f64,
     pub max_us: f64,
+}
+
+/// Sends `record`, waiting while the producer's queue is full.
+pub fn send_waiting<K, P>(
+    producer: &rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
+    mut record: rdkafka::producer::BaseRecord<'_, K, P>,
+) where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((_, back)) => {
+                record = back;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
 }
 
 pub fn tenant_of(line: &[u8]) -> &[u8] {
