@@ -1,7 +1,7 @@
 //! The README's first command, as a new user would run it: `demo` starts, prints where it
 //! listens, `query overview` shows failures for all five types, and SIGTERM stops it cleanly.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

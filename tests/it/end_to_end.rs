@@ -2,7 +2,7 @@
 //! out over gRPC, and every answer is compared with `Truth`, a plain recount of the same events.
 //! One run of the service is shared: each test below checks one part of it.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

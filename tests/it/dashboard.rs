@@ -2,7 +2,7 @@
 //! (tests/browser/dashboard.py), against the whole service fed through the mock cluster. Every
 //! number the page shows is checked against the gRPC answer to the very request the page sent.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -43,7 +43,7 @@ pub fn test_config(
         brokers: bootstrap.to_owned(),
         topic: topic.into(),
         group: group.into(),
-        // The tests' producers key by tenant; tests/unkeyed.rs covers the repartition stage.
+        // The tests' producers key by tenant; tests/it/unkeyed.rs covers the repartition stage.
         input_keyed_by_tenant: true,
         grpc_addr: "127.0.0.1:0".parse().expect("addr"),
         http_addr: "127.0.0.1:0".parse().expect("addr"),

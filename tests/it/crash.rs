@@ -2,7 +2,7 @@
 //! on the same state dir each time. Afterwards every RPC equals the truth and the DLQ holds
 //! every bad event.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! latencies drawn from known distributions. A tenant's events are spread over three
 //! partitions, so every answer is a merge.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! resolving, and the events on `<topic>.alerts` are read back with a real consumer and checked
 //! field by field.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! replica equals the independent recount. A partition whose owner does not answer makes the
 //! call UNAVAILABLE, or, when the caller accepts it, a partial answer that names it.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

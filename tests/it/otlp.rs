@@ -1,7 +1,7 @@
 //! With an OTLP endpoint configured, spans for gRPC calls and consumed batches, and the key
 //! metrics, reach a collector. The collector here is a real OTLP/gRPC server on port 0.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! What operators rely on: readiness that tells the truth, and a config check that names the
 //! setting at fault.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::process::Command;

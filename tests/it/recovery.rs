@@ -1,7 +1,7 @@
 //! Exactly-once effect under damaged snapshots, rebalances and broker faults. Every scenario
 //! runs through the mock cluster and ends with every RPC compared with the truth.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

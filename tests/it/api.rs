@@ -2,7 +2,7 @@
 //! status naming the field, tokens limit tenants, and reflection lets generic clients discover
 //! the service. The store behind the API is filled by hand.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! and calls beyond what the service can queue are shed with RESOURCE_EXHAUSTED rather than
 //! piling up. Prints the health latencies it saw.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! good client, a plaintext one, one without a certificate, one with a certificate from another
 //! CA, a certificate rotated while serving, and a tokens file rewritten while serving.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! without bound. After each, the service is alive, the partition has moved on, the bad message
 //! is in the dead-letter topic with its reason, and the counts of the good events are exact.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::Path;

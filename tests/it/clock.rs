@@ -1,7 +1,7 @@
 //! The running service on a manual clock: minute buckets hand over to hour buckets once a range
 //! leaves the minute window, and retention evicts old groups and drops late events.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

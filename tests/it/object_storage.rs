@@ -3,7 +3,7 @@
 //! bucket. A replica killed with SIGKILL hands its partitions to the others through the bucket,
 //! a replacement on an empty disk takes partitions back, and every count stays exact.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

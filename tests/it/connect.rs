@@ -2,7 +2,7 @@
 //! exactly what gRPC answers for the same request, errors carry Connect's code and HTTP status,
 //! and tokens hold the same way.
 
-mod common;
+use crate::common;
 
 use common::harness::ApiOnly;
 use common::*;

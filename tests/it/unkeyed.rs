@@ -2,7 +2,7 @@
 //! repartition stage re-keys every event by tenant before counting, so every RPC still equals
 //! the recount, duplicates included, and every rejected event is in the dead-letter topic.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

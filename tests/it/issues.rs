@@ -2,7 +2,7 @@
 //! and the state shown follows the lifecycle (acknowledge, resolve, reopen on a new failure,
 //! snooze until it expires), the same on every instance and after a restart.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
