@@ -6,7 +6,7 @@ with the ratios.
     python3 bench/duckdb_side_by_side.py --input events.ndjson [--json]
 
 DuckDB comes from PyPI: on first use the script makes `target/bench-venv` and installs the
-pinned version there, then runs itself again inside it. See the README's "Performance".
+pinned version there, then runs itself again inside it. See docs/performance.md.
 """
 
 import argparse

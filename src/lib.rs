@@ -1,13 +1,9 @@
 //! integration-health: per-tenant health of third-party integrations.
 //!
-//! The data's path, and the order of the modules: a Kafka message → [`event`] (decode,
-//! validate) → [`store`] (partition-owned buckets) → [`ingest`] (consumer, owner, dedup, DLQ,
-//! [`snapshot`]s) and [`query`] (domain answers, merged across partitions) → [`cluster`]
-//! (answers across replicas) → [`api`] (gRPC, and the Connect/JSON form the [`dashboard`]
-//! reads) → [`server`] (wiring). Beside the path, [`issues`] and [`alerts`] keep their state on
-//! topics every instance reads whole ([`changelog`]). [`ops`] is the sink every stage reports
-//! to; [`catalog`], [`config`], [`tls`] and [`clock`] are leaves. DESIGN.md in the repository
-//! explains the invariants and decisions.
+//! A Kafka message goes through [`event`] (decode, validate), [`ingest`] (the partition's single
+//! writer) into [`store`]; [`query`] answers from it, [`api`] serves the answers, [`server`]
+//! wires the parts. DESIGN.md in the repository is the map of every module, with the
+//! invariants and decisions.
 
 pub mod alerts;
 pub mod api;

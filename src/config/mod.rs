@@ -131,7 +131,7 @@ pub struct Config {
     pub auto_resolve_after_hours: u32,
     /// How often alert rules are evaluated.
     pub alert_interval_ms: u64,
-    /// Default alert thresholds (see the README's Alerts section).
+    /// Default alert thresholds (see docs/alerts.md).
     pub alert_rate_window_minutes: u32,
     pub alert_rate_threshold: f64,
     pub alert_rate_min_events: u64,

@@ -1,4 +1,4 @@
-//! Decoding and validation of outcome events (the README's "Outcome events" table).
+//! Decoding and validation of outcome events (docs/events.md).
 //!
 //! The fast path deserializes into a borrowed struct, so a valid event costs no allocation
 //! beyond strings that carry JSON escapes. Only a payload that fails is parsed a second time,

@@ -1,5 +1,5 @@
 //! Turning a payload into a validated `Event`: the general decoder, the diagnosis of a refused
-//! payload, and the field rules of the README's "Outcome events" table.
+//! payload, and the field rules of docs/events.md.
 
 use std::borrow::Cow;
 use std::fmt;

@@ -237,7 +237,7 @@ impl Owner {
             // The repartition stage logged and counted it; this partition only keeps the flag.
             info!(topic = %loss.topic, partition = loss.partition, from, to, "the repartition stage lost input offsets; this partition's tenants are flagged incomplete");
         } else {
-            error!(topic = %loss.topic, partition = loss.partition, from, to, lost = loss.count(), "offsets were deleted from the log before they were read: their events are not counted, and answers for the partition's tenants say they are incomplete (README: Lost offsets)");
+            error!(topic = %loss.topic, partition = loss.partition, from, to, lost = loss.count(), "offsets were deleted from the log before they were read: their events are not counted, and answers for the partition's tenants say they are incomplete (docs/operating.md: Lost offsets)");
             self.metrics
                 .offsets_lost(&loss.topic, loss.partition, loss.count());
         }
@@ -374,7 +374,7 @@ impl Owner {
             }
             for (tenant, events) in evicted {
                 self.metrics.tenant_evicted();
-                warn!(%tenant, events, topic = %key.topic, partition = key.partition, "the partition is at tenant_cap_per_partition: an idle tenant with few events was evicted to admit a new one (README: Sizing)");
+                warn!(%tenant, events, topic = %key.topic, partition = key.partition, "the partition is at tenant_cap_per_partition: an idle tenant with few events was evicted to admit a new one (docs/operating.md: Sizing)");
             }
             self.count(&outcomes);
             if self.input_keyed_by_tenant {

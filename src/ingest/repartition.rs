@@ -324,7 +324,7 @@ impl Stage {
                 to,
             };
             let count = u64::try_from(to - from).unwrap_or(0);
-            error!(topic = %loss.topic, partition = loss.partition, from, to, lost = count, "input offsets were deleted before the repartition stage read them: their events are not counted, and every tenant of the output partitions is flagged incomplete (README: Lost offsets)");
+            error!(topic = %loss.topic, partition = loss.partition, from, to, lost = count, "input offsets were deleted before the repartition stage read them: their events are not counted, and every tenant of the output partitions is flagged incomplete (docs/operating.md: Lost offsets)");
             self.metrics
                 .offsets_lost(&loss.topic, loss.partition, count);
             consumer.context().progress.add_upstream_lost(&key, count);

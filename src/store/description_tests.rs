@@ -1,4 +1,4 @@
-//! One failure group per visible description: the README's rule (the message, or the catalog
+//! One failure group per visible description: docs/events.md's rule (the message, or the catalog
 //! name of the code when the message is absent or empty) checked against a recount, and the
 //! migration of state written before descriptions were normalised.
 

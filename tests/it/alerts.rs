@@ -101,7 +101,7 @@ fn state(alert: &proto::Alert) -> proto::AlertState {
 }
 
 /// The failure rate of the events whose minute starts in `[start, end)`: windows are whole
-/// minutes, as the README says.
+/// minutes, as docs/alerts.md says.
 fn rate_in(sent: &[Sent], start: i64, end: i64) -> (f64, usize) {
     let minute = |at: i64| at.div_euclid(MINUTE) * MINUTE;
     let window: Vec<&Sent> = sent

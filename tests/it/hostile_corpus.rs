@@ -1,6 +1,6 @@
 //! The fuzz targets' bodies over the committed corpus of hostile inputs (`fuzz/corpus/`), on
 //! stable Rust, so every CI run replays them. `cargo +nightly fuzz run decode` grows the
-//! corpus; the README says how.
+//! corpus; docs/security.md says how.
 
 use std::path::Path;
 

@@ -170,7 +170,7 @@ pub struct ServeArgs {
     /// OTLP/gRPC collector for traces and metrics, e.g. http://otel-collector:4317.
     #[arg(long, env = "IH_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
-    /// TOML file of `[[tokens]]` grants, re-read when it changes (see the README's Security).
+    /// TOML file of `[[tokens]]` grants, re-read when it changes (see docs/security.md).
     #[arg(long, env = "IH_TOKENS_FILE")]
     pub tokens_file: Option<PathBuf>,
     /// PEM certificate chain: with --tls-key, gRPC and HTTP serve TLS only.

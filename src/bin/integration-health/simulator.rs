@@ -13,7 +13,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde::Serialize;
 
-/// One outcome event as the runtimes publish it (see the README's "Outcome events").
+/// One outcome event as the runtimes publish it (see docs/events.md).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct OutcomeEvent {
     pub event_id: String,

@@ -93,7 +93,7 @@ pub fn generate_tagged(seed: u64, valid_count: usize, now: i64, tag: &str) -> Ge
         let failed = rng.gen_bool(0.4);
         let code = codes[rng.gen_range(0..codes.len())];
         // Half the failures describe themselves; the rest send nothing, an empty message, or
-        // the catalog name, which the README's rule shows alike.
+        // the catalog name, which docs/events.md's rule shows alike.
         let message = match rng.gen_range(0..8) {
             _ if !failed => None,
             0..=3 => Some(format!("upstream said {code}")),
