@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::alerts::{self, AlertBook};
-use crate::api::{self, ApiLimits, Auth, IntegrationHealthApi, IssueKeeping, SharedAuth};
+use crate::api::{self, ApiLimits, Auth, IntegrationHealthApi, SharedAuth};
 use crate::changelog::{self, ChangelogError, ChangelogWriter};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::cluster::{Cluster, ClusterConfig, ClusterError, PeerTls};
@@ -21,6 +21,7 @@ use crate::config::{Config, ConfigError};
 use crate::dashboard;
 use crate::ingest::{self, IngestConfig, IngestError, IngestHandle, IngestProgress, IngestShared};
 use crate::issues::IssueBook;
+use crate::issues::IssueKeeping;
 use crate::ops::{self, CheckReady, HttpState, Metrics, PartitionGauge, ReadState, StateReading};
 use crate::proto::integration_health_peer_server::IntegrationHealthPeerServer;
 use crate::proto::integration_health_server::IntegrationHealthServer;

@@ -78,7 +78,7 @@ impl IntegrationHealthApi {
             .ok_or_else(|| Status::failed_precondition("this service does not evaluate alerts"))
     }
 
-    #[instrument(skip(self, request), fields(rpc = "ListAlerts"))]
+    #[instrument(name = "list_alerts", skip_all, fields(rpc = "ListAlerts"))]
     pub(super) async fn list_alerts_call(
         &self,
         request: Request<proto::ListAlertsRequest>,
@@ -102,7 +102,7 @@ impl IntegrationHealthApi {
         .await
     }
 
-    #[instrument(skip(self, request), fields(rpc = "WatchAlerts"))]
+    #[instrument(name = "watch_alerts", skip_all, fields(rpc = "WatchAlerts"))]
     pub(super) async fn watch_alerts_call(
         &self,
         request: Request<proto::WatchAlertsRequest>,

@@ -35,12 +35,21 @@ pub enum ConvertError {
     UnknownOrder,
     #[error("status_code must be 0 (any) or 100..=999")]
     StatusCode,
+    #[error("states: {0} is not a state")]
+    UnknownState(i32),
+    #[error("action must be ACKNOWLEDGE, RESOLVE, SNOOZE or REOPEN")]
+    UnknownAction,
 }
 
 impl From<ConvertError> for Status {
     fn from(error: ConvertError) -> Self {
         Status::invalid_argument(error.to_string())
     }
+}
+
+/// An optional request string: empty means absent.
+pub fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
 }
 
 /// The first millisecond of 10000-01-01: timestamps must come before it.
@@ -410,6 +419,30 @@ impl From<(CatalogEntry, Vec<(IntegrationType, query::Guidance)>)> for proto::Co
                 .collect(),
             cataloged: entry.cataloged,
         }
+    }
+}
+
+pub fn states_from_wire(states: &[i32]) -> Result<Vec<IssueState>, ConvertError> {
+    states
+        .iter()
+        .map(|s| match proto::IssueState::try_from(*s) {
+            Ok(proto::IssueState::Open) => Ok(IssueState::Open),
+            Ok(proto::IssueState::Acknowledged) => Ok(IssueState::Acknowledged),
+            Ok(proto::IssueState::Resolved) => Ok(IssueState::Resolved),
+            Ok(proto::IssueState::Snoozed) => Ok(IssueState::Snoozed),
+            Ok(proto::IssueState::Reopened) => Ok(IssueState::Reopened),
+            _ => Err(ConvertError::UnknownState(*s)),
+        })
+        .collect()
+}
+
+pub fn action_from_wire(action: i32) -> Result<ActionKind, ConvertError> {
+    match proto::IssueAction::try_from(action) {
+        Ok(proto::IssueAction::Acknowledge) => Ok(ActionKind::Acknowledge),
+        Ok(proto::IssueAction::Resolve) => Ok(ActionKind::Resolve),
+        Ok(proto::IssueAction::Snooze) => Ok(ActionKind::Snooze),
+        Ok(proto::IssueAction::Reopen) => Ok(ActionKind::Reopen),
+        _ => Err(ConvertError::UnknownAction),
     }
 }
 

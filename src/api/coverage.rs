@@ -11,6 +11,11 @@ use crate::cluster::Coverage;
 use crate::proto;
 use crate::store::LostOffsets;
 
+/// Marks a call forwarded by another replica, so it is never forwarded again.
+pub const FORWARDED: &str = "ih-forwarded";
+/// On a forwarded call: who the forwarding replica authorized (their grant's digest, shortened,
+/// or their address), for the owner's logs.
+pub const ON_BEHALF_OF: &str = "ih-on-behalf-of";
 /// Request header: accept an answer that lacks unreachable partitions.
 pub const ALLOW_PARTIAL: &str = "ih-allow-partial";
 /// Response headers, with replicas: the partitions counted, and those that could not be.

@@ -16,7 +16,7 @@ use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::asker::Asker;
-use super::FORWARDED;
+use super::coverage::FORWARDED;
 use crate::cluster::Cluster;
 use crate::ops::Metrics;
 use crate::proto;

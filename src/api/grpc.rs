@@ -1,788 +1,79 @@
-//! The `IntegrationHealth` gRPC service. Each handler checks the caller, converts the request,
-//! runs the query on the blocking pool behind a concurrency limit (so the async workers stay
-//! free for health checks and I/O), and converts the answer.
+//! The `IntegrationHealth` service: each method hands its call to the family that serves it
+//! (`counts`, `failures`, `health`, `issues`, `alerts`, `global`), which translates the request
+//! and delegates to the shared pipeline in `service`.
 
-// Handlers must return `tonic::Status`; boxing it in the helpers would only add conversions.
-#![allow(clippy::result_large_err)]
-
-use std::future::Future;
-use std::num::NonZeroU32;
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
-
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
-use tracing::instrument;
 
 use super::alerts::AlertStream;
-use super::asker::{accepts_partial, check_coverage, Asker};
-use super::auth::{Access, SharedAuth};
-use super::callers::{Caller, RateLimits, WatchLimits, Watches};
-use super::convert::{
-    bounded, duration_to_ms, ms_to_timestamp, optional_range, status_code_filter, timestamp_to_ms,
-    type_from_wire, type_to_wire, types_from_wire,
-};
-use super::coverage::{respond, Answered, ALLOW_PARTIAL};
-use super::feeds::Feeds;
-use super::issues::IssueKeeping;
-use super::peer::PeerApi;
-use super::status::{add_unreported, merge_status, status_response};
-use super::status_from;
 use super::watch::WatchStream;
-use crate::alerts::AlertBook;
-use crate::clock::SharedClock;
-use crate::cluster::Cluster;
-use crate::event::{is_tenant_char, MAX_INTEGRATION_ID_CHARS, MAX_NAME_CHARS, MAX_TENANT_ID_CHARS};
-use crate::ingest::IngestProgress;
-use crate::ops::Metrics;
+use super::IntegrationHealthApi;
 use crate::proto;
 use crate::proto::integration_health_server::IntegrationHealth;
-use crate::query::{self, FailureOrder, Granularity, QueryEngine, QueryError};
 
-/// The replica a tenant's calls go to, and the tenant's partition there.
-pub(super) struct Owner {
-    addr: String,
-    partition: i32,
-}
-
-impl Owner {
-    fn failed(&self, status: &Status) -> Status {
-        Status::unavailable(format!(
-            "partition {} is owned by {}, which did not answer ({:?}: {})",
-            self.partition,
-            self.addr,
-            status.code(),
-            status.message()
-        ))
-    }
-}
-
-/// Marks a call forwarded by another replica, so it is never forwarded again.
-pub const FORWARDED: &str = "ih-forwarded";
-/// On a forwarded call: who the forwarding replica authorized (their grant's digest, shortened,
-/// or their address), for the owner's logs.
-pub const ON_BEHALF_OF: &str = "ih-on-behalf-of";
-
-/// What keeps the API from being overrun: how many queries run at once, how long a call may
-/// wait for a slot before it is shed, and an optional rate per caller.
-#[derive(Debug, Clone, Copy)]
-pub struct ApiLimits {
-    pub max_concurrent: usize,
-    pub queue_wait: Duration,
-    /// Calls per second per token (per peer address when the API is open); `None`: no limit.
-    pub rate_per_caller: Option<NonZeroU32>,
-    /// A call still running after this is cancelled with `CANCELLED`/`DEADLINE_EXCEEDED`.
-    pub request_timeout: Duration,
-    pub max_streams_per_connection: u32,
-    /// Connections the gRPC listener holds at once; past it, new ones are closed at once.
-    pub max_connections: usize,
-    /// Open watch streams (`WatchTenant`, `WatchAlerts`), in all and per caller.
-    pub watches: WatchLimits,
-}
-
-impl Default for ApiLimits {
-    fn default() -> Self {
-        ApiLimits {
-            max_concurrent: 8,
-            queue_wait: Duration::from_millis(250),
-            rate_per_caller: None,
-            request_timeout: Duration::from_secs(10),
-            max_streams_per_connection: 64,
-            max_connections: 1_024,
-            watches: WatchLimits {
-                total: 1_000,
-                per_caller: 50,
-            },
-        }
-    }
-}
-
-pub struct IntegrationHealthApi {
-    pub(super) engine: QueryEngine,
-    progress: Arc<IngestProgress>,
-    pub(super) clock: SharedClock,
-    pub(super) auth: SharedAuth,
-    metrics: Arc<Metrics>,
-    /// Query slots; watch ticks take one too.
-    pub(super) slots: Arc<Semaphore>,
-    pub(super) cluster: Option<Arc<Cluster>>,
-    queue_wait: Duration,
-    rate: Option<RateLimits>,
-    /// Open watch streams, capped per caller and in all.
-    pub(super) watches: Arc<Watches>,
-    /// Ends open watches when the service stops.
-    pub(super) shutdown: CancellationToken,
-    /// Where users' issue actions go, when issues are kept.
-    pub(super) issues: Option<Arc<IssueKeeping>>,
-    /// What was published to the alerts topic, when alerts are evaluated.
-    pub(super) alerts: Option<Arc<AlertBook>>,
-    /// The watched tenants' shared counts, made on the first watch.
-    feeds: OnceLock<Arc<Feeds>>,
-}
-
-impl IntegrationHealthApi {
-    pub fn new(
-        engine: QueryEngine,
-        progress: Arc<IngestProgress>,
-        clock: SharedClock,
-        auth: SharedAuth,
-        metrics: Arc<Metrics>,
-        limits: ApiLimits,
-    ) -> Self {
-        let slots = Arc::new(Semaphore::new(limits.max_concurrent.max(1)));
-        IntegrationHealthApi {
-            engine,
-            progress,
-            clock,
-            auth,
-            metrics,
-            slots,
-            cluster: None,
-            queue_wait: limits.queue_wait,
-            rate: limits.rate_per_caller.map(RateLimits::new),
-            watches: Watches::new(limits.watches),
-            shutdown: CancellationToken::new(),
-            issues: None,
-            alerts: None,
-            feeds: OnceLock::new(),
-        }
-    }
-
-    /// Serves `ListAlerts` and `WatchAlerts` from `book`.
-    pub fn with_alerts(mut self, book: Option<Arc<AlertBook>>) -> Self {
-        self.alerts = book;
-        self
-    }
-
-    /// Serves `ListIssues` and `UpdateIssue`.
-    pub fn with_issues(mut self, issues: Option<Arc<IssueKeeping>>) -> Self {
-        self.issues = issues;
-        self
-    }
-
-    /// Open watches end when `shutdown` is cancelled.
-    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
-        self.shutdown = shutdown;
-        self
-    }
-
-    /// Answers for every partition of the topic, asking the other replicas through `cluster`.
-    pub fn with_cluster(mut self, cluster: Option<Arc<Cluster>>) -> Self {
-        self.cluster = cluster;
-        self
-    }
-
-    /// Runs one call and records its status and latency.
-    pub(super) async fn timed<T>(
-        &self,
-        rpc: &'static str,
-        call: impl Future<Output = Result<Response<T>, Status>>,
-    ) -> Result<Response<T>, Status> {
-        let started = Instant::now();
-        let result = call.await;
-        let code = result
-            .as_ref()
-            .map_or_else(Status::code, |_| tonic::Code::Ok);
-        self.metrics.rpc(rpc, code, started.elapsed());
-        result
-    }
-
-    /// Checks the tenant id and the caller's right to it; only a valid id reaches the span.
-    pub(super) fn tenant<T>(
-        &self,
-        request: &Request<T>,
-        tenant_id: &str,
-    ) -> Result<Caller, Status> {
-        validate_tenant(tenant_id)?;
-        tracing::Span::current().record("tenant", tenant_id);
-        self.caller(request, Access::Tenant(tenant_id))
-    }
-
-    /// Authenticates the caller, checks its right to `access`, and applies its rate limit.
-    /// Returns who the caller is, for the watch limits. A call another replica forwarded with
-    /// an operator grant (the replicas' peer token) was checked and limited there, for the
-    /// caller it came from, so it is not limited again here.
-    pub(super) fn caller<T>(
-        &self,
-        request: &Request<T>,
-        access: Access<'_>,
-    ) -> Result<Caller, Status> {
-        let auth = self.auth.current();
-        let caller = match auth.check(request.metadata(), access)? {
-            _ if Self::forwarded_by_replica(request, &auth) => Caller::Replica,
-            Some(digest) => Caller::Grant(digest),
-            None => request
-                .remote_addr()
-                .map_or(Caller::Unknown, |addr| Caller::Address(addr.ip())),
-        };
-        if let (Some(rate), false) = (&self.rate, caller == Caller::Replica) {
-            rate.check(&caller)?;
-        }
-        Ok(caller)
-    }
-
-    fn forwarded_by_replica<T>(request: &Request<T>, auth: &super::auth::Auth) -> bool {
-        let metadata = request.metadata();
-        let forwarded = metadata.contains_key(FORWARDED);
-        let replica = forwarded && auth.check(metadata, Access::Operator).is_ok();
-        if replica {
-            let asker = metadata.get(ON_BEHALF_OF).and_then(|v| v.to_str().ok());
-            tracing::debug!(
-                on_behalf_of = asker.unwrap_or(""),
-                "a call forwarded by a replica"
-            );
-        }
-        replica
-    }
-
-    /// The replica to forward a tenant call to, if another one owns the tenant. A call that was
-    /// forwarded already is answered where it lands: one hop at most.
-    pub(super) fn forward_to<T>(&self, request: &Request<T>, tenant_id: &str) -> Option<Owner> {
-        if request.metadata().contains_key(FORWARDED) {
-            return None;
-        }
-        let (addr, partition) = self.cluster.as_ref()?.forward_target(tenant_id)?;
-        Some(Owner { addr, partition })
-    }
-
-    /// Sends the call, as it came (the caller's token, deadline and partial-answer choice), to
-    /// `owner` and returns its answer as is. The owner checks the caller's token itself, so its
-    /// rate limits and watch caps apply to the caller.
-    pub(super) async fn forward<Req, Resp, F, Fut>(
-        &self,
-        owner: &Owner,
-        request: Request<Req>,
-        call: F,
-    ) -> Result<Response<Resp>, Status>
-    where
-        F: FnOnce(
-            crate::proto::integration_health_client::IntegrationHealthClient<
-                tonic::transport::Channel,
-            >,
-            Request<Req>,
-        ) -> Fut,
-        Fut: Future<Output = Result<Response<Resp>, Status>>,
-        Req: prost::Message,
-        Resp: prost::Message,
-    {
-        let cluster = self
-            .cluster
-            .as_ref()
-            .ok_or_else(|| Status::internal("forwarding without replicas"))?;
-        let client = cluster
-            .api_client(&owner.addr)
-            .ok_or_else(|| owner.failed(&Status::unavailable("its address is not valid")))?;
-        let incoming = request.metadata().clone();
-        let on_behalf_of = self.caller_name(&request);
-        // The replicas' own token when they have one (the owner then leaves the caller's limits
-        // to this replica, which applied them); the caller's otherwise.
-        let message = request.into_inner();
-        let sent = message.encoded_len();
-        let mut outgoing = cluster.peer_request(message);
-        let carried: &[&str] = match outgoing.metadata().contains_key("authorization") {
-            true => &[ALLOW_PARTIAL, "grpc-timeout"],
-            false => &["authorization", ALLOW_PARTIAL, "grpc-timeout"],
-        };
-        for header in carried {
-            if let Some(value) = incoming.get(*header) {
-                outgoing.metadata_mut().insert(*header, value.clone());
-            }
-        }
-        let marks = outgoing.metadata_mut();
-        marks.insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
-        if let Ok(value) = on_behalf_of.parse() {
-            marks.insert(ON_BEHALF_OF, value);
-        }
-        let answer = call(client, outgoing).await.map_err(|status| {
-            tracing::warn!(owner = %owner.addr, partition = owner.partition, code = ?status.code(), message = %status.message(), "a forwarded call failed");
-            match status.code() {
-                // The owner could not be reached or broke: say which partition is missing.
-                tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Internal => {
-                    owner.failed(&status)
-                }
-                // The owner's own answer about the call (a bad argument, not found, busy).
-                _ => status,
-            }
-        })?;
-        self.metrics
-            .peer_bytes("forwarded", sent, answer.get_ref().encoded_len());
-        Ok(answer)
-    }
-
-    /// Who a call comes from, for logs: the first bytes of its grant's digest, or its address.
-    fn caller_name<T>(&self, request: &Request<T>) -> String {
-        match self.auth.current().check(request.metadata(), Access::Any) {
-            Ok(Some(digest)) => format!("grant:{}", hex::encode(&digest[..6])),
-            _ => request.remote_addr().map_or_else(
-                || "unknown".to_owned(),
-                |addr| format!("addr:{}", addr.ip()),
-            ),
-        }
-    }
-
-    /// This replica's address as the others reach it, when it runs with replicas.
-    pub fn cluster_addr(&self) -> Option<String> {
-        Some(self.cluster.as_ref()?.config.advertise_addr.clone())
-    }
-
-    /// The replica-to-replica service, sharing this API's store, tokens and query slots.
-    pub fn peer(&self, advertise_addr: String) -> PeerApi {
-        PeerApi {
-            store: self.engine.store().clone(),
-            progress: self.progress.clone(),
-            clock: self.clock.clone(),
-            auth: self.auth.clone(),
-            advertise_addr,
-            slots: self.slots.clone(),
-            queue_wait: self.queue_wait,
-        }
-    }
-
-    /// The watched tenants' shared counts.
-    pub(super) fn feeds(&self) -> &Arc<Feeds> {
-        self.feeds
-            .get_or_init(|| Feeds::new(self.asker(), self.shutdown.clone()))
-    }
-
-    /// What runs a tenant's queries, over the other replicas' partitions too.
-    pub(super) fn asker(&self) -> Asker {
-        Asker {
-            engine: self.engine.clone(),
-            cluster: self.cluster.clone(),
-            slots: self.slots.clone(),
-            queue_wait: self.queue_wait,
-            clock: self.clock.clone(),
-            metrics: self.metrics.clone(),
-        }
-    }
-
-    /// Answers a tenant's question over every partition that holds the tenant (`Asker`).
-    /// Partitions that cannot be reached make the call UNAVAILABLE, unless the caller accepts
-    /// a partial answer with the `ih-allow-partial: true` header or the request's field.
-    pub(super) async fn tenant_query<T, W>(
-        &self,
-        metadata: &MetadataMap,
-        allow_partial: bool,
-        tenant_id: &str,
-        work: W,
-    ) -> Result<(T, Answered), Status>
-    where
-        T: Send + 'static,
-        W: Fn(&QueryEngine) -> Result<T, QueryError> + Send + Sync + 'static,
-    {
-        let accept_partial = accepts_partial(metadata, allow_partial);
-        self.asker().tenant(tenant_id, accept_partial, work).await
-    }
-
-    /// Per partition, each tenant's totals over `range`: this replica's partitions and, with
-    /// replicas, every other partition from its owner.
-    async fn tenant_lists(
-        &self,
-        range: query::TimeRange,
-        metadata: &MetadataMap,
-        allow_partial: bool,
-    ) -> Result<(Vec<Vec<query::TenantEvents>>, Answered), Status> {
-        let local = self
-            .run(self.engine.clone(), move |engine| {
-                Ok(engine.tenants_by_partition(range, None))
-            })
-            .await?;
-        let lost = self.engine.store().all_losses();
-        let Some(cluster) = &self.cluster else {
-            let lists = local.into_iter().map(|(_, rows)| rows).collect();
-            return Ok((
-                lists,
-                Answered {
-                    coverage: None,
-                    lost,
-                },
-            ));
-        };
-        let held = local.iter().map(|(partition, _)| *partition).collect();
-        let (remote, coverage) = cluster.remote_tenants(&held, range).await;
-        check_coverage(&coverage, accepts_partial(metadata, allow_partial))?;
-        let mut lists: Vec<_> = local.into_iter().map(|(_, rows)| rows).collect();
-        lists.extend(remote);
-        let answered = Answered {
-            coverage: Some(coverage),
-            lost,
-        };
-        Ok((lists, answered))
-    }
-
-    async fn run<T: Send + 'static>(
-        &self,
-        engine: QueryEngine,
-        work: impl FnOnce(&QueryEngine) -> Result<T, QueryError> + Send + 'static,
-    ) -> Result<T, Status> {
-        self.asker().run(engine, work).await
-    }
-}
-
-fn validate_tenant(tenant_id: &str) -> Result<(), Status> {
-    let valid_chars = tenant_id.chars().all(is_tenant_char);
-    if tenant_id.is_empty() || tenant_id.len() > MAX_TENANT_ID_CHARS || !valid_chars {
-        return Err(Status::invalid_argument(
-            "tenant_id must be 1..64 characters of A-Z a-z 0-9 . _ : -",
-        ));
-    }
-    Ok(())
-}
-
-pub(super) fn non_empty(text: &str) -> Option<String> {
-    (!text.is_empty()).then(|| text.to_owned())
-}
+type Answer<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl IntegrationHealth for IntegrationHealthApi {
-    #[instrument(skip(self, request), fields(rpc = "GetOverview", tenant = tracing::field::Empty))]
     async fn get_overview(
         &self,
         request: Request<proto::GetOverviewRequest>,
-    ) -> Result<Response<proto::GetOverviewResponse>, Status> {
-        self.timed("GetOverview", async {
-            let req = request.get_ref();
-            self.tenant(&request, &req.tenant_id)?;
-            if let Some(owner) = self.forward_to(&request, &req.tenant_id) {
-                return self
-                    .forward(&owner, request, |mut owner, request| async move {
-                        owner.get_overview(request).await
-                    })
-                    .await;
-            }
-            let tenant = req.tenant_id.clone();
-            let range = optional_range(req.range.as_ref())?;
-            let types = types_from_wire(&req.integration_types)?;
-            let (overview, coverage) = self
-                .tenant_query(
-                    request.metadata(),
-                    req.allow_partial,
-                    &req.tenant_id,
-                    move |engine| engine.overview(&tenant, range, types),
-                )
-                .await?;
-            Ok(respond(
-                &coverage,
-                proto::GetOverviewResponse {
-                    types: overview
-                        .types
-                        .into_iter()
-                        .map(|t| proto::TypeCounts {
-                            integration_type: type_to_wire(t.integration_type),
-                            failed: t.failed,
-                            succeeded: t.succeeded,
-                        })
-                        .collect(),
-                    effective_range: Some(overview.effective_range.into()),
-                    ..Default::default()
-                },
-            ))
-        })
-        .await
+    ) -> Answer<proto::GetOverviewResponse> {
+        self.overview_call(request).await
     }
 
-    #[instrument(skip(self, request), fields(rpc = "GetPercentageChange", tenant = tracing::field::Empty))]
     async fn get_percentage_change(
         &self,
         request: Request<proto::GetPercentageChangeRequest>,
-    ) -> Result<Response<proto::GetPercentageChangeResponse>, Status> {
-        self.timed("GetPercentageChange", async {
-            let req = request.get_ref();
-            self.tenant(&request, &req.tenant_id)?;
-            if let Some(owner) = self.forward_to(&request, &req.tenant_id) {
-                return self
-                    .forward(&owner, request, |mut owner, request| async move {
-                        owner.get_percentage_change(request).await
-                    })
-                    .await;
-            }
-            let tenant = req.tenant_id.clone();
-            let period = req
-                .period
-                .as_ref()
-                .map(|d| duration_to_ms("period", d))
-                .transpose()?;
-            let end = req
-                .end
-                .as_ref()
-                .map(|t| timestamp_to_ms("end", t))
-                .transpose()?;
-            let types = types_from_wire(&req.integration_types)?;
-            let with_drivers = req.include_drivers;
-            let (change, coverage) = self
-                .tenant_query(
-                    request.metadata(),
-                    req.allow_partial,
-                    &req.tenant_id,
-                    move |engine| {
-                        engine.percentage_change(&tenant, period, end, types, with_drivers)
-                    },
-                )
-                .await?;
-            Ok(respond(
-                &coverage,
-                proto::GetPercentageChangeResponse {
-                    types: change.types.into_iter().map(Into::into).collect(),
-                    current_range: Some(change.current_range.into()),
-                    previous_range: Some(change.previous_range.into()),
-                    ..Default::default()
-                },
-            ))
-        })
-        .await
+    ) -> Answer<proto::GetPercentageChangeResponse> {
+        self.change_call(request).await
     }
 
-    #[instrument(skip(self, request), fields(rpc = "GetErrorBreakdown", tenant = tracing::field::Empty))]
     async fn get_error_breakdown(
         &self,
         request: Request<proto::GetErrorBreakdownRequest>,
-    ) -> Result<Response<proto::GetErrorBreakdownResponse>, Status> {
-        self.timed("GetErrorBreakdown", async {
-            let req = request.get_ref();
-            self.tenant(&request, &req.tenant_id)?;
-            if let Some(owner) = self.forward_to(&request, &req.tenant_id) {
-                return self
-                    .forward(&owner, request, |mut owner, request| async move {
-                        owner.get_error_breakdown(request).await
-                    })
-                    .await;
-            }
-            let tenant = req.tenant_id.clone();
-            let range = optional_range(req.range.as_ref())?;
-            let types = types_from_wire(&req.integration_types)?;
-            let (breakdown, coverage) = self
-                .tenant_query(
-                    request.metadata(),
-                    req.allow_partial,
-                    &req.tenant_id,
-                    move |engine| engine.error_breakdown(&tenant, range, types),
-                )
-                .await?;
-            Ok(respond(
-                &coverage,
-                proto::GetErrorBreakdownResponse {
-                    errors: breakdown.errors.into_iter().map(Into::into).collect(),
-                    effective_range: Some(breakdown.effective_range.into()),
-                    ..Default::default()
-                },
-            ))
-        })
-        .await
+    ) -> Answer<proto::GetErrorBreakdownResponse> {
+        self.errors_call(request).await
     }
 
-    #[instrument(skip(self, request), fields(rpc = "GetTrends", tenant = tracing::field::Empty))]
     async fn get_trends(
         &self,
         request: Request<proto::GetTrendsRequest>,
-    ) -> Result<Response<proto::GetTrendsResponse>, Status> {
-        self.timed("GetTrends", async {
-            let req = request.get_ref();
-            self.tenant(&request, &req.tenant_id)?;
-            if let Some(owner) = self.forward_to(&request, &req.tenant_id) {
-                return self
-                    .forward(&owner, request, |mut owner, request| async move {
-                        owner.get_trends(request).await
-                    })
-                    .await;
-            }
-            let tenant = req.tenant_id.clone();
-            let granularity = Granularity::try_from(req.granularity)?;
-            let range = optional_range(req.range.as_ref())?;
-            let types = types_from_wire(&req.integration_types)?;
-            let zone = bounded("time_zone", &req.time_zone, 64)?.to_owned();
-            let (trends, coverage) = self
-                .tenant_query(
-                    request.metadata(),
-                    req.allow_partial,
-                    &req.tenant_id,
-                    move |engine| engine.trends(&tenant, range, types, granularity, &zone),
-                )
-                .await?;
-            Ok(respond(
-                &coverage,
-                proto::GetTrendsResponse {
-                    series: trends
-                        .series
-                        .into_iter()
-                        .map(|s| proto::TrendSeries {
-                            integration_type: type_to_wire(s.integration_type),
-                            points: s
-                                .points
-                                .into_iter()
-                                .map(|(start, failed)| proto::TrendPoint {
-                                    bucket_start: Some(ms_to_timestamp(start)),
-                                    failed,
-                                })
-                                .collect(),
-                        })
-                        .collect(),
-                    effective_range: Some(trends.effective_range.into()),
-                    ..Default::default()
-                },
-            ))
-        })
-        .await
+    ) -> Answer<proto::GetTrendsResponse> {
+        self.trends_call(request).await
     }
 
-    #[instrument(skip(self, request), fields(rpc = "ListFailures", tenant = tracing::field::Empty))]
     async fn list_failures(
         &self,
         request: Request<proto::ListFailuresRequest>,
-    ) -> Result<Response<proto::ListFailuresResponse>, Status> {
-        self.timed("ListFailures", async {
-            let req = request.get_ref();
-            self.tenant(&request, &req.tenant_id)?;
-            if let Some(owner) = self.forward_to(&request, &req.tenant_id) {
-                return self
-                    .forward(&owner, request, |mut owner, request| async move {
-                        owner.list_failures(request).await
-                    })
-                    .await;
-            }
-            let list = query::ListFailuresRequest {
-                tenant_id: req.tenant_id.clone(),
-                range: optional_range(req.range.as_ref())?,
-                types: types_from_wire(&req.integration_types)?,
-                filter: query::FailureFilter {
-                    integration_id: non_empty(bounded(
-                        "integration_id",
-                        &req.integration_id,
-                        MAX_INTEGRATION_ID_CHARS * 4,
-                    )?),
-                    status_code: status_code_filter(req.status_code)?,
-                    flow_id: non_empty(bounded("flow_id", &req.flow_id, MAX_NAME_CHARS * 4)?),
-                    service_id: non_empty(bounded(
-                        "service_id",
-                        &req.service_id,
-                        MAX_NAME_CHARS * 4,
-                    )?),
-                },
-                page_size: req.page_size as usize,
-                page_token: non_empty(bounded("page_token", &req.page_token, 256)?),
-                order: FailureOrder::try_from(req.order_by)?,
-            };
-            let (page, coverage) = self
-                .tenant_query(
-                    request.metadata(),
-                    req.allow_partial,
-                    &req.tenant_id,
-                    move |engine| engine.list_failures(&list),
-                )
-                .await?;
-            Ok(respond(
-                &coverage,
-                proto::ListFailuresResponse {
-                    failures: page.failures.into_iter().map(Into::into).collect(),
-                    next_page_token: page.next_page_token.unwrap_or_default(),
-                    total_groups: page.total_groups,
-                    effective_range: Some(page.effective_range.into()),
-                    ..Default::default()
-                },
-            ))
-        })
-        .await
+    ) -> Answer<proto::ListFailuresResponse> {
+        self.failures_call(request).await
     }
 
-    #[instrument(skip(self, request), fields(rpc = "GetFailureDetails", tenant = tracing::field::Empty))]
     async fn get_failure_details(
         &self,
         request: Request<proto::GetFailureDetailsRequest>,
-    ) -> Result<Response<proto::GetFailureDetailsResponse>, Status> {
-        self.timed("GetFailureDetails", async {
-            let req = request.get_ref();
-            self.tenant(&request, &req.tenant_id)?;
-            if let Some(owner) = self.forward_to(&request, &req.tenant_id) {
-                return self
-                    .forward(&owner, request, |mut owner, request| async move {
-                        owner.get_failure_details(request).await
-                    })
-                    .await;
-            }
-            let tenant = req.tenant_id.clone();
-            let failure_id = bounded("failure_id", &req.failure_id, 64)?.to_owned();
-            let range = optional_range(req.range.as_ref())?;
-            let (details, coverage) = self
-                .tenant_query(
-                    request.metadata(),
-                    req.allow_partial,
-                    &req.tenant_id,
-                    move |engine| engine.failure_details(&tenant, &failure_id, range),
-                )
-                .await?;
-            let failure = proto::FailureGroup::from(details.failure);
-            Ok(respond(
-                &coverage,
-                proto::GetFailureDetailsResponse {
-                    integration_id: failure.integration_id.clone(),
-                    service_id: failure.service_id.clone(),
-                    flow_id: failure.flow_id.clone(),
-                    failure: Some(failure),
-                    guidance: Some(proto::Guidance {
-                        applicable: details.guidance.applicable,
-                        resolution: details.guidance.resolution,
-                    }),
-                    hourly_trend: details
-                        .hourly_trend
-                        .into_iter()
-                        .map(|(start, failed)| proto::HourlyPoint {
-                            bucket_start: Some(ms_to_timestamp(start)),
-                            failed,
-                        })
-                        .collect(),
-                    recent_samples: details
-                        .recent_samples
-                        .into_iter()
-                        .map(|s| proto::SampleEvent {
-                            event_id: s.event_id,
-                            occurred_at: Some(ms_to_timestamp(s.occurred_at_ms)),
-                            error_message: s.error_message,
-                        })
-                        .collect(),
-                    effective_range: Some(details.effective_range.into()),
-                    ..Default::default()
-                },
-            ))
-        })
-        .await
+    ) -> Answer<proto::GetFailureDetailsResponse> {
+        self.details_call(request).await
     }
 
-    #[instrument(skip(self, request), fields(rpc = "ListCommonErrors"))]
     async fn list_common_errors(
         &self,
         request: Request<proto::ListCommonErrorsRequest>,
-    ) -> Result<Response<proto::ListCommonErrorsResponse>, Status> {
-        self.timed("ListCommonErrors", async {
-            self.caller(&request, Access::Any)?;
-            let req = request.get_ref();
-            let integration_type = match req.integration_type {
-                0 => None,
-                t => Some(type_from_wire(t)?),
-            };
-            let status_code = status_code_filter(req.status_code)?;
-            let errors = self
-                .engine
-                .common_errors(integration_type, status_code)
-                .into_iter()
-                .map(Into::into)
-                .collect();
-            Ok(Response::new(proto::ListCommonErrorsResponse { errors }))
-        })
-        .await
+    ) -> Answer<proto::ListCommonErrorsResponse> {
+        self.common_errors_call(request).await
     }
 
     async fn list_integrations(
         &self,
         request: Request<proto::ListIntegrationsRequest>,
-    ) -> Result<Response<proto::ListIntegrationsResponse>, Status> {
-        self.list_integrations_call(request).await
+    ) -> Answer<proto::ListIntegrationsResponse> {
+        self.integrations_call(request).await
     }
 
     async fn get_integration_health(
         &self,
         request: Request<proto::GetIntegrationHealthRequest>,
-    ) -> Result<Response<proto::GetIntegrationHealthResponse>, Status> {
+    ) -> Answer<proto::GetIntegrationHealthResponse> {
         self.integration_health_call(request).await
     }
 
@@ -791,28 +82,28 @@ impl IntegrationHealth for IntegrationHealthApi {
     async fn watch_tenant(
         &self,
         request: Request<proto::WatchTenantRequest>,
-    ) -> Result<Response<WatchStream>, Status> {
+    ) -> Answer<WatchStream> {
         self.watch_tenant_call(request).await
     }
 
     async fn list_issues(
         &self,
         request: Request<proto::ListIssuesRequest>,
-    ) -> Result<Response<proto::ListIssuesResponse>, Status> {
+    ) -> Answer<proto::ListIssuesResponse> {
         self.list_issues_call(request).await
     }
 
     async fn update_issue(
         &self,
         request: Request<proto::UpdateIssueRequest>,
-    ) -> Result<Response<proto::UpdateIssueResponse>, Status> {
+    ) -> Answer<proto::UpdateIssueResponse> {
         self.update_issue_call(request).await
     }
 
     async fn list_alerts(
         &self,
         request: Request<proto::ListAlertsRequest>,
-    ) -> Result<Response<proto::ListAlertsResponse>, Status> {
+    ) -> Answer<proto::ListAlertsResponse> {
         self.list_alerts_call(request).await
     }
 
@@ -821,61 +112,21 @@ impl IntegrationHealth for IntegrationHealthApi {
     async fn watch_alerts(
         &self,
         request: Request<proto::WatchAlertsRequest>,
-    ) -> Result<Response<AlertStream>, Status> {
+    ) -> Answer<AlertStream> {
         self.watch_alerts_call(request).await
     }
 
-    #[instrument(skip(self, request), fields(rpc = "ListTenants"))]
     async fn list_tenants(
         &self,
         request: Request<proto::ListTenantsRequest>,
-    ) -> Result<Response<proto::ListTenantsResponse>, Status> {
-        self.timed("ListTenants", async {
-            self.caller(&request, Access::Any)?;
-            let readable = self.auth.current().readable_tenants(request.metadata())?;
-            let req = request.get_ref();
-            let range = self
-                .engine
-                .tenants_range(optional_range(req.range.as_ref())?)
-                .map_err(status_from)?;
-            let (lists, coverage) = self
-                .tenant_lists(range, request.metadata(), req.allow_partial)
-                .await?;
-            Ok(respond(
-                &coverage,
-                proto::ListTenantsResponse {
-                    tenants: query::merge_tenants(lists, readable)
-                        .into_iter()
-                        .map(Into::into)
-                        .collect(),
-                    effective_range: Some(range.into()),
-                    ..Default::default()
-                },
-            ))
-        })
-        .await
+    ) -> Answer<proto::ListTenantsResponse> {
+        self.tenants_call(request).await
     }
 
-    #[instrument(skip(self, request), fields(rpc = "GetIngestStatus"))]
     async fn get_ingest_status(
         &self,
         request: Request<proto::GetIngestStatusRequest>,
-    ) -> Result<Response<proto::GetIngestStatusResponse>, Status> {
-        self.timed("GetIngestStatus", async {
-            self.caller(&request, Access::Operator)?;
-            let status = self
-                .progress
-                .status(self.engine.store(), self.clock.now_ms());
-            let Some(cluster) = &self.cluster else {
-                return Ok(Response::new(status_response(status, "")));
-            };
-            let mut all = status_response(status, &cluster.config.advertise_addr);
-            for (_, peer) in cluster.peer_statuses().await {
-                merge_status(&mut all, peer);
-            }
-            add_unreported(&mut all, cluster);
-            Ok(Response::new(all))
-        })
-        .await
+    ) -> Answer<proto::GetIngestStatusResponse> {
+        self.ingest_status_call(request).await
     }
 }

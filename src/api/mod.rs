@@ -2,34 +2,39 @@
 //! the async workers, convert back. Domain errors become gRPC statuses in `status_from`, and
 //! nowhere else.
 //!
-//! - `alerts`: `ListAlerts` and `WatchAlerts`;
+//! - `service`: the call pipeline every handler shares (caller, forwarding, query, coverage);
+//! - `grpc`: the `IntegrationHealth` trait, each method handed to its family:
+//!   `counts` (overview, change, errors, trends), `failures` (table, details), `health`
+//!   (integrations, `WatchTenant`), `issues`, `alerts`, `global` (catalog, tenants, status);
+//! - `answers`: every answer message built from the query's answer; `convert`: fields and
+//!   enums between protobuf and domain types, shared with the `query` client;
 //! - `asker`: a tenant's query over this replica's partitions and the other owners' parts;
-//! - `auth`: bearer tokens and their tenants;
-//! - `callers`: per-caller rate limits and watch-stream permits;
-//! - `codec`: protobuf on the wire, with malformed requests the caller's error;
-//! - `connect`: the same service in the Connect protocol's unary JSON form, for browsers;
-//! - `convert`: proto ↔ domain conversions, shared with the `query` client;
-//! - `coverage`: which partitions an answer covers, when replicas answer together;
-//! - `feeds`: one count of a watched tenant shared by its local watchers;
-//! - `grpc`: the `IntegrationHealth` service;
-//! - `health`: its integration-health calls; `issues`: its issue calls;
-//! - `peer`: the replica-to-replica service;
-//! - `status`: ingest status on the wire, merged across replicas;
-//! - `watch`: `WatchTenant`'s updates.
+//!   `feeds`: one count of a watched tenant shared by its local watchers; `watch`:
+//!   `WatchTenant`'s updates; `coverage`: which partitions an answer covers, and the headers
+//!   between replicas;
+//! - `auth`: bearer tokens and their tenants; `callers`: per-caller rate limits and watch
+//!   permits; `codec`: protobuf on the wire, with malformed requests the caller's error;
+//! - `connect`: the same service in the Connect protocol's JSON form, for browsers;
+//! - `peer`: the replica-to-replica service; `status`: ingest status merged across replicas.
 
 mod alerts;
+mod answers;
 mod asker;
 mod auth;
 mod callers;
 pub mod codec;
 mod connect;
 pub mod convert;
+mod counts;
 mod coverage;
+mod failures;
 mod feeds;
+mod global;
 mod grpc;
 mod health;
 mod issues;
 mod peer;
+mod service;
 mod status;
 mod watch;
 
@@ -38,10 +43,9 @@ use tonic::Status;
 pub use auth::{Access, Auth, SharedAuth};
 pub use callers::WatchLimits;
 pub use connect::{connect_code, connect_router, SERVICE_PATH};
-pub use coverage::{ALLOW_PARTIAL, COVERED_PARTITIONS, MISSING_PARTITIONS};
-pub use grpc::{ApiLimits, IntegrationHealthApi, FORWARDED};
-pub use issues::IssueKeeping;
+pub use coverage::{ALLOW_PARTIAL, COVERED_PARTITIONS, FORWARDED, MISSING_PARTITIONS};
 pub use peer::PeerApi;
+pub use service::{ApiLimits, IntegrationHealthApi};
 
 use crate::query::QueryError;
 

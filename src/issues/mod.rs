@@ -4,6 +4,7 @@
 //! the group's failures and the clock, so it is the same on every replica and after a restart.
 //! The topic is followed and written with `changelog`.
 
+mod actions;
 pub mod rekey;
 
 use std::collections::HashMap;
@@ -12,6 +13,10 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use crate::changelog::Table;
+
+pub use actions::{
+    ActionError, IssueKeeping, Request as ActionRequest, MAX_ACTOR_CHARS, MAX_NOTE_CHARS,
+};
 
 /// What a user did to an issue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
