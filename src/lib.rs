@@ -12,7 +12,6 @@ pub mod changelog;
 pub mod clock;
 pub mod cluster;
 pub mod config;
-pub mod connections;
 pub mod dashboard;
 pub mod event;
 pub mod ingest;

@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|payload: &[u8]| {
-    integration_health::event::fuzz_decode(payload);
+    integration_health::testkit::fuzz_decode(payload);
 });

@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|token: &[u8]| {
-    integration_health::query::fuzz_page_token(token);
+    integration_health::testkit::fuzz_page_token(token);
 });

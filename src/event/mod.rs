@@ -153,18 +153,6 @@ pub fn decode(payload: &[u8], limits: DecodeLimits) -> Result<Event<'_>, EventEr
     Ok(event)
 }
 
-/// What the `decode` fuzz target and the hostile-corpus test run on every input: decode, and
-/// count what decodes, as the owner would. Any panic is a bug.
-#[doc(hidden)]
-pub fn fuzz_decode(payload: &[u8]) {
-    const NOW: i64 = 1_767_225_600_000;
-    let limits = crate::store::StoreLimits::default();
-    let mut state = crate::store::PartitionState::new(&limits);
-    if let Ok(event) = decode(payload, DecodeLimits::at(NOW)) {
-        let _ = state.apply(&event, &limits, NOW);
-    }
-}
-
 /// True when no array or object in `payload` nests deeper than `max`. Brackets inside strings
 /// do not count. Runs in one pass without recursion, whatever the input.
 pub fn nesting_within(payload: &[u8], max: usize) -> bool {

@@ -175,9 +175,12 @@ impl Owner {
 
     fn assigned(&mut self, keys: Vec<PartitionKey>) -> Vec<(PartitionKey, Offset)> {
         self.progress.mark_assigned();
+        self.progress.attaching(keys.len());
         let mut offsets = Vec::new();
         for key in keys {
-            let Some(shared) = self.restore(&key) else {
+            let restored = self.restore(&key);
+            let Some(shared) = restored else {
+                self.progress.attached();
                 continue;
             };
             self.parked.remove(&key);
@@ -191,6 +194,7 @@ impl Owner {
                 snapshots.restored(&key, &shared);
             }
             self.store.attach(key.clone(), shared);
+            self.progress.attached();
             offsets.push((key, offset));
         }
         offsets

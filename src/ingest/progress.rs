@@ -2,7 +2,7 @@
 //! high watermarks, and the newest durable snapshot of each partition. Readiness and
 //! `GetIngestStatus` are answered from here together with the store's offsets.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 
@@ -51,6 +51,8 @@ pub struct IngestStatus {
 pub struct IngestProgress {
     /// Set once the consumer group has given this instance its first assignment.
     assigned: AtomicBool,
+    /// Partitions handed to the owner but not yet restored and attached to the store.
+    attaching: AtomicUsize,
     high_watermarks: DashMap<PartitionKey, i64>,
     snapshots: DashMap<PartitionKey, SnapshotStatus>,
     /// Since when each partition's snapshot writes have failed, and how many times in a row.
@@ -68,6 +70,18 @@ pub struct IngestProgress {
 impl IngestProgress {
     pub fn mark_assigned(&self) {
         self.assigned.store(true, Ordering::SeqCst);
+    }
+
+    /// `count` partitions are being restored; readiness waits for them.
+    pub fn attaching(&self, count: usize) {
+        self.attaching.fetch_add(count, Ordering::SeqCst);
+    }
+
+    /// One partition of an assignment is attached (or given up).
+    pub fn attached(&self) {
+        let _ = self
+            .attaching
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
 
     pub fn has_assignment(&self) -> bool {
@@ -208,6 +222,12 @@ impl IngestProgress {
         if !self.has_assignment() {
             return Err("waiting for the consumer group to assign partitions".into());
         }
+        // A partition being restored is not in the store yet; judging the others alone would
+        // call the service ready while it still has a whole partition to read.
+        let attaching = self.attaching.load(Ordering::SeqCst);
+        if attaching > 0 {
+            return Err(format!("restoring {attaching} assigned partitions"));
+        }
         if let Some((key, _)) = store
             .partitions()
             .into_iter()
@@ -269,6 +289,12 @@ mod tests {
         let progress = IngestProgress::default();
         assert!(progress.readiness(&store, 10, 0).is_err());
         progress.mark_assigned();
+        // Two partitions assigned, one attached: not ready on the strength of that one alone.
+        progress.attaching(2);
+        progress.attached();
+        let restoring = progress.readiness(&store, 10, 0).unwrap_err();
+        assert!(restoring.contains("restoring 1"), "{restoring}");
+        progress.attached();
         let key = PartitionKey::new("events", 0);
         let mut state = PartitionState::new(store.limits());
         state.next_offset = Some(100);

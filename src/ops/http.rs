@@ -152,8 +152,8 @@ async fn serve(
     (metrics, name): (Arc<Metrics>, &'static str),
     shutdown: CancellationToken,
 ) {
-    let places = crate::connections::Places::new(limits.max_connections, metrics, name);
-    while let Some((stream, peer)) = crate::connections::accept(&listener, &shutdown, name).await {
+    let places = super::connections::Places::new(limits.max_connections, metrics, name);
+    while let Some((stream, peer)) = super::connections::accept(&listener, &shutdown, name).await {
         let Some(place) = places.take() else {
             continue;
         };

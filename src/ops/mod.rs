@@ -1,7 +1,9 @@
 //! Operations: the metrics every stage writes to, the HTTP endpoints operators probe
-//! (`/metrics`, `/healthz`, `/readyz`), logs and OTLP export. Nothing here reads the store or the
+//! (`/metrics`, `/healthz`, `/readyz`), logs and OTLP export, and the connection limits every
+//! listener shares (`connections`). Nothing here reads the store or the
 //! query engine directly: the server hands in closures that read the service's state.
 
+pub mod connections;
 mod http;
 mod metrics;
 mod otlp;

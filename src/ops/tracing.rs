@@ -1,17 +1,9 @@
 //! Logs to stderr (pretty or JSON lines) and, with an OTLP endpoint, spans to a collector.
 
-use serde::{Deserialize, Serialize};
-
 use super::OtlpTarget;
 use tracing_subscriber::EnvFilter;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Pretty,
-    Json,
-}
+pub use crate::config::LogFormat;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {

@@ -96,21 +96,3 @@ pub enum QueryError {
     #[error("the query read a part of another replica's partitions that it had not asked for")]
     UnplannedPart,
 }
-
-/// What the `page_token` fuzz target and the hostile-corpus test run on every input: a
-/// failures-table request with those bytes as its page token must be answered or refused as a
-/// bad token, never panic.
-#[doc(hidden)]
-pub fn fuzz_page_token(token: &[u8]) {
-    let store = std::sync::Arc::new(crate::store::Store::new(
-        crate::store::StoreLimits::default(),
-    ));
-    let clock = std::sync::Arc::new(crate::clock::ManualClock::new(1_767_225_600_000));
-    let engine = QueryEngine::new(store, clock);
-    let mut request = ListFailuresRequest::first_page("acme", 10);
-    request.page_token = Some(String::from_utf8_lossy(token).into_owned());
-    match engine.list_failures(&request) {
-        Ok(_) | Err(QueryError::BadPageToken) | Err(QueryError::PageTokenForAnotherQuery) => {}
-        Err(other) => panic!("a page token was refused as {other:?}"),
-    }
-}

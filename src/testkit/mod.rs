@@ -1,12 +1,14 @@
-//! What the demo, the benchmarks and the tests share, and the service does not need: the
-//! in-process Kafka cluster, a tansu broker and the event generator. Behind the `testkit`
-//! feature, which is on by default because the binary's `demo` and `bench` use it; the service
-//! itself never imports it.
+//! What the demo, the benchmarks, the fuzz targets and the tests share, and the service does not
+//! need: the in-process Kafka cluster, a tansu broker, the event generator and the fuzz targets'
+//! bodies. Behind the `testkit` feature, which is on by default because the binary's `demo` and
+//! `bench` use it; the service itself never imports it.
 
+mod fuzz;
 mod generator;
 mod mock_cluster;
 mod tansu;
 
+pub use fuzz::{fuzz_decode, fuzz_page_token};
 pub use generator::{generate, generate_file, generate_lines, GenSpec};
 pub use mock_cluster::EmbeddedKafka;
 pub use tansu::{find_tansu, Tansu, TansuError, TANSU_VERSION};

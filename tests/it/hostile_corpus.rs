@@ -25,7 +25,8 @@ fn every_hostile_payload_decodes_or_is_rejected_without_a_panic() {
     let inputs = inputs("decode");
     assert!(inputs.len() >= 20, "the corpus is committed");
     for (name, payload) in inputs {
-        let outcome = std::panic::catch_unwind(|| integration_health::event::fuzz_decode(&payload));
+        let outcome =
+            std::panic::catch_unwind(|| integration_health::testkit::fuzz_decode(&payload));
         assert!(outcome.is_ok(), "{name} panicked");
     }
 }
@@ -36,7 +37,7 @@ fn every_hostile_page_token_is_answered_or_refused_without_a_panic() {
     assert!(!inputs.is_empty(), "the corpus is committed");
     for (name, token) in inputs {
         let outcome =
-            std::panic::catch_unwind(|| integration_health::query::fuzz_page_token(&token));
+            std::panic::catch_unwind(|| integration_health::testkit::fuzz_page_token(&token));
         assert!(outcome.is_ok(), "{name} panicked");
     }
 }

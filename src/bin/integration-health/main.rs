@@ -51,8 +51,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = args.into_config()?;
-            let _telemetry =
-                ops::init(config.log_format, &cli.log, config.otlp_target()?.as_ref())?;
+            let _telemetry = ops::init(
+                config.log_format,
+                &cli.log,
+                server::wiring::otlp_target(&config)?.as_ref(),
+            )?;
             server::run(&config, Arc::new(SystemClock), shutdown_on_signal()).await?;
         }
         Command::Demo {
@@ -82,6 +85,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 args.config = file;
             }
             let config = args.into_config()?;
+            server::wiring::check(&config)?;
             println!("{}", config.redacted_toml());
             eprintln!("config is valid");
         }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
 use tracing::warn;
 
-use crate::ops::Metrics;
+use super::Metrics;
 use crate::tls::ReloadingTls;
 
 /// A connection that holds its place under the cap, and leaves the open-connections gauge

@@ -1,0 +1,266 @@
+//! What the service builds from its settings for the other stages: ingest's and the API's
+//! limits, the store's limits, alert rules, the OTLP target, the snapshot store, TLS files, the
+//! replicas' TLS, and the readers of the issues and alerts topics. The settings themselves
+//! (`config`) know none of these types.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::ServerError;
+use crate::alerts::{AlertBook, AlertRules, RuleOverrides};
+use crate::api::{self, ApiLimits};
+use crate::changelog::{self, ChangelogError, ChangelogWriter};
+use crate::clock::SharedClock;
+use crate::cluster::PeerTls;
+use crate::config::{invalid, Config, ConfigError};
+use crate::ingest::{self, IngestConfig, IngestProgress};
+use crate::issues::{IssueBook, IssueKeeping};
+use crate::ops::{CheckReady, OtlpTarget, PartitionGauge, ReadState, StateReading};
+use crate::snapshot::{SnapshotError, SnapshotFiles, SnapshotObjects, Snapshots};
+use crate::store::{Store, StoreLimits, DAY_MS, HOUR_MS, MAX_DEDUP_CAPACITY};
+use crate::tls::TlsFiles;
+
+/// Every check of the settings, the ones that need the other stages' rules included: what
+/// `serve` runs first and `config check` prints the result of.
+pub fn check(config: &Config) -> Result<(), ConfigError> {
+    config.validate()?;
+    if let Err(err) = alert_defaults(config).check("the defaults") {
+        return Err(invalid("alert_*", err.to_string()));
+    }
+    if config.dedup_capacity > MAX_DEDUP_CAPACITY {
+        return Err(invalid(
+            "dedup_capacity",
+            format!("must be at most {MAX_DEDUP_CAPACITY}"),
+        ));
+    }
+    alert_rules(config)?;
+    Ok(())
+}
+
+pub fn store_limits(config: &Config) -> StoreLimits {
+    StoreLimits {
+        retention_ms: i64::from(config.retention_days) * DAY_MS,
+        minute_window_ms: i64::from(config.minute_window_hours) * HOUR_MS,
+        group_cap_per_tenant: config.group_cap_per_tenant,
+        integration_cap_per_tenant: config.integration_cap_per_tenant,
+        tenant_cap_per_partition: config.tenant_cap_per_partition,
+        tenant_evict_max_events: config.tenant_evict_max_events,
+        dedup_capacity: config.dedup_capacity,
+    }
+}
+
+pub fn alert_defaults(config: &Config) -> AlertRules {
+    AlertRules {
+        enabled: true,
+        rate_window_minutes: config.alert_rate_window_minutes,
+        rate_threshold: config.alert_rate_threshold,
+        rate_min_events: config.alert_rate_min_events,
+        spike_factor: config.alert_spike_factor,
+        spike_min_failures: config.alert_spike_min_failures,
+        slo_objective: config.alert_slo_objective,
+    }
+}
+
+/// The default thresholds with the overrides of `alert_rules_file`.
+pub fn alert_rules(config: &Config) -> Result<RuleOverrides, ConfigError> {
+    let defaults = alert_defaults(config);
+    match &config.alert_rules_file {
+        None => Ok(RuleOverrides::new(defaults)),
+        Some(path) => RuleOverrides::load(defaults, path)
+            .map_err(|err| invalid("alert_rules_file", err.to_string())),
+    }
+}
+
+/// Where OTLP goes, with the CA to trust when one is configured.
+pub fn otlp_target(config: &Config) -> Result<Option<OtlpTarget>, ConfigError> {
+    let Some(endpoint) = &config.otlp_endpoint else {
+        return Ok(None);
+    };
+    let ca_pem = match &config.otlp_ca {
+        Some(path) => Some(std::fs::read(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    Ok(Some(OtlpTarget {
+        endpoint: endpoint.clone(),
+        ca_pem,
+    }))
+}
+
+/// Where snapshots go: the object store of `state_url`, the directory `state_dir`, or none.
+pub fn snapshots(config: &Config) -> Result<Option<Snapshots>, SnapshotError> {
+    Ok(match (&config.state_url, &config.state_dir) {
+        (Some(url), _) => Some(Snapshots::Objects(SnapshotObjects::open(
+            url,
+            config.object_store_options.iter(),
+        )?)),
+        (None, Some(dir)) => Some(Snapshots::Files(SnapshotFiles::new(dir))),
+        (None, None) => None,
+    })
+}
+
+/// The certificate files, when TLS is on.
+pub fn tls_files(config: &Config) -> Option<TlsFiles> {
+    Some(TlsFiles {
+        cert: config.tls_cert.clone()?,
+        key: config.tls_key.clone()?,
+        client_ca: config.tls_client_ca.clone(),
+    })
+}
+
+pub fn ingest_config(
+    config: &Config,
+    snapshots: Option<Snapshots>,
+) -> Result<IngestConfig, ServerError> {
+    Ok(IngestConfig {
+        brokers: config.brokers.clone(),
+        topic: config.aggregated_topic(),
+        repartition_from: (!config.input_keyed_by_tenant).then(|| config.topic.clone()),
+        group: config.group.clone(),
+        instance_id: config.instance_id.clone(),
+        dlq_topic: config.dlq_topic(),
+        max_future_ms: config.max_future_ms(),
+        max_message_bytes: config.max_message_bytes,
+        kafka: config.kafka_properties()?,
+        snapshots,
+        snapshot_interval: Duration::from_millis(config.snapshot_interval_ms),
+    })
+}
+
+/// How replicas reach each other when TLS is on: trusting `peer_ca` (else `tls_client_ca`, else
+/// the system's roots) and presenting this replica's own certificate, for mTLS.
+pub(super) fn peer_tls(config: &Config) -> Result<Option<PeerTls>, ConfigError> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::PathBuf| {
+        std::fs::read(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })
+    };
+    let Some(ca) = config.peer_ca.as_ref().or(config.tls_client_ca.as_ref()) else {
+        return Err(crate::config::invalid(
+            "peer_ca",
+            "replicas with TLS need peer_ca (or tls_client_ca)",
+        ));
+    };
+    let ca_pem = read(ca)?;
+    Ok(Some(PeerTls {
+        ca_pem,
+        identity: Some((read(cert)?, read(key)?)),
+    }))
+}
+
+pub(super) fn api_limits(config: &Config) -> ApiLimits {
+    ApiLimits {
+        max_concurrent: config.max_concurrent_queries,
+        queue_wait: Duration::from_millis(config.query_queue_ms),
+        rate_per_caller: std::num::NonZeroU32::new(config.rate_limit_per_token),
+        request_timeout: Duration::from_millis(config.request_timeout_ms),
+        max_streams_per_connection: config.max_streams_per_connection,
+        max_connections: config.max_grpc_connections,
+        watches: api::WatchLimits {
+            total: config.max_watch_streams,
+            per_caller: config.max_watch_streams_per_token,
+        },
+    }
+}
+
+/// The gauges' view of the service: partition positions, store size and totals.
+pub(super) fn state_reader(
+    store: Arc<Store>,
+    progress: Arc<IngestProgress>,
+    clock: SharedClock,
+) -> ReadState {
+    Arc::new(move || {
+        let now_ms = clock.now_ms();
+        let status = progress.status(&store, now_ms);
+        let failing = |topic: &str, partition: i32| {
+            progress
+                .snapshot_failing(&crate::store::PartitionKey::new(topic, partition))
+                .map_or(0.0, |(since, _)| (now_ms - since).max(0) as f64 / 1000.0)
+        };
+        StateReading {
+            partitions: status
+                .partitions
+                .iter()
+                .map(|p| PartitionGauge {
+                    topic: p.topic.clone(),
+                    partition: p.partition,
+                    next_offset: p.next_offset,
+                    high_watermark: p.high_watermark,
+                    lag: p.lag,
+                    snapshot_age_seconds: p.snapshot.map(|_| p.snapshot_age_ms as f64 / 1000.0),
+                    snapshot_bytes: p.snapshot.map(|s| s.bytes),
+                    snapshot_failing_seconds: failing(&p.topic, p.partition),
+                })
+                .collect(),
+            cardinality: store.cardinality(),
+            totals: status.totals,
+        }
+    })
+}
+
+pub(super) fn readiness_check(
+    store: Arc<Store>,
+    progress: Arc<IngestProgress>,
+    clock: SharedClock,
+    max_lag: i64,
+    issues: Arc<IssueBook>,
+    topics: Arc<ingest::TopicStatus>,
+) -> CheckReady {
+    Arc::new(move || {
+        topics.readiness()?;
+        progress.readiness(&store, max_lag, clock.now_ms())?;
+        match issues.caught_up() {
+            true => Ok(()),
+            false => Err("reading the issues topic".into()),
+        }
+    })
+}
+
+/// The thread that reads the alerts topic into `book`.
+pub(super) fn follow_alerts(
+    config: &Config,
+    client: &rdkafka::ClientConfig,
+    book: &Arc<AlertBook>,
+    shutdown: CancellationToken,
+) -> Result<std::thread::JoinHandle<()>, ChangelogError> {
+    let mut reader = client.clone();
+    reader
+        .set("group.id", format!("ih-alerts-{}", std::process::id()))
+        .set("enable.auto.commit", "false");
+    changelog::follow(reader, config.alerts_topic(), book.clone(), shutdown)
+}
+
+/// The issue book, the writer of actions, and the thread that fills the book from the topic.
+type IssueParts = (
+    Arc<IssueBook>,
+    Arc<IssueKeeping>,
+    std::thread::JoinHandle<()>,
+);
+
+/// The issue book, the thread that fills it from the issues topic, and the writer of actions.
+pub(super) fn start_issues(
+    config: &Config,
+    client: &rdkafka::ClientConfig,
+    shutdown: CancellationToken,
+) -> Result<IssueParts, ChangelogError> {
+    let book = Arc::new(IssueBook::default());
+    let mut reader = client.clone();
+    // Each instance reads the whole topic; the group only names the reader.
+    reader
+        .set("group.id", format!("ih-issues-{}", std::process::id()))
+        .set("enable.auto.commit", "false");
+    let follower = changelog::follow(reader, config.issues_topic(), book.clone(), shutdown)?;
+    let keeping = Arc::new(IssueKeeping {
+        writer: Arc::new(ChangelogWriter::new(client, &config.issues_topic())?),
+        book: book.clone(),
+    });
+    Ok((book, keeping, follower))
+}
