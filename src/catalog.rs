@@ -19,9 +19,36 @@ pub struct CatalogEntry {
     pub cataloged: bool,
 }
 
+/// What to do about a code for an integration type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guidance {
+    /// False when the catalog does not expect the code for the type.
+    pub applicable: bool,
+    pub resolution: String,
+}
+
 impl CatalogEntry {
     pub fn guidance_for(&self, integration_type: IntegrationType) -> Option<&'static str> {
         self.guidance[integration_type.index()]
+    }
+
+    /// The one wording of guidance every answer, alert and client shows: the catalog's
+    /// resolution, or, where the code is not expected for the type, a sentence saying so.
+    pub fn guidance(&self, integration_type: IntegrationType) -> Guidance {
+        match self.guidance_for(integration_type) {
+            Some(text) => Guidance {
+                applicable: true,
+                resolution: text.to_owned(),
+            },
+            None => Guidance {
+                applicable: false,
+                resolution: format!(
+                    "Not applicable: {} is not expected for {}.",
+                    self.status_code,
+                    integration_type.label()
+                ),
+            },
+        }
     }
 }
 

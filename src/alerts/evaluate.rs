@@ -299,8 +299,7 @@ impl Measured {
                 catalog::visible_description(sample.unwrap_or(""), key.status_code).to_owned();
         }
         self.guidance = catalog::lookup(self.status_code)
-            .guidance_for(self.integration_type)
-            .unwrap_or("Not applicable to this integration type.")
-            .to_owned();
+            .guidance(self.integration_type)
+            .resolution;
     }
 }

@@ -358,10 +358,7 @@ impl QueryEngine {
         entries
             .into_iter()
             .map(|entry| {
-                let guidance = types
-                    .iter()
-                    .map(|t| (*t, guidance_for(&entry, *t)))
-                    .collect();
+                let guidance = types.iter().map(|t| (*t, entry.guidance(*t))).collect();
                 (entry, guidance)
             })
             .collect()
@@ -419,23 +416,6 @@ pub fn change_percent(current: u64, previous: u64) -> Option<f64> {
         return None;
     }
     Some((current as f64 - previous as f64) / previous as f64 * 100.0)
-}
-
-pub(super) fn guidance_for(entry: &CatalogEntry, integration_type: IntegrationType) -> Guidance {
-    match entry.guidance_for(integration_type) {
-        Some(text) => Guidance {
-            applicable: true,
-            resolution: text.to_owned(),
-        },
-        None => Guidance {
-            applicable: false,
-            resolution: format!(
-                "Not applicable: {} is not expected for {}.",
-                entry.status_code,
-                integration_type.label()
-            ),
-        },
-    }
 }
 
 #[cfg(test)]

@@ -6,13 +6,11 @@ use std::collections::BTreeMap;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use super::engine::guidance_for;
-use super::paging::{query_fingerprint, PageToken};
+use super::paging;
 use super::parts::Part;
 use super::types::*;
-use super::{
-    QueryEngine, QueryError, DEFAULT_PAGE_SIZE, DEFAULT_RANGE_MS, MAX_PAGE_SIZE, MAX_TREND_POINTS,
-};
+use super::GroupSummary as IntegrationGroup;
+use super::{QueryEngine, QueryError, DEFAULT_PAGE_SIZE, DEFAULT_RANGE_MS, MAX_TREND_POINTS};
 use crate::catalog;
 use crate::event::IntegrationType;
 use crate::issues::{derive_state, Activity, IssueState, IssueStatus};
@@ -89,6 +87,17 @@ pub struct GroupPart {
 }
 
 impl GroupPart {
+    fn summary(self) -> IntegrationGroup {
+        IntegrationGroup {
+            failure_id: format_failure_id(self.numbers.failure_id),
+            failure_description: self.text.failure_description,
+            status_code: self.text.status_code,
+            integration_type: self.text.integration_type,
+            total_errors: self.numbers.total,
+            last_seen_ms: self.numbers.last_ms,
+        }
+    }
+
     fn merge(&mut self, other: GroupPart) {
         if self.numbers.merge(other.numbers) {
             self.text = other.text;
@@ -238,14 +247,6 @@ impl GroupSummary {
         };
         engine.issue_status(tenant_id, &self.numbers, latest_return_ms)
     }
-}
-
-/// Binds a page token to the states asked for, so a token is not used with other states.
-fn states_fingerprint(states: &[IssueState]) -> u64 {
-    if states.is_empty() {
-        return 0;
-    }
-    xxhash_rust::xxh3::xxh3_64(format!("{states:?}").as_bytes())
 }
 
 fn description_text(partition: &PartitionState, description: Sym, status_code: u16) -> String {
@@ -453,6 +454,43 @@ impl QueryEngine {
             .collect()
     }
 
+    /// The failure groups of the integrations with `integration_id` (of `integration_type`,
+    /// when given), with their totals in `range`: the failures table's part and merge rule,
+    /// kept to one integration.
+    pub(super) fn integration_groups(
+        &self,
+        tenant_id: &str,
+        range: TimeRange,
+        integration_type: Option<IntegrationType>,
+        integration_id: &str,
+    ) -> Result<Vec<IntegrationGroup>, QueryError> {
+        let types = match integration_type {
+            Some(t) => TypeFilter::from_types(&[t]),
+            None => TypeFilter::all(),
+        };
+        let filter = FailureFilter {
+            integration_id: Some(integration_id.to_owned()),
+            ..FailureFilter::default()
+        };
+        let local = self.group_parts(tenant_id, types, &filter, range, None);
+        let part = Part::Groups {
+            types,
+            filter,
+            range,
+            quiet_ms: None,
+        };
+        let mut merged: FxHashMap<u128, GroupPart> = FxHashMap::default();
+        for part in self.gathered(part, local)? {
+            match merged.get_mut(&part.numbers.failure_id) {
+                Some(mine) => mine.merge(part),
+                None => {
+                    merged.insert(part.numbers.failure_id, part);
+                }
+            }
+        }
+        Ok(merged.into_values().map(GroupPart::summary).collect())
+    }
+
     /// The failures table: every group with failures in the range.
     pub fn list_failures(&self, request: &ListFailuresRequest) -> Result<FailurePage, QueryError> {
         self.list_groups(request, &[])
@@ -521,16 +559,16 @@ impl QueryEngine {
         request: &ListFailuresRequest,
         states: &[IssueState],
     ) -> Result<FailurePage, QueryError> {
-        let page_size = match request.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n > MAX_PAGE_SIZE => {
-                return Err(QueryError::PageSizeTooLarge { max: MAX_PAGE_SIZE })
-            }
-            n => n,
-        };
-        let fingerprint = query_fingerprint(request) ^ states_fingerprint(states);
-        let after = match &request.page_token {
-            Some(token) => Some(PageToken::decode(token, fingerprint)?),
+        let page_size = paging::page_size(request.page_size)?;
+        let fingerprint = paging::fingerprint(&(
+            &request.tenant_id,
+            request.types,
+            &request.filter,
+            request.order,
+            states,
+        ));
+        let after: Option<(i64, u128)> = match &request.page_token {
+            Some(token) => Some(paging::decode_token(token, fingerprint)?),
             None => None,
         };
         let now = self.now_ms();
@@ -564,24 +602,10 @@ impl QueryEngine {
         }
         let total_groups = counted.unwrap_or(ranked.len() as u64);
         let order = request.order;
-        if let Some(after) = after {
-            ranked.retain(|c| c.sort_key(order) > after.position);
-        }
-        // Only the page and one more row need ordering: select them, then sort those.
-        if ranked.len() > page_size + 1 {
-            ranked.select_nth_unstable_by_key(page_size, |c| c.sort_key(order));
-            ranked.truncate(page_size + 1);
-        }
-        ranked.sort_unstable_by_key(|c| c.sort_key(order));
-        let next_page_token = (ranked.len() > page_size).then(|| {
-            PageToken {
-                fingerprint,
-                position: ranked[page_size - 1].sort_key(order),
-            }
-            .encode()
-        });
-        ranked.truncate(page_size);
-        let failures = ranked
+        let (page, next) =
+            paging::take_page(ranked, after.as_ref(), page_size, |c| c.sort_key(order));
+        let next_page_token = next.map(|position| paging::encode_token(fingerprint, &position));
+        let failures = page
             .iter()
             .filter_map(|c| c.row(self, &request.tenant_id, &sources))
             .collect();
@@ -701,7 +725,7 @@ impl QueryEngine {
             .collect();
         let entry = catalog::lookup(failure.status_code);
         Ok(FailureDetails {
-            guidance: guidance_for(&entry, failure.integration_type),
+            guidance: entry.guidance(failure.integration_type),
             failure,
             hourly_trend,
             recent_samples: samples,

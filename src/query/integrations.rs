@@ -5,19 +5,16 @@
 
 use std::collections::BTreeMap;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::calendar::{day_boundaries, hour_boundaries, parse_time_zone};
+use super::paging;
 use super::parts::Part;
 use super::types::{ErrorCount, Granularity, TimeRange, TypeFilter};
-use super::{QueryEngine, QueryError, DEFAULT_PAGE_SIZE, DEFAULT_RANGE_MS, MAX_PAGE_SIZE};
+use super::{QueryEngine, QueryError, DEFAULT_RANGE_MS};
 use crate::catalog;
 use crate::event::IntegrationType;
-use crate::store::{
-    format_failure_id, sum_hours, IntegrationHour, LatencySketch, SketchSum, DAY_MS, HOUR_MS,
-};
+use crate::store::{sum_hours, IntegrationHour, LatencySketch, SketchSum, DAY_MS, HOUR_MS};
 
 /// Percentiles every latency answer carries.
 const QUANTILES: [f64; 3] = [0.50, 0.95, 0.99];
@@ -205,14 +202,6 @@ impl Merged {
 /// An integration's type and id.
 pub type Id = (IntegrationType, String);
 
-impl GroupSummary {
-    /// Totals add and last seen is the latest; the id fixes the description and code.
-    pub(super) fn merge(&mut self, other: GroupSummary) {
-        self.total_errors += other.total_errors;
-        self.last_seen_ms = self.last_seen_ms.max(other.last_seen_ms);
-    }
-}
-
 fn integration_matches(
     wanted_type: Option<IntegrationType>,
     wanted_id: &str,
@@ -322,42 +311,26 @@ impl QueryEngine {
         &self,
         request: &ListIntegrationsRequest,
     ) -> Result<IntegrationPage, QueryError> {
-        let page_size = match request.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n > MAX_PAGE_SIZE => {
-                return Err(QueryError::PageSizeTooLarge { max: MAX_PAGE_SIZE })
-            }
-            n => n,
+        let page_size = paging::page_size(request.page_size)?;
+        let fingerprint = paging::fingerprint(&(&request.tenant_id, request.types, request.order));
+        let after: Option<Position> = match &request.page_token {
+            Some(token) => Some(paging::decode_token(token, fingerprint)?),
+            None => None,
         };
-        let fingerprint = fingerprint(request);
-        let after = request
-            .page_token
-            .as_deref()
-            .map(|token| IntegrationToken::decode(token, fingerprint))
-            .transpose()?;
         let range = self.effective(request.range, DEFAULT_RANGE_MS, self.now_ms(), HOUR_MS)?;
         let types = request.types;
         let local = self.local_integration_totals(&request.tenant_id, range, |t| types.includes(t));
         let totals = self.gathered(Part::IntegrationTotals { range, types }, local)?;
         let codes = self.codes_by_integration(&request.tenant_id, range)?;
-        let mut rows: Vec<IntegrationRow> = totals
+        let rows: Vec<IntegrationRow> = totals
             .into_iter()
             .map(|(id, totals)| row(&id, totals, codes.get(&id), range))
             .collect();
         let total_integrations = rows.len() as u64;
-        rows.sort_by_cached_key(|row| sort_key(row, request.order));
-        if let Some(after) = after {
-            let cut = rows.partition_point(|r| sort_key(r, request.order) <= after.position);
-            rows.drain(..cut);
-        }
-        let next_page_token = (rows.len() > page_size).then(|| {
-            IntegrationToken {
-                fingerprint,
-                position: sort_key(&rows[page_size - 1], request.order),
-            }
-            .encode()
-        });
-        rows.truncate(page_size);
+        let order = request.order;
+        let (rows, next) =
+            paging::take_page(rows, after.as_ref(), page_size, |r| sort_key(r, order));
+        let next_page_token = next.map(|position| paging::encode_token(fingerprint, &position));
         Ok(IntegrationPage {
             integrations: rows,
             next_page_token,
@@ -400,16 +373,7 @@ impl QueryEngine {
             local,
         )?;
         let codes = self.codes_by_integration(tenant_id, range)?;
-        let local =
-            self.local_integration_groups(tenant_id, range, integration_type, integration_id);
-        let groups = self.gathered(
-            Part::IntegrationGroups {
-                range,
-                integration_type,
-                integration_id: integration_id.to_owned(),
-            },
-            local,
-        )?;
+        let groups = self.integration_groups(tenant_id, range, integration_type, integration_id)?;
         let mut found = merged.into_iter();
         let (id, integration) = match (found.next(), found.next()) {
             (Some(one), None) => one,
@@ -461,58 +425,13 @@ impl QueryEngine {
             effective_range: range,
         })
     }
-
-    /// The local failure groups of the integrations with `integration_id` (of
-    /// `integration_type`, when given) with failures in `range`.
-    pub(super) fn local_integration_groups(
-        &self,
-        tenant_id: &str,
-        range: TimeRange,
-        integration_type: Option<IntegrationType>,
-        integration_id: &str,
-    ) -> BTreeMap<u128, GroupSummary> {
-        let mut groups: BTreeMap<u128, GroupSummary> = BTreeMap::new();
-        self.for_tenant(tenant_id, |partition, tenant| {
-            for (key, group) in &tenant.groups {
-                let id = partition.interner.resolve(key.integration_id);
-                if !integration_matches(integration_type, integration_id, key.integration_type, id)
-                {
-                    continue;
-                }
-                let total = group.total_in(range.start_ms, range.end_ms);
-                if total == 0 {
-                    continue;
-                }
-                let description = partition.interner.resolve(key.description);
-                let part = GroupSummary {
-                    failure_id: format_failure_id(group.failure_id),
-                    failure_description: catalog::visible_description(description, key.status_code)
-                        .to_owned(),
-                    status_code: key.status_code,
-                    integration_type: key.integration_type,
-                    total_errors: total,
-                    last_seen_ms: group.last_seen_ms().unwrap_or(i64::MIN),
-                };
-                match groups.get_mut(&group.failure_id) {
-                    Some(mine) => mine.merge(part),
-                    None => {
-                        groups.insert(group.failure_id, part);
-                    }
-                }
-            }
-        });
-        groups
-    }
 }
 
 /// The integration's failure groups with the most failures.
-fn top_groups(
-    groups: BTreeMap<u128, GroupSummary>,
-    integration_type: IntegrationType,
-) -> Vec<GroupSummary> {
+fn top_groups(groups: Vec<GroupSummary>, integration_type: IntegrationType) -> Vec<GroupSummary> {
     let mut groups: Vec<GroupSummary> = groups
-        .into_values()
-        .filter(|g| g.integration_type == integration_type)
+        .into_iter()
+        .filter(|g| g.integration_type == integration_type && g.total_errors > 0)
         .collect();
     groups.sort_by(|a, b| {
         b.total_errors
@@ -588,84 +507,4 @@ fn sort_key(row: &IntegrationRow, order: IntegrationOrder) -> Position {
         row.integration_type,
         row.integration_id.clone(),
     )
-}
-
-fn fingerprint(request: &ListIntegrationsRequest) -> u64 {
-    let text = format!(
-        "{}|{:?}|{:?}",
-        request.tenant_id, request.types, request.order
-    );
-    xxhash_rust::xxh3::xxh3_64(text.as_bytes())
-}
-
-/// The keyset position of the last row served, bound to the query it came from.
-struct IntegrationToken {
-    fingerprint: u64,
-    position: Position,
-}
-
-#[derive(Serialize, Deserialize)]
-struct TokenText {
-    f: u64,
-    p: i64,
-    n: String,
-    t: IntegrationType,
-    i: String,
-}
-
-impl IntegrationToken {
-    fn encode(&self) -> String {
-        let text = TokenText {
-            f: self.fingerprint,
-            p: self.position.0,
-            n: self.position.1.clone(),
-            t: self.position.2,
-            i: self.position.3.clone(),
-        };
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&text).unwrap_or_default())
-    }
-
-    fn decode(token: &str, fingerprint: u64) -> Result<Self, QueryError> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(token)
-            .map_err(|_| QueryError::BadPageToken)?;
-        let text: TokenText =
-            serde_json::from_slice(&bytes).map_err(|_| QueryError::BadPageToken)?;
-        if text.f != fingerprint {
-            return Err(QueryError::PageTokenForAnotherQuery);
-        }
-        Ok(IntegrationToken {
-            fingerprint,
-            position: (text.p, text.n, text.t, text.i),
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn page_tokens_round_trip_and_are_bound_to_the_query() {
-        let token = IntegrationToken {
-            fingerprint: 3,
-            position: (
-                -7,
-                "CRM".into(),
-                IntegrationType::CustomNode,
-                "node-1".into(),
-            ),
-        }
-        .encode();
-        let decoded = IntegrationToken::decode(&token, 3).unwrap();
-        assert_eq!(decoded.position.3, "node-1");
-        assert_eq!(
-            IntegrationToken::decode(&token, 4).err(),
-            Some(QueryError::PageTokenForAnotherQuery)
-        );
-        assert_eq!(
-            IntegrationToken::decode("%%", 3).err(),
-            Some(QueryError::BadPageToken)
-        );
-    }
 }

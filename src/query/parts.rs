@@ -23,7 +23,7 @@ use super::drivers::Tally;
 use super::failures::{GroupDetail, GroupPart};
 use super::integrations::{Id, Merged, TotalsPart};
 use super::types::{FailureFilter, TenantCounters, TimeRange, TypeFilter};
-use super::{GroupSummary, QueryEngine, QueryError};
+use super::{QueryEngine, QueryError};
 use crate::event::{IntegrationType, PerType};
 use crate::store::TypeCounts;
 
@@ -69,12 +69,6 @@ pub enum Part {
         integration_type: Option<IntegrationType>,
         integration_id: String,
     },
-    /// The failure groups of the integrations with this id, with totals in a range.
-    IntegrationGroups {
-        range: TimeRange,
-        integration_type: Option<IntegrationType>,
-        integration_id: String,
-    },
     /// Everything counted for the tenant.
     Counters,
 }
@@ -93,7 +87,6 @@ pub enum Answer {
     IntegrationTotals(BTreeMap<Id, TotalsPart>),
     IntegrationCodes(BTreeMap<Id, BTreeMap<u16, u64>>),
     Integration(BTreeMap<Id, Merged>),
-    IntegrationGroups(BTreeMap<u128, GroupSummary>),
     Counters(TenantCounters),
 }
 
@@ -194,19 +187,6 @@ impl Mergeable for BTreeMap<Id, Merged> {
     }
 }
 
-impl Mergeable for BTreeMap<u128, GroupSummary> {
-    fn merge(&mut self, other: Self) {
-        for (id, group) in other {
-            match self.get_mut(&id) {
-                Some(mine) => mine.merge(group),
-                None => {
-                    self.insert(id, group);
-                }
-            }
-        }
-    }
-}
-
 impl Mergeable for TenantCounters {
     fn merge(&mut self, other: Self) {
         self.events += other.events;
@@ -223,7 +203,6 @@ answer_kind!(Group, Option<GroupDetail>);
 answer_kind!(IntegrationTotals, BTreeMap<Id, TotalsPart>);
 answer_kind!(IntegrationCodes, BTreeMap<Id, BTreeMap<u16, u64>>);
 answer_kind!(Integration, BTreeMap<Id, Merged>);
-answer_kind!(IntegrationGroups, BTreeMap<u128, GroupSummary>);
 answer_kind!(Counters, TenantCounters);
 
 /// What a query knows of the partitions other replicas own.
@@ -304,16 +283,6 @@ impl QueryEngine {
                 integration_type,
                 integration_id,
             } => Answer::Integration(self.local_integration(
-                tenant_id,
-                range,
-                integration_type,
-                &integration_id,
-            )),
-            Part::IntegrationGroups {
-                range,
-                integration_type,
-                integration_id,
-            } => Answer::IntegrationGroups(self.local_integration_groups(
                 tenant_id,
                 range,
                 integration_type,

@@ -224,11 +224,7 @@ pub struct FailurePage {
     pub effective_range: TimeRange,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Guidance {
-    pub applicable: bool,
-    pub resolution: String,
-}
+pub use crate::catalog::Guidance;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FailureDetails {

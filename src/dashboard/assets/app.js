@@ -498,7 +498,7 @@ function renderDetails(answer) {
     h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
     h('h3', {}, 'How to fix it'),
     h('p', { class: 'guidance', 'data-applicable': String(Boolean(guidance.applicable)) },
-      guidance.applicable ? guidance.resolution : 'Not applicable to this integration type.'),
+      guidance.resolution),
     h('h3', {}, 'Failures per hour'),
     chart,
     h('details', {}, h('summary', {}, 'The hourly numbers as a table'),
@@ -524,7 +524,7 @@ function renderCatalog(answer) {
       h('th', { scope: 'row' }, String(num(e.statusCode))), h('td', {}, e.name || ''),
       types.map(([type]) => {
         const g = (e.guidance || []).find((x) => x.integrationType === type) || {};
-        return h('td', { 'data-type': type, class: g.applicable ? '' : 'na' }, g.applicable ? g.resolution : 'Not applicable');
+        return h('td', { 'data-type': type, class: g.applicable ? '' : 'na' }, g.resolution);
       })))));
   return { nodes: [table], empty: errors.length === 0 };
 }

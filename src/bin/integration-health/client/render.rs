@@ -403,16 +403,7 @@ pub(super) fn render_details(response: &proto::GetFailureDetailsResponse, json: 
     let hourly: Vec<u64> = response.hourly_trend.iter().map(|p| p.failed).collect();
     let recent: Vec<u64> = hourly.iter().rev().take(72).rev().copied().collect();
     let mut out = format!("Failure {}\n{table}\n", failure.failure_id);
-    let _ = writeln!(
-        out,
-        "How to fix{}: {}",
-        if guidance.applicable {
-            ""
-        } else {
-            " (not applicable per catalog)"
-        },
-        guidance.resolution
-    );
+    let _ = writeln!(out, "How to fix: {}", guidance.resolution);
     let _ = writeln!(out, "Last 72 hours: {}", sparkline(&recent));
     let _ = writeln!(out, "Recent samples:");
     for s in &response.recent_samples {
@@ -441,11 +432,7 @@ pub(super) fn render_catalog(response: &proto::ListCommonErrorsResponse, json: b
     let mut table = table(&["Code", "Error", "Integration type", "Resolution"]);
     for e in &response.errors {
         for g in &e.guidance {
-            let resolution = if g.applicable {
-                g.resolution.clone()
-            } else {
-                "Not applicable".to_owned()
-            };
+            let resolution = g.resolution.clone();
             table.add_row(vec![
                 e.status_code.to_string(),
                 e.name.clone(),
