@@ -6,8 +6,8 @@
 //! effective range.
 //!
 //! - `engine`: the engine and the counting queries (overview, change, errors, trends, catalog);
-//! - `failures`: the failures table and a failure's details, with the one rule that merges a
-//!   group across partitions;
+//! - `failures`: the failures table and a failure's details; `groups`: a group's parts and the
+//!   one rule that merges them across partitions and replicas;
 //! - `calendar`: hour and local-day boundaries;
 //! - `integrations`: per-integration rows and one integration's series;
 //! - `drivers`: the integrations and codes that drove a type's change in failures;
@@ -18,6 +18,7 @@ mod calendar;
 mod drivers;
 mod engine;
 mod failures;
+mod groups;
 mod integrations;
 mod paging;
 mod parts;

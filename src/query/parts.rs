@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::drivers::Tally;
-use super::failures::{GroupDetail, GroupPart};
+use super::groups::{GroupDetail, GroupPart};
 use super::integrations::{Id, Merged, TotalsPart};
 use super::types::{FailureFilter, TenantCounters, TimeRange, TypeFilter};
 use super::{QueryEngine, QueryError};

@@ -1,0 +1,308 @@
+//! Tests of `partition`, beside it to keep that file to its job.
+
+use std::borrow::Cow;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::event::IntegrationType;
+use crate::store::{ceil_to, DAY_MS, DEFAULT_WINDOW_MS};
+
+const NOW: i64 = 1_767_225_600_000;
+
+fn failure(id: &str, at: i64, code: u16) -> Event<'static> {
+    Event {
+        event_id: Cow::Owned(id.to_owned()),
+        tenant_id: Cow::Borrowed("t1"),
+        occurred_at_ms: at,
+        integration_type: IntegrationType::CustomNode,
+        integration_id: Cow::Borrowed("node-1"),
+        integration_name: Cow::Borrowed("CRM lookup"),
+        outcome: Outcome::Failure,
+        status_code: Some(code),
+        error_message: None,
+        flow_id: Some(Cow::Borrowed("f1")),
+        flow_name: None,
+        service_id: None,
+        service_name: None,
+        latency_ms: None,
+    }
+}
+
+#[test]
+fn floor_and_ceil_handle_negative_times() {
+    assert_eq!(floor_to(-1, HOUR_MS), -HOUR_MS);
+    assert_eq!(ceil_to(-1, HOUR_MS), 0);
+    assert_eq!(ceil_to(HOUR_MS, HOUR_MS), HOUR_MS);
+}
+
+#[test]
+fn dedup_counts_a_repeat_once_and_forgets_beyond_capacity() {
+    let mut dedup = Dedup::new(2);
+    assert!(dedup.insert(1));
+    assert!(!dedup.insert(1));
+    assert!(dedup.insert(2));
+    assert!(dedup.insert(3));
+    assert!(dedup.insert(1), "1 fell out of the window");
+}
+
+#[test]
+fn groups_keep_exact_first_last_and_five_newest_samples() {
+    let limits = StoreLimits::default();
+    let mut state = PartitionState::new(&limits);
+    for i in 0..8 {
+        let at = NOW - 10 * HOUR_MS + i * 7_777;
+        assert_eq!(
+            state.apply(&failure(&format!("e{i}"), at, 404), &limits, NOW),
+            Ok(Applied::Accepted)
+        );
+    }
+    let tenant = state.tenant("t1").unwrap();
+    let group = tenant.groups.values().next().unwrap();
+    assert_eq!(group.first_seen_ms(), Some(NOW - 10 * HOUR_MS));
+    assert_eq!(group.last_seen_ms(), Some(NOW - 10 * HOUR_MS + 7 * 7_777));
+    let ids: Vec<&str> = group.samples.iter().map(|s| &*s.event_id).collect();
+    assert_eq!(ids, ["e7", "e6", "e5", "e4", "e3"]);
+    let key = tenant.groups.keys().next().unwrap();
+    assert_eq!(
+        state.interner.resolve(key.description),
+        "",
+        "no message: the catalog name is applied when read"
+    );
+}
+
+#[test]
+fn group_cap_overflows_into_a_counted_catch_all() {
+    let limits = StoreLimits {
+        group_cap_per_tenant: 2,
+        ..StoreLimits::default()
+    };
+    let mut state = PartitionState::new(&limits);
+    for (i, code) in [400u16, 401, 403, 404, 404].into_iter().enumerate() {
+        let _ = state.apply(
+            &failure(&format!("e{i}"), NOW - HOUR_MS, code),
+            &limits,
+            NOW,
+        );
+    }
+    let tenant = state.tenant("t1").unwrap();
+    assert_eq!(
+        tenant.groups.len(),
+        4,
+        "two real groups plus two overflow groups (403, 404)"
+    );
+    assert_eq!(tenant.overflowed, 3);
+    let total: u64 = tenant
+        .groups
+        .values()
+        .map(|g| g.total_in(i64::MIN, i64::MAX))
+        .sum();
+    assert_eq!(total, 5, "nothing is lost");
+}
+
+#[test]
+fn at_the_tenant_cap_an_idle_tiny_tenant_makes_room_and_an_active_one_does_not() {
+    let limits = StoreLimits {
+        tenant_cap_per_partition: 3,
+        ..StoreLimits::default()
+    };
+    let mut state = PartitionState::new(&limits);
+    let of = |tenant: &'static str, id: &str, at: i64| Event {
+        tenant_id: Cow::Borrowed(tenant),
+        ..failure(id, at, 500)
+    };
+    // Two junk tenants, one event each, hours ago; one real tenant, busy now.
+    for (i, junk) in ["junk-1", "junk-2"].into_iter().enumerate() {
+        let _ = state.apply(&of(junk, &format!("j{i}"), NOW - 5 * HOUR_MS), &limits, NOW);
+    }
+    for i in 0..10 {
+        let _ = state.apply(&of("busy", &format!("b{i}"), NOW - 60_000), &limits, NOW);
+    }
+    let refused = state.apply(&of("newcomer", "n0", NOW), &limits, NOW);
+    assert!(
+        refused.is_err(),
+        "no eviction round has chosen candidates yet"
+    );
+    state.evict(&limits, NOW);
+    assert_eq!(
+        state.apply(&of("newcomer", "n1", NOW), &limits, NOW),
+        Ok(Applied::Accepted)
+    );
+    assert_eq!(state.evicted.len(), 1);
+    assert!(state.evicted[0].0.starts_with("junk-"));
+    assert_eq!(
+        state.apply(&of("another", "a0", NOW), &limits, NOW),
+        Ok(Applied::Accepted)
+    );
+    assert!(
+        state.tenant("busy").is_some(),
+        "an active tenant is never evicted"
+    );
+    assert!(
+        state.apply(&of("third", "t0", NOW), &limits, NOW).is_err(),
+        "no idle one left"
+    );
+}
+
+#[test]
+fn late_events_are_dropped_and_eviction_honours_retention() {
+    let limits = StoreLimits::default();
+    let mut state = PartitionState::new(&limits);
+    let too_old = NOW - limits.retention_ms - 1;
+    assert_eq!(
+        state.apply(&failure("old", too_old, 500), &limits, NOW),
+        Ok(Applied::LateDropped)
+    );
+    let _ = state.apply(&failure("a", NOW - 3 * DAY_MS, 500), &limits, NOW);
+    let _ = state.apply(&failure("b", NOW - HOUR_MS, 500), &limits, NOW);
+    state.evict(&limits, NOW + 60 * DAY_MS);
+    let tenant = state.tenant("t1").unwrap();
+    assert_eq!(tenant.hours.len(), 1);
+    assert!(tenant.minutes.is_empty());
+    assert_eq!(state.totals.late_dropped, 1);
+}
+
+#[test]
+fn an_overflowing_failure_interns_none_of_its_strings() {
+    let limits = StoreLimits {
+        group_cap_per_tenant: 1,
+        integration_cap_per_tenant: 1,
+        ..StoreLimits::default()
+    };
+    let mut state = PartitionState::new(&limits);
+    let _ = state.apply(&failure("first", NOW - HOUR_MS, 500), &limits, NOW);
+    let _ = state.apply(&failure("second", NOW - HOUR_MS, 501), &limits, NOW);
+    let interned = state.interner.len();
+    for i in 0..1_000 {
+        let mut event = failure(&format!("u{i}"), NOW - HOUR_MS, 501);
+        event.error_message = Some(Cow::Owned(format!("unique message {i}")));
+        event.integration_id = Cow::Owned(format!("node-{i}"));
+        let _ = state.apply(&event, &limits, NOW);
+    }
+    assert_eq!(
+        state.interner.len(),
+        interned + 1,
+        "nothing but the overflow integration's name, once"
+    );
+    assert_eq!(state.totals.overflowed, 1_001);
+    let integrations = &state.tenant("t1").unwrap().integrations;
+    let failed: u32 = integrations
+        .values()
+        .flat_map(|i| i.hours.values())
+        .map(|h| h.failed)
+        .sum();
+    assert_eq!(
+        (integrations.len(), failed),
+        (2, 1_002),
+        "one real, one overflow"
+    );
+}
+
+#[test]
+fn compaction_keeps_every_answer_and_drops_dead_strings() {
+    let limits = StoreLimits::default();
+    let mut state = PartitionState::new(&limits);
+    for i in 0..50 {
+        let mut event = failure(&format!("e{i}"), NOW - (i % 5) * DAY_MS, 500);
+        event.error_message = Some(Cow::Owned(format!("message {}", i % 10)));
+        let _ = state.apply(&event, &limits, NOW);
+    }
+    state.evict(&limits, NOW + 60 * DAY_MS);
+    let before = fingerprint(&state);
+    let strings_before = state.interner.len();
+    state.compact_interner();
+    assert_eq!(fingerprint(&state), before);
+    assert!(state.interner.len() < strings_before);
+}
+
+/// Every group as strings and numbers, independent of symbol numbering.
+fn fingerprint(state: &PartitionState) -> Vec<String> {
+    let text = |sym| state.interner.resolve(sym).to_owned();
+    let mut rows: Vec<String> = state
+        .tenants
+        .iter()
+        .flat_map(|(tenant, t)| {
+            t.groups.iter().map(move |(key, group)| {
+                let samples: Vec<String> = group
+                    .samples
+                    .iter()
+                    .map(|s| format!("{}:{}", s.event_id, text(key.description)))
+                    .collect();
+                format!(
+                    "{} {} {} {} {} {:?} {:?}",
+                    text(*tenant),
+                    text(key.integration_id),
+                    text(key.description),
+                    text(group.integration_name),
+                    group.failure_id,
+                    group.hours,
+                    samples
+                )
+            })
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+proptest! {
+    #[test]
+    fn floor_and_ceil_bracket_the_time(t in -10_i64.pow(15)..10_i64.pow(15), width in 1_i64..10_i64.pow(8)) {
+        let f = floor_to(t, width);
+        let c = ceil_to(t, width);
+        prop_assert!(f <= t && t < f + width);
+        prop_assert!(c >= t && c - t < width);
+        prop_assert_eq!(f.rem_euclid(width), 0);
+        prop_assert_eq!(c.rem_euclid(width), 0);
+    }
+
+    /// The total kept on ingest over the default range equals a count of the events in it,
+    /// before and after the window moves, for events on either side of its start.
+    #[test]
+    fn kept_window_totals_match_a_recount(
+        before in proptest::collection::vec(0_i64..(40 * DAY_MS), 1..60),
+        after in proptest::collection::vec(0_i64..(40 * DAY_MS), 0..60),
+        step_hours in 0_i64..100,
+    ) {
+        let limits = StoreLimits::default();
+        let mut state = PartitionState::new(&limits);
+        let mut all = Vec::new();
+        for (i, off) in before.iter().enumerate() {
+            all.push(NOW - off);
+            let _ = state.apply(&failure(&format!("b{i}"), NOW - off, 503), &limits, NOW);
+        }
+        let later = NOW + step_hours * HOUR_MS;
+        state.evict(&limits, NOW);
+        for (i, off) in after.iter().enumerate() {
+            all.push(later - off);
+            let _ = state.apply(&failure(&format!("a{i}"), later - off, 503), &limits, later);
+        }
+        for now in [NOW, later] {
+            state.evict(&limits, now);
+            let start = floor_to(now - DEFAULT_WINDOW_MS, HOUR_MS);
+            let end = ceil_to(now, HOUR_MS);
+            let group = state.tenant("t1").unwrap().groups.values().next().unwrap();
+            prop_assert_eq!(group.window.map(|w| w.start_ms), Some(start));
+            prop_assert_eq!(group.first_seen_ms(), all.iter().min().copied());
+            prop_assert_eq!(group.last_seen_ms(), all.iter().max().copied());
+            let recount = all.iter().filter(|t| (start..end).contains(*t)).count() as u64;
+            prop_assert_eq!(group.total_in(start, end), recount);
+            prop_assert_eq!(group.total_in(start, end - HOUR_MS), all.iter().filter(|t| (start..end - HOUR_MS).contains(*t)).count() as u64);
+        }
+    }
+
+    #[test]
+    fn minute_and_hour_buckets_agree(offsets in proptest::collection::vec(0_i64..(47 * HOUR_MS), 1..200)) {
+        let limits = StoreLimits::default();
+        let mut state = PartitionState::new(&limits);
+        for (i, off) in offsets.iter().enumerate() {
+            let _ = state.apply(&failure(&format!("e{i}"), NOW - off, 503), &limits, NOW);
+        }
+        let tenant = state.tenant("t1").unwrap();
+        let start = floor_to(NOW - 47 * HOUR_MS, HOUR_MS);
+        let end = ceil_to(NOW + 1, HOUR_MS);
+        prop_assert_eq!(tenant.counts_in(start, end, true), tenant.counts_in(start, end, false));
+        let total: u64 = tenant.counts_in(start, end, false).failed.values().sum();
+        prop_assert_eq!(total, offsets.len() as u64);
+    }
+}
