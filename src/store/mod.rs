@@ -20,6 +20,7 @@ mod groups;
 mod integrations;
 mod interner;
 mod losses;
+mod migrate;
 mod partition;
 mod ranking;
 mod series;

@@ -4,6 +4,7 @@
 
 mod e2e;
 mod ingest;
+mod probe;
 mod replicas;
 mod report;
 
@@ -20,8 +21,8 @@ use thiserror::Error;
 
 pub use e2e::{run_e2e, E2eReport, E2eSpec};
 pub use ingest::{read_lines, run_ingest, run_ingest_stream, IngestReport};
-pub use replicas::{render_replicas, run_replicas, ReplicasSpec};
-pub use report::{render_e2e, render_ingest};
+pub use replicas::{run_replicas, ReplicasSpec};
+pub use report::{render_e2e, render_ingest, render_replicas};
 
 #[derive(Debug, Error)]
 pub enum BenchError {

@@ -13,11 +13,12 @@ use integration_health::proto::{self, integration_health_client::IntegrationHeal
 use integration_health::testkit::{find_tansu, generate_lines, GenSpec, Tansu, TansuError};
 use prost::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use serde::Serialize;
 use thiserror::Error;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
+use super::probe::{cpu_seconds, peer_bytes};
+use super::report::{ReplicasReport, RpcComparison, WatchCost};
 use super::{percentile, read_lines, tempfile_dir};
 
 #[derive(Debug, Error)]
@@ -68,47 +69,6 @@ pub struct ReplicasSpec {
     /// How long each watch phase is measured.
     #[arg(long, default_value_t = 20)]
     pub watch_seconds: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ReplicasReport {
-    pub events: u64,
-    pub replicas: usize,
-    pub partitions: i32,
-    pub tenant: String,
-    pub tenant_events: u64,
-    pub load_seconds: f64,
-    pub rpcs: Vec<RpcComparison>,
-    pub watch: WatchCost,
-}
-
-/// One RPC through the owner and through the other replica.
-#[derive(Debug, Clone, Serialize)]
-pub struct RpcComparison {
-    pub rpc: &'static str,
-    pub owner_p50_us: f64,
-    pub owner_p99_us: f64,
-    pub other_p50_us: f64,
-    pub other_p99_us: f64,
-    /// The answer's size on the wire.
-    pub answer_bytes: usize,
-    /// What the two replicas exchanged per call through the other one, both ways.
-    pub peer_bytes_per_call: f64,
-    /// Whether the other replica's answer equals the owner's.
-    pub equal: bool,
-}
-
-/// The owner's CPU time over one watch phase, with no watcher, one, and many on the other
-/// replica, while events for the tenant keep arriving.
-#[derive(Debug, Clone, Serialize)]
-pub struct WatchCost {
-    pub seconds: u64,
-    pub owner_cpu_idle_s: f64,
-    pub owner_cpu_one_watcher_s: f64,
-    pub watchers: usize,
-    pub owner_cpu_many_watchers_s: f64,
-    /// Updates the many watchers received, in all.
-    pub updates: u64,
 }
 
 /// A replica process, killed when dropped.
@@ -235,58 +195,6 @@ async fn settled(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-}
-
-/// The sum of `integration_health_peer_bytes_total` on a replica.
-async fn peer_bytes(http: SocketAddr) -> Result<f64, ReplicasError> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(http)
-        .await
-        .map_err(|_| ReplicasError::Metrics(http))?;
-    let request = format!("GET /metrics HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|_| ReplicasError::Metrics(http))?;
-    let mut text = String::new();
-    stream
-        .read_to_string(&mut text)
-        .await
-        .map_err(|_| ReplicasError::Metrics(http))?;
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with("integration_health_peer_bytes_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
-}
-
-/// A process's user and system CPU seconds so far.
-fn cpu_seconds(pid: u32) -> Result<f64, ReplicasError> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(ReplicasError::Cpu)?;
-    // Fields after the command name, which ends with the last ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name and state.
-    Ok((ticks(11) + ticks(12)) / clock_ticks_per_second())
-}
-
-fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 /// The largest tenant by events over the default range, with its event count.
@@ -645,38 +553,4 @@ pub async fn run_replicas(spec: ReplicasSpec) -> Result<ReplicasReport, Replicas
             updates,
         },
     })
-}
-
-pub fn render_replicas(report: &ReplicasReport) -> String {
-    let mut text = format!(
-        "{} replicas, {} partitions, {} events loaded in {:.1} s; largest tenant {} ({} events)\n",
-        report.replicas,
-        report.partitions,
-        report.events,
-        report.load_seconds,
-        report.tenant,
-        report.tenant_events
-    );
-    text.push_str(
-        "rpc                      owner p50/p99 µs     other p50/p99 µs   answer B  peer B/call  equal\n",
-    );
-    for r in &report.rpcs {
-        text.push_str(&format!(
-            "{:<24} {:>9.0} {:>9.0}   {:>9.0} {:>9.0}   {:>8}  {:>11.0}  {}\n",
-            r.rpc,
-            r.owner_p50_us,
-            r.owner_p99_us,
-            r.other_p50_us,
-            r.other_p99_us,
-            r.answer_bytes,
-            r.peer_bytes_per_call,
-            if r.equal { "yes" } else { "NO" }
-        ));
-    }
-    let w = &report.watch;
-    text.push_str(&format!(
-        "owner CPU over {} s with events arriving: no watcher {:.2} s, one watcher {:.2} s, {} watchers {:.2} s ({} updates received)\n",
-        w.seconds, w.owner_cpu_idle_s, w.owner_cpu_one_watcher_s, w.watchers, w.owner_cpu_many_watchers_s, w.updates
-    ));
-    text
 }

@@ -1,8 +1,10 @@
-//! The benchmark reports as text for people; `--json` prints the same reports as JSON.
+//! The benchmark reports as text for people; `--json` prints the same reports as JSON. The
+//! replicas benchmark's report is defined here too, beside its rendering.
 
 use std::fmt::Write as _;
 
 use integration_health::store::StateBytes;
+use serde::Serialize;
 
 use super::{E2eReport, IngestReport, Latency};
 
@@ -154,4 +156,79 @@ pub fn fmt_us(us: f64) -> String {
     } else {
         format!("{us:.0} µs")
     }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReplicasReport {
+    pub events: u64,
+    pub replicas: usize,
+    pub partitions: i32,
+    pub tenant: String,
+    pub tenant_events: u64,
+    pub load_seconds: f64,
+    pub rpcs: Vec<RpcComparison>,
+    pub watch: WatchCost,
+}
+
+/// One RPC through the owner and through the other replica.
+#[derive(Debug, Clone, Serialize)]
+pub struct RpcComparison {
+    pub rpc: &'static str,
+    pub owner_p50_us: f64,
+    pub owner_p99_us: f64,
+    pub other_p50_us: f64,
+    pub other_p99_us: f64,
+    /// The answer's size on the wire.
+    pub answer_bytes: usize,
+    /// What the two replicas exchanged per call through the other one, both ways.
+    pub peer_bytes_per_call: f64,
+    /// Whether the other replica's answer equals the owner's.
+    pub equal: bool,
+}
+
+/// The owner's CPU time over one watch phase, with no watcher, one, and many on the other
+/// replica, while events for the tenant keep arriving.
+#[derive(Debug, Clone, Serialize)]
+pub struct WatchCost {
+    pub seconds: u64,
+    pub owner_cpu_idle_s: f64,
+    pub owner_cpu_one_watcher_s: f64,
+    pub watchers: usize,
+    pub owner_cpu_many_watchers_s: f64,
+    /// Updates the many watchers received, in all.
+    pub updates: u64,
+}
+
+pub fn render_replicas(report: &ReplicasReport) -> String {
+    let mut text = format!(
+        "{} replicas, {} partitions, {} events loaded in {:.1} s; largest tenant {} ({} events)\n",
+        report.replicas,
+        report.partitions,
+        report.events,
+        report.load_seconds,
+        report.tenant,
+        report.tenant_events
+    );
+    text.push_str(
+        "rpc                      owner p50/p99 µs     other p50/p99 µs   answer B  peer B/call  equal\n",
+    );
+    for r in &report.rpcs {
+        text.push_str(&format!(
+            "{:<24} {:>9.0} {:>9.0}   {:>9.0} {:>9.0}   {:>8}  {:>11.0}  {}\n",
+            r.rpc,
+            r.owner_p50_us,
+            r.owner_p99_us,
+            r.other_p50_us,
+            r.other_p99_us,
+            r.answer_bytes,
+            r.peer_bytes_per_call,
+            if r.equal { "yes" } else { "NO" }
+        ));
+    }
+    let w = &report.watch;
+    text.push_str(&format!(
+        "owner CPU over {} s with events arriving: no watcher {:.2} s, one watcher {:.2} s, {} watchers {:.2} s ({} updates received)\n",
+        w.seconds, w.owner_cpu_idle_s, w.owner_cpu_one_watcher_s, w.watchers, w.owner_cpu_many_watchers_s, w.updates
+    ));
+    text
 }

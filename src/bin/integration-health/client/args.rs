@@ -1,0 +1,281 @@
+//! What `query` accepts on the command line: its subcommands, and the values of their flags
+//! with what each means on the wire.
+
+use clap::{Args, Subcommand, ValueEnum};
+use integration_health::event::IntegrationType;
+use integration_health::proto;
+use integration_health::query::{FailureOrder, Granularity};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TypeArg {
+    InboundWebhook,
+    OutboundWebhook,
+    PrebuiltIntegration,
+    CustomNode,
+    CustomEvent,
+}
+
+impl From<TypeArg> for IntegrationType {
+    fn from(t: TypeArg) -> Self {
+        match t {
+            TypeArg::InboundWebhook => IntegrationType::InboundWebhook,
+            TypeArg::OutboundWebhook => IntegrationType::OutboundWebhook,
+            TypeArg::PrebuiltIntegration => IntegrationType::PrebuiltIntegration,
+            TypeArg::CustomNode => IntegrationType::CustomNode,
+            TypeArg::CustomEvent => IntegrationType::CustomEvent,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct Scope {
+    #[arg(long)]
+    pub tenant: String,
+    /// Start of the range (RFC 3339), or how far back from now: 90m, 24h, 7d.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// End of the range (RFC 3339); default now.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only these integration types (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub types: Vec<TypeArg>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GranularityArg {
+    Hour,
+    Day,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum IssueStateArg {
+    Open,
+    Acknowledged,
+    Resolved,
+    Snoozed,
+    Reopened,
+}
+
+impl From<IssueStateArg> for proto::IssueState {
+    fn from(s: IssueStateArg) -> Self {
+        match s {
+            IssueStateArg::Open => proto::IssueState::Open,
+            IssueStateArg::Acknowledged => proto::IssueState::Acknowledged,
+            IssueStateArg::Resolved => proto::IssueState::Resolved,
+            IssueStateArg::Snoozed => proto::IssueState::Snoozed,
+            IssueStateArg::Reopened => proto::IssueState::Reopened,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum IssueActionArg {
+    Ack,
+    Resolve,
+    Snooze,
+    Reopen,
+}
+
+impl From<IssueActionArg> for proto::IssueAction {
+    fn from(a: IssueActionArg) -> Self {
+        match a {
+            IssueActionArg::Ack => proto::IssueAction::Acknowledge,
+            IssueActionArg::Resolve => proto::IssueAction::Resolve,
+            IssueActionArg::Snooze => proto::IssueAction::Snooze,
+            IssueActionArg::Reopen => proto::IssueAction::Reopen,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum IntegrationOrderArg {
+    Failures,
+    FailureRate,
+    P99,
+    Name,
+}
+
+impl From<IntegrationOrderArg> for proto::IntegrationOrder {
+    fn from(o: IntegrationOrderArg) -> Self {
+        match o {
+            IntegrationOrderArg::Failures => proto::IntegrationOrder::FailuresDesc,
+            IntegrationOrderArg::FailureRate => proto::IntegrationOrder::FailureRateDesc,
+            IntegrationOrderArg::P99 => proto::IntegrationOrder::P99Desc,
+            IntegrationOrderArg::Name => proto::IntegrationOrder::NameAsc,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OrderArg {
+    Total,
+    LastSeen,
+}
+
+impl From<GranularityArg> for Granularity {
+    fn from(g: GranularityArg) -> Self {
+        match g {
+            GranularityArg::Hour => Granularity::Hour,
+            GranularityArg::Day => Granularity::Day,
+        }
+    }
+}
+
+impl From<OrderArg> for FailureOrder {
+    fn from(o: OrderArg) -> Self {
+        match o {
+            OrderArg::Total => FailureOrder::TotalErrorsDesc,
+            OrderArg::LastSeen => FailureOrder::LastSeenDesc,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueryCommand {
+    /// Failed and successful transactions per integration type (the donut).
+    Overview(Scope),
+    /// Counts for a period against the period before it.
+    Change {
+        #[arg(long)]
+        tenant: String,
+        /// Period length: 1d, 7d, 30d, 12h ...
+        #[arg(long, default_value = "1d")]
+        period: String,
+        /// End of the current period (RFC 3339); default now.
+        #[arg(long)]
+        end: Option<String>,
+        #[arg(long, value_delimiter = ',')]
+        types: Vec<TypeArg>,
+        /// Also list the integrations and codes that drove each type's change in failures.
+        #[arg(long)]
+        drivers: bool,
+    },
+    /// Failures per status code.
+    Errors(Scope),
+    /// Failures per type per hour or day.
+    Trends {
+        #[command(flatten)]
+        scope: Scope,
+        #[arg(long, value_enum, default_value = "day")]
+        granularity: GranularityArg,
+        /// IANA time zone for day buckets.
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+    },
+    /// The failures table.
+    Failures {
+        #[command(flatten)]
+        scope: Scope,
+        #[arg(long)]
+        integration: Option<String>,
+        #[arg(long)]
+        code: Option<u32>,
+        #[arg(long)]
+        flow: Option<String>,
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        page_size: u32,
+        #[arg(long)]
+        page_token: Option<String>,
+        #[arg(long, value_enum, default_value = "total")]
+        order: OrderArg,
+    },
+    /// One failure group: guidance, hourly trend, recent samples.
+    Failure {
+        failure_id: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// The catalog of common errors and their fixes.
+    Catalog {
+        #[arg(long = "type", value_enum)]
+        integration_type: Option<TypeArg>,
+        #[arg(long)]
+        code: Option<u32>,
+    },
+    /// One row per integration: failure rate, latency percentiles, last failure, sparkline.
+    Integrations {
+        #[command(flatten)]
+        scope: Scope,
+        #[arg(long, value_enum, default_value = "failures")]
+        order: IntegrationOrderArg,
+        #[arg(long, default_value_t = 20)]
+        page_size: u32,
+        #[arg(long)]
+        page_token: Option<String>,
+    },
+    /// One integration: volume, failure rate and latency over time, its codes and top groups.
+    Integration {
+        integration_id: String,
+        #[arg(long)]
+        tenant: String,
+        /// Needed only when the id is used by more than one type.
+        #[arg(long = "type", value_enum)]
+        integration_type: Option<TypeArg>,
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, value_enum, default_value = "day")]
+        granularity: GranularityArg,
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+    },
+    /// Print an update whenever the tenant's counters move, until ctrl-c.
+    Watch {
+        #[arg(long)]
+        tenant: String,
+        /// At most one update per this interval: 500ms, 1s, 1m.
+        #[arg(long, default_value = "1s")]
+        interval: String,
+    },
+    /// Failure groups as issues, with their state; filter with --state.
+    Issues {
+        #[command(flatten)]
+        scope: Scope,
+        #[arg(long, value_enum, value_delimiter = ',')]
+        state: Vec<IssueStateArg>,
+        #[arg(long)]
+        code: Option<u32>,
+        #[arg(long, default_value_t = 20)]
+        page_size: u32,
+        #[arg(long)]
+        page_token: Option<String>,
+    },
+    /// Acknowledge, resolve, snooze or reopen an issue (needs a token with write = true).
+    Issue {
+        #[arg(value_enum)]
+        action: IssueActionArg,
+        failure_id: String,
+        #[arg(long)]
+        tenant: String,
+        /// Who acts, as it should be shown; default $USER.
+        #[arg(long, env = "USER", default_value = "")]
+        actor: String,
+        #[arg(long, default_value = "")]
+        note: String,
+        /// For snooze: how long (90m, 4h, 2d) or until when (RFC 3339).
+        #[arg(long = "for")]
+        snooze: Option<String>,
+    },
+    /// Firing and recently resolved alerts; --watch prints each change as it is published.
+    Alerts {
+        /// One tenant; without it every tenant (needs an operator token).
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        watch: bool,
+    },
+    /// The tenants this token may read that have events in the range, busiest first.
+    Tenants {
+        /// Start: RFC 3339 or a span back from now (7d); default 30 days ago.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Consumer positions, lag and event totals.
+    Status,
+}
