@@ -187,7 +187,7 @@ impl Owner {
             self.skip_to_log_start(&key, &shared);
             let offset = shared
                 .read()
-                .next_offset
+                .next_offset()
                 .map_or(Offset::Beginning, Offset::Offset);
             info!(topic = %key.topic, partition = key.partition, ?offset, "partition assigned");
             if let Some(snapshots) = &mut self.snapshots {
@@ -204,7 +204,7 @@ impl Owner {
     /// fresh start on a trimmed log) has lost what lies between: it is recorded, and reading
     /// starts at the log start.
     fn skip_to_log_start(&self, key: &PartitionKey, shared: &SharedPartition) {
-        let start = shared.read().next_offset.unwrap_or(0);
+        let start = shared.read().next_offset().unwrap_or(0);
         let Some((log_start, high_watermark)) = self.log_starts.watermarks(key) else {
             return;
         };
@@ -219,7 +219,7 @@ impl Owner {
         }
         let mut state = shared.write();
         self.record_loss(key, &mut state, (start, log_start), false);
-        state.next_offset = Some(log_start);
+        state.skip_to(log_start);
     }
 
     fn record_loss(
@@ -256,7 +256,7 @@ impl Owner {
         shared: &SharedPartition,
         messages: &[OwnedMessage],
     ) -> Vec<(i64, i64)> {
-        let next = shared.read().next_offset.unwrap_or(0);
+        let next = shared.read().next_offset().unwrap_or(0);
         let found = gaps(next, messages.iter().map(Message::offset));
         if found.is_empty() {
             return Vec::new();

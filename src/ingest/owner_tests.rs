@@ -204,7 +204,7 @@ fn a_rejected_message_is_dead_lettered_and_the_partition_moves_on() {
     let state = owner.store.partition(&PartitionKey::new("events", 0));
     let state = state.expect("owned");
     let state = state.read();
-    assert_eq!(state.next_offset, Some(2));
+    assert_eq!(state.next_offset(), Some(2));
     assert_eq!((state.totals.rejected, state.totals.accepted), (1, 1));
 }
 

@@ -188,7 +188,7 @@ impl IngestProgress {
         for (key, partition) in store.partitions() {
             let (next, part_totals, lost_offsets) = {
                 let guard = partition.read();
-                (guard.next_offset, guard.totals, guard.lost_here())
+                (guard.next_offset(), guard.totals, guard.lost_here())
             };
             totals.add(&part_totals);
             let high_watermark = known_high_watermark(self.high_watermark(&key), next);
@@ -297,7 +297,7 @@ mod tests {
         progress.attached();
         let key = PartitionKey::new("events", 0);
         let mut state = PartitionState::new(store.limits());
-        state.next_offset = Some(100);
+        state.skip_to(100);
         store.attach(key.clone(), Arc::new(RwLock::new(state)));
         let waiting = progress.readiness(&store, 10, 0).unwrap_err();
         assert!(waiting.contains("high watermark"), "{waiting}");

@@ -80,7 +80,7 @@ impl SnapshotSchedule {
 
     pub fn restored(&mut self, key: &PartitionKey, shared: &SharedPartition) {
         self.last
-            .insert(key.clone(), (Instant::now(), shared.read().next_offset));
+            .insert(key.clone(), (Instant::now(), shared.read().next_offset()));
     }
 
     pub fn due(
@@ -95,7 +95,7 @@ impl SnapshotSchedule {
                     // A failed write is tried again even while the partition is quiet, less
                     // often each time it fails again (up to 64 intervals apart).
                     let wait = self.interval * 2u32.pow(failing.map_or(0, |(_, n)| n.min(6)));
-                    let moved = *offset != shared.read().next_offset;
+                    let moved = *offset != shared.read().next_offset();
                     at.elapsed() >= wait && (moved || failing.is_some())
                 }
                 None => true,
@@ -111,7 +111,7 @@ impl SnapshotSchedule {
             let started = Instant::now();
             let (image, next_offset) = {
                 let state = shared.read();
-                (snapshot::encode(&state), state.next_offset)
+                (snapshot::encode(&state), state.next_offset())
             };
             self.last.insert(key.clone(), (Instant::now(), next_offset));
             let Some(next_offset) = next_offset else {

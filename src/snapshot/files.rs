@@ -218,7 +218,7 @@ mod tests {
             .sum();
         format!(
             "{:?}|{:?}|{:?}|{:?}|{}|{}",
-            state.next_offset,
+            state.next_offset(),
             state.totals,
             tenant.hours,
             tenant.minutes,
@@ -290,7 +290,7 @@ mod tests {
         bytes[middle] ^= 0xff;
         fs::write(&files[0].path, bytes).unwrap();
         let (state, file) = store.load_newest(&key, &limits).unwrap().unwrap();
-        assert_eq!((file.next_offset, state.next_offset), (20, Some(20)));
+        assert_eq!((file.next_offset, state.next_offset()), (20, Some(20)));
     }
 
     #[test]

@@ -184,7 +184,7 @@ impl Snapshots {
                 }
             };
             match decode(&file.path, &image, limits) {
-                Ok(state) if state.next_offset == Some(file.next_offset) => {
+                Ok(state) if state.next_offset() == Some(file.next_offset) => {
                     return Ok(Some((state, file)))
                 }
                 Ok(_) => {

@@ -216,7 +216,7 @@ mod tests {
 
     fn state_at(offset: i64) -> PartitionState {
         let mut state = PartitionState::new(&StoreLimits::default());
-        state.next_offset = Some(offset);
+        state.skip_to(offset);
         state
     }
 
@@ -247,7 +247,7 @@ mod tests {
             .load_newest(&key, &StoreLimits::default())
             .unwrap()
             .unwrap();
-        assert_eq!(state.next_offset, Some(300));
+        assert_eq!(state.next_offset(), Some(300));
         objects.check_versions().unwrap();
     }
 }

@@ -53,7 +53,7 @@ impl IngestTotals {
 pub struct PartitionState {
     /// Exclusive: the offset of the next message to apply. Every message below it has been
     /// applied (or rejected) exactly once. `None` means nothing applied yet: start at earliest.
-    pub next_offset: Option<i64>,
+    next_offset: Option<i64>,
     pub interner: Interner,
     pub tenants: HashMap<Sym, TenantState>,
     pub dedup: Dedup,
@@ -115,6 +115,19 @@ impl PartitionState {
     pub fn mark_applied(&mut self, offset: i64) {
         debug_assert!(!self.already_applied(offset), "offsets must move forward");
         self.next_offset = Some(offset + 1);
+    }
+
+    /// The offset to read next; `None` before anything was read.
+    pub fn next_offset(&self) -> Option<i64> {
+        self.next_offset
+    }
+
+    /// Resumes reading at `offset` (past a gap the log no longer holds). Offsets only move
+    /// forward: an earlier `offset` changes nothing.
+    pub fn skip_to(&mut self, offset: i64) {
+        if self.next_offset.is_none_or(|next| offset > next) {
+            self.next_offset = Some(offset);
+        }
     }
 
     pub fn record_rejected(&mut self) {

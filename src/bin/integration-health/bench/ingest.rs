@@ -271,7 +271,7 @@ pub fn run_ingest_stream(
         let share = (xxhash_rust::xxh3::xxh3_64(tenant_of(payload)) % states.len() as u64) as usize;
         let state = &mut states[share];
         apply_line(state, payload, decode_limits, &limits);
-        let offset = state.next_offset.unwrap_or(0);
+        let offset = state.next_offset().unwrap_or(0);
         state.mark_applied(offset);
         events += 1;
     }
@@ -327,7 +327,7 @@ fn finish_report(
         .iter()
         .zip(&states)
         .zip(&images)
-        .map(|((key, state), image)| (key, state.next_offset.unwrap_or(0), image.as_slice()))
+        .map(|((key, state), image)| (key, state.next_offset().unwrap_or(0), image.as_slice()))
         .collect();
     for result in snapshots.write_many(&jobs) {
         result?;
