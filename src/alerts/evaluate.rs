@@ -158,14 +158,24 @@ fn spikes(tenant: &TenantState, rules: &AlertRules, now_ms: i64) -> Vec<Measured
                 .sum();
             let mean = before as f64 / 7.0;
             let subject = Subject::code(*t, *code, hour, hour + HOUR_MS);
+            // It fires at spike_factor times the baseline and at the minimum count both, so the
+            // threshold shown is the larger: what the count was in fact compared with.
+            let minimum = rules.spike_min_failures as f64;
+            let threshold = (rules.spike_factor * mean).max(minimum);
+            let ratio = match mean > 0.0 {
+                true => format!("{:.1}× the baseline", *count as f64 / mean),
+                false => "no baseline".to_owned(),
+            };
             subject.measured(
                 Rule::Spike,
                 *count as f64,
-                rules.spike_factor * mean,
+                threshold,
                 format!(
-                    "failures in the hour from {}, against {mean:.1} on average in that hour of the previous 7 days",
+                    "{count} failures in the hour from {}, against a baseline of {mean:.1} in that hour of the previous 7 days ({ratio}); fires at {}× the baseline and at least {} failures",
                     chrono::DateTime::from_timestamp_millis(hour)
-                        .map_or_else(String::new, |t| t.to_rfc3339())
+                        .map_or_else(String::new, |t| t.to_rfc3339()),
+                    rules.spike_factor,
+                    rules.spike_min_failures
                 ),
                 Volume {
                     seen: *count,
