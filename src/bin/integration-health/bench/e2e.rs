@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use integration_health::clock::{Clock, SharedClock, SystemClock};
 use integration_health::config::Config;
-use integration_health::ingest::IngestProgress;
+use integration_health::ingest::{send_when_queued, IngestProgress};
 use integration_health::proto::{self, integration_health_client::IntegrationHealthClient};
 use integration_health::server;
 use integration_health::store::Store;
@@ -88,7 +88,7 @@ fn publish_all(
         }
         let key = tenant_of(line);
         let record = BaseRecord::to(topic).key(key).payload(line.as_slice());
-        super::send_waiting(&producer, record);
+        send_when_queued(&producer, record)?;
     }
     producer
         .flush(Duration::from_secs(60))

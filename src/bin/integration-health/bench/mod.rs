@@ -111,25 +111,6 @@ pub struct Latency {
     pub max_us: f64,
 }
 
-/// Sends `record`, waiting while the producer's queue is full.
-pub fn send_waiting<K, P>(
-    producer: &rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
-    mut record: rdkafka::producer::BaseRecord<'_, K, P>,
-) where
-    K: rdkafka::message::ToBytes + ?Sized,
-    P: rdkafka::message::ToBytes + ?Sized,
-{
-    loop {
-        match producer.send(record) {
-            Ok(()) => return,
-            Err((_, back)) => {
-                record = back;
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-    }
-}
-
 pub fn tenant_of(line: &[u8]) -> &[u8] {
     const KEY: &[u8] = b"\"tenant_id\":\"";
     line.windows(KEY.len())

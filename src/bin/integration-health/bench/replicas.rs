@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use integration_health::cluster::tenant_partition;
+use integration_health::ingest::send_when_queued;
 use integration_health::proto::{self, integration_health_client::IntegrationHealthClient};
 use integration_health::testkit::{find_tansu, generate_lines, GenSpec, Tansu, TansuError};
 use prost::Message;
@@ -141,17 +142,23 @@ async fn client(addr: SocketAddr) -> Result<IntegrationHealthClient<Channel>, Re
     }
 }
 
-fn publish(bootstrap: &str, topic: &str, lines: &[Vec<u8>]) -> Result<(), ReplicasError> {
-    let producer: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
+type Publisher = ThreadedProducer<DefaultProducerContext>;
+
+fn publisher(bootstrap: &str) -> Result<Publisher, ReplicasError> {
+    Ok(rdkafka::ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "20")
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "200000")
-        .create()?;
+        .create()?)
+}
+
+/// Sends `lines` and waits until the broker has them all.
+fn publish(producer: &Publisher, topic: &str, lines: &[Vec<u8>]) -> Result<(), ReplicasError> {
     for line in lines {
         // Unkeyed, as producers that do not key by tenant send: the repartition stage re-keys.
-        let record = BaseRecord::<(), [u8]>::to(topic).payload(line.as_slice());
-        super::send_waiting(&producer, record);
+        let record = BaseRecord::<[u8], [u8]>::to(topic).payload(line.as_slice());
+        send_when_queued(producer, record)?;
     }
     producer.flush(Duration::from_secs(120))?;
     Ok(())
@@ -415,16 +422,17 @@ async fn watch_for(
     Ok(futures::future::join_all(readers).await.into_iter().sum())
 }
 
-/// Publishes new events for `tenant` at about 100 a second until `stop`.
+/// Publishes new events for `tenant` at about 100 a second for `seconds`, or until `stop`.
 fn trickle(
-    bootstrap: String,
+    producer: Publisher,
     topic: String,
     tenant: String,
+    seconds: u64,
     stop: tokio_util::sync::CancellationToken,
 ) {
     std::thread::spawn(move || {
         let spec = GenSpec {
-            events: 200_000,
+            events: 100 * seconds,
             tenants: 1,
             days: 1,
             seed: 4_242,
@@ -440,7 +448,7 @@ fn trickle(
                 .into_bytes()
         });
         for chunk in renamed.collect::<Vec<_>>().chunks(10) {
-            if stop.is_cancelled() || publish(&bootstrap, &topic, chunk).is_err() {
+            if stop.is_cancelled() || publish(&producer, &topic, chunk).is_err() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -471,10 +479,13 @@ pub async fn run_replicas(spec: ReplicasSpec) -> Result<ReplicasReport, Replicas
         apis.push(client(replica.grpc).await?);
     }
     let started = Instant::now();
-    let (bootstrap, publish_topic) = (tansu.bootstrap.clone(), topic.to_owned());
-    let publishing =
-        tokio::task::spawn_blocking(move || publish(&bootstrap, &publish_topic, &lines));
-    publishing.await.map_err(super::BenchError::Task)??;
+    let producer = publisher(&tansu.bootstrap)?;
+    let publish_topic = topic.to_owned();
+    let publishing = tokio::task::spawn_blocking(move || {
+        publish(&producer, &publish_topic, &lines)?;
+        Ok::<_, ReplicasError>(producer)
+    });
+    let producer = publishing.await.map_err(super::BenchError::Task)??;
     settled(&apis, total).await?;
     let load_seconds = started.elapsed().as_secs_f64();
     let (tenant, tenant_events) = largest_tenant(&mut apis[0]).await?;
@@ -508,10 +519,13 @@ pub async fn run_replicas(spec: ReplicasSpec) -> Result<ReplicasReport, Replicas
     let rpcs = compare_rpcs(&mut bench, &tenant).await?;
 
     let stop = tokio_util::sync::CancellationToken::new();
+    // Three watch phases, with a little to spare.
+    let trickle_seconds = 3 * spec.watch_seconds + 10;
     trickle(
-        tansu.bootstrap.clone(),
+        producer,
         topic.to_owned(),
         tenant.clone(),
+        trickle_seconds,
         stop.clone(),
     );
     let owner_pid = replicas[owner_index].child.id();
