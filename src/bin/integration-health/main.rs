@@ -5,6 +5,7 @@ mod args;
 mod bench;
 mod client;
 mod demo;
+mod latency;
 mod simulator;
 
 use std::process::ExitCode;
