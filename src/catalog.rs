@@ -7,24 +7,24 @@
 use crate::event::IntegrationType;
 
 /// Guidance per type, indexed by `IntegrationType::index()`. `None` means "not applicable".
-pub type GuidanceByType = [Option<&'static str>; 5];
+pub(crate) type GuidanceByType = [Option<&'static str>; 5];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CatalogEntry {
-    pub status_code: u16,
-    pub name: &'static str,
-    pub description: &'static str,
-    pub guidance: GuidanceByType,
+    pub(crate) status_code: u16,
+    pub(crate) name: &'static str,
+    pub(crate) description: &'static str,
+    pub(crate) guidance: GuidanceByType,
     /// False for the generic entry given to a code the catalog does not list.
-    pub cataloged: bool,
+    pub(crate) cataloged: bool,
 }
 
 /// What to do about a code for an integration type.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Guidance {
+pub(crate) struct Guidance {
     /// False when the catalog does not expect the code for the type.
-    pub applicable: bool,
-    pub resolution: String,
+    pub(crate) applicable: bool,
+    pub(crate) resolution: String,
 }
 
 impl CatalogEntry {
@@ -34,7 +34,7 @@ impl CatalogEntry {
 
     /// The one wording of guidance every answer, alert and client shows: the catalog's
     /// resolution, or, where the code is not expected for the type, a sentence saying so.
-    pub fn guidance(&self, integration_type: IntegrationType) -> Guidance {
+    pub(crate) fn guidance(&self, integration_type: IntegrationType) -> Guidance {
         match self.guidance_for(integration_type) {
             Some(text) => Guidance {
                 applicable: true,
@@ -86,7 +86,7 @@ const fn entry(
 }
 
 // Guidance order: inbound webhook, outbound webhook, pre-built integration, custom node, custom event.
-pub static CATALOG: [CatalogEntry; 25] = [
+pub(crate) static CATALOG: [CatalogEntry; 25] = [
     entry(308, "Permanent Redirect", "The target has moved permanently to another URL.", [
         None,
         Some(OPS_TEAM),
@@ -308,7 +308,7 @@ pub fn name_of(status_code: u16) -> &'static str {
 /// The failure description a person sees: the event's message, or the catalog name of its code
 /// when the message is absent or empty. This is the one rule; everything that names a failure
 /// calls it.
-pub fn visible_description(message: &str, status_code: u16) -> &str {
+pub(crate) fn visible_description(message: &str, status_code: u16) -> &str {
     match message {
         "" => name_of(status_code),
         text => text,
@@ -319,7 +319,7 @@ pub fn visible_description(message: &str, status_code: u16) -> &str {
 /// `visible_description` shows as the catalog name (absent, empty, or byte-equal to that name),
 /// the message itself otherwise. Two events that look the same are thus one group, and since
 /// the stored form never holds catalog text, rewording the catalog changes no group's identity.
-pub fn stored_description(message: Option<&str>, status_code: u16) -> &str {
+pub(crate) fn stored_description(message: Option<&str>, status_code: u16) -> &str {
     match message {
         Some(text) if text != name_of(status_code) => text,
         _ => "",

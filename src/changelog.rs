@@ -28,13 +28,13 @@ pub enum ChangelogError {
 }
 
 /// Appends records to one topic.
-pub struct ChangelogWriter {
+pub(crate) struct ChangelogWriter {
     producer: FutureProducer,
     topic: String,
 }
 
 impl ChangelogWriter {
-    pub fn new(client: &ClientConfig, topic: &str) -> Result<Self, ChangelogError> {
+    pub(crate) fn new(client: &ClientConfig, topic: &str) -> Result<Self, ChangelogError> {
         let mut client = client.clone();
         client.set("enable.idempotence", "true");
         Ok(ChangelogWriter {
@@ -46,7 +46,7 @@ impl ChangelogWriter {
     }
 
     /// Returns once the broker has the record, so every instance will read it.
-    pub async fn write(&self, key: &str, payload: &[u8]) -> Result<(), ChangelogError> {
+    pub(crate) async fn write(&self, key: &str, payload: &[u8]) -> Result<(), ChangelogError> {
         let record = FutureRecord::to(&self.topic).key(key).payload(payload);
         self.producer
             .send(record, DELIVERY_TIMEOUT)
@@ -56,7 +56,7 @@ impl ChangelogWriter {
     }
 
     /// Appends a record with no payload: compaction then drops every record under `key`.
-    pub async fn tombstone(&self, key: &str) -> Result<(), ChangelogError> {
+    pub(crate) async fn tombstone(&self, key: &str) -> Result<(), ChangelogError> {
         let record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&self.topic).key(key);
         self.producer
             .send(record, DELIVERY_TIMEOUT)
@@ -68,13 +68,13 @@ impl ChangelogWriter {
 
 /// What a follower does with the topic: take each record (key, payload; no payload is a
 /// tombstone), and learn when it has read everything the topic held when reading began.
-pub trait Table: Send + Sync + 'static {
+pub(crate) trait Table: Send + Sync + 'static {
     fn apply(&self, key: Option<&[u8]>, payload: Option<&[u8]>);
     fn set_caught_up(&self);
 }
 
 /// Reads `topic` from its beginning into `table` until `shutdown`.
-pub fn follow(
+pub(crate) fn follow(
     client: ClientConfig,
     topic: String,
     table: Arc<dyn Table>,

@@ -5,6 +5,8 @@
 //! wires the parts. DESIGN.md in the repository is the map of every module, with the
 //! invariants and decisions.
 
+#![warn(unreachable_pub)]
+
 pub mod alerts;
 pub mod api;
 pub mod catalog;
@@ -16,6 +18,7 @@ pub mod dashboard;
 pub mod event;
 pub mod ingest;
 pub mod issues;
+pub mod notify;
 pub mod ops;
 pub mod query;
 pub mod server;

@@ -126,7 +126,7 @@ const EXPIRY_WARNING: Duration = Duration::from_secs(7 * 24 * 3600);
 /// What to say about the served certificate's validity at `now_secs` (Unix time): nothing
 /// while it is valid for more than a week. An expired or not-yet-valid certificate is still
 /// served (the clients decide), but it is said loudly.
-pub fn validity_problem(cert: &CertificateDer<'_>, now_secs: i64) -> Option<String> {
+pub(crate) fn validity_problem(cert: &CertificateDer<'_>, now_secs: i64) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
     let validity = parsed.validity();
     let (not_before, not_after) = (
@@ -181,11 +181,11 @@ impl ReloadingTls {
         }))
     }
 
-    pub fn grpc(&self) -> Arc<ServerConfig> {
+    pub(crate) fn grpc(&self) -> Arc<ServerConfig> {
         self.grpc.read().clone()
     }
 
-    pub fn http(&self) -> Arc<ServerConfig> {
+    pub(crate) fn http(&self) -> Arc<ServerConfig> {
         self.http.read().clone()
     }
 
@@ -207,7 +207,7 @@ impl ReloadingTls {
 }
 
 /// Checks the files every `every` until `shutdown`, reloading what changed.
-pub async fn watch(tls: Arc<ReloadingTls>, every: Duration, shutdown: CancellationToken) {
+pub(crate) async fn watch(tls: Arc<ReloadingTls>, every: Duration, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
@@ -226,7 +226,7 @@ pub async fn watch(tls: Arc<ReloadingTls>, every: Duration, shutdown: Cancellati
 
 /// The TLS handshake of one accepted connection, bounded in time; `None` when it fails or is
 /// too slow.
-pub async fn handshake(
+pub(crate) async fn handshake(
     stream: TcpStream,
     config: Arc<ServerConfig>,
     peer: std::net::SocketAddr,

@@ -2,7 +2,7 @@
 //! or clears an alert. Between the two is the hysteresis band: a value that dips just under
 //! the threshold neither resolves a firing alert nor fires a resolved one.
 
-use super::{AlertRules, Rule};
+use super::{AlertRules, Resolved, Rule, Severity};
 use crate::catalog;
 use crate::event::IntegrationType;
 use crate::store::{
@@ -11,7 +11,7 @@ use crate::store::{
 };
 
 /// An alert clears only once its value falls below this share of the threshold.
-pub const HYSTERESIS: f64 = 0.75;
+pub(crate) const HYSTERESIS: f64 = 0.75;
 /// SLO burn-rate pairs of the Google SRE workbook: (long window, short window, burn rate).
 const BURN_PAIRS: [(i64, i64, f64); 2] = [
     (HOUR_MS, 5 * MINUTE_MS, 14.4),
@@ -20,23 +20,26 @@ const BURN_PAIRS: [(i64, i64, f64); 2] = [
 
 /// One rule's measurement of one subject.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Measured {
-    pub rule: Rule,
-    pub integration_type: IntegrationType,
-    pub integration_id: String,
-    pub integration_name: String,
-    pub status_code: u16,
-    pub value: f64,
-    pub threshold: f64,
-    pub measure: String,
+pub(crate) struct Measured {
+    pub(crate) rule: Rule,
+    pub(crate) integration_type: IntegrationType,
+    pub(crate) integration_id: String,
+    pub(crate) integration_name: String,
+    pub(crate) status_code: u16,
+    pub(crate) value: f64,
+    pub(crate) threshold: f64,
+    pub(crate) measure: String,
     /// At or above the threshold, with enough volume.
-    pub fires: bool,
+    pub(crate) fires: bool,
     /// Below the hysteresis band, in value or in volume.
-    pub clears: bool,
-    pub first_failure_ms: Option<i64>,
-    pub last_failure_ms: Option<i64>,
-    pub sample_message: String,
-    pub guidance: String,
+    pub(crate) clears: bool,
+    pub(crate) first_failure_ms: Option<i64>,
+    pub(crate) last_failure_ms: Option<i64>,
+    pub(crate) sample_message: String,
+    pub(crate) guidance: String,
+    pub(crate) severity: Severity,
+    /// Where its alert is delivered, should it fire.
+    pub(crate) destinations: Vec<String>,
     /// Where `describe` finds the failures behind it: the groups it matches, in its window.
     groups: GroupMatch,
     window: (i64, i64),
@@ -61,16 +64,30 @@ impl GroupMatch {
 }
 
 /// Every rule over every integration and (type, code) of one tenant in one partition.
-pub fn evaluate(
+/// `trusted` says whether this partition's state is complete enough to claim a silence: the
+/// service is caught up and has lost no offsets lately.
+pub(crate) fn evaluate(
     partition: &PartitionState,
-    tenant: &TenantState,
-    rules: &AlertRules,
+    (tenant_id, tenant): (&str, &TenantState),
+    resolve: &dyn Fn(IntegrationType, Option<&str>) -> Resolved,
     now_ms: i64,
+    trusted: bool,
 ) -> Vec<Measured> {
     let mut measured = Vec::new();
     for (key, integration) in &tenant.integrations {
+        let id = partition.interner.resolve(key.integration_id);
+        let resolved = resolve(key.integration_type, Some(id));
+        if !resolved.rules.enabled {
+            continue;
+        }
+        let first = measured.len();
+        let rules = &resolved.rules;
+        let outcomes = FinalOutcomes {
+            integration,
+            retries: partition.retries_of(tenant_id, key),
+        };
         let window = i64::from(rules.rate_window_minutes) * MINUTE_MS;
-        let (succeeded, failed) = integration.recent_in(now_ms - window, now_ms);
+        let (succeeded, failed) = outcomes.within(now_ms - window, now_ms);
         let subject = Subject::integration(partition, tenant, key, now_ms - window, now_ms);
         let rate = failed as f64 / (succeeded + failed).max(1) as f64;
         measured.push(subject.measured(
@@ -83,34 +100,76 @@ pub fn evaluate(
                 minimum: rules.rate_min_events,
             },
         ));
-        measured.push(slo(partition, tenant, key, integration, rules, now_ms));
+        measured.push(slo(partition, tenant, key, &outcomes, rules, now_ms));
+        if rules.silence_minutes > 0 {
+            let subject = Subject::integration(partition, tenant, key, now_ms, now_ms);
+            measured.push(silence(subject, integration, rules, now_ms, trusted));
+        }
+        route(&mut measured[first..], &resolved);
     }
-    measured.extend(spikes(tenant, rules, now_ms));
+    for kind in IntegrationType::ALL {
+        let resolved = resolve(kind, None);
+        if resolved.rules.enabled {
+            let first = measured.len();
+            measured.extend(spikes(tenant, kind, &resolved.rules, now_ms));
+            route(&mut measured[first..], &resolved);
+        }
+    }
     measured
+}
+
+/// Gives each measurement its subject's destinations, and the severity a rule set.
+fn route(measured: &mut [Measured], resolved: &Resolved) {
+    for m in measured {
+        m.destinations = resolved.destinations.clone();
+        if let Some(severity) = resolved.severity {
+            m.severity = severity;
+        }
+    }
+}
+
+/// An integration's outcomes that ended their transactions: what the failure-rate and SLO
+/// rules count, so a transaction retried ten times counts once.
+struct FinalOutcomes<'a> {
+    integration: &'a crate::store::IntegrationState,
+    retries: Option<&'a crate::store::Retries>,
+}
+
+impl FinalOutcomes<'_> {
+    /// (succeeded, failed) in `[start_ms, end_ms)`.
+    fn within(&self, start_ms: i64, end_ms: i64) -> (u64, u64) {
+        let (succeeded, failed) = self.integration.recent_in(start_ms, end_ms);
+        let (s, f) = self
+            .retries
+            .map_or((0, 0), |r| r.not_final_in(start_ms, end_ms));
+        (succeeded.saturating_sub(s), failed.saturating_sub(f))
+    }
 }
 
 fn slo(
     partition: &PartitionState,
     tenant: &TenantState,
     key: &IntegrationKey,
-    integration: &crate::store::IntegrationState,
+    outcomes: &FinalOutcomes<'_>,
     rules: &AlertRules,
     now_ms: i64,
 ) -> Measured {
     let budget = 1.0 - rules.slo_objective;
     let burn = |window: i64| {
-        let (succeeded, failed) = integration.recent_in(now_ms - window, now_ms);
+        let (succeeded, failed) = outcomes.within(now_ms - window, now_ms);
         let rate = failed as f64 / (succeeded + failed).max(1) as f64;
         (rate / budget, succeeded + failed)
     };
     // Each pair's strength: the smaller of its two burn rates, as a share of its threshold.
     let mut best = (0.0, BURN_PAIRS[0]);
     let mut volume = 0;
+    let mut fast_burn = false;
     for pair in BURN_PAIRS {
         let (long, long_events) = burn(pair.0);
         let (short, _) = burn(pair.1);
         let strength = long.min(short) / pair.2;
         volume = volume.max(long_events);
+        fast_burn |= pair == BURN_PAIRS[0] && strength >= 1.0;
         if strength > best.0 {
             best = (strength, pair);
         }
@@ -133,7 +192,89 @@ fn slo(
         },
     );
     measured.fires = measured.fires && strength >= 1.0;
+    // The fast pair pages: at its rate a month's budget is gone in about two days.
+    if fast_burn {
+        measured.severity = Severity::Critical;
+    }
     measured
+}
+
+/// Days of the previous 7 on which a steady integration must have sent something in the
+/// hours the silence covers.
+const SILENCE_ACTIVE_DAYS: usize = 5;
+/// What a silence alert tells people to check.
+pub(crate) const SILENCE_GUIDANCE: &str = "The integration has stopped sending events at an hour \
+when it usually sends them. Check that it is still enabled and scheduled, that its credentials \
+and endpoint have not changed, and that the system that calls it is running; events that \
+arrive again resolve the alert.";
+
+/// Silence: minutes since the integration's last event, against `silence_minutes`, when the
+/// same clock hours of each of the previous 7 days held at least `silence_min_events` on
+/// average and something on at least 5 of them. Hour buckets make the baseline whole hours:
+/// those that overlap the silence's window, shifted back a day at a time.
+fn silence(
+    subject: Subject,
+    integration: &crate::store::IntegrationState,
+    rules: &AlertRules,
+    now_ms: i64,
+    trusted: bool,
+) -> Measured {
+    let window = i64::from(rules.silence_minutes) * MINUTE_MS;
+    let daily: Vec<u64> = (1..=7)
+        .map(|day| {
+            let end = now_ms - day * DAY_MS;
+            let mut events = 0;
+            integration
+                .buckets
+                .for_each_hour_in(floor_to(end - window, HOUR_MS), end, |h| {
+                    events += u64::from(h.succeeded) + u64::from(h.failed)
+                });
+            events
+        })
+        .collect();
+    let mean = daily.iter().sum::<u64>() as f64 / 7.0;
+    let active = daily.iter().filter(|n| **n > 0).count();
+    let silent_ms = match last_event_ms(integration, now_ms) {
+        Some(last) => (now_ms - last).clamp(0, 7 * DAY_MS),
+        None => 7 * DAY_MS,
+    };
+    let silent_minutes = (silent_ms / MINUTE_MS) as f64;
+    let mut measured = subject.measured(
+        Rule::Silence,
+        silent_minutes,
+        f64::from(rules.silence_minutes),
+        format!(
+            "no events for {silent_minutes:.0} min; in these hours of the previous 7 days it \
+             sent {mean:.1} on average, on {active} of them"
+        ),
+        Volume {
+            seen: mean.floor() as u64,
+            minimum: rules.silence_min_events,
+        },
+    );
+    measured.fires = measured.fires && active >= SILENCE_ACTIVE_DAYS && trusted;
+    // An untrusted state neither claims a silence nor ends one: events may be missing.
+    measured.clears = measured.clears && trusted;
+    measured
+}
+
+/// The end of the last minute (or, past the minute window, hour) with an event at or before
+/// `now_ms`.
+fn last_event_ms(integration: &crate::store::IntegrationState, now_ms: i64) -> Option<i64> {
+    let busy = |s: u32, f: u32| s + f > 0;
+    let minute = integration
+        .minutes
+        .0
+        .range(..now_ms)
+        .rev()
+        .find(|(_, (s, f))| busy(*s, *f))
+        .map(|(start, _)| start + MINUTE_MS);
+    minute.or_else(|| {
+        integration
+            .buckets
+            .newest_hour_before(now_ms)
+            .map(|start| start + HOUR_MS)
+    })
 }
 
 fn span(ms: i64) -> String {
@@ -143,18 +284,24 @@ fn span(ms: i64) -> String {
     }
 }
 
-/// Per (type, code): the last complete hour against the same hour of the previous 7 days.
-fn spikes(tenant: &TenantState, rules: &AlertRules, now_ms: i64) -> Vec<Measured> {
+/// Per code of one type: the last complete hour against the same hour of the previous 7 days.
+fn spikes(
+    tenant: &TenantState,
+    kind: IntegrationType,
+    rules: &AlertRules,
+    now_ms: i64,
+) -> Vec<Measured> {
     let hour = floor_to(now_ms, HOUR_MS) - HOUR_MS;
-    let Some(last_hour) = tenant.codes.get(&hour) else {
+    let Some(last_hour) = tenant.codes_at(hour) else {
         return Vec::new();
     };
     last_hour
         .iter()
+        .filter(|((t, _), _)| *t == kind)
         .map(|((t, code), count)| {
             let before: u64 = (1..=7)
-                .filter_map(|day| tenant.codes.get(&(hour - day * DAY_MS)))
-                .filter_map(|codes| codes.get(&(*t, *code)))
+                .filter_map(|day| tenant.codes_at(hour - day * DAY_MS))
+                .filter_map(|codes| codes.get(&(*t, *code)).copied())
                 .sum();
             let mean = before as f64 / 7.0;
             let subject = Subject::code(*t, *code, hour, hour + HOUR_MS);
@@ -263,6 +410,11 @@ impl Subject {
             last_failure_ms: None,
             sample_message: String::new(),
             guidance: String::new(),
+            severity: match rule {
+                Rule::FailureRate => Severity::Error,
+                Rule::Spike | Rule::SloBurn | Rule::Silence => Severity::Warning,
+            },
+            destinations: Vec::new(),
             groups: self.groups,
             window: self.window,
         }
@@ -274,26 +426,27 @@ impl Measured {
     /// window, the newest sample, the guidance, and (for an integration) the code with the most
     /// failures. It reads the tenant's failure groups, so it is done only for the measurements
     /// that change an alert.
-    pub fn describe(&mut self, partition: &PartitionState, tenant: &TenantState) {
+    pub(crate) fn describe(&mut self, partition: &PartitionState, tenant: &TenantState) {
         let (start_ms, end_ms) = self.window;
         let mut codes: std::collections::BTreeMap<u16, u64> = Default::default();
         let mut newest: Option<(&GroupKey, &GroupState)> = None;
         for (key, group) in tenant.groups.iter().filter(|(k, _)| self.groups.matches(k)) {
-            let hours = group.hours.range(floor_to(start_ms, HOUR_MS)..end_ms);
-            for (_, stat) in hours {
-                if stat.last_ms < start_ms || stat.first_ms >= end_ms {
-                    continue;
-                }
-                *codes.entry(key.status_code).or_default() += stat.count;
-                self.first_failure_ms = Some(
-                    self.first_failure_ms
-                        .map_or(stat.first_ms, |f| f.min(stat.first_ms)),
-                );
-                self.last_failure_ms = self.last_failure_ms.max(Some(stat.last_ms));
-                if newest.is_none_or(|(_, g)| g.last_seen_ms() < group.last_seen_ms()) {
-                    newest = Some((key, group));
-                }
-            }
+            group
+                .buckets
+                .for_each_hour_in(floor_to(start_ms, HOUR_MS), end_ms, |stat| {
+                    if stat.last_ms < start_ms || stat.first_ms >= end_ms {
+                        return;
+                    }
+                    *codes.entry(key.status_code).or_default() += stat.count;
+                    self.first_failure_ms = Some(
+                        self.first_failure_ms
+                            .map_or(stat.first_ms, |f| f.min(stat.first_ms)),
+                    );
+                    self.last_failure_ms = self.last_failure_ms.max(Some(stat.last_ms));
+                    if newest.is_none_or(|(_, g)| g.last_seen_ms() < group.last_seen_ms()) {
+                        newest = Some((key, group));
+                    }
+                });
         }
         if let GroupMatch::Integration(_) = self.groups {
             let top = codes.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)));
@@ -308,8 +461,13 @@ impl Measured {
             self.sample_message =
                 catalog::visible_description(sample.unwrap_or(""), key.status_code).to_owned();
         }
-        self.guidance = catalog::lookup(self.status_code)
-            .guidance(self.integration_type)
-            .resolution;
+        self.guidance = match self.rule {
+            Rule::Silence => SILENCE_GUIDANCE.to_owned(),
+            _ => {
+                catalog::lookup(self.status_code)
+                    .guidance(self.integration_type)
+                    .resolution
+            }
+        };
     }
 }

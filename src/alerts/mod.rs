@@ -13,6 +13,7 @@
 mod evaluate;
 mod rules;
 mod run;
+mod scoped;
 
 use std::collections::HashMap;
 
@@ -22,56 +23,76 @@ use tokio::sync::broadcast;
 
 use crate::changelog::Table;
 
-pub use evaluate::{evaluate, Measured};
-pub use rules::{AlertRules, RuleOverrides, RulesError};
-pub use run::{changes, evaluate_periodically};
+pub(crate) use evaluate::{evaluate, Measured};
+pub(crate) use rules::{AlertRules, Resolved, Routes, RuleOverrides};
+pub(crate) use run::{evaluate_periodically, Evaluator};
+pub use scoped::RuleKeeping;
+pub(crate) use scoped::{RuleBook, RuleScope, RuleSpec, ScopedRule};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Rule {
+pub(crate) enum Rule {
     FailureRate,
     Spike,
     SloBurn,
+    Silence,
+}
+
+/// How urgent an alert is, in PagerDuty's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Severity {
+    Critical,
+    Error,
+    #[default]
+    Warning,
+    Info,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum AlertState {
+pub(crate) enum AlertState {
     Firing,
     Resolved,
 }
 
 /// One published change of an alert: the schema of `<topic>.alerts`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AlertEvent {
+pub(crate) struct AlertEvent {
     /// The same for the `FIRING` and the `RESOLVED` of one episode.
-    pub alert_id: String,
-    pub state: AlertState,
-    pub tenant_id: String,
-    pub rule: Rule,
-    pub integration_type: String,
+    pub(crate) alert_id: String,
+    pub(crate) state: AlertState,
+    pub(crate) tenant_id: String,
+    pub(crate) rule: Rule,
+    pub(crate) integration_type: String,
     /// Empty for a spike, which is per (type, code).
-    pub integration_id: String,
-    pub integration_name: String,
+    pub(crate) integration_id: String,
+    pub(crate) integration_name: String,
     /// The code the alert is about: a spike's own, or the integration's most frequent one.
-    pub status_code: u16,
+    pub(crate) status_code: u16,
     /// What was measured, and the threshold it crossed (or fell below, with the hysteresis).
-    pub value: f64,
-    pub threshold: f64,
+    pub(crate) value: f64,
+    pub(crate) threshold: f64,
     /// What `value` is, in words: "failure rate over 15 min", "burn rate 1 h / 5 min".
-    pub measure: String,
-    pub first_failure_ms: Option<i64>,
-    pub last_failure_ms: Option<i64>,
-    pub sample_message: String,
+    pub(crate) measure: String,
+    pub(crate) first_failure_ms: Option<i64>,
+    pub(crate) last_failure_ms: Option<i64>,
+    pub(crate) sample_message: String,
     /// The catalog's guidance for the type and code.
-    pub guidance: String,
-    pub fired_at_ms: i64,
-    pub at_ms: i64,
+    pub(crate) guidance: String,
+    pub(crate) fired_at_ms: i64,
+    pub(crate) at_ms: i64,
+    /// Set when it fires, and kept by its RESOLVED.
+    #[serde(default)]
+    pub(crate) severity: Severity,
+    /// Where the notifier sends it: chosen when it fires, kept by its RESOLVED.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) destinations: Vec<String>,
 }
 
 impl AlertEvent {
     /// What the alert is about: one per (tenant, rule, subject), whatever the episode.
-    pub fn subject_key(&self) -> String {
+    pub(crate) fn subject_key(&self) -> String {
         subject_key(
             &self.tenant_id,
             self.rule,
@@ -82,7 +103,13 @@ impl AlertEvent {
     }
 }
 
-pub fn subject_key(tenant: &str, rule: Rule, kind: &str, integration: &str, code: u16) -> String {
+pub(crate) fn subject_key(
+    tenant: &str,
+    rule: Rule,
+    kind: &str,
+    integration: &str,
+    code: u16,
+) -> String {
     match rule {
         Rule::Spike => format!("{tenant}|spike|{kind}|{code}"),
         _ => format!("{tenant}|{rule:?}|{kind}|{integration}"),
@@ -108,7 +135,7 @@ impl Default for AlertBook {
 
 impl AlertBook {
     /// Keeps `event` if it is newer than what the book has for its subject, and tells watchers.
-    pub fn record(&self, event: AlertEvent) {
+    pub(crate) fn record(&self, event: AlertEvent) {
         let key = event.subject_key();
         let mut latest = self.latest.write();
         let known = latest
@@ -122,7 +149,7 @@ impl AlertBook {
         let _ = self.changes.send(event);
     }
 
-    pub fn firing(&self, subject_key: &str) -> Option<AlertEvent> {
+    pub(crate) fn firing(&self, subject_key: &str) -> Option<AlertEvent> {
         self.latest
             .read()
             .get(subject_key)
@@ -131,7 +158,7 @@ impl AlertBook {
     }
 
     /// The tenant's firing alerts.
-    pub fn firing_of(&self, tenant: &str) -> Vec<AlertEvent> {
+    pub(crate) fn firing_of(&self, tenant: &str) -> Vec<AlertEvent> {
         self.latest
             .read()
             .values()
@@ -141,7 +168,7 @@ impl AlertBook {
     }
 
     /// Firing alerts, and those resolved at or after `resolved_since_ms`; of one tenant, or all.
-    pub fn list(&self, tenant: Option<&str>, resolved_since_ms: i64) -> Vec<AlertEvent> {
+    pub(crate) fn list(&self, tenant: Option<&str>, resolved_since_ms: i64) -> Vec<AlertEvent> {
         let mut list: Vec<AlertEvent> = self
             .latest
             .read()
@@ -158,11 +185,11 @@ impl AlertBook {
         list
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<AlertEvent> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<AlertEvent> {
         self.changes.subscribe()
     }
 
-    pub fn caught_up(&self) -> bool {
+    pub(crate) fn caught_up(&self) -> bool {
         self.caught_up.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

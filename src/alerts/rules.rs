@@ -1,11 +1,12 @@
 //! Alert thresholds: defaults from the service's settings, and per-tenant overrides from a TOML
-//! file (`alert_rules_file`), read at start:
+//! file (`alert_rules_file`), read at start; and where each tenant's alerts are delivered:
 //!
 //! ```toml
 //! [tenants."acme-retail"]
 //! rate_threshold = 0.10
 //! spike_factor = 3.0
 //! slo_objective = 0.995
+//! destinations = ["acme-oncall"]
 //! ```
 
 use std::collections::HashMap;
@@ -14,8 +15,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+use super::scoped::{RuleBook, RuleSpec};
+use super::Severity;
+use crate::config::DestinationSettings;
+use crate::event::IntegrationType;
+
 #[derive(Debug, Error)]
-pub enum RulesError {
+pub(crate) enum RulesError {
     #[error("cannot read the alert rules file {path}")]
     Read {
         path: PathBuf,
@@ -35,19 +41,23 @@ pub enum RulesError {
 /// The thresholds one tenant's alerts use.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AlertRules {
-    pub enabled: bool,
+pub(crate) struct AlertRules {
+    pub(crate) enabled: bool,
     /// Failure rate: over the last `rate_window_minutes`, at or above `rate_threshold` with at
     /// least `rate_min_events` events.
-    pub rate_window_minutes: u32,
-    pub rate_threshold: f64,
-    pub rate_min_events: u64,
+    pub(crate) rate_window_minutes: u32,
+    pub(crate) rate_threshold: f64,
+    pub(crate) rate_min_events: u64,
     /// Spike: the last complete hour's failures of a (type, code) at or above `spike_factor`
     /// times that hour's mean over the previous 7 days, and at least `spike_min_failures`.
-    pub spike_factor: f64,
-    pub spike_min_failures: u64,
+    pub(crate) spike_factor: f64,
+    pub(crate) spike_min_failures: u64,
     /// SLO: the success-rate objective over 30 days, checked with burn-rate windows.
-    pub slo_objective: f64,
+    pub(crate) slo_objective: f64,
+    /// Silence: nothing from an integration for `silence_minutes` (0: off) although, in the same
+    /// hours of the previous 7 days, it sent at least `silence_min_events` on average.
+    pub(crate) silence_minutes: u32,
+    pub(crate) silence_min_events: u64,
 }
 
 impl Default for AlertRules {
@@ -60,12 +70,14 @@ impl Default for AlertRules {
             spike_factor: 5.0,
             spike_min_failures: 10,
             slo_objective: 0.99,
+            silence_minutes: 30,
+            silence_min_events: 10,
         }
     }
 }
 
 impl AlertRules {
-    pub fn check(&self, tenant: &str) -> Result<(), RulesError> {
+    pub(crate) fn check(&self, tenant: &str) -> Result<(), RulesError> {
         let invalid = |why: &str| {
             Err(RulesError::Invalid {
                 tenant: tenant.to_owned(),
@@ -84,47 +96,97 @@ impl AlertRules {
         if !(self.slo_objective > 0.0 && self.slo_objective < 1.0) {
             return invalid("slo_objective must be between 0 and 1");
         }
+        if self.silence_minutes > 24 * 60 {
+            return invalid("silence_minutes must be at most 1440 (0 turns silence off)");
+        }
+        if self.silence_min_events == 0 {
+            return invalid("silence_min_events must be at least 1");
+        }
         Ok(())
     }
-}
-
-/// A tenant's overrides: any threshold left out keeps the default.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Partial {
-    enabled: Option<bool>,
-    rate_window_minutes: Option<u32>,
-    rate_threshold: Option<f64>,
-    rate_min_events: Option<u64>,
-    spike_factor: Option<f64>,
-    spike_min_failures: Option<u64>,
-    slo_objective: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RulesFile {
     #[serde(default)]
-    tenants: HashMap<String, Partial>,
+    tenants: HashMap<String, RuleSpec>,
 }
 
-/// The defaults and every tenant's overrides.
+/// Which destinations may take which tenant's alerts, and the defaults.
 #[derive(Debug, Clone, Default)]
-pub struct RuleOverrides {
-    defaults: AlertRules,
-    tenants: HashMap<String, AlertRules>,
+pub(crate) struct Routes {
+    destinations: Vec<DestinationSettings>,
+    defaults: Vec<String>,
 }
 
-impl RuleOverrides {
-    pub fn new(defaults: AlertRules) -> Self {
-        RuleOverrides {
-            defaults,
-            tenants: HashMap::new(),
+impl Routes {
+    pub(crate) fn new(destinations: &[DestinationSettings], defaults: &[String]) -> Self {
+        Routes {
+            destinations: destinations.to_vec(),
+            defaults: defaults.to_vec(),
         }
     }
 
-    /// The defaults, with the overrides of `path` on top.
-    pub fn load(defaults: AlertRules, path: &Path) -> Result<Self, RulesError> {
+    fn takes(&self, name: &str, tenant: &str) -> bool {
+        self.destinations
+            .iter()
+            .any(|d| d.name == name && d.takes(tenant))
+    }
+
+    /// `named` when a rule names destinations, else the defaults; only those that take the
+    /// tenant's alerts.
+    fn route(&self, tenant: &str, named: Option<&[String]>) -> Vec<String> {
+        named
+            .unwrap_or(&self.defaults)
+            .iter()
+            .filter(|name| self.takes(name, tenant))
+            .cloned()
+            .collect()
+    }
+
+    /// Why a rule of `tenant` may not name `names`, if it may not.
+    fn check(&self, tenant: &str, names: &[String]) -> Result<(), String> {
+        match names.iter().find(|n| !self.takes(n, tenant)) {
+            Some(name) => Err(format!(
+                "no destination named `{name}` takes this tenant's alerts"
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What one subject's alerts use: thresholds, destinations and any severity a rule set.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Resolved {
+    pub(crate) rules: AlertRules,
+    pub(crate) destinations: Vec<String>,
+    pub(crate) severity: Option<Severity>,
+}
+
+/// The defaults, every tenant's table from the rules file, and the destinations.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RuleOverrides {
+    defaults: AlertRules,
+    tenants: HashMap<String, RuleSpec>,
+    routes: Routes,
+}
+
+impl RuleOverrides {
+    pub(crate) fn new(defaults: AlertRules, routes: Routes) -> Self {
+        RuleOverrides {
+            defaults,
+            tenants: HashMap::new(),
+            routes,
+        }
+    }
+
+    /// The defaults, with the tenant tables of `path` on top.
+    pub(crate) fn load(
+        defaults: AlertRules,
+        routes: Routes,
+        path: &Path,
+    ) -> Result<Self, RulesError> {
         let text = std::fs::read_to_string(path).map_err(|source| RulesError::Read {
             path: path.to_owned(),
             source,
@@ -133,26 +195,74 @@ impl RuleOverrides {
             path: path.to_owned(),
             source,
         })?;
-        let mut tenants = HashMap::new();
-        for (tenant, partial) in file.tenants {
-            let d = defaults;
-            let rules = AlertRules {
-                enabled: partial.enabled.unwrap_or(d.enabled),
-                rate_window_minutes: partial.rate_window_minutes.unwrap_or(d.rate_window_minutes),
-                rate_threshold: partial.rate_threshold.unwrap_or(d.rate_threshold),
-                rate_min_events: partial.rate_min_events.unwrap_or(d.rate_min_events),
-                spike_factor: partial.spike_factor.unwrap_or(d.spike_factor),
-                spike_min_failures: partial.spike_min_failures.unwrap_or(d.spike_min_failures),
-                slo_objective: partial.slo_objective.unwrap_or(d.slo_objective),
-            };
-            rules.check(&tenant)?;
-            tenants.insert(tenant, rules);
+        let overrides = RuleOverrides {
+            defaults,
+            tenants: HashMap::new(),
+            routes,
+        };
+        for (tenant, spec) in &file.tenants {
+            overrides
+                .check(tenant, spec, defaults)
+                .map_err(|why| RulesError::Invalid {
+                    tenant: tenant.clone(),
+                    why,
+                })?;
         }
-        Ok(RuleOverrides { defaults, tenants })
+        Ok(RuleOverrides {
+            tenants: file.tenants,
+            ..overrides
+        })
     }
 
-    pub fn for_tenant(&self, tenant: &str) -> AlertRules {
-        self.tenants.get(tenant).copied().unwrap_or(self.defaults)
+    /// Whether `spec`, laid over `parent` (what its scope would inherit), is a valid rule of
+    /// `tenant`.
+    pub(crate) fn check(
+        &self,
+        tenant: &str,
+        spec: &RuleSpec,
+        parent: AlertRules,
+    ) -> Result<(), String> {
+        spec.over(parent).check(tenant).map_err(|e| match e {
+            RulesError::Invalid { why, .. } => why,
+            other => other.to_string(),
+        })?;
+        match &spec.destinations {
+            Some(names) => self.routes.check(tenant, names),
+            None => Ok(()),
+        }
+    }
+
+    /// The defaults with the tenant's table from the rules file.
+    pub(crate) fn for_tenant(&self, tenant: &str) -> AlertRules {
+        match self.tenants.get(tenant) {
+            Some(spec) => spec.over(self.defaults),
+            None => self.defaults,
+        }
+    }
+
+    /// What a subject's alerts use: the defaults, the tenant's table from the file, then the
+    /// runtime rules of `book` from the tenant's down to the subject's own scope.
+    pub(crate) fn resolve(
+        &self,
+        book: &RuleBook,
+        tenant: &str,
+        integration_type: Option<IntegrationType>,
+        integration_id: Option<&str>,
+    ) -> Resolved {
+        let mut rules = self.defaults;
+        let mut destinations: Option<&[String]> = None;
+        let mut severity = None;
+        let runtime = book.chain(tenant, integration_type, integration_id);
+        for spec in self.tenants.get(tenant).into_iter().chain(&runtime) {
+            rules = spec.over(rules);
+            destinations = spec.destinations.as_deref().or(destinations);
+            severity = spec.severity.or(severity);
+        }
+        Resolved {
+            rules,
+            destinations: self.routes.route(tenant, destinations),
+            severity,
+        }
     }
 }
 
@@ -165,7 +275,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rules.toml");
         std::fs::write(&path, "[tenants.acme]\nrate_threshold = 0.05\n").unwrap();
-        let rules = RuleOverrides::load(AlertRules::default(), &path).unwrap();
+        let rules = RuleOverrides::load(AlertRules::default(), Routes::default(), &path).unwrap();
         assert_eq!(rules.for_tenant("acme").rate_threshold, 0.05);
         assert_eq!(rules.for_tenant("acme").spike_factor, 5.0);
         assert_eq!(rules.for_tenant("globex"), AlertRules::default());
@@ -176,9 +286,125 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rules.toml");
         std::fs::write(&path, "[tenants.acme]\nslo_objective = 1.5\n").unwrap();
-        let err = RuleOverrides::load(AlertRules::default(), &path).unwrap_err();
+        let err = RuleOverrides::load(AlertRules::default(), Routes::default(), &path).unwrap_err();
         assert!(err.to_string().contains("acme"), "{err}");
         std::fs::write(&path, "[tenants.acme]\ncolour = 1\n").unwrap();
-        assert!(RuleOverrides::load(AlertRules::default(), &path).is_err());
+        assert!(RuleOverrides::load(AlertRules::default(), Routes::default(), &path).is_err());
+    }
+
+    fn destination(name: &str, tenants: &[&str]) -> DestinationSettings {
+        DestinationSettings {
+            url: Some("https://hooks.example.com".into()),
+            secret_file: Some("/secret".into()),
+            tenants: tenants.iter().map(|t| t.to_string()).collect(),
+            ..DestinationSettings::new(name, crate::config::DestinationKind::Webhook)
+        }
+    }
+
+    #[test]
+    fn a_tenant_routes_only_to_destinations_that_take_it() {
+        let destinations = [
+            destination("shared", &[]),
+            destination("acme-only", &["acme"]),
+        ];
+        let routes = Routes::new(&destinations, &["shared".into(), "acme-only".into()]);
+        let book = RuleBook::default();
+        let route =
+            |rules: &RuleOverrides, tenant| rules.resolve(&book, tenant, None, None).destinations;
+        let rules = RuleOverrides::new(AlertRules::default(), routes.clone());
+        assert_eq!(route(&rules, "acme"), ["shared", "acme-only"]);
+        assert_eq!(route(&rules, "globex"), ["shared"]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.toml");
+        std::fs::write(&path, "[tenants.acme]\ndestinations = [\"acme-only\"]\n").unwrap();
+        let rules = RuleOverrides::load(AlertRules::default(), routes.clone(), &path).unwrap();
+        assert_eq!(route(&rules, "acme"), ["acme-only"]);
+        assert_eq!(route(&rules, "globex"), ["shared"]);
+        std::fs::write(&path, "[tenants.globex]\ndestinations = [\"acme-only\"]\n").unwrap();
+        let err = RuleOverrides::load(AlertRules::default(), routes, &path).unwrap_err();
+        assert!(err.to_string().contains("globex"), "{err}");
+    }
+
+    #[test]
+    fn the_most_specific_scope_wins_field_by_field() {
+        use crate::alerts::{RuleScope, ScopedRule};
+        use crate::event::IntegrationType::{CustomNode, InboundWebhook};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.toml");
+        std::fs::write(
+            &path,
+            "[tenants.acme]\nrate_threshold = 0.3\nspike_factor = 4.0\n",
+        )
+        .unwrap();
+        let routes = Routes::new(&[destination("ops", &[])], &[]);
+        let rules = RuleOverrides::load(AlertRules::default(), routes, &path).unwrap();
+        let book = RuleBook::default();
+        let put = |scope: RuleScope, spec: RuleSpec| {
+            book.record(ScopedRule {
+                scope,
+                spec,
+                updated_at_ms: 0,
+                actor_token: String::new(),
+            })
+        };
+        let tenant = RuleScope::tenant("acme");
+        let nodes = RuleScope {
+            integration_type: Some(CustomNode),
+            ..tenant.clone()
+        };
+        let crm = RuleScope {
+            integration_id: Some("crm".into()),
+            ..nodes.clone()
+        };
+        put(
+            tenant,
+            RuleSpec {
+                rate_threshold: Some(0.4),
+                slo_objective: Some(0.95),
+                ..RuleSpec::default()
+            },
+        );
+        put(
+            nodes,
+            RuleSpec {
+                rate_threshold: Some(0.5),
+                severity: Some(Severity::Info),
+                ..RuleSpec::default()
+            },
+        );
+        put(
+            crm,
+            RuleSpec {
+                rate_threshold: Some(0.6),
+                silence_minutes: Some(0),
+                destinations: Some(vec!["ops".into()]),
+                ..RuleSpec::default()
+            },
+        );
+
+        let crm = rules.resolve(&book, "acme", Some(CustomNode), Some("crm"));
+        assert_eq!(crm.rules.rate_threshold, 0.6);
+        assert_eq!(crm.rules.silence_minutes, 0);
+        assert_eq!(crm.rules.slo_objective, 0.95, "from the tenant rule");
+        assert_eq!(crm.rules.spike_factor, 4.0, "from the rules file");
+        assert_eq!(crm.rules.rate_min_events, 20, "from the defaults");
+        assert_eq!(crm.severity, Some(Severity::Info), "from the type rule");
+        assert_eq!(crm.destinations, ["ops"]);
+        let other_node = rules.resolve(&book, "acme", Some(CustomNode), Some("erp"));
+        assert_eq!(
+            (
+                other_node.rules.rate_threshold,
+                other_node.rules.silence_minutes
+            ),
+            (0.5, 30)
+        );
+        let webhook = rules.resolve(&book, "acme", Some(InboundWebhook), Some("x"));
+        assert_eq!(
+            (webhook.rules.rate_threshold, webhook.severity),
+            (0.4, None)
+        );
+        assert!(webhook.destinations.is_empty());
+        let globex = rules.resolve(&book, "globex", Some(CustomNode), Some("crm"));
+        assert_eq!(globex.rules, AlertRules::default());
     }
 }

@@ -9,37 +9,62 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::{evaluate, subject_key, AlertBook, AlertEvent, AlertState, Measured, RuleOverrides};
+use super::{
+    evaluate, subject_key, AlertBook, AlertEvent, AlertState, Measured, RuleBook, RuleOverrides,
+};
 use crate::changelog::ChangelogWriter;
 use crate::clock::SharedClock;
-use crate::store::Store;
+use crate::ops::CheckReady;
+use crate::store::{PartitionState, Store, DAY_MS};
+
+/// What the evaluator reads and writes.
+pub(crate) struct Evaluator {
+    pub(crate) store: Arc<Store>,
+    pub(crate) clock: SharedClock,
+    pub(crate) rules: Arc<RuleOverrides>,
+    /// The rules set at runtime, from `<topic>.rules`.
+    pub(crate) rule_book: Arc<RuleBook>,
+    pub(crate) book: Arc<AlertBook>,
+    pub(crate) writer: Arc<ChangelogWriter>,
+    pub(crate) interval: Duration,
+    /// Whether the service is caught up: silences are claimed only then.
+    pub(crate) ready: CheckReady,
+}
 
 /// Evaluates every `interval` until `shutdown`, once the alerts topic has been read.
-pub async fn evaluate_periodically(
-    store: Arc<Store>,
-    clock: SharedClock,
-    rules: Arc<RuleOverrides>,
-    book: Arc<AlertBook>,
-    writer: Arc<ChangelogWriter>,
-    interval: Duration,
-    shutdown: CancellationToken,
-) {
+pub(crate) async fn evaluate_periodically(evaluator: Evaluator, shutdown: CancellationToken) {
+    let Evaluator {
+        store,
+        clock,
+        rules,
+        rule_book,
+        book,
+        writer,
+        interval,
+        ready,
+    } = evaluator;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        if !book.caught_up() {
+        if !book.caught_up() || !rule_book.caught_up() {
             continue;
         }
         let now_ms = clock.now_ms();
+        // Behind, or missing partitions: events may be unread, so no silence is claimed.
+        let caught_up = ready().is_ok();
         let changes = {
-            let (store, rules, book) = (store.clone(), rules.clone(), book.clone());
-            tokio::task::spawn_blocking(move || changes(&store, &rules, &book, now_ms)).await
+            let (store, book) = (store.clone(), book.clone());
+            let rules = (rules.clone(), rule_book.clone());
+            tokio::task::spawn_blocking(move || {
+                changes(&store, (&rules.0, &rules.1), &book, now_ms, caught_up)
+            })
+            .await
         };
         for event in changes.unwrap_or_default() {
             let payload = serde_json::to_vec(&event).unwrap_or_default();
-            match writer.write(&event.tenant_id, &payload).await {
+            match writer.write(&event.subject_key(), &payload).await {
                 Ok(()) => book.record(event),
                 // The book is unchanged, so the next round tries again.
                 Err(err) => warn!(error = %err, alert = %event.alert_id, "alert not published"),
@@ -51,24 +76,24 @@ pub async fn evaluate_periodically(
 /// The alert events that the current state calls for and the book has not seen. With
 /// tenant-affine partitions each tenant is in one partition; otherwise each part is judged on
 /// its own, and one change per subject and round is kept.
-pub fn changes(
+pub(crate) fn changes(
     store: &Store,
-    rules: &RuleOverrides,
+    (rules, rule_book): (&RuleOverrides, &RuleBook),
     book: &AlertBook,
     now_ms: i64,
+    caught_up: bool,
 ) -> Vec<AlertEvent> {
     let mut events: Vec<AlertEvent> = Vec::new();
     let mut measured: HashMap<String, HashSet<String>> = HashMap::new();
     for (_, shared) in store.partitions() {
         let partition = shared.read();
+        let trusted = caught_up && !lost_lately(&partition, now_ms);
         for (sym, tenant) in &partition.tenants {
             let tenant_id = partition.interner.resolve(*sym);
-            let tenant_rules = rules.for_tenant(tenant_id);
-            if !tenant_rules.enabled {
-                continue;
-            }
+            let resolve =
+                |kind, id: Option<&str>| rules.resolve(rule_book, tenant_id, Some(kind), id);
             let keys = measured.entry(tenant_id.to_owned()).or_default();
-            for m in evaluate(&partition, tenant, &tenant_rules, now_ms) {
+            for m in evaluate(&partition, (tenant_id, tenant), &resolve, now_ms, trusted) {
                 let kind = m.integration_type.as_str();
                 keys.insert(subject_key(
                     tenant_id,
@@ -104,6 +129,14 @@ pub fn changes(
     events
 }
 
+/// Offsets lost in the last day may have held any integration's events.
+fn lost_lately(partition: &PartitionState, now_ms: i64) -> bool {
+    partition
+        .losses
+        .iter()
+        .any(|loss| loss.detected_at_ms >= now_ms - DAY_MS)
+}
+
 /// The event `m` calls for, if any; `describe` fills in its context only then.
 fn change(
     tenant_id: &str,
@@ -114,12 +147,26 @@ fn change(
 ) -> Option<AlertEvent> {
     let kind = m.integration_type.as_str();
     let key = subject_key(tenant_id, m.rule, kind, &m.integration_id, m.status_code);
-    let (state, alert_id, fired_at_ms) = match book.firing(&key) {
+    let (state, alert_id, fired_at_ms, severity, destinations) = match book.firing(&key) {
         None if m.fires => {
             let id = xxhash_rust::xxh3::xxh3_128(format!("{key}|{now_ms}").as_bytes());
-            (AlertState::Firing, format!("{id:032x}"), now_ms)
+            let id = format!("{id:032x}");
+            (
+                AlertState::Firing,
+                id,
+                now_ms,
+                m.severity,
+                m.destinations.clone(),
+            )
         }
-        Some(firing) if m.clears => (AlertState::Resolved, firing.alert_id, firing.fired_at_ms),
+        // A RESOLVED goes where its FIRING went, with the FIRING's severity.
+        Some(firing) if m.clears => (
+            AlertState::Resolved,
+            firing.alert_id,
+            firing.fired_at_ms,
+            firing.severity,
+            firing.destinations,
+        ),
         _ => return None,
     };
     describe(&mut m);
@@ -141,5 +188,11 @@ fn change(
         guidance: m.guidance,
         fired_at_ms,
         at_ms: now_ms,
+        severity,
+        destinations,
     })
 }
+
+#[cfg(test)]
+#[path = "run_tests.rs"]
+mod tests;

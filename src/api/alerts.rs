@@ -20,7 +20,7 @@ use crate::event::IntegrationType;
 use crate::proto;
 use crate::store::DAY_MS;
 
-pub type AlertStream = Pin<Box<dyn Stream<Item = Result<proto::Alert, Status>> + Send>>;
+pub(crate) type AlertStream = Pin<Box<dyn Stream<Item = Result<proto::Alert, Status>> + Send>>;
 
 impl From<AlertEvent> for proto::Alert {
     fn from(e: AlertEvent) -> Self {
@@ -28,6 +28,7 @@ impl From<AlertEvent> for proto::Alert {
             Rule::FailureRate => proto::AlertRule::FailureRate,
             Rule::Spike => proto::AlertRule::Spike,
             Rule::SloBurn => proto::AlertRule::SloBurn,
+            Rule::Silence => proto::AlertRule::Silence,
         };
         let state = match e.state {
             AlertState::Firing => proto::AlertState::AlertFiring,

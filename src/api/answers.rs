@@ -1,7 +1,7 @@
 //! Every answer's message, built from the query's domain answer. The coverage fields are
 //! filled afterwards by `coverage::respond`.
 
-use super::convert::{ms_to_timestamp, type_to_wire};
+use super::convert::{ms_to_timestamp, resolution_to_wire, type_to_wire};
 use crate::proto;
 use crate::query::{
     ErrorBreakdown, FailureDetails, FailurePage, IntegrationHealth, IntegrationPage, Overview,
@@ -18,6 +18,7 @@ impl From<Overview> for proto::GetOverviewResponse {
         proto::GetOverviewResponse {
             types: types.collect(),
             effective_range: Some(overview.effective_range.into()),
+            granularity: resolution_to_wire(overview.resolution),
             ..Default::default()
         }
     }
@@ -29,6 +30,7 @@ impl From<PercentageChange> for proto::GetPercentageChangeResponse {
             types: change.types.into_iter().map(Into::into).collect(),
             current_range: Some(change.current_range.into()),
             previous_range: Some(change.previous_range.into()),
+            granularity: resolution_to_wire(change.resolution),
             ..Default::default()
         }
     }
@@ -39,6 +41,7 @@ impl From<ErrorBreakdown> for proto::GetErrorBreakdownResponse {
         proto::GetErrorBreakdownResponse {
             errors: breakdown.errors.into_iter().map(Into::into).collect(),
             effective_range: Some(breakdown.effective_range.into()),
+            granularity: resolution_to_wire(breakdown.resolution),
             ..Default::default()
         }
     }
@@ -60,6 +63,7 @@ impl From<Trends> for proto::GetTrendsResponse {
         proto::GetTrendsResponse {
             series: series.collect(),
             effective_range: Some(trends.effective_range.into()),
+            utc_days_until: trends.utc_days_until_ms.map(ms_to_timestamp),
             ..Default::default()
         }
     }
@@ -72,6 +76,7 @@ impl From<FailurePage> for proto::ListFailuresResponse {
             next_page_token: page.next_page_token.unwrap_or_default(),
             total_groups: page.total_groups,
             effective_range: Some(page.effective_range.into()),
+            granularity: resolution_to_wire(page.resolution),
             ..Default::default()
         }
     }
@@ -84,6 +89,7 @@ impl From<FailurePage> for proto::ListIssuesResponse {
             next_page_token: page.next_page_token.unwrap_or_default(),
             total_issues: page.total_groups,
             effective_range: Some(page.effective_range.into()),
+            granularity: resolution_to_wire(page.resolution),
             ..Default::default()
         }
     }
@@ -92,14 +98,13 @@ impl From<FailurePage> for proto::ListIssuesResponse {
 impl From<FailureDetails> for proto::GetFailureDetailsResponse {
     fn from(details: FailureDetails) -> Self {
         let failure = proto::FailureGroup::from(details.failure);
-        let hourly_trend =
-            details
-                .hourly_trend
-                .into_iter()
-                .map(|(start, failed)| proto::HourlyPoint {
-                    bucket_start: Some(ms_to_timestamp(start)),
-                    failed,
-                });
+        let hourly_trend = details
+            .trend
+            .into_iter()
+            .map(|(start, failed)| proto::HourlyPoint {
+                bucket_start: Some(ms_to_timestamp(start)),
+                failed,
+            });
         let recent_samples = details
             .recent_samples
             .into_iter()
@@ -120,6 +125,7 @@ impl From<FailureDetails> for proto::GetFailureDetailsResponse {
             hourly_trend: hourly_trend.collect(),
             recent_samples: recent_samples.collect(),
             effective_range: Some(details.effective_range.into()),
+            granularity: resolution_to_wire(details.resolution),
             ..Default::default()
         }
     }
@@ -132,6 +138,7 @@ impl From<IntegrationPage> for proto::ListIntegrationsResponse {
             next_page_token: page.next_page_token.unwrap_or_default(),
             total_integrations: page.total_integrations,
             effective_range: Some(page.effective_range.into()),
+            granularity: resolution_to_wire(page.resolution),
             ..Default::default()
         }
     }
@@ -145,6 +152,8 @@ impl From<IntegrationHealth> for proto::GetIntegrationHealthResponse {
             error_codes: health.error_codes.into_iter().map(Into::into).collect(),
             top_failures: health.top_failures.into_iter().map(Into::into).collect(),
             effective_range: Some(health.effective_range.into()),
+            granularity: resolution_to_wire(health.resolution),
+            utc_days_until: health.utc_days_until_ms.map(ms_to_timestamp),
             ..Default::default()
         }
     }

@@ -24,20 +24,20 @@ use crate::store::losses_for_tenant;
 /// What runs a tenant's query: the engine, the query slots, and the other replicas.
 #[derive(Clone)]
 pub(super) struct Asker {
-    pub engine: QueryEngine,
-    pub cluster: Option<Arc<Cluster>>,
+    pub(crate) engine: QueryEngine,
+    pub(crate) cluster: Option<Arc<Cluster>>,
     /// Query slots, shared with the peer service and the watches.
-    pub slots: Arc<Semaphore>,
+    pub(crate) slots: Arc<Semaphore>,
     /// How long a call waits for a slot before it is shed.
-    pub queue_wait: Duration,
-    pub clock: SharedClock,
-    pub metrics: Arc<Metrics>,
+    pub(crate) queue_wait: Duration,
+    pub(crate) clock: SharedClock,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Asker {
     /// `work` over every partition that holds the tenant. Partitions that cannot be reached
     /// make the call UNAVAILABLE, unless `accept_partial`.
-    pub async fn tenant<T, W>(
+    pub(crate) async fn tenant<T, W>(
         &self,
         tenant_id: &str,
         accept_partial: bool,
@@ -98,7 +98,7 @@ impl Asker {
     }
 
     /// Runs `work` on the blocking pool once a query slot is free.
-    pub async fn run<T: Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static>(
         &self,
         engine: QueryEngine,
         work: impl FnOnce(&QueryEngine) -> Result<T, QueryError> + Send + 'static,

@@ -12,11 +12,13 @@ use crate::config::{sha256, CheckedGrant};
 
 /// What a call reads.
 #[derive(Debug, Clone, Copy)]
-pub enum Access<'a> {
+pub(crate) enum Access<'a> {
     /// One tenant's numbers.
     Tenant(&'a str),
     /// Changing one tenant's issues. Needs a grant with `write = true` for the tenant.
     Write(&'a str),
+    /// Setting one tenant's alert rules. Needs a grant with `alerts_admin = true` for it.
+    AlertsAdmin(&'a str),
     /// What any valid token may read: the catalog.
     Any,
     /// What spans tenants: ingest status. Needs an operator token.
@@ -31,10 +33,6 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn open() -> Self {
-        Auth::default()
-    }
-
     pub fn new(grants: Vec<CheckedGrant>) -> Self {
         Auth { grants }
     }
@@ -57,7 +55,7 @@ impl Auth {
     #[allow(clippy::result_large_err)]
     /// Returns the grant's digest, which identifies the caller for limits; `None` when the
     /// API is open.
-    pub fn check(
+    pub(crate) fn check(
         &self,
         metadata: &MetadataMap,
         access: Access<'_>,
@@ -83,6 +81,15 @@ impl Auth {
                     "this token may not change issues of tenant {tenant:?}; it needs write = true"
                 )))
             }
+            Access::AlertsAdmin(tenant)
+                if !grant.alerts_admin
+                    || !grant.tenants.as_ref().is_none_or(|t| t.contains(tenant)) =>
+            {
+                Err(Status::permission_denied(format!(
+                    "this token may not set alert rules of tenant {tenant:?}; it needs \
+                     alerts_admin = true"
+                )))
+            }
             _ => Ok(Some(grant.digest)),
         }
     }
@@ -90,7 +97,7 @@ impl Auth {
     /// Whether the caller, once authenticated, may read `tenant`: a filter for calls that
     /// list tenants rather than name one.
     #[allow(clippy::result_large_err)]
-    pub fn readable_tenants(
+    pub(crate) fn readable_tenants(
         &self,
         metadata: &MetadataMap,
     ) -> Result<impl Fn(&str) -> bool, Status> {
@@ -129,11 +136,11 @@ impl SharedAuth {
         SharedAuth(Arc::new(RwLock::new(Arc::new(auth))))
     }
 
-    pub fn current(&self) -> Arc<Auth> {
+    pub(crate) fn current(&self) -> Arc<Auth> {
         self.0.read().clone()
     }
 
-    pub fn replace(&self, auth: Auth) {
+    pub(crate) fn replace(&self, auth: Auth) {
         *self.0.write() = Arc::new(auth);
     }
 }
@@ -203,7 +210,7 @@ mod tests {
         let everything = auth.readable_tenants(&bearer("ops")).unwrap();
         assert!(everything("acme") && everything("globex"));
         assert!(auth.readable_tenants(&MetadataMap::new()).is_err());
-        assert!(Auth::open()
+        assert!(Auth::default()
             .check(&MetadataMap::new(), Access::Operator)
             .is_ok());
     }

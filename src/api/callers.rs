@@ -12,7 +12,7 @@ use tonic::Status;
 
 /// Who is calling, for limits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Caller {
+pub(crate) enum Caller {
     Grant([u8; 32]),
     Address(std::net::IpAddr),
     /// Another replica, calling for its own callers, whose limits it applied: counted in the
@@ -25,19 +25,19 @@ pub enum Caller {
 const PURGE_ABOVE: usize = 4_096;
 
 /// Calls per second per caller.
-pub struct RateLimits {
+pub(crate) struct RateLimits {
     limiter: governor::DefaultKeyedRateLimiter<Caller>,
 }
 
 impl RateLimits {
-    pub fn new(per_second: NonZeroU32) -> Self {
+    pub(crate) fn new(per_second: NonZeroU32) -> Self {
         RateLimits {
             limiter: governor::RateLimiter::keyed(governor::Quota::per_second(per_second)),
         }
     }
 
     #[allow(clippy::result_large_err)]
-    pub fn check(&self, caller: &Caller) -> Result<(), Status> {
+    pub(crate) fn check(&self, caller: &Caller) -> Result<(), Status> {
         let result = self.limiter.check_key(caller);
         if self.limiter.len() > PURGE_ABOVE {
             self.limiter.retain_recent();
@@ -49,7 +49,7 @@ impl RateLimits {
     }
 
     #[cfg(test)]
-    pub fn remembered(&self) -> usize {
+    pub(crate) fn remembered(&self) -> usize {
         self.limiter.len()
     }
 }
@@ -62,19 +62,19 @@ pub struct WatchLimits {
 }
 
 /// Open watch streams, counted per caller; a permit is given back when its stream ends.
-pub struct Watches {
+pub(crate) struct Watches {
     limits: WatchLimits,
     open: Mutex<(usize, HashMap<Caller, usize>)>,
 }
 
 /// Held by an open stream.
-pub struct WatchPermit {
+pub(crate) struct WatchPermit {
     watches: Arc<Watches>,
     caller: Caller,
 }
 
 impl Watches {
-    pub fn new(limits: WatchLimits) -> Arc<Self> {
+    pub(crate) fn new(limits: WatchLimits) -> Arc<Self> {
         Arc::new(Watches {
             limits,
             open: Mutex::new((0, HashMap::new())),
@@ -83,7 +83,7 @@ impl Watches {
 
     /// A permit for one more stream, or `RESOURCE_EXHAUSTED` past either cap.
     #[allow(clippy::result_large_err)]
-    pub fn open(self: &Arc<Self>, caller: Caller) -> Result<WatchPermit, Status> {
+    pub(crate) fn open(self: &Arc<Self>, caller: Caller) -> Result<WatchPermit, Status> {
         let mut open = self.open.lock();
         let (total, per_caller) = &mut *open;
         if *total >= self.limits.total {

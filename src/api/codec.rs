@@ -8,7 +8,7 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::Status;
 
 #[derive(Debug, Clone, Copy)]
-pub struct ProtoCodec<T, U>(PhantomData<(T, U)>);
+pub(crate) struct ProtoCodec<T, U>(PhantomData<(T, U)>);
 
 impl<T, U> Default for ProtoCodec<T, U> {
     fn default() -> Self {
@@ -36,7 +36,7 @@ where
 }
 
 #[derive(Debug)]
-pub struct ProtoEncoder<T>(PhantomData<T>);
+pub(crate) struct ProtoEncoder<T>(PhantomData<T>);
 
 impl<T: Message> Encoder for ProtoEncoder<T> {
     type Item = T;
@@ -49,7 +49,7 @@ impl<T: Message> Encoder for ProtoEncoder<T> {
 }
 
 #[derive(Debug)]
-pub struct ProtoDecoder<U>(PhantomData<U>);
+pub(crate) struct ProtoDecoder<U>(PhantomData<U>);
 
 impl<U: Message + Default> Decoder for ProtoDecoder<U> {
     type Item = U;

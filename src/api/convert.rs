@@ -11,7 +11,8 @@ use crate::issues::{ActionKind, IssueState, IssueStatus};
 use crate::proto;
 use crate::query::{
     self, Contribution, FailureOrder, Granularity, GroupSummary, IntegrationOrder,
-    IntegrationPoint, IntegrationRow, Percentiles, TenantEvents, TimeRange, TypeChange, TypeFilter,
+    IntegrationPoint, IntegrationRow, Percentiles, Resolution, TenantEvents, TimeRange, TypeChange,
+    TypeFilter,
 };
 
 /// A request field that does not convert to a domain value.
@@ -48,7 +49,7 @@ impl From<ConvertError> for Status {
 }
 
 /// An optional request string: empty means absent.
-pub fn non_empty(text: &str) -> Option<String> {
+pub(crate) fn non_empty(text: &str) -> Option<String> {
     (!text.is_empty()).then(|| text.to_owned())
 }
 
@@ -67,7 +68,7 @@ pub fn timestamp_to_ms(field: &'static str, t: &Timestamp) -> Result<i64, Conver
 }
 
 /// Refuses a request string longer than `max` bytes, naming the field.
-pub fn bounded<'a>(
+pub(crate) fn bounded<'a>(
     field: &'static str,
     text: &'a str,
     max: usize,
@@ -85,7 +86,7 @@ pub fn ms_to_timestamp(ms: i64) -> Timestamp {
     }
 }
 
-pub fn duration_to_ms(field: &'static str, d: &ProtoDuration) -> Result<i64, ConvertError> {
+pub(crate) fn duration_to_ms(field: &'static str, d: &ProtoDuration) -> Result<i64, ConvertError> {
     d.seconds
         .checked_mul(1000)
         .and_then(|ms| ms.checked_add(i64::from(d.nanos / 1_000_000)))
@@ -134,7 +135,9 @@ impl From<TenantEvents> for proto::TenantSummary {
 }
 
 /// An absent range means the call's default.
-pub fn optional_range(range: Option<&proto::TimeRange>) -> Result<Option<TimeRange>, ConvertError> {
+pub(crate) fn optional_range(
+    range: Option<&proto::TimeRange>,
+) -> Result<Option<TimeRange>, ConvertError> {
     range.map(TimeRange::try_from).transpose()
 }
 
@@ -176,7 +179,7 @@ pub fn type_to_wire(t: IntegrationType) -> i32 {
     proto::IntegrationType::from(t) as i32
 }
 
-pub fn types_from_wire(values: &[i32]) -> Result<TypeFilter, ConvertError> {
+pub(crate) fn types_from_wire(values: &[i32]) -> Result<TypeFilter, ConvertError> {
     let types = values
         .iter()
         .map(|v| type_from_wire(*v))
@@ -185,7 +188,7 @@ pub fn types_from_wire(values: &[i32]) -> Result<TypeFilter, ConvertError> {
 }
 
 /// 0 means "any"; otherwise a real status code.
-pub fn status_code_filter(code: u32) -> Result<Option<u16>, ConvertError> {
+pub(crate) fn status_code_filter(code: u32) -> Result<Option<u16>, ConvertError> {
     match code {
         0 => Ok(None),
         100..=999 => Ok(Some(code as u16)),
@@ -200,7 +203,7 @@ impl TryFrom<i32> for Granularity {
         match proto::Granularity::try_from(value) {
             Ok(proto::Granularity::Hour) => Ok(Granularity::Hour),
             Ok(proto::Granularity::Day | proto::Granularity::Unspecified) => Ok(Granularity::Day),
-            Err(_) => Err(ConvertError::UnknownGranularity),
+            Ok(proto::Granularity::Minute) | Err(_) => Err(ConvertError::UnknownGranularity),
         }
     }
 }
@@ -296,6 +299,8 @@ impl From<IntegrationRow> for proto::IntegrationSummary {
             failure_rate: row.failure_rate,
             last_failure: row.last_failure_ms.map(ms_to_timestamp),
             top_error_code: row.top_error_code.map_or(0, u32::from),
+            retried_failures: row.retried_failures,
+            recovered_failures: row.recovered_failures,
             daily_failures: row
                 .daily_failures
                 .into_iter()
@@ -340,6 +345,21 @@ impl From<FailureOrder> for proto::FailureOrder {
             FailureOrder::LastSeenDesc => proto::FailureOrder::LastSeenDesc,
         }
     }
+}
+
+impl From<Resolution> for proto::Granularity {
+    fn from(resolution: Resolution) -> Self {
+        match resolution {
+            Resolution::Minute => proto::Granularity::Minute,
+            Resolution::Hour => proto::Granularity::Hour,
+            Resolution::Day => proto::Granularity::Day,
+        }
+    }
+}
+
+/// The wire value of an answer's resolution.
+pub(super) fn resolution_to_wire(resolution: Resolution) -> i32 {
+    proto::Granularity::from(resolution) as i32
 }
 
 impl From<Granularity> for proto::Granularity {
@@ -422,7 +442,7 @@ impl From<(CatalogEntry, Vec<(IntegrationType, query::Guidance)>)> for proto::Co
     }
 }
 
-pub fn states_from_wire(states: &[i32]) -> Result<Vec<IssueState>, ConvertError> {
+pub(crate) fn states_from_wire(states: &[i32]) -> Result<Vec<IssueState>, ConvertError> {
     states
         .iter()
         .map(|s| match proto::IssueState::try_from(*s) {
@@ -436,7 +456,7 @@ pub fn states_from_wire(states: &[i32]) -> Result<Vec<IssueState>, ConvertError>
         .collect()
 }
 
-pub fn action_from_wire(action: i32) -> Result<ActionKind, ConvertError> {
+pub(crate) fn action_from_wire(action: i32) -> Result<ActionKind, ConvertError> {
     match proto::IssueAction::try_from(action) {
         Ok(proto::IssueAction::Acknowledge) => Ok(ActionKind::Acknowledge),
         Ok(proto::IssueAction::Resolve) => Ok(ActionKind::Resolve),

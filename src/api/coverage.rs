@@ -12,10 +12,10 @@ use crate::proto;
 use crate::store::LostOffsets;
 
 /// Marks a call forwarded by another replica, so it is never forwarded again.
-pub const FORWARDED: &str = "ih-forwarded";
+pub(crate) const FORWARDED: &str = "ih-forwarded";
 /// On a forwarded call: who the forwarding replica authorized (their grant's digest, shortened,
 /// or their address), for the owner's logs.
-pub const ON_BEHALF_OF: &str = "ih-on-behalf-of";
+pub(crate) const ON_BEHALF_OF: &str = "ih-on-behalf-of";
 /// Request header: accept an answer that lacks unreachable partitions.
 pub const ALLOW_PARTIAL: &str = "ih-allow-partial";
 /// Response headers, with replicas: the partitions counted, and those that could not be.
@@ -31,8 +31,8 @@ pub(super) fn partition_list(partitions: &BTreeSet<i32>) -> String {
 /// the partitions it depends on.
 #[derive(Debug, Default)]
 pub(super) struct Answered {
-    pub coverage: Option<Coverage>,
-    pub lost: Vec<LostOffsets>,
+    pub(crate) coverage: Option<Coverage>,
+    pub(crate) lost: Vec<LostOffsets>,
 }
 
 /// The answer, with its completeness in the message and, with replicas, the partitions it

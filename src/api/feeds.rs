@@ -23,12 +23,12 @@ use crate::proto;
 use crate::query::TenantCounters;
 
 /// How often a feed counts: the shortest interval a watcher may ask for.
-pub const FEED_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const FEED_INTERVAL: Duration = Duration::from_millis(100);
 /// How long a feed waits before opening a failed upstream again.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
 /// The feeds of the tenants watched on this replica.
-pub struct Feeds {
+pub(crate) struct Feeds {
     asker: Asker,
     open: Mutex<HashMap<String, Weak<Feed>>>,
     shutdown: CancellationToken,
@@ -36,8 +36,8 @@ pub struct Feeds {
 
 /// A tenant's counters over all its partitions, `None` while some owner's count is missing.
 /// The feed's task ends when the last watcher drops it.
-pub struct Feed {
-    pub counters: watch::Receiver<Option<TenantCounters>>,
+pub(crate) struct Feed {
+    pub(crate) counters: watch::Receiver<Option<TenantCounters>>,
     stop: CancellationToken,
 }
 
@@ -48,7 +48,7 @@ impl Drop for Feed {
 }
 
 impl Feeds {
-    pub fn new(asker: Asker, shutdown: CancellationToken) -> Arc<Self> {
+    pub(crate) fn new(asker: Asker, shutdown: CancellationToken) -> Arc<Self> {
         Arc::new(Feeds {
             asker,
             open: Mutex::new(HashMap::new()),
@@ -57,7 +57,7 @@ impl Feeds {
     }
 
     /// The tenant's feed, started if no local watcher has it yet.
-    pub fn subscribe(&self, tenant_id: &str) -> Arc<Feed> {
+    pub(crate) fn subscribe(&self, tenant_id: &str) -> Arc<Feed> {
         let mut open = self.open.lock();
         if let Some(feed) = open.get(tenant_id).and_then(Weak::upgrade) {
             return feed;

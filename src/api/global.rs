@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::auth::Access;
-use super::convert::{optional_range, status_code_filter, type_from_wire};
+use super::convert::{optional_range, resolution_to_wire, status_code_filter, type_from_wire};
 use super::coverage::respond;
 use super::status::{add_unreported, merge_status, status_response};
 use super::status_from;
@@ -59,6 +59,7 @@ impl IntegrationHealthApi {
             let answer = proto::ListTenantsResponse {
                 tenants: tenants.into_iter().map(Into::into).collect(),
                 effective_range: Some(range.into()),
+                granularity: resolution_to_wire(self.engine.tenants_resolution(range)),
                 ..Default::default()
             };
             Ok(respond(&coverage, answer))

@@ -116,6 +116,27 @@ impl IntegrationHealth for IntegrationHealthApi {
         self.watch_alerts_call(request).await
     }
 
+    async fn put_alert_rule(
+        &self,
+        request: Request<proto::PutAlertRuleRequest>,
+    ) -> Answer<proto::PutAlertRuleResponse> {
+        self.put_alert_rule_call(request).await
+    }
+
+    async fn list_alert_rules(
+        &self,
+        request: Request<proto::ListAlertRulesRequest>,
+    ) -> Answer<proto::ListAlertRulesResponse> {
+        self.list_alert_rules_call(request).await
+    }
+
+    async fn delete_alert_rule(
+        &self,
+        request: Request<proto::DeleteAlertRuleRequest>,
+    ) -> Answer<proto::DeleteAlertRuleResponse> {
+        self.delete_alert_rule_call(request).await
+    }
+
     async fn list_tenants(
         &self,
         request: Request<proto::ListTenantsRequest>,

@@ -22,7 +22,7 @@ mod answers;
 mod asker;
 mod auth;
 mod callers;
-pub mod codec;
+pub(crate) mod codec;
 mod connect;
 pub mod convert;
 mod counts;
@@ -34,22 +34,24 @@ mod grpc;
 mod health;
 mod issues;
 mod peer;
+mod rules;
 mod service;
 mod status;
 mod watch;
 
 use tonic::Status;
 
-pub use auth::{Access, Auth, SharedAuth};
+pub(crate) use auth::Access;
+pub use auth::{Auth, SharedAuth};
 pub use callers::WatchLimits;
-pub use connect::{connect_code, connect_router, SERVICE_PATH};
-pub use coverage::{ALLOW_PARTIAL, COVERED_PARTITIONS, FORWARDED, MISSING_PARTITIONS};
-pub use peer::PeerApi;
-pub use service::{ApiLimits, IntegrationHealthApi};
+pub(crate) use connect::connect_router;
+pub use coverage::{ALLOW_PARTIAL, COVERED_PARTITIONS, MISSING_PARTITIONS};
+pub use service::ApiLimits;
+pub(crate) use service::IntegrationHealthApi;
 
 use crate::query::QueryError;
 
-pub fn status_from(error: QueryError) -> Status {
+pub(crate) fn status_from(error: QueryError) -> Status {
     match error {
         QueryError::FailureNotFound { .. } | QueryError::IntegrationNotFound { .. } => {
             Status::not_found(error.to_string())

@@ -24,16 +24,16 @@ use crate::query::{
 };
 use crate::store::Store;
 
-pub struct PeerApi {
-    pub store: Arc<Store>,
-    pub progress: Arc<IngestProgress>,
-    pub clock: SharedClock,
-    pub auth: SharedAuth,
+pub(crate) struct PeerApi {
+    pub(crate) store: Arc<Store>,
+    pub(crate) progress: Arc<IngestProgress>,
+    pub(crate) clock: SharedClock,
+    pub(crate) auth: SharedAuth,
     /// This replica's address, as the others reach it.
-    pub advertise_addr: String,
+    pub(crate) advertise_addr: String,
     /// The public API's query slots: a peer's question waits for one like any other call.
-    pub slots: Arc<Semaphore>,
-    pub queue_wait: Duration,
+    pub(crate) slots: Arc<Semaphore>,
+    pub(crate) queue_wait: Duration,
 }
 
 impl PeerApi {

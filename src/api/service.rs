@@ -22,7 +22,7 @@ use super::callers::{Caller, RateLimits, WatchLimits, Watches};
 use super::coverage::{respond, Answered, Covered, ALLOW_PARTIAL, FORWARDED, ON_BEHALF_OF};
 use super::feeds::Feeds;
 use super::peer::PeerApi;
-use crate::alerts::AlertBook;
+use crate::alerts::{AlertBook, RuleKeeping};
 use crate::clock::SharedClock;
 use crate::cluster::Cluster;
 use crate::event::{is_tenant_char, MAX_TENANT_ID_CHARS};
@@ -120,7 +120,7 @@ impl Default for ApiLimits {
     }
 }
 
-pub struct IntegrationHealthApi {
+pub(crate) struct IntegrationHealthApi {
     pub(super) engine: QueryEngine,
     pub(super) progress: Arc<IngestProgress>,
     pub(super) clock: SharedClock,
@@ -139,12 +139,14 @@ pub struct IntegrationHealthApi {
     pub(super) issues: Option<Arc<IssueKeeping>>,
     /// What was published to the alerts topic, when alerts are evaluated.
     pub(super) alerts: Option<Arc<AlertBook>>,
+    /// Where alert rules set at runtime go, when alerts are evaluated.
+    pub(super) rules: Option<Arc<RuleKeeping>>,
     /// The watched tenants' shared counts, made on the first watch.
     feeds: OnceLock<Arc<Feeds>>,
 }
 
 impl IntegrationHealthApi {
-    pub fn new(
+    pub(crate) fn new(
         engine: QueryEngine,
         progress: Arc<IngestProgress>,
         clock: SharedClock,
@@ -167,30 +169,37 @@ impl IntegrationHealthApi {
             shutdown: CancellationToken::new(),
             issues: None,
             alerts: None,
+            rules: None,
             feeds: OnceLock::new(),
         }
     }
 
     /// Serves `ListAlerts` and `WatchAlerts` from `book`.
-    pub fn with_alerts(mut self, book: Option<Arc<AlertBook>>) -> Self {
+    pub(crate) fn with_alerts(mut self, book: Option<Arc<AlertBook>>) -> Self {
         self.alerts = book;
         self
     }
 
+    /// Serves the alert-rule calls.
+    pub(crate) fn with_rules(mut self, rules: Option<Arc<RuleKeeping>>) -> Self {
+        self.rules = rules;
+        self
+    }
+
     /// Serves `ListIssues` and `UpdateIssue`.
-    pub fn with_issues(mut self, issues: Option<Arc<IssueKeeping>>) -> Self {
+    pub(crate) fn with_issues(mut self, issues: Option<Arc<IssueKeeping>>) -> Self {
         self.issues = issues;
         self
     }
 
     /// Open watches end when `shutdown` is cancelled.
-    pub fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
+    pub(crate) fn with_shutdown(mut self, shutdown: CancellationToken) -> Self {
         self.shutdown = shutdown;
         self
     }
 
     /// Answers for every partition of the topic, asking the other replicas through `cluster`.
-    pub fn with_cluster(mut self, cluster: Option<Arc<Cluster>>) -> Self {
+    pub(crate) fn with_cluster(mut self, cluster: Option<Arc<Cluster>>) -> Self {
         self.cluster = cluster;
         self
     }
@@ -339,12 +348,12 @@ impl IntegrationHealthApi {
     }
 
     /// This replica's address as the others reach it, when it runs with replicas.
-    pub fn cluster_addr(&self) -> Option<String> {
+    pub(crate) fn cluster_addr(&self) -> Option<String> {
         Some(self.cluster.as_ref()?.config.advertise_addr.clone())
     }
 
     /// The replica-to-replica service, sharing this API's store, tokens and query slots.
-    pub fn peer(&self, advertise_addr: String) -> PeerApi {
+    pub(crate) fn peer(&self, advertise_addr: String) -> PeerApi {
         PeerApi {
             store: self.engine.store().clone(),
             progress: self.progress.clone(),

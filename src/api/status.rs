@@ -8,7 +8,7 @@ use crate::ingest::{IngestStatus, PartitionStatus};
 use crate::proto;
 
 /// The wire form of ingest status, each partition marked with `owner`.
-pub fn status_response(status: IngestStatus, owner: &str) -> proto::GetIngestStatusResponse {
+pub(crate) fn status_response(status: IngestStatus, owner: &str) -> proto::GetIngestStatusResponse {
     let wire = |partitions: Vec<PartitionStatus>| -> Vec<proto::PartitionStatus> {
         partitions
             .into_iter()

@@ -21,7 +21,8 @@ use super::feeds::Feed;
 use crate::proto;
 use crate::query::{QueryEngine, TenantCounters};
 
-pub type WatchStream = Pin<Box<dyn Stream<Item = Result<proto::TenantUpdate, Status>> + Send>>;
+pub(crate) type WatchStream =
+    Pin<Box<dyn Stream<Item = Result<proto::TenantUpdate, Status>> + Send>>;
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 const SHORTEST: Duration = Duration::from_millis(100);
@@ -38,7 +39,7 @@ const FAILURE_SECTIONS: [&str; 6] = [
 ];
 const EVENT_SECTIONS: [&str; 3] = ["overview", "change", "integrations"];
 
-pub fn watch_interval(requested: Option<&proto::Duration>) -> Result<Duration, Status> {
+pub(crate) fn watch_interval(requested: Option<&proto::Duration>) -> Result<Duration, Status> {
     let Some(requested) = requested else {
         return Ok(DEFAULT_INTERVAL);
     };
@@ -53,20 +54,20 @@ pub fn watch_interval(requested: Option<&proto::Duration>) -> Result<Duration, S
 }
 
 /// Where a watch reads the tenant's counters.
-pub enum Counting {
+pub(crate) enum Counting {
     /// This replica's partitions alone: for another replica's feed, which counts the rest.
     Here(QueryEngine, String),
     /// The tenant's feed, shared by every local watcher of the tenant.
     Shared(Arc<Feed>),
 }
 
-pub struct Watched {
-    pub counting: Counting,
+pub(crate) struct Watched {
+    pub(crate) counting: Counting,
     /// Held while the stream is open and given back when its task ends (by `Drop`).
     #[allow(dead_code)]
-    pub permit: WatchPermit,
-    pub interval: Duration,
-    pub shutdown: CancellationToken,
+    pub(crate) permit: WatchPermit,
+    pub(crate) interval: Duration,
+    pub(crate) shutdown: CancellationToken,
 }
 
 impl Watched {
@@ -79,7 +80,7 @@ impl Watched {
         }
     }
 
-    pub fn stream(self) -> WatchStream {
+    pub(crate) fn stream(self) -> WatchStream {
         let (updates, receiver) = mpsc::channel(1);
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(self.interval);

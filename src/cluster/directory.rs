@@ -25,23 +25,23 @@ const METADATA_REFRESH: Duration = Duration::from_secs(2);
 
 /// One replica's announcement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Announcement {
-    pub addr: String,
-    pub partitions: BTreeSet<i32>,
+pub(crate) struct Announcement {
+    pub(crate) addr: String,
+    pub(crate) partitions: BTreeSet<i32>,
     /// Wall-clock milliseconds: the newest announcement of a partition wins.
-    pub at_ms: i64,
+    pub(crate) at_ms: i64,
 }
 
 /// The announcements seen so far, and how many partitions the input topic has.
 #[derive(Debug, Default)]
-pub struct Directory {
+pub(crate) struct Directory {
     latest: RwLock<HashMap<String, Announcement>>,
     partition_count: AtomicUsize,
 }
 
 /// Why an announcement read from the members topic was not taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// Dated past now plus the allowed clock skew: it would outrank every true announcement.
     FromTheFuture { at_ms: i64 },
     /// The record's key is not the address it announces.
@@ -51,7 +51,7 @@ pub enum Refused {
 impl Directory {
     /// Takes an announcement read from the members topic, unless it is dated further ahead
     /// of `now_ms` than `max_skew_ms` or its record's key names another address.
-    pub fn accept(
+    pub(crate) fn accept(
         &self,
         key: Option<&[u8]>,
         announcement: Announcement,
@@ -71,11 +71,11 @@ impl Directory {
     }
 
     /// A tombstone on the members topic: the replica at `addr` is gone.
-    pub fn forget(&self, addr: &str) {
+    pub(crate) fn forget(&self, addr: &str) {
         self.latest.write().remove(addr);
     }
 
-    pub fn record(&self, announcement: Announcement) {
+    pub(crate) fn record(&self, announcement: Announcement) {
         let mut latest = self.latest.write();
         let newer = latest
             .get(&announcement.addr)
@@ -86,7 +86,7 @@ impl Directory {
     }
 
     /// The replica that announced `partition` last.
-    pub fn owner_of(&self, partition: i32) -> Option<String> {
+    pub(crate) fn owner_of(&self, partition: i32) -> Option<String> {
         self.latest
             .read()
             .values()
@@ -96,7 +96,7 @@ impl Directory {
     }
 
     /// Every replica that has announced at least one partition.
-    pub fn members(&self) -> Vec<String> {
+    pub(crate) fn members(&self) -> Vec<String> {
         let mut members: Vec<String> = self
             .latest
             .read()
@@ -108,24 +108,28 @@ impl Directory {
         members
     }
 
-    pub fn partition_count(&self) -> usize {
+    pub(crate) fn partition_count(&self) -> usize {
         self.partition_count.load(Ordering::SeqCst)
     }
 
-    pub fn set_partition_count(&self, count: usize) {
+    pub(crate) fn set_partition_count(&self, count: usize) {
         self.partition_count.store(count, Ordering::SeqCst);
     }
 }
 
 /// Publishes this replica's announcements.
-pub struct Announcer {
+pub(crate) struct Announcer {
     producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
     topic: String,
     addr: String,
 }
 
 impl Announcer {
-    pub fn new(client: &ClientConfig, topic: &str, addr: &str) -> Result<Self, ClusterError> {
+    pub(crate) fn new(
+        client: &ClientConfig,
+        topic: &str,
+        addr: &str,
+    ) -> Result<Self, ClusterError> {
         Ok(Announcer {
             producer: client.create().map_err(ClusterError::Kafka)?,
             topic: topic.to_owned(),
@@ -133,7 +137,7 @@ impl Announcer {
         })
     }
 
-    pub fn announce(&self, partitions: BTreeSet<i32>, now_ms: i64, directory: &Directory) {
+    pub(crate) fn announce(&self, partitions: BTreeSet<i32>, now_ms: i64, directory: &Directory) {
         let announcement = Announcement {
             addr: self.addr.clone(),
             partitions,
@@ -155,7 +159,7 @@ impl Announcer {
 
 /// Reads the members topic from its beginning, and the input topic's partition count, until
 /// `shutdown`.
-pub fn follow(
+pub(crate) fn follow(
     client: ClientConfig,
     members_topic: String,
     input_topic: String,

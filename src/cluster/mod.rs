@@ -18,7 +18,7 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-pub use directory::{Announcement, Announcer, Directory, Refused};
+pub(crate) use directory::{Announcer, Directory};
 
 use crate::proto;
 use crate::proto::integration_health_peer_client::IntegrationHealthPeerClient;
@@ -35,31 +35,31 @@ pub enum ClusterError {
 
 /// How this replica takes part: its address as the others reach it, and how it reaches them.
 #[derive(Debug, Clone)]
-pub struct ClusterConfig {
-    pub advertise_addr: String,
-    pub members_topic: String,
-    pub input_topic: String,
+pub(crate) struct ClusterConfig {
+    pub(crate) advertise_addr: String,
+    pub(crate) members_topic: String,
+    pub(crate) input_topic: String,
     /// Sent as `Bearer` to peers; an operator token when the replicas require tokens.
-    pub peer_token: Option<crate::config::Secret>,
-    pub peer_timeout: Duration,
+    pub(crate) peer_token: Option<crate::config::Secret>,
+    pub(crate) peer_timeout: Duration,
     /// How far ahead of this replica's clock an announcement may be dated.
-    pub max_clock_skew: Duration,
+    pub(crate) max_clock_skew: Duration,
     /// The aggregated topic is keyed by tenant with librdkafka's `consistent` partitioner (the
     /// repartition stage's): a tenant's events all sit in one known partition, so only it is
     /// asked for.
-    pub route_by_tenant: bool,
+    pub(crate) route_by_tenant: bool,
     /// With TLS on, how to reach the others: the CA that signed their certificates (the
     /// system's roots without one) and this replica's certificate and key, for mTLS.
-    pub tls: Option<PeerTls>,
+    pub(crate) tls: Option<PeerTls>,
 }
 
 /// How a replica reaches the others over TLS: only a CA of the operator's is trusted (never the
 /// public roots, under which anyone with a certificate for some name could pose as a replica),
 /// and the certificate must name the host the peer announced.
 #[derive(Debug, Clone)]
-pub struct PeerTls {
-    pub ca_pem: Vec<u8>,
-    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+pub(crate) struct PeerTls {
+    pub(crate) ca_pem: Vec<u8>,
+    pub(crate) identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl PeerTls {
@@ -83,13 +83,13 @@ pub fn tenant_partition(tenant_id: &str, partitions: i32) -> i32 {
 
 /// The other owners' answers to a query's parts, and their partitions' losses.
 #[derive(Debug, Default)]
-pub struct RemoteParts {
+pub(crate) struct RemoteParts {
     /// Per part, in the order asked: one answer per owner that answered.
-    pub answers: Vec<Vec<Answer>>,
-    pub losses: Vec<PartitionLosses>,
+    pub(crate) answers: Vec<Vec<Answer>>,
+    pub(crate) losses: Vec<PartitionLosses>,
     /// Message bytes sent to and received from the owners.
-    pub sent_bytes: usize,
-    pub received_bytes: usize,
+    pub(crate) sent_bytes: usize,
+    pub(crate) received_bytes: usize,
 }
 
 /// One owner's answer.
@@ -102,15 +102,15 @@ struct OwnerParts {
 
 /// Which partitions an answer covers, and which it could not reach.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Coverage {
-    pub covered: BTreeSet<i32>,
-    pub missing: BTreeSet<i32>,
+pub(crate) struct Coverage {
+    pub(crate) covered: BTreeSet<i32>,
+    pub(crate) missing: BTreeSet<i32>,
 }
 
 /// This replica's view of the others.
 pub struct Cluster {
-    pub config: ClusterConfig,
-    pub directory: Arc<Directory>,
+    pub(crate) config: ClusterConfig,
+    pub(crate) directory: Arc<Directory>,
     announcer: Announcer,
     channels: RwLock<BTreeMap<String, Channel>>,
     follower: parking_lot::Mutex<Option<JoinHandle<()>>>,
@@ -119,7 +119,7 @@ pub struct Cluster {
 impl Cluster {
     /// Starts following the members topic. `client` carries the brokers and any security
     /// properties.
-    pub fn start(
+    pub(crate) fn start(
         config: ClusterConfig,
         client: &ClientConfig,
         shutdown: CancellationToken,
@@ -148,12 +148,12 @@ impl Cluster {
     }
 
     /// Tells the others which partitions this replica owns now.
-    pub fn announce(&self, partitions: BTreeSet<i32>, now_ms: i64) {
+    pub(crate) fn announce(&self, partitions: BTreeSet<i32>, now_ms: i64) {
         self.announcer.announce(partitions, now_ms, &self.directory);
     }
 
     /// Waits for the members thread after shutdown.
-    pub fn join(&self) {
+    pub(crate) fn join(&self) {
         if let Some(follower) = self.follower.lock().take() {
             let _ = follower.join();
         }
@@ -182,7 +182,7 @@ impl Cluster {
     }
 
     /// A request to another replica, with the replicas' token when they have one.
-    pub fn peer_request<T>(&self, message: T) -> tonic::Request<T> {
+    pub(crate) fn peer_request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         if let Some(token) = &self.config.peer_token {
             if let Ok(value) = format!("Bearer {}", token.expose()).parse() {
@@ -195,7 +195,7 @@ impl Cluster {
     /// The replica a tenant's calls go to instead of being answered here: the owner of the
     /// tenant's one partition, when that is another replica. Only with the repartition stage,
     /// which puts each tenant in one known partition.
-    pub fn forward_target(&self, tenant_id: &str) -> Option<(String, i32)> {
+    pub(crate) fn forward_target(&self, tenant_id: &str) -> Option<(String, i32)> {
         if !self.config.route_by_tenant {
             return None;
         }
@@ -216,7 +216,7 @@ impl Cluster {
     }
 
     /// A client of another replica's public service, for forwarded calls.
-    pub fn api_client(
+    pub(crate) fn api_client(
         &self,
         addr: &str,
     ) -> Option<crate::proto::integration_health_client::IntegrationHealthClient<Channel>> {
@@ -250,7 +250,7 @@ impl Cluster {
     /// Where a tenant's partitions are: those this replica holds (`covered`), those that no
     /// other replica owns (`missing`), and the rest grouped by the replica that owns each. With
     /// the repartition stage that is the tenant's one partition; otherwise every partition.
-    pub fn tenant_owners(
+    pub(crate) fn tenant_owners(
         &self,
         local: &Store,
         tenant_id: &str,
@@ -276,7 +276,7 @@ impl Cluster {
     /// Every other owner's answers to `parts` about the tenant, over its partitions in
     /// `wanted`: one list per part, with one answer per owner that answered. A partition whose
     /// owner did not answer, or no longer owns it, goes to `coverage.missing`.
-    pub async fn ask_parts(
+    pub(crate) async fn ask_parts(
         &self,
         tenant_id: &str,
         wanted: BTreeMap<String, Vec<i32>>,
@@ -381,7 +381,7 @@ impl Cluster {
 
     /// Each tenant's totals over `range` in every partition of the topic that `local` does not
     /// hold, from their owners; and the coverage of the whole answer, `local` included.
-    pub async fn remote_tenants(
+    pub(crate) async fn remote_tenants(
         &self,
         local: &BTreeSet<i32>,
         range: TimeRange,
@@ -451,7 +451,7 @@ impl Cluster {
     }
 
     /// Every other replica's own partitions and totals.
-    pub async fn peer_statuses(&self) -> Vec<(String, proto::GetIngestStatusResponse)> {
+    pub(crate) async fn peer_statuses(&self) -> Vec<(String, proto::GetIngestStatusResponse)> {
         let peers = self
             .directory
             .members()

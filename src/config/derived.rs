@@ -12,12 +12,12 @@ impl Config {
             .unwrap_or_else(|| format!("{}.dlq", self.topic))
     }
 
-    pub fn max_future_ms(&self) -> i64 {
+    pub(crate) fn max_future_ms(&self) -> i64 {
         i64::from(self.max_future_secs) * 1000
     }
 
     /// repartition stage's output.
-    pub fn aggregated_topic(&self) -> String {
+    pub(crate) fn aggregated_topic(&self) -> String {
         if self.input_keyed_by_tenant {
             return self.topic.clone();
         }
@@ -26,21 +26,37 @@ impl Config {
             .unwrap_or_else(|| format!("{}.by-tenant", self.topic))
     }
 
-    /// Where alert changes are published, keyed by tenant.
-    pub fn alerts_topic(&self) -> String {
+    /// Where alert changes are published, keyed by subject (tenant, rule and what it is
+    /// about), so compaction keeps each subject's newest change.
+    pub(crate) fn alerts_topic(&self) -> String {
         format!("{}.alerts", self.topic)
     }
 
+    /// The compacted topic of alert rules set at runtime, keyed by scope.
+    pub(crate) fn rules_topic(&self) -> String {
+        format!("{}.rules", self.topic)
+    }
+
+    /// Where the notifier records an alert it could not deliver.
+    pub(crate) fn undelivered_topic(&self) -> String {
+        format!("{}.alerts.undelivered", self.topic)
+    }
+
+    /// The notifier's consumer group: one sender per alerts partition among the replicas.
+    pub(crate) fn notifier_group(&self) -> String {
+        format!("{}.notifier", self.group)
+    }
+
     /// The compacted topic of users' issue actions.
-    pub fn issues_topic(&self) -> String {
+    pub(crate) fn issues_topic(&self) -> String {
         format!("{}.issues", self.topic)
     }
 
-    pub fn auto_resolve_ms(&self) -> i64 {
+    pub(crate) fn auto_resolve_ms(&self) -> i64 {
         i64::from(self.auto_resolve_after_hours) * 3_600_000
     }
 
-    pub fn members_topic(&self) -> String {
+    pub(crate) fn members_topic(&self) -> String {
         self.members_topic
             .clone()
             .unwrap_or_else(|| format!("{}.members", self.topic))
@@ -49,7 +65,7 @@ impl Config {
     /// Every grant, inline and from `tokens_file`, checked. With a tokens file, authentication
     /// is on, and a file that grants nothing (truncated, comments only, an empty Secret key) is
     /// an error rather than an open API.
-    pub fn grants(&self) -> Result<Vec<CheckedGrant>, ConfigError> {
+    pub(crate) fn grants(&self) -> Result<Vec<CheckedGrant>, ConfigError> {
         let mut grants = self.tokens.clone();
         if let Some(path) = &self.tokens_file {
             grants.extend(read_tokens_file(path)?);
@@ -66,7 +82,7 @@ impl Config {
     }
 
     /// `kafka` with `kafka_properties_file` merged over it.
-    pub fn kafka_properties(&self) -> Result<KafkaProperties, ConfigError> {
+    pub(crate) fn kafka_properties(&self) -> Result<KafkaProperties, ConfigError> {
         let mut properties = self.kafka.clone();
         if let Some(path) = &self.kafka_properties_file {
             properties.extend(

@@ -35,11 +35,15 @@ pub(crate) fn invalid(setting: &'static str, problem: impl Into<String>) -> Conf
 }
 
 mod derived;
+mod destinations;
 mod secrets;
 mod tokens;
 
-pub use secrets::{is_secret, KafkaProperties, ObjectStoreOptions, Secret};
-pub use tokens::{check_grants, read_tokens_file, sha256, CheckedGrant, TokenGrant};
+pub use destinations::{check_url, DestinationKind, DestinationSettings, PAGERDUTY_EVENTS_URL};
+pub(crate) use secrets::KafkaProperties;
+pub use secrets::{ObjectStoreOptions, Secret};
+pub use tokens::{check_grants, sha256, TokenGrant};
+pub(crate) use tokens::{read_tokens_file, CheckedGrant};
 
 /// How logs are written: for people, or one JSON object a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -130,7 +134,14 @@ pub struct Config {
     pub max_watch_streams_per_token: usize,
     /// Calls per second per token (per peer address with an open API); 0 means no limit.
     pub rate_limit_per_token: u32,
-    pub retention_days: u32,
+    /// How long a tenant's hour buckets are kept (`retention_days` is read as this).
+    #[serde(alias = "retention_days")]
+    pub hour_retention_days: u32,
+    /// How long integrations' and failure groups' hour buckets are kept; unset, as long as
+    /// `hour_retention_days`.
+    pub detail_hour_retention_days: Option<u32>,
+    /// How long day buckets are kept, and how late an event may arrive.
+    pub day_retention_days: u32,
     pub minute_window_hours: u32,
     pub max_future_secs: u32,
     pub group_cap_per_tenant: usize,
@@ -145,6 +156,10 @@ pub struct Config {
     pub alert_spike_factor: f64,
     pub alert_spike_min_failures: u64,
     pub alert_slo_objective: f64,
+    /// Silence: minutes without an event (0: off), and the events the same hours of the
+    /// previous 7 days must average for an integration to count as steady.
+    pub alert_silence_minutes: u32,
+    pub alert_silence_min_events: u64,
     /// Per-tenant overrides of the thresholds, TOML; read at start.
     pub alert_rules_file: Option<PathBuf>,
     /// Integrations one tenant may have per partition; events of further integrations are
@@ -177,6 +192,18 @@ pub struct Config {
     pub otlp_ca: Option<PathBuf>,
     /// Allow serving on a non-loopback address without any token.
     pub allow_open_api: bool,
+    /// The dashboard's address as people reach it, for links in alert messages.
+    pub public_url: Option<String>,
+    /// Destinations that a tenant's alerts go to when its rules name none.
+    pub alert_default_destinations: Vec<String>,
+    /// Attempts per alert and destination before it is recorded as undelivered.
+    pub alert_delivery_attempts: u32,
+    /// The first retry's wait; each retry waits up to twice as long, with jitter.
+    pub alert_delivery_backoff_ms: u64,
+    /// A FIRING read later than this after it was published is not sent.
+    pub alert_delivery_max_age_ms: u64,
+    /// Where alerts are delivered (see docs/alerts.md).
+    pub alert_destinations: Vec<DestinationSettings>,
 }
 
 impl Default for Config {
@@ -218,7 +245,9 @@ impl Default for Config {
             header_read_timeout_ms: 10_000,
             max_watch_streams_per_token: 50,
             rate_limit_per_token: 0,
-            retention_days: 62,
+            hour_retention_days: 62,
+            detail_hour_retention_days: None,
+            day_retention_days: 400,
             minute_window_hours: 48,
             max_future_secs: 300,
             group_cap_per_tenant: 10_000,
@@ -230,6 +259,8 @@ impl Default for Config {
             alert_spike_factor: 5.0,
             alert_spike_min_failures: 10,
             alert_slo_objective: 0.99,
+            alert_silence_minutes: 30,
+            alert_silence_min_events: 10,
             alert_rules_file: None,
             integration_cap_per_tenant: 10_000,
             tenant_cap_per_partition: 50_000,
@@ -247,6 +278,12 @@ impl Default for Config {
             tls_client_ca: None,
             otlp_ca: None,
             allow_open_api: false,
+            public_url: None,
+            alert_default_destinations: Vec::new(),
+            alert_delivery_attempts: 6,
+            alert_delivery_backoff_ms: 1_000,
+            alert_delivery_max_age_ms: 3_600_000,
+            alert_destinations: Vec::new(),
         }
     }
 }
@@ -273,7 +310,7 @@ impl Config {
         })
     }
 
-    pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
+    pub(crate) fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
         toml::from_str(text)
     }
 
@@ -292,6 +329,34 @@ impl Config {
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
 
+    /// How long integrations' and failure groups' hours are kept.
+    pub fn detail_hour_days(&self) -> u32 {
+        self.detail_hour_retention_days
+            .unwrap_or(self.hour_retention_days)
+    }
+
+    /// The tiers nest: details' hours within the tenant's hours within the days. Details keep at
+    /// least 8 days of hours: the silence rule compares with the same hours of the 7 days
+    /// before.
+    fn validate_retention(&self) -> Result<(), ConfigError> {
+        if !(2..=3650).contains(&self.hour_retention_days) {
+            return Err(invalid("hour_retention_days", "must be between 2 and 3650"));
+        }
+        if !(8..=self.hour_retention_days.max(8)).contains(&self.detail_hour_days()) {
+            return Err(invalid(
+                "detail_hour_retention_days",
+                "must be at least 8 and at most hour_retention_days",
+            ));
+        }
+        if !(self.hour_retention_days..=3650).contains(&self.day_retention_days) {
+            return Err(invalid(
+                "day_retention_days",
+                "must be at least hour_retention_days and at most 3650",
+            ));
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.brokers.trim().is_empty() {
             return Err(invalid("brokers", "must list at least one host:port"));
@@ -306,16 +371,38 @@ impl Config {
         if self.dlq_topic() == self.topic {
             return Err(invalid("dlq_topic", "must differ from topic"));
         }
+        destinations::check_destinations(
+            &self.alert_destinations,
+            &self.alert_default_destinations,
+            self.public_url.as_deref(),
+        )?;
+        if !(1..=20).contains(&self.alert_delivery_attempts) {
+            return Err(invalid(
+                "alert_delivery_attempts",
+                "must be between 1 and 20",
+            ));
+        }
+        if !(10..=60_000).contains(&self.alert_delivery_backoff_ms) {
+            return Err(invalid(
+                "alert_delivery_backoff_ms",
+                "must be between 10 and 60000",
+            ));
+        }
+        if self.alert_delivery_max_age_ms < 60_000 {
+            return Err(invalid(
+                "alert_delivery_max_age_ms",
+                "must be at least 60000",
+            ));
+        }
         if self.group.trim().is_empty() {
             return Err(invalid("group", "must not be empty"));
         }
-        if !(2..=3650).contains(&self.retention_days) {
-            return Err(invalid("retention_days", "must be between 2 and 3650"));
-        }
-        if self.minute_window_hours == 0 || self.minute_window_hours > self.retention_days * 24 {
+        self.validate_retention()?;
+        if self.minute_window_hours == 0 || self.minute_window_hours > self.hour_retention_days * 24
+        {
             return Err(invalid(
                 "minute_window_hours",
-                "must be at least 1 and no longer than the retention",
+                "must be at least 1 and no longer than hour_retention_days",
             ));
         }
         if !(100..=3_600_000).contains(&self.snapshot_interval_ms) {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{invalid, ConfigError};
 
-pub const MASK: &str = "<redacted>";
+pub(crate) const MASK: &str = "<redacted>";
 
 /// A secret setting (the peer token): read and written as a plain string, never shown by
 /// `Debug`.
@@ -22,7 +22,7 @@ impl Secret {
         Secret(value.into())
     }
 
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -53,7 +53,7 @@ const PLAIN_PROPERTIES: [&str; 15] = [
 ];
 
 /// True when the value of `key` may be a secret.
-pub fn is_secret(key: &str) -> bool {
+pub(crate) fn is_secret(key: &str) -> bool {
     let scoped = key.starts_with("sasl.") || key.starts_with("ssl.");
     let worded = ["password", "secret", "token", "pem"]
         .iter()
@@ -68,7 +68,7 @@ pub struct KafkaProperties(BTreeMap<String, String>);
 
 impl KafkaProperties {
     /// The properties with every possible secret replaced by a mask.
-    pub fn masked(&self) -> KafkaProperties {
+    pub(crate) fn masked(&self) -> KafkaProperties {
         KafkaProperties(
             self.0
                 .iter()
@@ -82,7 +82,7 @@ impl KafkaProperties {
 
     /// Reads `key=value` lines (blank lines and `#` comments skipped), as a Kubernetes Secret
     /// or a Java-style properties file holds them. Values may contain `=` and `,`.
-    pub fn read_file(path: &Path) -> Result<KafkaProperties, ConfigError> {
+    pub(crate) fn read_file(path: &Path) -> Result<KafkaProperties, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
@@ -180,10 +180,16 @@ mod tests {
 
 /// Object-store settings, which hold credentials: `Debug` shows only their names.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct ObjectStoreOptions(pub BTreeMap<String, String>);
+pub struct ObjectStoreOptions(pub(crate) BTreeMap<String, String>);
+
+impl FromIterator<(String, String)> for ObjectStoreOptions {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Self {
+        ObjectStoreOptions(pairs.into_iter().collect())
+    }
+}
 
 impl ObjectStoreOptions {
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
         self.0.iter()
     }
 }

@@ -24,7 +24,7 @@ fn toml_overrides_and_passes_kafka_properties_through() {
     )
     .unwrap();
     config.validate().unwrap();
-    assert_eq!(config.retention_days, 40);
+    assert_eq!(config.hour_retention_days, 40);
     assert_eq!(config.kafka["security.protocol"], "SASL_SSL");
     assert_eq!(config.tokens[0].tenants, ["acme"]);
 }
@@ -108,10 +108,31 @@ fn bad_values_name_the_setting() {
     let cases: Vec<(Config, &str)> = vec![
         (
             Config {
-                retention_days: 1,
+                hour_retention_days: 1,
                 ..Config::default()
             },
-            "retention_days",
+            "hour_retention_days",
+        ),
+        (
+            Config {
+                detail_hour_retention_days: Some(7),
+                ..Config::default()
+            },
+            "detail_hour_retention_days",
+        ),
+        (
+            Config {
+                detail_hour_retention_days: Some(70),
+                ..Config::default()
+            },
+            "detail_hour_retention_days",
+        ),
+        (
+            Config {
+                day_retention_days: 30,
+                ..Config::default()
+            },
+            "day_retention_days",
         ),
         (
             Config {

@@ -28,6 +28,10 @@ pub struct TokenGrant {
     /// May change issues (`UpdateIssue`) of the tenants it may read.
     #[serde(default)]
     pub write: bool,
+    /// May set and delete the alert rules (`PutAlertRule`, `DeleteAlertRule`) of the tenants
+    /// it may read.
+    #[serde(default)]
+    pub alerts_admin: bool,
 }
 
 /// Never shows the token.
@@ -45,11 +49,12 @@ impl std::fmt::Debug for TokenGrant {
 /// A grant with its token reduced to a digest: what the API compares against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckedGrant {
-    pub digest: [u8; 32],
+    pub(crate) digest: [u8; 32],
     /// `None`: every tenant.
-    pub tenants: Option<HashSet<String>>,
-    pub operator: bool,
-    pub write: bool,
+    pub(crate) tenants: Option<HashSet<String>>,
+    pub(crate) operator: bool,
+    pub(crate) write: bool,
+    pub(crate) alerts_admin: bool,
 }
 
 pub fn sha256(token: &str) -> [u8; 32] {
@@ -108,6 +113,7 @@ impl TokenGrant {
                 tenants: None,
                 operator: self.operator,
                 write: self.write,
+                alerts_admin: self.alerts_admin,
             });
         }
         if let Some(bad) = self.tenants.iter().find(|t| !valid_tenant(t)) {
@@ -124,6 +130,7 @@ impl TokenGrant {
             tenants: Some(self.tenants.iter().cloned().collect()),
             operator: self.operator,
             write: self.write,
+            alerts_admin: self.alerts_admin,
         })
     }
 }
@@ -154,7 +161,7 @@ struct TokensFile {
 }
 
 /// The `[[tokens]]` of a tokens file.
-pub fn read_tokens_file(path: &Path) -> Result<Vec<TokenGrant>, ConfigError> {
+pub(crate) fn read_tokens_file(path: &Path) -> Result<Vec<TokenGrant>, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,

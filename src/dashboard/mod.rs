@@ -11,7 +11,7 @@ const APP_JS: &str = include_str!("assets/app.js");
 const APP_CSS: &str = include_str!("assets/app.css");
 
 /// Every asset with its path and content type, for the router and for size reports.
-pub const ASSETS: [(&str, &str, &str); 3] = [
+pub(crate) const ASSETS: [(&str, &str, &str); 3] = [
     ("/", "text/html; charset=utf-8", INDEX_HTML),
     ("/assets/app.js", "text/javascript; charset=utf-8", APP_JS),
     ("/assets/app.css", "text/css; charset=utf-8", APP_CSS),

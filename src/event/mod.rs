@@ -12,15 +12,17 @@ mod scan;
 mod types;
 mod validate;
 
-pub use types::{IntegrationType, Outcome, PerType};
+pub use types::IntegrationType;
+pub(crate) use types::{Outcome, PerType};
+pub use validate::is_bidi_control;
+pub(crate) use validate::is_tenant_char;
 use validate::{decode_general, validate};
-pub use validate::{is_bidi_control, is_tenant_char};
 
-pub const MAX_EVENT_ID_CHARS: usize = 128;
-pub const MAX_TENANT_ID_CHARS: usize = 64;
-pub const MAX_INTEGRATION_ID_CHARS: usize = 128;
-pub const MAX_NAME_CHARS: usize = 256;
-pub const MAX_ERROR_MESSAGE_CHARS: usize = 1024;
+pub(crate) const MAX_EVENT_ID_CHARS: usize = 128;
+pub(crate) const MAX_TENANT_ID_CHARS: usize = 64;
+pub(crate) const MAX_INTEGRATION_ID_CHARS: usize = 128;
+pub(crate) const MAX_NAME_CHARS: usize = 256;
+pub(crate) const MAX_ERROR_MESSAGE_CHARS: usize = 1024;
 
 /// Why an event was rejected. The `reason_code` goes into the DLQ header and the metrics label.
 #[derive(Debug, Error, Clone, PartialEq)]
@@ -47,7 +49,7 @@ pub enum EventError {
 }
 
 impl EventError {
-    pub fn reason_code(&self) -> &'static str {
+    pub(crate) fn reason_code(&self) -> &'static str {
         match self {
             EventError::EmptyPayload => "empty_payload",
             EventError::MalformedJson(_) => "malformed_json",
@@ -70,31 +72,80 @@ impl EventError {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event<'a> {
-    pub event_id: Cow<'a, str>,
-    pub tenant_id: Cow<'a, str>,
+    pub(crate) event_id: Cow<'a, str>,
+    pub(crate) tenant_id: Cow<'a, str>,
     pub occurred_at_ms: i64,
-    pub integration_type: IntegrationType,
-    pub integration_id: Cow<'a, str>,
-    pub integration_name: Cow<'a, str>,
-    pub outcome: Outcome,
+    pub(crate) integration_type: IntegrationType,
+    pub(crate) integration_id: Cow<'a, str>,
+    pub(crate) integration_name: Cow<'a, str>,
+    pub(crate) outcome: Outcome,
     /// Always present for failures; present for successes only when the producer sent it.
-    pub status_code: Option<u16>,
-    pub error_message: Option<Cow<'a, str>>,
-    pub flow_id: Option<Cow<'a, str>>,
-    pub flow_name: Option<Cow<'a, str>>,
-    pub service_id: Option<Cow<'a, str>>,
-    pub service_name: Option<Cow<'a, str>>,
-    pub latency_ms: Option<f64>,
+    pub(crate) status_code: Option<u16>,
+    pub(crate) error_message: Option<Cow<'a, str>>,
+    pub(crate) flow_id: Option<Cow<'a, str>>,
+    pub(crate) flow_name: Option<Cow<'a, str>>,
+    pub(crate) service_id: Option<Cow<'a, str>>,
+    pub(crate) service_name: Option<Cow<'a, str>>,
+    pub(crate) latency_ms: Option<f64>,
+    /// Which attempt of its transaction this outcome is, counting from 1, when sent.
+    pub(crate) attempt: Option<u32>,
+    /// False when another attempt follows; absent means final.
+    pub(crate) final_attempt: Option<bool>,
+}
+
+impl Event<'_> {
+    /// Whether this outcome is its transaction's last: the only kind the failure-rate and SLO
+    /// rules count.
+    pub(crate) fn is_final(&self) -> bool {
+        self.final_attempt.unwrap_or(true)
+    }
+
+    /// Whether the event says anything about retries; most do not, and cost nothing more.
+    pub(crate) fn tells_retries(&self) -> bool {
+        self.attempt.is_some() || self.final_attempt.is_some()
+    }
+}
+
+#[cfg(test)]
+impl Event<'static> {
+    /// An event with only the required fields, for tests to adjust with `..`.
+    pub(crate) fn bare(
+        event_id: String,
+        tenant_id: &'static str,
+        integration_type: IntegrationType,
+        integration_id: String,
+        outcome: Outcome,
+        occurred_at_ms: i64,
+    ) -> Self {
+        Event {
+            event_id: Cow::Owned(event_id),
+            tenant_id: Cow::Borrowed(tenant_id),
+            occurred_at_ms,
+            integration_type,
+            integration_name: Cow::Owned(integration_id.clone()),
+            integration_id: Cow::Owned(integration_id),
+            outcome,
+            status_code: None,
+            error_message: None,
+            flow_id: None,
+            flow_name: None,
+            service_id: None,
+            service_name: None,
+            latency_ms: None,
+            attempt: None,
+            final_attempt: None,
+        }
+    }
 }
 
 /// Most characters of an offending value that an error message repeats.
-pub const MAX_ECHO_CHARS: usize = 64;
+pub(crate) const MAX_ECHO_CHARS: usize = 64;
 /// Deepest nesting of arrays and objects accepted, anywhere in the payload.
-pub const MAX_NESTING: usize = 64;
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
+pub(crate) const MAX_NESTING: usize = 64;
+pub(crate) const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
 
 /// `text` cut to `MAX_ECHO_CHARS` characters, so an error never repeats a huge value.
-pub fn echo(text: &str) -> String {
+pub(crate) fn echo(text: &str) -> String {
     match text.char_indices().nth(MAX_ECHO_CHARS) {
         None => text.to_owned(),
         Some((cut, _)) => format!("{}…", &text[..cut]),
@@ -106,8 +157,8 @@ pub fn echo(text: &str) -> String {
 #[derive(Debug, Clone, Copy)]
 pub struct DecodeLimits {
     pub now_ms: i64,
-    pub max_future_ms: i64,
-    pub max_bytes: usize,
+    pub(crate) max_future_ms: i64,
+    pub(crate) max_bytes: usize,
 }
 
 impl DecodeLimits {
@@ -155,7 +206,7 @@ pub fn decode(payload: &[u8], limits: DecodeLimits) -> Result<Event<'_>, EventEr
 
 /// True when no array or object in `payload` nests deeper than `max`. Brackets inside strings
 /// do not count. Runs in one pass without recursion, whatever the input.
-pub fn nesting_within(payload: &[u8], max: usize) -> bool {
+pub(crate) fn nesting_within(payload: &[u8], max: usize) -> bool {
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;
@@ -333,6 +384,11 @@ mod tests {
                 "invalid_field",
             ),
             ("latency_ms", serde_json::json!(-1), "invalid_field"),
+            ("attempt", serde_json::json!(0), "invalid_field"),
+            ("attempt", serde_json::json!(1001), "invalid_field"),
+            ("attempt", serde_json::json!("2"), "invalid_field"),
+            ("final", serde_json::json!("no"), "invalid_field"),
+            ("final", serde_json::json!(0), "invalid_field"),
         ];
         for (field, bad, reason) in cases {
             let mut value = base();
@@ -341,6 +397,27 @@ mod tests {
             assert_eq!(err.reason_code(), reason, "{field}={bad}: {err}");
             assert!(err.to_string().contains(field), "{field}: {err}");
         }
+    }
+
+    #[test]
+    fn retry_fields_are_read_and_absent_means_final() {
+        let plain = decode_value(&base()).unwrap();
+        assert_eq!(
+            (plain.attempt, plain.final_attempt, plain.is_final()),
+            (None, None, true)
+        );
+        assert!(!plain.tells_retries());
+        let mut value = base();
+        value["attempt"] = serde_json::json!(2);
+        value["final"] = serde_json::json!(false);
+        let retried = decode_value(&value).unwrap();
+        assert_eq!((retried.attempt, retried.is_final()), (Some(2), false));
+        let text = serde_json::to_vec(&value).unwrap();
+        let scanned = decode(&text, limits()).unwrap();
+        assert_eq!(
+            (scanned.attempt, scanned.final_attempt),
+            (Some(2), Some(false))
+        );
     }
 
     #[test]
@@ -448,8 +525,8 @@ mod tests {
         fn scanner_agrees_on_generated_objects(
             fields in proptest::collection::vec(
                 (
-                    prop::sample::select(vec!["event_id", "tenant_id", "occurred_at", "status_code", "latency_ms", "outcome", "extra", "nested"]),
-                    prop::sample::select(vec!["\"t\"", "null", "12", "-3", "1.5", "2e3", "true", "[1,\"a\"]", "{\"k\":{}}", "\"a\\\"b\"", "99999999999999999999"]),
+                    prop::sample::select(vec!["event_id", "tenant_id", "occurred_at", "status_code", "latency_ms", "outcome", "attempt", "final", "extra", "nested"]),
+                    prop::sample::select(vec!["\"t\"", "null", "12", "-3", "1.5", "2e3", "true", "false", "[1,\"a\"]", "{\"k\":{}}", "\"a\\\"b\"", "99999999999999999999"]),
                 ),
                 0..8,
             ),

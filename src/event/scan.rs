@@ -133,6 +133,14 @@ impl<'a> Scanner<'a> {
         digits.parse().ok()
     }
 
+    fn boolean(&mut self) -> Option<bool> {
+        match self.peek()? {
+            b't' => self.literal(b"true").map(|_| true),
+            b'f' => self.literal(b"false").map(|_| false),
+            _ => None,
+        }
+    }
+
     fn float(&mut self) -> Option<f64> {
         let (digits, _) = self.number()?;
         digits.parse::<f64>().ok().filter(|v| v.is_finite())
@@ -249,6 +257,18 @@ pub(super) fn scan(payload: &[u8]) -> Option<RawEvent<'_>> {
                     1 << 13,
                     &mut raw.latency_ms,
                     s.null_or(Scanner::float)?,
+                )?,
+                "attempt" => take(
+                    &mut seen,
+                    1 << 14,
+                    &mut raw.attempt,
+                    s.null_or(Scanner::integer)?,
+                )?,
+                "final" => take(
+                    &mut seen,
+                    1 << 15,
+                    &mut raw.final_attempt,
+                    s.null_or(Scanner::boolean)?,
                 )?,
                 _ => s.skip_value(0)?,
             }

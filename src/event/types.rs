@@ -15,7 +15,7 @@ pub enum IntegrationType {
 }
 
 impl IntegrationType {
-    pub const COUNT: usize = 5;
+    pub(crate) const COUNT: usize = 5;
 
     pub const ALL: [IntegrationType; Self::COUNT] = [
         IntegrationType::InboundWebhook,
@@ -26,12 +26,8 @@ impl IntegrationType {
     ];
 
     /// Dense index for per-type counter arrays.
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
-    }
-
-    pub fn from_index(index: usize) -> Option<Self> {
-        Self::ALL.get(index).copied()
     }
 
     pub fn as_str(self) -> &'static str {
@@ -67,15 +63,19 @@ impl fmt::Display for IntegrationType {
 
 /// One value per integration type, indexed by the type itself.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct PerType<T>(pub [T; IntegrationType::COUNT]);
+pub(crate) struct PerType<T>(pub [T; IntegrationType::COUNT]);
 
 impl<T> PerType<T> {
-    pub fn values(&self) -> std::slice::Iter<'_, T> {
+    pub(crate) fn values(&self) -> std::slice::Iter<'_, T> {
         self.0.iter()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (IntegrationType, &T)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (IntegrationType, &T)> {
         IntegrationType::ALL.into_iter().zip(self.0.iter())
+    }
+
+    pub(crate) fn map<U>(self, f: impl FnMut(T) -> U) -> PerType<U> {
+        PerType(self.0.map(f))
     }
 }
 
@@ -94,7 +94,7 @@ impl<T> IndexMut<IntegrationType> for PerType<T> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Success,
     Failure,
 }

@@ -39,6 +39,9 @@ pub(super) struct RawEvent<'a> {
     #[serde(borrow)]
     pub(super) service_name: Option<Cow<'a, str>>,
     pub(super) latency_ms: Option<f64>,
+    pub(super) attempt: Option<i64>,
+    #[serde(rename = "final")]
+    pub(super) final_attempt: Option<bool>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -138,8 +141,21 @@ fn diagnose(payload: &[u8]) -> EventError {
             return EventError::invalid("latency_ms", "must be a number");
         }
     }
+    if let Some(v) = object.get("attempt") {
+        if !(v.is_i64() || v.is_null()) {
+            return EventError::invalid("attempt", "must be an integer");
+        }
+    }
+    if let Some(v) = object.get("final") {
+        if !(v.is_boolean() || v.is_null()) {
+            return EventError::invalid("final", "must be true or false");
+        }
+    }
     EventError::MalformedJson("payload does not match the outcome event schema".into())
 }
+
+/// The highest retry attempt an event may number.
+const MAX_ATTEMPT: i64 = 1_000;
 
 pub(super) fn validate(raw: RawEvent<'_>) -> Result<Event<'_>, EventError> {
     let event_id = required_text(raw.event_id, "event_id", 1, MAX_EVENT_ID_CHARS)?;
@@ -193,6 +209,16 @@ pub(super) fn validate(raw: RawEvent<'_>) -> Result<Event<'_>, EventError> {
             ))
         }
     };
+    let attempt = match raw.attempt {
+        None => None,
+        Some(n) if (1..=MAX_ATTEMPT).contains(&n) => Some(n as u32),
+        Some(n) => {
+            return Err(EventError::invalid(
+                "attempt",
+                format!("is {n}; expected 1..={MAX_ATTEMPT}"),
+            ))
+        }
+    };
     if let Some(latency) = raw.latency_ms {
         if !(latency >= 0.0 && latency.is_finite()) {
             return Err(EventError::invalid("latency_ms", "must be a number >= 0"));
@@ -213,11 +239,13 @@ pub(super) fn validate(raw: RawEvent<'_>) -> Result<Event<'_>, EventError> {
         service_id: optional_text(raw.service_id, "service_id", MAX_NAME_CHARS)?,
         service_name: optional_text(raw.service_name, "service_name", MAX_NAME_CHARS)?,
         latency_ms: raw.latency_ms,
+        attempt,
+        final_attempt: raw.final_attempt,
     })
 }
 
 /// Characters allowed in a tenant id; the API checks requested tenants with the same rule.
-pub fn is_tenant_char(c: char) -> bool {
+pub(crate) fn is_tenant_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')
 }
 

@@ -51,7 +51,7 @@ pub(super) fn new_consumer(
 }
 
 /// Offsets covered by durable snapshots, waiting to be committed to Kafka by the consumer thread.
-pub type PendingCommits = Arc<Mutex<Vec<(PartitionKey, i64)>>>;
+pub(crate) type PendingCommits = Arc<Mutex<Vec<(PartitionKey, i64)>>>;
 
 /// Kafka commits are advisory, for lag dashboards; the snapshot's offset is the truth.
 fn commit_pending(

@@ -24,7 +24,7 @@ pub const HEADER_SOURCE_OFFSET: &str = "ih-source-offset";
 
 /// The `ih-error` header is cut to this many bytes, so a dead letter never outgrows the
 /// message it carries by more than a little.
-pub const MAX_ERROR_HEADER_BYTES: usize = 512;
+pub(crate) const MAX_ERROR_HEADER_BYTES: usize = 512;
 
 /// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
 fn truncate_utf8(text: &str, max: usize) -> &str {
@@ -36,7 +36,7 @@ fn truncate_utf8(text: &str, max: usize) -> &str {
 }
 
 /// Where the owner sends rejected messages. Kafka in the service; a list in the owner's tests.
-pub trait DeadLetterSink: Send {
+pub(crate) trait DeadLetterSink: Send {
     fn send(&mut self, message: &OwnedMessage, reason: &EventError);
     /// Returns once every message sent so far is acknowledged (or has failed and been counted).
     fn flush(&mut self);
@@ -80,13 +80,13 @@ impl ProducerContext for DlqContext {
 }
 
 /// Publishes to the dead-letter topic.
-pub struct DeadLetters {
+pub(crate) struct DeadLetters {
     producer: ThreadedProducer<DlqContext>,
     topic: String,
 }
 
 impl DeadLetters {
-    pub fn new(config: &IngestConfig, metrics: Arc<Metrics>) -> Result<Self, IngestError> {
+    pub(crate) fn new(config: &IngestConfig, metrics: Arc<Metrics>) -> Result<Self, IngestError> {
         let client = client_config(
             config,
             &[("enable.idempotence", "true"), ("linger.ms", "5")],

@@ -12,7 +12,7 @@ use crate::store::PartitionKey;
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Looks up a partition's first offset still in the log, and its high watermark.
-pub trait LogStarts: Send {
+pub(crate) trait LogStarts: Send {
     /// (log start, high watermark); `None` when the broker did not answer in time.
     fn watermarks(&self, key: &PartitionKey) -> Option<(i64, i64)>;
 
@@ -22,12 +22,12 @@ pub trait LogStarts: Send {
 }
 
 /// Asks the broker (ListOffsets) with a client of its own, outside any group.
-pub struct KafkaLogStarts {
+pub(crate) struct KafkaLogStarts {
     client: BaseConsumer,
 }
 
 impl KafkaLogStarts {
-    pub fn new(config: &IngestConfig) -> Result<Self, IngestError> {
+    pub(crate) fn new(config: &IngestConfig) -> Result<Self, IngestError> {
         let client = client_config(config, &[])
             .create()
             .map_err(IngestError::Client)?;

@@ -33,20 +33,20 @@ use tokio_util::sync::CancellationToken;
 use tracing::error;
 
 use consumer::PendingCommits;
+pub use dead_letters::send_when_queued;
+pub(crate) use dead_letters::DeadLetters;
 pub use dead_letters::{
-    send_when_queued, DeadLetterSink, DeadLetters, HEADER_ERROR, HEADER_REASON,
-    HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION, HEADER_SOURCE_TOPIC,
+    HEADER_ERROR, HEADER_REASON, HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION, HEADER_SOURCE_TOPIC,
 };
-pub use log_start::{KafkaLogStarts, LogStarts};
-pub use owner::{AssignmentHook, Owner};
-pub use progress::{IngestProgress, IngestStatus, PartitionStatus, SnapshotStatus};
-pub use repartition::{
-    is_rejection_marker, loss_marker, UpstreamLoss, HEADER_LOST, HEADER_REJECTED,
-};
+pub(crate) use log_start::KafkaLogStarts;
+pub(crate) use owner::AssignmentHook;
+use owner::Owner;
+pub use progress::IngestProgress;
+pub(crate) use progress::{IngestStatus, PartitionStatus};
+pub(crate) use repartition::{is_rejection_marker, loss_marker};
 use snapshots::{SnapshotSchedule, Written};
-pub use topics::{
-    check_topics, ensure, internal_topics, recheck_until_fine, Partitions, TopicPolicy,
-    TopicReport, TopicSpec, TopicStatus,
+pub(crate) use topics::{
+    check_topics, internal_topics, recheck_until_fine, TopicPolicy, TopicStatus,
 };
 
 use crate::clock::SharedClock;
@@ -66,44 +66,44 @@ pub enum IngestError {
 }
 
 #[derive(Debug, Clone)]
-pub struct IngestConfig {
-    pub brokers: String,
+pub(crate) struct IngestConfig {
+    pub(crate) brokers: String,
     /// The topic aggregation reads: the input, or the repartition stage's output.
-    pub topic: String,
+    pub(crate) topic: String,
     /// With a value, the repartition stage reads this input topic and writes `topic`, keyed by
     /// tenant.
-    pub repartition_from: Option<String>,
-    pub group: String,
+    pub(crate) repartition_from: Option<String>,
+    pub(crate) group: String,
     /// `group.instance.id`: static membership, so a restarted instance takes its partitions
     /// straight back instead of waiting for a group-wide rebalance.
-    pub instance_id: Option<String>,
-    pub dlq_topic: String,
-    pub max_future_ms: i64,
+    pub(crate) instance_id: Option<String>,
+    pub(crate) dlq_topic: String,
+    pub(crate) max_future_ms: i64,
     /// Larger messages are rejected as `too_large`.
-    pub max_message_bytes: usize,
+    pub(crate) max_message_bytes: usize,
     /// librdkafka properties passed through to both consumer and DLQ producer.
-    pub kafka: KafkaProperties,
+    pub(crate) kafka: KafkaProperties,
     /// Where snapshots live; `None` keeps state in memory only.
-    pub snapshots: Option<Snapshots>,
-    pub snapshot_interval: Duration,
+    pub(crate) snapshots: Option<Snapshots>,
+    pub(crate) snapshot_interval: Duration,
 }
 
 /// What the owner thread is told: a batch to apply, or a rebalance to answer.
-pub enum Command {
+pub(crate) enum Command {
     Batch(Vec<OwnedMessage>),
     Assigned(Vec<PartitionKey>, SyncSender<Vec<(PartitionKey, Offset)>>),
     Revoked(Vec<PartitionKey>, SyncSender<()>),
 }
 
 /// Running ingest; `join` waits for its threads after shutdown was signalled.
-pub struct IngestHandle {
+pub(crate) struct IngestHandle {
     consumer: JoinHandle<()>,
     owner: JoinHandle<()>,
     repartition: Option<JoinHandle<()>>,
 }
 
 impl IngestHandle {
-    pub fn join(self) {
+    pub(crate) fn join(self) {
         if let Some(stage) = self.repartition {
             if stage.join().is_err() {
                 error!("repartition thread panicked");
@@ -119,15 +119,15 @@ impl IngestHandle {
 }
 
 /// The parts ingest writes to and reports through.
-pub struct IngestShared {
-    pub store: Arc<Store>,
-    pub progress: Arc<IngestProgress>,
-    pub clock: SharedClock,
-    pub metrics: Arc<Metrics>,
-    pub on_assignment: Option<AssignmentHook>,
+pub(crate) struct IngestShared {
+    pub(crate) store: Arc<Store>,
+    pub(crate) progress: Arc<IngestProgress>,
+    pub(crate) clock: SharedClock,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) on_assignment: Option<AssignmentHook>,
 }
 
-pub fn start(
+pub(crate) fn start(
     config: IngestConfig,
     shared: IngestShared,
     shutdown: CancellationToken,
@@ -217,6 +217,6 @@ pub(crate) fn client_config(config: &IngestConfig, defaults: &[(&str, &str)]) ->
 }
 
 /// Refuses to start on snapshots this build cannot read.
-pub fn check_snapshots(snapshots: &Snapshots) -> Result<(), SnapshotError> {
+pub(crate) fn check_snapshots(snapshots: &Snapshots) -> Result<(), SnapshotError> {
     snapshots.check_versions()
 }

@@ -32,32 +32,32 @@ const LOCK_CHUNK: usize = 256;
 const OWNER_TICK: Duration = Duration::from_millis(200);
 
 /// The single writer of partition state.
-pub struct Owner {
-    pub store: Arc<Store>,
-    pub progress: Arc<IngestProgress>,
-    pub clock: SharedClock,
-    pub max_future_ms: i64,
-    pub max_message_bytes: usize,
+pub(super) struct Owner {
+    pub(super) store: Arc<Store>,
+    pub(super) progress: Arc<IngestProgress>,
+    pub(super) clock: SharedClock,
+    pub(super) max_future_ms: i64,
+    pub(super) max_message_bytes: usize,
     /// No repartition stage: tenants found on two partitions are flagged.
-    pub input_keyed_by_tenant: bool,
-    pub dead_letters: Box<dyn DeadLetterSink>,
+    pub(super) input_keyed_by_tenant: bool,
+    pub(super) dead_letters: Box<dyn DeadLetterSink>,
     /// Without a state dir: partitions revoked from this instance. Their state and offset stay
     /// consistent, so if a partition comes back, consumption resumes at its offset.
-    pub parked: HashMap<PartitionKey, SharedPartition>,
-    pub snapshots: Option<SnapshotSchedule>,
-    pub shutdown: CancellationToken,
-    pub metrics: Arc<Metrics>,
+    pub(super) parked: HashMap<PartitionKey, SharedPartition>,
+    pub(super) snapshots: Option<SnapshotSchedule>,
+    pub(super) shutdown: CancellationToken,
+    pub(super) metrics: Arc<Metrics>,
     /// Told the partitions owned after every assignment change (to announce them to replicas).
-    pub on_assignment: Option<AssignmentHook>,
+    pub(super) on_assignment: Option<AssignmentHook>,
     /// Where each partition's log starts, to tell lost offsets from other gaps.
-    pub log_starts: Box<dyn LogStarts>,
+    pub(super) log_starts: Box<dyn LogStarts>,
 }
 
 /// Called with the partitions owned after each rebalance.
-pub type AssignmentHook = Box<dyn Fn(std::collections::BTreeSet<i32>) + Send>;
+pub(crate) type AssignmentHook = Box<dyn Fn(std::collections::BTreeSet<i32>) + Send>;
 
 impl Owner {
-    pub fn run(mut self, inbox: Receiver<Command>) {
+    pub(crate) fn run(mut self, inbox: Receiver<Command>) {
         loop {
             match inbox.recv_timeout(OWNER_TICK) {
                 Ok(command) => self.handle(command),
@@ -73,7 +73,7 @@ impl Owner {
         info!("owner stopped");
     }
 
-    pub fn handle(&mut self, command: Command) {
+    pub(crate) fn handle(&mut self, command: Command) {
         match command {
             Command::Batch(messages) => self.apply_batch(messages),
             Command::Assigned(keys, reply) => {
@@ -297,7 +297,7 @@ impl Owner {
         }
     }
 
-    pub fn apply_batch(&mut self, messages: Vec<OwnedMessage>) {
+    pub(crate) fn apply_batch(&mut self, messages: Vec<OwnedMessage>) {
         let now_ms = self.clock.now_ms();
         let limits = DecodeLimits {
             now_ms,

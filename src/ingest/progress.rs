@@ -13,7 +13,7 @@ use crate::store::{IngestTotals, PartitionKey, Store};
 pub struct SnapshotStatus {
     /// Exclusive: the first offset the snapshot does not cover.
     pub next_offset: i64,
-    pub written_at_ms: i64,
+    pub(crate) written_at_ms: i64,
     pub bytes: u64,
     /// Time spent encoding on the owner thread: the pause ingest sees.
     pub encode_ms: f64,
@@ -22,26 +22,26 @@ pub struct SnapshotStatus {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartitionStatus {
-    pub topic: String,
-    pub partition: i32,
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
     /// -1 when nothing has been applied yet.
     pub next_offset: i64,
     /// -1 when not yet known.
-    pub high_watermark: i64,
+    pub(crate) high_watermark: i64,
     pub lag: i64,
     /// Offsets deleted from the log before they were read (kept for the retention).
-    pub lost_offsets: u64,
+    pub(crate) lost_offsets: u64,
     pub snapshot: Option<SnapshotStatus>,
     /// Milliseconds since the snapshot was written; -1 without one.
-    pub snapshot_age_ms: i64,
+    pub(crate) snapshot_age_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct IngestStatus {
     pub partitions: Vec<PartitionStatus>,
     /// The repartition stage's input partitions, when the stage runs: how far it has read.
-    pub upstream: Vec<PartitionStatus>,
-    pub totals: IngestTotals,
+    pub(crate) upstream: Vec<PartitionStatus>,
+    pub(crate) totals: IngestTotals,
 }
 
 /// Written by the consumer (watermarks, assignment) and the snapshot writer; read by readiness,
@@ -68,61 +68,61 @@ pub struct IngestProgress {
 }
 
 impl IngestProgress {
-    pub fn mark_assigned(&self) {
+    pub(crate) fn mark_assigned(&self) {
         self.assigned.store(true, Ordering::SeqCst);
     }
 
     /// `count` partitions are being restored; readiness waits for them.
-    pub fn attaching(&self, count: usize) {
+    pub(crate) fn attaching(&self, count: usize) {
         self.attaching.fetch_add(count, Ordering::SeqCst);
     }
 
     /// One partition of an assignment is attached (or given up).
-    pub fn attached(&self) {
+    pub(crate) fn attached(&self) {
         let _ = self
             .attaching
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
     }
 
-    pub fn has_assignment(&self) -> bool {
+    pub(crate) fn has_assignment(&self) -> bool {
         self.assigned.load(Ordering::SeqCst)
     }
 
     /// The partition's high watermark at assignment, looked up from the broker.
-    pub fn set_high_watermark(&self, key: PartitionKey, offset: i64) {
+    pub(crate) fn set_high_watermark(&self, key: PartitionKey, offset: i64) {
         self.high_watermarks.insert(key, offset);
     }
 
     /// A watermark from the client's statistics. They keep reporting a partition after it
     /// was revoked, with the mark it had then, so a report never lowers a known mark (a
     /// partition's high watermark only grows).
-    pub fn report_high_watermark(&self, key: PartitionKey, offset: i64) {
+    pub(crate) fn report_high_watermark(&self, key: PartitionKey, offset: i64) {
         self.high_watermarks
             .entry(key)
             .and_modify(|known| *known = (*known).max(offset))
             .or_insert(offset);
     }
 
-    pub fn high_watermark(&self, key: &PartitionKey) -> Option<i64> {
+    pub(crate) fn high_watermark(&self, key: &PartitionKey) -> Option<i64> {
         self.high_watermarks.get(key).map(|v| *v)
     }
 
     /// A partition left this instance: its watermark is no longer ours to report.
-    pub fn forget(&self, key: &PartitionKey) {
+    pub(crate) fn forget(&self, key: &PartitionKey) {
         self.high_watermarks.remove(key);
     }
 
-    pub fn mark_repartitioning(&self) {
+    pub(crate) fn mark_repartitioning(&self) {
         self.repartitioning.store(true, Ordering::SeqCst);
     }
 
-    pub fn set_upstream(&self, key: PartitionKey, next_offset: i64, high_watermark: i64) {
+    pub(crate) fn set_upstream(&self, key: PartitionKey, next_offset: i64, high_watermark: i64) {
         self.upstream.insert(key, (next_offset, high_watermark));
     }
 
     /// The repartition stage's group gave it `keys` (maybe none): each is listed, with no
     /// position yet, until statistics report it.
-    pub fn assign_upstream(&self, keys: impl IntoIterator<Item = PartitionKey>) {
+    pub(crate) fn assign_upstream(&self, keys: impl IntoIterator<Item = PartitionKey>) {
         for key in keys {
             self.upstream.entry(key).or_insert((-1, -1));
         }
@@ -130,12 +130,12 @@ impl IngestProgress {
     }
 
     /// An input partition the repartition stage no longer reads: its position is not ours.
-    pub fn forget_upstream(&self, key: &PartitionKey) {
+    pub(crate) fn forget_upstream(&self, key: &PartitionKey) {
         self.upstream.remove(key);
         self.upstream_lost.remove(key);
     }
 
-    pub fn add_upstream_lost(&self, key: &PartitionKey, count: u64) {
+    pub(crate) fn add_upstream_lost(&self, key: &PartitionKey, count: u64) {
         *self.upstream_lost.entry(key.clone()).or_insert(0) += count;
     }
 
@@ -161,23 +161,23 @@ impl IngestProgress {
         upstream
     }
 
-    pub fn set_snapshot_status(&self, key: PartitionKey, status: SnapshotStatus) {
+    pub(crate) fn set_snapshot_status(&self, key: PartitionKey, status: SnapshotStatus) {
         self.snapshot_failures.remove(&key);
         self.snapshots.insert(key, status);
     }
 
     /// A snapshot write failed at `now_ms`.
-    pub fn snapshot_failed(&self, key: PartitionKey, now_ms: i64) {
+    pub(crate) fn snapshot_failed(&self, key: PartitionKey, now_ms: i64) {
         let mut entry = self.snapshot_failures.entry(key).or_insert((now_ms, 0));
         entry.1 = entry.1.saturating_add(1);
     }
 
     /// Since when, and how many times in a row, the partition's snapshot writes have failed.
-    pub fn snapshot_failing(&self, key: &PartitionKey) -> Option<(i64, u32)> {
+    pub(crate) fn snapshot_failing(&self, key: &PartitionKey) -> Option<(i64, u32)> {
         self.snapshot_failures.get(key).map(|f| *f)
     }
 
-    pub fn snapshot_status(&self, key: &PartitionKey) -> Option<SnapshotStatus> {
+    pub(crate) fn snapshot_status(&self, key: &PartitionKey) -> Option<SnapshotStatus> {
         self.snapshots.get(key).map(|s| *s)
     }
 
@@ -218,7 +218,7 @@ impl IngestProgress {
 
     /// Ready once ingest has its assignment and every assigned partition is restored, has a
     /// reported high watermark, and is within `max_lag` messages of it.
-    pub fn readiness(&self, store: &Store, max_lag: i64, now_ms: i64) -> Result<(), String> {
+    pub(crate) fn readiness(&self, store: &Store, max_lag: i64, now_ms: i64) -> Result<(), String> {
         if !self.has_assignment() {
             return Err("waiting for the consumer group to assign partitions".into());
         }

@@ -35,7 +35,7 @@ use crate::ops::Metrics;
 use crate::store::{lost_ranges, PartitionKey};
 
 /// Header of the marker that stands for a message rejected by the repartition stage.
-pub const HEADER_REJECTED: &str = "ih-rejected";
+pub(crate) const HEADER_REJECTED: &str = "ih-rejected";
 
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 /// How often everything published so far is flushed and the input offsets committed: this
@@ -46,19 +46,19 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Header of the marker that tells every output partition that the stage never read a range
 /// of its input; the payload says which (`UpstreamLoss` as JSON).
-pub const HEADER_LOST: &str = "ih-lost";
+pub(crate) const HEADER_LOST: &str = "ih-lost";
 
 /// A range of an input partition the stage never read, `[from, to)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UpstreamLoss {
-    pub topic: String,
-    pub partition: i32,
-    pub from: i64,
-    pub to: i64,
+pub(crate) struct UpstreamLoss {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) from: i64,
+    pub(crate) to: i64,
 }
 
 /// The loss a marker reports, if `message` is one.
-pub fn loss_marker(message: &impl Message) -> Option<UpstreamLoss> {
+pub(crate) fn loss_marker(message: &impl Message) -> Option<UpstreamLoss> {
     let headers = message.headers()?;
     if !headers.iter().any(|h| h.key == HEADER_LOST) {
         return None;
@@ -73,7 +73,7 @@ pub fn loss_marker(message: &impl Message) -> Option<UpstreamLoss> {
 }
 
 /// True for the marker of a message the repartition stage rejected.
-pub fn is_rejection_marker(message: &impl Message) -> bool {
+pub(crate) fn is_rejection_marker(message: &impl Message) -> bool {
     message
         .headers()
         .is_some_and(|headers| headers.iter().any(|h| h.key == HEADER_REJECTED))
@@ -183,7 +183,7 @@ struct Stage {
 
 /// Starts the stage on its own thread, reading `config.input_topic` and writing
 /// `config.topic`.
-pub fn start(
+pub(crate) fn start(
     config: &IngestConfig,
     input_topic: &str,
     clock: SharedClock,

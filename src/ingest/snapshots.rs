@@ -33,8 +33,8 @@ struct WriteBatch {
 
 /// Decides when snapshots are due, encodes them on the owner thread (the only pause ingest
 /// sees) and hands the bytes to a writer thread for the file work.
-pub struct SnapshotSchedule {
-    pub target: Snapshots,
+pub(crate) struct SnapshotSchedule {
+    pub(crate) target: Snapshots,
     interval: Duration,
     /// `None` once `finish` has closed the channel.
     writer: Option<SyncSender<WriteBatch>>,
@@ -46,7 +46,7 @@ pub struct SnapshotSchedule {
 }
 
 impl SnapshotSchedule {
-    pub fn start(
+    pub(crate) fn start(
         target: Snapshots,
         interval: Duration,
         written: Written,
@@ -69,7 +69,7 @@ impl SnapshotSchedule {
     }
 
     /// Closes the writer's channel and waits until every queued snapshot is written.
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         self.writer = None;
         if let Some(thread) = self.thread.take() {
             if thread.join().is_err() {
@@ -78,12 +78,12 @@ impl SnapshotSchedule {
         }
     }
 
-    pub fn restored(&mut self, key: &PartitionKey, shared: &SharedPartition) {
+    pub(crate) fn restored(&mut self, key: &PartitionKey, shared: &SharedPartition) {
         self.last
             .insert(key.clone(), (Instant::now(), shared.read().next_offset()));
     }
 
-    pub fn due(
+    pub(crate) fn due(
         &self,
         owned: &[(PartitionKey, SharedPartition)],
     ) -> Vec<(PartitionKey, SharedPartition)> {
@@ -105,7 +105,7 @@ impl SnapshotSchedule {
     }
 
     /// Encodes each partition now; with `wait`, also blocks until every file is durable.
-    pub fn take(&mut self, partitions: Vec<(PartitionKey, SharedPartition)>, wait: bool) {
+    pub(crate) fn take(&mut self, partitions: Vec<(PartitionKey, SharedPartition)>, wait: bool) {
         let mut jobs = Vec::new();
         for (key, shared) in partitions {
             let started = Instant::now();
@@ -150,11 +150,11 @@ impl SnapshotSchedule {
 }
 
 /// Where the writer thread reports durable snapshots.
-pub struct Written {
-    pub progress: Arc<IngestProgress>,
-    pub clock: SharedClock,
-    pub commits: PendingCommits,
-    pub metrics: Arc<Metrics>,
+pub(crate) struct Written {
+    pub(crate) progress: Arc<IngestProgress>,
+    pub(crate) clock: SharedClock,
+    pub(crate) commits: PendingCommits,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 fn write_snapshots(store: Snapshots, batches: Receiver<WriteBatch>, written: Written) {

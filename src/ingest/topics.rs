@@ -25,7 +25,7 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Error)]
-pub enum TopicError {
+pub(crate) enum TopicError {
     #[error("kafka admin client could not be created")]
     Client(#[source] rdkafka::error::KafkaError),
     #[error("cannot read the cluster's topics")]
@@ -34,7 +34,7 @@ pub enum TopicError {
 
 /// How many partitions a topic must have.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Partitions {
+pub(crate) enum Partitions {
     /// Exactly as many as this other topic (the repartition stage's output and its input).
     SameAs(String),
     /// Any count; created with this many.
@@ -43,18 +43,18 @@ pub enum Partitions {
 
 /// One topic the service needs, with the settings it must have.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicSpec {
-    pub name: String,
+pub(crate) struct TopicSpec {
+    pub(crate) name: String,
     /// What the topic is for, in the words of an operator's checklist.
-    pub purpose: &'static str,
-    pub partitions: Partitions,
+    pub(crate) purpose: &'static str,
+    pub(crate) partitions: Partitions,
     /// `cleanup.policy=compact`: the topic is read whole as a table.
-    pub compacted: bool,
+    pub(crate) compacted: bool,
 }
 
 impl TopicSpec {
     /// The settings an operator must give the topic, for messages that name it.
-    pub fn needs(&self, partition_counts: &HashMap<String, i32>) -> String {
+    pub(crate) fn needs(&self, partition_counts: &HashMap<String, i32>) -> String {
         let partitions = match &self.partitions {
             Partitions::SameAs(other) => match partition_counts.get(other) {
                 Some(count) => format!("{count} partitions (as many as {other})"),
@@ -72,23 +72,23 @@ impl TopicSpec {
 /// Whether the service may create what is missing, and with what replication factor (-1: the
 /// broker's default).
 #[derive(Debug, Clone, Copy)]
-pub struct TopicPolicy {
-    pub create: bool,
-    pub replication_factor: i32,
+pub(crate) struct TopicPolicy {
+    pub(crate) create: bool,
+    pub(crate) replication_factor: i32,
 }
 
 /// What the check found: topics it created, what the broker could not tell it (warnings,
 /// which do not hold readiness back), and problems that do.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct TopicReport {
-    pub created: Vec<String>,
-    pub warnings: Vec<String>,
-    pub problems: Vec<String>,
+pub(crate) struct TopicReport {
+    pub(crate) created: Vec<String>,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) problems: Vec<String>,
 }
 
 /// Makes sure every topic in `specs` exists with its settings, creating the missing ones when
 /// `policy` allows it.
-pub async fn ensure(
+pub(crate) async fn ensure(
     client: &ClientConfig,
     specs: &[TopicSpec],
     policy: TopicPolicy,
@@ -355,7 +355,7 @@ fn is_compacted(resource: &ConfigResource) -> bool {
 
 /// The topics this configuration needs besides its input. The list is open: a feature that
 /// adds a topic adds it here, and start-up makes sure of it.
-pub fn internal_topics(config: &Config) -> Vec<TopicSpec> {
+pub(crate) fn internal_topics(config: &Config) -> Vec<TopicSpec> {
     let mut specs = Vec::new();
     if !config.input_keyed_by_tenant {
         specs.push(TopicSpec {
@@ -391,17 +391,31 @@ pub fn internal_topics(config: &Config) -> Vec<TopicSpec> {
         partitions: Partitions::AtLeastOne(1),
         compacted: true,
     });
+    specs.push(TopicSpec {
+        name: config.rules_topic(),
+        purpose: "alert rules set at runtime, read whole by every replica",
+        partitions: Partitions::AtLeastOne(1),
+        compacted: true,
+    });
+    if !config.alert_destinations.is_empty() {
+        specs.push(TopicSpec {
+            name: config.undelivered_topic(),
+            purpose: "alerts the notifier could not deliver, with the reason",
+            partitions: Partitions::AtLeastOne(1),
+            compacted: false,
+        });
+    }
     specs
 }
 
 /// What readiness knows of the internal topics: the problems of the newest check.
 #[derive(Debug, Default)]
-pub struct TopicStatus {
+pub(crate) struct TopicStatus {
     problems: Mutex<Vec<String>>,
 }
 
 impl TopicStatus {
-    pub fn readiness(&self) -> Result<(), String> {
+    pub(crate) fn readiness(&self) -> Result<(), String> {
         let problems = self.problems.lock();
         match problems.is_empty() {
             true => Ok(()),
@@ -416,7 +430,7 @@ impl TopicStatus {
 
 /// Runs the check once, logs what it found and records the problems for readiness. Returns
 /// true when nothing holds readiness back.
-pub async fn check_topics(
+pub(crate) async fn check_topics(
     client: &ClientConfig,
     specs: &[TopicSpec],
     policy: TopicPolicy,
@@ -449,7 +463,7 @@ fn error_chain(err: &TopicError) -> String {
 
 /// Checks again every `interval` until no problem is left, so topics an operator creates by
 /// hand are noticed without a restart.
-pub async fn recheck_until_fine(
+pub(crate) async fn recheck_until_fine(
     client: ClientConfig,
     specs: Vec<TopicSpec>,
     policy: TopicPolicy,

@@ -10,18 +10,18 @@ use crate::changelog::ChangelogWriter;
 use crate::event::is_bidi_control;
 use crate::store::format_failure_id;
 
-pub const MAX_ACTOR_CHARS: usize = 128;
-pub const MAX_NOTE_CHARS: usize = 1024;
+pub(crate) const MAX_ACTOR_CHARS: usize = 128;
+pub(crate) const MAX_NOTE_CHARS: usize = 1024;
 
 /// Where actions go and where they are read back from.
 pub struct IssueKeeping {
-    pub writer: Arc<ChangelogWriter>,
-    pub book: Arc<IssueBook>,
+    pub(crate) writer: Arc<ChangelogWriter>,
+    pub(crate) book: Arc<IssueBook>,
 }
 
 /// Why an action is refused; each names the request field at fault.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum ActionError {
+pub(crate) enum ActionError {
     #[error("snooze_until is required to snooze")]
     SnoozeWithoutEnd,
     #[error("snooze_until must be in the future")]
@@ -39,18 +39,18 @@ pub enum ActionError {
 }
 
 /// What a person asked, before it is checked.
-pub struct Request<'a> {
-    pub tenant_id: &'a str,
-    pub failure_id: u128,
-    pub kind: ActionKind,
-    pub snooze_until_ms: Option<i64>,
-    pub actor: &'a str,
-    pub note: &'a str,
+pub(crate) struct Request<'a> {
+    pub(crate) tenant_id: &'a str,
+    pub(crate) failure_id: u128,
+    pub(crate) kind: ActionKind,
+    pub(crate) snooze_until_ms: Option<i64>,
+    pub(crate) actor: &'a str,
+    pub(crate) note: &'a str,
 }
 
 impl IssueAction {
     /// The action `request` asks for at `now_ms`, or why it cannot be taken.
-    pub fn checked(request: Request<'_>, now_ms: i64) -> Result<IssueAction, ActionError> {
+    pub(crate) fn checked(request: Request<'_>, now_ms: i64) -> Result<IssueAction, ActionError> {
         let until_ms = match (request.kind, request.snooze_until_ms) {
             (ActionKind::Snooze, None) => return Err(ActionError::SnoozeWithoutEnd),
             (ActionKind::Snooze, Some(until)) if until <= now_ms => {

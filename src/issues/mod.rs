@@ -5,7 +5,7 @@
 //! The topic is followed and written with `changelog`.
 
 mod actions;
-pub mod rekey;
+pub(crate) mod rekey;
 
 use std::collections::HashMap;
 
@@ -14,14 +14,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::changelog::Table;
 
-pub use actions::{
-    ActionError, IssueKeeping, Request as ActionRequest, MAX_ACTOR_CHARS, MAX_NOTE_CHARS,
-};
+pub(crate) use actions::{IssueKeeping, Request as ActionRequest};
 
 /// What a user did to an issue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ActionKind {
+pub(crate) enum ActionKind {
     Acknowledge,
     Resolve,
     Snooze,
@@ -30,38 +28,38 @@ pub enum ActionKind {
 
 /// One record of the issues topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IssueAction {
-    pub tenant_id: String,
+pub(crate) struct IssueAction {
+    pub(crate) tenant_id: String,
     /// 32 hexadecimal characters, as the API shows it.
-    pub failure_id: String,
-    pub action: ActionKind,
+    pub(crate) failure_id: String,
+    pub(crate) action: ActionKind,
     /// Who acted, as the caller said.
-    pub actor: String,
+    pub(crate) actor: String,
     /// Which grant made the call: the first 8 bytes of its token's SHA-256 in hex, or empty
     /// with an open API. The actor is free text; this is what the service vouches for.
     #[serde(default)]
-    pub token: String,
-    pub at_ms: i64,
+    pub(crate) token: String,
+    pub(crate) at_ms: i64,
     #[serde(default)]
-    pub note: String,
+    pub(crate) note: String,
     /// For a snooze: when it ends.
     #[serde(default)]
-    pub until_ms: Option<i64>,
+    pub(crate) until_ms: Option<i64>,
 }
 
 impl IssueAction {
     /// The record's key on the topic: compaction keeps the newest action per issue.
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         issue_key(&self.tenant_id, &self.failure_id)
     }
 }
 
-pub fn issue_key(tenant_id: &str, failure_id: &str) -> String {
+pub(crate) fn issue_key(tenant_id: &str, failure_id: &str) -> String {
     format!("{tenant_id}/{failure_id}")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum IssueState {
+pub(crate) enum IssueState {
     Open,
     Acknowledged,
     Resolved,
@@ -71,25 +69,25 @@ pub enum IssueState {
 
 /// An issue's state with what explains it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IssueStatus {
-    pub state: IssueState,
+pub(crate) struct IssueStatus {
+    pub(crate) state: IssueState,
     /// Resolved because no failure came for `auto_resolve_after`, not by a person.
-    pub auto_resolved: bool,
+    pub(crate) auto_resolved: bool,
     /// The newest action, if anyone acted.
-    pub action: Option<IssueAction>,
+    pub(crate) action: Option<IssueAction>,
 }
 
 /// When the group failed: the first and last failure, and the start of the newest return
 /// after a quiet spell of at least `auto_resolve_after` (when it had auto-resolved and came back).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Activity {
-    pub first_ms: i64,
-    pub last_ms: i64,
-    pub latest_return_ms: Option<i64>,
+pub(crate) struct Activity {
+    pub(crate) first_ms: i64,
+    pub(crate) last_ms: i64,
+    pub(crate) latest_return_ms: Option<i64>,
 }
 
 /// The state of an issue with `action` as its newest action, at `now_ms`.
-pub fn derive_state(
+pub(crate) fn derive_state(
     action: Option<&IssueAction>,
     activity: Activity,
     now_ms: i64,
@@ -128,44 +126,34 @@ pub fn derive_state(
 
 /// The newest action of every issue, as read from the topic (and written by this instance).
 #[derive(Debug, Default)]
-pub struct IssueBook {
+pub(crate) struct IssueBook {
     actions: RwLock<HashMap<String, IssueAction>>,
     caught_up: std::sync::atomic::AtomicBool,
 }
 
 impl IssueBook {
-    pub fn record(&self, action: IssueAction) {
+    pub(crate) fn record(&self, action: IssueAction) {
         self.actions.write().insert(action.key(), action);
     }
 
     /// A tombstone on the compacted topic: the issue's actions are gone.
-    pub fn forget(&self, key: &str) {
+    pub(crate) fn forget(&self, key: &str) {
         self.actions.write().remove(key);
     }
 
-    pub fn newest(&self, tenant_id: &str, failure_id: &str) -> Option<IssueAction> {
+    pub(crate) fn newest(&self, tenant_id: &str, failure_id: &str) -> Option<IssueAction> {
         self.actions
             .read()
             .get(&issue_key(tenant_id, failure_id))
             .cloned()
     }
 
-    /// Every newest action of one tenant, by failure id.
-    pub fn of_tenant(&self, tenant_id: &str) -> HashMap<String, IssueAction> {
-        self.actions
-            .read()
-            .values()
-            .filter(|a| a.tenant_id == tenant_id)
-            .map(|a| (a.failure_id.clone(), a.clone()))
-            .collect()
-    }
-
     /// True once the topic has been read to the end it had when this instance started.
-    pub fn caught_up(&self) -> bool {
+    pub(crate) fn caught_up(&self) -> bool {
         self.caught_up.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    pub fn set_caught_up(&self) {
+    pub(crate) fn set_caught_up(&self) {
         self.caught_up
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }

@@ -13,7 +13,7 @@ use crate::store::{format_failure_id, Rekey, Store};
 
 /// One record to append to the issues topic: an action under its new key, or a tombstone.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Move {
+pub(crate) enum Move {
     Write(IssueAction),
     Forget(String),
 }
@@ -21,7 +21,7 @@ pub enum Move {
 /// The records that carry each changed id's newest action over to its new id. An action the
 /// new id already has wins if it is at least as new. The old key is always tombstoned, so
 /// compaction drops it.
-pub fn moves(book: &IssueBook, rekeys: &[Rekey]) -> Vec<Move> {
+pub(crate) fn moves(book: &IssueBook, rekeys: &[Rekey]) -> Vec<Move> {
     let mut out = Vec::new();
     for rekey in rekeys {
         let from = format_failure_id(rekey.from);
@@ -44,7 +44,7 @@ pub fn moves(book: &IssueBook, rekeys: &[Rekey]) -> Vec<Move> {
 }
 
 /// Appends `moves` to the topic and to the book, in order.
-pub async fn apply(
+pub(crate) async fn apply(
     book: &IssueBook,
     writer: &ChangelogWriter,
     moves: Vec<Move>,
@@ -68,7 +68,7 @@ pub async fn apply(
 
 /// Moves the actions of ids that restores changed, once the book has read the whole topic.
 /// Ids whose move fails are tried again on the next round.
-pub async fn move_periodically(
+pub(crate) async fn move_periodically(
     store: std::sync::Arc<Store>,
     book: std::sync::Arc<IssueBook>,
     writer: std::sync::Arc<ChangelogWriter>,

@@ -20,20 +20,20 @@ use crate::tls::ReloadingTls;
 
 /// A connection that holds its place under the cap, and leaves the open-connections gauge
 /// when it closes.
-pub struct Counted<S> {
+pub(crate) struct Counted<S> {
     inner: S,
     _place: Place,
 }
 
 /// The places under one listener's connection cap, counted in its metrics.
-pub struct Places {
+pub(crate) struct Places {
     permits: Arc<Semaphore>,
     metrics: Arc<Metrics>,
     listener: &'static str,
 }
 
 impl Places {
-    pub fn new(max: usize, metrics: Arc<Metrics>, listener: &'static str) -> Self {
+    pub(crate) fn new(max: usize, metrics: Arc<Metrics>, listener: &'static str) -> Self {
         Places {
             permits: Arc::new(Semaphore::new(max.max(1))),
             metrics,
@@ -42,7 +42,7 @@ impl Places {
     }
 
     /// A place for one more connection, counted as open; `None`, counted as refused, at the cap.
-    pub fn take(&self) -> Option<Place> {
+    pub(crate) fn take(&self) -> Option<Place> {
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             self.metrics.connection_refused(self.listener);
             return None;
@@ -57,7 +57,7 @@ impl Places {
 }
 
 /// One connection's place: given back, and no longer counted as open, when dropped.
-pub struct Place {
+pub(crate) struct Place {
     metrics: Arc<Metrics>,
     listener: &'static str,
     _permit: OwnedSemaphorePermit,
@@ -73,7 +73,7 @@ const LISTENER: &str = "grpc";
 
 /// Accepts on `listener` until `shutdown`, with at most `max` connections open, each over TLS
 /// when `tls` is given.
-pub fn grpc_incoming(
+pub(crate) fn grpc_incoming(
     listener: TcpListener,
     tls: Option<Arc<ReloadingTls>>,
     max: usize,
@@ -113,7 +113,7 @@ pub fn grpc_incoming(
 
 /// The next connection, or `None` once `shutdown` is cancelled. A failed accept (out of file
 /// descriptors, most likely) is logged and tried again after a short pause.
-pub async fn accept(
+pub(crate) async fn accept(
     listener: &TcpListener,
     shutdown: &CancellationToken,
     name: &'static str,
@@ -134,7 +134,7 @@ pub async fn accept(
 }
 
 /// A plain or a TLS connection.
-pub enum Stream {
+pub(crate) enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
 }

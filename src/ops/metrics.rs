@@ -50,6 +50,17 @@ struct ListenerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    destination: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DestinationLabels {
+    destination: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PartitionLabels {
     topic: String,
     partition: String,
@@ -61,7 +72,7 @@ pub struct Metrics {
     registry: Registry,
     events: Family<EventLabels, Counter>,
     rejected: Family<ReasonLabels, Counter>,
-    pub dlq_failures: Counter<u64, AtomicU64>,
+    pub(crate) dlq_failures: Counter<u64, AtomicU64>,
     tenants_split: Counter<u64, AtomicU64>,
     tenants_evicted: Counter<u64, AtomicU64>,
     connections_open: Family<ListenerLabels, Gauge>,
@@ -70,6 +81,8 @@ pub struct Metrics {
     peer_bytes: Family<PeerBytesLabels, Counter>,
     rpc_requests: Family<RpcLabels, Counter>,
     rpc_seconds: Family<RpcNameLabels, Histogram>,
+    alert_deliveries: Family<DeliveryLabels, Counter>,
+    alert_delivery_seconds: Family<DestinationLabels, Histogram>,
     snapshot_write_seconds: Histogram,
     snapshot_pause_seconds: Histogram,
     next_offset: Family<PartitionLabels, Gauge>,
@@ -84,6 +97,11 @@ pub struct Metrics {
     buckets: Gauge,
     overflowed: Gauge,
     resident_memory: Gauge,
+}
+
+fn delivery_histogram() -> Histogram {
+    // 5 ms .. ~80 s.
+    Histogram::new(exponential_buckets(0.005, 2.0, 15))
 }
 
 fn latency_histogram() -> Histogram {
@@ -112,6 +130,8 @@ impl Metrics {
             peer_bytes: Family::default(),
             rpc_requests: Family::default(),
             rpc_seconds: Family::new_with_constructor(latency_histogram),
+            alert_deliveries: Family::default(),
+            alert_delivery_seconds: Family::new_with_constructor(delivery_histogram),
             snapshot_write_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             snapshot_pause_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             next_offset: Family::default(),
@@ -229,6 +249,16 @@ impl Metrics {
             metrics.snapshot_bytes.clone(),
         );
         registry.register(
+            "alert_deliveries",
+            "Alert state changes per destination: sent, failed (recorded as undelivered) or stale (too old to send)",
+            metrics.alert_deliveries.clone(),
+        );
+        registry.register(
+            "alert_delivery_seconds",
+            "Time of each attempt to deliver an alert, per destination",
+            metrics.alert_delivery_seconds.clone(),
+        );
+        registry.register(
             "store_tenants",
             "Tenants held in memory (summed over partitions)",
             metrics.tenants.clone(),
@@ -240,7 +270,7 @@ impl Metrics {
         );
         registry.register(
             "store_buckets",
-            "Time buckets held in memory",
+            "Time buckets held in memory, a quiet series' kept events counted as its entries",
             metrics.buckets.clone(),
         );
         registry.register(
@@ -259,7 +289,7 @@ impl Metrics {
         }
     }
 
-    pub fn applied(&self, integration_type: IntegrationType, applied: Applied, count: u64) {
+    pub(crate) fn applied(&self, integration_type: IntegrationType, applied: Applied, count: u64) {
         let outcome = match applied {
             Applied::Accepted => "accepted",
             Applied::Duplicate => "duplicate",
@@ -273,27 +303,27 @@ impl Metrics {
             .inc_by(count);
     }
 
-    pub fn connection_opened(&self, listener: &'static str, change: i64) {
+    pub(crate) fn connection_opened(&self, listener: &'static str, change: i64) {
         self.connections_open
             .get_or_create(&ListenerLabels { listener })
             .inc_by(change);
     }
 
-    pub fn connection_refused(&self, listener: &'static str) {
+    pub(crate) fn connection_refused(&self, listener: &'static str) {
         self.connections_refused
             .get_or_create(&ListenerLabels { listener })
             .inc();
     }
 
-    pub fn tenant_evicted(&self) {
+    pub(crate) fn tenant_evicted(&self) {
         self.tenants_evicted.inc();
     }
 
-    pub fn tenant_split(&self) {
+    pub(crate) fn tenant_split(&self) {
         self.tenants_split.inc();
     }
 
-    pub fn offsets_lost(&self, topic: &str, partition: i32, count: u64) {
+    pub(crate) fn offsets_lost(&self, topic: &str, partition: i32, count: u64) {
         self.offsets_lost
             .get_or_create(&PartitionLabels {
                 topic: topic.to_owned(),
@@ -302,12 +332,12 @@ impl Metrics {
             .inc_by(count);
     }
 
-    pub fn rejected(&self, reason: &'static str) {
+    pub(crate) fn rejected(&self, reason: &'static str) {
         self.rejected.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     /// Bytes of protobuf messages exchanged with another replica on a caller's behalf.
-    pub fn peer_bytes(&self, rpc: &'static str, sent: usize, received: usize) {
+    pub(crate) fn peer_bytes(&self, rpc: &'static str, sent: usize, received: usize) {
         for (direction, bytes) in [("sent", sent), ("received", received)] {
             self.peer_bytes
                 .get_or_create(&PeerBytesLabels { rpc, direction })
@@ -315,7 +345,7 @@ impl Metrics {
         }
     }
 
-    pub fn rpc(&self, rpc: &'static str, code: tonic::Code, elapsed: Duration) {
+    pub(crate) fn rpc(&self, rpc: &'static str, code: tonic::Code, elapsed: Duration) {
         self.rpc_requests
             .get_or_create(&RpcLabels {
                 rpc,
@@ -327,17 +357,34 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    pub fn snapshot_failed(&self) {
+    pub(crate) fn alert_delivery(&self, destination: &str, outcome: &'static str) {
+        self.alert_deliveries
+            .get_or_create(&DeliveryLabels {
+                destination: destination.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+
+    pub(crate) fn alert_delivery_time(&self, destination: &str, took: Duration) {
+        self.alert_delivery_seconds
+            .get_or_create(&DestinationLabels {
+                destination: destination.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn snapshot_failed(&self) {
         self.snapshot_write_failures.inc();
     }
 
-    pub fn snapshot(&self, pause: Duration, write: Duration) {
+    pub(crate) fn snapshot(&self, pause: Duration, write: Duration) {
         self.snapshot_pause_seconds.observe(pause.as_secs_f64());
         self.snapshot_write_seconds.observe(write.as_secs_f64());
     }
 
     /// Refreshes the state gauges from `state` and renders the text exposition format.
-    pub fn render(&self, state: &StateReading) -> String {
+    pub(crate) fn render(&self, state: &StateReading) -> String {
         for family in [
             &self.next_offset,
             &self.high_watermark,

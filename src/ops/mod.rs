@@ -3,7 +3,7 @@
 //! listener shares (`connections`). Nothing here reads the store or the
 //! query engine directly: the server hands in closures that read the service's state.
 
-pub mod connections;
+pub(crate) mod connections;
 mod http;
 mod metrics;
 mod otlp;
@@ -12,9 +12,11 @@ mod tracing;
 use std::sync::Arc;
 
 pub use self::http::{http_router, serve_http_apart, ConnectionLimits, HttpState};
-pub use self::metrics::{resident_memory_bytes, Metrics};
+pub use self::metrics::resident_memory_bytes;
+pub use self::metrics::Metrics;
 pub use self::otlp::export_metrics;
-pub use self::tracing::{init, LogFormat, TelemetryError, TelemetryGuard};
+pub use self::tracing::init;
+pub(crate) use self::tracing::TelemetryError;
 
 use crate::store::{Cardinality, IngestTotals};
 
@@ -61,27 +63,27 @@ impl OtlpTarget {
 
 /// One partition's position, as the gauges show it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PartitionGauge {
-    pub topic: String,
-    pub partition: i32,
-    pub next_offset: i64,
-    pub high_watermark: i64,
-    pub lag: i64,
-    pub snapshot_age_seconds: Option<f64>,
-    pub snapshot_bytes: Option<u64>,
+pub(crate) struct PartitionGauge {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) next_offset: i64,
+    pub(crate) high_watermark: i64,
+    pub(crate) lag: i64,
+    pub(crate) snapshot_age_seconds: Option<f64>,
+    pub(crate) snapshot_bytes: Option<u64>,
     /// Seconds since the partition's snapshot writes began to fail; 0 while they succeed.
-    pub snapshot_failing_seconds: f64,
+    pub(crate) snapshot_failing_seconds: f64,
 }
 
 /// The state the gauges describe, read at scrape or export time.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StateReading {
-    pub partitions: Vec<PartitionGauge>,
-    pub cardinality: Cardinality,
-    pub totals: IngestTotals,
+    pub(crate) partitions: Vec<PartitionGauge>,
+    pub(crate) cardinality: Cardinality,
+    pub(crate) totals: IngestTotals,
 }
 
 /// Reads the service's state for the gauges.
 pub type ReadState = Arc<dyn Fn() -> StateReading + Send + Sync>;
 /// `Ok` when ready to serve, else why not.
-pub type CheckReady = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+pub(crate) type CheckReady = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;

@@ -3,7 +3,7 @@
 use super::OtlpTarget;
 use tracing_subscriber::EnvFilter;
 
-pub use crate::config::LogFormat;
+pub(crate) use crate::config::LogFormat;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {

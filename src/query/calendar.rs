@@ -6,7 +6,7 @@ use chrono_tz::Tz;
 use super::{QueryError, TimeRange, MAX_TREND_POINTS};
 use crate::store::{floor_to, HOUR_MS};
 
-pub fn parse_time_zone(name: &str) -> Result<Tz, QueryError> {
+pub(crate) fn parse_time_zone(name: &str) -> Result<Tz, QueryError> {
     if name.is_empty() {
         return Ok(Tz::UTC);
     }
@@ -14,7 +14,7 @@ pub fn parse_time_zone(name: &str) -> Result<Tz, QueryError> {
         .map_err(|_| QueryError::UnknownTimeZone(name.to_owned()))
 }
 
-pub fn hour_boundaries(range: TimeRange) -> Result<Vec<i64>, QueryError> {
+pub(crate) fn hour_boundaries(range: TimeRange) -> Result<Vec<i64>, QueryError> {
     let count = ((range.end_ms - range.start_ms) / HOUR_MS) as usize;
     if count > MAX_TREND_POINTS {
         return Err(QueryError::TooManyPoints {
@@ -29,7 +29,7 @@ pub fn hour_boundaries(range: TimeRange) -> Result<Vec<i64>, QueryError> {
 
 /// The first instant of a local calendar day. Midnight can fall in a DST gap (some zones switch
 /// at 00:00), in which case the day starts at the first local time that exists.
-pub fn local_day_start(tz: Tz, date: NaiveDate) -> Option<i64> {
+pub(crate) fn local_day_start(tz: Tz, date: NaiveDate) -> Option<i64> {
     let midnight = date.and_hms_opt(0, 0, 0)?;
     (0..=24 * 4).find_map(|quarter| {
         let local = midnight.checked_add_signed(chrono::Duration::minutes(15 * quarter))?;
@@ -42,7 +42,7 @@ pub fn local_day_start(tz: Tz, date: NaiveDate) -> Option<i64> {
 /// Local-midnight boundaries covering `range`. Buckets are summed from hour buckets, so a
 /// boundary that is not on a UTC hour (zones such as Asia/Kolkata, +05:30) is snapped down to
 /// the start of its UTC hour. Whole-hour zones, and their 23- and 25-hour DST days, are exact.
-pub fn day_boundaries(tz: Tz, range: TimeRange) -> Result<Vec<i64>, QueryError> {
+pub(crate) fn day_boundaries(tz: Tz, range: TimeRange) -> Result<Vec<i64>, QueryError> {
     let day_of = |ms: i64| -> Result<NaiveDate, QueryError> {
         tz.timestamp_millis_opt(ms)
             .single()

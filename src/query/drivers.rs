@@ -9,15 +9,15 @@ use super::parts::Part;
 use super::types::{Contribution, Drivers, TimeRange};
 use super::{QueryEngine, QueryError};
 use crate::event::IntegrationType;
-use crate::store::{IntegrationKey, PartitionState, TenantState};
+use crate::store::{ceil_to, floor_to, IntegrationKey, PartitionState, TenantState, HOUR_MS};
 use serde::{Deserialize, Serialize};
 
 /// How many integrations and codes are named per type; the rest is "other".
-pub const DRIVERS_PER_TYPE: usize = 5;
+pub(crate) const DRIVERS_PER_TYPE: usize = 5;
 
 /// Failures per (type, key) in one period; the key is an integration id or a status code.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Tally {
+pub(crate) struct Tally {
     integrations: BTreeMap<(IntegrationType, String), Named>,
     codes: BTreeMap<(IntegrationType, u16), u64>,
 }
@@ -91,11 +91,26 @@ impl QueryEngine {
     pub(super) fn local_tally(&self, tenant_id: &str, range: TimeRange, by_minute: bool) -> Tally {
         let mut tally = Tally::default();
         self.for_tenant(tenant_id, |partition, tenant| {
-            if by_minute {
-                tally_minutes(partition, tenant, range, &mut tally);
-            } else {
+            if !by_minute {
                 tally_hours(partition, tenant, range, &mut tally);
+                return;
             }
+            // The whole hours from the hour buckets, only the minutes at either end from the
+            // minute lists: the same events either way inside the minute window, and a day's
+            // tally reads 48 hours instead of 2,880 minutes.
+            let first_hour = ceil_to(range.start_ms, HOUR_MS).min(range.end_ms);
+            let last_hour = floor_to(range.end_ms, HOUR_MS).max(first_hour);
+            let span = |start_ms, end_ms| TimeRange { start_ms, end_ms };
+            tally_minutes(
+                partition,
+                tenant,
+                span(range.start_ms, first_hour),
+                &mut tally,
+            );
+            if first_hour < last_hour {
+                tally_hours(partition, tenant, span(first_hour, last_hour), &mut tally);
+            }
+            tally_minutes(partition, tenant, span(last_hour, range.end_ms), &mut tally);
         });
         tally
     }
@@ -143,22 +158,17 @@ fn tally_hours(
     range: TimeRange,
     tally: &mut Tally,
 ) {
+    let (start, end, rolled) = (range.start_ms, range.end_ms, partition.rolled_until);
     let per_integration = tenant
         .integrations
         .iter()
-        .map(|(key, integration)| (*key, integration.failed_in(range.start_ms, range.end_ms)))
+        .map(|(key, integration)| (*key, integration.failed_in(start, end, rolled)))
         .filter(|(_, failed)| *failed > 0)
         .collect();
     add_partition(partition, tenant, per_integration, tally);
-    for codes in tenant
-        .codes
-        .range(range.start_ms..range.end_ms)
-        .map(|(_, c)| c)
-    {
-        for ((t, code), count) in codes {
-            *tally.codes.entry((*t, *code)).or_default() += count;
-        }
-    }
+    tenant.for_each_code_in(start, end, rolled, |key, count| {
+        *tally.codes.entry(key).or_default() += count;
+    });
 }
 
 fn drivers_of(t: IntegrationType, now: &Tally, then: &Tally) -> Drivers {

@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use chrono_tz::Tz;
+
 use super::calendar::{day_boundaries, hour_boundaries, parse_time_zone};
 use super::parts::{Part, Remote};
 use super::types::*;
@@ -13,7 +15,8 @@ use crate::clock::{ManualClock, SharedClock};
 use crate::event::{IntegrationType, PerType};
 use crate::issues::IssueBook;
 use crate::store::{
-    ceil_to, floor_to, PartitionState, Store, TenantState, TypeCounts, HOUR_MS, MINUTE_MS,
+    ceil_to, floor_to, Bucket, HourTier, PartitionState, SeriesRead, Store, TenantState,
+    TypeCounts, DAY_MS, HOUR_MS, MINUTE_MS,
 };
 
 /// Answers the dashboard's questions from the store. Cheap to clone.
@@ -29,9 +32,9 @@ pub struct QueryEngine {
 
 /// What the queries need to tell an issue's state.
 #[derive(Clone)]
-pub struct IssueContext {
-    pub book: Arc<IssueBook>,
-    pub auto_resolve_ms: i64,
+pub(crate) struct IssueContext {
+    pub(crate) book: Arc<IssueBook>,
+    pub(crate) auto_resolve_ms: i64,
 }
 
 impl QueryEngine {
@@ -45,24 +48,14 @@ impl QueryEngine {
     }
 
     /// Rows of failure groups carry their issue state.
-    pub fn with_issues(mut self, issues: Option<IssueContext>) -> Self {
+    pub(crate) fn with_issues(mut self, issues: Option<IssueContext>) -> Self {
         self.issues = issues;
         self
     }
 
-    /// The same engine, over another store (a view merged across replicas).
-    pub fn over(&self, store: Arc<Store>) -> Self {
-        QueryEngine {
-            store,
-            clock: self.clock.clone(),
-            issues: self.issues.clone(),
-            remote: None,
-        }
-    }
-
     /// The same engine with its clock stopped at `now_ms`, so that two passes of a query and
     /// the other owners' parts all see one time.
-    pub fn at(&self, now_ms: i64) -> Self {
+    pub(crate) fn at(&self, now_ms: i64) -> Self {
         QueryEngine {
             clock: Arc::new(ManualClock::new(now_ms)),
             ..self.clone()
@@ -70,7 +63,7 @@ impl QueryEngine {
     }
 
     /// The same engine, merging `remote`'s parts into its own (or noting them, when planning).
-    pub fn with_remote(&self, remote: Arc<Remote>) -> Self {
+    pub(crate) fn with_remote(&self, remote: Arc<Remote>) -> Self {
         QueryEngine {
             remote: Some(remote),
             ..self.clone()
@@ -89,28 +82,75 @@ impl QueryEngine {
         self.clock.now_ms()
     }
 
-    /// Rounds a requested (or default) range outward to `width_ms` and clamps it to retention.
+    /// Rounds a requested (or default) range outward to `width_ms`, or to UTC days when it
+    /// reaches below `tier`'s hours, and clamps it to what is kept.
     pub(super) fn effective(
         &self,
         requested: Option<TimeRange>,
         default_ms: i64,
         now_ms: i64,
         width_ms: i64,
+        tier: HourTier,
     ) -> Result<TimeRange, QueryError> {
-        let range = requested.unwrap_or(TimeRange {
-            start_ms: now_ms - default_ms,
-            end_ms: now_ms,
-        });
-        if range.start_ms >= range.end_ms {
-            return Err(QueryError::StartNotBeforeEnd);
-        }
+        let range = asked(requested, default_ms, now_ms)?;
         // Nothing is stored outside retention or beyond the near future, so the range is
         // clamped to that span: every answer, and every series in it, stays bounded.
+        let limits = self.store.limits();
+        let start_ms = limits.align_start(range.start_ms, tier, now_ms);
+        let width_ms = match start_ms < limits.hour_floor(tier, now_ms) {
+            true => DAY_MS,
+            false => width_ms,
+        };
         let end_ms = ceil_to(range.end_ms.min(now_ms + FUTURE_MARGIN_MS), width_ms);
-        let start_ms = floor_to(range.start_ms, width_ms)
-            .max(self.store.limits().retention_floor(now_ms))
-            .min(end_ms);
+        let start_ms = floor_to(start_ms, width_ms).min(end_ms);
         Ok(TimeRange { start_ms, end_ms })
+    }
+
+    /// The resolution of the buckets that answer `range` (from `effective`).
+    pub(super) fn resolution(
+        &self,
+        range: TimeRange,
+        tier: HourTier,
+        by_minute: bool,
+    ) -> Resolution {
+        let now = self.now_ms();
+        match by_minute {
+            true => Resolution::Minute,
+            false if range.start_ms < self.store.limits().hour_floor(tier, now) => Resolution::Day,
+            false => Resolution::Hour,
+        }
+    }
+
+    /// The range of an hour-by-hour series: the requested one (or the default) without what
+    /// lies before `tier`'s hours, rounded outward to hours and clamped like `effective`.
+    pub(super) fn hourly_range(
+        &self,
+        requested: Option<TimeRange>,
+        tier: HourTier,
+    ) -> Result<TimeRange, QueryError> {
+        let now = self.now_ms();
+        let floor = self.store.limits().hour_floor(tier, now);
+        let range = asked(requested, DEFAULT_RANGE_MS, now)?;
+        let end_ms = ceil_to(range.end_ms.min(now + FUTURE_MARGIN_MS), HOUR_MS).max(floor);
+        let start_ms = floor_to(range.start_ms, HOUR_MS).clamp(floor, end_ms);
+        Ok(TimeRange { start_ms, end_ms })
+    }
+
+    /// How a series of `granularity` in `tz` is read: hours; UTC days; or, for another
+    /// calendar, hours for as long as `tier` keeps them and UTC days before.
+    pub(super) fn series_read(
+        &self,
+        granularity: Granularity,
+        tz: Tz,
+        tier: HourTier,
+    ) -> SeriesRead {
+        match granularity {
+            Granularity::Hour => SeriesRead::Hours,
+            Granularity::Day if tz == Tz::UTC => SeriesRead::UtcDays,
+            Granularity::Day => SeriesRead::LocalDays {
+                hours_from: self.store.limits().hour_floor(tier, self.now_ms()),
+            },
+        }
     }
 
     fn serve_by_minute(&self, start_ms: i64, now_ms: i64) -> bool {
@@ -149,8 +189,9 @@ impl QueryEngine {
         by_minute: bool,
     ) -> TypeCounts {
         let mut counts = TypeCounts::default();
-        self.for_tenant(tenant_id, |_, tenant| {
-            counts.add(&tenant.counts_in(range.start_ms, range.end_ms, by_minute));
+        self.for_tenant(tenant_id, |partition, tenant| {
+            let rolled = partition.rolled_until;
+            counts.add(&tenant.counts_in(range.start_ms, range.end_ms, by_minute, rolled));
         });
         counts
     }
@@ -162,28 +203,36 @@ impl QueryEngine {
         range: TimeRange,
     ) -> BTreeMap<(IntegrationType, u16), u64> {
         let mut by_code = BTreeMap::new();
-        self.for_tenant(tenant_id, |_, tenant| {
-            for codes in tenant.codes_in(range.start_ms, range.end_ms) {
-                for (key, count) in codes {
-                    *by_code.entry(*key).or_insert(0) += count;
-                }
-            }
+        self.for_tenant(tenant_id, |partition, tenant| {
+            let rolled = partition.rolled_until;
+            tenant.for_each_code_in(range.start_ms, range.end_ms, rolled, |key, count| {
+                *by_code.entry(key).or_insert(0) += count;
+            });
         });
         by_code
     }
 
-    /// Each hour's failures per type in `[first, last)`, partition by partition.
-    pub(super) fn local_hours(
+    /// Failures per type in `[first, last)` read as `how`, bucket by bucket, partition by
+    /// partition, each at the instant the bucket is placed at.
+    pub(super) fn local_trend(
         &self,
         tenant_id: &str,
         first: i64,
         last: i64,
-    ) -> Vec<(i64, PerType<u32>)> {
-        let mut per_hour = Vec::new();
-        self.for_tenant(tenant_id, |_, tenant| {
-            per_hour.extend(tenant.hours.range(first..last).map(|(h, c)| (*h, c.failed)));
+        how: SeriesRead,
+    ) -> Vec<(i64, PerType<u64>)> {
+        let mut points = Vec::new();
+        self.for_tenant(tenant_id, |partition, tenant| {
+            let rolled = partition.rolled_until;
+            tenant.counts.each(first, last, how, rolled, |at, bucket| {
+                let failed = match bucket {
+                    Bucket::Hour(hour) => hour.failed.map(u64::from),
+                    Bucket::Day(day) => day.failed,
+                };
+                points.push((at, failed));
+            });
         });
-        per_hour
+        points
     }
 
     pub fn overview(
@@ -196,12 +245,14 @@ impl QueryEngine {
         let start = range.map_or(now - DEFAULT_RANGE_MS, |r| r.start_ms);
         let by_minute = self.serve_by_minute(start, now);
         let width = if by_minute { MINUTE_MS } else { HOUR_MS };
-        let effective_range = self.effective(range, DEFAULT_RANGE_MS, now, width)?;
+        let tier = HourTier::Tenant;
+        let effective_range = self.effective(range, DEFAULT_RANGE_MS, now, width, tier)?;
         let counts = self.counts(tenant_id, effective_range, by_minute)?;
         let types = types.types().map(|t| TypeTotals::of(t, &counts)).collect();
         Ok(Overview {
             types,
             effective_range,
+            resolution: self.resolution(effective_range, tier, by_minute),
         })
     }
 
@@ -215,7 +266,8 @@ impl QueryEngine {
     ) -> Result<PercentageChange, QueryError> {
         let now = self.now_ms();
         let period = period_ms.unwrap_or(DEFAULT_PERIOD_MS);
-        let longest = self.store.limits().retention_ms / 2;
+        let limits = self.store.limits();
+        let longest = limits.day_retention_ms / 2;
         if period < MINUTE_MS {
             return Err(QueryError::PeriodTooShort);
         }
@@ -224,9 +276,18 @@ impl QueryEngine {
                 max_hours: longest / HOUR_MS,
             });
         }
+        // The drivers read integrations, whose hours may be kept for less long.
+        let tier = match with_drivers {
+            true => HourTier::Detail,
+            false => HourTier::Tenant,
+        };
         let end = end_ms.unwrap_or(now).min(now + FUTURE_MARGIN_MS);
         let by_minute = self.serve_by_minute(end - 2 * period, now);
-        let width = if by_minute { MINUTE_MS } else { HOUR_MS };
+        let width = match by_minute {
+            true => MINUTE_MS,
+            false if end - 2 * period < limits.hour_floor(tier, now) => DAY_MS,
+            false => HOUR_MS,
+        };
         let end = ceil_to(end, width);
         let period = ceil_to(period, width);
         let current_range = TimeRange {
@@ -261,6 +322,7 @@ impl QueryEngine {
             types,
             current_range,
             previous_range,
+            resolution: self.resolution(previous_range, tier, by_minute),
         })
     }
 
@@ -271,7 +333,8 @@ impl QueryEngine {
         types: TypeFilter,
     ) -> Result<ErrorBreakdown, QueryError> {
         let now = self.now_ms();
-        let effective_range = self.effective(range, DEFAULT_RANGE_MS, now, HOUR_MS)?;
+        let tier = HourTier::Tenant;
+        let effective_range = self.effective(range, DEFAULT_RANGE_MS, now, HOUR_MS, tier)?;
         let local = self.local_codes(tenant_id, effective_range);
         let codes = self.gathered(
             Part::Codes {
@@ -301,6 +364,7 @@ impl QueryEngine {
         Ok(ErrorBreakdown {
             errors,
             effective_range,
+            resolution: self.resolution(effective_range, tier, false),
         })
     }
 
@@ -314,35 +378,41 @@ impl QueryEngine {
     ) -> Result<Trends, QueryError> {
         let tz = parse_time_zone(time_zone)?;
         let now = self.now_ms();
-        let hours = self.effective(range, DEFAULT_RANGE_MS, now, HOUR_MS)?;
+        let tier = HourTier::Tenant;
+        let how = self.series_read(granularity, tz, tier);
         let boundaries = match granularity {
-            Granularity::Hour => hour_boundaries(hours)?,
-            Granularity::Day => day_boundaries(tz, hours)?,
+            Granularity::Hour => hour_boundaries(self.hourly_range(range, tier)?)?,
+            Granularity::Day => day_boundaries(
+                tz,
+                self.effective(range, DEFAULT_RANGE_MS, now, HOUR_MS, tier)?,
+            )?,
         };
         let (Some(&first), Some(&last)) = (boundaries.first(), boundaries.last()) else {
             return Err(QueryError::EmptyRange);
         };
-        let local = self.local_hours(tenant_id, first, last);
-        let mut per_hour = self.gathered(Part::Hours { first, last }, local)?;
-        // Partitions each give their hours in order; one sort interleaves them.
-        per_hour.sort_by_key(|(hour, _)| *hour);
+        let local = self.local_trend(tenant_id, first, last, how);
+        let mut points = self.gathered(Part::Trend { first, last, how }, local)?;
+        // Partitions each give their buckets in order; one sort interleaves them.
+        points.sort_by_key(|(at, _)| *at);
         let series = types
             .types()
             .map(|t| TrendSeries {
                 integration_type: t,
-                points: sum_between(&boundaries, &per_hour, t),
+                points: sum_between(&boundaries, &points, t),
             })
             .collect();
+        let effective_range = TimeRange {
+            start_ms: first,
+            end_ms: last,
+        };
         Ok(Trends {
             series,
-            effective_range: TimeRange {
-                start_ms: first,
-                end_ms: last,
-            },
+            effective_range,
+            utc_days_until_ms: utc_days_until(how, effective_range),
         })
     }
 
-    pub fn common_errors(
+    pub(crate) fn common_errors(
         &self,
         integration_type: Option<IntegrationType>,
         status_code: Option<u16>,
@@ -365,20 +435,47 @@ impl QueryEngine {
     }
 }
 
-/// Failures of type `t` between each pair of neighbouring boundaries, in one walk over hours
-/// sorted by start.
+/// The requested range, or the `default_ms` up to `now_ms`; refused when it is empty or reversed.
+fn asked(
+    requested: Option<TimeRange>,
+    default_ms: i64,
+    now_ms: i64,
+) -> Result<TimeRange, QueryError> {
+    let range = requested.unwrap_or(TimeRange {
+        start_ms: now_ms - default_ms,
+        end_ms: now_ms,
+    });
+    if range.start_ms >= range.end_ms {
+        return Err(QueryError::StartNotBeforeEnd);
+    }
+    Ok(range)
+}
+
+/// Where a local-calendar series read as `how` over `range` stops standing in UTC days for
+/// local ones; `None` when every point is exact.
+pub(super) fn utc_days_until(how: SeriesRead, range: TimeRange) -> Option<i64> {
+    match how {
+        SeriesRead::LocalDays { hours_from } if hours_from > range.start_ms => {
+            Some(hours_from.min(range.end_ms))
+        }
+        _ => None,
+    }
+}
+
+/// Failures of type `t` between each pair of neighbouring boundaries, in one walk over buckets
+/// sorted by the instant they are placed at.
 fn sum_between(
     boundaries: &[i64],
-    per_hour: &[(i64, PerType<u32>)],
+    points: &[(i64, PerType<u64>)],
     t: IntegrationType,
 ) -> Vec<(i64, u64)> {
-    let mut hours = per_hour.iter().peekable();
+    let mut buckets = points.iter().peekable();
     boundaries
         .windows(2)
         .map(|w| {
             let mut failed = 0;
-            while let Some((_, counts)) = hours.next_if(|(hour, _)| *hour < w[1]) {
-                failed += u64::from(counts[t]);
+            while let Some((_, counts)) = buckets.next_if(|(at, _)| *at < w[1]) {
+                failed += counts[t];
             }
             (w[0], failed)
         })
@@ -411,7 +508,7 @@ impl TypeChange {
 }
 
 /// `None` when there is nothing to compare against: never infinity, NaN or a fake 0.
-pub fn change_percent(current: u64, previous: u64) -> Option<f64> {
+pub(crate) fn change_percent(current: u64, previous: u64) -> Option<f64> {
     if previous == 0 {
         return None;
     }

@@ -18,8 +18,9 @@ use crate::catalog;
 use crate::event::IntegrationType;
 use crate::issues::{derive_state, Activity, IssueState, IssueStatus};
 use crate::store::{
-    format_failure_id, parse_failure_id, sample_order, PartitionKey, PartitionState,
-    SharedPartition, Sym, TenantState, CANDIDATES, HOUR_MS, SAMPLES_PER_GROUP,
+    format_failure_id, parse_failure_id, sample_order, Bucket, HourTier, PartitionKey,
+    PartitionState, SeriesRead, SharedPartition, Sym, TenantState, CANDIDATES, DAY_MS, HOUR_MS,
+    SAMPLES_PER_GROUP,
 };
 
 /// A text filter resolved against one partition's interner: `None` matches anything,
@@ -90,7 +91,16 @@ fn partition_groups(
                 && sym_matches(flow, key.flow_id)
                 && sym_matches(service, key.service_id)
         })
-        .map(|(key, group)| GroupSummary::local(index, partition_id, key, group, range))
+        .map(|(key, group)| {
+            GroupSummary::local(
+                index,
+                partition_id,
+                key,
+                group,
+                range,
+                partition.rolled_until,
+            )
+        })
         .collect()
 }
 
@@ -131,7 +141,15 @@ fn ranked_candidates(
         .iter()
         .filter_map(|k| {
             let group = tenant.groups.get(k)?;
-            Some(GroupSummary::local(index, key.partition, k, group, range))
+            let rolled = guard.rolled_until;
+            Some(GroupSummary::local(
+                index,
+                key.partition,
+                k,
+                group,
+                range,
+                rolled,
+            ))
         })
         .filter(|s| s.numbers.total > 0)
         .collect();
@@ -149,7 +167,7 @@ fn merge_part(merged: &mut FxHashMap<u128, GroupSummary>, part: GroupSummary) {
 /// hours and samples in the range.
 struct LocalGroup {
     summary: GroupSummary,
-    hours: BTreeMap<i64, u64>,
+    buckets: BTreeMap<i64, u64>,
     samples: Vec<SampleRow>,
 }
 
@@ -254,7 +272,7 @@ impl QueryEngine {
 
     /// The issues: the failures table kept to the groups whose issue is in one of `states`
     /// (any state when empty).
-    pub fn list_issues(
+    pub(crate) fn list_issues(
         &self,
         request: &ListFailuresRequest,
         states: &[IssueState],
@@ -328,7 +346,9 @@ impl QueryEngine {
             None => None,
         };
         let now = self.now_ms();
-        let effective_range = self.effective(request.range, DEFAULT_RANGE_MS, now, HOUR_MS)?;
+        let tier = HourTier::Detail;
+        let effective_range =
+            self.effective(request.range, DEFAULT_RANGE_MS, now, HOUR_MS, tier)?;
         let partitions = self.store().partitions();
         let candidates = match (
             states.is_empty() && after.is_none() && !self.has_remote(),
@@ -370,16 +390,19 @@ impl QueryEngine {
             next_page_token,
             total_groups,
             effective_range,
+            resolution: self.resolution(effective_range, tier, false),
         })
     }
 
-    /// One group in the local partitions, found by id, with its hours and samples in `range`,
-    /// its strings and its issue timing: what `GetFailureDetails` merges across replicas.
+    /// One group in the local partitions, found by id, with its buckets in `range` read as
+    /// `how`, its samples, its strings and its issue timing: what `GetFailureDetails` merges
+    /// across replicas.
     pub(super) fn local_group(
         &self,
         tenant_id: &str,
         id: u128,
         range: TimeRange,
+        how: SeriesRead,
         quiet_ms: Option<i64>,
     ) -> Option<GroupDetail> {
         let partitions = self.store().partitions();
@@ -397,7 +420,9 @@ impl QueryEngine {
             let Some((key, group)) = found else {
                 continue;
             };
-            let part = GroupSummary::local(index, partition_key.partition, key, group, range);
+            let rolled = guard.rolled_until;
+            let part =
+                GroupSummary::local(index, partition_key.partition, key, group, range, rolled);
             let slot = match &mut found_any {
                 Some(slot) => {
                     slot.summary.merge(part);
@@ -405,13 +430,15 @@ impl QueryEngine {
                 }
                 None => found_any.insert(LocalGroup {
                     summary: part,
-                    hours: BTreeMap::new(),
+                    buckets: BTreeMap::new(),
                     samples: Vec::new(),
                 }),
             };
-            for (hour, stat) in group.hours.range(range.start_ms..range.end_ms) {
-                *slot.hours.entry(*hour).or_insert(0) += stat.count;
-            }
+            let (start, end) = (range.start_ms, range.end_ms);
+            group.buckets.each(start, end, how, rolled, |at, bucket| {
+                let (Bucket::Hour(stat) | Bucket::Day(stat)) = bucket;
+                *slot.buckets.entry(at).or_insert(0) += stat.count;
+            });
             slot.samples.extend(group.samples.iter().map(|s| SampleRow {
                 event_id: s.event_id.to_string(),
                 occurred_at_ms: s.occurred_at_ms,
@@ -430,7 +457,7 @@ impl QueryEngine {
                 text: GroupText::of(&guard, &key, group),
                 latest_return_ms: quiet_ms.and_then(|q| latest_return(group, q)),
             },
-            hours: found.hours,
+            buckets: found.buckets,
             samples: found.samples,
         })
     }
@@ -443,8 +470,14 @@ impl QueryEngine {
     ) -> Result<FailureDetails, QueryError> {
         let id = parse_failure_id(failure_id).ok_or(QueryError::BadFailureId)?;
         let now = self.now_ms();
-        let effective_range = self.effective(range, DEFAULT_RANGE_MS, now, HOUR_MS)?;
-        let points = ((effective_range.end_ms - effective_range.start_ms) / HOUR_MS) as usize;
+        let tier = HourTier::Detail;
+        let effective_range = self.effective(range, DEFAULT_RANGE_MS, now, HOUR_MS, tier)?;
+        let resolution = self.resolution(effective_range, tier, false);
+        let (how, step) = match resolution {
+            Resolution::Day => (SeriesRead::UtcDays, DAY_MS),
+            _ => (SeriesRead::Hours, HOUR_MS),
+        };
+        let points = ((effective_range.end_ms - effective_range.start_ms) / step) as usize;
         if points > MAX_TREND_POINTS {
             return Err(QueryError::TooManyPoints {
                 requested: points,
@@ -452,10 +485,11 @@ impl QueryEngine {
             });
         }
         let quiet_ms = self.quiet_ms();
-        let local = self.local_group(tenant_id, id, effective_range, quiet_ms);
+        let local = self.local_group(tenant_id, id, effective_range, how, quiet_ms);
         let part = Part::Group {
             failure_id: id,
             range: effective_range,
+            how,
             quiet_ms,
         };
         let detail = self
@@ -466,7 +500,7 @@ impl QueryEngine {
             })?;
         let GroupDetail {
             group,
-            hours,
+            buckets,
             mut samples,
         } = detail;
         let issue = self.issue_status(tenant_id, &group.numbers, group.latest_return_ms);
@@ -475,17 +509,19 @@ impl QueryEngine {
             sample_order(a.occurred_at_ms, &a.event_id, b.occurred_at_ms, &b.event_id)
         });
         samples.truncate(SAMPLES_PER_GROUP);
-        let hourly_trend = (effective_range.start_ms..effective_range.end_ms)
-            .step_by(HOUR_MS as usize)
-            .map(|hour| (hour, hours.get(&hour).copied().unwrap_or(0)))
+        // Days read as UTC days may end in hours not rolled yet: each point sums its span.
+        let trend = (effective_range.start_ms..effective_range.end_ms)
+            .step_by(step as usize)
+            .map(|at| (at, buckets.range(at..at + step).map(|(_, n)| n).sum()))
             .collect();
         let entry = catalog::lookup(failure.status_code);
         Ok(FailureDetails {
             guidance: entry.guidance(failure.integration_type),
             failure,
-            hourly_trend,
+            trend,
             recent_samples: samples,
             effective_range,
+            resolution,
         })
     }
 }

@@ -8,10 +8,7 @@ use crate::store::{Store, StoreLimits, DAY_MS};
 
 #[test]
 fn a_details_series_longer_than_the_cap_is_refused() {
-    let limits = StoreLimits {
-        retention_ms: 3_650 * DAY_MS,
-        ..StoreLimits::default()
-    };
+    let limits = StoreLimits::keeping(3_650 * DAY_MS);
     let now = 1_767_225_600_000;
     let engine = QueryEngine::new(
         Arc::new(Store::new(limits)),
@@ -30,22 +27,18 @@ fn a_details_series_longer_than_the_cap_is_refused() {
 
 /// A failure of `integration` with `code` at `at_ms`, as the decoder would produce it.
 fn failure(n: usize, integration: &str, code: u16, at_ms: i64) -> crate::event::Event<'static> {
-    use std::borrow::Cow;
-    crate::event::Event {
-        event_id: Cow::Owned(format!("e{n}")),
-        tenant_id: Cow::Borrowed("acme"),
-        occurred_at_ms: at_ms,
-        integration_type: crate::event::IntegrationType::OutboundWebhook,
-        integration_id: Cow::Owned(integration.to_owned()),
-        integration_name: Cow::Borrowed("hook"),
-        outcome: crate::event::Outcome::Failure,
+    use crate::event::{Event, IntegrationType, Outcome};
+    Event {
+        integration_name: std::borrow::Cow::Borrowed("hook"),
         status_code: Some(code),
-        error_message: None,
-        flow_id: None,
-        flow_name: None,
-        service_id: None,
-        service_name: None,
-        latency_ms: None,
+        ..Event::bare(
+            format!("e{n}"),
+            "acme",
+            IntegrationType::OutboundWebhook,
+            integration.to_owned(),
+            Outcome::Failure,
+            at_ms,
+        )
     }
 }
 

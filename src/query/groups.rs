@@ -31,10 +31,15 @@ pub(super) struct GroupNumbers {
 }
 
 impl GroupNumbers {
-    pub(super) fn of(partition: i32, group: &GroupState, range: TimeRange) -> Self {
+    pub(super) fn of(
+        partition: i32,
+        group: &GroupState,
+        range: TimeRange,
+        rolled_until: i64,
+    ) -> Self {
         GroupNumbers {
             failure_id: group.failure_id,
-            total: group.total_in(range.start_ms, range.end_ms),
+            total: group.total_in(range.start_ms, range.end_ms, rolled_until),
             first_ms: group.first_seen_ms().unwrap_or(0),
             last_ms: group.last_seen_ms().unwrap_or(0),
             names_at_ms: group.names_at_ms,
@@ -77,7 +82,7 @@ pub(super) struct GroupSummary {
 /// A group as another replica sends it: its numbers over that replica's partitions, its
 /// strings, and when it last came back after a quiet spell (for its issue state).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct GroupPart {
+pub(crate) struct GroupPart {
     pub(super) numbers: GroupNumbers,
     pub(super) text: GroupText,
     pub(super) latest_return_ms: Option<i64>,
@@ -105,17 +110,18 @@ impl GroupPart {
 
 /// One failure group's details over some partitions: what `GetFailureDetails` merges.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct GroupDetail {
+pub(crate) struct GroupDetail {
     pub(super) group: GroupPart,
-    pub(super) hours: BTreeMap<i64, u64>,
+    /// Failures per bucket: hours, or UTC days and the hours at either end.
+    pub(super) buckets: BTreeMap<i64, u64>,
     pub(super) samples: Vec<SampleRow>,
 }
 
 impl GroupDetail {
     pub(super) fn merge(&mut self, other: GroupDetail) {
         self.group.merge(other.group);
-        for (hour, count) in other.hours {
-            *self.hours.entry(hour).or_insert(0) += count;
+        for (start, count) in other.buckets {
+            *self.buckets.entry(start).or_insert(0) += count;
         }
         self.samples.extend(other.samples);
     }
@@ -184,9 +190,10 @@ impl GroupSummary {
         key: &GroupKey,
         group: &GroupState,
         range: TimeRange,
+        rolled_until: i64,
     ) -> Self {
         GroupSummary {
-            numbers: GroupNumbers::of(partition, group, range),
+            numbers: GroupNumbers::of(partition, group, range, rolled_until),
             source: Source::Local(index, *key),
         }
     }
@@ -263,11 +270,11 @@ pub(super) fn description_text(
 pub(super) fn latest_return(group: &GroupState, gap_ms: i64) -> Option<i64> {
     let mut previous_last: Option<i64> = None;
     let mut latest = None;
-    for stat in group.hours.values() {
+    group.buckets.for_each_finest(|stat| {
         if previous_last.is_some_and(|last| stat.first_ms - last >= gap_ms) {
             latest = Some(stat.first_ms);
         }
         previous_last = Some(stat.last_ms);
-    }
+    });
     latest
 }

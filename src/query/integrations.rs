@@ -3,23 +3,30 @@
 //! change in failures. Everything is summed from the per-integration cube, merged across
 //! partitions by the integration's id.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use super::calendar::{day_boundaries, hour_boundaries, parse_time_zone};
+use super::engine::utc_days_until;
+use super::integration_rows::{latency_percentiles, row, sort_key, summed, top_groups, Position};
 use super::paging;
 use super::parts::Part;
-use super::types::{ErrorCount, Granularity, TimeRange, TypeFilter};
+use super::types::{ErrorCount, Granularity, Resolution, TimeRange, TypeFilter};
 use super::{QueryEngine, QueryError, DEFAULT_RANGE_MS};
+
 use crate::catalog;
 use crate::event::IntegrationType;
-use crate::store::{sum_hours, IntegrationHour, LatencySketch, SketchSum, DAY_MS, HOUR_MS};
+use crate::store::{
+    floor_to, Bucket, CodesByIntegration, HourTier, IntegrationDay, IntegrationSum, LatencySketch,
+    PartitionState, RetrySum, RollsInto, SeriesRead, TenantState, DAY_MS, HOUR_MS,
+};
 
 /// Percentiles every latency answer carries.
-const QUANTILES: [f64; 3] = [0.50, 0.95, 0.99];
+pub(super) const QUANTILES: [f64; 3] = [0.50, 0.95, 0.99];
 /// How many failure groups `GetIntegrationHealth` lists.
-const TOP_GROUPS: usize = 5;
+pub(super) const TOP_GROUPS: usize = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum IntegrationOrder {
@@ -41,110 +48,141 @@ pub struct ListIntegrationsRequest {
 }
 
 /// p50, p95 and p99 in milliseconds; `None` when no event in the span carried a latency.
-pub type Percentiles = Option<[f64; 3]>;
+pub(crate) type Percentiles = Option<[f64; 3]>;
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct IntegrationRow {
-    pub integration_type: IntegrationType,
-    pub integration_id: String,
-    pub integration_name: String,
-    pub succeeded: u64,
-    pub failed: u64,
+pub(crate) struct IntegrationRow {
+    pub(crate) integration_type: IntegrationType,
+    pub(crate) integration_id: String,
+    pub(crate) integration_name: String,
+    pub(crate) succeeded: u64,
+    pub(crate) failed: u64,
     /// failed / (failed + succeeded); every listed integration has events in the range.
-    pub failure_rate: f64,
-    pub latency: Percentiles,
+    pub(crate) failure_rate: f64,
+    pub(crate) latency: Percentiles,
     /// Events that carried a latency.
-    pub latency_count: u64,
-    pub last_failure_ms: Option<i64>,
-    pub top_error_code: Option<u16>,
+    pub(crate) latency_count: u64,
+    pub(crate) last_failure_ms: Option<i64>,
+    pub(crate) top_error_code: Option<u16>,
     /// (UTC day start, failures) for each day of the range.
-    pub daily_failures: Vec<(i64, u64)>,
+    pub(crate) daily_failures: Vec<(i64, u64)>,
+    /// Failures that were retried, and failures a later attempt recovered.
+    pub(crate) retried_failures: u64,
+    pub(crate) recovered_failures: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct IntegrationPage {
-    pub integrations: Vec<IntegrationRow>,
-    pub next_page_token: Option<String>,
-    pub total_integrations: u64,
-    pub effective_range: TimeRange,
+    pub(crate) integrations: Vec<IntegrationRow>,
+    pub(crate) next_page_token: Option<String>,
+    pub(crate) total_integrations: u64,
+    pub(crate) effective_range: TimeRange,
+    pub(crate) resolution: Resolution,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct IntegrationPoint {
-    pub bucket_start_ms: i64,
-    pub succeeded: u64,
-    pub failed: u64,
-    pub latency: Percentiles,
-    pub latency_count: u64,
+pub(crate) struct IntegrationPoint {
+    pub(crate) bucket_start_ms: i64,
+    pub(crate) succeeded: u64,
+    pub(crate) failed: u64,
+    pub(crate) latency: Percentiles,
+    pub(crate) latency_count: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupSummary {
-    pub failure_id: String,
-    pub failure_description: String,
-    pub status_code: u16,
-    pub integration_type: IntegrationType,
-    pub total_errors: u64,
-    pub last_seen_ms: i64,
+pub(crate) struct GroupSummary {
+    pub(crate) failure_id: String,
+    pub(crate) failure_description: String,
+    pub(crate) status_code: u16,
+    pub(crate) integration_type: IntegrationType,
+    pub(crate) total_errors: u64,
+    pub(crate) last_seen_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct IntegrationHealth {
-    pub summary: IntegrationRow,
-    pub series: Vec<IntegrationPoint>,
-    pub error_codes: Vec<ErrorCount>,
-    pub top_failures: Vec<GroupSummary>,
-    pub effective_range: TimeRange,
+    pub(crate) summary: IntegrationRow,
+    pub(crate) series: Vec<IntegrationPoint>,
+    pub(crate) error_codes: Vec<ErrorCount>,
+    pub(crate) top_failures: Vec<GroupSummary>,
+    pub(crate) effective_range: TimeRange,
+    pub(crate) resolution: Resolution,
+    /// For a local calendar past the hour tier: the points before this instant are UTC days.
+    pub(crate) utc_days_until_ms: Option<i64>,
 }
 
 /// One integration's totals over a range, summed over the partitions that hold it without
-/// copying its hours: what a row needs.
+/// copying its buckets: what a row needs.
 #[derive(Default)]
-struct Totals {
-    name: Name,
-    succeeded: u64,
-    failed: u64,
-    last_failure_ms: Option<i64>,
-    latency: SketchSum,
+pub(super) struct Totals {
+    pub(super) name: Name,
+    pub(super) sum: IntegrationSum,
     /// UTC day start → failures.
-    daily: BTreeMap<i64, u64>,
+    pub(super) daily: BTreeMap<i64, u64>,
+    pub(super) retries: RetrySum,
 }
 
 impl Totals {
-    fn add<'a>(&mut self, hours: impl Iterator<Item = (&'a i64, &'a IntegrationHour)>) {
-        for (hour, counts) in hours {
-            self.succeeded += u64::from(counts.succeeded);
-            self.failed += u64::from(counts.failed);
-            self.last_failure_ms = self.last_failure_ms.max(counts.last_failure_ms());
-            self.latency.add(&counts.latency);
-            *self
-                .daily
-                .entry(hour.div_euclid(DAY_MS) * DAY_MS)
-                .or_default() += u64::from(counts.failed);
+    /// Counts from every bucket of the range; latencies from the integration's kept window and
+    /// the hours since, when the range starts where the window does.
+    fn add(&mut self, state: &crate::store::IntegrationState, range: TimeRange, rolled: i64) {
+        let (start, end) = (range.start_ms, range.end_ms);
+        let window = state
+            .window
+            .as_deref()
+            .filter(|w| w.start_ms == start && w.upto_ms <= end);
+        state
+            .buckets
+            .each(start, end, SeriesRead::UtcDays, rolled, |at, bucket| {
+                let (failed, latency) = match bucket {
+                    Bucket::Hour(hour) => {
+                        self.sum.add_counts(hour);
+                        (u64::from(hour.failed), &hour.latency)
+                    }
+                    Bucket::Day(day) => {
+                        self.sum.add_counts(day);
+                        (day.failed, &day.latency)
+                    }
+                };
+                if window.is_none() {
+                    self.sum.add_latency(latency);
+                }
+                *self.daily.entry(floor_to(at, DAY_MS)).or_default() += failed;
+            });
+        if let Some(window) = window {
+            self.sum.add_latency(&window.latency);
+            state.buckets.for_each_hour_in(window.upto_ms, end, |hour| {
+                self.sum.add_latency(&hour.latency)
+            });
         }
     }
 
     pub(super) fn into_part(self) -> TotalsPart {
+        let total = self.sum.finish();
         TotalsPart {
             name: self.name,
-            succeeded: self.succeeded,
-            failed: self.failed,
-            last_failure_ms: self.last_failure_ms,
-            latency: self.latency.finish(),
+            succeeded: total.succeeded,
+            failed: total.failed,
+            last_failure_ms: total.last_failure_ms(),
+            latency: total.latency,
             daily: self.daily,
+            retried: self.retries.retried,
+            recovered: self.retries.recovered,
         }
     }
 }
 
 /// An integration's totals over some partitions, in a form that merges and travels.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct TotalsPart {
-    name: Name,
-    succeeded: u64,
-    failed: u64,
-    last_failure_ms: Option<i64>,
-    latency: LatencySketch,
-    daily: BTreeMap<i64, u64>,
+pub(crate) struct TotalsPart {
+    pub(super) name: Name,
+    pub(super) succeeded: u64,
+    pub(super) failed: u64,
+    pub(super) last_failure_ms: Option<i64>,
+    pub(super) latency: LatencySketch,
+    pub(super) daily: BTreeMap<i64, u64>,
+    pub(super) retried: u64,
+    pub(super) recovered: u64,
 }
 
 impl TotalsPart {
@@ -154,6 +192,8 @@ impl TotalsPart {
         self.failed += other.failed;
         self.last_failure_ms = self.last_failure_ms.max(other.last_failure_ms);
         self.latency.merge(&other.latency);
+        self.retried += other.retried;
+        self.recovered += other.recovered;
         for (day, failed) in other.daily {
             *self.daily.entry(day).or_default() += failed;
         }
@@ -163,9 +203,9 @@ impl TotalsPart {
 /// An integration's name and when it was seen. The newest wins, whichever partition or replica
 /// saw it; at the same instant the greater name, so the order of merging never matters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Name {
-    text: String,
-    at_ms: i64,
+pub(super) struct Name {
+    pub(super) text: String,
+    pub(super) at_ms: i64,
 }
 
 impl Name {
@@ -183,24 +223,42 @@ impl Name {
     }
 }
 
-/// One integration, summed over the partitions that hold it.
+/// One integration, summed over the partitions that hold it: its buckets by the instant each
+/// is placed at.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Merged {
-    name: Name,
-    hours: BTreeMap<i64, IntegrationHour>,
+pub(crate) struct Merged {
+    pub(super) name: Name,
+    pub(super) buckets: BTreeMap<i64, IntegrationDay>,
 }
 
 impl Merged {
     pub(super) fn merge(&mut self, other: Merged) {
         self.name.merge(other.name);
-        for (hour, counts) in other.hours {
-            self.hours.entry(hour).or_default().add(&counts);
+        for (at, counts) in other.buckets {
+            self.buckets.entry(at).or_default().add(&counts);
         }
     }
 }
 
 /// An integration's type and id.
-pub type Id = (IntegrationType, String);
+pub(crate) type Id = (IntegrationType, String);
+
+/// Failures per (type, integration, code) in `range`, summed over the tenant's groups.
+fn summed_codes(
+    partition: &PartitionState,
+    tenant: &TenantState,
+    range: TimeRange,
+) -> CodesByIntegration {
+    let mut by_symbol = CodesByIntegration::default();
+    for (key, group) in &tenant.groups {
+        let total = group.total_in(range.start_ms, range.end_ms, partition.rolled_until);
+        if total > 0 {
+            let slot = (key.integration_type, key.integration_id, key.status_code);
+            *by_symbol.entry(slot).or_default() += total;
+        }
+    }
+    by_symbol
+}
 
 fn integration_matches(
     wanted_type: Option<IntegrationType>,
@@ -213,11 +271,12 @@ fn integration_matches(
 
 impl QueryEngine {
     /// The local integrations with `integration_id` (of `integration_type`, when given) that
-    /// have events in `range`, with their hours in `range`.
+    /// have events in `range`, with their buckets in `range` read as `how`.
     pub(super) fn local_integration(
         &self,
         tenant_id: &str,
         range: TimeRange,
+        how: SeriesRead,
         integration_type: Option<IntegrationType>,
         integration_id: &str,
     ) -> BTreeMap<Id, Merged> {
@@ -229,15 +288,29 @@ impl QueryEngine {
                 {
                     continue;
                 }
-                let mut hours = state.hours.range(range.start_ms..range.end_ms).peekable();
-                if hours.peek().is_none() {
+                let mut buckets: Vec<(i64, IntegrationDay)> = Vec::new();
+                let (start, end) = (range.start_ms, range.end_ms);
+                state
+                    .buckets
+                    .each(start, end, how, partition.rolled_until, |at, bucket| {
+                        let counts = match bucket {
+                            Bucket::Hour(hour) => {
+                                let mut day = IntegrationDay::default();
+                                hour.roll_into(&mut day);
+                                day
+                            }
+                            Bucket::Day(day) => day.clone(),
+                        };
+                        buckets.push((at, counts));
+                    });
+                if buckets.is_empty() {
                     continue;
                 }
                 let slot = merged
                     .entry((key.integration_type, id.to_owned()))
                     .or_default();
-                for (hour, counts) in hours {
-                    slot.hours.entry(*hour).or_default().add(counts);
+                for (at, counts) in buckets {
+                    slot.buckets.entry(at).or_default().add(&counts);
                 }
                 slot.name
                     .offer(partition.interner.resolve(state.name), state.name_at_ms);
@@ -256,16 +329,23 @@ impl QueryEngine {
     ) -> BTreeMap<Id, TotalsPart> {
         let mut totals: BTreeMap<Id, Totals> = BTreeMap::new();
         self.for_tenant(tenant_id, |partition, tenant| {
+            let rolled = partition.rolled_until;
             for (key, state) in &tenant.integrations {
-                let mut hours = state.hours.range(range.start_ms..range.end_ms).peekable();
-                if !wanted(key.integration_type) || hours.peek().is_none() {
+                if !wanted(key.integration_type) {
+                    continue;
+                }
+                if !state.buckets.any_in(range.start_ms, range.end_ms, rolled) {
                     continue;
                 }
                 let id = partition.interner.resolve(key.integration_id).to_owned();
                 let slot = totals.entry((key.integration_type, id)).or_default();
-                slot.add(hours);
+                slot.add(state, range, rolled);
                 slot.name
                     .offer(partition.interner.resolve(state.name), state.name_at_ms);
+                if let Some(retries) = partition.retries_of(tenant_id, key) {
+                    let (start, end) = (range.start_ms, range.end_ms);
+                    slot.retries.add(&retries.sum_in(start, end, rolled));
+                }
             }
         });
         totals
@@ -282,16 +362,22 @@ impl QueryEngine {
     ) -> BTreeMap<Id, BTreeMap<u16, u64>> {
         let mut codes: BTreeMap<Id, BTreeMap<u16, u64>> = BTreeMap::new();
         self.for_tenant(tenant_id, |partition, tenant| {
-            for (key, group) in &tenant.groups {
-                let total = group.total_in(range.start_ms, range.end_ms);
-                if total == 0 {
-                    continue;
-                }
-                let id = partition.interner.resolve(key.integration_id).to_owned();
+            // Over the default range, the ranking keeps the sums of the groups' windows, which
+            // are what `GroupState::total_in` answers there.
+            let kept = tenant
+                .ranking
+                .as_ref()
+                .filter(|r| r.start_ms == range.start_ms && r.newest_hour < range.end_ms);
+            let by_symbol = match kept {
+                Some(ranking) => Cow::Borrowed(&ranking.codes),
+                None => Cow::Owned(summed_codes(partition, tenant, range)),
+            };
+            for (&(kind, sym, code), &total) in by_symbol.iter() {
+                let id = partition.interner.resolve(sym).to_owned();
                 *codes
-                    .entry((key.integration_type, id))
+                    .entry((kind, id))
                     .or_default()
-                    .entry(key.status_code)
+                    .entry(code)
                     .or_default() += total;
             }
         });
@@ -317,7 +403,9 @@ impl QueryEngine {
             Some(token) => Some(paging::decode_token(token, fingerprint)?),
             None => None,
         };
-        let range = self.effective(request.range, DEFAULT_RANGE_MS, self.now_ms(), HOUR_MS)?;
+        let tier = HourTier::Detail;
+        let now = self.now_ms();
+        let range = self.effective(request.range, DEFAULT_RANGE_MS, now, HOUR_MS, tier)?;
         let types = request.types;
         let local = self.local_integration_totals(&request.tenant_id, range, |t| types.includes(t));
         let totals = self.gathered(Part::IntegrationTotals { range, types }, local)?;
@@ -336,6 +424,7 @@ impl QueryEngine {
             next_page_token,
             total_integrations,
             effective_range: range,
+            resolution: self.resolution(range, tier, false),
         })
     }
 
@@ -349,10 +438,17 @@ impl QueryEngine {
         time_zone: &str,
     ) -> Result<IntegrationHealth, QueryError> {
         let tz = parse_time_zone(time_zone)?;
-        let hours = self.effective(range, DEFAULT_RANGE_MS, self.now_ms(), HOUR_MS)?;
+        let tier = HourTier::Detail;
+        let how = self.series_read(granularity, tz, tier);
         let boundaries = match granularity {
-            Granularity::Hour => hour_boundaries(hours)?,
-            Granularity::Day => day_boundaries(tz, hours)?,
+            Granularity::Hour => hour_boundaries(self.hourly_range(range, tier)?)?,
+            Granularity::Day => {
+                let now = self.now_ms();
+                day_boundaries(
+                    tz,
+                    self.effective(range, DEFAULT_RANGE_MS, now, HOUR_MS, tier)?,
+                )?
+            }
         };
         let (Some(&first), Some(&last)) = (boundaries.first(), boundaries.last()) else {
             return Err(QueryError::EmptyRange);
@@ -363,10 +459,11 @@ impl QueryEngine {
         };
         // Every part is read before anything is decided from one, so that a first pass over
         // the local partitions notes them all.
-        let local = self.local_integration(tenant_id, range, integration_type, integration_id);
+        let local = self.local_integration(tenant_id, range, how, integration_type, integration_id);
         let merged = self.gathered(
             Part::Integration {
                 range,
+                how,
                 integration_type,
                 integration_id: integration_id.to_owned(),
             },
@@ -385,19 +482,20 @@ impl QueryEngine {
             }
             (Some(_), Some(_)) => return Err(QueryError::AmbiguousIntegration),
         };
-        let mut totals = Totals::default();
-        totals.add(integration.hours.iter());
-        totals.name = integration.name.clone();
-        let summary = row(&id, totals.into_part(), codes.get(&id), range);
+        let summary = row(&id, summed(&integration), codes.get(&id), range);
         let series = boundaries
             .windows(2)
             .map(|w| {
-                let total = sum_hours(integration.hours.range(w[0]..w[1]).map(|(_, h)| h));
+                let mut sum = IntegrationSum::default();
+                for (_, counts) in integration.buckets.range(w[0]..w[1]) {
+                    sum.add(counts);
+                }
+                let total = sum.finish();
                 IntegrationPoint {
                     bucket_start_ms: w[0],
-                    succeeded: u64::from(total.succeeded),
-                    failed: u64::from(total.failed),
-                    latency: percentiles(&total),
+                    succeeded: total.succeeded,
+                    failed: total.failed,
+                    latency: latency_percentiles(&total.latency),
                     latency_count: total.latency.count(),
                 }
             })
@@ -423,88 +521,8 @@ impl QueryEngine {
             error_codes,
             top_failures: top_groups(groups, id.0),
             effective_range: range,
+            resolution: self.resolution(range, tier, false),
+            utc_days_until_ms: utc_days_until(how, range),
         })
     }
-}
-
-/// The integration's failure groups with the most failures.
-fn top_groups(groups: Vec<GroupSummary>, integration_type: IntegrationType) -> Vec<GroupSummary> {
-    let mut groups: Vec<GroupSummary> = groups
-        .into_iter()
-        .filter(|g| g.integration_type == integration_type && g.total_errors > 0)
-        .collect();
-    groups.sort_by(|a, b| {
-        b.total_errors
-            .cmp(&a.total_errors)
-            .then_with(|| a.failure_id.cmp(&b.failure_id))
-    });
-    groups.truncate(TOP_GROUPS);
-    groups
-}
-
-fn percentiles(hour: &IntegrationHour) -> Percentiles {
-    latency_percentiles(&hour.latency)
-}
-
-fn latency_percentiles(sketch: &LatencySketch) -> Percentiles {
-    let mut out = [0.0; 3];
-    for (slot, q) in out.iter_mut().zip(QUANTILES) {
-        *slot = sketch.quantile(q)?;
-    }
-    Some(out)
-}
-
-fn row(
-    id: &Id,
-    totals: TotalsPart,
-    codes: Option<&BTreeMap<u16, u64>>,
-    range: TimeRange,
-) -> IntegrationRow {
-    let latency = totals.latency;
-    let events = (totals.succeeded + totals.failed).max(1);
-    let first_day = range.start_ms.div_euclid(DAY_MS) * DAY_MS;
-    let daily_failures = (first_day..range.end_ms)
-        .step_by(DAY_MS as usize)
-        .map(|day| (day, totals.daily.get(&day).copied().unwrap_or(0)))
-        .collect();
-    let top_error_code = codes.and_then(|codes| {
-        codes
-            .iter()
-            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-            .map(|(code, _)| *code)
-    });
-    IntegrationRow {
-        integration_type: id.0,
-        integration_id: id.1.clone(),
-        integration_name: totals.name.text,
-        succeeded: totals.succeeded,
-        failed: totals.failed,
-        failure_rate: totals.failed as f64 / events as f64,
-        latency: latency_percentiles(&latency),
-        latency_count: latency.count(),
-        last_failure_ms: totals.last_failure_ms,
-        top_error_code,
-        daily_failures,
-    }
-}
-
-/// Where a row sorts: a number (smaller first), then the name and id that break ties.
-type Position = (i64, String, IntegrationType, String);
-
-fn sort_key(row: &IntegrationRow, order: IntegrationOrder) -> Position {
-    let primary = match order {
-        IntegrationOrder::FailuresDesc => -(row.failed.min(i64::MAX as u64) as i64),
-        // Parts per billion keep the order exact enough and the token an integer.
-        IntegrationOrder::FailureRateDesc => -((row.failure_rate * 1e9).round() as i64),
-        IntegrationOrder::P99Desc => row
-            .latency
-            .map_or(i64::MAX, |p| -((p[2] * 1e3).round() as i64)),
-        IntegrationOrder::NameAsc => 0,
-    };
-    (
-        primary,
-        row.integration_name.clone(),
-        row.integration_type,
-        row.integration_id.clone(),
-    )
 }

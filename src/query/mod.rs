@@ -9,7 +9,8 @@
 //! - `failures`: the failures table and a failure's details; `groups`: a group's parts and the
 //!   one rule that merges them across partitions and replicas;
 //! - `calendar`: hour and local-day boundaries;
-//! - `integrations`: per-integration rows and one integration's series;
+//! - `integrations`: per-integration rows and one integration's series (`integration_rows`:
+//!   a row's numbers, its sort key, an integration's top failure groups);
 //! - `drivers`: the integrations and codes that drove a type's change in failures;
 //! - `paging`: keyset page tokens;
 //! - `tenants`: the tenants with events in a range, for the dashboard's picker.
@@ -19,38 +20,40 @@ mod drivers;
 mod engine;
 mod failures;
 mod groups;
+mod integration_rows;
 mod integrations;
 mod paging;
 mod parts;
 mod tenants;
+#[cfg(test)]
+mod tiers_tests;
 mod types;
 
 use thiserror::Error;
 
-pub use calendar::{day_boundaries, local_day_start, parse_time_zone};
-pub use drivers::DRIVERS_PER_TYPE;
-pub use engine::{change_percent, IssueContext, QueryEngine};
-pub use integrations::{
-    GroupSummary, IntegrationHealth, IntegrationOrder, IntegrationPage, IntegrationPoint,
-    IntegrationRow, ListIntegrationsRequest, Percentiles,
+pub(crate) use engine::IssueContext;
+pub use engine::QueryEngine;
+pub(crate) use integrations::{
+    GroupSummary, IntegrationHealth, IntegrationPage, IntegrationPoint, IntegrationRow, Percentiles,
 };
-pub use parts::{
+pub use integrations::{IntegrationOrder, ListIntegrationsRequest};
+pub(crate) use parts::{
     decode as decode_parts, encode as encode_parts, Answer, Part, PartsError, Remote, PARTS_VERSION,
 };
-pub use tenants::merge_tenants;
+pub(crate) use tenants::merge_tenants;
 pub use types::*;
 
 use crate::store::DAY_MS;
 
-pub const DEFAULT_RANGE_MS: i64 = crate::store::DEFAULT_WINDOW_MS;
-pub const DEFAULT_PERIOD_MS: i64 = DAY_MS;
-pub const DEFAULT_PAGE_SIZE: usize = 50;
-pub const MAX_PAGE_SIZE: usize = 1000;
+pub(crate) const DEFAULT_RANGE_MS: i64 = crate::store::DEFAULT_WINDOW_MS;
+pub(crate) const DEFAULT_PERIOD_MS: i64 = DAY_MS;
+pub(crate) const DEFAULT_PAGE_SIZE: usize = 50;
+pub(crate) const MAX_PAGE_SIZE: usize = 1000;
 /// How far past now a range may reach; later ends are clamped. Events more than 5 minutes
 /// ahead are refused at ingest, so nothing is stored beyond this.
-pub const FUTURE_MARGIN_MS: i64 = crate::store::HOUR_MS;
+pub(crate) const FUTURE_MARGIN_MS: i64 = crate::store::HOUR_MS;
 /// Largest number of points a trend series may have; more is refused as too large.
-pub const MAX_TREND_POINTS: usize = 10_000;
+pub(crate) const MAX_TREND_POINTS: usize = 10_000;
 
 /// Why a query cannot be answered. `api` maps each variant to a gRPC status.
 #[derive(Debug, Error, PartialEq)]

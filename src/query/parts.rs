@@ -25,24 +25,28 @@ use super::integrations::{Id, Merged, TotalsPart};
 use super::types::{FailureFilter, TenantCounters, TimeRange, TypeFilter};
 use super::{QueryEngine, QueryError};
 use crate::event::{IntegrationType, PerType};
-use crate::store::TypeCounts;
+use crate::store::{SeriesRead, TypeCounts};
 
 /// Bumped whenever `Part` or `Answer` change shape; replicas on different versions do not
 /// exchange parts (the asker reports those partitions as not answered).
-pub const PARTS_VERSION: u32 = 1;
+pub(crate) const PARTS_VERSION: u32 = 3;
 
 /// The largest encoded list of parts or answers a replica decodes.
 const MAX_ENCODED_BYTES: u64 = 64 * 1024 * 1024;
 
 /// One sum over a tenant's partitions, with its parameters resolved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum Part {
+pub(crate) enum Part {
     /// Failed and succeeded per type in a range, from minute or hour buckets.
     Counts { range: TimeRange, by_minute: bool },
     /// Failures per (type, code) in a range.
     Codes { range: TimeRange },
-    /// Each hour's failures per type in `[first, last)`.
-    Hours { first: i64, last: i64 },
+    /// Failures per type in `[first, last)`, bucket by bucket, read as `how`.
+    Trend {
+        first: i64,
+        last: i64,
+        how: SeriesRead,
+    },
     /// Failures per integration and per code in a range, for the change's drivers.
     Tally { range: TimeRange, by_minute: bool },
     /// Every failure group matching a filter, with its numbers in a range and its row.
@@ -53,19 +57,22 @@ pub enum Part {
         /// How long a group must be quiet before its return reopens an issue.
         quiet_ms: Option<i64>,
     },
-    /// One failure group's numbers, hours and samples.
+    /// One failure group's numbers, buckets (read as `how`) and samples.
     Group {
         failure_id: u128,
         range: TimeRange,
+        how: SeriesRead,
         quiet_ms: Option<i64>,
     },
     /// Each integration's totals in a range.
     IntegrationTotals { range: TimeRange, types: TypeFilter },
     /// Failures per code of each integration in a range.
     IntegrationCodes { range: TimeRange },
-    /// The hours of the integrations with this id (of this type, when given).
+    /// The buckets, read as `how`, of the integrations with this id (of this type, when
+    /// given).
     Integration {
         range: TimeRange,
+        how: SeriesRead,
         integration_type: Option<IntegrationType>,
         integration_id: String,
     },
@@ -77,10 +84,10 @@ pub enum Part {
 // A handful are built per call, one per part, so the size of the largest variant costs nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum Answer {
+pub(crate) enum Answer {
     Counts(TypeCounts),
     Codes(BTreeMap<(IntegrationType, u16), u64>),
-    Hours(Vec<(i64, PerType<u32>)>),
+    Trend(Vec<(i64, PerType<u64>)>),
     Tally(Tally),
     Groups(Vec<GroupPart>),
     Group(Option<GroupDetail>),
@@ -133,8 +140,8 @@ impl Mergeable for BTreeMap<(IntegrationType, u16), u64> {
     }
 }
 
-impl Mergeable for Vec<(i64, PerType<u32>)> {
-    /// Hours stay apart; the trend sums them per boundary after one sort.
+impl Mergeable for Vec<(i64, PerType<u64>)> {
+    /// Buckets stay apart; the trend sums them per boundary after one sort.
     fn merge(&mut self, other: Self) {
         self.extend(other);
     }
@@ -196,7 +203,7 @@ impl Mergeable for TenantCounters {
 
 answer_kind!(Counts, TypeCounts);
 answer_kind!(Codes, BTreeMap<(IntegrationType, u16), u64>);
-answer_kind!(Hours, Vec<(i64, PerType<u32>)>);
+answer_kind!(Trend, Vec<(i64, PerType<u64>)>);
 answer_kind!(Tally, Tally);
 answer_kind!(Groups, Vec<GroupPart>);
 answer_kind!(Group, Option<GroupDetail>);
@@ -206,7 +213,7 @@ answer_kind!(Integration, BTreeMap<Id, Merged>);
 answer_kind!(Counters, TenantCounters);
 
 /// What a query knows of the partitions other replicas own.
-pub enum Remote {
+pub(crate) enum Remote {
     /// The first pass: the parts the query reads, noted in order.
     Planning(Mutex<Vec<Part>>),
     /// The second: each part with every other owner's answer to it.
@@ -214,12 +221,12 @@ pub enum Remote {
 }
 
 impl Remote {
-    pub fn planning() -> Self {
+    pub(crate) fn planning() -> Self {
         Remote::Planning(Mutex::new(Vec::new()))
     }
 
     /// The parts noted by a planning pass.
-    pub fn planned(&self) -> Vec<Part> {
+    pub(crate) fn planned(&self) -> Vec<Part> {
         match self {
             Remote::Planning(parts) => parts.lock().clone(),
             Remote::Answered(answers) => answers.iter().map(|(part, _)| part.clone()).collect(),
@@ -251,13 +258,15 @@ impl QueryEngine {
     }
 
     /// This store's answer to `part` about `tenant_id`: what another replica asked for.
-    pub fn part(&self, tenant_id: &str, part: &Part) -> Answer {
+    pub(crate) fn part(&self, tenant_id: &str, part: &Part) -> Answer {
         match part.clone() {
             Part::Counts { range, by_minute } => {
                 Answer::Counts(self.local_counts(tenant_id, range, by_minute))
             }
             Part::Codes { range } => Answer::Codes(self.local_codes(tenant_id, range)),
-            Part::Hours { first, last } => Answer::Hours(self.local_hours(tenant_id, first, last)),
+            Part::Trend { first, last, how } => {
+                Answer::Trend(self.local_trend(tenant_id, first, last, how))
+            }
             Part::Tally { range, by_minute } => {
                 Answer::Tally(self.local_tally(tenant_id, range, by_minute))
             }
@@ -270,8 +279,9 @@ impl QueryEngine {
             Part::Group {
                 failure_id,
                 range,
+                how,
                 quiet_ms,
-            } => Answer::Group(self.local_group(tenant_id, failure_id, range, quiet_ms)),
+            } => Answer::Group(self.local_group(tenant_id, failure_id, range, how, quiet_ms)),
             Part::IntegrationTotals { range, types } => Answer::IntegrationTotals(
                 self.local_integration_totals(tenant_id, range, |t| types.includes(t)),
             ),
@@ -280,11 +290,13 @@ impl QueryEngine {
             }
             Part::Integration {
                 range,
+                how,
                 integration_type,
                 integration_id,
             } => Answer::Integration(self.local_integration(
                 tenant_id,
                 range,
+                how,
                 integration_type,
                 &integration_id,
             )),
@@ -294,7 +306,7 @@ impl QueryEngine {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum PartsError {
+pub(crate) enum PartsError {
     #[error("parts do not encode: {0}")]
     Encode(bincode::Error),
     #[error("parts do not decode: {0}")]
@@ -306,11 +318,11 @@ fn wire() -> impl Options {
 }
 
 /// Parts and answers travel between replicas in bincode, with a size limit on decoding.
-pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, PartsError> {
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, PartsError> {
     wire().serialize(value).map_err(PartsError::Encode)
 }
 
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PartsError> {
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PartsError> {
     wire().deserialize(bytes).map_err(PartsError::Decode)
 }
 
@@ -357,6 +369,8 @@ mod tests {
             service_id: None,
             service_name: None,
             latency_ms: (latency > 0).then_some(f64::from(latency)),
+            attempt: None,
+            final_attempt: None,
         }
     }
 

@@ -4,20 +4,29 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::parts::Part;
-use super::types::{TenantCounters, TenantEvents, TimeRange};
+use super::types::{Resolution, TenantCounters, TenantEvents, TimeRange};
 use super::{QueryEngine, QueryError, DEFAULT_RANGE_MS};
 use crate::event::IntegrationType;
-use crate::store::{PartitionState, HOUR_MS};
+use crate::store::{HourTier, PartitionState, HOUR_MS};
 
 impl QueryEngine {
-    /// The range a tenant list covers: rounded outward to hours and clamped to retention. Hour
-    /// buckets alone serve it, so every replica counts a given range the same way.
-    pub fn tenants_range(&self, requested: Option<TimeRange>) -> Result<TimeRange, QueryError> {
-        self.effective(requested, DEFAULT_RANGE_MS, self.now_ms(), HOUR_MS)
+    /// The range a tenant list covers: rounded outward to hours (to days before the hour tier)
+    /// and clamped to retention, so every replica counts a given range the same way.
+    pub(crate) fn tenants_range(
+        &self,
+        requested: Option<TimeRange>,
+    ) -> Result<TimeRange, QueryError> {
+        let tier = HourTier::Tenant;
+        self.effective(requested, DEFAULT_RANGE_MS, self.now_ms(), HOUR_MS, tier)
+    }
+
+    /// The resolution a tenant list over `range` (from `tenants_range`) is counted at.
+    pub(crate) fn tenants_resolution(&self, range: TimeRange) -> Resolution {
+        self.resolution(range, HourTier::Tenant, false)
     }
 
     /// The tenant's event and failure counters, summed over partitions.
-    pub fn tenant_counters(&self, tenant_id: &str) -> Result<TenantCounters, QueryError> {
+    pub(crate) fn tenant_counters(&self, tenant_id: &str) -> Result<TenantCounters, QueryError> {
         let local = self.local_tenant_counters(tenant_id);
         self.gathered(Part::Counters, local)
     }
@@ -33,7 +42,7 @@ impl QueryEngine {
 
     /// Per local partition, each tenant's totals over `range` (from `tenants_range`). Only
     /// `partitions` are read when given.
-    pub fn tenants_by_partition(
+    pub(crate) fn tenants_by_partition(
         &self,
         range: TimeRange,
         partitions: Option<&HashSet<i32>>,
@@ -52,7 +61,8 @@ fn partition_tenants(state: &PartitionState, range: TimeRange) -> Vec<TenantEven
         .tenants
         .iter()
         .map(|(sym, tenant)| {
-            let counts = tenant.counts_in(range.start_ms, range.end_ms, false);
+            let rolled = state.rolled_until;
+            let counts = tenant.counts_in(range.start_ms, range.end_ms, false, rolled);
             TenantEvents {
                 tenant_id: state.interner.resolve(*sym).to_owned(),
                 failed: IntegrationType::ALL.iter().map(|t| counts.failed[*t]).sum(),
@@ -68,7 +78,7 @@ fn partition_tenants(state: &PartitionState, range: TimeRange) -> Vec<TenantEven
 
 /// Sums per-partition lists into one row per tenant that `readable` accepts, busiest first
 /// (ties by name).
-pub fn merge_tenants(
+pub(crate) fn merge_tenants(
     per_partition: impl IntoIterator<Item = Vec<TenantEvents>>,
     readable: impl Fn(&str) -> bool,
 ) -> Vec<TenantEvents> {

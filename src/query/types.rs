@@ -7,8 +7,15 @@ use crate::event::{IntegrationType, PerType};
 /// Half-open `[start_ms, end_ms)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimeRange {
-    pub start_ms: i64,
-    pub end_ms: i64,
+    pub(crate) start_ms: i64,
+    pub(crate) end_ms: i64,
+}
+
+impl TimeRange {
+    /// `[start_ms, end_ms)`, in epoch milliseconds.
+    pub fn new(start_ms: i64, end_ms: i64) -> Self {
+        TimeRange { start_ms, end_ms }
+    }
 }
 
 /// Which integration types to include. Empty means all of them.
@@ -31,11 +38,11 @@ impl TypeFilter {
         TypeFilter(wanted)
     }
 
-    pub fn includes(&self, t: IntegrationType) -> bool {
+    pub(crate) fn includes(&self, t: IntegrationType) -> bool {
         self.0[t]
     }
 
-    pub fn types(&self) -> impl Iterator<Item = IntegrationType> + '_ {
+    pub(crate) fn types(&self) -> impl Iterator<Item = IntegrationType> + '_ {
         IntegrationType::ALL
             .into_iter()
             .filter(|t| self.includes(*t))
@@ -44,58 +51,59 @@ impl TypeFilter {
 
 /// Everything counted for a tenant so far: what `WatchTenant` compares.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TenantCounters {
-    pub events: u64,
-    pub failures: u64,
+pub(crate) struct TenantCounters {
+    pub(crate) events: u64,
+    pub(crate) failures: u64,
 }
 
 /// One tenant's events over a range, all types together.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TenantEvents {
-    pub tenant_id: String,
-    pub failed: u64,
-    pub succeeded: u64,
+pub(crate) struct TenantEvents {
+    pub(crate) tenant_id: String,
+    pub(crate) failed: u64,
+    pub(crate) succeeded: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TypeTotals {
-    pub integration_type: IntegrationType,
-    pub failed: u64,
-    pub succeeded: u64,
+pub(crate) struct TypeTotals {
+    pub(crate) integration_type: IntegrationType,
+    pub(crate) failed: u64,
+    pub(crate) succeeded: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Overview {
-    pub types: Vec<TypeTotals>,
-    pub effective_range: TimeRange,
+    pub(crate) types: Vec<TypeTotals>,
+    pub(crate) effective_range: TimeRange,
+    pub(crate) resolution: Resolution,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct TypeChange {
-    pub integration_type: IntegrationType,
-    pub failed_current: u64,
-    pub failed_previous: u64,
-    pub failed_change_percent: Option<f64>,
-    pub succeeded_current: u64,
-    pub succeeded_previous: u64,
-    pub succeeded_change_percent: Option<f64>,
+pub(crate) struct TypeChange {
+    pub(crate) integration_type: IntegrationType,
+    pub(crate) failed_current: u64,
+    pub(crate) failed_previous: u64,
+    pub(crate) failed_change_percent: Option<f64>,
+    pub(crate) succeeded_current: u64,
+    pub(crate) succeeded_previous: u64,
+    pub(crate) succeeded_change_percent: Option<f64>,
     /// What moved the type's failures between the two periods, when asked for.
-    pub drivers: Option<Drivers>,
+    pub(crate) drivers: Option<Drivers>,
 }
 
 /// One integration's or one code's failures in the current and the previous period.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Contribution {
+pub(crate) struct Contribution {
     /// The integration id, or the status code as text; empty for "other".
-    pub key: String,
-    pub name: String,
-    pub current: u64,
-    pub previous: u64,
+    pub(crate) key: String,
+    pub(crate) name: String,
+    pub(crate) current: u64,
+    pub(crate) previous: u64,
 }
 
 impl Contribution {
     /// Its share of the type's change: current − previous.
-    pub fn change(&self) -> i64 {
+    pub(crate) fn change(&self) -> i64 {
         self.current as i64 - self.previous as i64
     }
 }
@@ -103,31 +111,33 @@ impl Contribution {
 /// The integrations and codes that moved a type's failures most; with the "other" rows,
 /// their changes add up to the type's change.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Drivers {
-    pub integrations: Vec<Contribution>,
-    pub other_integrations: Contribution,
-    pub codes: Vec<Contribution>,
-    pub other_codes: Contribution,
+pub(crate) struct Drivers {
+    pub(crate) integrations: Vec<Contribution>,
+    pub(crate) other_integrations: Contribution,
+    pub(crate) codes: Vec<Contribution>,
+    pub(crate) other_codes: Contribution,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PercentageChange {
-    pub types: Vec<TypeChange>,
-    pub current_range: TimeRange,
-    pub previous_range: TimeRange,
+    pub(crate) types: Vec<TypeChange>,
+    pub(crate) current_range: TimeRange,
+    pub(crate) previous_range: TimeRange,
+    pub(crate) resolution: Resolution,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ErrorCount {
-    pub status_code: u16,
-    pub name: &'static str,
-    pub failed: u64,
+pub(crate) struct ErrorCount {
+    pub(crate) status_code: u16,
+    pub(crate) name: &'static str,
+    pub(crate) failed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ErrorBreakdown {
-    pub errors: Vec<ErrorCount>,
-    pub effective_range: TimeRange,
+    pub(crate) errors: Vec<ErrorCount>,
+    pub(crate) effective_range: TimeRange,
+    pub(crate) resolution: Resolution,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,17 +146,29 @@ pub enum Granularity {
     Day,
 }
 
+/// The width of the buckets an answer was summed from: minutes inside the minute window, hours
+/// inside the hour tier, UTC days before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    Minute,
+    Hour,
+    Day,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrendSeries {
-    pub integration_type: IntegrationType,
+pub(crate) struct TrendSeries {
+    pub(crate) integration_type: IntegrationType,
     /// (bucket start in epoch ms, failures); empty buckets are present with 0.
-    pub points: Vec<(i64, u64)>,
+    pub(crate) points: Vec<(i64, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trends {
-    pub series: Vec<TrendSeries>,
-    pub effective_range: TimeRange,
+    pub(crate) series: Vec<TrendSeries>,
+    pub(crate) effective_range: TimeRange,
+    /// For a local calendar past the hour tier: the points before this instant are UTC days,
+    /// each counted in the local day it mostly overlaps.
+    pub(crate) utc_days_until_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -158,10 +180,10 @@ pub enum FailureOrder {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailureFilter {
-    pub integration_id: Option<String>,
-    pub status_code: Option<u16>,
-    pub flow_id: Option<String>,
-    pub service_id: Option<String>,
+    pub(crate) integration_id: Option<String>,
+    pub(crate) status_code: Option<u16>,
+    pub(crate) flow_id: Option<String>,
+    pub(crate) service_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -191,46 +213,49 @@ impl ListFailuresRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SampleRow {
-    pub event_id: String,
-    pub occurred_at_ms: i64,
-    pub error_message: String,
+pub(crate) struct SampleRow {
+    pub(crate) event_id: String,
+    pub(crate) occurred_at_ms: i64,
+    pub(crate) error_message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailureRow {
     pub failure_id: String,
-    pub integration_type: IntegrationType,
-    pub integration_id: String,
-    pub integration_name: String,
-    pub failure_description: String,
-    pub status_code: u16,
-    pub service_id: String,
-    pub service_name: String,
-    pub flow_id: String,
-    pub flow_name: String,
-    pub total_errors: u64,
-    pub first_seen_ms: i64,
-    pub last_seen_ms: i64,
+    pub(crate) integration_type: IntegrationType,
+    pub(crate) integration_id: String,
+    pub(crate) integration_name: String,
+    pub(crate) failure_description: String,
+    pub(crate) status_code: u16,
+    pub(crate) service_id: String,
+    pub(crate) service_name: String,
+    pub(crate) flow_id: String,
+    pub(crate) flow_name: String,
+    pub(crate) total_errors: u64,
+    pub(crate) first_seen_ms: i64,
+    pub(crate) last_seen_ms: i64,
     /// When issues are kept.
-    pub issue: Option<crate::issues::IssueStatus>,
+    pub(crate) issue: Option<crate::issues::IssueStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FailurePage {
     pub failures: Vec<FailureRow>,
-    pub next_page_token: Option<String>,
-    pub total_groups: u64,
-    pub effective_range: TimeRange,
+    pub(crate) next_page_token: Option<String>,
+    pub(crate) total_groups: u64,
+    pub(crate) effective_range: TimeRange,
+    pub(crate) resolution: Resolution,
 }
 
-pub use crate::catalog::Guidance;
+pub(crate) use crate::catalog::Guidance;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FailureDetails {
-    pub failure: FailureRow,
-    pub guidance: Guidance,
-    pub hourly_trend: Vec<(i64, u64)>,
-    pub recent_samples: Vec<SampleRow>,
-    pub effective_range: TimeRange,
+    pub(crate) failure: FailureRow,
+    pub(crate) guidance: Guidance,
+    /// One point per hour, or per UTC day when the range reaches below the hour tier.
+    pub(crate) trend: Vec<(i64, u64)>,
+    pub(crate) recent_samples: Vec<SampleRow>,
+    pub(crate) effective_range: TimeRange,
+    pub(crate) resolution: Resolution,
 }

@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::ServerError;
-use crate::alerts::AlertBook;
+use crate::alerts::{AlertBook, RuleKeeping};
 use crate::api::{self, ApiLimits, IntegrationHealthApi, SharedAuth};
 use crate::clock::SharedClock;
 use crate::cluster::Cluster;
@@ -31,14 +31,14 @@ pub(super) async fn bind(addr: SocketAddr) -> std::io::Result<(SocketAddr, TcpLi
 }
 
 /// The gRPC server, running until shutdown.
-pub type GrpcServing = std::pin::Pin<
+pub(crate) type GrpcServing = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>,
 >;
 
 /// A served API: the health reporter (NOT_SERVING until told otherwise), the gRPC server to
 /// spawn, and the Connect/JSON routes that reach the same handlers, for the HTTP listener.
 pub struct ApiServer {
-    pub health: tonic_health::server::HealthReporter,
+    pub(crate) health: tonic_health::server::HealthReporter,
     pub serving: GrpcServing,
     pub connect: axum::Router,
 }
@@ -60,6 +60,8 @@ pub struct ApiParts {
     pub issues: Option<Arc<IssueKeeping>>,
     /// Serve `ListAlerts` and `WatchAlerts` from this.
     pub alerts: Option<Arc<AlertBook>>,
+    /// Serve the alert-rule calls with these.
+    pub rules: Option<Arc<RuleKeeping>>,
 }
 
 /// Serves `IntegrationHealth`, `grpc.health.v1` and reflection on `listener` until `shutdown`.
@@ -87,7 +89,8 @@ pub fn serve_api(
         .with_cluster(parts.cluster)
         .with_shutdown(shutdown.clone())
         .with_issues(parts.issues)
-        .with_alerts(parts.alerts),
+        .with_alerts(parts.alerts)
+        .with_rules(parts.rules),
     );
     let peer = handlers.cluster_addr().map(|addr| {
         IntegrationHealthPeerServer::new(handlers.peer(addr))

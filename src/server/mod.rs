@@ -33,9 +33,10 @@ use crate::store::Store;
 use crate::tls::{self, ReloadingTls, TlsError};
 
 use listen::bind;
-pub use listen::{serve_api, ApiParts, ApiServer, GrpcServing};
+pub(crate) use listen::ApiServer;
+pub use listen::{serve_api, ApiParts};
 use loops::{evict_periodically, reload_tokens, report_readiness, FILE_CHECK_INTERVAL};
-pub use wiring::ingest_config;
+pub(crate) use wiring::ingest_config;
 use wiring::{api_limits, follow_alerts, peer_tls, readiness_check, start_issues, state_reader};
 
 const OTLP_METRICS_INTERVAL: Duration = Duration::from_secs(10);
@@ -68,6 +69,8 @@ pub enum ServerError {
     Cluster(#[from] ClusterError),
     #[error(transparent)]
     Changelog(#[from] ChangelogError),
+    #[error(transparent)]
+    Notify(#[from] crate::notify::NotifyError),
     #[error("reflection service")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("graceful stop took longer than {0:?}")]
@@ -85,15 +88,15 @@ pub struct RunningService {
     /// Where probes and metrics are served, when they have a listener of their own.
     pub ops_addr: Option<SocketAddr>,
     ops: Option<std::thread::JoinHandle<()>>,
-    pub metrics: Arc<Metrics>,
     pub store: Arc<Store>,
     pub progress: Arc<IngestProgress>,
-    pub engine: QueryEngine,
     otlp_metrics: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
     tasks: TaskTracker,
     cluster: Option<Arc<Cluster>>,
     issues: std::thread::JoinHandle<()>,
     alerts: std::thread::JoinHandle<()>,
+    rules: std::thread::JoinHandle<()>,
+    notifier: Option<std::thread::JoinHandle<()>>,
     http: std::thread::JoinHandle<()>,
     grpc: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     ingest: IngestHandle,
@@ -114,13 +117,21 @@ impl RunningService {
         let cluster = self.cluster;
         let issues = self.issues;
         let alerts = self.alerts;
+        let rules = self.rules;
+        let notifier = self.notifier;
         let joined = tokio::task::spawn_blocking(move || {
+            let notifier_stopped = notifier.is_none_or(|n| n.join().is_ok());
             ingest.join();
             if let Some(cluster) = cluster {
                 cluster.join();
             }
             let ops_stopped = ops.is_none_or(|ops| ops.join().is_ok());
-            issues.join().is_ok() && alerts.join().is_ok() && http.join().is_ok() && ops_stopped
+            issues.join().is_ok()
+                && alerts.join().is_ok()
+                && rules.join().is_ok()
+                && http.join().is_ok()
+                && ops_stopped
+                && notifier_stopped
         })
         .await;
         if !matches!(joined, Ok(true)) {
@@ -239,17 +250,6 @@ pub async fn start(
         issue_keeping.writer.clone(),
         shutdown.clone(),
     ));
-    let alert_book = Arc::new(AlertBook::default());
-    let alerts_follower = follow_alerts(config, &kafka_client, &alert_book, shutdown.clone())?;
-    tasks.spawn(alerts::evaluate_periodically(
-        store.clone(),
-        clock.clone(),
-        Arc::new(wiring::alert_rules(config)?),
-        alert_book.clone(),
-        Arc::new(ChangelogWriter::new(&kafka_client, &config.alerts_topic())?),
-        Duration::from_millis(config.alert_interval_ms),
-        shutdown.clone(),
-    ));
     let check_ready = readiness_check(
         store.clone(),
         progress.clone(),
@@ -258,6 +258,29 @@ pub async fn start(
         issue_book.clone(),
         topic_status,
     );
+    let alert_book = Arc::new(AlertBook::default());
+    let alerts_follower = follow_alerts(config, &kafka_client, &alert_book, shutdown.clone())?;
+    let overrides = Arc::new(wiring::alert_rules(config)?);
+    let (rule_keeping, rules_follower) =
+        wiring::start_rules(config, &kafka_client, overrides.clone(), shutdown.clone())?;
+    let evaluator = alerts::Evaluator {
+        store: store.clone(),
+        clock: clock.clone(),
+        rules: overrides,
+        rule_book: rule_keeping.book.clone(),
+        book: alert_book.clone(),
+        writer: Arc::new(ChangelogWriter::new(&kafka_client, &config.alerts_topic())?),
+        interval: Duration::from_millis(config.alert_interval_ms),
+        ready: check_ready.clone(),
+    };
+    tasks.spawn(alerts::evaluate_periodically(evaluator, shutdown.clone()));
+    let notifier = wiring::start_notifier(
+        config,
+        &kafka_client,
+        clock.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    )?;
     let tls = match wiring::tls_files(config) {
         Some(files) => Some(ReloadingTls::load(files)?),
         None => None,
@@ -303,6 +326,7 @@ pub async fn start(
             cluster: cluster.clone(),
             issues: Some(issue_keeping),
             alerts: Some(alert_book.clone()),
+            rules: Some(rule_keeping),
         },
         shutdown.clone(),
     )?;
@@ -362,15 +386,15 @@ pub async fn start(
         http_addr,
         ops_addr,
         ops,
-        metrics,
         store,
         progress,
-        engine,
         otlp_metrics,
         tasks,
         cluster,
         issues: issues_follower,
         alerts: alerts_follower,
+        rules: rules_follower,
+        notifier,
         http,
         grpc: tokio::spawn(grpc),
         ingest,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::ServerError;
-use crate::alerts::{AlertBook, AlertRules, RuleOverrides};
+use crate::alerts::{AlertBook, AlertRules, Routes, RuleBook, RuleKeeping, RuleOverrides};
 use crate::api::{self, ApiLimits};
 use crate::changelog::{self, ChangelogError, ChangelogWriter};
 use crate::clock::SharedClock;
@@ -17,6 +17,7 @@ use crate::cluster::PeerTls;
 use crate::config::{invalid, Config, ConfigError};
 use crate::ingest::{self, IngestConfig, IngestProgress};
 use crate::issues::{IssueBook, IssueKeeping};
+use crate::notify::{self, Destinations, Notifier};
 use crate::ops::{CheckReady, OtlpTarget, PartitionGauge, ReadState, StateReading};
 use crate::snapshot::{SnapshotError, SnapshotFiles, SnapshotObjects, Snapshots};
 use crate::store::{Store, StoreLimits, DAY_MS, HOUR_MS, MAX_DEDUP_CAPACITY};
@@ -36,12 +37,16 @@ pub fn check(config: &Config) -> Result<(), ConfigError> {
         ));
     }
     alert_rules(config)?;
+    Destinations::load(&config.alert_destinations)
+        .map_err(|err| invalid("alert_destinations", err.to_string()))?;
     Ok(())
 }
 
-pub fn store_limits(config: &Config) -> StoreLimits {
+pub(crate) fn store_limits(config: &Config) -> StoreLimits {
     StoreLimits {
-        retention_ms: i64::from(config.retention_days) * DAY_MS,
+        hour_retention_ms: i64::from(config.hour_retention_days) * DAY_MS,
+        detail_hour_retention_ms: i64::from(config.detail_hour_days()) * DAY_MS,
+        day_retention_ms: i64::from(config.day_retention_days) * DAY_MS,
         minute_window_ms: i64::from(config.minute_window_hours) * HOUR_MS,
         group_cap_per_tenant: config.group_cap_per_tenant,
         integration_cap_per_tenant: config.integration_cap_per_tenant,
@@ -51,7 +56,7 @@ pub fn store_limits(config: &Config) -> StoreLimits {
     }
 }
 
-pub fn alert_defaults(config: &Config) -> AlertRules {
+pub(crate) fn alert_defaults(config: &Config) -> AlertRules {
     AlertRules {
         enabled: true,
         rate_window_minutes: config.alert_rate_window_minutes,
@@ -60,15 +65,21 @@ pub fn alert_defaults(config: &Config) -> AlertRules {
         spike_factor: config.alert_spike_factor,
         spike_min_failures: config.alert_spike_min_failures,
         slo_objective: config.alert_slo_objective,
+        silence_minutes: config.alert_silence_minutes,
+        silence_min_events: config.alert_silence_min_events,
     }
 }
 
 /// The default thresholds with the overrides of `alert_rules_file`.
-pub fn alert_rules(config: &Config) -> Result<RuleOverrides, ConfigError> {
+pub(crate) fn alert_rules(config: &Config) -> Result<RuleOverrides, ConfigError> {
     let defaults = alert_defaults(config);
+    let routes = Routes::new(
+        &config.alert_destinations,
+        &config.alert_default_destinations,
+    );
     match &config.alert_rules_file {
-        None => Ok(RuleOverrides::new(defaults)),
-        Some(path) => RuleOverrides::load(defaults, path)
+        None => Ok(RuleOverrides::new(defaults, routes)),
+        Some(path) => RuleOverrides::load(defaults, routes, path)
             .map_err(|err| invalid("alert_rules_file", err.to_string())),
     }
 }
@@ -92,7 +103,7 @@ pub fn otlp_target(config: &Config) -> Result<Option<OtlpTarget>, ConfigError> {
 }
 
 /// Where snapshots go: the object store of `state_url`, the directory `state_dir`, or none.
-pub fn snapshots(config: &Config) -> Result<Option<Snapshots>, SnapshotError> {
+pub(crate) fn snapshots(config: &Config) -> Result<Option<Snapshots>, SnapshotError> {
     Ok(match (&config.state_url, &config.state_dir) {
         (Some(url), _) => Some(Snapshots::Objects(SnapshotObjects::open(
             url,
@@ -104,7 +115,7 @@ pub fn snapshots(config: &Config) -> Result<Option<Snapshots>, SnapshotError> {
 }
 
 /// The certificate files, when TLS is on.
-pub fn tls_files(config: &Config) -> Option<TlsFiles> {
+pub(crate) fn tls_files(config: &Config) -> Option<TlsFiles> {
     Some(TlsFiles {
         cert: config.tls_cert.clone()?,
         key: config.tls_key.clone()?,
@@ -112,7 +123,7 @@ pub fn tls_files(config: &Config) -> Option<TlsFiles> {
     })
 }
 
-pub fn ingest_config(
+pub(crate) fn ingest_config(
     config: &Config,
     snapshots: Option<Snapshots>,
 ) -> Result<IngestConfig, ServerError> {
@@ -236,6 +247,71 @@ pub(super) fn follow_alerts(
         .set("group.id", format!("ih-alerts-{}", std::process::id()))
         .set("enable.auto.commit", "false");
     changelog::follow(reader, config.alerts_topic(), book.clone(), shutdown)
+}
+
+/// The thread that delivers alerts, when any destination is configured.
+pub(super) fn start_notifier(
+    config: &Config,
+    client: &rdkafka::ClientConfig,
+    clock: SharedClock,
+    metrics: Arc<crate::ops::Metrics>,
+    shutdown: CancellationToken,
+) -> Result<Option<std::thread::JoinHandle<()>>, ServerError> {
+    if config.alert_destinations.is_empty() {
+        return Ok(None);
+    }
+    let public_url = match &config.public_url {
+        Some(url) => Some(
+            url::Url::parse(url).map_err(|_| invalid("public_url", "must be an http(s) URL"))?,
+        ),
+        None => None,
+    };
+    let notifier = Notifier {
+        destinations: Arc::new(Destinations::load(&config.alert_destinations)?),
+        client: Notifier::http_client()?,
+        policy: notify::retry_policy(
+            config.alert_delivery_attempts,
+            config.alert_delivery_backoff_ms,
+        ),
+        public_url,
+        max_age_ms: config.alert_delivery_max_age_ms as i64,
+        clock,
+        metrics,
+        undelivered: Some(Arc::new(ChangelogWriter::new(
+            client,
+            &config.undelivered_topic(),
+        )?)),
+    };
+    let mut consumer = client.clone();
+    consumer.set("group.id", config.notifier_group());
+    let thread = notify::deliver_alerts(
+        consumer,
+        config.alerts_topic(),
+        Arc::new(notifier),
+        shutdown,
+    )?;
+    Ok(Some(thread))
+}
+
+/// The rule book, the thread that fills it from the rules topic, and what the rule calls use.
+pub(super) fn start_rules(
+    config: &Config,
+    client: &rdkafka::ClientConfig,
+    overrides: Arc<RuleOverrides>,
+    shutdown: CancellationToken,
+) -> Result<(Arc<RuleKeeping>, std::thread::JoinHandle<()>), ChangelogError> {
+    let book = Arc::new(RuleBook::default());
+    let mut reader = client.clone();
+    reader
+        .set("group.id", format!("ih-rules-{}", std::process::id()))
+        .set("enable.auto.commit", "false");
+    let follower = changelog::follow(reader, config.rules_topic(), book.clone(), shutdown)?;
+    let keeping = Arc::new(RuleKeeping {
+        writer: Arc::new(ChangelogWriter::new(client, &config.rules_topic())?),
+        book,
+        overrides,
+    });
+    Ok((keeping, follower))
 }
 
 /// The issue book, the writer of actions, and the thread that fills the book from the topic.

@@ -31,12 +31,12 @@ impl SnapshotFiles {
         SnapshotFiles { root: root.into() }
     }
 
-    pub fn partition_dir(&self, key: &PartitionKey) -> PathBuf {
+    pub(crate) fn partition_dir(&self, key: &PartitionKey) -> PathBuf {
         self.root.join(&*key.topic).join(key.partition.to_string())
     }
 
     /// Snapshots of a partition, newest first.
-    pub fn list(&self, key: &PartitionKey) -> Result<Vec<SnapshotFile>, SnapshotError> {
+    pub(crate) fn list(&self, key: &PartitionKey) -> Result<Vec<SnapshotFile>, SnapshotError> {
         let dir = self.partition_dir(key);
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -84,7 +84,7 @@ impl SnapshotFiles {
 
     /// Checks every snapshot's format version, so an incompatible state dir stops start-up
     /// before anything is consumed, and removes temp files a crash or a failed write left.
-    pub fn check_versions(&self) -> Result<(), SnapshotError> {
+    pub(crate) fn check_versions(&self) -> Result<(), SnapshotError> {
         let Ok(topics) = fs::read_dir(&self.root) else {
             return Ok(());
         };
@@ -182,25 +182,21 @@ mod tests {
         let mut state = PartitionState::new(&limits);
         let now = 1_767_225_600_000;
         for i in 0..n {
+            let outcome = match i % 3 {
+                0 => Outcome::Failure,
+                _ => Outcome::Success,
+            };
             let event = Event {
-                event_id: Cow::Owned(format!("e{i}")),
-                tenant_id: Cow::Borrowed("t"),
-                occurred_at_ms: now - (i as i64) * 61_000,
-                integration_type: IntegrationType::ALL[i % 5],
-                integration_id: Cow::Borrowed("i"),
                 integration_name: Cow::Borrowed("n"),
-                outcome: if i % 3 == 0 {
-                    Outcome::Failure
-                } else {
-                    Outcome::Success
-                },
                 status_code: Some(500 + (i % 4) as u16),
-                error_message: None,
-                flow_id: None,
-                flow_name: None,
-                service_id: None,
-                service_name: None,
-                latency_ms: None,
+                ..Event::bare(
+                    format!("e{i}"),
+                    "t",
+                    IntegrationType::ALL[i % 5],
+                    "i".into(),
+                    outcome,
+                    now - (i as i64) * 61_000,
+                )
             };
             state.apply(&event, &limits, now).expect("counted");
             state.mark_applied(i as i64);
@@ -214,13 +210,13 @@ mod tests {
         let groups: u64 = tenant
             .groups
             .values()
-            .map(|g| g.total_in(i64::MIN, i64::MAX))
+            .map(|g| g.total_in(i64::MIN, i64::MAX, state.rolled_until))
             .sum();
         format!(
             "{:?}|{:?}|{:?}|{:?}|{}|{}",
             state.next_offset(),
             state.totals,
-            tenant.hours,
+            tenant.counts,
             tenant.minutes,
             groups,
             state.dedup.len()
@@ -258,10 +254,10 @@ mod tests {
             Err(SnapshotError::Corrupt { .. })
         ));
         let mut future = image.clone();
-        future[8] = 9;
+        future[8] = 10;
         assert!(matches!(
             decode(Path::new("x"), &future, &limits),
-            Err(SnapshotError::UnsupportedVersion { found: 9, .. })
+            Err(SnapshotError::UnsupportedVersion { found: 10, .. })
         ));
     }
 

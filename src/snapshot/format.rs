@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use super::SnapshotError;
-use crate::store::{PartitionState, StoreLimits};
+use crate::store::{Days, DaysOf, PartitionState, StoreLimits};
 
 const MAGIC: &[u8; 8] = b"IHSNAP\0\0";
 /// Version 6: the state ends with the offsets never read (`PartitionState::losses`); an older
@@ -16,14 +16,21 @@ const MAGIC: &[u8; 8] = b"IHSNAP\0\0";
 /// Version 5: a message byte-equal to its code's catalog name is stored empty, like an absent
 /// one, so both are one failure group. Version 4 has the same layout; it is read and its
 /// catalog-named groups are merged (`PartitionState::merge_catalog_named_groups`).
-pub const FORMAT_VERSION: u32 = 6;
+/// Version 7: retried outcomes (`PartitionState::retries`) follow the losses; an older
+/// payload is read as one with none.
+/// Version 8: the day tier (`store::DaysOf`) follows the state; an older payload is read with
+/// no days and nothing rolled, and the owner's first upkeep rolls its hours into days.
+/// Version 9: quiet integrations' and tenants' events end the day section; a version 8
+/// section is read as one with none.
+pub(crate) const FORMAT_VERSION: u32 = 9;
 /// The oldest version this build reads.
 const OLDEST_READABLE: u32 = 4;
 pub(super) const HEADER_LEN: usize = 8 + 4 + 8 + 8;
 
 /// Encodes a partition's state into a snapshot file image.
 pub fn encode(state: &PartitionState) -> Result<Vec<u8>, SnapshotError> {
-    let payload = bincode::serialize(state).map_err(|e| SnapshotError::Encode(e.to_string()))?;
+    let payload = bincode::serialize(&(state, DaysOf::of(state)))
+        .map_err(|e| SnapshotError::Encode(e.to_string()))?;
     let mut image = Vec::with_capacity(HEADER_LEN + payload.len());
     image.extend_from_slice(MAGIC);
     image.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -47,9 +54,9 @@ fn read_u64(bytes: &[u8], at: usize) -> u64 {
 
 /// The header fields after the magic: version, payload length and checksum.
 pub(super) struct Header {
-    pub version: u32,
-    pub length: u64,
-    pub checksum: u64,
+    pub(crate) version: u32,
+    pub(crate) length: u64,
+    pub(crate) checksum: u64,
 }
 
 /// Checks the header: magic and a version this build reads.
@@ -73,6 +80,39 @@ pub(super) fn check_header(path: &Path, image: &[u8]) -> Result<Header, Snapshot
         length: read_u64(image, 12),
         checksum: read_u64(image, 20),
     })
+}
+
+/// The state in a payload of `version`, its days put back when it has them.
+fn decode_payload(version: u32, payload: &[u8]) -> Result<PartitionState, String> {
+    let undecodable = |e: bincode::Error| format!("undecodable payload: {e}");
+    if version >= 8 {
+        // The three empty lists of quiet series are their lengths: zero u64s.
+        let padded;
+        let payload = match version {
+            8 => {
+                padded = [payload, &[0u8; 24][..]].concat();
+                &padded[..]
+            }
+            _ => payload,
+        };
+        let (mut state, days): (PartitionState, Days) =
+            bincode::deserialize(payload).map_err(undecodable)?;
+        days.restore(&mut state);
+        return Ok(state);
+    }
+    // An empty list of losses, or map of retries, is its length: a zero u64.
+    let missing_lengths: usize = match version {
+        7 => 0,
+        6 => 1,
+        _ => 2,
+    };
+    let mut state: PartitionState = match missing_lengths {
+        0 => bincode::deserialize(payload),
+        n => bincode::deserialize(&[payload, &vec![0u8; 8 * n][..]].concat()),
+    }
+    .map_err(undecodable)?;
+    state.roll_restored();
+    Ok(state)
 }
 
 /// Decodes a snapshot file image, refusing anything truncated or altered.
@@ -100,16 +140,12 @@ pub fn decode(
     if xxhash_rust::xxh3::xxh3_64(payload) != checksum {
         return Err(corrupt("checksum mismatch".into()));
     }
-    let mut state: PartitionState = match version {
-        6.. => bincode::deserialize(payload),
-        // An empty list of losses is its length, a zero u64.
-        _ => bincode::deserialize(&[payload, &[0u8; 8][..]].concat()),
-    }
-    .map_err(|e| corrupt(format!("undecodable payload: {e}")))?;
+    let mut state = decode_payload(version, payload).map_err(corrupt)?;
     state.dedup.set_capacity(limits.dedup_capacity);
     if version < 5 {
         state.rekeys = state.merge_catalog_named_groups();
     }
+    state.quieten_groups();
     Ok(state)
 }
 
@@ -118,15 +154,38 @@ mod tests {
     use super::*;
     use crate::store::description_tests::{legacy_failures, legacy_state};
 
-    /// A version 4 image of `state`: the layout without the trailing losses, under the older
-    /// version number, with its own length and checksum.
-    fn version_4_image(state: &PartitionState) -> Vec<u8> {
+    /// A version 4 image of `state`: the layout without the trailing losses and retries, under
+    /// the older version number, with its own length and checksum.
+    fn version_4_image(state: &mut PartitionState) -> Vec<u8> {
         assert!(state.losses.is_empty(), "version 4 had no losses");
-        let image = encode(state).expect("encodes");
-        let payload = &image[HEADER_LEN..image.len() - 8];
+        older_image(state, 4, 16)
+    }
+
+    /// `state`'s image under `version`, without the last `cut` bytes of payload. Before format
+    /// 9 every integration was stored as buckets, so `state`'s are made buckets first.
+    fn older_image(state: &mut PartitionState, version: u32, cut: usize) -> Vec<u8> {
+        assert!(state.retries.is_empty(), "no retries before version 7");
+        as_buckets(state);
+        let full = bincode::serialize(&*state).expect("encodes");
+        image_of(version, &full[..full.len() - cut])
+    }
+
+    /// Quiet tenants and integrations as buckets, as before format 9.
+    fn as_buckets(state: &mut PartitionState) {
+        let rolled = state.rolled_until;
+        for tenant in state.tenants.values_mut() {
+            tenant.counts.tiered_mut(rolled);
+            tenant.codes.tiered_mut(rolled);
+            for integration in tenant.integrations.values_mut() {
+                integration.buckets.tiered_mut(rolled);
+            }
+        }
+    }
+
+    fn image_of(version: u32, payload: &[u8]) -> Vec<u8> {
         let mut old = Vec::new();
         old.extend_from_slice(MAGIC);
-        old.extend_from_slice(&4u32.to_le_bytes());
+        old.extend_from_slice(&version.to_le_bytes());
         old.extend_from_slice(&(payload.len() as u64).to_le_bytes());
         old.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(payload).to_le_bytes());
         old.extend_from_slice(payload);
@@ -134,10 +193,49 @@ mod tests {
     }
 
     #[test]
+    fn a_version_6_snapshot_is_read_with_no_retries() {
+        let mut state = legacy_state(&legacy_failures());
+        let image = older_image(&mut state, 6, 8);
+        let limits = StoreLimits::default();
+        let read = decode(Path::new("v6"), &image, &limits).expect("version 6 is read");
+        assert!(read.retries.is_empty());
+        state.roll_restored();
+        assert_eq!(encode(&read).unwrap(), encode(&state).unwrap());
+    }
+
+    #[test]
+    fn quiet_integrations_keep_their_events_and_a_version_8_snapshot_is_read_in_buckets() {
+        let mut state = legacy_state(&legacy_failures());
+        let limits = StoreLimits::default();
+        let quiet = |s: &PartitionState| -> Vec<String> {
+            let tenants = s.tenants.values();
+            let integrations = tenants.flat_map(|t| t.integrations.values());
+            integrations
+                .filter_map(|i| i.buckets.events().map(|e| format!("{e:?}")))
+                .collect()
+        };
+        assert!(
+            !quiet(&state).is_empty(),
+            "the legacy state's integrations are quiet"
+        );
+        let read = decode(Path::new("v9"), &encode(&state).unwrap(), &limits).expect("reads");
+        assert_eq!(quiet(&read), quiet(&state));
+        assert_eq!(encode(&read).unwrap(), encode(&state).unwrap());
+
+        as_buckets(&mut state);
+        let full = bincode::serialize(&(&state, DaysOf::of(&state))).expect("encodes");
+        // Format 8 ends where the empty lists of quiet series begin.
+        let image = image_of(8, &full[..full.len() - 24]);
+        let read = decode(Path::new("v8"), &image, &limits).expect("version 8 is read");
+        assert!(quiet(&read).is_empty());
+        assert_eq!(encode(&read).unwrap(), encode(&state).unwrap());
+    }
+
+    #[test]
     fn a_version_4_snapshot_is_read_with_its_catalog_named_groups_merged() {
-        let legacy = legacy_state(&legacy_failures());
+        let mut legacy = legacy_state(&legacy_failures());
         let groups_before = legacy.group_count();
-        let image = version_4_image(&legacy);
+        let image = version_4_image(&mut legacy);
         let limits = StoreLimits::default();
         let state = decode(Path::new("v4"), &image, &limits).expect("version 4 is read");
         assert_eq!(
@@ -150,7 +248,7 @@ mod tests {
         let total: u64 = tenant
             .groups
             .values()
-            .map(|g| g.total_in(i64::MIN, i64::MAX))
+            .map(|g| g.total_in(i64::MIN, i64::MAX, state.rolled_until))
             .sum();
         assert_eq!(total, 3, "nothing is lost in the merge");
         assert!(tenant

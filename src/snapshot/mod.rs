@@ -12,10 +12,12 @@ use thiserror::Error;
 use tracing::{error, warn};
 
 pub use files::SnapshotFiles;
-pub use objects::SnapshotObjects;
+pub(crate) use objects::SnapshotObjects;
 
 use crate::store::{PartitionKey, PartitionState, StoreLimits};
-pub use format::{decode, encode, FORMAT_VERSION};
+pub use format::decode;
+pub use format::encode;
+pub(crate) use format::FORMAT_VERSION;
 
 #[derive(Debug, Error)]
 pub enum SnapshotError {
@@ -53,18 +55,18 @@ pub enum SnapshotError {
 }
 
 /// What writing a snapshot gives: where it is, or why it is not.
-pub type Written = Result<SnapshotFile, SnapshotError>;
+pub(crate) type Written = Result<SnapshotFile, SnapshotError>;
 
 /// Snapshots kept per partition; the older one is the fallback if the newest is damaged.
-pub const SNAPSHOTS_KEPT: usize = 2;
+pub(crate) const SNAPSHOTS_KEPT: usize = 2;
 
 /// A stored snapshot, in a directory or a bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotFile {
     /// The file, or the object's location in the bucket.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// Exclusive: the first offset *not* covered by this snapshot.
-    pub next_offset: i64,
+    pub(crate) next_offset: i64,
 }
 
 /// Where snapshots live: a local directory, or object storage shared by every replica. Each
@@ -78,7 +80,7 @@ pub enum Snapshots {
 
 impl Snapshots {
     /// The partition's snapshots, newest first.
-    pub fn list(&self, key: &PartitionKey) -> Result<Vec<SnapshotFile>, SnapshotError> {
+    pub(crate) fn list(&self, key: &PartitionKey) -> Result<Vec<SnapshotFile>, SnapshotError> {
         match self {
             Snapshots::Files(files) => files.list(key),
             Snapshots::Objects(objects) => objects.list(key),
@@ -113,7 +115,7 @@ impl Snapshots {
 
     /// Writes one snapshot unless a newer one is present (fenced: this instance lost the
     /// partition), then prunes all but the newest `SNAPSHOTS_KEPT`.
-    pub fn write(
+    pub(crate) fn write(
         &self,
         key: &PartitionKey,
         next_offset: i64,
@@ -197,7 +199,7 @@ impl Snapshots {
         Ok(None)
     }
 
-    pub fn check_versions(&self) -> Result<(), SnapshotError> {
+    pub(crate) fn check_versions(&self) -> Result<(), SnapshotError> {
         match self {
             Snapshots::Files(files) => files.check_versions(),
             Snapshots::Objects(objects) => objects.check_versions(),

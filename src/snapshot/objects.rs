@@ -61,7 +61,7 @@ fn object_error(location: &str) -> impl FnOnce(object_store::Error) -> SnapshotE
 impl SnapshotObjects {
     /// Opens `url` (`s3://bucket/prefix`, `gs://…`, `az://…`, `file:///path`) with the given
     /// backend options (e.g. `aws_endpoint_url`, `aws_access_key_id`, `aws_allow_http`).
-    pub fn open<'a>(
+    pub(crate) fn open<'a>(
         url: &str,
         options: impl IntoIterator<Item = (&'a String, &'a String)>,
     ) -> Result<SnapshotObjects, SnapshotError> {
@@ -113,7 +113,7 @@ impl SnapshotObjects {
     }
 
     /// The partition's snapshots, newest first.
-    pub fn list(&self, key: &PartitionKey) -> Result<Vec<SnapshotFile>, SnapshotError> {
+    pub(crate) fn list(&self, key: &PartitionKey) -> Result<Vec<SnapshotFile>, SnapshotError> {
         let prefix = self.partition_prefix(key);
         let store = self.store.clone();
         let location = prefix.to_string();
@@ -175,7 +175,7 @@ impl SnapshotObjects {
     }
 
     /// Checks the format version of every snapshot under the prefix, reading only headers.
-    pub fn check_versions(&self) -> Result<(), SnapshotError> {
+    pub(crate) fn check_versions(&self) -> Result<(), SnapshotError> {
         let store = self.store.clone();
         let prefix = self.prefix.clone();
         let location = prefix.to_string();

@@ -33,7 +33,7 @@ const SLOTS_PER_KEY: f64 = 4.0 / 3.0;
 const POSITION_BITS: u32 = 24;
 const POSITION_MASK: u32 = (1 << POSITION_BITS) - 1;
 /// The largest window a 24-bit ring position can address.
-pub const MAX_DEDUP_CAPACITY: usize = POSITION_MASK as usize - 1;
+pub(crate) const MAX_DEDUP_CAPACITY: usize = POSITION_MASK as usize - 1;
 
 impl Dedup {
     pub fn new(capacity: usize) -> Self {
@@ -45,7 +45,7 @@ impl Dedup {
         }
     }
 
-    pub fn key(tenant_id: &str, event_id: &str) -> u64 {
+    pub(crate) fn key(tenant_id: &str, event_id: &str) -> u64 {
         let mut hasher = xxhash_rust::xxh3::Xxh3::new();
         hasher.update(tenant_id.as_bytes());
         hasher.update(&[0]);
@@ -81,22 +81,18 @@ impl Dedup {
         true
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.ring.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.ring.is_empty()
-    }
-
     /// Heap bytes of the ring and the table.
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         self.ring.capacity() * std::mem::size_of::<u64>()
             + self.table.capacity() * std::mem::size_of::<u32>()
     }
 
     /// Applies a (possibly new) capacity, forgetting the oldest keys if it shrank.
-    pub fn set_capacity(&mut self, capacity: usize) {
+    pub(crate) fn set_capacity(&mut self, capacity: usize) {
         // A restored window usually keeps its capacity; it was just built, so leave it.
         if capacity.clamp(1, MAX_DEDUP_CAPACITY) == self.capacity {
             return;

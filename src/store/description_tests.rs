@@ -67,20 +67,18 @@ fn failures() -> impl Strategy<Value = Vec<Failure>> {
 
 fn event(i: usize, failure: &Failure, message: Option<String>) -> Event<'static> {
     Event {
-        event_id: Cow::Owned(format!("e{i}")),
-        tenant_id: Cow::Borrowed("t1"),
-        occurred_at_ms: NOW - failure.offset_ms,
-        integration_type: IntegrationType::OutboundWebhook,
-        integration_id: Cow::Borrowed("owh-1"),
         integration_name: Cow::Borrowed("ERP push"),
-        outcome: Outcome::Failure,
         status_code: Some(failure.code),
         error_message: message.map(Cow::Owned),
         flow_id: Some(Cow::Owned(format!("flow-{}", failure.flow))),
-        flow_name: None,
-        service_id: None,
-        service_name: None,
-        latency_ms: None,
+        ..Event::bare(
+            format!("e{i}"),
+            "t1",
+            IntegrationType::OutboundWebhook,
+            "owh-1".into(),
+            Outcome::Failure,
+            NOW - failure.offset_ms,
+        )
     }
 }
 
@@ -118,7 +116,7 @@ fn rows_of(state: &PartitionState) -> (Rows, usize) {
             let text = state.interner.resolve(key.description);
             let visible = catalog::visible_description(text, key.status_code).to_owned();
             let flow = state.interner.resolve(key.flow_id).to_owned();
-            let total = group.total_in(i64::MIN, i64::MAX);
+            let total = group.total_in(i64::MIN, i64::MAX, i64::MIN);
             let first = group.first_seen_ms().unwrap_or_default();
             let last = group.last_seen_ms().unwrap_or_default();
             ((flow, key.status_code, visible), (total, first, last))

@@ -1,81 +1,114 @@
-//! Failure groups: identity, per-hour counts with exact first and last seen, newest samples.
+//! Failure groups: identity, per-hour and per-day counts with exact first and last seen, newest
+//! samples.
 
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
+use super::group_buckets::GroupBuckets;
 use super::interner::Sym;
-use super::series::Series;
+use super::tiers::RollsInto;
 use super::time::{floor_to, HOUR_MS};
 use crate::event::IntegrationType;
 
-pub const SAMPLES_PER_GROUP: usize = 5;
+pub(crate) const SAMPLES_PER_GROUP: usize = 5;
 /// Description of the catch-all group that takes failures once a tenant's group cap is reached.
-pub const OVERFLOW_DESCRIPTION: &str = "(other failures: group limit reached)";
+pub(crate) const OVERFLOW_DESCRIPTION: &str = "(other failures: group limit reached)";
 /// Integration name shown for the overflow group.
-pub const OVERFLOW_NAME: &str = "(group limit reached)";
+pub(crate) const OVERFLOW_NAME: &str = "(group limit reached)";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct GroupKey {
-    pub integration_type: IntegrationType,
-    pub integration_id: Sym,
-    pub service_id: Sym,
-    pub flow_id: Sym,
-    pub status_code: u16,
-    pub description: Sym,
+pub(crate) struct GroupKey {
+    pub(crate) integration_type: IntegrationType,
+    pub(crate) integration_id: Sym,
+    pub(crate) service_id: Sym,
+    pub(crate) flow_id: Sym,
+    pub(crate) status_code: u16,
+    pub(crate) description: Sym,
 }
 
+/// One hour's or one day's failures of a group, with the exact first and last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HourStat {
-    pub count: u64,
-    pub first_ms: i64,
-    pub last_ms: i64,
+pub(crate) struct HourStat {
+    pub(crate) count: u64,
+    pub(crate) first_ms: i64,
+    pub(crate) last_ms: i64,
+}
+
+impl Default for HourStat {
+    fn default() -> Self {
+        HourStat {
+            count: 0,
+            first_ms: i64::MAX,
+            last_ms: i64::MIN,
+        }
+    }
+}
+
+impl HourStat {
+    pub(super) fn record(&mut self, at_ms: i64) {
+        self.count += 1;
+        self.first_ms = self.first_ms.min(at_ms);
+        self.last_ms = self.last_ms.max(at_ms);
+    }
+
+    pub(super) fn add(&mut self, other: &HourStat) {
+        self.count += other.count;
+        self.first_ms = self.first_ms.min(other.first_ms);
+        self.last_ms = self.last_ms.max(other.last_ms);
+    }
+}
+
+impl RollsInto<HourStat> for HourStat {
+    fn roll_into(&self, day: &mut HourStat) {
+        day.add(self);
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// Inline up to 24 bytes, so the usual id costs no allocation of its own.
-    pub event_id: CompactString,
-    pub occurred_at_ms: i64,
+    pub(crate) event_id: CompactString,
+    pub(crate) occurred_at_ms: i64,
 }
 
 /// Newest first; ties broken by event id so every partition and test orders samples the same way.
-pub fn sample_order(a_ms: i64, a_id: &str, b_ms: i64, b_id: &str) -> std::cmp::Ordering {
+pub(crate) fn sample_order(a_ms: i64, a_id: &str, b_ms: i64, b_id: &str) -> std::cmp::Ordering {
     b_ms.cmp(&a_ms).then_with(|| a_id.cmp(b_id))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct GroupState {
-    pub failure_id: u128,
-    pub integration_name: Sym,
-    pub service_name: Sym,
-    pub flow_name: Sym,
+pub(crate) struct GroupState {
+    pub(crate) failure_id: u128,
+    pub(crate) integration_name: Sym,
+    pub(crate) service_name: Sym,
+    pub(crate) flow_name: Sym,
     /// Names come from the newest event seen, so a rename shows up.
-    pub names_at_ms: i64,
-    pub hours: Series<HourStat>,
-    pub samples: Vec<Sample>,
+    pub(crate) names_at_ms: i64,
+    pub(crate) buckets: GroupBuckets,
+    pub(crate) samples: Vec<Sample>,
     /// What ranking needs, kept on ingest so ranking a tenant's groups over the default range
     /// reads this struct alone, not the hours on the heap. Rebuilt by eviction, not stored.
     #[serde(skip)]
-    pub window: Option<Window>,
+    pub(crate) window: Option<Window>,
 }
 
 /// A group's numbers as of the last eviction round, updated by every failure since.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Window {
+pub(crate) struct Window {
     /// The default range's start at that round.
-    pub start_ms: i64,
+    pub(crate) start_ms: i64,
     /// Failures in hours from `start_ms` on.
-    pub total: u64,
-    pub first_ms: i64,
-    pub last_ms: i64,
-    pub newest_hour: i64,
+    pub(crate) total: u64,
+    pub(crate) first_ms: i64,
+    pub(crate) last_ms: i64,
+    pub(crate) newest_hour: i64,
     /// Which of the tenant's `Ranking` candidate lists hold the group, as bits.
-    pub ranked: u8,
+    pub(crate) ranked: u8,
 }
 
 impl Window {
     /// The window of a group that has no failure yet.
-    pub fn empty(start_ms: i64) -> Self {
+    pub(crate) fn empty(start_ms: i64) -> Self {
         Window {
             start_ms,
             total: 0,
@@ -88,48 +121,44 @@ impl Window {
 }
 
 impl GroupState {
-    pub fn total_in(&self, start_ms: i64, end_ms: i64) -> u64 {
+    pub(crate) fn total_in(&self, start_ms: i64, end_ms: i64, rolled_until: i64) -> u64 {
         match self.window {
             Some(w) if w.start_ms == start_ms && w.newest_hour < end_ms => w.total,
-            _ => self
-                .hours
-                .range(start_ms..end_ms)
-                .map(|(_, s)| s.count)
-                .sum(),
+            _ => self.sum_in(start_ms, end_ms, rolled_until),
         }
     }
 
-    /// Hour buckets are time-ordered, so the first bucket holds the earliest occurrence.
-    pub fn first_seen_ms(&self) -> Option<i64> {
+    fn sum_in(&self, start_ms: i64, end_ms: i64, rolled_until: i64) -> u64 {
+        self.buckets.count_in(start_ms, end_ms, rolled_until)
+    }
+
+    pub(crate) fn first_seen_ms(&self) -> Option<i64> {
         match self.window {
             Some(w) => Some(w.first_ms),
-            None => self.hours.first_key_value().map(|(_, s)| s.first_ms),
+            None => self.buckets.first_and_last().map(|(first, _)| first),
         }
     }
 
-    pub fn last_seen_ms(&self) -> Option<i64> {
+    pub(crate) fn last_seen_ms(&self) -> Option<i64> {
         match self.window {
             Some(w) => Some(w.last_ms),
-            None => self.hours.last_key_value().map(|(_, s)| s.last_ms),
+            None => self.buckets.first_and_last().map(|(_, last)| last),
         }
     }
 
-    /// Rebuilds the kept numbers for a default range that starts at `start_ms`. Hours before
-    /// it must already be gone or be older than any the window counted.
-    pub(super) fn advance_window(&mut self, start_ms: i64) {
+    /// Rebuilds the kept numbers for a default range that starts at `start_ms`. Runs before
+    /// the upkeep drops hours below `hour_floor`, so the hours from the previous start on are
+    /// all there when that start is at or above it.
+    pub(super) fn advance_window(&mut self, start_ms: i64, hour_floor: i64, rolled_until: i64) {
         let total = match self.window {
-            Some(w) if w.start_ms <= start_ms => {
-                let left: u64 = self
-                    .hours
-                    .range(w.start_ms..start_ms)
-                    .map(|(_, s)| s.count)
-                    .sum();
+            Some(w) if w.start_ms <= start_ms && w.start_ms >= hour_floor => {
+                let left = self.buckets.count_in_hours(w.start_ms, start_ms);
                 w.total.saturating_sub(left)
             }
-            _ => self.hours.range(start_ms..).map(|(_, s)| s.count).sum(),
+            _ => self.sum_in(start_ms, i64::MAX, rolled_until),
         };
-        let (Some((_, first)), Some((newest_hour, last))) =
-            (self.hours.first_key_value(), self.hours.last_key_value())
+        let (Some((first_ms, last_ms)), Some(newest_hour)) =
+            (self.buckets.first_and_last(), self.buckets.newest_hour())
         else {
             self.window = None;
             return;
@@ -137,17 +166,17 @@ impl GroupState {
         self.window = Some(Window {
             start_ms,
             total,
-            first_ms: first.first_ms,
-            last_ms: last.last_ms,
-            newest_hour: *newest_hour,
+            first_ms,
+            last_ms,
+            newest_hour,
             ranked: 0,
         });
     }
 
     /// Heap bytes of the hours and samples.
-    pub fn heap_bytes(&self) -> usize {
-        self.hours.heap_bytes()
-            + self.samples.capacity() * std::mem::size_of::<Sample>()
+    /// Heap bytes of the samples; the buckets' are `GroupBuckets::heap_bytes`.
+    pub(crate) fn sample_bytes(&self) -> usize {
+        self.samples.capacity() * std::mem::size_of::<Sample>()
             + self
                 .samples
                 .iter()
@@ -159,19 +188,8 @@ impl GroupState {
     /// Takes in another group's failures as if they had been recorded here: hours summed with
     /// their first and last, the newest samples of both, the names of whichever saw the newer
     /// event. The kept window is dropped; the next eviction round rebuilds it.
-    pub fn absorb(&mut self, other: GroupState) {
-        for (hour, stat) in other.hours.iter() {
-            let mut fresh = false;
-            let mine = self.hours.slot_with(*hour, || {
-                fresh = true;
-                *stat
-            });
-            if !fresh {
-                mine.count += stat.count;
-                mine.first_ms = mine.first_ms.min(stat.first_ms);
-                mine.last_ms = mine.last_ms.max(stat.last_ms);
-            }
-        }
+    pub(crate) fn absorb(&mut self, other: GroupState, rolled_until: i64) {
+        self.buckets.absorb(&other.buckets, rolled_until);
         for sample in &other.samples {
             self.add_sample(sample.occurred_at_ms, &sample.event_id);
         }
@@ -185,23 +203,16 @@ impl GroupState {
     }
 
     /// Counts a failure. Its message is the group's description, part of the group's key.
-    pub(super) fn record(&mut self, at_ms: i64, event_id: &str) {
+    pub(super) fn record(&mut self, at_ms: i64, event_id: &str, rolled_until: i64) {
         let hour = floor_to(at_ms, HOUR_MS);
         debug_assert_eq!(hour.rem_euclid(HOUR_MS), 0, "hour buckets are aligned");
-        let stat = self.hours.slot_with(hour, || HourStat {
-            count: 0,
-            first_ms: at_ms,
-            last_ms: at_ms,
-        });
-        stat.count += 1;
+        self.buckets.record(at_ms, rolled_until);
         if let Some(w) = &mut self.window {
             w.total += u64::from(hour >= w.start_ms);
             w.first_ms = w.first_ms.min(at_ms);
             w.last_ms = w.last_ms.max(at_ms);
             w.newest_hour = w.newest_hour.max(hour);
         }
-        stat.first_ms = stat.first_ms.min(at_ms);
-        stat.last_ms = stat.last_ms.max(at_ms);
         self.add_sample(at_ms, event_id);
     }
 
@@ -237,10 +248,10 @@ impl GroupState {
 /// A failure group whose id changed when a snapshot was migrated: the issue actions kept under
 /// `from` belong to `to` now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rekey {
-    pub tenant_id: String,
-    pub from: u128,
-    pub to: u128,
+pub(crate) struct Rekey {
+    pub(crate) tenant_id: String,
+    pub(crate) from: u128,
+    pub(crate) to: u128,
 }
 
 /// Stable across partitions, instances and restarts: a hash of the group's identity.
@@ -266,7 +277,7 @@ pub fn format_failure_id(id: u128) -> String {
     format!("{id:032x}")
 }
 
-pub fn parse_failure_id(text: &str) -> Option<u128> {
+pub(crate) fn parse_failure_id(text: &str) -> Option<u128> {
     if text.len() != 32 {
         return None;
     }

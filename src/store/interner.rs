@@ -5,13 +5,13 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub type Sym = u32;
+pub(crate) type Sym = u32;
 
 /// Maps strings to small ids so groups and samples store each distinct string once.
 /// It only grows: strings of evicted groups stay, and are snapshotted, until the partition is
 /// rebuilt from Kafka. Compaction is not done yet.
 #[derive(Debug, Default, Clone)]
-pub struct Interner {
+pub(crate) struct Interner {
     ids: HashMap<Arc<str>, Sym>,
     strings: Vec<Arc<str>>,
 }
@@ -26,7 +26,7 @@ impl Interner {
         Interner { ids, strings }
     }
 
-    pub fn intern(&mut self, text: &str) -> Sym {
+    pub(crate) fn intern(&mut self, text: &str) -> Sym {
         if let Some(id) = self.ids.get(text) {
             return *id;
         }
@@ -37,24 +37,20 @@ impl Interner {
         id
     }
 
-    pub fn get(&self, text: &str) -> Option<Sym> {
+    pub(crate) fn get(&self, text: &str) -> Option<Sym> {
         self.ids.get(text).copied()
     }
 
-    pub fn resolve(&self, id: Sym) -> &str {
+    pub(crate) fn resolve(&self, id: Sym) -> &str {
         self.strings.get(id as usize).map_or("", |s| s)
     }
 
-    pub fn strings(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn strings(&self) -> impl Iterator<Item = &str> {
         self.strings.iter().map(|s| &**s)
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.strings.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.strings.is_empty()
     }
 }
 

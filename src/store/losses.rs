@@ -7,30 +7,30 @@ use serde::{Deserialize, Serialize};
 
 /// One range of offsets that was never read, in `[from, to)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LostOffsets {
-    pub topic: String,
-    pub partition: i32,
-    pub from: i64,
-    pub to: i64,
-    pub detected_at_ms: i64,
+pub(crate) struct LostOffsets {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) from: i64,
+    pub(crate) to: i64,
+    pub(crate) detected_at_ms: i64,
     /// Lost by the repartition stage on its input, so any tenant's events may be among them,
     /// not by this partition's own consumer.
-    pub upstream: bool,
+    pub(crate) upstream: bool,
 }
 
 /// A partition's lost offsets, and whether it holds the tenant an answer is about: what the
 /// rule in `losses_for_tenant` reads, from this replica's partitions or another's.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PartitionLosses {
-    pub partition: i32,
-    pub holds_tenant: bool,
-    pub losses: Vec<LostOffsets>,
+pub(crate) struct PartitionLosses {
+    pub(crate) partition: i32,
+    pub(crate) holds_tenant: bool,
+    pub(crate) losses: Vec<LostOffsets>,
 }
 
 /// The lost offsets an answer about a tenant depends on: those of the partitions that hold the
 /// tenant, or of every partition when none does (its events may all have been in what was
 /// lost). An upstream loss is recorded in every partition; it is listed once.
-pub fn losses_for_tenant(partitions: Vec<PartitionLosses>) -> Vec<LostOffsets> {
+pub(crate) fn losses_for_tenant(partitions: Vec<PartitionLosses>) -> Vec<LostOffsets> {
     let any_holds = partitions.iter().any(|p| p.holds_tenant);
     let mut all: Vec<LostOffsets> = partitions
         .into_iter()
@@ -42,7 +42,7 @@ pub fn losses_for_tenant(partitions: Vec<PartitionLosses>) -> Vec<LostOffsets> {
 }
 
 /// Sorted, each range once.
-pub fn distinct(all: &mut Vec<LostOffsets>) {
+pub(crate) fn distinct(all: &mut Vec<LostOffsets>) {
     all.sort_by(|a, b| {
         (&a.topic, a.partition, a.from, a.to).cmp(&(&b.topic, b.partition, b.from, b.to))
     });
@@ -52,7 +52,7 @@ pub fn distinct(all: &mut Vec<LostOffsets>) {
 }
 
 impl LostOffsets {
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         u64::try_from(self.to - self.from).unwrap_or(0)
     }
 }
@@ -61,7 +61,7 @@ impl LostOffsets {
 /// offsets after each gap in `gaps` (pairs of expected, received), given the partition's log
 /// start `log_start`. Only what the log start skipped is lost: a gap below it is compaction or
 /// a transaction marker, which the log still accounts for.
-pub fn lost_ranges(gaps: &[(i64, i64)], log_start: i64) -> Vec<(i64, i64)> {
+pub(crate) fn lost_ranges(gaps: &[(i64, i64)], log_start: i64) -> Vec<(i64, i64)> {
     gaps.iter()
         .filter_map(|&(expected, received)| {
             let end = received.min(log_start);
@@ -72,7 +72,7 @@ pub fn lost_ranges(gaps: &[(i64, i64)], log_start: i64) -> Vec<(i64, i64)> {
 
 /// Where a batch of offsets skips ahead of `next` (the next offset expected): each gap as
 /// (expected, received).
-pub fn gaps(next: i64, offsets: impl IntoIterator<Item = i64>) -> Vec<(i64, i64)> {
+pub(crate) fn gaps(next: i64, offsets: impl IntoIterator<Item = i64>) -> Vec<(i64, i64)> {
     let mut expected = next;
     let mut found = Vec::new();
     for offset in offsets {

@@ -10,7 +10,7 @@ impl PartitionState {
     /// older): a group stored under its code's catalog name is the same failure as the group
     /// stored with an empty description, so it is merged into that one. Returns the ids that
     /// changed, for the issue actions filed under them.
-    pub fn merge_catalog_named_groups(&mut self) -> Vec<Rekey> {
+    pub(crate) fn merge_catalog_named_groups(&mut self) -> Vec<Rekey> {
         let mut rekeys = Vec::new();
         let empty = self.interner.intern("");
         for (tenant_sym, tenant) in self.tenants.iter_mut() {
@@ -50,7 +50,7 @@ impl PartitionState {
                     to,
                 });
                 match tenant.groups.get_mut(&target) {
-                    Some(existing) => existing.absorb(group),
+                    Some(existing) => existing.absorb(group, self.rolled_until),
                     None => {
                         tenant.groups.insert(
                             target,

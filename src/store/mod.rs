@@ -4,18 +4,23 @@
 //! read by queries. Queries merge across partitions, so a partition's state can move to another
 //! instance without any cross-partition bookkeeping. Every query family has its own
 //! pre-aggregated map, so no query ever scans raw events:
-//! - `minutes` / `hours`: failed and succeeded per type (overview, percentage change);
-//! - `hours` also feeds trends;
-//! - `codes`: failed per (type, status code) per hour (error breakdown);
-//! - `groups`: failure groups with per-hour counts, first/last seen and samples (failures table);
-//! - `integrations`: per integration per hour, counts, last failure and a latency `sketch`
-//!   (integration health), and failures per (integration, code) per minute in the minute window
-//!   (what drove a change).
+//! - `minutes` / `counts`: failed and succeeded per type (overview, percentage change, trends);
+//! - `codes`: failed per (type, status code) (error breakdown);
+//! - `groups`: failure groups with counts, first/last seen and samples (failures table);
+//! - `integrations`: per integration, counts, last failure and a latency `sketch` (integration
+//!   health), and failures per (integration, code) per minute in the minute window (what drove
+//!   a change).
+//!
+//! Each cube but the minutes is `tiers::Tiered`: hours for the recent past, UTC days for the
+//! whole retention, each tier kept as long as `StoreLimits` says.
 
 mod bytes;
+mod compact;
+mod day_section;
 mod dedup;
 #[cfg(test)]
 pub(crate) mod description_tests;
+mod group_buckets;
 mod groups;
 mod integrations;
 mod interner;
@@ -23,38 +28,47 @@ mod losses;
 mod migrate;
 mod partition;
 mod ranking;
+mod retries;
 mod series;
 mod sketch;
+mod sketch_bins;
 mod tenant;
+mod tiers;
 mod time;
+mod upkeep;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use dashmap::DashMap;
 use parking_lot::RwLock;
 
 pub use bytes::StateBytes;
-pub use dedup::{Dedup, MAX_DEDUP_CAPACITY};
-pub use groups::{
-    failure_id, format_failure_id, parse_failure_id, sample_order, GroupIdentity, GroupKey,
-    GroupState, HourStat, Rekey, Sample, Window, OVERFLOW_DESCRIPTION, OVERFLOW_NAME,
-    SAMPLES_PER_GROUP,
+pub(crate) use day_section::{Days, DaysOf};
+pub use dedup::Dedup;
+pub(crate) use dedup::MAX_DEDUP_CAPACITY;
+pub use groups::{failure_id, format_failure_id, GroupIdentity};
+pub(crate) use groups::{
+    parse_failure_id, sample_order, GroupKey, GroupState, Rekey, SAMPLES_PER_GROUP,
 };
-pub use integrations::{
-    sum_hours, IntegrationHour, IntegrationKey, IntegrationState, MinuteFailures, RECENT_MS,
-};
-pub use interner::{Interner, Sym};
-pub use losses::{gaps, losses_for_tenant, lost_ranges, LostOffsets, PartitionLosses};
-pub use partition::{Applied, IngestTotals, PartitionState};
-pub use ranking::{Ranking, CANDIDATES};
-pub use series::Series;
-pub use sketch::{LatencySketch, SketchSum, RELATIVE_ACCURACY};
-pub use tenant::{BucketCounts, CodeCounts, TenantState, TypeCounts};
-pub use time::{ceil_to, floor_to, StoreLimits, DAY_MS, DEFAULT_WINDOW_MS, HOUR_MS, MINUTE_MS};
+pub(crate) use integrations::{IntegrationDay, IntegrationKey, IntegrationState, IntegrationSum};
+pub(crate) use interner::Sym;
+pub(crate) use losses::{gaps, losses_for_tenant, lost_ranges, LostOffsets, PartitionLosses};
+pub use partition::PartitionState;
+pub(crate) use partition::{Applied, IngestTotals};
+pub(crate) use ranking::{CodesByIntegration, CANDIDATES};
+pub(crate) use retries::{Retries, RetrySum};
+pub(crate) use sketch::LatencySketch;
+pub use sketch::RELATIVE_ACCURACY;
+pub(crate) use tenant::{TenantState, TypeCounts};
+pub use tiers::SeriesRead;
+pub(crate) use tiers::{Bucket, RollsInto};
+pub(crate) use time::{ceil_to, HourTier, DEFAULT_WINDOW_MS};
+pub use time::{floor_to, StoreLimits, DAY_MS, HOUR_MS, MINUTE_MS};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PartitionKey {
-    pub topic: Arc<str>,
+    pub(crate) topic: Arc<str>,
     pub partition: i32,
 }
 
@@ -70,14 +84,16 @@ impl PartitionKey {
 /// A partition's state behind its lock. The lock is a parking_lot `RwLock` because the single
 /// writer holds it for one poll batch (well under a millisecond) and queries only read; no
 /// guard is ever held across an `.await`.
-pub type SharedPartition = Arc<RwLock<PartitionState>>;
+pub(crate) type SharedPartition = Arc<RwLock<PartitionState>>;
 
 /// How much the store holds, for metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Cardinality {
-    pub tenants: u64,
+    pub(crate) tenants: u64,
     pub groups: u64,
     pub buckets: u64,
+    /// The minute buckets among `buckets` (they leave after the minute window).
+    pub minute_buckets: u64,
 }
 
 /// The partitions this instance owns. Ingest attaches and removes them; queries read them.
@@ -109,14 +125,15 @@ impl Store {
             total.tenants += state.tenants.len() as u64;
             for tenant in state.tenants.values() {
                 total.groups += tenant.groups.len() as u64;
+                total.minute_buckets += tenant.minutes.len() as u64;
                 total.buckets +=
-                    (tenant.minutes.len() + tenant.hours.len() + tenant.codes.len()) as u64;
+                    (tenant.minutes.len() + tenant.counts.len() + tenant.codes.len()) as u64;
             }
         }
         total
     }
 
-    pub fn partition(&self, key: &PartitionKey) -> Option<SharedPartition> {
+    pub(crate) fn partition(&self, key: &PartitionKey) -> Option<SharedPartition> {
         self.partitions.get(key).map(|p| p.clone())
     }
 
@@ -137,7 +154,7 @@ impl Store {
             .clone()
     }
 
-    pub fn remove_partition(&self, key: &PartitionKey) -> Option<SharedPartition> {
+    pub(crate) fn remove_partition(&self, key: &PartitionKey) -> Option<SharedPartition> {
         self.partitions.remove(key).map(|(_, p)| p)
     }
 
@@ -160,14 +177,29 @@ impl Store {
         totals
     }
 
+    /// Events counted per tenant over every partition and bucket kept, by tenant id.
+    pub fn events_by_tenant(&self) -> BTreeMap<String, u64> {
+        let mut sizes = BTreeMap::new();
+        for (_, partition) in self.partitions() {
+            let state = partition.read();
+            for (sym, tenant) in &state.tenants {
+                let events = tenant.events_kept();
+                *sizes
+                    .entry(state.interner.resolve(*sym).to_owned())
+                    .or_insert(0) += events;
+            }
+        }
+        sizes
+    }
+
     /// The lost offsets an answer about `tenant_id` depends on (`losses_for_tenant`'s rule).
-    pub fn losses_for(&self, tenant_id: &str) -> Vec<LostOffsets> {
+    pub(crate) fn losses_for(&self, tenant_id: &str) -> Vec<LostOffsets> {
         losses::losses_for_tenant(self.partition_losses(tenant_id, None))
     }
 
     /// Each partition's lost offsets and whether it holds `tenant_id`; only `wanted`, when
     /// given.
-    pub fn partition_losses(
+    pub(crate) fn partition_losses(
         &self,
         tenant_id: &str,
         wanted: Option<&[i32]>,
@@ -187,7 +219,7 @@ impl Store {
     }
 
     /// Every lost offset range this store knows of.
-    pub fn all_losses(&self) -> Vec<LostOffsets> {
+    pub(crate) fn all_losses(&self) -> Vec<LostOffsets> {
         let mut all: Vec<LostOffsets> = self
             .partitions()
             .iter()
@@ -197,13 +229,13 @@ impl Store {
         all
     }
 
-    pub fn note_rekeys(&self, rekeys: Vec<Rekey>) {
+    pub(crate) fn note_rekeys(&self, rekeys: Vec<Rekey>) {
         if !rekeys.is_empty() {
             self.rekeys.lock().extend(rekeys);
         }
     }
 
-    pub fn take_rekeys(&self) -> Vec<Rekey> {
+    pub(crate) fn take_rekeys(&self) -> Vec<Rekey> {
         std::mem::take(&mut *self.rekeys.lock())
     }
 

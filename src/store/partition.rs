@@ -4,6 +4,7 @@ use rustc_hash::FxHashMap as HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::dedup::Dedup;
+use super::group_buckets::GroupBuckets;
 use super::groups::{
     failure_id, GroupIdentity, GroupKey, GroupState, Rekey, OVERFLOW_DESCRIPTION, OVERFLOW_NAME,
 };
@@ -13,7 +14,7 @@ use super::integrations::{
 use super::interner::{Interner, Sym};
 use super::losses::LostOffsets;
 use super::ranking::Ranking;
-use super::series::Series;
+use super::retries::{Retries, RetryKey};
 use super::tenant::TenantState;
 use super::time::{floor_to, StoreLimits, HOUR_MS, MINUTE_MS};
 use crate::catalog;
@@ -28,15 +29,15 @@ pub enum Applied {
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IngestTotals {
-    pub accepted: u64,
-    pub rejected: u64,
-    pub duplicates: u64,
-    pub late_dropped: u64,
-    pub overflowed: u64,
+    pub(crate) accepted: u64,
+    pub(crate) rejected: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) late_dropped: u64,
+    pub(crate) overflowed: u64,
 }
 
 impl IngestTotals {
-    pub fn add(&mut self, other: &IngestTotals) {
+    pub(crate) fn add(&mut self, other: &IngestTotals) {
         self.accepted += other.accepted;
         self.rejected += other.rejected;
         self.duplicates += other.duplicates;
@@ -54,29 +55,36 @@ pub struct PartitionState {
     /// Exclusive: the offset of the next message to apply. Every message below it has been
     /// applied (or rejected) exactly once. `None` means nothing applied yet: start at earliest.
     next_offset: Option<i64>,
-    pub interner: Interner,
-    pub tenants: HashMap<Sym, TenantState>,
-    pub dedup: Dedup,
-    pub totals: IngestTotals,
+    pub(crate) interner: Interner,
+    pub(crate) tenants: HashMap<Sym, TenantState>,
+    pub(crate) dedup: Dedup,
+    pub(crate) totals: IngestTotals,
     /// Interner size right after the last compaction (0: never compacted).
     #[serde(default)]
     interned_after_compaction: usize,
-    /// Offsets never read, kept for the retention after they were found. Serialized last:
-    /// snapshot formats before 6 end where this begins.
-    pub losses: Vec<LostOffsets>,
+    /// Offsets never read, kept for the retention after they were found. Snapshot formats
+    /// before 6 end where this begins.
+    pub(crate) losses: Vec<LostOffsets>,
+    /// Retried outcomes, per integration whose events tell retries. Serialized last: snapshot
+    /// formats before 7 end where this begins.
+    pub(crate) retries: HashMap<RetryKey, Retries>,
+    /// Every hour before this (the start of a UTC day) is counted in its day too; the snapshot's
+    /// day section carries it with the days.
+    #[serde(skip)]
+    pub(crate) rolled_until: i64,
     /// The thread that applies events, checked in debug builds: one writer per partition.
     #[serde(skip)]
     writer: std::sync::OnceLock<std::thread::ThreadId>,
     /// Ids that a migration on restore changed, until their issue actions are moved.
     #[serde(skip)]
-    pub rekeys: Vec<Rekey>,
+    pub(crate) rekeys: Vec<Rekey>,
     /// Tenants that may be evicted to admit a new one at the cap, the likeliest last; chosen
     /// by eviction rounds.
     #[serde(skip)]
     evictable: Vec<Sym>,
     /// Tenants evicted since the owner last looked, with their event counts, to report.
     #[serde(skip)]
-    pub evicted: Vec<(String, u64)>,
+    pub(crate) evicted: Vec<(String, u64)>,
 }
 
 impl PartitionState {
@@ -91,6 +99,8 @@ impl PartitionState {
             writer: std::sync::OnceLock::new(),
             rekeys: Vec::new(),
             losses: Vec::new(),
+            retries: HashMap::default(),
+            rolled_until: i64::MIN,
             evictable: Vec::new(),
             evicted: Vec::new(),
         }
@@ -108,7 +118,7 @@ impl PartitionState {
     }
 
     /// True when the message at `offset` has already been applied (a re-delivery).
-    pub fn already_applied(&self, offset: i64) -> bool {
+    pub(crate) fn already_applied(&self, offset: i64) -> bool {
         self.next_offset.is_some_and(|next| offset < next)
     }
 
@@ -124,7 +134,7 @@ impl PartitionState {
 
     /// Resumes reading at `offset` (past a gap the log no longer holds). Offsets only move
     /// forward: an earlier `offset` changes nothing.
-    pub fn skip_to(&mut self, offset: i64) {
+    pub(crate) fn skip_to(&mut self, offset: i64) {
         if self.next_offset.is_none_or(|next| offset > next) {
             self.next_offset = Some(offset);
         }
@@ -134,7 +144,7 @@ impl PartitionState {
         self.totals.rejected += 1;
     }
 
-    pub fn tenant(&self, tenant_id: &str) -> Option<&TenantState> {
+    pub(crate) fn tenant(&self, tenant_id: &str) -> Option<&TenantState> {
         self.interner
             .get(tenant_id)
             .and_then(|sym| self.tenants.get(&sym))
@@ -149,7 +159,7 @@ impl PartitionState {
         now_ms: i64,
     ) -> Result<Applied, EventError> {
         self.debug_assert_single_writer();
-        if event.occurred_at_ms < now_ms - limits.retention_ms {
+        if event.occurred_at_ms < now_ms - limits.day_retention_ms {
             self.totals.late_dropped += 1;
             return Ok(Applied::LateDropped);
         }
@@ -187,15 +197,12 @@ impl PartitionState {
                 .slot(floor_to(at, MINUTE_MS))
                 .record(event.integration_type, event.outcome);
         }
-        let hour = floor_to(at, HOUR_MS);
-        tenant
-            .hours
-            .slot(hour)
-            .record(event.integration_type, event.outcome);
-        if event.outcome == Outcome::Failure {
-            let code = event.status_code.unwrap_or(0);
-            tenant.count_code(hour, (event.integration_type, code));
-        }
+        let (kind, outcome, code) = (
+            event.integration_type,
+            event.outcome,
+            event.status_code.unwrap_or(0),
+        );
+        tenant.record(at, kind, outcome, code, self.rolled_until);
         self.record_integration(tenant_sym, event, limits, now_ms);
         if event.outcome == Outcome::Failure {
             let code = event.status_code.unwrap_or(0);
@@ -249,14 +256,24 @@ impl PartitionState {
             integration.name = name;
             integration.name_at_ms = at;
         }
-        integration.record(floor_to(at, HOUR_MS), at, failed, event.latency_ms);
+        let rolled = self.rolled_until;
+        integration.record(floor_to(at, HOUR_MS), rolled, at, failed, event.latency_ms);
         let minute = floor_to(at, MINUTE_MS);
         if minute >= now_ms - RECENT_MS {
-            integration.record_minute(minute, failed);
+            integration.minutes.record(minute, failed);
         }
         if failed && minute >= limits.minute_floor(now_ms) {
             let list = tenant.minute_failures.slot(minute);
             record_minute_failure(list, key, event.status_code.unwrap_or(0));
+        }
+        if event.tells_retries() {
+            let retry_key = RetryKey {
+                tenant_id: event.tenant_id.to_string(),
+                integration_type: key.integration_type,
+                integration_id: self.interner.resolve(key.integration_id).to_owned(),
+            };
+            let retries = self.retries.entry(retry_key).or_default();
+            retries.record(event, now_ms - RECENT_MS, rolled);
         }
     }
 
@@ -350,7 +367,7 @@ impl PartitionState {
             service_name: name_syms[1],
             flow_name: name_syms[2],
             names_at_ms: event.occurred_at_ms,
-            hours: Series::new(),
+            buckets: GroupBuckets::default(),
             samples: Vec::new(),
             window: None,
         });
@@ -363,7 +380,7 @@ impl PartitionState {
                 group.window = Some(ranking.admit(key, group.failure_id));
             }
         }
-        group.record(event.occurred_at_ms, &event.event_id);
+        group.record(event.occurred_at_ms, &event.event_id, self.rolled_until);
         if let (Some(ranking), Some(window)) = (&mut tenant.ranking, &mut group.window) {
             let hour = floor_to(event.occurred_at_ms, HOUR_MS);
             ranking.note(key, window, hour);
@@ -402,14 +419,14 @@ impl PartitionState {
     /// Strings of evicted groups and displaced samples are otherwise kept (and snapshotted)
     /// forever. Runs when the interner has doubled since the last compaction, so its cost is
     /// amortised over the strings added.
-    pub fn compact_if_grown(&mut self) {
+    pub(crate) fn compact_if_grown(&mut self) {
         if self.interner.len() <= 2 * self.interned_after_compaction.max(1024) {
             return;
         }
         self.compact_interner();
     }
 
-    pub fn compact_interner(&mut self) {
+    pub(crate) fn compact_interner(&mut self) {
         let old = std::mem::take(&mut self.interner);
         let mut fresh = Interner::default();
         let mut keep = |sym: Sym| fresh.intern(old.resolve(sym));
@@ -451,37 +468,16 @@ impl PartitionState {
         self.interned_after_compaction = self.interner.len();
     }
 
-    /// Drops buckets that have left the minute window or retention, and groups left empty;
-    /// moves each group's kept total to the default range's start.
-    pub fn evict(&mut self, limits: &StoreLimits, now_ms: i64) {
-        let minute_floor = limits.minute_floor(now_ms);
-        let hour_floor = limits.retention_floor(now_ms);
-        let window_start = limits.window_start(now_ms);
-        for tenant in self.tenants.values_mut() {
-            tenant.minutes.drop_before(minute_floor);
-            tenant.hours.drop_before(hour_floor);
-            tenant.codes.drop_before(hour_floor);
-            tenant.keep_code_days(hour_floor);
-            tenant.minute_failures.drop_before(minute_floor);
-            tenant.integrations.retain(|_, integration| {
-                integration.hours.drop_before(hour_floor);
-                integration.minutes.drop_before(now_ms - RECENT_MS);
-                !integration.hours.is_empty()
-            });
-            tenant.groups.retain(|_, group| {
-                group.hours.drop_before(hour_floor);
-                group.advance_window(window_start);
-                group.samples.retain(|s| s.occurred_at_ms >= hour_floor);
-                !group.hours.is_empty()
-            });
+    /// The retried outcomes of a tenant's integration, if its events told any.
+    pub(crate) fn retries_of(&self, tenant_id: &str, key: &IntegrationKey) -> Option<&Retries> {
+        if self.retries.is_empty() {
+            return None;
         }
-        self.tenants.retain(|_, tenant| !tenant.is_empty());
-        self.losses.retain(|loss| loss.detected_at_ms >= hour_floor);
-        self.compact_if_grown();
-        self.choose_evictable(limits, now_ms);
-        for tenant in self.tenants.values_mut() {
-            tenant.ranking = Some(Ranking::build(&mut tenant.groups, window_start));
-        }
+        self.retries.get(&RetryKey {
+            tenant_id: tenant_id.to_owned(),
+            integration_type: key.integration_type,
+            integration_id: self.interner.resolve(key.integration_id).to_owned(),
+        })
     }
 
     /// Evicts one idle, tiny tenant to admit a new one; false when none qualifies. A flood of
@@ -507,7 +503,7 @@ impl PartitionState {
 
     /// Chooses the tenants `make_room` may evict: the fewest events first, then the longest
     /// idle. Only needed while the partition is near its cap.
-    fn choose_evictable(&mut self, limits: &StoreLimits, now_ms: i64) {
+    pub(super) fn choose_evictable(&mut self, limits: &StoreLimits, now_ms: i64) {
         self.evictable.clear();
         if limits.tenant_evict_max_events == 0
             || self.tenants.len() < limits.tenant_cap_per_partition * 9 / 10
@@ -526,7 +522,7 @@ impl PartitionState {
     }
 
     /// Offsets of this partition itself that were never read, among the losses still kept.
-    pub fn lost_here(&self) -> u64 {
+    pub(crate) fn lost_here(&self) -> u64 {
         self.losses
             .iter()
             .filter(|l| !l.upstream)
@@ -534,7 +530,8 @@ impl PartitionState {
             .sum()
     }
 
-    pub fn group_count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn group_count(&self) -> usize {
         self.tenants.values().map(|t| t.groups.len()).sum()
     }
 }
@@ -543,10 +540,7 @@ impl PartitionState {
 const EVICT_IDLE_MS: i64 = 2 * HOUR_MS;
 
 fn newest_hour(tenant: &TenantState) -> i64 {
-    tenant
-        .hours
-        .last_key_value()
-        .map_or(i64::MIN, |(hour, _)| *hour)
+    tenant.newest_bucket().unwrap_or(i64::MIN)
 }
 
 fn is_evictable(tenant: &TenantState, limits: &StoreLimits, now_ms: i64) -> bool {

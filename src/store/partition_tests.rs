@@ -6,26 +6,24 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::event::IntegrationType;
+use crate::store::compact::Compact;
 use crate::store::{ceil_to, DAY_MS, DEFAULT_WINDOW_MS};
 
 const NOW: i64 = 1_767_225_600_000;
 
 fn failure(id: &str, at: i64, code: u16) -> Event<'static> {
     Event {
-        event_id: Cow::Owned(id.to_owned()),
-        tenant_id: Cow::Borrowed("t1"),
-        occurred_at_ms: at,
-        integration_type: IntegrationType::CustomNode,
-        integration_id: Cow::Borrowed("node-1"),
         integration_name: Cow::Borrowed("CRM lookup"),
-        outcome: Outcome::Failure,
         status_code: Some(code),
-        error_message: None,
         flow_id: Some(Cow::Borrowed("f1")),
-        flow_name: None,
-        service_id: None,
-        service_name: None,
-        latency_ms: None,
+        ..Event::bare(
+            id.to_owned(),
+            "t1",
+            IntegrationType::CustomNode,
+            "node-1".into(),
+            Outcome::Failure,
+            at,
+        )
     }
 }
 
@@ -95,7 +93,7 @@ fn group_cap_overflows_into_a_counted_catch_all() {
     let total: u64 = tenant
         .groups
         .values()
-        .map(|g| g.total_in(i64::MIN, i64::MAX))
+        .map(|g| g.total_in(i64::MIN, i64::MAX, state.rolled_until))
         .sum();
     assert_eq!(total, 5, "nothing is lost");
 }
@@ -147,19 +145,37 @@ fn at_the_tenant_cap_an_idle_tiny_tenant_makes_room_and_an_active_one_does_not()
 #[test]
 fn late_events_are_dropped_and_eviction_honours_retention() {
     let limits = StoreLimits::default();
-    let mut state = PartitionState::new(&limits);
-    let too_old = NOW - limits.retention_ms - 1;
-    assert_eq!(
-        state.apply(&failure("old", too_old, 500), &limits, NOW),
-        Ok(Applied::LateDropped)
-    );
-    let _ = state.apply(&failure("a", NOW - 3 * DAY_MS, 500), &limits, NOW);
-    let _ = state.apply(&failure("b", NOW - HOUR_MS, 500), &limits, NOW);
-    state.evict(&limits, NOW + 60 * DAY_MS);
-    let tenant = state.tenant("t1").unwrap();
-    assert_eq!(tenant.hours.len(), 1);
-    assert!(tenant.minutes.is_empty());
-    assert_eq!(state.totals.late_dropped, 1);
+    let run = |as_buckets: bool| {
+        let mut state = PartitionState::new(&limits);
+        let too_old = NOW - limits.day_retention_ms - 1;
+        assert_eq!(
+            state.apply(&failure("old", too_old, 500), &limits, NOW),
+            Ok(Applied::LateDropped)
+        );
+        let _ = state.apply(&failure("a", NOW - 3 * DAY_MS, 500), &limits, NOW);
+        if as_buckets {
+            for tenant in state.tenants.values_mut() {
+                tenant.counts.tiered_mut(i64::MIN);
+            }
+        }
+        let _ = state.apply(&failure("b", NOW - HOUR_MS, 500), &limits, NOW);
+        state
+    };
+    let (mut state, mut buckets) = (run(false), run(true));
+    for state in [&mut state, &mut buckets] {
+        state.evict(&limits, NOW + 60 * DAY_MS);
+        let tenant = state.tenant("t1").unwrap();
+        assert_eq!(tenant.events_kept(), 2);
+        assert!(tenant.minutes.is_empty());
+        assert_eq!(state.totals.late_dropped, 1);
+    }
+    let quiet = state.tenant("t1").unwrap();
+    assert_eq!(quiet.counts.len(), 2, "a quiet tenant keeps both events");
+    let Compact::Tiered(tiered) = &buckets.tenant("t1").unwrap().counts else {
+        panic!("made buckets above");
+    };
+    assert_eq!(tiered.hours.len(), 1, "the older hour left the hour tier");
+    assert_eq!(tiered.days.len(), 2, "both days are kept");
 }
 
 #[test]
@@ -186,11 +202,13 @@ fn an_overflowing_failure_interns_none_of_its_strings() {
     );
     assert_eq!(state.totals.overflowed, 1_001);
     let integrations = &state.tenant("t1").unwrap().integrations;
-    let failed: u32 = integrations
-        .values()
-        .flat_map(|i| i.hours.values())
-        .map(|h| h.failed)
-        .sum();
+    let mut failed = 0;
+    for integration in integrations.values() {
+        let (start, end) = (i64::MIN, i64::MAX);
+        integration
+            .buckets
+            .for_each_hour_in(start, end, |h| failed += h.failed);
+    }
     assert_eq!(
         (integrations.len(), failed),
         (2, 1_002),
@@ -203,10 +221,11 @@ fn compaction_keeps_every_answer_and_drops_dead_strings() {
     let limits = StoreLimits::default();
     let mut state = PartitionState::new(&limits);
     for i in 0..50 {
-        let mut event = failure(&format!("e{i}"), NOW - (i % 5) * DAY_MS, 500);
+        let mut event = failure(&format!("e{i}"), NOW - (i % 5) * 90 * DAY_MS, 500);
         event.error_message = Some(Cow::Owned(format!("message {}", i % 10)));
         let _ = state.apply(&event, &limits, NOW);
     }
+    // The oldest failures leave the day tier, and messages 4 and 9 with them.
     state.evict(&limits, NOW + 60 * DAY_MS);
     let before = fingerprint(&state);
     let strings_before = state.interner.len();
@@ -235,7 +254,7 @@ fn fingerprint(state: &PartitionState) -> Vec<String> {
                     text(key.description),
                     text(group.integration_name),
                     group.failure_id,
-                    group.hours,
+                    group.buckets,
                     samples
                 )
             })
@@ -286,8 +305,8 @@ proptest! {
             prop_assert_eq!(group.first_seen_ms(), all.iter().min().copied());
             prop_assert_eq!(group.last_seen_ms(), all.iter().max().copied());
             let recount = all.iter().filter(|t| (start..end).contains(*t)).count() as u64;
-            prop_assert_eq!(group.total_in(start, end), recount);
-            prop_assert_eq!(group.total_in(start, end - HOUR_MS), all.iter().filter(|t| (start..end - HOUR_MS).contains(*t)).count() as u64);
+            prop_assert_eq!(group.total_in(start, end, state.rolled_until), recount);
+            prop_assert_eq!(group.total_in(start, end - HOUR_MS, state.rolled_until), all.iter().filter(|t| (start..end - HOUR_MS).contains(*t)).count() as u64);
         }
     }
 
@@ -301,8 +320,9 @@ proptest! {
         let tenant = state.tenant("t1").unwrap();
         let start = floor_to(NOW - 47 * HOUR_MS, HOUR_MS);
         let end = ceil_to(NOW + 1, HOUR_MS);
-        prop_assert_eq!(tenant.counts_in(start, end, true), tenant.counts_in(start, end, false));
-        let total: u64 = tenant.counts_in(start, end, false).failed.values().sum();
+        let rolled = state.rolled_until;
+        prop_assert_eq!(tenant.counts_in(start, end, true, rolled), tenant.counts_in(start, end, false, rolled));
+        let total: u64 = tenant.counts_in(start, end, false, rolled).failed.values().sum();
         prop_assert_eq!(total, offsets.len() as u64);
     }
 }

@@ -10,39 +10,46 @@
 use rustc_hash::FxHashMap as HashMap;
 
 use super::groups::{GroupKey, GroupState, Window};
+use super::interner::Sym;
+use crate::event::IntegrationType;
+
+/// Failures per (type, integration, code) over the default range, from every group's window.
+pub(crate) type CodesByIntegration = HashMap<(IntegrationType, Sym, u16), u64>;
 
 /// Groups kept as candidates per order; pages up to one fewer are served from them.
-pub const CANDIDATES: usize = 128;
+pub(crate) const CANDIDATES: usize = 128;
 
 const BY_TOTAL: u8 = 1;
 const BY_LAST_SEEN: u8 = 2;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Candidates {
-    pub keys: Vec<GroupKey>,
+pub(crate) struct Candidates {
+    pub(crate) keys: Vec<GroupKey>,
     /// The lowest total (or last seen) among the candidates chosen at the last round.
     threshold: i64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Ranking {
+pub(crate) struct Ranking {
     /// The default range's start at the last eviction round; every group's window starts here.
-    pub start_ms: i64,
-    pub by_total: Candidates,
-    pub by_last_seen: Candidates,
+    pub(crate) start_ms: i64,
+    pub(crate) by_total: Candidates,
+    pub(crate) by_last_seen: Candidates,
     /// Groups with at least one failure from `start_ms` on.
-    pub groups_with_failures: u64,
+    pub(crate) groups_with_failures: u64,
     /// Every group's key by failure id, for a failure's details.
-    pub ids: HashMap<u128, GroupKey>,
+    pub(crate) ids: HashMap<u128, GroupKey>,
     /// The newest hour any group has a failure in. A range ending at or before it cuts some
     /// group's window short, so its totals need summing hour by hour.
-    pub newest_hour: i64,
+    pub(crate) newest_hour: i64,
+    /// The groups' window totals summed by integration and code, for the integrations table.
+    pub(crate) codes: CodesByIntegration,
 }
 
 impl Ranking {
     /// Chooses the candidates among `groups`, whose windows all start at `start_ms`, and marks
     /// them.
-    pub fn build(groups: &mut HashMap<GroupKey, GroupState>, start_ms: i64) -> Ranking {
+    pub(crate) fn build(groups: &mut HashMap<GroupKey, GroupState>, start_ms: i64) -> Ranking {
         let mut ranking = Ranking {
             start_ms,
             newest_hour: i64::MIN,
@@ -55,6 +62,9 @@ impl Ranking {
             if let Some(window) = &mut group.window {
                 window.ranked = 0;
                 ranking.groups_with_failures += u64::from(window.total > 0);
+                if window.total > 0 {
+                    *ranking.codes.entry(codes_key(key)).or_default() += window.total;
+                }
                 ranking.newest_hour = ranking.newest_hour.max(window.newest_hour);
                 rows.push((*key, group.failure_id, *window));
             }
@@ -75,7 +85,7 @@ impl Ranking {
     }
 
     /// Gives a group created since the last round its window and its place in `ids`.
-    pub fn admit(&mut self, key: GroupKey, failure_id: u128) -> Window {
+    pub(crate) fn admit(&mut self, key: GroupKey, failure_id: u128) -> Window {
         self.ids.insert(failure_id, key);
         Window::empty(self.start_ms)
     }
@@ -83,14 +93,15 @@ impl Ranking {
     /// True once either list has grown to several times its chosen size, as it does when many
     /// groups pass a low threshold (a new tenant's is the lowest possible): then reading the
     /// candidates costs more than choosing them again.
-    pub fn needs_choosing_again(&self) -> bool {
+    pub(crate) fn needs_choosing_again(&self) -> bool {
         self.by_total.keys.len().max(self.by_last_seen.keys.len()) > 4 * CANDIDATES
     }
 
     /// Takes note of a failure just counted in `window` (the group `key`) in `hour`.
-    pub fn note(&mut self, key: GroupKey, window: &mut Window, hour: i64) {
-        if hour >= self.start_ms && window.total == 1 {
-            self.groups_with_failures += 1;
+    pub(crate) fn note(&mut self, key: GroupKey, window: &mut Window, hour: i64) {
+        if hour >= self.start_ms {
+            self.groups_with_failures += u64::from(window.total == 1);
+            *self.codes.entry(codes_key(&key)).or_default() += 1;
         }
         self.newest_hour = self.newest_hour.max(hour);
         if window.ranked & BY_TOTAL == 0 && window.total as i64 >= self.by_total.threshold {
@@ -102,6 +113,10 @@ impl Ranking {
             self.by_last_seen.keys.push(key);
         }
     }
+}
+
+fn codes_key(key: &GroupKey) -> (IntegrationType, Sym, u16) {
+    (key.integration_type, key.integration_id, key.status_code)
 }
 
 /// The `CANDIDATES` rows ranking highest by `measure` (ties by failure id), and the threshold

@@ -14,7 +14,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 #[derive(Clone, PartialEq, Eq)]
-pub struct Series<T> {
+pub(crate) struct Series<T> {
     /// Sorted by bucket start, each start once.
     entries: Vec<(i64, T)>,
 }
@@ -36,20 +36,20 @@ impl<T: fmt::Debug> fmt::Debug for Series<T> {
 }
 
 impl<T> Series<T> {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Series::default()
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// The bucket starting at `start`, made by `make` if there is none.
-    pub fn slot_with(&mut self, start: i64, make: impl FnOnce() -> T) -> &mut T {
+    pub(crate) fn slot_with(&mut self, start: i64, make: impl FnOnce() -> T) -> &mut T {
         let at = match self.entries.last() {
             Some((newest, _)) if *newest == start => self.entries.len() - 1,
             Some((newest, _)) if *newest < start => self.push(start, make()),
@@ -66,7 +66,7 @@ impl<T> Series<T> {
     }
 
     /// The bucket starting at `start`, empty if there was none.
-    pub fn slot(&mut self, start: i64) -> &mut T
+    pub(crate) fn slot(&mut self, start: i64) -> &mut T
     where
         T: Default,
     {
@@ -86,15 +86,8 @@ impl<T> Series<T> {
         }
     }
 
-    pub fn get(&self, start: &i64) -> Option<&T> {
-        self.entries
-            .binary_search_by_key(start, |(k, _)| *k)
-            .ok()
-            .map(|at| &self.entries[at].1)
-    }
-
     /// Buckets whose start lies in `range`, oldest first.
-    pub fn range(
+    pub(crate) fn range(
         &self,
         range: impl RangeBounds<i64>,
     ) -> impl DoubleEndedIterator<Item = (&i64, &T)> + ExactSizeIterator {
@@ -111,28 +104,30 @@ impl<T> Series<T> {
         self.entries[from..to.max(from)].iter().map(|(k, v)| (k, v))
     }
 
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&i64, &T)> + ExactSizeIterator {
+    pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = (&i64, &T)> + ExactSizeIterator {
         self.entries.iter().map(|(k, v)| (k, v))
     }
 
-    pub fn values(&self) -> impl DoubleEndedIterator<Item = &T> + ExactSizeIterator {
+    pub(crate) fn values(&self) -> impl DoubleEndedIterator<Item = &T> + ExactSizeIterator {
         self.entries.iter().map(|(_, v)| v)
     }
 
-    pub fn values_mut(&mut self) -> impl DoubleEndedIterator<Item = &mut T> + ExactSizeIterator {
+    pub(crate) fn values_mut(
+        &mut self,
+    ) -> impl DoubleEndedIterator<Item = &mut T> + ExactSizeIterator {
         self.entries.iter_mut().map(|(_, v)| v)
     }
 
-    pub fn first_key_value(&self) -> Option<(&i64, &T)> {
+    pub(crate) fn first_key_value(&self) -> Option<(&i64, &T)> {
         self.entries.first().map(|(k, v)| (k, v))
     }
 
-    pub fn last_key_value(&self) -> Option<(&i64, &T)> {
+    pub(crate) fn last_key_value(&self) -> Option<(&i64, &T)> {
         self.entries.last().map(|(k, v)| (k, v))
     }
 
     /// Forgets every bucket that starts before `floor`, and the room they took.
-    pub fn drop_before(&mut self, floor: i64) {
+    pub(crate) fn drop_before(&mut self, floor: i64) {
         let keep_from = self.entries.partition_point(|(k, _)| *k < floor);
         if keep_from == 0 {
             return;
@@ -144,7 +139,7 @@ impl<T> Series<T> {
     }
 
     /// Bytes held beyond the series itself, for the state estimate.
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         self.entries.capacity() * std::mem::size_of::<(i64, T)>()
     }
 }

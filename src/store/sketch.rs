@@ -6,7 +6,10 @@
 //! of a dense array over the whole range. The first bin lives inline, so the many hours
 //! that see one event, or events of one latency, allocate nothing.
 
-use serde::{Deserialize, Serialize};
+use serde::ser::{SerializeSeq, SerializeStruct};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::sketch_bins as bins;
 
 /// The most any reported quantile is off by, relative to the true value at that rank.
 pub const RELATIVE_ACCURACY: f64 = 0.02;
@@ -22,15 +25,14 @@ fn gamma() -> f64 {
 /// Values at or below `SMALLEST_MS` are counted in this bin, below every other.
 const ZERO_BIN: i16 = i16::MIN;
 
-/// 16 bytes inline: the lowest bin, and the others behind one pointer only once there are any.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LatencySketch {
+/// 24 bytes inline: the lowest bin, and the others behind one pointer only once there are any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct LatencySketch {
     /// (bin index, count) of the lowest bin; a count of 0 means the sketch is empty.
     first: (i16, u32),
-    /// The other bins, sorted by index, none empty. Exactly sized: a new bin reallocates,
-    /// which is rare once an hour has seen its usual latencies, and saves a vector's spare room
-    /// and header on every hour with more than one bin.
-    rest: Option<Box<[(i16, u32)]>>,
+    /// The other bins, none empty, in `sketch_bins`' smallest form. Exactly sized: a new bin
+    /// re-encodes, which is rare once an hour has seen its usual latencies.
+    rest: Option<Box<[u8]>>,
 }
 
 impl LatencySketch {
@@ -39,25 +41,45 @@ impl LatencySketch {
         let first = (self.first.1 > 0).then_some(self.first);
         first
             .into_iter()
-            .chain(self.rest.iter().flat_map(|rest| rest.iter().copied()))
+            .chain(self.rest.iter().flat_map(|rest| bins::decode(rest)))
     }
 
-    pub fn count(&self) -> u64 {
-        self.bins().map(|(_, c)| u64::from(c)).sum()
+    pub(crate) fn count(&self) -> u64 {
+        let mut total = u64::from(self.first.1);
+        if let Some(rest) = &self.rest {
+            bins::for_each(rest, |_, count| total += u64::from(count));
+        }
+        total
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.first.1 == 0
+    /// Calls `f` with every (bin, count), by bin, in tight loops.
+    fn for_each_bin(&self, mut f: impl FnMut(i16, u32)) {
+        if self.first.1 > 0 {
+            f(self.first.0, self.first.1);
+        }
+        if let Some(rest) = &self.rest {
+            bins::for_each(rest, f);
+        }
     }
 
-    /// Counts one value in milliseconds. Negative and non-finite values never reach here: the
-    /// decoder refuses them.
-    pub fn add(&mut self, ms: f64) {
-        let bin = if ms <= SMALLEST_MS {
+    /// Counts one value in milliseconds, as ingest does (`bin_for`, then `add_bin`).
+    #[cfg(test)]
+    pub(crate) fn add(&mut self, ms: f64) {
+        self.add_bin(Self::bin_for(ms));
+    }
+
+    /// The bin that counts `ms`. Negative and non-finite values never reach here: the decoder
+    /// refuses them.
+    pub(crate) fn bin_for(ms: f64) -> i16 {
+        if ms <= SMALLEST_MS {
             ZERO_BIN
         } else {
             bin_of(ms)
-        };
+        }
+    }
+
+    /// Counts one value in `bin` (from `bin_for`).
+    pub(crate) fn add_bin(&mut self, bin: i16) {
         self.add_to_bin(bin, 1);
     }
 
@@ -73,35 +95,82 @@ impl LatencySketch {
         }
         if bin < lowest {
             let displaced = std::mem::replace(&mut self.first, (bin, count));
-            self.insert_rest(0, displaced);
+            self.add_to_rest(displaced.0, displaced.1);
             return;
         }
-        let rest = self.rest.as_deref_mut().unwrap_or_default();
-        match rest.binary_search_by_key(&bin, |(b, _)| *b) {
-            Ok(at) => rest[at].1 = rest[at].1.saturating_add(count),
-            Err(at) => self.insert_rest(at, (bin, count)),
+        self.add_to_rest(bin, count);
+    }
+
+    fn add_to_rest(&mut self, bin: i16, count: u32) {
+        if let Some(rest) = self.rest.as_deref_mut() {
+            if bins::add_in_place(rest, bin, count) {
+                return;
+            }
         }
+        let mut all: Vec<(i16, u32)> = self.rest.iter().flat_map(|r| bins::decode(r)).collect();
+        match all.binary_search_by_key(&bin, |(b, _)| *b) {
+            Ok(at) => all[at].1 = all[at].1.saturating_add(count),
+            Err(at) => all.insert(at, (bin, count)),
+        }
+        self.rest = Some(bins::encode(&all));
     }
 
-    fn insert_rest(&mut self, at: usize, bin: (i16, u32)) {
-        let old = self.rest.take().unwrap_or_default();
-        let mut bins = Vec::with_capacity(old.len() + 1);
-        bins.extend_from_slice(&old[..at]);
-        bins.push(bin);
-        bins.extend_from_slice(&old[at..]);
-        self.rest = Some(bins.into_boxed_slice());
+    /// Adds every value of `other`, as if it had been counted here: one merge of the two bin
+    /// lists, and one encoding.
+    pub(crate) fn merge(&mut self, other: &LatencySketch) {
+        if other.first.1 == 0 {
+            return;
+        }
+        if self.first.1 == 0 {
+            *self = other.clone();
+            return;
+        }
+        let mine: Vec<(i16, u32)> = self.bins().collect();
+        let mut merged = Vec::with_capacity(mine.len() + 8);
+        let mut theirs = other.bins().peekable();
+        for (bin, count) in mine {
+            while let Some(lower) = theirs.next_if(|(b, _)| *b < bin) {
+                merged.push(lower);
+            }
+            let same = theirs.next_if(|(b, _)| *b == bin).map_or(0, |(_, c)| c);
+            merged.push((bin, count.saturating_add(same)));
+        }
+        merged.extend(theirs);
+        *self = LatencySketch::from_bins(&merged);
     }
 
-    /// Adds every value of `other`, as if it had been counted here.
-    pub fn merge(&mut self, other: &LatencySketch) {
-        for (bin, count) in other.bins() {
-            self.add_to_bin(bin, count);
+    /// Takes out every value of `other`, which must all have been counted here.
+    pub(crate) fn subtract(&mut self, other: &LatencySketch) {
+        if other.first.1 == 0 {
+            return;
+        }
+        let mut theirs = other.bins().peekable();
+        let left: Vec<(i16, u32)> = self
+            .bins()
+            .filter_map(|(bin, count)| {
+                while theirs.next_if(|(b, _)| *b < bin).is_some() {}
+                let taken = theirs.next_if(|(b, _)| *b == bin).map_or(0, |(_, c)| c);
+                let count = count.saturating_sub(taken);
+                (count > 0).then_some((bin, count))
+            })
+            .collect();
+        *self = LatencySketch::from_bins(&left);
+    }
+
+    /// A sketch of non-empty bins sorted by index.
+    fn from_bins(bins: &[(i16, u32)]) -> LatencySketch {
+        match bins.split_first() {
+            None => LatencySketch::default(),
+            Some((first, rest)) => LatencySketch {
+                first: *first,
+                rest: (!rest.is_empty()).then(|| bins::encode(rest)),
+            },
         }
     }
 
     /// The value at quantile `q` (0..=1), within `RELATIVE_ACCURACY` of the value of rank
     /// `floor(q × (n − 1))` among the values counted; `None` when nothing was counted.
-    pub fn quantile(&self, q: f64) -> Option<f64> {
+    pub(crate) fn quantile(&self, q: f64) -> Option<f64> {
         let total = self.count();
         if total == 0 {
             return None;
@@ -120,16 +189,82 @@ impl LatencySketch {
     }
 
     /// Heap bytes held by the bins beyond the first.
-    pub fn heap_bytes(&self) -> usize {
-        self.rest
-            .as_ref()
-            .map_or(0, |rest| std::mem::size_of_val::<[(i16, u32)]>(rest))
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.rest.as_ref().map_or(0, |rest| rest.len())
+    }
+}
+
+/// Stored as the lowest bin and the list of the others, whatever their form in memory: the
+/// layout of snapshots and of parts between replicas does not depend on it.
+#[derive(Deserialize)]
+struct Stored {
+    first: (i16, u32),
+    rest: Option<Vec<(i16, u32)>>,
+}
+
+/// The bins past the lowest as the list `Stored` reads back, written without collecting them.
+struct RestOut<'a>(&'a [u8]);
+
+impl Serialize for RestOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut len = 0;
+        bins::for_each(self.0, |_, _| len += 1);
+        let mut seq = serializer.serialize_seq(Some(len))?;
+        let mut result = Ok(());
+        bins::for_each(self.0, |bin, count| {
+            if result.is_ok() {
+                result = seq.serialize_element(&(bin, count));
+            }
+        });
+        result?;
+        seq.end()
+    }
+}
+
+impl Serialize for LatencySketch {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut stored = serializer.serialize_struct("Stored", 2)?;
+        stored.serialize_field("first", &self.first)?;
+        stored.serialize_field("rest", &self.rest.as_deref().map(RestOut))?;
+        stored.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for LatencySketch {
+    /// A stored list out of order, with empty bins or below the first is put right, not
+    /// trusted; the usual one is taken as it is.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let Stored { first, rest } = Stored::deserialize(deserializer)?;
+        let mut rest = rest.unwrap_or_default();
+        let ordered = first.1 > 0
+            && rest.iter().all(|(_, count)| *count > 0)
+            && rest.first().is_none_or(|(bin, _)| *bin > first.0)
+            && rest.windows(2).all(|w| w[0].0 < w[1].0);
+        if ordered {
+            let rest = (!rest.is_empty()).then(|| bins::encode(&rest));
+            return Ok(LatencySketch { first, rest });
+        }
+        let mut sketch = LatencySketch::default();
+        if first.1 > 0 {
+            sketch.add_to_bin(first.0, first.1);
+        }
+        rest.retain(|(_, count)| *count > 0);
+        rest.sort_unstable_by_key(|(bin, _)| *bin);
+        rest.dedup_by(|later, earlier| {
+            let same = later.0 == earlier.0;
+            if same {
+                earlier.1 = earlier.1.saturating_add(later.1);
+            }
+            same
+        });
+        sketch.merge(&LatencySketch::from_bins(&rest));
+        Ok(sketch)
     }
 }
 
 /// Sums many sketches into one through a dense array over every bin `add` can produce: linear
 /// in the bins summed, where merging sparse sketches pairwise would shift them over and over.
-pub struct SketchSum {
+pub(crate) struct SketchSum {
     zeros: u32,
     lowest: i16,
     counts: Vec<u32>,
@@ -151,11 +286,11 @@ impl Default for SketchSum {
 }
 
 impl SketchSum {
-    pub fn add(&mut self, sketch: &LatencySketch) {
-        for (bin, count) in sketch.bins() {
+    pub(crate) fn add(&mut self, sketch: &LatencySketch) {
+        sketch.for_each_bin(|bin, count| {
             if bin == ZERO_BIN {
                 self.zeros = self.zeros.saturating_add(count);
-                continue;
+                return;
             }
             let slot = usize::try_from(i32::from(bin) - i32::from(self.lowest))
                 .ok()
@@ -164,17 +299,18 @@ impl SketchSum {
                 Some(slot) => *slot = slot.saturating_add(count),
                 None => self.rest.add_to_bin(bin, count),
             }
-        }
+        });
     }
 
-    pub fn finish(self) -> LatencySketch {
-        let mut sketch = self.rest;
-        if self.zeros > 0 {
-            sketch.add_to_bin(ZERO_BIN, self.zeros);
-        }
-        for (i, count) in self.counts.iter().enumerate().filter(|(_, c)| **c > 0) {
-            sketch.add_to_bin(self.lowest + i as i16, *count);
-        }
+    pub(crate) fn finish(self) -> LatencySketch {
+        let zeros = (self.zeros > 0).then_some((ZERO_BIN, self.zeros));
+        let dense = self.counts.iter().enumerate().filter(|(_, c)| **c > 0);
+        let bins: Vec<(i16, u32)> = zeros
+            .into_iter()
+            .chain(dense.map(|(i, count)| (self.lowest + i as i16, *count)))
+            .collect();
+        let mut sketch = LatencySketch::from_bins(&bins);
+        sketch.merge(&self.rest);
         sketch
     }
 }
@@ -271,6 +407,45 @@ mod tests {
                 sum.add(&sketch);
             }
             prop_assert_eq!(sum.finish(), merged);
+        }
+    }
+
+    proptest! {
+        /// Written as the lowest bin and the list of the others, as before the bins had forms,
+        /// and read back to the same sketch.
+        #[test]
+        fn stored_sketches_keep_their_layout(values in prop::collection::vec(latency(), 0..300)) {
+            let mut sketch = LatencySketch::default();
+            for v in &values {
+                sketch.add(*v);
+            }
+            let bytes = bincode::serialize(&sketch).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let listed: Vec<(i16, u32)> = sketch.bins().skip(1).collect();
+            let layout = (sketch.first, (!listed.is_empty() || sketch.rest.is_some()).then_some(listed));
+            prop_assert_eq!(&bytes, &bincode::serialize(&layout).map_err(|e| TestCaseError::fail(e.to_string()))?);
+            let back: LatencySketch = bincode::deserialize(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(back, sketch);
+        }
+    }
+
+    proptest! {
+        /// Subtracting a part leaves the sketch of the rest.
+        #[test]
+        fn subtracting_a_part_leaves_the_rest(
+            kept in prop::collection::vec(latency(), 0..100),
+            taken in prop::collection::vec(latency(), 0..100),
+        ) {
+            let (mut all, mut part, mut rest) = Default::default();
+            for v in &kept {
+                LatencySketch::add(&mut all, *v);
+                LatencySketch::add(&mut rest, *v);
+            }
+            for v in &taken {
+                LatencySketch::add(&mut all, *v);
+                LatencySketch::add(&mut part, *v);
+            }
+            all.subtract(&part);
+            prop_assert_eq!(all, rest);
         }
     }
 

@@ -48,7 +48,7 @@ impl Skew {
 }
 
 /// Writes events in time order as NDJSON lines (~350 bytes each) to `out`.
-pub fn generate(spec: GenSpec, out: &mut impl Write) -> std::io::Result<u64> {
+pub(crate) fn generate(spec: GenSpec, out: &mut impl Write) -> std::io::Result<u64> {
     let mut rng = SmallRng::seed_from_u64(spec.seed);
     let tenants = Skew::new(spec.tenants);
     let integrations = Skew::new(40);

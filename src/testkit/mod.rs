@@ -9,6 +9,7 @@ mod mock_cluster;
 mod tansu;
 
 pub use fuzz::{fuzz_decode, fuzz_page_token};
-pub use generator::{generate, generate_file, generate_lines, GenSpec};
+pub use generator::{generate_file, generate_lines, GenSpec};
 pub use mock_cluster::EmbeddedKafka;
-pub use tansu::{find_tansu, Tansu, TansuError, TANSU_VERSION};
+pub use tansu::TANSU_VERSION;
+pub use tansu::{find_tansu, Tansu, TansuError};

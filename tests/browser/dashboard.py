@@ -4,7 +4,9 @@ Usage: dashboard.py URL TOKEN NOW_MS SCREENSHOT
 
 It pins the browser's clock to NOW_MS (the service under test runs on a manual clock), starts
 without a token, tries a wrong one, then the right one; reads every section's numbers from the
-page, changes the period selectors, opens a failure's details and saves a screenshot. Every RPC
+page, changes the period selectors, opens a failure's details, acknowledges an issue, turns the
+tenant's alerts off with a rule and waits for the live alert list to follow, saves a
+screenshot, and opens the page on one integration. Every RPC
 the page sends is recorded, so the Rust test can replay each one over gRPC and compare. The
 output is one JSON document on stdout; the test does all the judging.
 """
@@ -16,8 +18,11 @@ import sys
 from playwright.sync_api import sync_playwright
 
 URL, TOKEN, NOW_MS, SCREENSHOT = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+# The integration the test's burst of failures is about.
+FOCUS = "dash-crm"
 SERVICE = "/integration_health.v1.IntegrationHealth/"
-SECTIONS = ["overview", "change", "errors", "trends", "integrations", "failures", "catalog"]
+SECTIONS = ["alerts", "overview", "change", "errors", "trends", "integrations", "failures",
+            "rules", "catalog"]
 # Chromium's own background traffic is switched off, so anything else the page asks for is the
 # page's doing.
 FLAGS = [
@@ -56,6 +61,8 @@ SCRAPE = """() => {
     failed: num(tr.querySelector('[data-field=failed]')),
     succeeded: num(tr.querySelector('[data-field=succeeded]')),
     failure_rate: num(tr.querySelector('[data-field=failure_rate]')),
+    retried: num(tr.querySelector('[data-field=retried]')),
+    recovered: num(tr.querySelector('[data-field=recovered]')),
   }]));
   const live = document.querySelector('#live');
   out.live = {state: live.dataset.state, version: live.dataset.version || null};
@@ -65,6 +72,14 @@ SCRAPE = """() => {
     description: tr.querySelector('[data-field=description]').textContent,
     issue: tr.querySelector('[data-field=issue]').textContent,
   }));
+  out.alerts = rows('#alerts li').map((li) => ({id: li.dataset.alertId, state: li.dataset.state,
+    value: Number(li.querySelector('.measured').dataset.value),
+    threshold: Number(li.querySelector('.measured').dataset.threshold)}));
+  out.drivers = Object.fromEntries(rows('#change .drivers li').map((li) => [li.dataset.type,
+    [...li.querySelectorAll('.driver')].map((d) => [d.dataset.key, Number(d.dataset.value)])]));
+  out.rules = rows('#rules tbody tr').map((tr) => tr.dataset.scope);
+  out.focused = rows('#integrations tr.focus').map((tr) => tr.dataset.integration);
+  out.failure_integrations = rows('#failures tbody tr').map((tr) => tr.dataset.integration);
   out.catalog = Object.fromEntries(rows('#catalog tbody tr').map((tr) => [tr.dataset.code,
     Object.fromEntries([...tr.querySelectorAll('td[data-type]')].map((td) => [td.dataset.type, td.textContent]))]));
   return out;
@@ -165,11 +180,63 @@ def main():
         }
         page.screenshot(path=SCREENSHOT.replace(".png", "-details.png"))
         page.keyboard.press("Escape")
+
+        # An issue action from the failures table, as a person with a write token takes it.
+        row = page.locator("#failures tbody tr").first
+        report["acknowledged"] = row.get_attribute("data-failure-id")
+        with page.expect_response(lambda r: r.url.endswith("UpdateIssue")):
+            row.locator("button[data-action=ACKNOWLEDGE]").click()
+        page.wait_for_selector(
+            f"#failures tr[data-failure-id='{report['acknowledged']}']"
+            " [data-field=issue][data-state=ACKNOWLEDGED]",
+            timeout=20000,
+        )
+
+        # A rule that turns the tenant's alerts off: WatchAlerts brings each RESOLVED, and the
+        # list follows without a reload.
+        page.evaluate(
+            """(token) => fetch('/integration_health.v1.IntegrationHealth/PutAlertRule', {
+              method: 'POST',
+              headers: {'Content-Type': 'application/json', 'Authorization': 'Bearer ' + token},
+              body: JSON.stringify({rule: {scope: {tenantId: 'acme'}, enabled: false}}),
+            }).then((r) => r.status)""",
+            TOKEN,
+        )
+        page.wait_for_selector(
+            "#alerts li[data-state=ALERT_FIRING]", state="detached", timeout=30000
+        )
+        page.wait_for_selector("#alerts li[data-state=ALERT_RESOLVED]", timeout=20000)
+        report["after_rule"] = scrape(page, calls)
+
         with page.expect_response(lambda r: r.url.endswith("GetTrends")):
             page.select_option("#trend-granularity", "DAY")
         page.wait_for_selector("#trends[aria-busy=false]")
         page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=SCREENSHOT)
+
+        # The long views: a quarter's change and failures, a year of the rest, from day buckets.
+        long_views = [
+            ("overview", "GetOverview", "1y"),
+            ("change", "GetPercentageChange", "90d"),
+            ("errors", "GetErrorBreakdown", "1y"),
+            ("trends", "GetTrends", "1y"),
+            ("integrations", "ListIntegrations", "1y"),
+            ("failures", "ListFailures", "90d"),
+        ]
+        for section, method, value in long_views:
+            with page.expect_response(lambda r, m=method: r.url.endswith(m)):
+                page.select_option(f"select.period[data-for={section}]", value)
+            page.wait_for_selector(f"#{section}[aria-busy=false]")
+        report["long"] = scrape(page, calls)
+        report["long"]["ranges"] = {
+            section: page.inner_text(f"#{section} .range") for section, _, _ in long_views
+        }
+
+        # Opened on one integration, as an alert's link opens it.
+        page.goto(URL + "&integration=" + FOCUS)
+        wait_ready(page, ["integrations", "failures", "rules"])
+        page.wait_for_selector("#integrations tr.focus", timeout=20000)
+        report["focused"] = scrape(page, calls)
         browser.close()
     json.dump(report, sys.stdout)
 

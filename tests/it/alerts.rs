@@ -26,7 +26,14 @@ struct Sent {
     failed: bool,
 }
 
-fn event(id: &str, integration: &str, kind: &str, at: i64, failed: bool, code: u16) -> Message {
+pub(crate) fn event(
+    id: &str,
+    integration: &str,
+    kind: &str,
+    at: i64,
+    failed: bool,
+    code: u16,
+) -> Message {
     let mut event = json!({
         "event_id": id, "tenant_id": "acme", "occurred_at": at,
         "integration_type": kind, "integration_id": integration,
@@ -61,7 +68,7 @@ async fn started(
 }
 
 /// The tenant's alerts of `rule`, once `count` of them are listed (firing or resolved).
-async fn alerts_of(
+pub(crate) async fn alerts_of(
     api: &IntegrationHealthClient<Channel>,
     rule: proto::AlertRule,
     want: impl Fn(&[proto::Alert]) -> bool,
@@ -96,7 +103,7 @@ async fn let_it_evaluate() {
     tokio::time::sleep(Duration::from_millis(600)).await;
 }
 
-fn state(alert: &proto::Alert) -> proto::AlertState {
+pub(crate) fn state(alert: &proto::Alert) -> proto::AlertState {
     proto::AlertState::try_from(alert.state).expect("state")
 }
 
@@ -475,4 +482,228 @@ async fn a_firing_alert_is_not_published_again_after_sigkill() {
     .await
     .expect("reader");
     assert_eq!(firing(&after), 1, "still one FIRING after the restart");
+}
+
+/// erp's steady traffic: 12 events in the half hour before this time of day, on each of the
+/// previous 7 days.
+fn steady_erp_baseline() -> Vec<Message> {
+    let mut messages = Vec::new();
+    for day in 1..=7 {
+        for i in 0..12 {
+            let at = NOW - day * DAY - 30 * MINUTE + i * MINUTE;
+            let id = format!("s{day}-{i}");
+            messages.push(event(&id, "erp", "prebuilt_integration", at, false, 0));
+        }
+    }
+    messages
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_integration_gone_quiet_raises_silence_and_its_next_event_resolves_it() {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let (_kafka, service, bootstrap) = started(clock.clone()).await;
+    let producer = producer(&bootstrap);
+    let api = service.api.clone();
+    // 12 events in the half hour before this time of day on each of the previous 7 days, the
+    // last one 45 minutes ago; and a nightly job that never runs at this hour.
+    let mut messages = steady_erp_baseline();
+    for day in 1..=7 {
+        for i in 0..12 {
+            let nightly = NOW - day * DAY + 6 * HOUR + i;
+            messages.push(event(
+                &format!("n{day}-{i}"),
+                "nightly",
+                "custom_event",
+                nightly,
+                false,
+                0,
+            ));
+        }
+    }
+    let last = NOW - 45 * MINUTE;
+    messages.push(event("last", "erp", "prebuilt_integration", last, false, 0));
+    publish(&producer, TOPIC, &messages).await;
+    wait_applied(&service.api, messages.len() as u64).await;
+
+    let fired = alerts_of(&api, proto::AlertRule::Silence, |a| !a.is_empty()).await;
+    assert_eq!(fired.len(), 1, "only the steady integration: {fired:?}");
+    let alert = &fired[0];
+    assert_eq!(alert.integration_id, "erp");
+    assert_eq!(state(alert), proto::AlertState::AlertFiring);
+    // Silent since the end of the last event's minute, in whole minutes.
+    let heard_until = last.div_euclid(MINUTE) * MINUTE + MINUTE;
+    assert_eq!(alert.value, ((NOW - heard_until) / MINUTE) as f64);
+    assert_eq!(alert.threshold, 30.0);
+
+    clock.advance(MINUTE);
+    publish(
+        &producer,
+        TOPIC,
+        &[event(
+            "back",
+            "erp",
+            "prebuilt_integration",
+            NOW + 1,
+            false,
+            0,
+        )],
+    )
+    .await;
+    let resolved = alerts_of(&api, proto::AlertRule::Silence, |a| {
+        a.first()
+            .is_some_and(|a| state(a) == proto::AlertState::AlertResolved)
+    })
+    .await;
+    assert_eq!(resolved[0].alert_id, alert.alert_id);
+    service.stop().await;
+}
+
+/// One attempt of a transaction: `last` is the `final` field, absent when `None`.
+fn attempt(
+    id: &str,
+    integration: &str,
+    at: i64,
+    n: u32,
+    last: Option<bool>,
+    failed: bool,
+) -> Message {
+    let mut message = event(id, integration, "outbound_webhook", at, failed, 503);
+    let mut body: Value = serde_json::from_slice(&message.payload).expect("json");
+    body["attempt"] = json!(n);
+    if let Some(last) = last {
+        body["final"] = json!(last);
+    }
+    message.payload = serde_json::to_vec(&body).expect("json");
+    message
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_attempts_count_once_in_the_rules_and_show_as_retried_and_recovered() {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let (_kafka, service, bootstrap) = started(clock).await;
+    let producer = producer(&bootstrap);
+    // 20 transactions each: billing fails twice and then succeeds; ledger fails three times,
+    // the last attempt final.
+    let mut messages = Vec::new();
+    let mut sent: Vec<(&str, u32, bool, bool)> = Vec::new();
+    for (integration, last_fails) in [("billing", false), ("ledger", true)] {
+        for t in 0..20 {
+            let at = NOW - 10 * MINUTE + t * 20_000;
+            for n in 1..=3u32 {
+                let (last, failed) = match n {
+                    3 => (last_fails.then_some(true), last_fails),
+                    _ => (Some(false), true),
+                };
+                let id = format!("{integration}-{t}-{n}");
+                messages.push(attempt(
+                    &id,
+                    integration,
+                    at + i64::from(n),
+                    n,
+                    last,
+                    failed,
+                ));
+                sent.push((integration, n, last != Some(false), failed));
+            }
+        }
+    }
+    publish(&producer, TOPIC, &messages).await;
+    wait_applied(&service.api, messages.len() as u64).await;
+
+    // Recounted from what was sent: the final outcomes' failure rate, retried failures and
+    // failures a final success recovered.
+    let expect = |integration: &str| {
+        let mine = sent.iter().filter(|s| s.0 == integration);
+        let finals: Vec<_> = mine.clone().filter(|s| s.2).collect();
+        let rate = finals.iter().filter(|s| s.3).count() as f64 / finals.len() as f64;
+        let retried = mine.clone().filter(|s| !s.2 && s.3).count() as u64;
+        let recovered: u64 = finals
+            .iter()
+            .filter(|s| !s.3)
+            .map(|s| u64::from(s.1 - 1))
+            .sum();
+        let failed = mine.filter(|s| s.3).count() as u64;
+        (rate, retried, recovered, failed)
+    };
+    assert_eq!(expect("billing"), (0.0, 40, 40, 40));
+    assert_eq!(expect("ledger"), (1.0, 40, 0, 60));
+
+    let fired = alerts_of(&service.api, proto::AlertRule::FailureRate, |a| {
+        !a.is_empty()
+    })
+    .await;
+    let_it_evaluate().await;
+    let fired = alerts_of(&service.api, proto::AlertRule::FailureRate, |a| {
+        a.len() >= fired.len()
+    })
+    .await;
+    let ids: Vec<&str> = fired.iter().map(|a| a.integration_id.as_str()).collect();
+    assert_eq!(ids, ["ledger"], "billing's final outcomes all succeeded");
+    assert_eq!(fired[0].value, expect("ledger").0);
+
+    let rows = service
+        .api
+        .clone()
+        .list_integrations(proto::ListIntegrationsRequest {
+            tenant_id: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("integrations")
+        .into_inner()
+        .integrations;
+    for row in rows {
+        let (_, retried, recovered, failed) = expect(&row.integration_id);
+        assert_eq!(
+            (row.retried_failures, row.recovered_failures, row.failed),
+            (retried, recovered, failed),
+            "{}",
+            row.integration_id
+        );
+    }
+    service.stop().await;
+}
+
+/// A service started behind its topic reads, in order, erp's steady baseline, thousands of
+/// other events, then erp's event of a minute ago. Until it has caught up, erp looks silent
+/// for a day; no silence may be claimed from that state, so none is ever published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_silence_is_claimed_while_the_service_is_behind() {
+    const BEHIND: &str = "behind-events";
+    let (kafka, bootstrap) = kafka_with_topic(BEHIND, 1);
+    kafka
+        .create_topic(&format!("{BEHIND}.alerts"), 1)
+        .expect("alerts topic");
+    let mut messages = steady_erp_baseline();
+    for i in 0..9_000 {
+        let at = NOW - 2 * HOUR + i;
+        messages.push(event(
+            &format!("f{i}"),
+            "other",
+            "custom_event",
+            at,
+            false,
+            0,
+        ));
+    }
+    messages.push(event(
+        "now",
+        "erp",
+        "prebuilt_integration",
+        NOW - MINUTE,
+        false,
+        0,
+    ));
+    publish(&producer(&bootstrap), BEHIND, &messages).await;
+
+    let mut config = test_config(&bootstrap, BEHIND, "behind");
+    config.alert_interval_ms = 20;
+    config.ready_max_lag = 10;
+    let service = TestService::start(&config, Arc::new(ManualClock::new(NOW))).await;
+    wait_applied(&service.api, messages.len() as u64).await;
+    let_it_evaluate().await;
+    // A silence fired and resolved would still be listed, resolved, for 24 hours.
+    let silences = alerts_of(&service.api, proto::AlertRule::Silence, |_| true).await;
+    assert!(silences.is_empty(), "claimed while behind: {silences:?}");
+    service.stop().await;
 }

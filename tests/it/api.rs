@@ -207,7 +207,8 @@ async fn a_zero_or_overlong_period_is_invalid() {
     let long_period = proto::GetPercentageChangeRequest {
         tenant_id: "acme".into(),
         period: Some(integration_health::proto::Duration {
-            seconds: 40 * 86_400,
+            // Half the day tier's 400 days is the longest period.
+            seconds: 201 * 86_400,
             nanos: 0,
         }),
         ..Default::default()
@@ -339,7 +340,8 @@ async fn ranges_reaching_far_past_retention_or_now_are_clamped() {
         .await
         .expect("clamped, not refused")
         .into_inner();
-    let retention_hours = 62 * 24 + 2;
+    // The hour tier starts at the UTC midnight 62 days back; the series ends an hour from now.
+    let retention_hours = 63 * 24 + 2;
     assert!(answer
         .series
         .iter()

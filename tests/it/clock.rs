@@ -94,16 +94,28 @@ async fn minute_buckets_hand_over_to_hours_and_retention_evicts() {
     let store = running.service.store.clone();
     wait_until("minute buckets evicted", Duration::from_secs(10), || {
         let store = store.clone();
-        async move {
-            store
-                .partitions()
-                .iter()
-                .all(|(_, p)| p.read().tenants.values().all(|t| t.minutes.is_empty()))
-        }
+        async move { store.cardinality().minute_buckets == 0 }
     })
     .await;
 
-    // Past retention every group is evicted, and a late event is dropped and counted.
+    // Past the hour tier the hours are rolled into days and dropped: a range over them is
+    // served in whole UTC days, still exact, before and after the upkeep has run.
+    clock.set(NOW + 63 * DAY);
+    let start = NOW - 4 * DAY;
+    let (failed, from, to) = failed_in(&mut api, start, NOW).await;
+    assert_eq!(failed, 2);
+    assert_eq!((from, to), rounded_out(start, NOW, DAY));
+    let rolled = store.clone();
+    // Left: two days of counts per type and two of failures per code.
+    wait_until("hours rolled and dropped", Duration::from_secs(10), || {
+        let store = rolled.clone();
+        async move { store.cardinality().buckets == 4 }
+    })
+    .await;
+    let (failed, ..) = failed_in(&mut api, start, NOW).await;
+    assert_eq!(failed, 2);
+
+    // Past the day tier every group is evicted, and a late event is dropped and counted.
     let failure_id = api
         .list_failures(proto::ListFailuresRequest {
             tenant_id: "acme".into(),
@@ -119,7 +131,7 @@ async fn minute_buckets_hand_over_to_hours_and_retention_evicts() {
         .failures[0]
         .failure_id
         .clone();
-    clock.set(NOW + 63 * DAY);
+    clock.set(NOW + 401 * DAY);
     let evicted = store.clone();
     wait_until("groups evicted", Duration::from_secs(10), || {
         let store = evicted.clone();

@@ -187,7 +187,32 @@ async fn check_trends(api: &mut Api, scrape: &Value, granularity: proto::Granula
     assert_eq!(shown, expected);
 }
 
-async fn check_failures(api: &mut Api, scrape: &Value) {
+/// A year of overview, errors, trends and integrations and a quarter of change and failures:
+/// the API's numbers, served in whole UTC days, and more than a week holds.
+async fn check_long_views(api: &mut Api, long: &Value, week_total: u64) {
+    let year_total = check_overview(api, long).await;
+    assert!(
+        year_total > week_total,
+        "{year_total} over a year, {week_total} over 7 days"
+    );
+    check_change(api, long).await;
+    check_errors(api, long).await;
+    check_trends(api, long, proto::Granularity::Day).await;
+    check_integrations(api, long).await;
+    check_failures(api, long, "").await;
+    for section in ["overview", "errors", "integrations"] {
+        let text = long["ranges"][section].as_str().unwrap_or_default();
+        assert!(text.contains("in whole UTC days"), "{section}: {text}");
+    }
+    let trends = long["ranges"]["trends"].as_str().unwrap_or_default();
+    assert!(
+        trends.contains("UTC days"),
+        "local days past the hours say so: {trends}"
+    );
+}
+
+/// `acted_on` was acknowledged after the scrape: its issue is checked on its own.
+async fn check_failures(api: &mut Api, scrape: &Value, acted_on: &str) {
     let answer = api
         .list_failures(authorized(sent::<proto::ListFailuresRequest>(
             scrape,
@@ -206,11 +231,17 @@ async fn check_failures(api: &mut Api, scrape: &Value) {
             Some(failure.failure_description.as_str())
         );
         let issue = failure.issue.as_ref().expect("the service keeps issues");
+        if failure.failure_id == acted_on {
+            assert_eq!(row["issue"].as_str(), Some("Open"));
+            continue;
+        }
         let state = proto::IssueState::try_from(issue.state).expect("state");
         let name = state.as_str_name();
         let mut shown = format!("{}{}", &name[..1], name[1..].to_lowercase());
         if issue.auto_resolved {
             shown.push_str(" (auto)");
+        } else if !issue.actor.is_empty() {
+            shown = format!("{shown} by {}", issue.actor);
         }
         assert_eq!(row["issue"].as_str(), Some(shown.as_str()));
     }
@@ -231,7 +262,15 @@ async fn check_integrations(api: &mut Api, scrape: &Value) {
         let seen = &shown[&row.integration_id];
         assert_eq!(seen["failed"].as_u64(), Some(row.failed));
         assert_eq!(seen["succeeded"].as_u64(), Some(row.succeeded));
-        assert_eq!(seen["failure_rate"].as_f64(), Some(row.failure_rate));
+        // serde_json reads decimals to within one unit in the last place, not exactly.
+        let rate = seen["failure_rate"].as_f64().unwrap_or(f64::NAN);
+        assert!(
+            (rate - row.failure_rate).abs() <= 1e-12,
+            "{rate} {}",
+            row.failure_rate
+        );
+        assert_eq!(seen["retried"].as_u64(), Some(row.retried_failures));
+        assert_eq!(seen["recovered"].as_u64(), Some(row.recovered_failures));
     }
 }
 
@@ -312,6 +351,163 @@ async fn wait_ingested(service: &TestService, total: u64) {
     .await;
 }
 
+/// 30 calls of acme's crm node in the last 10 minutes, half of them failing.
+fn burst_of_failures() -> Vec<Message> {
+    (0..30)
+        .map(|i| {
+            let failed = i % 2 == 0;
+            let mut event = serde_json::json!({
+                "event_id": format!("burst-{i}"), "tenant_id": "acme",
+                "occurred_at": NOW - 10 * 60_000 + i * 20_000,
+                "integration_type": "custom_node", "integration_id": "dash-crm",
+                "integration_name": "CRM lookup", "outcome": if failed { "failure" } else { "success" },
+            });
+            if failed {
+                event["status_code"] = serde_json::json!(503);
+            }
+            Message {
+                key: "acme".into(),
+                payload: serde_json::to_vec(&event).expect("json"),
+            }
+        })
+        .collect()
+}
+
+async fn list_alerts(api: &mut Api) -> Vec<proto::Alert> {
+    let request = proto::ListAlertsRequest {
+        tenant_id: "acme".into(),
+        resolved_within: None,
+    };
+    let answer = api.list_alerts(authorized(request)).await.expect("alerts");
+    answer.into_inner().alerts
+}
+
+/// The tenant's alerts once the burst's failure-rate alert fires and the evaluator has seen
+/// the same state twice more (nothing changes while the clock stands still).
+async fn wait_for_firing(api: &mut Api) -> Vec<proto::Alert> {
+    wait_until("the burst's alert fires", Duration::from_secs(30), || {
+        let mut api = api.clone();
+        async move {
+            list_alerts(&mut api).await.iter().any(|a| {
+                a.integration_id == "dash-crm" && a.rule == proto::AlertRule::FailureRate as i32
+            })
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    list_alerts(api).await
+}
+
+/// The alerts the page listed were the API's; after the rule turned them off, the page showed
+/// every one resolved without a reload; the acknowledged issue is acknowledged; the drivers
+/// are the API's; the rules list has the test's rule; and opened on dash-crm, the page
+/// focused its row and filtered the failures to it.
+async fn check_live_alerts_rules_and_actions(
+    api: &mut Api,
+    report: &Value,
+    firing: &[proto::Alert],
+) {
+    let ids = |alerts: &Value| -> Vec<(String, String)> {
+        let mut ids: Vec<(String, String)> = alerts
+            .as_array()
+            .expect("alerts")
+            .iter()
+            .map(|a| {
+                (
+                    a["id"].as_str().unwrap_or("").to_owned(),
+                    a["state"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    let wire = |alerts: &[proto::Alert]| -> Vec<(String, String)> {
+        let mut ids: Vec<(String, String)> = alerts
+            .iter()
+            .map(|a| {
+                let state = proto::AlertState::try_from(a.state).expect("state");
+                (a.alert_id.clone(), state.as_str_name().to_owned())
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert!(!firing.is_empty());
+    assert_eq!(ids(&report["initial"]["alerts"]), wire(firing));
+    let now = list_alerts(api).await;
+    assert!(now
+        .iter()
+        .all(|a| a.state == proto::AlertState::AlertResolved as i32));
+    assert_eq!(ids(&report["after_rule"]["alerts"]), wire(&now));
+    assert!(
+        report["after_rule"]["calls"].get("WatchAlerts").is_some(),
+        "the page follows WatchAlerts"
+    );
+    let firing_ids: Vec<&String> = firing.iter().map(|a| &a.alert_id).collect();
+    assert!(now.iter().all(|a| firing_ids.contains(&&a.alert_id)));
+
+    let acknowledged = report["acknowledged"].as_str().expect("a failure id");
+    let details = api
+        .get_failure_details(authorized(proto::GetFailureDetailsRequest {
+            tenant_id: "acme".into(),
+            failure_id: acknowledged.into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("details")
+        .into_inner();
+    let issue = details.failure.and_then(|f| f.issue).expect("an issue");
+    assert_eq!(issue.state, proto::IssueState::Acknowledged as i32);
+    assert_eq!(issue.actor, "dashboard");
+
+    let change = api
+        .get_percentage_change(authorized(sent::<proto::GetPercentageChangeRequest>(
+            &report["after_rule"],
+            "GetPercentageChange",
+        )))
+        .await
+        .expect("change")
+        .into_inner();
+    let shown = report["after_rule"]["drivers"]
+        .as_object()
+        .expect("drivers");
+    for t in &change.types {
+        let expected: Vec<Value> = t
+            .integration_drivers
+            .iter()
+            .map(|d| serde_json::json!([d.key, d.change]))
+            .collect();
+        let name = proto::IntegrationType::try_from(t.integration_type).expect("type");
+        let seen = shown
+            .get(name.as_str_name())
+            .cloned()
+            .unwrap_or(Value::Array(vec![]));
+        assert_eq!(seen, Value::Array(expected), "{name:?}");
+    }
+
+    let rules = api
+        .list_alert_rules(authorized(proto::ListAlertRulesRequest {
+            tenant_id: "acme".into(),
+        }))
+        .await
+        .expect("rules")
+        .into_inner()
+        .rules;
+    // The page lists the rules as it loads them; opened again, it has the one the driver set.
+    assert_eq!(rules.len(), 2);
+    assert_eq!(
+        report["focused"]["rules"].as_array().map(Vec::len),
+        Some(rules.len())
+    );
+
+    let focused = &report["focused"];
+    assert_eq!(focused["focused"], serde_json::json!(["dash-crm"]));
+    let filtered = focused["failure_integrations"].as_array().expect("rows");
+    assert!(!filtered.is_empty());
+    assert!(filtered.iter().all(|i| i == "dash-crm"), "{filtered:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_what_the_api_answers() {
     let python = tokio::task::spawn_blocking(browser_driver)
@@ -321,13 +517,33 @@ async fn the_dashboard_shows_what_the_api_answers() {
     let mut config = test_config(&bootstrap, TOPIC, "dashboard");
     config.tokens = vec![TokenGrant {
         operator: true,
+        write: true,
+        alerts_admin: true,
         ..TokenGrant::plain(TOKEN, &["*"])
     }];
+    config.alert_interval_ms = 100;
     let service = TestService::start(&config, Arc::new(ManualClock::new(NOW))).await;
     let generated = generate(23, 4_000, NOW);
-    let messages: Vec<Message> = generated.messages.iter().map(|(_, m)| m.clone()).collect();
+    let mut messages: Vec<Message> = generated.messages.iter().map(|(_, m)| m.clone()).collect();
+    // A burst of failures in the last minutes: the alerts the page lists live.
+    let burst = burst_of_failures();
+    messages.extend(burst.iter().cloned());
     publish(&producer(&bootstrap), TOPIC, &messages).await;
     wait_ingested(&service, messages.len() as u64).await;
+    let mut api = service.api.clone();
+    let rule = proto::PutAlertRuleRequest {
+        rule: Some(proto::AlertRuleSpec {
+            scope: Some(proto::AlertRuleScope {
+                tenant_id: "acme".into(),
+                integration_type: proto::IntegrationType::CustomNode as i32,
+                integration_id: "dash-crm".into(),
+            }),
+            rate_threshold: Some(0.25),
+            ..Default::default()
+        }),
+    };
+    api.put_alert_rule(authorized(rule)).await.expect("rule");
+    let firing = wait_for_firing(&mut api).await;
 
     let url = format!("http://{}/?tenant=acme", service.service.http_addr);
     let screenshot = match std::env::var_os("IH_UPDATE_SCREENSHOT") {
@@ -359,7 +575,6 @@ async fn the_dashboard_shows_what_the_api_answers() {
     assert!(refused.contains("unknown token"), "{refused}");
     assert_eq!(report["auth_hidden_after_right_token"], Value::Bool(true));
 
-    let mut api = service.api.clone();
     let initial = &report["initial"];
     for state in initial["states"].as_object().expect("states").values() {
         assert_eq!(
@@ -372,11 +587,12 @@ async fn the_dashboard_shows_what_the_api_answers() {
     let day_change = check_change(&mut api, initial).await;
     let month_errors = check_errors(&mut api, initial).await;
     check_trends(&mut api, initial, proto::Granularity::Day).await;
-    check_failures(&mut api, initial).await;
+    let acted_on = report["acknowledged"].as_str().unwrap_or_default();
+    check_failures(&mut api, initial, acted_on).await;
     check_integrations(&mut api, initial).await;
     check_catalog(&mut api, initial).await;
     // The page follows WatchTenant: its version is every event counted for the tenant.
-    let acme_events = generated.truth.of("acme").count().to_string();
+    let acme_events = (generated.truth.of("acme").count() + burst.len()).to_string();
     assert_eq!(initial["live"]["state"], "live");
     assert_eq!(
         initial["live"]["version"].as_str(),
@@ -396,7 +612,9 @@ async fn the_dashboard_shows_what_the_api_answers() {
     assert_ne!(week_change, day_change);
     assert_ne!(week_errors, month_errors);
     check_trends(&mut api, &report["hourly"], proto::Granularity::Hour).await;
+    check_long_views(&mut api, &report["long"], week_total).await;
     check_details(&mut api, &report).await;
+    check_live_alerts_rules_and_actions(&mut api, &report, &firing).await;
 
     let origin = format!("http://{}/", service.service.http_addr);
     for requested in report["requests"].as_array().expect("requests") {

@@ -1,5 +1,6 @@
 //! The README's first command, as a new user would run it: `demo` starts, prints where it
-//! listens, `query overview` shows failures for all five types, and SIGTERM stops it cleanly.
+//! listens, `query overview` shows failures for all five types, its alerts reach its own
+//! receiver (a webhook, Slack and PagerDuty, each printed), and SIGTERM stops it cleanly.
 
 use crate::common;
 
@@ -47,10 +48,12 @@ fn demo_serves_failures_for_every_type_and_stops_on_sigterm() {
         }
     });
     let mut grpc = None;
+    let mut kinds = std::collections::HashSet::new();
     loop {
         let line = inbox
             .recv_timeout(Duration::from_secs(120))
             .expect("demo keeps talking");
+        note_delivery(&line, &mut kinds);
         if let Some(addr) = line.strip_prefix("gRPC: ") {
             grpc = addr.split_whitespace().next().map(str::to_owned);
         }
@@ -93,6 +96,20 @@ fn demo_serves_failures_for_every_type_and_stops_on_sigterm() {
         .expect("query runs");
     assert!(String::from_utf8_lossy(&table.stdout).contains("failure groups"));
 
+    // The incidents' alerts reach the demo's own receiver, which prints each kind whole once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while kinds.len() < 3 {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = inbox
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("the receiver printed only {kinds:?}"));
+        note_delivery(&line, &mut kinds);
+    }
+    assert_eq!(
+        kinds,
+        ["webhook", "slack", "pagerduty"].map(str::to_owned).into()
+    );
+
     let pid = demo.0.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
@@ -111,4 +128,14 @@ fn demo_serves_failures_for_every_type_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "demo exited with {status}");
+}
+
+/// Notes the kind of delivery a "the first … delivery" line of the demo's receiver names.
+fn note_delivery(line: &str, kinds: &mut std::collections::HashSet<String>) {
+    if let Some(kind) = line
+        .strip_prefix("demo receiver: the first ")
+        .and_then(|rest| rest.split_whitespace().next())
+    {
+        kinds.insert(kind.to_owned());
+    }
 }

@@ -6,6 +6,7 @@
 
 mod common;
 
+mod alert_rules;
 mod alerts;
 mod api;
 mod clock;
@@ -19,6 +20,7 @@ mod hostile_corpus;
 mod integration_health;
 mod issues;
 mod load;
+mod notify;
 mod object_storage;
 mod operations;
 mod otlp;

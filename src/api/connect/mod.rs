@@ -35,7 +35,7 @@ mod stream;
 use crate::proto::integration_health_server::IntegrationHealth;
 
 /// Where the service's methods live, as gRPC and Connect name them.
-pub const SERVICE_PATH: &str = "/integration_health.v1.IntegrationHealth";
+pub(crate) const SERVICE_PATH: &str = "/integration_health.v1.IntegrationHealth";
 
 #[derive(Clone)]
 struct ConnectState {
@@ -48,7 +48,7 @@ struct ConnectState {
 
 /// Routes `POST /integration_health.v1.IntegrationHealth/<Rpc>` to `api`. Other methods on
 /// those paths get 405.
-pub fn connect_router(
+pub(crate) fn connect_router(
     api: Arc<IntegrationHealthApi>,
     runtime: tokio::runtime::Handle,
     request_timeout: Duration,
@@ -295,6 +295,9 @@ async fn call(
         "ListIssues" => list_issues,
         "ListAlerts" => list_alerts,
         "UpdateIssue" => update_issue,
+        "PutAlertRule" => put_alert_rule,
+        "ListAlertRules" => list_alert_rules,
+        "DeleteAlertRule" => delete_alert_rule,
         "ListTenants" => list_tenants,
         "GetIngestStatus" => get_ingest_status,
     }
@@ -310,7 +313,7 @@ fn connect_timeout(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// Connect's name for a gRPC code, and the HTTP status it travels with.
-pub fn connect_code(code: Code) -> (&'static str, StatusCode) {
+pub(crate) fn connect_code(code: Code) -> (&'static str, StatusCode) {
     match code {
         Code::Ok => ("ok", StatusCode::OK),
         Code::Cancelled => (

@@ -89,6 +89,9 @@ pub enum BenchCommand {
         /// Stream `--input` through one thread instead of loading it, so RSS reflects the state.
         #[arg(long, requires = "input")]
         stream: bool,
+        /// Keep integrations' and failure groups' hours this many days (`detail_hour_retention_days`).
+        #[arg(long, default_value_t = 62, value_parser = clap::value_parser!(u32).range(8..=62))]
+        detail_hour_days: u32,
         #[arg(long)]
         json: bool,
     },
@@ -270,14 +273,12 @@ impl ServeArgs {
 /// The object-store settings of the environment, as the cloud SDKs read them: every `AWS_*`,
 /// `GOOGLE_*` and `AZURE_*` variable, lowercased (`AWS_ENDPOINT_URL` → `aws_endpoint_url`).
 fn object_store_environment() -> ObjectStoreOptions {
-    ObjectStoreOptions(
-        std::env::vars()
-            .filter(|(key, _)| {
-                ["AWS_", "GOOGLE_", "AZURE_"]
-                    .iter()
-                    .any(|prefix| key.starts_with(prefix))
-            })
-            .map(|(key, value)| (key.to_ascii_lowercase(), value))
-            .collect(),
-    )
+    std::env::vars()
+        .filter(|(key, _)| {
+            ["AWS_", "GOOGLE_", "AZURE_"]
+                .iter()
+                .any(|prefix| key.starts_with(prefix))
+        })
+        .map(|(key, value)| (key.to_ascii_lowercase(), value))
+        .collect()
 }

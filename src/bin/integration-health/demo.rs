@@ -15,6 +15,7 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::receiver;
 use crate::simulator::{Simulator, TrafficProducer};
 
 #[derive(Debug, Error)]
@@ -25,6 +26,8 @@ pub enum DemoError {
     Server(#[from] ServerError),
     #[error("a demo task failed")]
     Task(#[from] tokio::task::JoinError),
+    #[error("the demo's alert receiver")]
+    Receiver(#[from] std::io::Error),
     #[error("backfill stalled: {consumed} of {produced} events consumed after {waited_secs} s")]
     BackfillStalled {
         produced: u64,
@@ -103,6 +106,8 @@ fn backfill(
 pub async fn run_demo(options: DemoOptions, shutdown: CancellationToken) -> Result<(), DemoError> {
     let kafka = EmbeddedKafka::start(1)?;
     let bootstrap = kafka.bootstrap_servers();
+    let receiver = receiver::start(shutdown.clone()).await?;
+    let destinations = receiver.destinations()?;
     let config = Config {
         brokers: bootstrap.clone(),
         topic: options.topic.clone(),
@@ -118,6 +123,11 @@ pub async fn run_demo(options: DemoOptions, shutdown: CancellationToken) -> Resu
         // meet the default minimum of 20 in the window.
         alert_rate_min_events: 5,
         alert_interval_ms: 2_000,
+        // Alerts go to the receiver above, which prints them.
+        alert_default_destinations: destinations.iter().map(|d| d.name.clone()).collect(),
+        alert_destinations: destinations,
+        public_url: (options.http_addr.port() != 0)
+            .then(|| format!("http://{}/", options.http_addr)),
         ..Config::default()
     };
     kafka.create_topic(&config.topic, options.partitions)?;
@@ -176,6 +186,12 @@ pub async fn run_demo(options: DemoOptions, shutdown: CancellationToken) -> Resu
     println!("  curl -s -H 'Content-Type: application/json' -d '{{\"tenantId\":\"{tenant}\"}}' http://{http}/integration_health.v1.IntegrationHealth/GetOverview");
     println!("Dashboard: http://{http}/?tenant={tenant}");
     println!("  {exe} query --addr {addr} alerts --watch   # the incidents' alerts, live");
+    println!(
+        "Alerts are delivered to a local receiver at {} (a signed webhook, Slack, PagerDuty), \
+         printed below as they arrive; the webhook's secret is in {}",
+        receiver.addr,
+        receiver.webhook_secret_file().display()
+    );
     println!("Live traffic is flowing. Press ctrl-c to stop.");
 
     let live = tokio::task::spawn_blocking({

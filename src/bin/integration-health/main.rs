@@ -6,6 +6,7 @@ mod bench;
 mod client;
 mod demo;
 mod latency;
+mod receiver;
 mod simulator;
 
 use std::process::ExitCode;
@@ -15,6 +16,7 @@ use args::{BenchCommand, Cli, Command, ConfigCommand};
 use clap::Parser;
 use integration_health::clock::SystemClock;
 use integration_health::config::LogFormat;
+use integration_health::store::StoreLimits;
 use integration_health::testkit::{generate_file, generate_lines};
 use integration_health::{ops, server};
 use tokio_util::sync::CancellationToken;
@@ -129,17 +131,20 @@ async fn run_bench(command: BenchCommand) -> anyhow::Result<()> {
             volume,
             rounds,
             stream,
+            detail_hour_days,
             json,
         } => {
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let limits = StoreLimits::default()
+                .with_detail_hours(i64::from(detail_hour_days) * integration_health::store::DAY_MS);
             let report = match (input, stream) {
-                (Some(path), true) => bench::run_ingest_stream(&path, rounds, 6)?,
+                (Some(path), true) => bench::run_ingest_stream(&path, rounds, 6, limits)?,
                 (Some(path), false) => {
-                    bench::run_ingest(&bench::read_lines(&path)?, rounds, threads)?
+                    bench::run_ingest(&bench::read_lines(&path)?, rounds, threads, limits)?
                 }
                 (None, _) => {
                     let lines = generate_lines(volume.spec(1));
-                    bench::run_ingest(&lines, rounds, threads)?
+                    bench::run_ingest(&lines, rounds, threads, limits)?
                 }
             };
             print_report(&report, json, bench::render_ingest);

@@ -13,14 +13,14 @@ const TYPES = [
 ];
 const LABEL = Object.fromEntries(TYPES);
 const DASHES = ['', '6 3', '2 3', '8 3 2 3', '1 2'];
-const PERIOD_SECONDS = { '1d': 86400, '7d': 7 * 86400, '30d': 30 * 86400 };
+const PERIOD_SECONDS = { '1d': 86400, '7d': 7 * 86400, '30d': 30 * 86400, '90d': 90 * 86400, '1y': 365 * 86400 };
 const PAGE_SIZE = 10;
 const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
 
 const state = {
   tenant: '',
   token: sessionStorage.getItem('ih-token') || '',
-  period: { overview: '1d', change: '1d', errors: '30d' },
+  period: { overview: '1d', change: '1d', errors: '30d', trends: '30d', integrations: '30d', failures: '30d' },
   hiddenInDonut: new Set(),
   hiddenInTrends: new Set(),
   trendType: '',
@@ -31,6 +31,10 @@ const state = {
   pageTokens: [''],
   catalogType: '',
   integrationOrder: 'FAILURES_DESC',
+  // From ?integration=: the integration a link (an alert's, say) opened the page on.
+  integration: new URLSearchParams(location.search).get('integration') || '',
+  // False once the service refused an issue action: the buttons go away.
+  canWrite: true,
   refreshMs: 1000,
   paused: false,
   watch: null,
@@ -95,6 +99,8 @@ const when = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle
 const day = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', timeZone: ZONE });
 const time = (iso) => (iso ? when.format(new Date(iso)) : '—');
 const rangeText = (range) => (range ? `${time(range.start)} – ${time(range.end)}` : '');
+// What an answer covers, and in whole UTC days when it reached back past the hour buckets.
+const covers = (answer) => `Covers ${rangeText(answer.effectiveRange)}${answer.granularity === 'DAY' ? ', in whole UTC days' : ''}`;
 
 function lastPeriod(key) {
   const end = Math.ceil(Date.now() / 60000) * 60000;
@@ -199,7 +205,7 @@ function renderOverview(answer) {
   return {
     nodes: [h('div', { class: 'overview' }, chart, table)],
     empty: rows.every((r) => r.failed + r.succeeded === 0),
-    range: `Covers ${rangeText(answer.effectiveRange)}`,
+    range: covers(answer),
   };
 }
 
@@ -253,21 +259,35 @@ function renderChange(answer) {
     h('tbody', {}, rows));
   const empty = (answer.types || []).every((t) => num(t.failedCurrent) + num(t.failedPrevious) + num(t.succeededCurrent) + num(t.succeededPrevious) === 0);
   return {
-    nodes: [table],
+    nodes: [table, ...renderDrivers(answer)],
     empty,
-    range: `Now ${rangeText(answer.currentRange)}; before ${rangeText(answer.previousRange)}`,
+    range: `Now ${rangeText(answer.currentRange)}; before ${rangeText(answer.previousRange)}${answer.granularity === 'DAY' ? '; whole UTC days' : ''}`,
   };
 }
 
 const refreshChange = () => load('change', () => rpc('GetPercentageChange', {
-  tenantId: state.tenant, period: `${PERIOD_SECONDS[state.period.change]}s`,
+  tenantId: state.tenant, period: `${PERIOD_SECONDS[state.period.change]}s`, includeDrivers: true,
 }), renderChange);
+
+// What moved each type's failures: the integrations and codes whose counts changed most.
+function renderDrivers(answer) {
+  const moved = (answer.types || []).filter((t) => (t.integrationDrivers || []).length > 0);
+  if (moved.length === 0) return [];
+  const signed = (n) => (num(n) > 0 ? `+${count(n)}` : count(n));
+  return [h('h3', {}, 'What drove the change in failures'),
+    h('ul', { class: 'drivers' }, moved.map((t) => h('li', { 'data-type': t.integrationType },
+      h('strong', {}, `${LABEL[t.integrationType] || t.integrationType}: `),
+      (t.integrationDrivers || []).map((d) => h('span', { class: 'driver', 'data-key': d.key, 'data-value': num(d.change) },
+        `${d.name || d.key} ${signed(d.change)}`)),
+      (t.codeDrivers || []).length ? h('span', { class: 'codes' }, ` · codes ${(t.codeDrivers || [])
+        .map((c) => `${c.key} ${signed(c.change)}`).join(', ')}`) : '')))];
+}
 
 // ---- Errors on integrations ----
 
 function renderErrors(answer) {
   const errors = answer.errors || [];
-  if (errors.length === 0) return { nodes: [emptyState('No failures in this period.')], empty: true, range: `Covers ${rangeText(answer.effectiveRange)}` };
+  if (errors.length === 0) return { nodes: [emptyState('No failures in this period.')], empty: true, range: covers(answer) };
   const top = Math.max(...errors.map((e) => num(e.failed)));
   const table = h('table', { class: 'bars' },
     h('caption', {}, 'Failed transactions per error code, most frequent first.'),
@@ -277,7 +297,7 @@ function renderErrors(answer) {
       h('th', { scope: 'row' }, String(num(e.statusCode))), h('td', {}, e.name || ''), cell(e.failed, 'failed'),
       h('td', { class: 'bar', 'aria-hidden': 'true' }, h('span', { style: `width:${(num(e.failed) / top) * 100}%` }))))));
   updateCodeFilter(errors);
-  return { nodes: [table], empty: false, range: `Covers ${rangeText(answer.effectiveRange)}` };
+  return { nodes: [table], empty: false, range: covers(answer) };
 }
 
 const refreshErrors = () => load('errors', () => rpc('GetErrorBreakdown', {
@@ -337,11 +357,13 @@ function renderTrends(answer) {
       h('tbody', {}, times.map((iso) => h('tr', { 'data-bucket': iso }, h('th', { scope: 'row' }, label(iso)),
         series.map((s) => cell(((s.points || []).find((p) => p.bucketStart === iso) || {}).failed, s.integrationType)))))));
   const empty = points.every((p) => num(p.failed) === 0);
-  return { nodes: [legend, chart, table], empty, range: `Covers ${rangeText(answer.effectiveRange)}, days in ${ZONE}` };
+  const utc = answer.utcDaysUntil ? `; before ${time(answer.utcDaysUntil)}, UTC days` : '';
+  return { nodes: [legend, chart, table], empty, range: `${covers(answer)}, days in ${ZONE}${utc}` };
 }
 
 const refreshTrends = () => load('trends', () => rpc('GetTrends', {
   tenantId: state.tenant,
+  range: lastPeriod(state.period.trends),
   granularity: state.granularity,
   timeZone: ZONE,
   integrationTypes: state.trendType ? [state.trendType] : [],
@@ -362,18 +384,21 @@ const ms = (value) => (value === undefined ? '—' : `${Number(value).toFixed(0)
 
 function renderIntegrations(answer) {
   const rows = answer.integrations || [];
-  const range = `Covers ${rangeText(answer.effectiveRange)}`;
+  const range = covers(answer);
   if (rows.length === 0) return { nodes: [emptyState('No integration had events in this range.')], empty: true, range };
   const table = h('table', { class: 'health' },
     h('caption', {}, 'Volume, failure rate and latency percentiles (within 2%) per integration.'),
-    h('thead', {}, h('tr', {}, ['Integration', 'Type', 'Failed', 'Succeeded', 'Failure rate', 'p50', 'p95', 'p99',
-      'Top error', 'Last failure', 'Failures per day'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('thead', {}, h('tr', {}, ['Integration', 'Type', 'Failed', 'Retried', 'Recovered by a retry', 'Succeeded',
+      'Failure rate', 'p50', 'p95', 'p99', 'Top error', 'Last failure', 'Failures per day']
+      .map((t) => h('th', { scope: 'col' }, t)))),
     h('tbody', {}, rows.map((r) => {
       const latency = r.latency || {};
-      return h('tr', { 'data-integration': r.integrationId },
+      const focused = state.integration && state.integration === r.integrationId;
+      return h('tr', { 'data-integration': r.integrationId, class: focused ? 'focus' : '' },
         h('th', { scope: 'row' }, r.integrationName || r.integrationId),
         h('td', {}, LABEL[r.integrationType] || r.integrationType),
-        cell(r.failed, 'failed'), cell(r.succeeded, 'succeeded'),
+        cell(r.failed, 'failed'), cell(r.retriedFailures || 0, 'retried'),
+        cell(r.recoveredFailures || 0, 'recovered'), cell(r.succeeded, 'succeeded'),
         h('td', { class: 'num', 'data-field': 'failure_rate', 'data-value': Number(r.failureRate || 0) },
           `${(Number(r.failureRate || 0) * 100).toFixed(2)}%`),
         h('td', { class: 'num' }, ms(latency.p50Ms)), h('td', { class: 'num' }, ms(latency.p95Ms)),
@@ -387,7 +412,10 @@ function renderIntegrations(answer) {
 
 const refreshIntegrations = () => load('integrations', () => rpc('ListIntegrations', {
   tenantId: state.tenant, orderBy: state.integrationOrder, pageSize: 20,
-}), renderIntegrations);
+  range: lastPeriod(state.period.integrations),
+}), renderIntegrations).then(() => {
+  document.querySelector('#integrations tr.focus')?.scrollIntoView({ block: 'center' });
+});
 
 // ---- Failures table and details ----
 
@@ -410,7 +438,7 @@ function issueText(issue) {
 
 function renderFailures(answer) {
   const failures = answer.failures || [];
-  const range = `Covers ${rangeText(answer.effectiveRange)}`;
+  const range = covers(answer);
   if (failures.length === 0) return { nodes: [emptyState('No failures match these filters.')], empty: true, range };
   const page = state.pageTokens.length;
   const table = h('table', { class: 'failures' },
@@ -419,7 +447,7 @@ function renderFailures(answer) {
       ['Integration type', 'Integration name', 'Failure description', 'Services', 'Flows'].map((t) => h('th', { scope: 'col' }, t)),
       sortHeader('Total errors', 'TOTAL_ERRORS_DESC'), sortHeader('Last seen', 'LAST_SEEN_DESC'),
       h('th', { scope: 'col' }, 'Issue'), h('th', { scope: 'col' }, 'Actions'))),
-    h('tbody', {}, failures.map((f) => h('tr', { 'data-failure-id': f.failureId },
+    h('tbody', {}, failures.map((f) => h('tr', { 'data-failure-id': f.failureId, 'data-integration': f.integrationId },
       h('td', {}, LABEL[f.integrationType] || f.integrationType),
       h('td', {}, f.integrationName || f.integrationId || ''),
       h('td', { 'data-field': 'description' }, f.failureDescription || ''),
@@ -427,11 +455,11 @@ function renderFailures(answer) {
       h('td', {}, f.flowName || f.flowId || '—'),
       cell(f.totalErrors, 'total_errors'),
       h('td', { 'data-field': 'last_seen', 'data-value': f.lastSeen || '' }, time(f.lastSeen)),
-      h('td', { 'data-field': 'issue' }, issueText(f.issue)),
-      h('td', {}, h('button', {
+      h('td', { 'data-field': 'issue', 'data-state': (f.issue && f.issue.state) || 'OPEN' }, issueText(f.issue)),
+      h('td', { class: 'actions' }, h('button', {
         type: 'button', class: 'details', 'aria-label': `Details of ${f.failureDescription || 'this failure'}`,
         onclick: () => openDetails(f.failureId),
-      }, 'Details'))))));
+      }, 'Details'), issueButtons(f, refreshFailures))))));
   const pager = h('nav', { class: 'pager', 'aria-label': 'Pages of the failures table' },
     h('button', {
       type: 'button', disabled: page === 1,
@@ -447,6 +475,8 @@ function renderFailures(answer) {
 
 const refreshFailures = () => load('failures', () => rpc('ListFailures', {
   tenantId: state.tenant,
+  range: lastPeriod(state.period.failures),
+  integrationId: state.integration,
   integrationTypes: state.failureType ? [state.failureType] : [],
   statusCode: state.failureCode,
   pageSize: PAGE_SIZE,
@@ -495,6 +525,8 @@ function renderDetails(answer) {
   const samples = answer.recentSamples || [];
   return [
     h('h3', { class: 'description' }, f.failureDescription || ''),
+    h('p', { class: 'issue' }, `Issue: ${issueText(f.issue)} `,
+      issueButtons(f, () => { refreshFailures(); openDetails(f.failureId); })),
     h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
     h('h3', {}, 'How to fix it'),
     h('p', { class: 'guidance', 'data-applicable': String(Boolean(guidance.applicable)) },
@@ -510,6 +542,94 @@ function renderDetails(answer) {
       h('tbody', {}, samples.map((s) => h('tr', {}, h('td', {}, h('code', {}, s.eventId || '')), h('td', {}, time(s.occurredAt)), h('td', {}, s.errorMessage || ''))))),
   ];
 }
+
+// ---- Issue actions ----
+
+// The actions an issue in its state allows; none once the service refused this token one.
+function issueButtons(f, after) {
+  if (!state.canWrite) return '';
+  const issueState = (f.issue && f.issue.state) || 'OPEN';
+  const actions = {
+    OPEN: ['ACKNOWLEDGE', 'RESOLVE', 'SNOOZE'],
+    REOPENED: ['ACKNOWLEDGE', 'RESOLVE', 'SNOOZE'],
+    ACKNOWLEDGED: ['RESOLVE', 'SNOOZE'],
+    SNOOZED: ['REOPEN', 'RESOLVE'],
+    RESOLVED: ['REOPEN'],
+  }[issueState] || [];
+  const words = { ACKNOWLEDGE: 'Acknowledge', RESOLVE: 'Resolve', SNOOZE: 'Snooze 1 day', REOPEN: 'Reopen' };
+  return h('span', { class: 'issue-actions' }, actions.map((action) => h('button', {
+    type: 'button', class: 'issue-action', 'data-action': action,
+    onclick: () => updateIssue(f.failureId, action).then(after),
+  }, words[action])));
+}
+
+async function updateIssue(failureId, action) {
+  const request = { tenantId: state.tenant, failureId, action, actor: 'dashboard' };
+  if (action === 'SNOOZE') request.snoozeUntil = new Date(Date.now() + 86400 * 1000).toISOString();
+  try {
+    await rpc('UpdateIssue', request);
+  } catch (err) {
+    if (err.code === 'permission_denied') state.canWrite = false;
+    const notice = document.querySelector('#failures .body');
+    notice.prepend(h('p', { class: 'state error', role: 'alert' }, `The issue was not changed: ${err.message}`));
+  }
+}
+
+// ---- Alerts: firing and recently resolved, live from WatchAlerts ----
+
+const RULE_WORDS = { FAILURE_RATE: 'Failure rate', SPIKE: 'Spike', SLO_BURN: 'SLO burn', SILENCE: 'Silence' };
+
+function alertSubject(a) {
+  if (a.integrationId) return `${a.integrationName || a.integrationId} (${LABEL[a.integrationType] || a.integrationType})`;
+  return `${LABEL[a.integrationType] || a.integrationType}, code ${num(a.statusCode)}`;
+}
+
+function renderAlerts(answer) {
+  const alerts = answer.alerts || [];
+  const firing = alerts.filter((a) => a.state === 'ALERT_FIRING').length;
+  const range = `${firing} firing; resolved ones stay listed for 24 hours.`;
+  if (alerts.length === 0) return { nodes: [emptyState('No alert is firing, and none resolved in the last 24 hours.')], empty: true, range };
+  const list = h('ul', { class: 'alerts' }, alerts.map((a) => {
+    const on = a.state === 'ALERT_FIRING';
+    const link = a.integrationId
+      ? h('a', { href: `?tenant=${encodeURIComponent(state.tenant)}&integration=${encodeURIComponent(a.integrationId)}` }, alertSubject(a))
+      : alertSubject(a);
+    return h('li', { class: on ? 'firing' : 'resolved', 'data-alert-id': a.alertId, 'data-state': a.state },
+      h('strong', { class: 'badge' }, on ? 'Firing' : 'Resolved'), ' ',
+      h('span', {}, `${RULE_WORDS[a.rule] || a.rule} · `), link,
+      h('span', { class: 'measured', 'data-value': num(a.value), 'data-threshold': num(a.threshold) },
+        ` · ${Number(a.value || 0).toFixed(3)} against ${Number(a.threshold || 0).toFixed(3)} (${a.measure || ''})`),
+      h('span', { class: 'muted' }, on ? ` · since ${time(a.firedAt)}` : ` · resolved ${time(a.at)}`));
+  }));
+  return { nodes: [list], empty: false, range };
+}
+
+const refreshAlerts = () => load('alerts', () => rpc('ListAlerts', { tenantId: state.tenant }), renderAlerts);
+
+// ---- Alert rules ----
+
+function ruleScope(scope) {
+  const s = scope || {};
+  if (s.integrationId) return `${s.integrationId} (${LABEL[s.integrationType] || s.integrationType})`;
+  if (s.integrationType) return `All ${LABEL[s.integrationType] || s.integrationType}`;
+  return 'The whole tenant';
+}
+
+function renderRules(answer) {
+  const rules = answer.rules || [];
+  if (rules.length === 0) return { nodes: [emptyState('No rule set at runtime: the service\'s defaults apply.')], empty: true, range: '' };
+  const skip = new Set(['scope', 'updatedAt']);
+  const table = h('table', { class: 'rules' },
+    h('thead', {}, h('tr', {}, ['Scope', 'Settings', 'Set'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, rules.map((r) => h('tr', { 'data-scope': ruleScope(r.scope) },
+      h('th', { scope: 'row' }, ruleScope(r.scope)),
+      h('td', { 'data-field': 'settings' }, Object.entries(r).filter(([k]) => !skip.has(k))
+        .map(([k, v]) => `${k} ${typeof v === 'object' ? (v.names || []).join(', ') || '(none)' : v}`).join(' · ')),
+      h('td', {}, time(r.updatedAt))))));
+  return { nodes: [table], empty: false, range: 'Unset settings inherit from the broader scope, then the service.' };
+}
+
+const refreshRules = () => load('rules', () => rpc('ListAlertRules', { tenantId: state.tenant }), renderRules);
 
 // ---- Common errors ----
 
@@ -565,8 +685,8 @@ function refreshAll() {
   }
   lastOverview = null;
   document.getElementById('stamp').textContent = `updated ${when.format(new Date())}`;
-  return Promise.all([refreshOverview(), refreshChange(), refreshErrors(), refreshTrends(),
-    refreshIntegrations(), refreshFailures(), refreshCatalog()]);
+  return Promise.all([refreshAlerts(), refreshOverview(), refreshChange(), refreshErrors(), refreshTrends(),
+    refreshIntegrations(), refreshFailures(), refreshRules(), refreshCatalog()]);
 }
 
 const SECTION_REFRESH = {
@@ -605,11 +725,15 @@ function onUpdate(update) {
 }
 
 // Reads WatchTenant until it ends; refreshes only the sections an update names.
-async function watchTenant(signal) {
+const watchTenant = (signal) => readStream('WatchTenant',
+  { tenantId: state.tenant, minInterval: `${state.refreshMs / 1000}s` }, signal, onUpdate);
+
+// Reads one Connect server stream until it ends, handing each message to `onMessage`.
+async function readStream(method, request, signal, onMessage) {
   const headers = { 'Content-Type': 'application/connect+json', 'Connect-Protocol-Version': '1' };
   if (state.token) headers.Authorization = `Bearer ${state.token}`;
-  const body = envelope({ tenantId: state.tenant, minInterval: `${state.refreshMs / 1000}s` });
-  const response = await fetch(`${SERVICE}WatchTenant`, { method: 'POST', headers, body, signal });
+  const body = envelope(request);
+  const response = await fetch(SERVICE + method, { method: 'POST', headers, body, signal });
   if (!response.ok || !response.body) throw new RpcError('unavailable', response.statusText);
   const reader = response.body.getReader();
   let pending = new Uint8Array(0);
@@ -630,8 +754,25 @@ async function watchTenant(signal) {
         if (message.error) throw new RpcError(message.error.code, message.error.message);
         return;
       }
-      onUpdate(message);
+      onMessage(message);
     }
+  }
+}
+
+// Follows WatchAlerts beside the tenant's watch: each change lists the alerts again.
+async function followAlerts(signal) {
+  let wait = 1000;
+  while (!signal.aborted) {
+    try {
+      await readStream('WatchAlerts', { tenantId: state.tenant }, signal, () => refreshAlerts());
+      wait = 1000;
+    } catch {
+      if (signal.aborted) return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, wait));
+    wait = Math.min(wait * 2, 30000);
+    // A change may have passed while the stream was down.
+    if (!signal.aborted) refreshAlerts();
   }
 }
 
@@ -645,6 +786,7 @@ async function live() {
   const controller = new AbortController();
   state.watch = controller;
   state.version = null;
+  followAlerts(controller.signal);
   let wait = 1000;
   while (!controller.signal.aborted) {
     try {
@@ -678,12 +820,17 @@ async function start() {
   for (const select of document.querySelectorAll('select.period')) {
     select.addEventListener('change', () => {
       state.period[select.dataset.for] = select.value;
-      ({ overview: refreshOverview, change: refreshChange, errors: refreshErrors })[select.dataset.for]();
+      if (select.dataset.for === 'failures') state.pageTokens = [''];
+      ({
+        overview: refreshOverview, change: refreshChange, errors: refreshErrors, trends: refreshTrends,
+        integrations: refreshIntegrations, failures: refreshFailures,
+      })[select.dataset.for]();
     });
   }
   on('tenant', 'change', (e) => {
     state.tenant = e.target.value;
     state.pageTokens = [''];
+    state.integration = '';
     history.replaceState(null, '', `?tenant=${encodeURIComponent(state.tenant)}`);
     refreshAll();
     live();

@@ -114,6 +114,7 @@ impl ApiOnly {
                 cluster: None,
                 issues: None,
                 alerts: None,
+                rules: None,
             },
             stop.clone(),
         )

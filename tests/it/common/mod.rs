@@ -5,6 +5,7 @@
 
 pub mod certs;
 pub mod harness;
+pub mod receiver;
 pub mod tansu;
 mod truth;
 

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::TimeZone;
+use integration_health::api::convert::ms_to_timestamp;
 use integration_health::catalog;
 use integration_health::proto;
 use integration_health::proto::integration_health_client::IntegrationHealthClient;
@@ -89,7 +90,11 @@ pub fn generate_tagged(seed: u64, valid_count: usize, now: i64, tag: &str) -> Ge
         let tenant = tenants[rng.gen_range(0..tenants.len())];
         let kind = TYPES[rng.gen_range(0..5)];
         let integration = rng.gen_range(0..4);
-        let at = now - rng.gen_range(0..40 * DAY);
+        // One in ten reaches back up to a year: past the hour tier, into the days alone.
+        let at = match rng.gen_bool(0.1) {
+            true => now - rng.gen_range(40 * DAY..380 * DAY),
+            false => now - rng.gen_range(0..40 * DAY),
+        };
         let failed = rng.gen_bool(0.4);
         let code = codes[rng.gen_range(0..codes.len())];
         // Half the failures describe themselves; the rest send nothing, an empty message, or
@@ -175,7 +180,7 @@ pub fn generate_tagged(seed: u64, valid_count: usize, now: i64, tag: &str) -> Ge
         if rng.gen_bool(0.01) {
             let mut late = event.clone();
             late["event_id"] = json!(format!("late-{tag}{i}"));
-            late["occurred_at"] = json!(now - 62 * DAY - HOUR);
+            late["occurred_at"] = json!(now - 400 * DAY - HOUR);
             messages.push((
                 Kind::Late,
                 Message {
@@ -444,6 +449,97 @@ pub fn expected_overview(
     expected
 }
 
+/// A year up to `end` (the service's now, from an answer) asked of the counting queries: served
+/// in whole UTC days from the day tier, and equal to the truth over the range each reports.
+async fn assert_year_matches_truth(
+    api: &mut IntegrationHealthClient<Channel>,
+    truth: &Truth,
+    tenant: &str,
+    end: i64,
+) {
+    let year = Some(proto::TimeRange {
+        start: Some(ms_to_timestamp(end - 365 * DAY)),
+        end: Some(ms_to_timestamp(end)),
+    });
+    let o = api
+        .get_overview(proto::GetOverviewRequest {
+            tenant_id: tenant.into(),
+            range: year,
+            ..Default::default()
+        })
+        .await
+        .expect("year overview")
+        .into_inner();
+    assert_eq!(o.granularity, proto::Granularity::Day as i32);
+    let (start, stop) = bounds(&o.effective_range);
+    assert_eq!((start % DAY, stop % DAY), (0, 0), "whole UTC days");
+    let expected = truth.counts(tenant, start, stop);
+    for t in &o.types {
+        let counted = (t.failed, t.succeeded);
+        assert_eq!(
+            counted,
+            expected[type_name(t.integration_type)],
+            "{tenant} year"
+        );
+    }
+    let e = api
+        .get_error_breakdown(proto::GetErrorBreakdownRequest {
+            tenant_id: tenant.into(),
+            range: year,
+            ..Default::default()
+        })
+        .await
+        .expect("year errors")
+        .into_inner();
+    let (start, stop) = bounds(&e.effective_range);
+    let got: BTreeMap<u16, u64> = e
+        .errors
+        .iter()
+        .map(|x| (x.status_code as u16, x.failed))
+        .collect();
+    assert_eq!(
+        got,
+        truth.by_code(tenant, start, stop),
+        "{tenant} year errors"
+    );
+    assert_daily_trend_matches(api, truth, tenant, year).await;
+}
+
+/// The UTC-daily trend over `range` (the default when `None`) against the truth's days.
+async fn assert_daily_trend_matches(
+    api: &mut IntegrationHealthClient<Channel>,
+    truth: &Truth,
+    tenant: &str,
+    range: Option<proto::TimeRange>,
+) {
+    let t = api
+        .get_trends(proto::GetTrendsRequest {
+            tenant_id: tenant.into(),
+            granularity: proto::Granularity::Day as i32,
+            range,
+            ..Default::default()
+        })
+        .await
+        .expect("trends")
+        .into_inner();
+    let (start, end) = bounds(&t.effective_range);
+    let daily = truth.daily(tenant, chrono_tz::Tz::UTC, start, end);
+    for series in &t.series {
+        for p in &series.points {
+            let date = chrono::Utc
+                .timestamp_millis_opt(ts(&p.bucket_start))
+                .single()
+                .expect("valid")
+                .date_naive();
+            let expected = daily
+                .get(&(type_name(series.integration_type), date))
+                .copied()
+                .unwrap_or(0);
+            assert_eq!(p.failed, expected, "{tenant} trend {date}");
+        }
+    }
+}
+
 /// Compares every RPC's answer with the truth, computing the truth over the effective range
 /// each answer reports (so a wall clock moving on between calls cannot cause a mismatch).
 pub async fn assert_matches_truth(
@@ -467,6 +563,7 @@ pub async fn assert_matches_truth(
                 "{tenant} overview"
             );
         }
+        assert_year_matches_truth(api, truth, tenant, end).await;
 
         for days in [1, 7] {
             let c = api
@@ -527,32 +624,7 @@ pub async fn assert_matches_truth(
             .collect();
         assert_eq!(got, truth.by_code(tenant, start, end), "{tenant} errors");
 
-        let t = api
-            .get_trends(proto::GetTrendsRequest {
-                allow_partial: false,
-                tenant_id: (*tenant).into(),
-                granularity: proto::Granularity::Day as i32,
-                ..Default::default()
-            })
-            .await
-            .expect("trends")
-            .into_inner();
-        let (start, end) = bounds(&t.effective_range);
-        let daily = truth.daily(tenant, chrono_tz::Tz::UTC, start, end);
-        for series in &t.series {
-            for p in &series.points {
-                let date = chrono::Utc
-                    .timestamp_millis_opt(ts(&p.bucket_start))
-                    .single()
-                    .expect("valid")
-                    .date_naive();
-                let expected = daily
-                    .get(&(type_name(series.integration_type), date))
-                    .copied()
-                    .unwrap_or(0);
-                assert_eq!(p.failed, expected, "{tenant} trend {date}");
-            }
-        }
+        assert_daily_trend_matches(api, truth, tenant, None).await;
 
         let (rows, effective, _) = all_failures(api, tenant, 50).await;
         let groups = truth.groups(tenant, effective.0, effective.1);

@@ -1,7 +1,6 @@
 //! `bench ingest`: decode, validate, dedup and aggregate in-process on one and on all threads,
 //! snapshot and restore the state, then time every dashboard query.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::Arc;
@@ -10,7 +9,9 @@ use std::time::Instant;
 use integration_health::clock::ManualClock;
 use integration_health::event::{decode, DecodeLimits};
 use integration_health::ops::resident_memory_bytes;
-use integration_health::query::{Granularity, ListFailuresRequest, QueryEngine, TypeFilter};
+use integration_health::query::{
+    Granularity, ListFailuresRequest, QueryEngine, TimeRange, TypeFilter,
+};
 use integration_health::snapshot::{self, SnapshotFiles, Snapshots};
 use integration_health::store::{
     PartitionKey, PartitionState, StateBytes, Store, StoreLimits, DAY_MS, MINUTE_MS,
@@ -18,7 +19,8 @@ use integration_health::store::{
 use serde::Serialize;
 
 use super::{
-    io, latency, tempfile_dir, tenant_of, throughput, time_us, BenchError, Latency, Throughput,
+    after_key, io, latency, tempfile_dir, tenant_of, throughput, time_us, BenchError, Latency,
+    Throughput,
 };
 
 pub fn read_lines(path: &Path) -> Result<Vec<Vec<u8>>, BenchError> {
@@ -90,7 +92,12 @@ fn partition_lines(lines: &[Vec<u8>], partitions: usize) -> Vec<Vec<&[u8]>> {
 }
 
 /// The dashboard's queries, each run `rounds` times for one tenant.
-pub fn query_latencies(engine: &QueryEngine, tenant: &str, rounds: usize) -> Vec<Latency> {
+pub fn query_latencies(
+    engine: &QueryEngine,
+    tenant: &str,
+    rounds: usize,
+    now_ms: i64,
+) -> Vec<Latency> {
     type Query<'a> = (&'static str, Box<dyn Fn() + 'a>);
     let all = TypeFilter::all();
     let top_failure = engine
@@ -142,6 +149,13 @@ pub fn query_latencies(engine: &QueryEngine, tenant: &str, rounds: usize) -> Vec
             Box::new(|| drop(engine.trends(tenant, None, all, Granularity::Day, "Europe/Berlin"))),
         ),
         (
+            "trends_year",
+            Box::new(|| {
+                let year = TimeRange::new(now_ms - 365 * DAY_MS, now_ms);
+                drop(engine.trends(tenant, Some(year), all, Granularity::Day, "UTC"))
+            }),
+        ),
+        (
             "trends_hour",
             Box::new(|| drop(engine.trends(tenant, None, all, Granularity::Hour, "UTC"))),
         ),
@@ -179,26 +193,7 @@ pub fn query_latencies(engine: &QueryEngine, tenant: &str, rounds: usize) -> Vec
 
 /// Tenants by accepted events, biggest first.
 fn tenants_by_size(store: &Store) -> Vec<String> {
-    let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
-    for (_, partition) in store.partitions() {
-        let state = partition.read();
-        for (sym, tenant) in &state.tenants {
-            let events: u64 = tenant
-                .hours
-                .values()
-                .map(|c| {
-                    c.failed
-                        .values()
-                        .chain(c.succeeded.values())
-                        .map(|n| u64::from(*n))
-                        .sum::<u64>()
-                })
-                .sum();
-            *sizes
-                .entry(state.interner.resolve(*sym).to_owned())
-                .or_insert(0) += events;
-        }
-    }
+    let sizes = store.events_by_tenant();
     let mut ordered: Vec<(String, u64)> = sizes.into_iter().collect();
     ordered.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     ordered.into_iter().map(|(t, _)| t).collect()
@@ -208,9 +203,9 @@ pub fn run_ingest(
     lines: &[Vec<u8>],
     rounds: usize,
     threads: usize,
+    limits: StoreLimits,
 ) -> Result<IngestReport, BenchError> {
     let now_ms = clock_for(lines)?;
-    let limits = StoreLimits::default();
     let bytes: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
     let events = lines.len() as u64;
 
@@ -231,15 +226,13 @@ pub fn run_ingest(
     });
     let all_threads = throughput(threads.max(1), events, bytes, started.elapsed());
 
-    finish_report(
-        states,
-        now_ms,
-        rounds,
+    let ingested = Ingested {
         events,
         bytes,
         single_thread,
-        Some(all_threads),
-    )
+        all_threads: Some(all_threads),
+    };
+    finish_report(states, limits, now_ms, rounds, ingested)
 }
 
 /// Streams a file through one thread into one state per partition (split by tenant, as a
@@ -248,9 +241,9 @@ pub fn run_ingest_stream(
     path: &Path,
     rounds: usize,
     partitions: usize,
+    limits: StoreLimits,
 ) -> Result<IngestReport, BenchError> {
     let now_ms = clock_for(&[last_line(path)?])?;
-    let limits = StoreLimits::default();
     let decode_limits = DecodeLimits::at(now_ms);
     let mut states: Vec<PartitionState> = (0..partitions.max(1))
         .map(|_| PartitionState::new(&limits))
@@ -259,6 +252,9 @@ pub fn run_ingest_stream(
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut line = Vec::with_capacity(1024);
     let (mut events, mut bytes) = (0u64, 0u64);
+    // Event time stands in for the clock of upkeep: the service rolls each finished day and
+    // drops what left its tier as time passes, so the state measured is the one it keeps.
+    let mut next_upkeep: Option<i64> = None;
     let started = Instant::now();
     loop {
         line.clear();
@@ -268,6 +264,13 @@ pub fn run_ingest_stream(
         }
         bytes += read as u64;
         let payload = line.strip_suffix(b"\n").unwrap_or(&line);
+        if let Some(at) = occurred_at(payload) {
+            let due = *next_upkeep.get_or_insert(at + DAY_MS);
+            if at >= due {
+                states.iter_mut().for_each(|s| s.evict(&limits, at));
+                next_upkeep = Some(at + DAY_MS);
+            }
+        }
         let share = (xxhash_rust::xxh3::xxh3_64(tenant_of(payload)) % states.len() as u64) as usize;
         let state = &mut states[share];
         apply_line(state, payload, decode_limits, &limits);
@@ -275,8 +278,22 @@ pub fn run_ingest_stream(
         state.mark_applied(offset);
         events += 1;
     }
+    states.iter_mut().for_each(|s| s.evict(&limits, now_ms));
     let single_thread = throughput(1, events, bytes, started.elapsed());
-    finish_report(states, now_ms, rounds, events, bytes, single_thread, None)
+    let ingested = Ingested {
+        events,
+        bytes,
+        single_thread,
+        all_threads: None,
+    };
+    finish_report(states, limits, now_ms, rounds, ingested)
+}
+
+/// The `occurred_at` of a generated line (epoch milliseconds), without decoding the rest.
+fn occurred_at(line: &[u8]) -> Option<i64> {
+    let rest = after_key(line, b"\"occurred_at\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
 }
 
 fn last_line(path: &Path) -> Result<Vec<u8>, BenchError> {
@@ -292,16 +309,27 @@ fn last_line(path: &Path) -> Result<Vec<u8>, BenchError> {
     Ok(text[start..].to_vec())
 }
 
-fn finish_report(
-    states: Vec<PartitionState>,
-    now_ms: i64,
-    rounds: usize,
+/// What the ingest part of a run measured.
+struct Ingested {
     events: u64,
     bytes: u64,
     single_thread: Throughput,
     all_threads: Option<Throughput>,
+}
+
+fn finish_report(
+    states: Vec<PartitionState>,
+    limits: StoreLimits,
+    now_ms: i64,
+    rounds: usize,
+    ingested: Ingested,
 ) -> Result<IngestReport, BenchError> {
-    let limits = StoreLimits::default();
+    let Ingested {
+        events,
+        bytes,
+        single_thread,
+        all_threads,
+    } = ingested;
     // Measured before snapshot images come and go, so it reflects the counted state.
     let rss_bytes = resident_memory_bytes();
     let state_dir = tempfile_dir()?;
@@ -355,7 +383,7 @@ fn finish_report(
     let tenants = tenants_by_size(engine.store());
     let mut queries = Vec::new();
     for tenant in [tenants.first(), tenants.last()].into_iter().flatten() {
-        queries.extend(query_latencies(&engine, tenant, rounds));
+        queries.extend(query_latencies(&engine, tenant, rounds, now_ms));
     }
     Ok(IngestReport {
         events,

@@ -111,12 +111,15 @@ pub struct Latency {
     pub max_us: f64,
 }
 
+/// What follows the first `key` in a generated line, without decoding it.
+pub fn after_key<'a>(line: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    let at = line.windows(key.len()).position(|w| w == key)?;
+    Some(&line[at + key.len()..])
+}
+
 pub fn tenant_of(line: &[u8]) -> &[u8] {
-    const KEY: &[u8] = b"\"tenant_id\":\"";
-    line.windows(KEY.len())
-        .position(|w| w == KEY)
-        .map(|at| {
-            let rest = &line[at + KEY.len()..];
+    after_key(line, b"\"tenant_id\":\"")
+        .map(|rest| {
             let end = rest.iter().position(|b| *b == b'"').unwrap_or(rest.len());
             &rest[..end]
         })

@@ -55,13 +55,19 @@ fn state_breakdown(bytes: &StateBytes) -> String {
     let per = |total: u64, count: u64| total as f64 / count.max(1) as f64;
     format!(
         "state by part (MiB): dedup {:.1}, strings {:.1}, tenant buckets {:.1}, groups {:.1}, \
-         integrations {:.1}\nper unit (bytes): tenant buckets {:.0} per tenant, {:.0} per group, \
+         integrations {:.1}\nbuckets by tier (MiB): minutes {:.1}, hours {:.1}, days {:.1}, \
+         quiet series' events {:.1}\n\
+         per unit (bytes): tenant buckets {:.0} per tenant, {:.0} per group, \
          {:.0} per integration, {:.1} per dedup key",
         bytes.dedup.mib(),
         bytes.strings.mib(),
         bytes.buckets.mib(),
         bytes.groups.mib(),
         bytes.integrations.mib(),
+        bytes.minute_tier.mib(),
+        bytes.hour_tier.mib(),
+        bytes.day_tier.mib(),
+        bytes.quiet_tier.mib(),
         per(bytes.buckets, bytes.tenants),
         per(bytes.groups, bytes.group_count),
         per(bytes.integrations, bytes.integration_count),

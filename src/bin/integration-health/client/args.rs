@@ -31,7 +31,7 @@ impl From<TypeArg> for IntegrationType {
 pub struct Scope {
     #[arg(long)]
     pub tenant: String,
-    /// Start of the range (RFC 3339), or how far back from now: 90m, 24h, 7d.
+    /// Start of the range (RFC 3339), or how far back from now: 90m, 24h, 7d, 90d, 1y.
     #[arg(long)]
     pub since: Option<String>,
     /// End of the range (RFC 3339); default now.
@@ -268,6 +268,14 @@ pub enum QueryCommand {
         #[arg(long)]
         watch: bool,
     },
+    /// A tenant's alert rules, least specific first.
+    Rules {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Set (or --delete) the alert rule of a tenant, a type or one integration; needs a token
+    /// with alerts_admin = true.
+    Rule(super::rules::RuleArgs),
     /// The tenants this token may read that have events in the range, busiest first.
     Tenants {
         /// Start: RFC 3339 or a span back from now (7d); default 30 days ago.

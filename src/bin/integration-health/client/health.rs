@@ -7,9 +7,7 @@ use integration_health::proto::integration_health_client::IntegrationHealthClien
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
-use super::render::{
-    next_page_hint, proto_json, range_text, sparkline, table, time_text, type_label,
-};
+use super::render::{next_page_hint, proto_json, served, sparkline, table, time_text, type_label};
 use super::{escape_controls, CliError};
 
 fn latency_text(latency: &Option<proto::Latency>) -> [String; 3] {
@@ -30,6 +28,8 @@ pub(super) fn render_integrations(
         "Type",
         "Integration",
         "Failed",
+        "Retried",
+        "Recovered",
         "Succeeded",
         "Failure rate",
         "p50",
@@ -46,6 +46,8 @@ pub(super) fn render_integrations(
             Cell::new(type_label(row.integration_type)),
             Cell::new(format!("{} ({})", row.integration_name, row.integration_id)),
             Cell::new(row.failed).set_alignment(CellAlignment::Right),
+            Cell::new(row.retried_failures).set_alignment(CellAlignment::Right),
+            Cell::new(row.recovered_failures).set_alignment(CellAlignment::Right),
             Cell::new(row.succeeded).set_alignment(CellAlignment::Right),
             Cell::new(format!("{:.2}%", row.failure_rate * 100.0))
                 .set_alignment(CellAlignment::Right),
@@ -68,7 +70,7 @@ pub(super) fn render_integrations(
     format!(
         "{} integrations, {}\n{table}{next}",
         response.total_integrations,
-        range_text(&response.effective_range)
+        served(&response.effective_range, response.granularity)
     )
 }
 
@@ -119,7 +121,7 @@ pub(super) fn render_integration(
         summary.integration_name,
         summary.integration_id,
         type_label(summary.integration_type),
-        range_text(&response.effective_range),
+        served(&response.effective_range, response.granularity),
         summary.failed,
         summary.succeeded,
         summary.failure_rate * 100.0,

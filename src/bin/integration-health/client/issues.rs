@@ -7,7 +7,7 @@ use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
 use super::render::{
-    failure_table, issue_text, next_page_hint, proto_json, range_text, table, time_text, type_label,
+    failure_table, issue_text, next_page_hint, proto_json, served, table, time_text, type_label,
 };
 use super::{escape_controls, CliError};
 
@@ -20,7 +20,7 @@ pub(super) fn render_issues(response: &proto::ListIssuesResponse, json: bool) ->
     format!(
         "{} issues, {}\n{table}{next}",
         response.total_issues,
-        range_text(&response.effective_range)
+        served(&response.effective_range, response.granularity)
     )
 }
 

@@ -20,6 +20,7 @@ use render::*;
 
 mod health;
 mod issues;
+mod rules;
 
 #[derive(Debug, Error)]
 pub enum CliError {
@@ -134,7 +135,11 @@ fn snooze_until(text: &str) -> Result<i64, CliError> {
 
 /// Parses `90m`, `24h`, `7d`, `2w` or plain seconds into milliseconds.
 pub fn parse_span_ms(text: &str) -> Result<i64, CliError> {
-    let bad = || CliError::Usage(format!("{text:?} is not a duration like 90m, 24h or 7d"));
+    let bad = || {
+        CliError::Usage(format!(
+            "{text:?} is not a duration like 90m, 24h, 7d, 90d or 1y"
+        ))
+    };
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -148,6 +153,7 @@ pub fn parse_span_ms(text: &str) -> Result<i64, CliError> {
         "h" => 3_600_000,
         "d" => 86_400_000,
         "w" => 7 * 86_400_000,
+        "y" => 365 * 86_400_000,
         _ => return Err(bad()),
     };
     amount
@@ -492,6 +498,8 @@ async fn ask(args: QueryArgs) -> Result<String, CliError> {
                 .into_inner();
             Ok(issues::render_alerts(&response, json))
         }
+        QueryCommand::Rules { tenant } => rules::list(&mut client, tenant, token, json).await,
+        QueryCommand::Rule(args) => rules::set(&mut client, args, token, json).await,
         QueryCommand::Tenants { since, until } => {
             let message = proto::ListTenantsRequest {
                 allow_partial,

@@ -30,6 +30,23 @@ fn range_json(range: &Option<proto::TimeRange>) -> Value {
     }
 }
 
+/// The range an answer served, and how: whole UTC days when it reached back past the hours.
+pub(super) fn served(range: &Option<proto::TimeRange>, granularity: i32) -> String {
+    match proto::Granularity::try_from(granularity) {
+        Ok(proto::Granularity::Day) => format!("{} (whole UTC days)", range_text(range)),
+        _ => range_text(range),
+    }
+}
+
+pub(super) fn granularity_name(granularity: i32) -> &'static str {
+    match proto::Granularity::try_from(granularity) {
+        Ok(proto::Granularity::Minute) => "minute",
+        Ok(proto::Granularity::Hour) => "hour",
+        Ok(proto::Granularity::Day) => "day",
+        _ => "unspecified",
+    }
+}
+
 pub(super) fn range_text(range: &Option<proto::TimeRange>) -> String {
     match range {
         Some(r) => format!("{} → {}", time_text(&r.start), time_text(&r.end)),
@@ -74,6 +91,7 @@ pub(super) fn render_overview(response: &proto::GetOverviewResponse, json: bool)
                 "integration_type": type_name(t.integration_type), "failed": t.failed, "succeeded": t.succeeded,
             })).collect::<Vec<_>>(),
             "effective_range": range_json(&response.effective_range),
+            "granularity": granularity_name(response.granularity),
         }));
     }
     let total_failed: u64 = response.types.iter().map(|t| t.failed).sum();
@@ -98,7 +116,7 @@ pub(super) fn render_overview(response: &proto::GetOverviewResponse, json: bool)
     }
     format!(
         "Failures by integration type, {}\n{table}\nTotal failed: {total_failed}",
-        range_text(&response.effective_range)
+        served(&response.effective_range, response.granularity)
     )
 }
 
@@ -109,6 +127,7 @@ pub(super) fn render_tenants(response: &proto::ListTenantsResponse, json: bool) 
                 "tenant_id": t.tenant_id, "failed": t.failed, "succeeded": t.succeeded,
             })).collect::<Vec<_>>(),
             "effective_range": range_json(&response.effective_range),
+            "granularity": granularity_name(response.granularity),
         }));
     }
     let mut table = table(&["Tenant", "Failed", "Succeeded"]);
@@ -121,7 +140,7 @@ pub(super) fn render_tenants(response: &proto::ListTenantsResponse, json: bool) 
     }
     format!(
         "Tenants with events, {}\n{table}",
-        range_text(&response.effective_range)
+        served(&response.effective_range, response.granularity)
     )
 }
 
@@ -192,6 +211,7 @@ pub(super) fn render_errors(response: &proto::GetErrorBreakdownResponse, json: b
                 "status_code": e.status_code, "name": e.name, "failed": e.failed,
             })).collect::<Vec<_>>(),
             "effective_range": range_json(&response.effective_range),
+            "granularity": granularity_name(response.granularity),
         }));
     }
     let max = response
@@ -212,7 +232,7 @@ pub(super) fn render_errors(response: &proto::GetErrorBreakdownResponse, json: b
     }
     format!(
         "Errors on integrations, {}\n{table}",
-        range_text(&response.effective_range)
+        served(&response.effective_range, response.granularity)
     )
 }
 
@@ -339,13 +359,14 @@ pub(super) fn render_failures(
             "next_page_token": response.next_page_token,
             "total_groups": response.total_groups,
             "effective_range": range_json(&response.effective_range),
+            "granularity": granularity_name(response.granularity),
         }));
     }
     let table = failure_table(&response.failures);
     let mut out = format!(
         "{} failure groups, {}\n{table}",
         response.total_groups,
-        range_text(&response.effective_range)
+        served(&response.effective_range, response.granularity)
     );
     if let Some(first) = response.failures.first() {
         let _ = write!(
@@ -371,6 +392,7 @@ pub(super) fn render_details(response: &proto::GetFailureDetailsResponse, json: 
             "hourly_trend": response.hourly_trend.iter().map(|p| json!({"bucket_start": time_text(&p.bucket_start), "failed": p.failed})).collect::<Vec<_>>(),
             "recent_samples": response.recent_samples.iter().map(|s| json!({"event_id": s.event_id, "occurred_at": time_text(&s.occurred_at), "error_message": s.error_message})).collect::<Vec<_>>(),
             "effective_range": range_json(&response.effective_range),
+            "granularity": granularity_name(response.granularity),
         }));
     }
     let mut table = table(&["Field", "Value"]);

@@ -1,0 +1,196 @@
+//! What each kind of destination is sent for one alert state change: the alert event itself
+//! (webhooks), a readable Slack message, a PagerDuty Events API v2 event.
+
+use chrono::{SecondsFormat, TimeZone, Utc};
+use serde_json::{json, Value};
+
+use crate::alerts::{AlertEvent, AlertState, Rule, Severity};
+use crate::catalog;
+
+/// The `webhook-id` of one state change: the same on every attempt and every repeat, and
+/// different for an episode's FIRING and RESOLVED.
+pub(crate) fn message_id(event: &AlertEvent) -> String {
+    format!("{}_{}", event.alert_id, state_name(event.state))
+}
+
+fn state_name(state: AlertState) -> &'static str {
+    match state {
+        AlertState::Firing => "FIRING",
+        AlertState::Resolved => "RESOLVED",
+    }
+}
+
+fn rule_name(rule: Rule) -> &'static str {
+    match rule {
+        Rule::FailureRate => "failure rate",
+        Rule::Spike => "spike",
+        Rule::SloBurn => "SLO burn",
+        Rule::Silence => "silence",
+    }
+}
+
+/// What the alert is about, for people: the integration's name and id, or a spike's type and
+/// code.
+fn subject(event: &AlertEvent) -> String {
+    if event.integration_id.is_empty() {
+        format!("{} {}", event.integration_type, event.status_code)
+    } else if event.integration_name.is_empty() {
+        event.integration_id.clone()
+    } else {
+        format!("{} ({})", event.integration_name, event.integration_id)
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// One line: "FIRING: failure rate of Returns portal (iwh-returns) for tenant acme".
+pub(crate) fn summary(event: &AlertEvent) -> String {
+    format!(
+        "{}: {} of {} for tenant {}",
+        state_name(event.state),
+        rule_name(event.rule),
+        subject(event),
+        event.tenant_id
+    )
+}
+
+fn measured(event: &AlertEvent) -> String {
+    format!(
+        "{:.3} against {:.3} ({})",
+        event.value, event.threshold, event.measure
+    )
+}
+
+fn top_error(event: &AlertEvent) -> String {
+    let name = catalog::name_of(event.status_code);
+    match event.sample_message.is_empty() {
+        true => format!("{} {name}", event.status_code),
+        false => format!("{} {name}: {}", event.status_code, event.sample_message),
+    }
+}
+
+/// The dashboard opened on the alert's tenant and integration, when `public_url` is set.
+pub(crate) fn dashboard_link(public_url: Option<&url::Url>, event: &AlertEvent) -> Option<String> {
+    let mut link = public_url?.clone();
+    {
+        let mut query = link.query_pairs_mut();
+        query.clear().append_pair("tenant", &event.tenant_id);
+        if !event.integration_id.is_empty() {
+            query.append_pair("integration", &event.integration_id);
+        }
+    }
+    Some(link.to_string())
+}
+
+/// Slack's mrkdwn treats `&`, `<` and `>` as markup; anything from events is escaped.
+fn escaped(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A Slack incoming-webhook message: a header, the facts as fields, the guidance and a link.
+pub(crate) fn slack(event: &AlertEvent, link: Option<&str>) -> Value {
+    let field = |label: &str, text: &str| json!({"type": "mrkdwn", "text": format!("*{label}*\n{}", escaped(text))});
+    let mut blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&summary(event), 150)}}),
+        json!({"type": "section", "fields": [
+            field("Tenant", &event.tenant_id),
+            field("Integration", &format!("{} · {}", subject(event), event.integration_type)),
+            field("Rule", rule_name(event.rule)),
+            field("Value", &measured(event)),
+            field("Since", &rfc3339(event.fired_at_ms)),
+            field("Top error", &truncate(&top_error(event), 500)),
+        ]}),
+    ];
+    if !event.guidance.is_empty() {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn",
+            "text": format!("*Guidance*\n{}", escaped(&truncate(&event.guidance, 2_500)))}}));
+    }
+    if let Some(link) = link {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn",
+            "text": format!("<{link}|Open in the Integrations dashboard>")}}));
+    }
+    json!({"text": summary(event), "blocks": blocks})
+}
+
+/// A PagerDuty Events API v2 event: a FIRING triggers and a RESOLVED resolves the incident
+/// whose `dedup_key` is the alert's id.
+pub(crate) fn pagerduty(event: &AlertEvent, routing_key: &str, link: Option<&str>) -> Value {
+    let mut body = json!({
+        "routing_key": routing_key,
+        "dedup_key": event.alert_id,
+        "event_action": match event.state {
+            AlertState::Firing => "trigger",
+            AlertState::Resolved => "resolve",
+        },
+    });
+    if event.state == AlertState::Firing {
+        let target = match event.integration_id.is_empty() {
+            true => &event.integration_type,
+            false => &event.integration_id,
+        };
+        body["payload"] = json!({
+            "summary": truncate(&summary(event), 1_024),
+            "source": format!("integration-health/{}/{target}", event.tenant_id),
+            "severity": severity_name(event.severity),
+            "timestamp": rfc3339(event.at_ms),
+            "component": event.integration_type,
+            "group": event.tenant_id,
+            "class": rule_name(event.rule),
+            "custom_details": {
+                "value": event.value,
+                "threshold": event.threshold,
+                "measure": event.measure,
+                "status_code": event.status_code,
+                "top_error": top_error(event),
+                "guidance": event.guidance,
+                "first_failure": event.first_failure_ms.map(rfc3339),
+                "last_failure": event.last_failure_ms.map(rfc3339),
+            },
+        });
+        if let Some(link) = link {
+            body["links"] = json!([{"href": link, "text": "Integrations dashboard"}]);
+        }
+    }
+    body
+}
+
+fn severity_name(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Critical => "critical",
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+        Severity::Info => "info",
+    }
+}
+
+/// At most `max` characters, with an ellipsis when cut.
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max.saturating_sub(1)) {
+        Some((cut, _)) if text.chars().count() > max => format!("{}…", &text[..cut]),
+        _ => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_counts_characters() {
+        assert_eq!(truncate("abc", 3), "abc");
+        assert_eq!(truncate("abcd", 3), "ab…");
+        assert_eq!(truncate("ééééé", 3), "éé…");
+    }
+
+    #[test]
+    fn slack_text_from_events_cannot_inject_markup() {
+        assert_eq!(escaped("<!channel> & co"), "&lt;!channel&gt; &amp; co");
+    }
+}

@@ -1,0 +1,113 @@
+//! The integrations table's rows: the numbers of one row from its merged sums, the order rows
+//! sort in, and an integration's top failure groups.
+
+use std::collections::BTreeMap;
+
+use super::integrations::{
+    GroupSummary, Id, IntegrationOrder, IntegrationRow, Merged, Percentiles, Totals, TotalsPart,
+    QUANTILES, TOP_GROUPS,
+};
+use super::types::TimeRange;
+use crate::event::IntegrationType;
+use crate::store::{floor_to, IntegrationSum, LatencySketch, RetrySum, DAY_MS};
+
+/// The integration's failure groups with the most failures.
+pub(super) fn top_groups(
+    groups: Vec<GroupSummary>,
+    integration_type: IntegrationType,
+) -> Vec<GroupSummary> {
+    let mut groups: Vec<GroupSummary> = groups
+        .into_iter()
+        .filter(|g| g.integration_type == integration_type && g.total_errors > 0)
+        .collect();
+    groups.sort_by(|a, b| {
+        b.total_errors
+            .cmp(&a.total_errors)
+            .then_with(|| a.failure_id.cmp(&b.failure_id))
+    });
+    groups.truncate(TOP_GROUPS);
+    groups
+}
+
+/// An integration's row numbers from its merged buckets; its daily failures by UTC day, a
+/// bucket placed at a local day's midday counted in the UTC day of that instant.
+pub(super) fn summed(integration: &Merged) -> TotalsPart {
+    let mut sum = IntegrationSum::default();
+    let mut daily: BTreeMap<i64, u64> = BTreeMap::new();
+    for (at, counts) in &integration.buckets {
+        sum.add(counts);
+        *daily.entry(floor_to(*at, DAY_MS)).or_default() += counts.failed;
+    }
+    Totals {
+        name: integration.name.clone(),
+        sum,
+        daily,
+        retries: RetrySum::default(),
+    }
+    .into_part()
+}
+
+pub(super) fn latency_percentiles(sketch: &LatencySketch) -> Percentiles {
+    let mut out = [0.0; 3];
+    for (slot, q) in out.iter_mut().zip(QUANTILES) {
+        *slot = sketch.quantile(q)?;
+    }
+    Some(out)
+}
+
+pub(super) fn row(
+    id: &Id,
+    totals: TotalsPart,
+    codes: Option<&BTreeMap<u16, u64>>,
+    range: TimeRange,
+) -> IntegrationRow {
+    let latency = totals.latency;
+    let events = (totals.succeeded + totals.failed).max(1);
+    let first_day = range.start_ms.div_euclid(DAY_MS) * DAY_MS;
+    let daily_failures = (first_day..range.end_ms)
+        .step_by(DAY_MS as usize)
+        .map(|day| (day, totals.daily.get(&day).copied().unwrap_or(0)))
+        .collect();
+    let top_error_code = codes.and_then(|codes| {
+        codes
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(code, _)| *code)
+    });
+    IntegrationRow {
+        integration_type: id.0,
+        integration_id: id.1.clone(),
+        integration_name: totals.name.text,
+        succeeded: totals.succeeded,
+        failed: totals.failed,
+        failure_rate: totals.failed as f64 / events as f64,
+        latency: latency_percentiles(&latency),
+        latency_count: latency.count(),
+        last_failure_ms: totals.last_failure_ms,
+        top_error_code,
+        daily_failures,
+        retried_failures: totals.retried,
+        recovered_failures: totals.recovered,
+    }
+}
+
+/// Where a row sorts: a number (smaller first), then the name and id that break ties.
+pub(super) type Position = (i64, String, IntegrationType, String);
+
+pub(super) fn sort_key(row: &IntegrationRow, order: IntegrationOrder) -> Position {
+    let primary = match order {
+        IntegrationOrder::FailuresDesc => -(row.failed.min(i64::MAX as u64) as i64),
+        // Parts per billion keep the order exact enough and the token an integer.
+        IntegrationOrder::FailureRateDesc => -((row.failure_rate * 1e9).round() as i64),
+        IntegrationOrder::P99Desc => row
+            .latency
+            .map_or(i64::MAX, |p| -((p[2] * 1e3).round() as i64)),
+        IntegrationOrder::NameAsc => 0,
+    };
+    (
+        primary,
+        row.integration_name.clone(),
+        row.integration_type,
+        row.integration_id.clone(),
+    )
+}
