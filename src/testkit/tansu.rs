@@ -47,7 +47,7 @@ impl Tansu {
             .map_err(TansuError::Start)?
             .port();
         let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(binary)
+        let child = super::die_with_parent(&mut Command::new(binary))
             .args(["broker", "--listener-url", &url])
             .args(["--advertised-listener-url", &url])
             .args(["--storage-engine", "memory://tansu/", "--silent"])

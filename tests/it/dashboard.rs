@@ -551,7 +551,7 @@ async fn the_dashboard_shows_what_the_api_answers() {
         None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dashboard.png"),
     };
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.py");
-    let driver = Command::new(&python)
+    let driver = die_with_parent(&mut Command::new(&python))
         .arg(&script)
         .args([&url, TOKEN, &NOW.to_string()])
         .arg(&screenshot)

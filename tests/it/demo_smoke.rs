@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::succeeded;
+use common::{die_with_parent, succeeded};
 
 const BIN: &str = env!("CARGO_BIN_EXE_integration-health");
 
@@ -24,7 +24,7 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn demo_serves_failures_for_every_type_and_stops_on_sigterm() {
-    let child = Command::new(BIN)
+    let child = die_with_parent(&mut Command::new(BIN))
         .args([
             "demo",
             "--grpc-addr",

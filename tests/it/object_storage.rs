@@ -54,7 +54,7 @@ fn http(port: u16, method: &str, path: &str) -> Option<String> {
 /// A running moto S3 server with the bucket created.
 fn s3() -> (Process, u16) {
     let port = free_port();
-    let child = Command::new(moto_server())
+    let child = die_with_parent(&mut Command::new(moto_server()))
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -137,7 +137,8 @@ type Client = integration_health::proto::integration_health_client::IntegrationH
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_replicas_partitions_move_through_the_bucket_and_stay_exact() {
-    let (_moto, s3_port) = tokio::task::spawn_blocking(s3).await.expect("moto");
+    // On this thread, which outlives moto: it dies with the thread that started it.
+    let (_moto, s3_port) = s3();
     let (_kafka, bootstrap) = kafka_with_topic(TOPIC, 4);
     let logs = tempfile::tempdir().expect("log dir");
     let now = SystemClock.now_ms();

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use integration_health::proto;
 use integration_health::proto::integration_health_client::IntegrationHealthClient;
+pub use integration_health::testkit::die_with_parent;
 use integration_health::testkit::EmbeddedKafka;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -354,18 +355,20 @@ pub fn serve_binary(args: &[String], env: &[(&str, String)], log: &std::path::Pa
         .append(true)
         .open(log)
         .expect("log file");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_integration-health"))
-        .arg("serve")
-        .args(args)
-        .args(["--kafka-property", "session.timeout.ms=6000"])
-        .args(["--kafka-property", "fetch.wait.max.ms=10"])
-        .args(["--input-keyed-by-tenant", "true"])
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("IH_LOG", "info,librdkafka=warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::from(log))
-        .spawn()
-        .expect("service starts");
+    let child = die_with_parent(&mut std::process::Command::new(env!(
+        "CARGO_BIN_EXE_integration-health"
+    )))
+    .arg("serve")
+    .args(args)
+    .args(["--kafka-property", "session.timeout.ms=6000"])
+    .args(["--kafka-property", "fetch.wait.max.ms=10"])
+    .args(["--input-keyed-by-tenant", "true"])
+    .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+    .env("IH_LOG", "info,librdkafka=warn")
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::from(log))
+    .spawn()
+    .expect("service starts");
     Process(child)
 }
 

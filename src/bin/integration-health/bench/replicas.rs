@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use integration_health::cluster::tenant_partition;
 use integration_health::ingest::send_when_queued;
 use integration_health::proto::{self, integration_health_client::IntegrationHealthClient};
-use integration_health::testkit::{find_tansu, generate_lines, GenSpec, Tansu, TansuError};
+use integration_health::testkit::{
+    die_with_parent, find_tansu, generate_lines, GenSpec, Tansu, TansuError,
+};
 use prost::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use thiserror::Error;
@@ -107,7 +109,7 @@ fn spawn_replica(
     let log =
         std::fs::File::create(dir.join(format!("{name}.log"))).map_err(ReplicasError::Spawn)?;
     let binary = std::env::current_exe().map_err(ReplicasError::Spawn)?;
-    let child = Command::new(binary)
+    let child = die_with_parent(&mut Command::new(binary))
         .arg("serve")
         .arg("--config")
         .arg(&config)
