@@ -15,7 +15,8 @@ ALLOWED = {
     "clock": set(),
     # Grants name tenants, checked by the one tenant-id rule, the event schema's.
     "config": {"event"},
-    "tls": set(),
+    "tls": {"file_digest"},
+    "file_digest": set(),
     "dashboard": set(),
     "proto": set(),
     "event": set(),

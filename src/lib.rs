@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod event;
+mod file_digest;
 pub mod ingest;
 pub mod issues;
 pub mod notify;

@@ -18,6 +18,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::file_digest::{digest, FileDigest};
+
 /// How long a client has to finish the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -53,15 +55,9 @@ impl TlsFiles {
             .map(PathBuf::as_path)
     }
 
-    /// Modification times and sizes: what tells a rotated file from the one loaded.
-    fn stamp(&self) -> Vec<Option<(SystemTime, u64)>> {
-        self.paths()
-            .map(|p| {
-                std::fs::metadata(p)
-                    .ok()
-                    .and_then(|m| Some((m.modified().ok()?, m.len())))
-            })
-            .collect()
+    /// Digests of the files' bytes: what tells a rotated file from the one loaded.
+    fn stamp(&self) -> Vec<FileDigest> {
+        self.paths().map(digest).collect()
     }
 }
 
@@ -166,7 +162,7 @@ pub struct ReloadingTls {
     files: TlsFiles,
     grpc: RwLock<Arc<ServerConfig>>,
     http: RwLock<Arc<ServerConfig>>,
-    loaded: Mutex<Vec<Option<(SystemTime, u64)>>>,
+    loaded: Mutex<Vec<FileDigest>>,
 }
 
 impl ReloadingTls {

@@ -11,6 +11,7 @@ use super::READINESS_INTERVAL;
 use crate::api::{Auth, IntegrationHealthApi, SharedAuth};
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::file_digest::{digest, FileDigest};
 use crate::ops::CheckReady;
 use crate::proto::integration_health_server::IntegrationHealthServer;
 use crate::store::Store;
@@ -18,27 +19,23 @@ use crate::store::Store;
 /// How often the tokens file and the TLS files are checked for changes.
 pub(super) const FILE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Re-reads the tokens file when it changes. A file that does not load is reported and the
-/// grants in force stay, so a half-written Secret update never locks every caller out.
+/// Re-reads the tokens file when its bytes change (`loaded`: their digest taken before the
+/// grants in force were read). A file that does not load is reported and the grants in force
+/// stay, so a half-written Secret update never locks every caller out.
 pub(super) async fn reload_tokens(
     config: Config,
     path: std::path::PathBuf,
+    mut loaded: FileDigest,
     auth: SharedAuth,
     shutdown: CancellationToken,
 ) {
-    let stamp = |path: &std::path::Path| {
-        std::fs::metadata(path)
-            .ok()
-            .and_then(|m| Some((m.modified().ok()?, m.len())))
-    };
-    let mut loaded = stamp(&path);
     let mut tick = tokio::time::interval(FILE_CHECK_INTERVAL);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let now = stamp(&path);
+        let now = digest(&path);
         if now == loaded {
             continue;
         }

@@ -25,6 +25,7 @@ use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::cluster::{Cluster, ClusterConfig, ClusterError};
 use crate::config::{Config, ConfigError};
 use crate::dashboard;
+use crate::file_digest;
 use crate::ingest::{self, IngestError, IngestHandle, IngestProgress, IngestShared};
 use crate::ops::{self, HttpState, Metrics};
 use crate::query::{IssueContext, QueryEngine};
@@ -292,6 +293,8 @@ pub async fn start(
             shutdown.clone(),
         ));
     }
+    // Taken before the grants are read, so a rewrite in between is seen as a change.
+    let tokens_digest = config.tokens_file.as_deref().and_then(file_digest::digest);
     let auth = SharedAuth::new(Auth::new(config.grants()?));
     if config.tokens.iter().any(|g| g.token.is_some()) {
         warn!("a token is configured in plain text; prefer token_sha256 in a tokens_file");
@@ -300,6 +303,7 @@ pub async fn start(
         tasks.spawn(reload_tokens(
             config.clone(),
             path,
+            tokens_digest,
             auth.clone(),
             shutdown.clone(),
         ));

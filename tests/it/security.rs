@@ -142,7 +142,11 @@ async fn a_rotated_certificate_is_served_without_a_restart() {
     let (served, files, tls) = serve_mtls(&server_ca, &client_ca).await;
     let next_ca = Authority::new("next server CA");
     let dir = files.cert.parent().expect("dir").to_owned();
+    let (cert_time, key_time) = (modified(&files.cert), modified(&files.key));
     write_server_files(&dir, &next_ca, &client_ca);
+    // The same times as before: the change is told by the files' bytes.
+    set_modified(&files.cert, cert_time);
+    set_modified(&files.key, key_time);
     assert!(
         tls.reload_if_changed().expect("reloads"),
         "the change is seen"
@@ -208,6 +212,20 @@ fn https_get(
     (status, answer)
 }
 
+fn modified(path: &Path) -> std::time::SystemTime {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .expect("modification time")
+}
+
+fn set_modified(path: &Path, time: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(time))
+        .expect("modification time set");
+}
+
 fn tokens_file(path: &Path, token: &str) {
     let text = format!(
         "[[tokens]]\ntoken_sha256 = \"{}\"\ntenants = [\"acme\"]\n",
@@ -240,7 +258,11 @@ async fn a_rewritten_tokens_file_takes_effect_while_serving() {
     assert!(api.get_overview(overview_with("first-token")).await.is_ok());
     assert!(api.get_overview(overview_with("inline")).await.is_ok());
 
+    // A token of the same length, and the file's time set back to the first one's: a
+    // rotation within the filesystem's timestamp granularity, told apart only by the bytes.
+    let first_written = modified(&path);
     tokens_file(&path, "second-token");
+    set_modified(&path, first_written);
     wait_until("the new token is accepted", Duration::from_secs(10), || {
         let mut api = api.clone();
         async move {
