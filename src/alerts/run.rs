@@ -27,7 +27,8 @@ pub(crate) struct Evaluator {
     pub(crate) book: Arc<AlertBook>,
     pub(crate) writer: Arc<ChangelogWriter>,
     pub(crate) interval: Duration,
-    /// Whether the service is caught up: silences are claimed only then.
+    /// Whether the service is ready and has read every message (lag 0, not only within
+    /// `ready_max_lag`): silences are claimed only then.
     pub(crate) ready: CheckReady,
 }
 

@@ -257,6 +257,16 @@ pub async fn start(
         clock.clone(),
         config.ready_max_lag,
         issue_book.clone(),
+        topic_status.clone(),
+    );
+    // Silence is claimed only with nothing left to read: within `ready_max_lag`, the unread
+    // messages may be the silent integration's next events.
+    let caught_up = readiness_check(
+        store.clone(),
+        progress.clone(),
+        clock.clone(),
+        0,
+        issue_book.clone(),
         topic_status,
     );
     let alert_book = Arc::new(AlertBook::default());
@@ -272,7 +282,7 @@ pub async fn start(
         book: alert_book.clone(),
         writer: Arc::new(ChangelogWriter::new(&kafka_client, &config.alerts_topic())?),
         interval: Duration::from_millis(config.alert_interval_ms),
-        ready: check_ready.clone(),
+        ready: caught_up,
     };
     tasks.spawn(alerts::evaluate_periodically(evaluator, shutdown.clone()));
     let notifier = wiring::start_notifier(
