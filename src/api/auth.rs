@@ -94,6 +94,11 @@ impl Auth {
         }
     }
 
+    /// Whether the caller's token is a replica's (`peer = true`); never with an open API.
+    pub(crate) fn is_peer(&self, metadata: &MetadataMap) -> bool {
+        matches!(self.caller_grant(metadata), Ok(Some(grant)) if grant.peer)
+    }
+
     /// Whether the caller, once authenticated, may read `tenant`: a filter for calls that
     /// list tenants rather than name one.
     #[allow(clippy::result_large_err)]

@@ -15,9 +15,10 @@ use tonic::Status;
 pub(crate) enum Caller {
     Grant([u8; 32]),
     Address(std::net::IpAddr),
-    /// Another replica, calling for its own callers, whose limits it applied: counted in the
-    /// total of watch streams, not against a per-caller cap (one per watched tenant).
-    Replica,
+    /// Another replica (a `peer = true` grant), calling for its own callers, whose limits it
+    /// applied: not rate-limited, and its watch streams (one per watched tenant) are capped per
+    /// peer address by `WatchLimits::per_peer` instead of `per_caller`.
+    Replica(Option<std::net::IpAddr>),
     Unknown,
 }
 
@@ -59,6 +60,8 @@ impl RateLimits {
 pub struct WatchLimits {
     pub total: usize,
     pub per_caller: usize,
+    /// Per replica that watches for its own callers (`max_watch_streams_per_peer`).
+    pub per_peer: usize,
 }
 
 /// Open watch streams, counted per caller; a permit is given back when its stream ends.
@@ -92,11 +95,14 @@ impl Watches {
                 self.limits.total
             )));
         }
+        let cap = match caller {
+            Caller::Replica(_) => self.limits.per_peer,
+            _ => self.limits.per_caller,
+        };
         let mine = per_caller.entry(caller.clone()).or_insert(0);
-        if *mine >= self.limits.per_caller && caller != Caller::Replica {
+        if *mine >= cap {
             return Err(Status::resource_exhausted(format!(
-                "this caller has {} watch streams open, the most allowed; close one first",
-                self.limits.per_caller
+                "this caller has {cap} watch streams open, the most allowed; close one first"
             )));
         }
         *mine += 1;
@@ -131,6 +137,7 @@ mod tests {
         let watches = Watches::new(WatchLimits {
             total: 3,
             per_caller: 2,
+            per_peer: 2,
         });
         let (a, b) = (Caller::Grant([1; 32]), Caller::Grant([2; 32]));
         let first = watches.open(a.clone()).expect("first");
@@ -140,6 +147,23 @@ mod tests {
         assert!(watches.open(b.clone()).is_err(), "in all");
         drop(first);
         assert!(watches.open(a).is_ok(), "given back");
+    }
+
+    #[test]
+    fn a_replicas_watches_are_capped_per_peer_address() {
+        let watches = Watches::new(WatchLimits {
+            total: 10,
+            per_caller: 1,
+            per_peer: 3,
+        });
+        let peer = |last| Caller::Replica(Some(std::net::IpAddr::from([10, 0, 0, last])));
+        let held: Vec<_> = (0..3)
+            .map(|_| watches.open(peer(1)).expect("within the peer cap"))
+            .collect();
+        assert!(watches.open(peer(1)).is_err(), "per peer");
+        assert!(watches.open(peer(2)).is_ok(), "another peer");
+        drop(held);
+        assert!(watches.open(peer(1)).is_ok(), "given back");
     }
 
     #[test]

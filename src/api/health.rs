@@ -7,7 +7,6 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::convert::{bounded, non_empty, optional_range, type_from_wire, types_from_wire};
-use super::coverage::FORWARDED;
 use super::service::ApiClient;
 use super::watch::{watch_interval, Counting, WatchStream, Watched};
 use super::IntegrationHealthApi;
@@ -74,7 +73,7 @@ impl IntegrationHealthApi {
             let caller = self.tenant(&request, &req.tenant_id)?;
             // A replica's feed asks for this replica's partitions alone; anyone else reads the
             // tenant's shared feed.
-            let counting = match request.metadata().contains_key(FORWARDED) {
+            let counting = match self.forwarded_by_replica(request.metadata()) {
                 true => Counting::Here(self.engine.clone(), req.tenant_id.clone()),
                 false => Counting::Shared(self.feeds().subscribe(&req.tenant_id)),
             };

@@ -14,13 +14,15 @@ use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 
 use super::auth::{Access, SharedAuth};
+use super::service::validate_tenant;
 use super::status::status_response;
 use crate::clock::SharedClock;
 use crate::ingest::IngestProgress;
 use crate::proto;
 use crate::proto::integration_health_peer_server::IntegrationHealthPeer;
 use crate::query::{
-    decode_parts, encode_parts, Answer, Part, PartsError, QueryEngine, TimeRange, PARTS_VERSION,
+    decode_parts, encode_parts, Answer, Part, PartsError, QueryEngine, TimeRange,
+    MAX_PARTS_PER_QUERY, PARTS_VERSION,
 };
 use crate::store::Store;
 
@@ -37,6 +39,14 @@ pub(crate) struct PeerApi {
 }
 
 impl PeerApi {
+    /// One of the public API's query slots, waited for at most `queue_wait`.
+    async fn query_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Status> {
+        tokio::time::timeout(self.queue_wait, self.slots.acquire())
+            .await
+            .map_err(|_| Status::resource_exhausted("the service is busy; retry shortly"))?
+            .map_err(|_| Status::unavailable("the service is stopping"))
+    }
+
     /// The tenant's answers to `parts` over the asked partitions this replica holds, with
     /// which those are and their losses.
     fn answer_parts(
@@ -84,12 +94,16 @@ impl IntegrationHealthPeer for PeerApi {
                 req.version
             )));
         }
+        validate_tenant(&req.tenant_id)?;
         let parts: Vec<Part> =
             decode_parts(&req.parts).map_err(|err| Status::invalid_argument(err.to_string()))?;
-        let _slot = tokio::time::timeout(self.queue_wait, self.slots.acquire())
-            .await
-            .map_err(|_| Status::resource_exhausted("the service is busy; retry shortly"))?
-            .map_err(|_| Status::unavailable("the service is stopping"))?;
+        if parts.len() > MAX_PARTS_PER_QUERY {
+            return Err(Status::invalid_argument(format!(
+                "{} parts asked; a query plans at most {MAX_PARTS_PER_QUERY}",
+                parts.len()
+            )));
+        }
+        let _slot = self.query_slot().await?;
         let store = self.store.clone();
         let clock = self.clock.clone();
         let answer =
@@ -122,6 +136,7 @@ impl IntegrationHealthPeer for PeerApi {
             .map_err(|err| Status::invalid_argument(err.to_string()))?;
         let wanted: HashSet<i32> = req.partitions.into_iter().collect();
         let engine = QueryEngine::new(self.store.clone(), self.clock.clone());
+        let _slot = self.query_slot().await?;
         let partitions = tokio::task::spawn_blocking(move || {
             engine
                 .tenants_by_partition(range, Some(&wanted))

@@ -115,6 +115,7 @@ impl Default for ApiLimits {
             watches: WatchLimits {
                 total: 1_000,
                 per_caller: 50,
+                per_peer: 1_000,
             },
         }
     }
@@ -231,55 +232,62 @@ impl IntegrationHealthApi {
     }
 
     /// Authenticates the caller, checks its right to `access`, and applies its rate limit.
-    /// Returns who the caller is, for the watch limits. A call another replica forwarded with
-    /// an operator grant (the replicas' peer token) was checked and limited there, for the
-    /// caller it came from, so it is not limited again here.
+    /// Returns who the caller is, for the watch limits. A call another replica forwarded (with
+    /// its `peer = true` token) was checked and limited there, for the caller it came from, so
+    /// it is not limited again here.
     pub(super) fn caller<T>(
         &self,
         request: &Request<T>,
         access: Access<'_>,
     ) -> Result<Caller, Status> {
         let auth = self.auth.current();
+        let address = request.remote_addr().map(|addr| addr.ip());
         let caller = match auth.check(request.metadata(), access)? {
-            _ if Self::forwarded_by_replica(request, &auth) => Caller::Replica,
+            _ if self.forwarded_by_replica(request.metadata()) => Caller::Replica(address),
             Some(digest) => Caller::Grant(digest),
-            None => request
-                .remote_addr()
-                .map_or(Caller::Unknown, |addr| Caller::Address(addr.ip())),
+            None => address.map_or(Caller::Unknown, Caller::Address),
         };
-        if let (Some(rate), false) = (&self.rate, caller == Caller::Replica) {
+        if let (Some(rate), false) = (&self.rate, matches!(caller, Caller::Replica(_))) {
             rate.check(&caller)?;
         }
         Ok(caller)
     }
 
-    fn forwarded_by_replica<T>(request: &Request<T>, auth: &super::auth::Auth) -> bool {
-        let metadata = request.metadata();
-        let forwarded = metadata.contains_key(FORWARDED);
-        let replica = forwarded && auth.check(metadata, Access::Operator).is_ok();
-        if replica {
-            let asker = metadata.get(ON_BEHALF_OF).and_then(|v| v.to_str().ok());
-            tracing::debug!(
-                on_behalf_of = asker.unwrap_or(""),
-                "a call forwarded by a replica"
-            );
+    /// Whether another replica forwarded the call: it says so (`ih-forwarded`) and its token
+    /// is a `peer = true` grant. From any other caller the forwarding headers are ignored, so
+    /// a client cannot skip its limits or force the slower path by setting them.
+    pub(super) fn forwarded_by_replica(&self, metadata: &MetadataMap) -> bool {
+        if !metadata.contains_key(FORWARDED) {
+            return false;
         }
-        replica
+        if !self.auth.current().is_peer(metadata) {
+            static IGNORED: std::sync::Once = std::sync::Once::new();
+            IGNORED.call_once(|| {
+                tracing::debug!("ih-forwarded from a caller without a peer grant is ignored")
+            });
+            return false;
+        }
+        let asker = metadata.get(ON_BEHALF_OF).and_then(|v| v.to_str().ok());
+        tracing::debug!(
+            on_behalf_of = asker.unwrap_or(""),
+            "a call forwarded by a replica"
+        );
+        true
     }
 
     /// The replica to forward a tenant call to, if another one owns the tenant. A call that was
     /// forwarded already is answered where it lands: one hop at most.
     pub(super) fn forward_to<T>(&self, request: &Request<T>, tenant_id: &str) -> Option<Owner> {
-        if request.metadata().contains_key(FORWARDED) {
+        if self.forwarded_by_replica(request.metadata()) {
             return None;
         }
         let (addr, partition) = self.cluster.as_ref()?.forward_target(tenant_id)?;
         Some(Owner { addr, partition })
     }
 
-    /// Sends the call, as it came (the caller's token, deadline and partial-answer choice), to
-    /// `owner` and returns its answer as is. The owner checks the caller's token itself, so its
-    /// rate limits and watch caps apply to the caller.
+    /// Sends the call to `owner` with the replicas' peer token and the caller's deadline and
+    /// partial-answer choice, and returns its answer as is. The caller's right to the tenant
+    /// and its rate limit were checked here, so the owner, seeing a replica, checks neither.
     pub(super) async fn forward<Req, Resp, F, Fut>(
         &self,
         owner: &Owner,
@@ -301,18 +309,14 @@ impl IntegrationHealthApi {
             .ok_or_else(|| owner.failed(&Status::unavailable("its address is not valid")))?;
         let incoming = request.metadata().clone();
         let on_behalf_of = self.caller_name(&request);
-        // The replicas' own token when they have one (the owner then leaves the caller's limits
-        // to this replica, which applied them); the caller's otherwise.
+        // With the replicas' peer token: the owner leaves the caller's limits to this replica,
+        // which applied them.
         let message = request.into_inner();
         let sent = message.encoded_len();
         let mut outgoing = cluster.peer_request(message);
-        let carried: &[&str] = match outgoing.metadata().contains_key("authorization") {
-            true => &[ALLOW_PARTIAL, "grpc-timeout"],
-            false => &["authorization", ALLOW_PARTIAL, "grpc-timeout"],
-        };
-        for header in carried {
-            if let Some(value) = incoming.get(*header) {
-                outgoing.metadata_mut().insert(*header, value.clone());
+        for header in [ALLOW_PARTIAL, "grpc-timeout"] {
+            if let Some(value) = incoming.get(header) {
+                outgoing.metadata_mut().insert(header, value.clone());
             }
         }
         let marks = outgoing.metadata_mut();
@@ -485,7 +489,7 @@ impl IntegrationHealthApi {
     }
 }
 
-fn validate_tenant(tenant_id: &str) -> Result<(), Status> {
+pub(super) fn validate_tenant(tenant_id: &str) -> Result<(), Status> {
     let valid_chars = tenant_id.chars().all(is_tenant_char);
     if tenant_id.is_empty() || tenant_id.len() > MAX_TENANT_ID_CHARS || !valid_chars {
         return Err(Status::invalid_argument(

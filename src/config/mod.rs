@@ -132,6 +132,9 @@ pub struct Config {
     /// How long a client may take to send a request's headers.
     pub header_read_timeout_ms: u64,
     pub max_watch_streams_per_token: usize,
+    /// Watch streams one replica (a `peer = true` caller, keyed by its address) holds for its
+    /// own callers, one per watched tenant; default `max_watch_streams`.
+    pub max_watch_streams_per_peer: Option<usize>,
     /// Calls per second per token (per peer address with an open API); 0 means no limit.
     pub rate_limit_per_token: u32,
     /// How long a tenant's hour buckets are kept (`retention_days` is read as this).
@@ -244,6 +247,7 @@ impl Default for Config {
             max_grpc_connections: 1_024,
             header_read_timeout_ms: 10_000,
             max_watch_streams_per_token: 50,
+            max_watch_streams_per_peer: None,
             rate_limit_per_token: 0,
             hour_retention_days: 62,
             detail_hour_retention_days: None,
@@ -509,10 +513,14 @@ impl Config {
                 "max_http_connections, max_grpc_connections and header_read_timeout_ms must be at least 1",
             ));
         }
-        if self.max_watch_streams == 0 || self.max_watch_streams_per_token == 0 {
+        if self.max_watch_streams == 0
+            || self.max_watch_streams_per_token == 0
+            || self.max_watch_streams_per_peer == Some(0)
+        {
             return Err(invalid(
                 "max_watch_streams",
-                "max_watch_streams and max_watch_streams_per_token must be at least 1",
+                "max_watch_streams, max_watch_streams_per_token and max_watch_streams_per_peer \
+                 must be at least 1",
             ));
         }
         if self.request_timeout_ms == 0 || self.max_streams_per_connection == 0 {
@@ -534,7 +542,8 @@ impl Config {
         if self.state_url.is_some() && self.state_dir.is_some() {
             return Err(invalid("state_url", "replaces state_dir; set only one"));
         }
-        self.grants()?;
+        let grants = self.grants()?;
+        self.check_peer_grant(&grants)?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(invalid("tls_cert", "and tls_key must be set together"));
         }
@@ -550,6 +559,40 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// Replicas take calls forwarded by one another only from a `peer = true` grant, so a
+    /// replica needs a `peer_token` that the grants name so; never an open API.
+    fn check_peer_grant(&self, grants: &[tokens::CheckedGrant]) -> Result<(), ConfigError> {
+        if self.advertise_addr.is_none() {
+            return Ok(());
+        }
+        let Some(token) = &self.peer_token else {
+            return Err(invalid(
+                "peer_token",
+                "replicas (advertise_addr) need a peer_token, and a tokens_file granting it \
+                 with peer = true: with an open API no call can be told to come from a replica",
+            ));
+        };
+        let digest = sha256(token.expose());
+        let granted = grants.iter().find(|g| g.digest == digest);
+        if granted.is_some_and(|g| g.peer) {
+            return Ok(());
+        }
+        let found = match granted {
+            Some(_) => "its grant lacks peer = true",
+            None => "no grant names it",
+        };
+        Err(invalid(
+            "peer_token",
+            format!(
+                "must be granted as a replica's token, and {found}; add to the tokens file:\n\
+                 [[tokens]]\ntoken_sha256 = \"{}\"\ntenants = [\"*\"]\npeer = true",
+                hex::encode(digest)
+            ),
+        ))
     }
 }
 

@@ -32,6 +32,11 @@ pub struct TokenGrant {
     /// it may read.
     #[serde(default)]
     pub alerts_admin: bool,
+    /// A replica's token (`peer_token`): the only grant whose calls are taken as forwarded by
+    /// a replica (`ih-forwarded`, `ih-on-behalf-of`). It carries the operator rights that the
+    /// replicas' calls to each other need, and must cover every tenant.
+    #[serde(default)]
+    pub peer: bool,
 }
 
 /// Never shows the token.
@@ -42,6 +47,9 @@ impl std::fmt::Debug for TokenGrant {
             .field("token_sha256", &self.token_sha256)
             .field("tenants", &self.tenants)
             .field("operator", &self.operator)
+            .field("write", &self.write)
+            .field("alerts_admin", &self.alerts_admin)
+            .field("peer", &self.peer)
             .finish()
     }
 }
@@ -55,6 +63,8 @@ pub struct CheckedGrant {
     pub(crate) operator: bool,
     pub(crate) write: bool,
     pub(crate) alerts_admin: bool,
+    /// Another replica: its forwarding headers are honoured.
+    pub(crate) peer: bool,
 }
 
 pub fn sha256(token: &str) -> [u8; 32] {
@@ -100,20 +110,24 @@ impl TokenGrant {
         let all_tenants = self.tenants.iter().any(|t| t == "*");
         // Operator calls span tenants (alerts of all, peer calls, tenant lists, ingest status);
         // a scoped operator grant would read past its tenants there, so it is not accepted.
-        if self.operator && !all_tenants {
+        if (self.operator || self.peer) && !all_tenants {
+            let kind = if self.peer { "a peer" } else { "an operator" };
             return Err(invalid(
                 "tokens",
-                "an operator grant must cover every tenant (tenants = [\"*\"]): operator calls \
-                 span tenants",
+                format!(
+                    "{kind} grant must cover every tenant (tenants = [\"*\"]): operator and \
+                     replica calls span tenants"
+                ),
             ));
         }
         if all_tenants {
             return Ok(CheckedGrant {
                 digest,
                 tenants: None,
-                operator: self.operator,
+                operator: self.operator || self.peer,
                 write: self.write,
                 alerts_admin: self.alerts_admin,
+                peer: self.peer,
             });
         }
         if let Some(bad) = self.tenants.iter().find(|t| !valid_tenant(t)) {
@@ -131,6 +145,7 @@ impl TokenGrant {
             operator: self.operator,
             write: self.write,
             alerts_admin: self.alerts_admin,
+            peer: false,
         })
     }
 }

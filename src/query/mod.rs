@@ -38,7 +38,8 @@ pub(crate) use integrations::{
 };
 pub use integrations::{IntegrationOrder, ListIntegrationsRequest};
 pub(crate) use parts::{
-    decode as decode_parts, encode as encode_parts, Answer, Part, PartsError, Remote, PARTS_VERSION,
+    decode as decode_parts, encode as encode_parts, Answer, Part, PartsError, Remote,
+    MAX_PARTS_PER_QUERY, PARTS_VERSION,
 };
 pub(crate) use tenants::merge_tenants;
 pub use types::*;

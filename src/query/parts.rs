@@ -31,6 +31,10 @@ use crate::store::{SeriesRead, TypeCounts};
 /// exchange parts (the asker reports those partitions as not answered).
 pub(crate) const PARTS_VERSION: u32 = 3;
 
+/// The most parts one query plans (checked for every query by the property test below); a
+/// replica refuses a request for more.
+pub(crate) const MAX_PARTS_PER_QUERY: usize = 16;
+
 /// The largest encoded list of parts or answers a replica decodes.
 const MAX_ENCODED_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -400,8 +404,13 @@ mod tests {
     ) -> Result<T, QueryError> {
         let planning = Arc::new(Remote::planning());
         let _ = work(&mine.with_remote(planning.clone()));
-        let answered = planning
-            .planned()
+        let planned = planning.planned();
+        assert!(
+            planned.len() <= MAX_PARTS_PER_QUERY,
+            "a query planned {} parts: {planned:?}",
+            planned.len()
+        );
+        let answered = planned
             .into_iter()
             .map(|part| {
                 // Through the wire format, as between replicas.

@@ -178,6 +178,9 @@ pub(super) fn api_limits(config: &Config) -> ApiLimits {
         watches: api::WatchLimits {
             total: config.max_watch_streams,
             per_caller: config.max_watch_streams_per_token,
+            per_peer: config
+                .max_watch_streams_per_peer
+                .unwrap_or(config.max_watch_streams),
         },
     }
 }

@@ -6,12 +6,16 @@
 mod fuzz;
 mod generator;
 mod mock_cluster;
+mod parts;
 mod process;
 mod tansu;
+mod tokens;
 
 pub use fuzz::{fuzz_decode, fuzz_page_token};
 pub use generator::{generate_file, generate_lines, GenSpec};
 pub use mock_cluster::EmbeddedKafka;
+pub use parts::overview_parts;
 pub use process::die_with_parent;
 pub use tansu::TANSU_VERSION;
 pub use tansu::{find_tansu, Tansu, TansuError};
+pub use tokens::replica_tokens_toml;

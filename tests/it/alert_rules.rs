@@ -13,8 +13,6 @@ use common::*;
 use integration_health::clock::ManualClock;
 use integration_health::config::{Config, TokenGrant};
 use integration_health::proto;
-use integration_health::proto::integration_health_client::IntegrationHealthClient;
-use tonic::transport::Channel;
 use tonic::{Code, Request};
 
 const TOPIC: &str = "rule-events";
@@ -65,7 +63,7 @@ fn threshold(scope: proto::AlertRuleScope, rate: f64) -> proto::PutAlertRuleRequ
 }
 
 async fn put(
-    api: &IntegrationHealthClient<Channel>,
+    api: &Api,
     rule: proto::PutAlertRuleRequest,
     token: &str,
 ) -> Result<proto::AlertRuleSpec, Code> {
@@ -77,10 +75,7 @@ async fn put(
 }
 
 /// The integrations with a firing failure-rate alert, once `want` holds.
-async fn firing(
-    api: &IntegrationHealthClient<Channel>,
-    want: impl Fn(&[String]) -> bool,
-) -> Vec<String> {
+async fn firing(api: &Api, want: impl Fn(&[String]) -> bool) -> Vec<String> {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let request = proto::ListAlertsRequest {

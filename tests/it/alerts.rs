@@ -14,9 +14,7 @@ use integration_health::catalog;
 use integration_health::clock::ManualClock;
 use integration_health::event::IntegrationType;
 use integration_health::proto;
-use integration_health::proto::integration_health_client::IntegrationHealthClient;
 use serde_json::{json, Value};
-use tonic::transport::Channel;
 
 const TOPIC: &str = "alert-events";
 const MINUTE: i64 = 60_000;
@@ -69,7 +67,7 @@ async fn started(
 
 /// The tenant's alerts of `rule`, once `count` of them are listed (firing or resolved).
 pub(crate) async fn alerts_of(
-    api: &IntegrationHealthClient<Channel>,
+    api: &Api,
     rule: proto::AlertRule,
     want: impl Fn(&[proto::Alert]) -> bool,
 ) -> Vec<proto::Alert> {

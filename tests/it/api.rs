@@ -627,6 +627,7 @@ async fn watch_streams_are_capped_per_token_and_in_all() {
         watches: integration_health::api::WatchLimits {
             total: 3,
             per_caller: 2,
+            per_peer: 3,
         },
         ..Default::default()
     };

@@ -9,9 +9,8 @@ use common::harness::TestService;
 use common::*;
 use integration_health::api::convert::ms_to_timestamp;
 use integration_health::clock::ManualClock;
-use integration_health::proto::{self, integration_health_client::IntegrationHealthClient};
+use integration_health::proto::{self};
 use serde_json::json;
-use tonic::transport::Channel;
 
 const TOPIC: &str = "clocked";
 const MINUTE: i64 = 60_000;
@@ -29,11 +28,7 @@ fn failure(id: &str, at: i64, code: u16) -> Message {
 }
 
 /// Failed outbound webhooks in `[start, end)` and the span the service says it counted.
-async fn failed_in(
-    api: &mut IntegrationHealthClient<Channel>,
-    start: i64,
-    end: i64,
-) -> (u64, i64, i64) {
+async fn failed_in(api: &mut Api, start: i64, end: i64) -> (u64, i64, i64) {
     let answer = api
         .get_overview(proto::GetOverviewRequest {
             allow_partial: false,

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use common::*;
 use integration_health::clock::{Clock, SystemClock};
-use integration_health::proto;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -135,13 +134,11 @@ async fn sigkill_at_random_moments_neither_loses_nor_doubles_an_event() {
     drop(kafka);
 }
 
-async fn client_if_up(
-    port: u16,
-) -> Option<proto::integration_health_client::IntegrationHealthClient<tonic::transport::Channel>> {
+async fn client_if_up(port: u16) -> Option<Api> {
     let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
         .ok()?
         .connect()
         .await
         .ok()?;
-    Some(proto::integration_health_client::IntegrationHealthClient::new(channel))
+    Some(common::api_over(channel, None))
 }

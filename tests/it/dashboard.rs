@@ -15,10 +15,8 @@ use common::*;
 use integration_health::clock::ManualClock;
 use integration_health::config::TokenGrant;
 use integration_health::proto;
-use integration_health::proto::integration_health_client::IntegrationHealthClient;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tonic::transport::Channel;
 use tonic::Request;
 
 const TOPIC: &str = "dashboard-events";
@@ -62,8 +60,6 @@ fn browser_driver() -> PathBuf {
     }
     python
 }
-
-type Api = IntegrationHealthClient<Channel>;
 
 fn authorized<T>(message: T) -> Request<T> {
     let mut request = Request::new(message);

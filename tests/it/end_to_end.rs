@@ -18,8 +18,7 @@ use integration_health::event::IntegrationType;
 use integration_health::ingest::{
     HEADER_REASON, HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION, HEADER_SOURCE_TOPIC,
 };
-use integration_health::proto::{self, integration_health_client::IntegrationHealthClient};
-use tonic::transport::Channel;
+use integration_health::proto::{self};
 
 const TOPIC: &str = "outcomes";
 const DLQ: &str = "outcomes.dlq";
@@ -100,7 +99,7 @@ fn run() -> &'static Run {
     })
 }
 
-async fn api() -> IntegrationHealthClient<Channel> {
+async fn api() -> Api {
     client(run().grpc).await
 }
 
@@ -163,7 +162,7 @@ async fn metrics_match_the_recount() {
     check_metrics(run().http, &run().truth).await;
 }
 
-async fn check_status(api: &mut IntegrationHealthClient<Channel>, truth: &Truth) {
+async fn check_status(api: &mut Api, truth: &Truth) {
     let s = ingest_status(api).await;
     assert_eq!(s.accepted, truth.accepted());
     assert_eq!(s.duplicates, truth.duplicates);
@@ -179,7 +178,7 @@ async fn check_status(api: &mut IntegrationHealthClient<Channel>, truth: &Truth)
     }
 }
 
-async fn check_overview(api: &mut IntegrationHealthClient<Channel>, truth: &Truth, tenant: &str) {
+async fn check_overview(api: &mut Api, truth: &Truth, tenant: &str) {
     // Default range: the last 30 days, served from hour buckets.
     let o = api
         .get_overview(proto::GetOverviewRequest {
@@ -239,7 +238,7 @@ fn percent(current: u64, previous: u64) -> Option<f64> {
     (previous > 0).then(|| (current as f64 - previous as f64) / previous as f64 * 100.0)
 }
 
-async fn check_change(api: &mut IntegrationHealthClient<Channel>, truth: &Truth, tenant: &str) {
+async fn check_change(api: &mut Api, truth: &Truth, tenant: &str) {
     for (period, width) in [(DAY, 60_000), (7 * DAY, HOUR)] {
         let c = api
             .get_percentage_change(proto::GetPercentageChangeRequest {
@@ -287,7 +286,7 @@ async fn check_change(api: &mut IntegrationHealthClient<Channel>, truth: &Truth,
         .all(|t| t.failed_change_percent.is_none() && t.succeeded_change_percent.is_none()));
 }
 
-async fn check_errors(api: &mut IntegrationHealthClient<Channel>, truth: &Truth, tenant: &str) {
+async fn check_errors(api: &mut Api, truth: &Truth, tenant: &str) {
     let e = api
         .get_error_breakdown(proto::GetErrorBreakdownRequest {
             tenant_id: tenant.into(),
@@ -313,7 +312,7 @@ async fn check_errors(api: &mut IntegrationHealthClient<Channel>, truth: &Truth,
     assert_eq!(unknown.name, "Other error");
 }
 
-async fn check_trends(api: &mut IntegrationHealthClient<Channel>, truth: &Truth, tenant: &str) {
+async fn check_trends(api: &mut Api, truth: &Truth, tenant: &str) {
     for zone in ["Europe/Berlin", "America/New_York", "UTC"] {
         let tz: chrono_tz::Tz = zone.parse().expect("zone");
         let t = api
@@ -390,11 +389,7 @@ async fn check_trends(api: &mut IntegrationHealthClient<Channel>, truth: &Truth,
     }
 }
 
-async fn check_failures_and_details(
-    api: &mut IntegrationHealthClient<Channel>,
-    truth: &Truth,
-    tenant: &str,
-) {
+async fn check_failures_and_details(api: &mut Api, truth: &Truth, tenant: &str) {
     let (rows, effective, total_groups) = all_failures(api, tenant, 7).await;
     let expected = truth.groups(tenant, effective.0, effective.1);
     assert_eq!(
@@ -496,7 +491,7 @@ async fn check_failures_and_details(
     }
 }
 
-async fn check_catalog(api: &mut IntegrationHealthClient<Channel>) {
+async fn check_catalog(api: &mut Api) {
     let c = api
         .list_common_errors(proto::ListCommonErrorsRequest::default())
         .await

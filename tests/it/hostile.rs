@@ -59,11 +59,7 @@ async fn service(bootstrap: &str, state: &Path) -> TestService {
     TestService::start_at(&config, NOW).await
 }
 
-async fn snapshot_settled(
-    api: &mut integration_health::proto::integration_health_client::IntegrationHealthClient<
-        tonic::transport::Channel,
-    >,
-) {
+async fn snapshot_settled(api: &mut Api) {
     let api = api.clone();
     wait_until(
         "snapshot at the last offset",

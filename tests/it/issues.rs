@@ -13,7 +13,6 @@ use integration_health::api::convert::ms_to_timestamp;
 use integration_health::clock::ManualClock;
 use integration_health::config::{Config, TokenGrant};
 use integration_health::proto;
-use integration_health::proto::integration_health_client::IntegrationHealthClient;
 use serde_json::json;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
@@ -56,7 +55,7 @@ fn failure(id: &str, at: i64) -> Message {
 }
 
 /// The only issue of the tenant, once the instance has `events` applied and is ready.
-async fn the_issue(api: &IntegrationHealthClient<Channel>) -> proto::FailureGroup {
+async fn the_issue(api: &Api) -> proto::FailureGroup {
     let mut api = api.clone();
     let listed = api
         .list_issues(authorized(
@@ -79,7 +78,7 @@ fn state_of(group: &proto::FailureGroup) -> proto::IssueState {
 }
 
 async fn act(
-    api: &IntegrationHealthClient<Channel>,
+    api: &Api,
     failure_id: &str,
     action: proto::IssueAction,
     snooze_until: Option<i64>,
@@ -314,7 +313,7 @@ async fn an_action_survives_sigkill_of_the_instance_that_took_it() {
 }
 
 /// A client once the binary answers gRPC and `/readyz` (the issues topic read).
-async fn wait_serving(grpc: u16, http: u16) -> IntegrationHealthClient<Channel> {
+async fn wait_serving(grpc: u16, http: u16) -> Api {
     let http_addr: std::net::SocketAddr = format!("127.0.0.1:{http}").parse().expect("addr");
     wait_until(
         "the binary is ready",
@@ -330,11 +329,11 @@ async fn wait_serving(grpc: u16, http: u16) -> IntegrationHealthClient<Channel> 
         .connect()
         .await
         .expect("gRPC up");
-    IntegrationHealthClient::new(channel)
+    api_over(channel, None)
 }
 
 /// The tenant's one issue, once both failures are counted.
-async fn issue_once_applied(api: &IntegrationHealthClient<Channel>) -> proto::FailureGroup {
+async fn issue_once_applied(api: &Api) -> proto::FailureGroup {
     wait_until("both failures applied", Duration::from_secs(60), || {
         let mut api = api.clone();
         async move {

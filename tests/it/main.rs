@@ -24,6 +24,7 @@ mod notify;
 mod object_storage;
 mod operations;
 mod otlp;
+mod peers;
 mod recovery;
 mod replicas;
 mod security;

@@ -78,7 +78,8 @@ fn replica(bootstrap: &str, s3_port: u16, grpc_port: u16, log: &Path) -> Process
     let flags = format!(
         "--brokers {bootstrap} --topic {TOPIC} --group bucketed --grpc-addr 127.0.0.1:{grpc_port} \
          --http-addr 127.0.0.1:0 --snapshot-interval-ms 300 --state-url s3://{BUCKET}/snapshots \
-         --advertise-addr 127.0.0.1:{grpc_port}"
+         --advertise-addr 127.0.0.1:{grpc_port} --tokens-file {}",
+        replica_tokens_file(log.parent().expect("the log's folder")).display()
     );
     let args: Vec<String> = flags.split_whitespace().map(str::to_owned).collect();
     let env = [
@@ -87,16 +88,12 @@ fn replica(bootstrap: &str, s3_port: u16, grpc_port: u16, log: &Path) -> Process
         ("AWS_ACCESS_KEY_ID", "test".to_owned()),
         ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
         ("AWS_REGION", "us-east-1".to_owned()),
+        ("IH_PEER_TOKEN", PEER_TOKEN.to_owned()),
     ];
     serve_binary(&args, &env, log)
 }
 
-async fn wait_up(
-    port: u16,
-    log: &Path,
-) -> integration_health::proto::integration_health_client::IntegrationHealthClient<
-    tonic::transport::Channel,
-> {
+async fn wait_up(port: u16, log: &Path) -> Api {
     let started = Instant::now();
     loop {
         let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
@@ -104,7 +101,7 @@ async fn wait_up(
             .connect()
             .await;
         if let Ok(channel) = channel {
-            return integration_health::proto::integration_health_client::IntegrationHealthClient::new(channel);
+            return api_over(channel, Some(READER_TOKEN));
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),
@@ -131,9 +128,7 @@ async fn all_owned_by(api: &Client, total: u64, owners: usize) {
     .await;
 }
 
-type Client = integration_health::proto::integration_health_client::IntegrationHealthClient<
-    tonic::transport::Channel,
->;
+type Client = Api;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_replicas_partitions_move_through_the_bucket_and_stay_exact() {

@@ -8,10 +8,8 @@ use std::time::Duration;
 
 use common::harness::TestService;
 use common::*;
-use integration_health::proto::integration_health_client::IntegrationHealthClient;
 use integration_health::testkit::EmbeddedKafka;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use tonic::transport::Channel;
 
 const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
 
@@ -23,7 +21,7 @@ async fn start(bootstrap: &str, topic: &str, group: &str, state_dir: &Path) -> T
 }
 
 /// Waits until every owned partition has a durable snapshot at its current offset.
-async fn wait_snapshotted(api: &mut IntegrationHealthClient<Channel>) {
+async fn wait_snapshotted(api: &mut Api) {
     wait_until("snapshots caught up", Duration::from_secs(30), || {
         let mut api = api.clone();
         async move {
@@ -274,9 +272,7 @@ fn kept_counts(events: &[(Vec<u8>, bool)], low: i64) -> (u64, u64) {
     (failed, kept.len() as u64 - failed)
 }
 
-async fn acme_overview(
-    api: &mut IntegrationHealthClient<Channel>,
-) -> integration_health::proto::GetOverviewResponse {
+async fn acme_overview(api: &mut Api) -> integration_health::proto::GetOverviewResponse {
     default_overview(api, "acme").await
 }
 

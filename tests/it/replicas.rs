@@ -25,17 +25,12 @@ async fn replica(bootstrap: &str) -> (TestService, String) {
     let addr = format!("127.0.0.1:{port}");
     let mut config = test_config(bootstrap, TOPIC, "replicas");
     config.grpc_addr = addr.parse().expect("addr");
-    config.advertise_addr = Some(addr.clone());
+    as_replica(&mut config, &addr);
     (TestService::start_at(&config, NOW).await, addr)
 }
 
 /// Waits until one replica reports every partition, each with an owner, all applied.
-async fn all_owned_and_applied(
-    api: &integration_health::proto::integration_health_client::IntegrationHealthClient<
-        tonic::transport::Channel,
-    >,
-    total: u64,
-) {
+async fn all_owned_and_applied(api: &Api, total: u64) {
     wait_for_status(
         api,
         "every partition owned and applied",
@@ -215,13 +210,13 @@ fn with_token<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.metadata_mut().insert(
         "authorization",
-        "Bearer replica-token".parse().expect("header"),
+        format!("Bearer {READER_TOKEN}").parse().expect("header"),
     );
     request
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_reach_each_other_over_mtls_with_an_operator_token() {
+async fn replicas_reach_each_other_over_mtls_with_a_peer_token() {
     let tansu = Tansu::start();
     tansu.create_topic(TOPIC, PARTITIONS).await;
     let bootstrap = tansu.bootstrap.clone();
@@ -236,21 +231,15 @@ async fn replicas_reach_each_other_over_mtls_with_an_operator_token() {
     for (path, pem) in paths.iter().zip([cert, key, ca.pem()]) {
         std::fs::write(path, pem).expect("pem");
     }
-    let operator = TokenGrant {
-        operator: true,
-        ..TokenGrant::plain("replica-token", &["*"])
-    };
     let mut replicas = Vec::new();
     for _ in 0..2 {
         let port = free_port();
         let mut config = test_config(&bootstrap, TOPIC, "secured-replicas");
         config.grpc_addr = format!("127.0.0.1:{port}").parse().expect("addr");
-        config.advertise_addr = Some(format!("localhost:{port}"));
+        as_replica(&mut config, &format!("localhost:{port}"));
         config.tls_cert = Some(paths[0].clone());
         config.tls_key = Some(paths[1].clone());
         config.tls_client_ca = Some(paths[2].clone());
-        config.tokens = vec![operator.clone()];
-        config.peer_token = Some(integration_health::config::Secret::new("replica-token"));
         replicas.push((TestService::start_at(&config, NOW).await, port));
     }
     let generated = generate(62, 1_000, NOW);
@@ -316,10 +305,7 @@ async fn replicas_reach_each_other_over_mtls_with_an_operator_token() {
 }
 
 /// The tenant picker's list, gathered from every partition's owner, against a recount.
-async fn assert_tenant_list_matches_truth(
-    api: &mut proto::integration_health_client::IntegrationHealthClient<tonic::transport::Channel>,
-    truth: &Truth,
-) {
+async fn assert_tenant_list_matches_truth(api: &mut Api, truth: &Truth) {
     let listed = api
         .list_tenants(proto::ListTenantsRequest::default())
         .await
@@ -341,16 +327,7 @@ async fn a_non_owner_forwards_a_tenants_calls_to_the_owner() {
     const INPUT: &str = "forwarded";
     let tansu = Tansu::start();
     tansu.create_topic(INPUT, 4).await;
-    let mut replicas = Vec::new();
-    for _ in 0..2 {
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
-        let mut config = test_config(&tansu.bootstrap, INPUT, "forwarders");
-        config.input_keyed_by_tenant = false;
-        config.grpc_addr = addr.parse().expect("addr");
-        config.advertise_addr = Some(addr);
-        replicas.push(TestService::start_at(&config, NOW).await);
-    }
+    let mut replicas = forwarding_replicas(&tansu.bootstrap, INPUT, |_| {}).await;
     // Both groups settle first, so no hand-over re-publishes a tail mid-test.
     for replica in &replicas {
         let addr = replica.service.http_addr;
@@ -392,26 +369,8 @@ async fn a_non_owner_forwards_a_tenants_calls_to_the_owner() {
         assert_matches_truth(&mut api, &generated.truth, &tenants).await;
     }
     // The non-owner's calls are answered by the owner: its call count moves, by one per call.
-    let partition = integration_health::cluster::tenant_partition("acme", 4);
-    let owns = |r: &TestService| {
-        r.service
-            .store
-            .partitions()
-            .iter()
-            .any(|(k, _)| k.partition == partition)
-    };
-    let (owner, other) = match owns(&replicas[0]) {
-        true => (&replicas[0], &replicas[1]),
-        false => (&replicas[1], &replicas[0]),
-    };
-    let overviews = |text: &str| {
-        metric_sum(
-            text,
-            "integration_health_grpc_requests_total",
-            &["rpc=\"GetOverview\""],
-        )
-    };
-    let before = overviews(&http_get(owner.service.http_addr, "/metrics").await.1);
+    let (owner, other) = owner_and_other(&replicas, "acme", 4);
+    let before = overviews(owner).await;
     let mut api = other.api.clone();
     for _ in 0..5 {
         api.get_overview(proto::GetOverviewRequest {
@@ -421,7 +380,7 @@ async fn a_non_owner_forwards_a_tenants_calls_to_the_owner() {
         .await
         .expect("overview through the non-owner");
     }
-    let after = overviews(&http_get(owner.service.http_addr, "/metrics").await.1);
+    let after = overviews(owner).await;
     assert_eq!(after - before, 5.0, "each call went to the owner once");
 
     // Twenty watchers of the tenant on the non-owner share one stream to the owner, and each
@@ -493,7 +452,8 @@ async fn a_non_owner_forwards_a_tenants_calls_to_the_owner() {
     // The owner stops: until the group hands its partition over, a call through the other
     // replica is UNAVAILABLE naming the partition (its owner did not answer, or it has none
     // since the owner gave it up); after, the other answers it exactly.
-    let owner_index = usize::from(!owns(&replicas[0]));
+    let partition = integration_health::cluster::tenant_partition("acme", 4);
+    let owner_index = usize::from(!std::ptr::eq(owner, &replicas[0]));
     let owner = replicas.remove(owner_index);
     let other = replicas.remove(0);
     owner.stop().await;
@@ -550,4 +510,125 @@ async fn a_non_owner_forwards_a_tenants_calls_to_the_owner() {
         );
     }
     other.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_call_is_answered_in_one_hop_and_limited_once() {
+    const INPUT: &str = "limited-once";
+    const RATE: u32 = 5;
+    let tansu = Tansu::start();
+    tansu.create_topic(INPUT, 4).await;
+    let replicas = forwarding_replicas(&tansu.bootstrap, INPUT, |config| {
+        config.rate_limit_per_token = RATE;
+        config
+            .tokens
+            .push(TokenGrant::plain("acme-reader", &["acme"]));
+    })
+    .await;
+    wait_until(
+        "both replicas own and announce",
+        Duration::from_secs(90),
+        || {
+            let apis: Vec<_> = replicas.iter().map(|r| r.api.clone()).collect();
+            async move {
+                for mut api in apis {
+                    let Ok(s) = api
+                        .get_ingest_status(proto::GetIngestStatusRequest {})
+                        .await
+                    else {
+                        return false;
+                    };
+                    let s = s.into_inner();
+                    let owned = s.partitions.iter().all(|p| !p.owner.is_empty());
+                    if s.partitions.len() != 4 || !owned {
+                        return false;
+                    }
+                }
+                true
+            }
+        },
+    )
+    .await;
+    let (owner, other) = owner_and_other(&replicas, "acme", 4);
+    // Every caller's bucket full again after the waiting above.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let before = overviews(owner).await;
+    // Two callers, each within its own limit at the non-owner: together twice what one may
+    // send, all of it reaching the owner under the replicas' one peer grant.
+    let overview = || proto::GetOverviewRequest {
+        tenant_id: "acme".into(),
+        ..Default::default()
+    };
+    let callers = [
+        other.api.clone(),
+        client_as(other.service.grpc_addr, "acme-reader").await,
+    ];
+    for mut api in callers {
+        for _ in 0..RATE {
+            api.get_overview(overview())
+                .await
+                .expect("forwarded and answered, not limited again at the owner");
+        }
+    }
+    let after = overviews(owner).await;
+    assert_eq!(
+        after - before,
+        f64::from(2 * RATE),
+        "each call reached the owner once"
+    );
+    // One more from the first caller is over its limit, at the replica it called.
+    let mut api = other.api.clone();
+    let over = api.get_overview(overview()).await.unwrap_err();
+    assert_eq!(over.code(), Code::ResourceExhausted, "{over:?}");
+}
+
+/// Of two replicas, the one that owns `tenant`'s partition (of `partitions`), and the other.
+fn owner_and_other<'a>(
+    replicas: &'a [TestService],
+    tenant: &str,
+    partitions: i32,
+) -> (&'a TestService, &'a TestService) {
+    let partition = integration_health::cluster::tenant_partition(tenant, partitions);
+    let owns = |r: &TestService| {
+        r.service
+            .store
+            .partitions()
+            .iter()
+            .any(|(k, _)| k.partition == partition)
+    };
+    match owns(&replicas[0]) {
+        true => (&replicas[0], &replicas[1]),
+        false => (&replicas[1], &replicas[0]),
+    }
+}
+
+/// The `GetOverview` calls `replica` has served, from its metrics.
+async fn overviews(replica: &TestService) -> f64 {
+    let text = http_get(replica.service.http_addr, "/metrics").await.1;
+    metric_sum(
+        &text,
+        "integration_health_grpc_requests_total",
+        &["rpc=\"GetOverview\""],
+    )
+}
+
+/// Two replicas reading `input` through the repartition stage, where a tenant has one owner
+/// to forward to, with `adjust` applied to each one's settings.
+async fn forwarding_replicas(
+    bootstrap: &str,
+    input: &str,
+    adjust: impl Fn(&mut integration_health::config::Config),
+) -> Vec<TestService> {
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut config = test_config(bootstrap, input, &format!("{input}-group"));
+        config.input_keyed_by_tenant = false;
+        config.grpc_addr = addr.parse().expect("addr");
+        as_replica(&mut config, &addr);
+        adjust(&mut config);
+        replicas.push(TestService::start_at(&config, NOW).await);
+    }
+    replicas
 }

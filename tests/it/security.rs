@@ -56,7 +56,7 @@ async fn tls_client(
     addr: std::net::SocketAddr,
     trust: &Authority,
     identity: Option<(String, String)>,
-) -> Result<IntegrationHealthClient<Channel>, tonic::transport::Error> {
+) -> Result<Api, tonic::transport::Error> {
     let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(trust.pem()))
         .domain_name("localhost");
@@ -68,12 +68,10 @@ async fn tls_client(
         .tls_config(tls)?
         .connect()
         .await?;
-    Ok(IntegrationHealthClient::new(channel))
+    Ok(api_over(channel, None))
 }
 
-async fn answers(
-    client: Result<IntegrationHealthClient<Channel>, tonic::transport::Error>,
-) -> bool {
+async fn answers(client: Result<Api, tonic::transport::Error>) -> bool {
     let Ok(mut client) = client else {
         return false;
     };
@@ -315,17 +313,6 @@ async fn the_query_client_speaks_mtls() {
     .await
     .expect("joined");
     assert!(succeeded(&output).contains("Service Unavailable"));
-}
-
-/// `config check` of the built binary on `settings`: (succeeded, stderr).
-fn config_check(settings: &Path) -> (bool, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_integration-health"))
-        .args(["config", "check", "--config"])
-        .arg(settings)
-        .output()
-        .expect("runs");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    (output.status.success(), stderr)
 }
 
 #[test]

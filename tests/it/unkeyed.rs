@@ -30,7 +30,7 @@ async fn retries_on_other_partitions_are_counted_once() {
     // As a replica: a tenant's questions then go to the one partition that holds it.
     let port = free_port();
     config.grpc_addr = format!("127.0.0.1:{port}").parse().expect("addr");
-    config.advertise_addr = Some(format!("127.0.0.1:{port}"));
+    as_replica(&mut config, &format!("127.0.0.1:{port}"));
     let running = TestService::start_at(&config, NOW).await;
 
     // Random keys: a tenant's events, and the two copies of a retried one, scatter.

@@ -29,6 +29,7 @@ use tonic::metadata::MetadataMap;
 use tonic::transport::server::TcpConnectInfo;
 use tonic::{Code, Status};
 
+use super::coverage::{FORWARDED, ON_BEHALF_OF};
 use super::IntegrationHealthApi;
 
 mod stream;
@@ -130,8 +131,12 @@ struct Call {
 
 impl Call {
     /// The request a gRPC client would have sent: the headers as metadata, the peer's address
-    /// for per-caller limits.
-    fn request<T>(self, message: T) -> tonic::Request<T> {
+    /// for per-caller limits. Replicas speak gRPC to each other, never Connect, so the
+    /// forwarding headers are dropped here whoever sent them.
+    fn request<T>(mut self, message: T) -> tonic::Request<T> {
+        for replicas_only in [FORWARDED, ON_BEHALF_OF] {
+            self.headers.remove(replicas_only);
+        }
         let mut extensions = tonic::Extensions::new();
         extensions.insert(TcpConnectInfo {
             local_addr: None,

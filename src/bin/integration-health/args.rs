@@ -135,7 +135,7 @@ pub struct ServeArgs {
     /// answers for every partition.
     #[arg(long, env = "IH_ADVERTISE_ADDR")]
     pub advertise_addr: Option<String>,
-    /// Token presented to the other replicas (an operator grant).
+    /// Token presented to the other replicas; the tokens file must grant it with peer = true.
     #[arg(long, env = "IH_PEER_TOKEN", hide_env_values = true)]
     pub peer_token: Option<String>,
     #[arg(long, env = "IH_GRPC_ADDR")]

@@ -10,7 +10,6 @@ use integration_health::config::{check_grants, Config, TokenGrant};
 use integration_health::event::{decode, DecodeLimits};
 use integration_health::ingest::IngestProgress;
 use integration_health::ops::{self, HttpState, Metrics, StateReading};
-use integration_health::proto::integration_health_client::IntegrationHealthClient;
 use integration_health::query::QueryEngine;
 use integration_health::server::{self, ApiParts, RunningService};
 use integration_health::store::{PartitionKey, Store, StoreLimits};
@@ -18,13 +17,13 @@ use integration_health::tls::ReloadingTls;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-use super::client;
+use super::{api_over, client, Api, READER_TOKEN};
 
 /// The whole service (ingest, API, HTTP) in this process.
 pub struct TestService {
     pub service: RunningService,
     pub stop: CancellationToken,
-    pub api: IntegrationHealthClient<Channel>,
+    pub api: Api,
 }
 
 impl TestService {
@@ -34,10 +33,16 @@ impl TestService {
             .await
             .expect("service starts");
         // Lazy, so a service that serves TLS only starts too; its tests make their own clients.
-        let api = IntegrationHealthClient::new(
+        // A replica's own client reads with the reader token `as_replica` granted.
+        let reads_with_token = config
+            .tokens
+            .iter()
+            .any(|g| g.token.as_deref() == Some(READER_TOKEN));
+        let api = api_over(
             Channel::from_shared(format!("http://{}", service.grpc_addr))
                 .expect("uri")
                 .connect_lazy(),
+            reads_with_token.then_some(READER_TOKEN),
         );
         TestService { service, stop, api }
     }
@@ -59,7 +64,7 @@ impl TestService {
 /// The gRPC API over a store that the test fills directly: no broker, no ingest threads.
 pub struct ApiOnly {
     pub store: Arc<Store>,
-    pub api: IntegrationHealthClient<Channel>,
+    pub api: Api,
     pub addr: std::net::SocketAddr,
     /// `/healthz`, `/readyz` and `/metrics`.
     pub http_addr: std::net::SocketAddr,
@@ -146,10 +151,11 @@ impl ApiOnly {
         let api = match tls {
             None => client(addr).await,
             // A lazy plaintext channel: TLS tests make their own clients.
-            Some(_) => IntegrationHealthClient::new(
+            Some(_) => api_over(
                 Channel::from_shared(format!("http://{addr}"))
                     .expect("uri")
                     .connect_lazy(),
+                None,
             ),
         };
         ApiOnly {

@@ -21,6 +21,7 @@ pub use integration_health::testkit::die_with_parent;
 use integration_health::testkit::EmbeddedKafka;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 pub const HOUR: i64 = 3_600_000;
@@ -94,8 +95,71 @@ pub async fn channel(addr: std::net::SocketAddr) -> Channel {
         .expect("grpc connects")
 }
 
-pub async fn client(addr: std::net::SocketAddr) -> IntegrationHealthClient<Channel> {
-    IntegrationHealthClient::new(channel(addr).await)
+pub async fn client(addr: std::net::SocketAddr) -> Api {
+    api_over(channel(addr).await, None)
+}
+
+/// A client that sends `authorization: Bearer <token>` with every call.
+pub async fn client_as(addr: std::net::SocketAddr, token: &str) -> Api {
+    api_over(channel(addr).await, Some(token))
+}
+
+/// The gRPC client the tests use: with a bearer token on every call, or none.
+pub type Api = IntegrationHealthClient<InterceptedService<Channel, Bearer>>;
+
+pub fn api_over(channel: Channel, token: Option<&str>) -> Api {
+    let header = token.map(|t| format!("Bearer {t}").parse().expect("a header value"));
+    IntegrationHealthClient::with_interceptor(channel, Bearer(header))
+}
+
+/// Adds the token, unless the request carries an `authorization` of its own.
+#[derive(Clone)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            if !request.metadata().contains_key("authorization") {
+                request
+                    .metadata_mut()
+                    .insert("authorization", value.clone());
+            }
+        }
+        Ok(request)
+    }
+}
+
+/// The token a replica presents to the others (`peer = true`), and the one the tests read with.
+pub const PEER_TOKEN: &str = "test-replica-peer-token";
+pub const READER_TOKEN: &str = "test-reader-token";
+
+/// A tokens file in `dir` with `as_replica`'s two grants, by digest, for replicas of the built
+/// binary (which take the peer token from `IH_PEER_TOKEN`).
+pub fn replica_tokens_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let text = integration_health::testkit::replica_tokens_toml(PEER_TOKEN, READER_TOKEN);
+    let path = dir.join("tokens.toml");
+    std::fs::write(&path, text).expect("tokens file");
+    path
+}
+
+/// Makes `config` a replica reachable at `addr`: its peer token granted as a replica's, and a
+/// reader's grant (every tenant, operator) for the test's own client, since replicas never
+/// serve an open API.
+pub fn as_replica(config: &mut integration_health::config::Config, addr: &str) {
+    use integration_health::config::{Secret, TokenGrant};
+    config.advertise_addr = Some(addr.to_owned());
+    config.peer_token = Some(Secret::new(PEER_TOKEN));
+    config.tokens.push(TokenGrant {
+        peer: true,
+        ..TokenGrant::plain(PEER_TOKEN, &["*"])
+    });
+    config.tokens.push(TokenGrant {
+        operator: true,
+        ..TokenGrant::plain(READER_TOKEN, &["*"])
+    });
 }
 
 /// The stdout of a finished command, after checking that it succeeded.
@@ -245,7 +309,7 @@ pub fn group_id(tenant: &str, row: &proto::FailureGroup) -> GroupId {
 }
 
 /// Waits until the instance has applied `total` messages with nothing left to consume.
-pub async fn wait_applied(api: &IntegrationHealthClient<Channel>, total: u64) {
+pub async fn wait_applied(api: &Api, total: u64) {
     wait_until("every message applied", Duration::from_secs(60), || {
         let mut api = api.clone();
         async move {
@@ -263,7 +327,7 @@ pub async fn wait_applied(api: &IntegrationHealthClient<Channel>, total: u64) {
 /// Every row of a tenant's failures table, page by page, with the effective range (start, end)
 /// and the `total_groups` the last page reported.
 pub async fn all_failures(
-    api: &mut IntegrationHealthClient<Channel>,
+    api: &mut Api,
     tenant: &str,
     page_size: u32,
 ) -> (Vec<proto::FailureGroup>, (i64, i64), u64) {
@@ -289,9 +353,7 @@ pub async fn all_failures(
     }
 }
 
-pub async fn ingest_status(
-    api: &mut IntegrationHealthClient<Channel>,
-) -> proto::GetIngestStatusResponse {
+pub async fn ingest_status(api: &mut Api) -> proto::GetIngestStatusResponse {
     api.get_ingest_status(proto::GetIngestStatusRequest {})
         .await
         .expect("status")
@@ -304,10 +366,7 @@ pub fn seen(status: &proto::GetIngestStatusResponse) -> u64 {
 }
 
 /// The overview over the default range, with every type.
-pub async fn default_overview(
-    api: &mut IntegrationHealthClient<Channel>,
-    tenant: &str,
-) -> proto::GetOverviewResponse {
+pub async fn default_overview(api: &mut Api, tenant: &str) -> proto::GetOverviewResponse {
     api.get_overview(proto::GetOverviewRequest {
         allow_partial: false,
         tenant_id: tenant.into(),
@@ -320,7 +379,7 @@ pub async fn default_overview(
 }
 
 /// Waits until the instances together have applied `total` messages and own every partition once.
-pub async fn wait_consumed(apis: &[IntegrationHealthClient<Channel>], total: u64, partitions: i32) {
+pub async fn wait_consumed(apis: &[Api], total: u64, partitions: i32) {
     wait_until("instances caught up", Duration::from_secs(90), || {
         let mut apis = apis.to_vec();
         async move {
@@ -373,10 +432,7 @@ pub fn serve_binary(args: &[String], env: &[(&str, String)], log: &std::path::Pa
 }
 
 /// The first page of a tenant's failures table, default range and order.
-pub async fn failures_page(
-    api: &mut IntegrationHealthClient<Channel>,
-    tenant: &str,
-) -> proto::ListFailuresResponse {
+pub async fn failures_page(api: &mut Api, tenant: &str) -> proto::ListFailuresResponse {
     api.list_failures(proto::ListFailuresRequest {
         allow_partial: false,
         tenant_id: tenant.into(),
@@ -389,7 +445,7 @@ pub async fn failures_page(
 
 /// Waits until `api`'s ingest status satisfies `ready` (a failed call counts as not yet).
 pub async fn wait_for_status(
-    api: &IntegrationHealthClient<Channel>,
+    api: &Api,
     what: &str,
     limit: Duration,
     ready: impl Fn(&proto::GetIngestStatusResponse) -> bool + Clone,
@@ -461,4 +517,15 @@ pub async fn http_request(
         headers,
         body: response[split + 4..].to_vec(),
     }
+}
+
+/// `config check` of the built binary on `settings`: (succeeded, stderr).
+pub fn config_check(settings: &std::path::Path) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_integration-health"))
+        .args(["config", "check", "--config"])
+        .arg(settings)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.success(), stderr)
 }

@@ -7,11 +7,9 @@ use chrono::TimeZone;
 use integration_health::api::convert::ms_to_timestamp;
 use integration_health::catalog;
 use integration_health::proto;
-use integration_health::proto::integration_health_client::IntegrationHealthClient;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use tonic::transport::Channel;
 
 use super::*;
 
@@ -409,7 +407,7 @@ pub struct Reported {
 }
 
 /// Sums every instance's status and default-range overview per tenant.
-pub async fn reported(apis: &mut [IntegrationHealthClient<Channel>], tenants: &[&str]) -> Reported {
+pub async fn reported(apis: &mut [Api], tenants: &[&str]) -> Reported {
     let mut sum = Reported::default();
     for api in apis.iter_mut() {
         let s = ingest_status(api).await;
@@ -451,12 +449,7 @@ pub fn expected_overview(
 
 /// A year up to `end` (the service's now, from an answer) asked of the counting queries: served
 /// in whole UTC days from the day tier, and equal to the truth over the range each reports.
-async fn assert_year_matches_truth(
-    api: &mut IntegrationHealthClient<Channel>,
-    truth: &Truth,
-    tenant: &str,
-    end: i64,
-) {
+async fn assert_year_matches_truth(api: &mut Api, truth: &Truth, tenant: &str, end: i64) {
     let year = Some(proto::TimeRange {
         start: Some(ms_to_timestamp(end - 365 * DAY)),
         end: Some(ms_to_timestamp(end)),
@@ -507,7 +500,7 @@ async fn assert_year_matches_truth(
 
 /// The UTC-daily trend over `range` (the default when `None`) against the truth's days.
 async fn assert_daily_trend_matches(
-    api: &mut IntegrationHealthClient<Channel>,
+    api: &mut Api,
     truth: &Truth,
     tenant: &str,
     range: Option<proto::TimeRange>,
@@ -542,11 +535,7 @@ async fn assert_daily_trend_matches(
 
 /// Compares every RPC's answer with the truth, computing the truth over the effective range
 /// each answer reports (so a wall clock moving on between calls cannot cause a mismatch).
-pub async fn assert_matches_truth(
-    api: &mut IntegrationHealthClient<Channel>,
-    truth: &Truth,
-    tenants: &[&str],
-) {
+pub async fn assert_matches_truth(api: &mut Api, truth: &Truth, tenants: &[&str]) {
     let s = ingest_status(api).await;
     assert_eq!(s.accepted, truth.accepted(), "accepted");
     assert_eq!(s.late_dropped, truth.late, "late dropped");
@@ -664,10 +653,7 @@ pub async fn assert_matches_truth(
 
 /// Every failure group's id, by its identity, across `tenants`: compared before and after a
 /// restart, it shows that ids are stable.
-pub async fn failure_ids(
-    api: &mut IntegrationHealthClient<Channel>,
-    tenants: &[&str],
-) -> BTreeMap<GroupId, String> {
+pub async fn failure_ids(api: &mut Api, tenants: &[&str]) -> BTreeMap<GroupId, String> {
     let mut ids = BTreeMap::new();
     for tenant in tenants {
         let (rows, _, _) = all_failures(api, tenant, 1000).await;

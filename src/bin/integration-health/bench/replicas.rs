@@ -12,12 +12,13 @@ use integration_health::cluster::tenant_partition;
 use integration_health::ingest::send_when_queued;
 use integration_health::proto::{self, integration_health_client::IntegrationHealthClient};
 use integration_health::testkit::{
-    die_with_parent, find_tansu, generate_lines, GenSpec, Tansu, TansuError,
+    die_with_parent, find_tansu, generate_lines, replica_tokens_toml, GenSpec, Tansu, TansuError,
 };
 use prost::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use thiserror::Error;
 use tokio_stream::StreamExt;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use super::probe::{cpu_seconds, peer_bytes};
@@ -104,7 +105,11 @@ fn spawn_replica(
     let (grpc, http) = (free_addr()?, free_addr()?);
     // One caller (this benchmark) opens every watcher.
     let config = dir.join(format!("{name}.toml"));
-    let settings = format!("max_watch_streams_per_token = {}\n", watchers + 10);
+    let settings = format!(
+        "max_watch_streams_per_token = {}\ntokens_file = {:?}\n",
+        watchers + 10,
+        tokens_file(dir)?
+    );
     std::fs::write(&config, settings).map_err(ReplicasError::Spawn)?;
     let log =
         std::fs::File::create(dir.join(format!("{name}.log"))).map_err(ReplicasError::Spawn)?;
@@ -119,6 +124,7 @@ fn spawn_replica(
         .args(["--http-addr", &http.to_string()])
         .args(["--kafka-property", "session.timeout.ms=6000"])
         .env("IH_LOG", "warn,librdkafka=warn")
+        .env("IH_PEER_TOKEN", PEER_TOKEN)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(log))
@@ -127,7 +133,31 @@ fn spawn_replica(
     Ok(Replica { child, grpc, http })
 }
 
-async fn client(addr: SocketAddr) -> Result<IntegrationHealthClient<Channel>, ReplicasError> {
+/// The benchmark's own token, and the one its replicas present to each other; the tokens file
+/// it writes grants both (replicas never serve an open API).
+const READER_TOKEN: &str = "bench-replicas-reader";
+const PEER_TOKEN: &str = "bench-replicas-peer";
+
+type Bearer = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
+type Api = IntegrationHealthClient<InterceptedService<Channel, Bearer>>;
+
+// An interceptor's signature is tonic's.
+#[allow(clippy::result_large_err)]
+fn bearer(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    let value = tonic::metadata::MetadataValue::from_static("Bearer bench-replicas-reader");
+    request.metadata_mut().insert("authorization", value);
+    Ok(request)
+}
+
+/// The grants of `READER_TOKEN` (every tenant, operator) and `PEER_TOKEN` (a replica's).
+fn tokens_file(dir: &Path) -> Result<PathBuf, ReplicasError> {
+    let text = replica_tokens_toml(PEER_TOKEN, READER_TOKEN);
+    let path = dir.join("tokens.toml");
+    std::fs::write(&path, text).map_err(ReplicasError::Spawn)?;
+    Ok(path)
+}
+
+async fn client(addr: SocketAddr) -> Result<Api, ReplicasError> {
     let started = Instant::now();
     loop {
         if let Ok(channel) = Channel::from_shared(format!("http://{addr}"))
@@ -135,7 +165,8 @@ async fn client(addr: SocketAddr) -> Result<IntegrationHealthClient<Channel>, Re
             .connect()
             .await
         {
-            return Ok(IntegrationHealthClient::new(channel).max_decoding_message_size(1 << 24));
+            let api = IntegrationHealthClient::with_interceptor(channel, bearer as Bearer);
+            return Ok(api.max_decoding_message_size(1 << 24));
         }
         if started.elapsed() > Duration::from_secs(30) {
             return Err(ReplicasError::Unreachable(addr));
@@ -167,10 +198,7 @@ fn publish(producer: &Publisher, topic: &str, lines: &[Vec<u8>]) -> Result<(), R
 }
 
 /// Waits until every replica reports every partition owned and read, and `total` messages seen.
-async fn settled(
-    apis: &[IntegrationHealthClient<Channel>],
-    total: u64,
-) -> Result<(), ReplicasError> {
+async fn settled(apis: &[Api], total: u64) -> Result<(), ReplicasError> {
     let limit = Duration::from_secs(1200);
     let started = Instant::now();
     loop {
@@ -207,9 +235,7 @@ async fn settled(
 }
 
 /// The largest tenant by events over the default range, with its event count.
-async fn largest_tenant(
-    api: &mut IntegrationHealthClient<Channel>,
-) -> Result<(String, u64), ReplicasError> {
+async fn largest_tenant(api: &mut Api) -> Result<(String, u64), ReplicasError> {
     let tenants = api
         .list_tenants(proto::ListTenantsRequest::default())
         .await
@@ -283,8 +309,8 @@ macro_rules! compare {
 }
 
 struct Comparing {
-    owner: IntegrationHealthClient<Channel>,
-    other: IntegrationHealthClient<Channel>,
+    owner: Api,
+    other: Api,
     other_http: SocketAddr,
     calls: usize,
 }
