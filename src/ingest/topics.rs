@@ -50,6 +50,8 @@ pub(crate) struct TopicSpec {
     pub(crate) partitions: Partitions,
     /// `cleanup.policy=compact`: the topic is read whole as a table.
     pub(crate) compacted: bool,
+    /// `min.compaction.lag.ms`: how long a record stays before compaction may replace it.
+    pub(crate) min_compaction_lag_ms: Option<u64>,
 }
 
 impl TopicSpec {
@@ -62,10 +64,12 @@ impl TopicSpec {
             },
             Partitions::AtLeastOne(count) => format!("{count} or more partitions"),
         };
-        match self.compacted {
-            true => format!("{partitions}, cleanup.policy=compact"),
-            false => partitions,
-        }
+        let compaction = match (self.compacted, self.min_compaction_lag_ms) {
+            (false, _) => String::new(),
+            (true, None) => ", cleanup.policy=compact".to_owned(),
+            (true, Some(lag)) => format!(", cleanup.policy=compact, min.compaction.lag.ms={lag}"),
+        };
+        format!("{partitions}{compaction}")
     }
 }
 
@@ -207,17 +211,25 @@ async fn create_missing(
     if creatable.is_empty() {
         return;
     }
+    let lags: Vec<Option<String>> = creatable
+        .iter()
+        .map(|(spec, _)| spec.min_compaction_lag_ms.map(|lag| lag.to_string()))
+        .collect();
     let new_topics: Vec<NewTopic<'_>> = creatable
         .iter()
-        .map(|(spec, partitions)| {
+        .enumerate()
+        .map(|(i, (spec, partitions))| {
             let topic = NewTopic::new(
                 &spec.name,
                 *partitions,
                 TopicReplication::Fixed(policy.replication_factor),
             );
-            match spec.compacted {
-                true => topic.set("cleanup.policy", "compact"),
-                false => topic,
+            match (spec.compacted, &lags[i]) {
+                (false, _) => topic,
+                (true, None) => topic.set("cleanup.policy", "compact"),
+                (true, Some(lag)) => topic
+                    .set("cleanup.policy", "compact")
+                    .set("min.compaction.lag.ms", lag),
             }
         })
         .collect();
@@ -333,6 +345,7 @@ async fn check_compaction(
                         spec.name, spec.purpose
                     ));
                 }
+                check_compaction_lag(spec, &resource, report);
             }
             Err(code) if unsupported(code) => report.warnings.push(format!(
                 "the broker did not describe topic {} ({code}), so its compaction is not checked",
@@ -346,12 +359,39 @@ async fn check_compaction(
     }
 }
 
+/// A compaction lag below the spec's is a problem; one the broker does not report, a warning.
+fn check_compaction_lag(spec: &TopicSpec, resource: &ConfigResource, report: &mut TopicReport) {
+    let Some(wanted) = spec.min_compaction_lag_ms else {
+        return;
+    };
+    let set = resource
+        .get("min.compaction.lag.ms")
+        .and_then(|entry| entry.value.as_deref())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    match set {
+        Some(lag) if lag >= wanted => {}
+        Some(lag) => report.problems.push(format!(
+            "topic {} keeps records {lag} ms before compaction may replace them; set \
+             min.compaction.lag.ms={wanted} ({}): a notifier further behind than that would miss \
+             a FIRING replaced by its RESOLVED",
+            spec.name, spec.purpose
+        )),
+        None => report.warnings.push(format!(
+            "the broker did not report min.compaction.lag.ms of topic {}, so it is not checked",
+            spec.name
+        )),
+    }
+}
+
 fn is_compacted(resource: &ConfigResource) -> bool {
     resource
         .get("cleanup.policy")
         .and_then(|entry| entry.value.as_deref())
         .is_some_and(|policy| policy.split(',').any(|p| p.trim() == "compact"))
 }
+
+/// How long an alert record stays on `<topic>.alerts` before compaction may replace it.
+pub(crate) const ALERTS_MIN_COMPACTION_LAG_MS: u64 = 7 * 24 * 3_600_000;
 
 /// The topics this configuration needs besides its input. The list is open: a feature that
 /// adds a topic adds it here, and start-up makes sure of it.
@@ -363,6 +403,7 @@ pub(crate) fn internal_topics(config: &Config) -> Vec<TopicSpec> {
             purpose: "the repartition stage's output, events keyed by tenant",
             partitions: Partitions::SameAs(config.topic.clone()),
             compacted: false,
+            min_compaction_lag_ms: None,
         });
     }
     specs.push(TopicSpec {
@@ -370,6 +411,7 @@ pub(crate) fn internal_topics(config: &Config) -> Vec<TopicSpec> {
         purpose: "rejected events, byte for byte, with the reason",
         partitions: Partitions::AtLeastOne(1),
         compacted: false,
+        min_compaction_lag_ms: None,
     });
     if config.advertise_addr.is_some() {
         specs.push(TopicSpec {
@@ -377,6 +419,7 @@ pub(crate) fn internal_topics(config: &Config) -> Vec<TopicSpec> {
             purpose: "which replica owns which partition",
             partitions: Partitions::AtLeastOne(1),
             compacted: true,
+            min_compaction_lag_ms: None,
         });
     }
     specs.push(TopicSpec {
@@ -384,18 +427,22 @@ pub(crate) fn internal_topics(config: &Config) -> Vec<TopicSpec> {
         purpose: "users' issue actions, read whole by every replica",
         partitions: Partitions::AtLeastOne(1),
         compacted: true,
+        min_compaction_lag_ms: None,
     });
     specs.push(TopicSpec {
         name: config.alerts_topic(),
         purpose: "published alerts, read whole by every replica",
         partitions: Partitions::AtLeastOne(1),
         compacted: true,
+        // A notifier less than this behind never misses a FIRING that its RESOLVED replaced.
+        min_compaction_lag_ms: Some(ALERTS_MIN_COMPACTION_LAG_MS),
     });
     specs.push(TopicSpec {
         name: config.rules_topic(),
         purpose: "alert rules set at runtime, read whole by every replica",
         partitions: Partitions::AtLeastOne(1),
         compacted: true,
+        min_compaction_lag_ms: None,
     });
     if !config.alert_destinations.is_empty() {
         specs.push(TopicSpec {
@@ -403,6 +450,7 @@ pub(crate) fn internal_topics(config: &Config) -> Vec<TopicSpec> {
             purpose: "alerts the notifier could not deliver, with the reason",
             partitions: Partitions::AtLeastOne(1),
             compacted: false,
+            min_compaction_lag_ms: None,
         });
     }
     specs
@@ -497,6 +545,7 @@ mod tests {
             purpose: "the repartition stage's output",
             partitions: Partitions::SameAs("events".into()),
             compacted: false,
+            min_compaction_lag_ms: None,
         }
     }
 
@@ -516,12 +565,29 @@ mod tests {
     }
 
     #[test]
+    fn the_alerts_topic_needs_a_week_before_compaction() {
+        let config = Config {
+            topic: "events".into(),
+            ..Config::default()
+        };
+        let alerts = internal_topics(&config)
+            .into_iter()
+            .find(|spec| spec.name == "events.alerts")
+            .expect("the alerts topic");
+        assert_eq!(
+            alerts.needs(&counts()),
+            "1 or more partitions, cleanup.policy=compact, min.compaction.lag.ms=604800000"
+        );
+    }
+
+    #[test]
     fn the_needed_settings_are_spelled_out() {
         let issues = TopicSpec {
             name: "events.issues".into(),
             purpose: "users' issue actions",
             partitions: Partitions::AtLeastOne(1),
             compacted: true,
+            min_compaction_lag_ms: None,
         };
         assert_eq!(
             issues.needs(&counts()),

@@ -119,11 +119,14 @@ fn config_check_names_the_bad_setting_and_masks_secrets() {
     );
 }
 
-/// Every topic of the cluster with its partition count and, for those asked, `cleanup.policy`.
+/// Every topic of the cluster with its partition count and, for those asked, their settings.
 async fn topics_of(
     bootstrap: &str,
     policies_of: &[&str],
-) -> (HashMap<String, usize>, HashMap<String, String>) {
+) -> (
+    HashMap<String, usize>,
+    HashMap<String, HashMap<String, String>>,
+) {
     use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let config = rdkafka::ClientConfig::new()
@@ -153,11 +156,12 @@ async fn topics_of(
     let mut policies = HashMap::new();
     for (topic, resource) in policies_of.iter().zip(described) {
         let resource = resource.expect("described");
-        let policy = resource
-            .get("cleanup.policy")
-            .and_then(|e| e.value.clone())
-            .unwrap_or_default();
-        policies.insert((*topic).to_owned(), policy);
+        let settings = resource
+            .entries
+            .iter()
+            .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
+            .collect();
+        policies.insert((*topic).to_owned(), settings);
     }
     (partitions, policies)
 }
@@ -179,8 +183,21 @@ async fn internal_topics_are_created_on_a_broker_that_does_not_create_them_on_fi
     );
     assert!(partitions.contains_key("orders.dlq"), "{partitions:?}");
     for compacted in ["orders.issues", "orders.alerts"] {
-        assert_eq!(policies[compacted], "compact", "{compacted}");
+        assert_eq!(
+            policies[compacted]["cleanup.policy"], "compact",
+            "{compacted}"
+        );
     }
+    // A week before an alert record may be compacted away, so a notifier that far behind
+    // still reads every FIRING.
+    assert_eq!(
+        policies["orders.alerts"]
+            .get("min.compaction.lag.ms")
+            .map(String::as_str),
+        Some("604800000"),
+        "{:?}",
+        policies["orders.alerts"]
+    );
 
     // Events go through the repartition stage to the counts, and the service becomes ready.
     let generated = generate(9, 1_500, NOW);
