@@ -1,6 +1,6 @@
 //! One request to one destination, retried with backoff and jitter after a 429, a 5xx or a
-//! transport error, never after another 4xx. Redirects are followed only within the same
-//! host.
+//! transport error, never after another 4xx. A redirect is never followed: it fails the
+//! delivery, which is recorded as undelivered with the status.
 
 use std::time::Duration;
 
@@ -31,25 +31,13 @@ pub(crate) enum Outcome {
     Failed { attempts: u32, error: String },
 }
 
-/// The client every destination shares: no redirect to another host, no proxy from the
+/// The client every destination shares: it follows no redirect (a signed alert goes only to
+/// the URL configured for it, never where an answer points) and takes no proxy from the
 /// environment. There is no fallback client: one with the defaults would follow redirects
 /// anywhere.
 pub(crate) fn client() -> Result<reqwest::Client, reqwest::Error> {
-    let same_host = redirect::Policy::custom(|attempt| {
-        let first = attempt
-            .previous()
-            .first()
-            .and_then(|u| u.host_str().map(str::to_owned));
-        if attempt.previous().len() > 5 {
-            attempt.error("too many redirects")
-        } else if first.as_deref() == attempt.url().host_str() {
-            attempt.follow()
-        } else {
-            attempt.stop()
-        }
-    });
     reqwest::Client::builder()
-        .redirect(same_host)
+        .redirect(redirect::Policy::none())
         .no_proxy()
         .user_agent(concat!("integration-health/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -75,7 +63,7 @@ pub(crate) async fn send(
             Ok(status) if status.is_success() => return Outcome::Sent { attempts },
             Ok(status) => (
                 retryable(status.status),
-                format!("HTTP {}", status.status),
+                refusal(status.status),
                 status.retry_after,
             ),
             Err(err) => (true, transport_error(&err), None),
@@ -124,6 +112,14 @@ async fn attempt(
     })
 }
 
+/// What a refusal is recorded as; a redirect says that it was not followed.
+fn refusal(status: StatusCode) -> String {
+    match status.is_redirection() {
+        true => format!("HTTP {status}, not followed: configure the final URL"),
+        false => format!("HTTP {status}"),
+    }
+}
+
 /// A 429 or a 5xx may pass; any other refusal will not.
 fn retryable(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
@@ -135,8 +131,6 @@ fn transport_error(err: &reqwest::Error) -> String {
         "timed out"
     } else if err.is_connect() {
         "could not connect"
-    } else if err.is_redirect() {
-        "redirected too often"
     } else {
         "request failed"
     };
