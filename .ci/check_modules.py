@@ -32,7 +32,7 @@ ALLOWED = {
     "ingest": {"store", "event", "catalog", "snapshot", "ops", "config", "clock", "alerts"},
     "cluster": {"query", "store", "event", "config", "clock", "proto"},
     "api": {"query", "cluster", "ingest", "issues", "alerts", "store", "event", "catalog",
-            "ops", "config", "clock", "tls", "proto", "changelog", "dashboard"},
+            "ops", "config", "clock", "tls", "proto", "changelog", "dashboard", "notify"},
     "testkit": {"event", "store", "query", "clock", "config"},
     "server": None,  # wires everything
 }

@@ -1,4 +1,5 @@
-//! The alert calls: `ListAlerts` and `WatchAlerts`, read from the alerts topic's book.
+//! The alert calls: `ListAlerts` and `WatchAlerts`, read from the alerts topic's book, and
+//! `TestAlertDestination`, sent by the notifier.
 
 // Handlers must return `tonic::Status`.
 #![allow(clippy::result_large_err)]
@@ -14,9 +15,11 @@ use tracing::instrument;
 use super::auth::Access;
 use super::callers::Caller;
 use super::convert::{duration_to_ms, ms_to_timestamp};
+use super::service::validate_tenant;
 use super::IntegrationHealthApi;
 use crate::alerts::{AlertBook, AlertEvent, AlertState, Rule};
 use crate::event::IntegrationType;
+use crate::notify::{NotifyError, TEST_TENANT};
 use crate::proto;
 use crate::store::DAY_MS;
 
@@ -99,6 +102,45 @@ impl IntegrationHealthApi {
                 .map(Into::into)
                 .collect();
             Ok(Response::new(proto::ListAlertsResponse { alerts }))
+        })
+        .await
+    }
+
+    #[instrument(
+        name = "test_alert_destination",
+        skip_all,
+        fields(rpc = "TestAlertDestination")
+    )]
+    pub(super) async fn test_alert_destination_call(
+        &self,
+        request: Request<proto::TestAlertDestinationRequest>,
+    ) -> Result<Response<proto::TestAlertDestinationResponse>, Status> {
+        self.timed("TestAlertDestination", async {
+            self.caller(&request, Access::Operator)?;
+            let req = request.get_ref();
+            let tenant = match req.tenant_id.as_str() {
+                "" => TEST_TENANT,
+                tenant => {
+                    validate_tenant(tenant)?;
+                    tenant
+                }
+            };
+            let notifier = self.notifier.as_ref().ok_or_else(|| {
+                Status::failed_precondition("no alert destinations are configured")
+            })?;
+            let sent =
+                notifier
+                    .send_test(&req.destination, tenant)
+                    .await
+                    .map_err(|err| match err {
+                        NotifyError::UnknownDestination(_) => Status::not_found(err.to_string()),
+                        _ => Status::failed_precondition(err.to_string()),
+                    })?;
+            Ok(Response::new(proto::TestAlertDestinationResponse {
+                delivered: sent.error.is_none(),
+                message_id: sent.message_id,
+                error: sent.error.unwrap_or_default(),
+            }))
         })
         .await
     }

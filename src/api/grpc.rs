@@ -107,6 +107,13 @@ impl IntegrationHealth for IntegrationHealthApi {
         self.list_alerts_call(request).await
     }
 
+    async fn test_alert_destination(
+        &self,
+        request: Request<proto::TestAlertDestinationRequest>,
+    ) -> Answer<proto::TestAlertDestinationResponse> {
+        self.test_alert_destination_call(request).await
+    }
+
     type WatchAlertsStream = AlertStream;
 
     async fn watch_alerts(

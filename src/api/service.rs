@@ -28,6 +28,7 @@ use crate::cluster::Cluster;
 use crate::event::{is_tenant_char, MAX_TENANT_ID_CHARS};
 use crate::ingest::IngestProgress;
 use crate::issues::IssueKeeping;
+use crate::notify::Notifier;
 use crate::ops::Metrics;
 use crate::proto;
 use crate::query::{self, QueryEngine, QueryError};
@@ -142,6 +143,8 @@ pub(crate) struct IntegrationHealthApi {
     pub(super) alerts: Option<Arc<AlertBook>>,
     /// Where alert rules set at runtime go, when alerts are evaluated.
     pub(super) rules: Option<Arc<RuleKeeping>>,
+    /// What sends test alerts, when destinations are configured.
+    pub(super) notifier: Option<Arc<Notifier>>,
     /// The watched tenants' shared counts, made on the first watch.
     feeds: OnceLock<Arc<Feeds>>,
 }
@@ -171,6 +174,7 @@ impl IntegrationHealthApi {
             issues: None,
             alerts: None,
             rules: None,
+            notifier: None,
             feeds: OnceLock::new(),
         }
     }
@@ -178,6 +182,12 @@ impl IntegrationHealthApi {
     /// Serves `ListAlerts` and `WatchAlerts` from `book`.
     pub(crate) fn with_alerts(mut self, book: Option<Arc<AlertBook>>) -> Self {
         self.alerts = book;
+        self
+    }
+
+    /// Serves `TestAlertDestination` with it.
+    pub(crate) fn with_notifier(mut self, notifier: Option<Arc<Notifier>>) -> Self {
+        self.notifier = notifier;
         self
     }
 

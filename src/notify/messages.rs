@@ -13,6 +13,32 @@ pub(crate) fn message_id(event: &AlertEvent) -> String {
     format!("{}_{}", event.alert_id, state_name(event.state))
 }
 
+/// A FIRING that says it is a test, for `query alerts test`: its `alert_id` starts `test-`,
+/// its integration is named "integration-health test alert", and its measure says who sent it.
+pub(crate) fn test_event(destination: &str, tenant_id: &str, now_ms: i64) -> AlertEvent {
+    AlertEvent {
+        alert_id: format!("test-{now_ms:x}"),
+        state: AlertState::Firing,
+        tenant_id: tenant_id.to_owned(),
+        rule: Rule::FailureRate,
+        integration_type: "custom_event".to_owned(),
+        integration_id: "integration-health-test".to_owned(),
+        integration_name: "integration-health test alert".to_owned(),
+        status_code: 0,
+        value: 0.0,
+        threshold: 0.0,
+        measure: format!("a test of destination {destination}, sent by query alerts test"),
+        first_failure_ms: None,
+        last_failure_ms: None,
+        sample_message: String::new(),
+        guidance: "Nothing to fix: this checks that alerts reach this receiver.".to_owned(),
+        fired_at_ms: now_ms,
+        at_ms: now_ms,
+        severity: Severity::Info,
+        destinations: vec![destination.to_owned()],
+    }
+}
+
 fn state_name(state: AlertState) -> &'static str {
     match state {
         AlertState::Firing => "FIRING",

@@ -53,6 +53,22 @@ pub enum NotifyError {
     Kafka(#[source] rdkafka::error::KafkaError),
     #[error("cannot start the alert notifier")]
     Thread(#[source] std::io::Error),
+    #[error("no alert destination is named `{0}`")]
+    UnknownDestination(String),
+    #[error("alert destination `{destination}` takes no alerts of tenant {tenant:?}")]
+    NotForTenant { destination: String, tenant: String },
+}
+
+/// The tenant a test alert names when the caller names none.
+pub(crate) const TEST_TENANT: &str = "integration-health-test";
+
+/// How a test send ended.
+#[derive(Debug)]
+pub(crate) struct TestSent {
+    /// What the destination was sent as the message's id (`webhook-id` for a webhook).
+    pub(crate) message_id: String,
+    /// Why it was not delivered; `None` when the destination answered 2xx.
+    pub(crate) error: Option<String>,
 }
 
 /// A state change that could not be delivered to one destination: the schema of
@@ -68,7 +84,7 @@ struct Undelivered<'a> {
 }
 
 /// Sends alert state changes to their destinations.
-pub(crate) struct Notifier {
+pub struct Notifier {
     pub(crate) destinations: Arc<Destinations>,
     pub(crate) client: reqwest::Client,
     pub(crate) policy: RetryPolicy,
@@ -132,6 +148,46 @@ impl Notifier {
                 self.record_undelivered(name, event, attempts, &error).await;
             }
         }
+    }
+
+    /// Sends a test alert about `tenant_id` to the destination `name`, signed and shaped as a
+    /// real one, once: neither retried nor recorded as undelivered, so an operator sees at once
+    /// how the receiver answers (`query alerts test`).
+    pub(crate) async fn send_test(
+        &self,
+        name: &str,
+        tenant_id: &str,
+    ) -> Result<TestSent, NotifyError> {
+        let destination = self
+            .destinations
+            .get(name)
+            .ok_or_else(|| NotifyError::UnknownDestination(name.to_owned()))?;
+        if !destination.allows(tenant_id) {
+            return Err(NotifyError::NotForTenant {
+                destination: name.to_owned(),
+                tenant: tenant_id.to_owned(),
+            });
+        }
+        let event = messages::test_event(name, tenant_id, self.clock.now_ms());
+        let request = self.request(destination, &event);
+        let once = RetryPolicy {
+            attempts: 1,
+            ..self.policy
+        };
+        let outcome = send::send(&self.client, destination, &request, once, |_| {}).await;
+        info!(
+            destination = name,
+            tenant = tenant_id,
+            ?outcome,
+            "test alert sent"
+        );
+        Ok(TestSent {
+            message_id: messages::message_id(&event),
+            error: match outcome {
+                Outcome::Sent { .. } => None,
+                Outcome::Failed { error, .. } => Some(error),
+            },
+        })
     }
 
     fn request(&self, destination: &Destination, event: &AlertEvent) -> Request {

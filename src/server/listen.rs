@@ -14,6 +14,7 @@ use crate::clock::SharedClock;
 use crate::cluster::Cluster;
 use crate::ingest::IngestProgress;
 use crate::issues::IssueKeeping;
+use crate::notify::Notifier;
 use crate::ops::Metrics;
 use crate::proto::integration_health_peer_server::IntegrationHealthPeerServer;
 use crate::proto::integration_health_server::IntegrationHealthServer;
@@ -62,6 +63,8 @@ pub struct ApiParts {
     pub alerts: Option<Arc<AlertBook>>,
     /// Serve the alert-rule calls with these.
     pub rules: Option<Arc<RuleKeeping>>,
+    /// Send test alerts (`TestAlertDestination`) with this.
+    pub notifier: Option<Arc<Notifier>>,
 }
 
 /// Serves `IntegrationHealth`, `grpc.health.v1` and reflection on `listener` until `shutdown`.
@@ -90,7 +93,8 @@ pub fn serve_api(
         .with_shutdown(shutdown.clone())
         .with_issues(parts.issues)
         .with_alerts(parts.alerts)
-        .with_rules(parts.rules),
+        .with_rules(parts.rules)
+        .with_notifier(parts.notifier),
     );
     let peer = handlers.cluster_addr().map(|addr| {
         IntegrationHealthPeerServer::new(handlers.peer(addr))

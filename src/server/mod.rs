@@ -285,13 +285,14 @@ pub async fn start(
         ready: caught_up,
     };
     tasks.spawn(alerts::evaluate_periodically(evaluator, shutdown.clone()));
-    let notifier = wiring::start_notifier(
+    let (notifier, test_sender) = wiring::start_notifier(
         config,
         &kafka_client,
         clock.clone(),
         metrics.clone(),
         shutdown.clone(),
-    )?;
+    )?
+    .unzip();
     let tls = match wiring::tls_files(config) {
         Some(files) => Some(ReloadingTls::load(files)?),
         None => None,
@@ -341,6 +342,7 @@ pub async fn start(
             issues: Some(issue_keeping),
             alerts: Some(alert_book.clone()),
             rules: Some(rule_keeping),
+            notifier: test_sender,
         },
         shutdown.clone(),
     )?;

@@ -252,14 +252,18 @@ pub(super) fn follow_alerts(
     changelog::follow(reader, config.alerts_topic(), book.clone(), shutdown)
 }
 
-/// The thread that delivers alerts, when any destination is configured.
+/// The thread that delivers alerts, and the notifier it delivers with.
+type Delivering = (std::thread::JoinHandle<()>, Arc<Notifier>);
+
+/// The thread that delivers alerts, and the notifier it delivers with (which also sends the
+/// API's test alerts), when any destination is configured.
 pub(super) fn start_notifier(
     config: &Config,
     client: &rdkafka::ClientConfig,
     clock: SharedClock,
     metrics: Arc<crate::ops::Metrics>,
     shutdown: CancellationToken,
-) -> Result<Option<std::thread::JoinHandle<()>>, ServerError> {
+) -> Result<Option<Delivering>, ServerError> {
     if config.alert_destinations.is_empty() {
         return Ok(None);
     }
@@ -287,13 +291,10 @@ pub(super) fn start_notifier(
     };
     let mut consumer = client.clone();
     consumer.set("group.id", config.notifier_group());
-    let thread = notify::deliver_alerts(
-        consumer,
-        config.alerts_topic(),
-        Arc::new(notifier),
-        shutdown,
-    )?;
-    Ok(Some(thread))
+    let notifier = Arc::new(notifier);
+    let thread =
+        notify::deliver_alerts(consumer, config.alerts_topic(), notifier.clone(), shutdown)?;
+    Ok(Some((thread, notifier)))
 }
 
 /// The rule book, the thread that fills it from the rules topic, and what the rule calls use.

@@ -562,3 +562,71 @@ async fn a_redirect_is_never_followed() {
     );
     service.stop().await;
 }
+
+/// `query alerts test` of the built binary against `grpc`; (succeeded, stdout, stderr).
+fn alerts_test(grpc: std::net::SocketAddr, args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_integration-health"))
+        .args([
+            "query",
+            "--addr",
+            &format!("http://{grpc}"),
+            "alerts",
+            "test",
+        ])
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_alerts_test_reaches_the_receiver_signed() {
+    const TOPIC: &str = "notify-test-send";
+    let (_kafka, bootstrap) = kafka_with_alert_topics(TOPIC);
+    let receiver = Receiver::start().await;
+    receiver.always("/broken", 503);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config {
+        topic: TOPIC.into(),
+        ..notifying_config(&bootstrap, &receiver, dir.path())
+    };
+    let service = TestService::start(&config, Arc::new(ManualClock::new(NOW))).await;
+    let grpc = service.service.grpc_addr;
+    let run = move |args: Vec<&'static str>| {
+        tokio::task::spawn_blocking(move || alerts_test(grpc, &args))
+    };
+
+    let (ok, stdout, stderr) = run(vec!["--destination", "hook"]).await.expect("ran");
+    assert!(ok, "{stderr}");
+    let arrived = receiver.received("/hook");
+    assert_eq!(arrived.len(), 1, "one request, not retried");
+    let id = arrived[0].header("webhook-id").to_owned();
+    assert!(id.starts_with("test-") && id.ends_with("_FIRING"), "{id}");
+    assert!(stdout.contains(&id), "{stdout}");
+    for secret in [SECRET_A, SECRET_B] {
+        assert!(verified(&arrived[0], secret), "signed under {secret}");
+    }
+    let body = arrived[0].json();
+    assert_eq!(body["tenant_id"], json!("integration-health-test"));
+    assert_eq!(body["state"], json!("FIRING"));
+
+    // A refusal is reported, once, and fails the command.
+    let (ok, stdout, stderr) = run(vec!["--destination", "broken"]).await.expect("ran");
+    assert!(!ok, "{stdout}");
+    assert!(stderr.contains("not delivered (HTTP 503"), "{stderr}");
+    assert_eq!(receiver.arrived("/broken"), 1, "a test is sent once");
+    // A destination limited to another tenant takes none of acme's, and an unknown name is
+    // not found.
+    let (ok, _, stderr) = run(vec!["--destination", "globex-only", "--tenant", "acme"])
+        .await
+        .expect("ran");
+    assert!(!ok && stderr.contains("FailedPrecondition"), "{stderr}");
+    assert_eq!(receiver.arrived("/globex"), 0);
+    let (ok, _, stderr) = run(vec!["--destination", "nowhere"]).await.expect("ran");
+    assert!(!ok && stderr.contains("NotFound"), "{stderr}");
+    service.stop().await;
+}

@@ -299,6 +299,7 @@ async fn call(
         "GetIntegrationHealth" => get_integration_health,
         "ListIssues" => list_issues,
         "ListAlerts" => list_alerts,
+        "TestAlertDestination" => test_alert_destination,
         "UpdateIssue" => update_issue,
         "PutAlertRule" => put_alert_rule,
         "ListAlertRules" => list_alert_rules,

@@ -120,6 +120,7 @@ impl ApiOnly {
                 issues: None,
                 alerts: None,
                 rules: None,
+                notifier: None,
             },
             stop.clone(),
         )

@@ -260,8 +260,11 @@ pub enum QueryCommand {
         #[arg(long = "for")]
         snooze: Option<String>,
     },
-    /// Firing and recently resolved alerts; --watch prints each change as it is published.
+    /// Firing and recently resolved alerts; --watch prints each change as it is published;
+    /// `alerts test` sends a test alert to one destination.
     Alerts {
+        #[command(subcommand)]
+        action: Option<AlertsAction>,
         /// One tenant; without it every tenant (needs an operator token).
         #[arg(long)]
         tenant: Option<String>,
@@ -286,4 +289,19 @@ pub enum QueryCommand {
     },
     /// Consumer positions, lag and event totals.
     Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsAction {
+    /// Send a test alert, signed and shaped as a real one, to one configured destination, once,
+    /// and print how it answered; needs an operator token. Exits non-zero when not delivered.
+    Test {
+        /// The destination's name in alert_destinations.
+        #[arg(long)]
+        destination: String,
+        /// The tenant the test alert is about (default integration-health-test); a destination
+        /// limited to some tenants takes only theirs.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }

@@ -24,6 +24,25 @@ pub(super) fn render_issues(response: &proto::ListIssuesResponse, json: bool) ->
     )
 }
 
+/// How a test alert went: the text, or `NotDelivered` with it, so the command fails.
+pub(super) fn render_test_send(
+    response: &proto::TestAlertDestinationResponse,
+    json: bool,
+) -> Result<String, super::CliError> {
+    let text = match (json, response.delivered) {
+        (true, _) => proto_json(response),
+        (false, true) => format!("delivered, as {}", response.message_id),
+        (false, false) => format!(
+            "not delivered ({}), as {}",
+            response.error, response.message_id
+        ),
+    };
+    match response.delivered {
+        true => Ok(text),
+        false => Err(super::CliError::NotDelivered(text)),
+    }
+}
+
 pub(super) fn render_update(response: &proto::UpdateIssueResponse, json: bool) -> String {
     if json {
         return proto_json(response);

@@ -33,6 +33,8 @@ pub enum CliError {
     Status { code: tonic::Code, message: String },
     #[error("{0}")]
     Usage(String),
+    #[error("{0}")]
+    NotDelivered(String),
 }
 
 impl From<tonic::Status> for CliError {
@@ -482,7 +484,29 @@ async fn ask(args: QueryArgs) -> Result<String, CliError> {
                 .into_inner();
             Ok(issues::render_update(&response, json))
         }
-        QueryCommand::Alerts { tenant, watch } => {
+        QueryCommand::Alerts {
+            action:
+                Some(AlertsAction::Test {
+                    destination,
+                    tenant,
+                }),
+            ..
+        } => {
+            let message = proto::TestAlertDestinationRequest {
+                destination,
+                tenant_id: tenant.unwrap_or_default(),
+            };
+            let response = client
+                .test_alert_destination(request(message, token)?)
+                .await?
+                .into_inner();
+            issues::render_test_send(&response, json)
+        }
+        QueryCommand::Alerts {
+            action: None,
+            tenant,
+            watch,
+        } => {
             let tenant_id = tenant.unwrap_or_default();
             if watch {
                 let message = proto::WatchAlertsRequest { tenant_id };
