@@ -30,6 +30,10 @@ pub(crate) struct Evaluator {
     /// Whether the service is ready and has read every message (lag 0, not only within
     /// `ready_max_lag`): silences are claimed only then.
     pub(crate) ready: CheckReady,
+    /// Whether every assigned partition is restored and read to its high watermark. No round
+    /// is evaluated before: judged on part of the events (a restart catching up, a partition
+    /// just moved here), a firing alert would resolve and fire again under a new id.
+    pub(crate) read_all: CheckReady,
 }
 
 /// Evaluates every `interval` until `shutdown`, once the alerts topic has been read.
@@ -43,13 +47,14 @@ pub(crate) async fn evaluate_periodically(evaluator: Evaluator, shutdown: Cancel
         writer,
         interval,
         ready,
+        read_all,
     } = evaluator;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        if !book.caught_up() || !rule_book.caught_up() {
+        if !book.caught_up() || !rule_book.caught_up() || read_all().is_err() {
             continue;
         }
         let now_ms = clock.now_ms();

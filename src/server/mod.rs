@@ -269,6 +269,10 @@ pub async fn start(
         issue_book.clone(),
         topic_status,
     );
+    let read_all: ops::CheckReady = {
+        let (store, progress, clock) = (store.clone(), progress.clone(), clock.clone());
+        Arc::new(move || progress.readiness(&store, 0, clock.now_ms()))
+    };
     let alert_book = Arc::new(AlertBook::default());
     let alerts_follower = follow_alerts(config, &kafka_client, &alert_book, shutdown.clone())?;
     let overrides = Arc::new(wiring::alert_rules(config)?);
@@ -283,6 +287,7 @@ pub async fn start(
         writer: Arc::new(ChangelogWriter::new(&kafka_client, &config.alerts_topic())?),
         interval: Duration::from_millis(config.alert_interval_ms),
         ready: caught_up,
+        read_all,
     };
     tasks.spawn(alerts::evaluate_periodically(evaluator, shutdown.clone()));
     let (notifier, test_sender) = wiring::start_notifier(

@@ -707,3 +707,132 @@ async fn no_silence_is_claimed_while_the_service_is_behind() {
     assert!(silences.is_empty(), "claimed while behind: {silences:?}");
     service.stop().await;
 }
+
+/// Three integrations of acme failing at once: crm with 503s, erp with 404s and billing with
+/// 500s, a third of their calls over the last 10 minutes, so each fires its own alerts.
+fn three_failing_integrations() -> Vec<Message> {
+    let mut messages = Vec::new();
+    for (integration, code) in [("crm", 503), ("erp", 404), ("billing", 500)] {
+        for i in 0..30 {
+            let id = format!("{integration}-{i}");
+            let at = NOW - 10 * MINUTE + i * 20_000;
+            messages.push(event(&id, integration, "custom_node", at, i % 3 == 0, code));
+        }
+    }
+    messages
+}
+
+/// The service on a fresh mock cluster holding `events` and, on `<TOPIC>.alerts`, `alerts`.
+async fn serving_with_alerts(
+    events: &[Message],
+    alerts: &[Keyed],
+) -> (
+    integration_health::testkit::EmbeddedKafka,
+    TestService,
+    String,
+) {
+    let (kafka, bootstrap) = kafka_with_topic(TOPIC, 1);
+    let alerts_topic = format!("{TOPIC}.alerts");
+    kafka.create_topic(&alerts_topic, 1).expect("alerts topic");
+    let copied: Vec<Message> = alerts
+        .iter()
+        .map(|(key, payload)| Message {
+            key: String::from_utf8_lossy(key).into_owned(),
+            payload: payload.clone(),
+        })
+        .collect();
+    publish(&producer(&bootstrap), &alerts_topic, &copied).await;
+    publish(&producer(&bootstrap), TOPIC, events).await;
+    let mut config = test_config(&bootstrap, TOPIC, "compacted");
+    config.alert_interval_ms = 50;
+    let service = TestService::start(&config, Arc::new(ManualClock::new(NOW))).await;
+    wait_applied(&service.api, events.len() as u64).await;
+    (kafka, service, bootstrap)
+}
+
+/// What compaction leaves of a topic: the newest record of each key, in offset order.
+fn compacted(records: &[Keyed]) -> Vec<Keyed> {
+    let newest: std::collections::HashMap<&[u8], usize> = records
+        .iter()
+        .enumerate()
+        .map(|(offset, (key, _))| (key.as_slice(), offset))
+        .collect();
+    let mut kept: Vec<usize> = newest.into_values().collect();
+    kept.sort_unstable();
+    kept.into_iter()
+        .map(|offset| records[offset].clone())
+        .collect()
+}
+
+/// A subject as docs/alerts.md defines it, read from the record itself.
+fn subject_of(payload: &[u8]) -> (String, String, String, String, u64) {
+    let alert: Value = serde_json::from_slice(payload).expect("an alert record");
+    let text = |field: &str| alert[field].as_str().unwrap_or_default().to_owned();
+    let code = alert["status_code"].as_u64().unwrap_or_default();
+    let integration = text("integration_id");
+    // A spike is per (type, code); every other rule per integration.
+    let code = if integration.is_empty() { code } else { 0 };
+    (
+        text("tenant_id"),
+        text("rule"),
+        text("integration_type"),
+        integration,
+        code,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_compaction_and_a_restart_no_firing_subject_fires_again() {
+    let events = three_failing_integrations();
+    let (_first_kafka, first, bootstrap) = serving_with_alerts(&events, &[]).await;
+    let alerts_topic = format!("{TOPIC}.alerts");
+    let firing_subjects = |records: &[Keyed]| -> std::collections::BTreeSet<_> {
+        records
+            .iter()
+            .map(|(_, payload)| subject_of(payload))
+            .collect()
+    };
+    // Every integration's failure-rate alert has fired; then a few rounds more.
+    read_keyed(&bootstrap, &alerts_topic, |records| {
+        let rules: std::collections::BTreeSet<_> = firing_subjects(records)
+            .into_iter()
+            .filter(|s| s.1 == "failure_rate")
+            .collect();
+        rules.len() == 3
+    });
+    let_it_evaluate().await;
+    first.stop().await;
+    let published = read_all_keyed(&bootstrap, &alerts_topic);
+    let subjects = firing_subjects(&published);
+    assert!(
+        subjects.len() >= 3,
+        "several subjects for one tenant: {subjects:?}"
+    );
+
+    // One record key per subject, so compaction keeps every subject's newest change.
+    let kept = compacted(&published);
+    assert_eq!(
+        kept.len(),
+        subjects.len(),
+        "one key per subject: {:?}",
+        kept.iter()
+            .map(|(k, _)| String::from_utf8_lossy(k))
+            .collect::<Vec<_>>()
+    );
+
+    // A new instance on the compacted topic knows every subject is firing: it publishes
+    // nothing more.
+    let (_second_kafka, second, bootstrap) = serving_with_alerts(&events, &kept).await;
+    let_it_evaluate().await;
+    let after = read_all_keyed(&bootstrap, &alerts_topic);
+    assert_eq!(
+        after.len(),
+        kept.len(),
+        "fired again: {:?}",
+        after[kept.len()..]
+            .iter()
+            .map(|(_, p)| subject_of(p))
+            .collect::<Vec<_>>()
+    );
+    second.stop().await;
+}

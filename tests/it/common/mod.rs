@@ -203,8 +203,58 @@ pub fn read_dead_letters(
     topic: &str,
     enough: impl Fn(&[DeadLetter]) -> bool,
 ) -> Vec<DeadLetter> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::{Headers, Message as _};
+    read_topic(bootstrap, topic, enough, |message| {
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        (message.payload().unwrap_or_default().to_vec(), headers)
+    })
+}
+
+/// A record's key and payload.
+pub type Keyed = (Vec<u8>, Vec<u8>);
+
+/// Reads partition 0 of `topic` from the beginning, keys and payloads, like
+/// `read_dead_letters`.
+pub fn read_keyed(bootstrap: &str, topic: &str, enough: impl Fn(&[Keyed]) -> bool) -> Vec<Keyed> {
+    use rdkafka::message::Message as _;
+    read_topic(bootstrap, topic, enough, |message| {
+        let key = message.key().unwrap_or_default().to_vec();
+        (key, message.payload().unwrap_or_default().to_vec())
+    })
+}
+
+/// Every record of partition 0 of `topic`, keys and payloads, up to its high watermark now.
+pub fn read_all_keyed(bootstrap: &str, topic: &str) -> Vec<Keyed> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("consumer");
+    let (_, high) = consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .expect("watermarks");
+    read_keyed(bootstrap, topic, |records| records.len() as i64 >= high)
+}
+
+fn read_topic<T>(
+    bootstrap: &str,
+    topic: &str,
+    enough: impl Fn(&[T]) -> bool,
+    read: impl Fn(&rdkafka::message::BorrowedMessage<'_>) -> T,
+) -> Vec<T> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
 
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -222,21 +272,7 @@ pub fn read_dead_letters(
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };
-        let message = message.expect("dlq message");
-        let headers = message
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_owned(),
-                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        letters.push((message.payload().unwrap_or_default().to_vec(), headers));
+        letters.push(read(&message.expect("a message")));
     }
     letters
 }
