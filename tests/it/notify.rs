@@ -630,3 +630,42 @@ async fn query_alerts_test_reaches_the_receiver_signed() {
     assert!(!ok && stderr.contains("NotFound"), "{stderr}");
     service.stop().await;
 }
+
+#[test]
+fn config_check_refuses_routes_to_another_tenants_destination_and_plain_http() {
+    let dir = tempfile::tempdir().expect("dir");
+    let secret = dir.path().join("hook.secret");
+    std::fs::write(&secret, SECRET_A).expect("secret");
+    let rules = dir.path().join("rules.toml");
+    let settings = dir.path().join("settings.toml");
+    let check = |url: &str, kind: &str, routed: &str| {
+        let text = format!(
+            "alert_rules_file = {rules:?}\n\n[[alert_destinations]]\nname = \"globex-hook\"\n\
+             kind = \"{kind}\"\nurl = \"{url}\"\nsecret_file = {secret:?}\ntenants = [\"globex\"]\n"
+        );
+        std::fs::write(&settings, text).expect("settings");
+        std::fs::write(
+            &rules,
+            format!("[tenants.{routed}]\ndestinations = [\"globex-hook\"]\n"),
+        )
+        .expect("rules");
+        config_check(&settings)
+    };
+    let https = "https://hooks.example.com/ih";
+    let (passed, stderr) = check(https, "webhook", "globex");
+    assert!(passed, "{stderr}");
+
+    let (passed, stderr) = check(https, "webhook", "acme");
+    assert!(!passed, "acme routed to globex's destination");
+    assert!(
+        stderr.contains("acme") && stderr.contains("globex-hook"),
+        "names both: {stderr}"
+    );
+    let (passed, stderr) = check("http://hooks.example.com/ih", "webhook", "globex");
+    assert!(!passed && stderr.contains("https"), "plain http: {stderr}");
+    let (passed, stderr) = check(https, "carrier-pigeon", "globex");
+    assert!(
+        !passed && stderr.contains("webhook"),
+        "the valid kinds listed: {stderr}"
+    );
+}
