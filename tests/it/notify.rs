@@ -669,3 +669,63 @@ fn config_check_refuses_routes_to_another_tenants_destination_and_plain_http() {
         "the valid kinds listed: {stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_python_receiver_verifies_a_delivery() {
+    use std::io::{BufRead, BufReader};
+    const TOPIC: &str = "notify-python";
+    let (_kafka, bootstrap) = kafka_with_alert_topics(TOPIC);
+    let port = free_port();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/receive_alerts.py");
+    let mut child = die_with_parent(&mut std::process::Command::new("python3"))
+        .arg(&script)
+        .arg(port.to_string())
+        .env("WEBHOOK_SECRET", SECRET_A)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs the receiver");
+    let stdout = child.stdout.take().expect("stdout");
+    let _receiver = Process(child);
+    wait_until(
+        "the receiver listens",
+        Duration::from_secs(10),
+        || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        },
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("dir");
+    let secret = dir.path().join("hook.secret");
+    // The second secret alone is the receiver's: a rotation's old and new both sent.
+    std::fs::write(&secret, format!("{SECRET_B}\n{SECRET_A}\n")).expect("secret");
+    let hook = DestinationSettings {
+        url: Some(format!("http://127.0.0.1:{port}/alerts")),
+        secret_file: Some(secret),
+        ..destination("python", DestinationKind::Webhook)
+    };
+    let config = Config {
+        alert_destinations: vec![hook],
+        ..test_config(&bootstrap, TOPIC, "python")
+    };
+    let service = TestService::start(&config, Arc::new(ManualClock::new(NOW))).await;
+    let grpc = service.service.grpc_addr;
+    let (ok, stdout_of_query, stderr) =
+        tokio::task::spawn_blocking(move || alerts_test(grpc, &["--destination", "python"]))
+            .await
+            .expect("ran");
+    assert!(ok, "{stdout_of_query}{stderr}");
+    let line = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .next()
+            .expect("a line")
+            .expect("text")
+    })
+    .await
+    .expect("read");
+    assert!(line.starts_with("verified test-"), "{line}");
+    assert!(line.contains("FIRING integration-health-test"), "{line}");
+    service.stop().await;
+}
