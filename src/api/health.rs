@@ -6,6 +6,7 @@
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
+use super::callers::Caller;
 use super::convert::{bounded, non_empty, optional_range, type_from_wire, types_from_wire};
 use super::service::ApiClient;
 use super::watch::{watch_interval, Counting, WatchStream, Watched};
@@ -73,9 +74,9 @@ impl IntegrationHealthApi {
             let caller = self.tenant(&request, &req.tenant_id)?;
             // A replica's feed asks for this replica's partitions alone; anyone else reads the
             // tenant's shared feed.
-            let counting = match self.forwarded_by_replica(request.metadata()) {
-                true => Counting::Here(self.engine.clone(), req.tenant_id.clone()),
-                false => Counting::Shared(self.feeds().subscribe(&req.tenant_id)),
+            let counting = match caller {
+                Caller::Replica(_) => Counting::Here(self.engine.clone(), req.tenant_id.clone()),
+                _ => Counting::Shared(self.feeds().subscribe(&req.tenant_id)),
             };
             let watched = Watched {
                 counting,

@@ -266,7 +266,7 @@ impl IntegrationHealthApi {
     /// Whether another replica forwarded the call: it says so (`ih-forwarded`) and its token
     /// is a `peer = true` grant. From any other caller the forwarding headers are ignored, so
     /// a client cannot skip its limits or force the slower path by setting them.
-    pub(super) fn forwarded_by_replica(&self, metadata: &MetadataMap) -> bool {
+    fn forwarded_by_replica(&self, metadata: &MetadataMap) -> bool {
         if !metadata.contains_key(FORWARDED) {
             return false;
         }
@@ -285,10 +285,10 @@ impl IntegrationHealthApi {
         true
     }
 
-    /// The replica to forward a tenant call to, if another one owns the tenant. A call that was
-    /// forwarded already is answered where it lands: one hop at most.
-    pub(super) fn forward_to<T>(&self, request: &Request<T>, tenant_id: &str) -> Option<Owner> {
-        if self.forwarded_by_replica(request.metadata()) {
+    /// The replica to forward a tenant call to, if another one owns the tenant. A call that a
+    /// replica forwarded already is answered where it lands: one hop at most.
+    pub(super) fn forward_to(&self, caller: &Caller, tenant_id: &str) -> Option<Owner> {
+        if matches!(caller, Caller::Replica(_)) {
             return None;
         }
         let (addr, partition) = self.cluster.as_ref()?.forward_target(tenant_id)?;
@@ -436,8 +436,8 @@ impl IntegrationHealthApi {
     {
         self.timed(rpc, async {
             let req = request.get_ref();
-            self.tenant(&request, req.tenant_id())?;
-            if let Some(owner) = self.forward_to(&request, req.tenant_id()) {
+            let caller = self.tenant(&request, req.tenant_id())?;
+            if let Some(owner) = self.forward_to(&caller, req.tenant_id()) {
                 return self.forward(&owner, request, forward).await;
             }
             let work = prepare(req)?;
