@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tonic::metadata::MetadataMap;
 use tonic::Status;
 
@@ -103,16 +103,24 @@ impl Asker {
         engine: QueryEngine,
         work: impl FnOnce(&QueryEngine) -> Result<T, QueryError> + Send + 'static,
     ) -> Result<T, Status> {
-        // Past the queue wait the call is shed rather than queued without bound.
-        let _slot = tokio::time::timeout(self.queue_wait, self.slots.acquire())
-            .await
-            .map_err(|_| Status::resource_exhausted("the service is busy; retry shortly"))?
-            .map_err(|_| Status::unavailable("the service is stopping"))?;
+        let _slot = query_slot(&self.slots, self.queue_wait).await?;
         tokio::task::spawn_blocking(move || work(&engine))
             .await
             .map_err(|_| Status::internal("the query did not complete"))?
             .map_err(status_from)
     }
+}
+
+/// One of the query slots, waited for at most `queue_wait`: past it the call is shed rather
+/// than queued without bound. The public API and the peer service share the slots.
+pub(super) async fn query_slot(
+    slots: &Semaphore,
+    queue_wait: Duration,
+) -> Result<SemaphorePermit<'_>, Status> {
+    tokio::time::timeout(queue_wait, slots.acquire())
+        .await
+        .map_err(|_| Status::resource_exhausted("the service is busy; retry shortly"))?
+        .map_err(|_| Status::unavailable("the service is stopping"))
 }
 
 /// Whether the caller accepts an answer that lacks unreachable partitions: in the request, or

@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 
 use tonic::{Request, Response, Status};
 
+use super::asker::query_slot;
 use super::auth::{Access, SharedAuth};
 use super::service::validate_tenant;
 use super::status::status_response;
@@ -39,14 +40,6 @@ pub(crate) struct PeerApi {
 }
 
 impl PeerApi {
-    /// One of the public API's query slots, waited for at most `queue_wait`.
-    async fn query_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Status> {
-        tokio::time::timeout(self.queue_wait, self.slots.acquire())
-            .await
-            .map_err(|_| Status::resource_exhausted("the service is busy; retry shortly"))?
-            .map_err(|_| Status::unavailable("the service is stopping"))
-    }
-
     /// The tenant's answers to `parts` over the asked partitions this replica holds, with
     /// which those are and their losses.
     fn answer_parts(
@@ -103,7 +96,7 @@ impl IntegrationHealthPeer for PeerApi {
                 parts.len()
             )));
         }
-        let _slot = self.query_slot().await?;
+        let _slot = query_slot(&self.slots, self.queue_wait).await?;
         let store = self.store.clone();
         let clock = self.clock.clone();
         let answer =
@@ -136,7 +129,7 @@ impl IntegrationHealthPeer for PeerApi {
             .map_err(|err| Status::invalid_argument(err.to_string()))?;
         let wanted: HashSet<i32> = req.partitions.into_iter().collect();
         let engine = QueryEngine::new(self.store.clone(), self.clock.clone());
-        let _slot = self.query_slot().await?;
+        let _slot = query_slot(&self.slots, self.queue_wait).await?;
         let partitions = tokio::task::spawn_blocking(move || {
             engine
                 .tenants_by_partition(range, Some(&wanted))
