@@ -543,7 +543,11 @@ impl Config {
             return Err(invalid("state_url", "replaces state_dir; set only one"));
         }
         let grants = self.grants()?;
-        self.check_peer_grant(&grants)?;
+        tokens::check_peer_grant(
+            self.advertise_addr.is_some(),
+            self.peer_token.as_ref(),
+            &grants,
+        )?;
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(invalid("tls_cert", "and tls_key must be set together"));
         }
@@ -559,40 +563,6 @@ impl Config {
             ));
         }
         Ok(())
-    }
-}
-
-impl Config {
-    /// Replicas take calls forwarded by one another only from a `peer = true` grant, so a
-    /// replica needs a `peer_token` that the grants name so; never an open API.
-    fn check_peer_grant(&self, grants: &[tokens::CheckedGrant]) -> Result<(), ConfigError> {
-        if self.advertise_addr.is_none() {
-            return Ok(());
-        }
-        let Some(token) = &self.peer_token else {
-            return Err(invalid(
-                "peer_token",
-                "replicas (advertise_addr) need a peer_token, and a tokens_file granting it \
-                 with peer = true: with an open API no call can be told to come from a replica",
-            ));
-        };
-        let digest = sha256(token.expose());
-        let granted = grants.iter().find(|g| g.digest == digest);
-        if granted.is_some_and(|g| g.peer) {
-            return Ok(());
-        }
-        let found = match granted {
-            Some(_) => "its grant lacks peer = true",
-            None => "no grant names it",
-        };
-        Err(invalid(
-            "peer_token",
-            format!(
-                "must be granted as a replica's token, and {found}; add to the tokens file:\n\
-                 [[tokens]]\ntoken_sha256 = \"{}\"\ntenants = [\"*\"]\npeer = true",
-                hex::encode(digest)
-            ),
-        ))
     }
 }
 

@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::secrets::Secret;
 use super::{invalid, ConfigError};
 use crate::event::{is_tenant_char, MAX_TENANT_ID_CHARS};
 
@@ -173,6 +174,42 @@ pub fn check_grants(grants: &[TokenGrant]) -> Result<Vec<CheckedGrant>, ConfigEr
 struct TokensFile {
     #[serde(default)]
     tokens: Vec<TokenGrant>,
+}
+
+/// Replicas take calls forwarded by one another only from a `peer = true` grant, so a replica
+/// needs a `peer_token` that the grants name so; never an open API.
+pub(super) fn check_peer_grant(
+    replica: bool,
+    peer_token: Option<&Secret>,
+    grants: &[CheckedGrant],
+) -> Result<(), ConfigError> {
+    if !replica {
+        return Ok(());
+    }
+    let Some(token) = peer_token else {
+        return Err(invalid(
+            "peer_token",
+            "replicas (advertise_addr) need a peer_token, and a tokens_file granting it \
+             with peer = true: with an open API no call can be told to come from a replica",
+        ));
+    };
+    let digest = sha256(token.expose());
+    let granted = grants.iter().find(|g| g.digest == digest);
+    if granted.is_some_and(|g| g.peer) {
+        return Ok(());
+    }
+    let found = match granted {
+        Some(_) => "its grant lacks peer = true",
+        None => "no grant names it",
+    };
+    Err(invalid(
+        "peer_token",
+        format!(
+            "must be granted as a replica's token, and {found}; add to the tokens file:\n\
+             [[tokens]]\ntoken_sha256 = \"{}\"\ntenants = [\"*\"]\npeer = true",
+            hex::encode(digest)
+        ),
+    ))
 }
 
 /// The `[[tokens]]` of a tokens file.
