@@ -27,7 +27,7 @@ ALLOWED = {
     "ops": {"store", "event", "config", "tls", "clock"},
     "issues": {"changelog", "store", "event", "catalog", "config", "clock"},
     "alerts": {"changelog", "store", "event", "catalog", "config", "clock", "ops"},
-    "notify": {"alerts", "changelog", "catalog", "config", "clock", "ops"},
+    "notify": {"alerts", "changelog", "catalog", "config", "clock", "ops", "file_digest"},
     "query": {"store", "event", "catalog", "issues", "config", "clock"},
     "ingest": {"store", "event", "catalog", "snapshot", "ops", "config", "clock", "alerts"},
     "cluster": {"query", "store", "event", "config", "clock", "proto"},

@@ -1,6 +1,6 @@
 """Reads deploy/k8s's ConfigMap, StatefulSet and NetworkPolicy together and fails when the
 shipped policy would block what the shipped settings enable: replicas asking each other,
-snapshots in the object store, Kafka, probes and the metrics scrape.
+snapshots in the object store, Kafka, alert destinations, probes and the metrics scrape.
 
 Run by .ci/run: python3 deploy/check_policy.py (needs PyYAML).
 """
@@ -8,6 +8,7 @@ Run by .ci/run: python3 deploy/check_policy.py (needs PyYAML).
 import sys
 import tomllib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -20,6 +21,26 @@ def load(name):
 
 def port_of(addr):
     return int(addr.rsplit(":", 1)[1])
+
+
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+# A Slack destination's URL is a secret (url_file): every incoming webhook is on this host.
+SLACK_WEBHOOK_URL = "https://hooks.slack.com/services/"
+
+
+def destination_url(destination):
+    """Where a destination's requests go, as far as the settings say."""
+    if destination.get("url"):
+        return destination["url"]
+    return {"pagerduty": PAGERDUTY_EVENTS_URL, "slack": SLACK_WEBHOOK_URL}.get(destination["kind"])
+
+
+def cluster_namespace(host):
+    """The namespace of a Service host name (name.namespace.svc[.cluster.local]), else None."""
+    labels = host.split(".")
+    if len(labels) >= 3 and labels[2] == "svc":
+        return labels[1]
+    return None
 
 
 def allowed(rules, port, peer_check):
@@ -73,6 +94,17 @@ def main():
     for broker in settings["brokers"].split(","):
         if not allowed(policy["egress"], port_of(broker), namespace("kafka")):
             problems.append(f"broker {broker} is not reachable under the egress rules")
+
+    for destination in settings.get("alert_destinations", []):
+        url = urlsplit(destination_url(destination) or "")
+        port = url.port or (443 if url.scheme == "https" else 80)
+        inside = cluster_namespace(url.hostname or "")
+        peers = namespace(inside) if inside else outside_cluster
+        if not allowed(policy["egress"], port, peers):
+            problems.append(
+                f"alert destination {destination['name']} ({url.hostname}:{port}) "
+                "is not reachable under the egress rules"
+            )
 
     ops_addr = settings.get("ops_addr")
     tls = "tls_cert" in settings

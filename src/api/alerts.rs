@@ -1,5 +1,6 @@
-//! The alert calls: `ListAlerts` and `WatchAlerts`, read from the alerts topic's book, and
-//! `TestAlertDestination`, sent by the notifier.
+//! The alert calls: `ListAlerts` and `WatchAlerts`, read from the alerts topic's book,
+//! `TestAlertDestination`, sent by the notifier, and `ListAlertDeadLetters`, read from the
+//! dead letters' book.
 
 // Handlers must return `tonic::Status`.
 #![allow(clippy::result_large_err)]
@@ -14,14 +15,17 @@ use tracing::instrument;
 
 use super::auth::Access;
 use super::callers::Caller;
-use super::convert::{duration_to_ms, ms_to_timestamp};
+use super::convert::{duration_to_ms, ms_to_timestamp, timestamp_to_ms};
 use super::service::validate_tenant;
 use super::IntegrationHealthApi;
 use crate::alerts::{AlertBook, AlertEvent, AlertState, Rule};
 use crate::event::IntegrationType;
-use crate::notify::{NotifyError, TEST_TENANT};
+use crate::notify::{NotifyError, DEAD_LETTERS_PER_TENANT, TEST_TENANT};
 use crate::proto;
 use crate::store::DAY_MS;
+
+/// How far back `ListAlertDeadLetters` looks when the request says nothing.
+const DEAD_LETTERS_DEFAULT_WITHIN_MS: i64 = 7 * DAY_MS;
 
 pub(crate) type AlertStream = Pin<Box<dyn Stream<Item = Result<proto::Alert, Status>> + Send>>;
 
@@ -140,6 +144,53 @@ impl IntegrationHealthApi {
                 delivered: sent.error.is_none(),
                 message_id: sent.message_id,
                 error: sent.error.unwrap_or_default(),
+            }))
+        })
+        .await
+    }
+
+    #[instrument(
+        name = "list_alert_dead_letters",
+        skip_all,
+        fields(rpc = "ListAlertDeadLetters")
+    )]
+    pub(super) async fn list_alert_dead_letters_call(
+        &self,
+        request: Request<proto::ListAlertDeadLettersRequest>,
+    ) -> Result<Response<proto::ListAlertDeadLettersResponse>, Status> {
+        self.timed("ListAlertDeadLetters", async {
+            let req = request.get_ref();
+            self.tenant(&request, &req.tenant_id)?;
+            let since = match &req.since {
+                Some(t) => timestamp_to_ms("since", t)?,
+                None => self.clock.now_ms() - DEAD_LETTERS_DEFAULT_WITHIN_MS,
+            };
+            let limit = match req.limit {
+                0 => DEAD_LETTERS_PER_TENANT,
+                n => (n as usize).min(DEAD_LETTERS_PER_TENANT),
+            };
+            let book = self.dead_letters.as_ref().ok_or_else(|| {
+                Status::failed_precondition("no alert destinations are configured")
+            })?;
+            if !book.caught_up() {
+                return Err(Status::unavailable(
+                    "still reading the dead letters; try again shortly",
+                ));
+            }
+            let dead_letters = book
+                .list(&req.tenant_id, since, limit)
+                .into_iter()
+                .map(|letter| proto::AlertDeadLetter {
+                    destination: letter.destination,
+                    message_id: letter.webhook_id,
+                    attempts: letter.attempts,
+                    error: letter.error,
+                    at: Some(ms_to_timestamp(letter.at_ms)),
+                    alert: Some(letter.alert.into()),
+                })
+                .collect();
+            Ok(Response::new(proto::ListAlertDeadLettersResponse {
+                dead_letters,
             }))
         })
         .await

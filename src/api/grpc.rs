@@ -114,6 +114,13 @@ impl IntegrationHealth for IntegrationHealthApi {
         self.test_alert_destination_call(request).await
     }
 
+    async fn list_alert_dead_letters(
+        &self,
+        request: Request<proto::ListAlertDeadLettersRequest>,
+    ) -> Answer<proto::ListAlertDeadLettersResponse> {
+        self.list_alert_dead_letters_call(request).await
+    }
+
     type WatchAlertsStream = AlertStream;
 
     async fn watch_alerts(

@@ -28,7 +28,7 @@ use crate::cluster::Cluster;
 use crate::event::{is_tenant_char, MAX_TENANT_ID_CHARS};
 use crate::ingest::IngestProgress;
 use crate::issues::IssueKeeping;
-use crate::notify::Notifier;
+use crate::notify::{DeadLetterBook, Notifier};
 use crate::ops::Metrics;
 use crate::proto;
 use crate::query::{self, QueryEngine, QueryError};
@@ -145,6 +145,7 @@ pub(crate) struct IntegrationHealthApi {
     pub(super) rules: Option<Arc<RuleKeeping>>,
     /// What sends test alerts, when destinations are configured.
     pub(super) notifier: Option<Arc<Notifier>>,
+    pub(super) dead_letters: Option<Arc<DeadLetterBook>>,
     /// The watched tenants' shared counts, made on the first watch.
     feeds: OnceLock<Arc<Feeds>>,
 }
@@ -175,6 +176,7 @@ impl IntegrationHealthApi {
             alerts: None,
             rules: None,
             notifier: None,
+            dead_letters: None,
             feeds: OnceLock::new(),
         }
     }
@@ -185,9 +187,14 @@ impl IntegrationHealthApi {
         self
     }
 
-    /// Serves `TestAlertDestination` with it.
-    pub(crate) fn with_notifier(mut self, notifier: Option<Arc<Notifier>>) -> Self {
+    /// Serves `TestAlertDestination` with the notifier, `ListAlertDeadLetters` with the book.
+    pub(crate) fn with_notifier(
+        mut self,
+        notifier: Option<Arc<Notifier>>,
+        dead_letters: Option<Arc<DeadLetterBook>>,
+    ) -> Self {
         self.notifier = notifier;
+        self.dead_letters = dead_letters;
         self
     }
 

@@ -37,9 +37,9 @@ impl Config {
         format!("{}.rules", self.topic)
     }
 
-    /// Where the notifier records an alert it could not deliver.
-    pub(crate) fn undelivered_topic(&self) -> String {
-        format!("{}.alerts.undelivered", self.topic)
+    /// Where the notifier records an alert it could not deliver: its dead letters.
+    pub(crate) fn alert_dead_letters_topic(&self) -> String {
+        format!("{}.alerts.dlq", self.topic)
     }
 
     /// The notifier's consumer group: one sender per alerts partition among the replicas.

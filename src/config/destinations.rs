@@ -45,21 +45,35 @@ pub struct DestinationSettings {
     /// How long one attempt may take.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
-    /// Requests per minute this destination is sent at most; more wait their turn.
-    #[serde(default = "default_max_per_minute")]
-    pub max_per_minute: u32,
+    /// Attempts per state change before it goes to the dead letters.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// The longest wait between two attempts, and the most of a `Retry-After` honoured.
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+    /// Requests per second this destination is sent at most; more wait their turn.
+    #[serde(default = "default_rate_limit_per_s")]
+    pub rate_limit_per_s: u32,
 }
 
 fn default_timeout_ms() -> u64 {
     10_000
 }
 
-fn default_max_per_minute() -> u32 {
-    60
+fn default_max_attempts() -> u32 {
+    8
+}
+
+fn default_max_backoff_ms() -> u64 {
+    600_000
+}
+
+fn default_rate_limit_per_s() -> u32 {
+    10
 }
 
 impl DestinationSettings {
-    /// A destination of `kind` with the default timeout and pace, and nothing else set.
+    /// A destination of `kind` with the default timeout, retries and rate, and nothing else set.
     pub fn new(name: &str, kind: DestinationKind) -> Self {
         DestinationSettings {
             name: name.to_owned(),
@@ -69,7 +83,9 @@ impl DestinationSettings {
             secret_file: None,
             tenants: Vec::new(),
             timeout_ms: default_timeout_ms(),
-            max_per_minute: default_max_per_minute(),
+            max_attempts: default_max_attempts(),
+            max_backoff_ms: default_max_backoff_ms(),
+            rate_limit_per_s: default_rate_limit_per_s(),
         }
     }
 
@@ -132,8 +148,16 @@ impl DestinationSettings {
         if !(100..=120_000).contains(&self.timeout_ms) {
             return Err(problem("`timeout_ms` must be between 100 and 120000"));
         }
-        if self.max_per_minute == 0 {
-            return Err(problem("`max_per_minute` must be at least 1"));
+        if !(1..=50).contains(&self.max_attempts) {
+            return Err(problem("`max_attempts` must be between 1 and 50"));
+        }
+        if !(10..=86_400_000).contains(&self.max_backoff_ms) {
+            return Err(problem(
+                "`max_backoff_ms` must be between 10 and 86400000 (a day)",
+            ));
+        }
+        if !(1..=1_000).contains(&self.rate_limit_per_s) {
+            return Err(problem("`rate_limit_per_s` must be between 1 and 1000"));
         }
         Ok(())
     }

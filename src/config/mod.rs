@@ -199,8 +199,6 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Destinations that a tenant's alerts go to when its rules name none.
     pub alert_default_destinations: Vec<String>,
-    /// Attempts per alert and destination before it is recorded as undelivered.
-    pub alert_delivery_attempts: u32,
     /// The first retry's wait; each retry waits up to twice as long, with jitter.
     pub alert_delivery_backoff_ms: u64,
     /// A FIRING read later than this after it was published is not sent.
@@ -284,7 +282,6 @@ impl Default for Config {
             allow_open_api: false,
             public_url: None,
             alert_default_destinations: Vec::new(),
-            alert_delivery_attempts: 6,
             alert_delivery_backoff_ms: 1_000,
             alert_delivery_max_age_ms: 3_600_000,
             alert_destinations: Vec::new(),
@@ -380,12 +377,6 @@ impl Config {
             &self.alert_default_destinations,
             self.public_url.as_deref(),
         )?;
-        if !(1..=20).contains(&self.alert_delivery_attempts) {
-            return Err(invalid(
-                "alert_delivery_attempts",
-                "must be between 1 and 20",
-            ));
-        }
         if !(10..=60_000).contains(&self.alert_delivery_backoff_ms) {
             return Err(invalid(
                 "alert_delivery_backoff_ms",

@@ -446,7 +446,7 @@ pub(crate) fn internal_topics(config: &Config) -> Vec<TopicSpec> {
     });
     if !config.alert_destinations.is_empty() {
         specs.push(TopicSpec {
-            name: config.undelivered_topic(),
+            name: config.alert_dead_letters_topic(),
             purpose: "alerts the notifier could not deliver, with the reason",
             partitions: Partitions::AtLeastOne(1),
             compacted: false,

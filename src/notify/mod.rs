@@ -1,16 +1,22 @@
 //! Alert delivery. The notifier follows `<topic>.alerts` in a consumer group of its own, so it
 //! keeps no state and runs in every replica with one sender per alert; it sends every FIRING
 //! and RESOLVED to the destinations the alert names (webhooks signed per Standard Webhooks,
-//! Slack, PagerDuty), retrying with backoff, and records what it could not deliver on
-//! `<topic>.alerts.undelivered`. docs/alerts.md describes the settings and guarantees.
+//! Slack, PagerDuty), each destination on its own, retrying with backoff, and records what it
+//! could not deliver on `<topic>.alerts.dlq`. docs/alerts.md describes the settings and the
+//! guarantee.
 //!
-//! - `destinations`: the settings with their secrets read, and the routing rule;
+//! - `destinations`: the settings with their secrets read (again when they change), and the
+//!   routing rule;
 //! - `messages`: what each kind is sent; `webhook`: the signatures;
-//! - `send`: one request with retries; `follow`: the consumer thread.
+//! - `send`: one state change to one destination, with retries;
+//! - `follow`: the consumer thread, and `progress`: which offset it may commit;
+//! - `dead_letters`: the dead letters' schema, and the book every replica keeps of them.
 
+mod dead_letters;
 mod destinations;
 mod follow;
 mod messages;
+mod progress;
 mod send;
 mod webhook;
 
@@ -18,7 +24,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
 use thiserror::Error;
 use tracing::{info, warn};
 
@@ -28,11 +33,12 @@ use crate::clock::SharedClock;
 use crate::config::DestinationKind;
 use crate::ops::Metrics;
 
+pub use dead_letters::DeadLetterBook;
+pub(crate) use dead_letters::{follow_dead_letters, DeadLetter, DEAD_LETTERS_PER_TENANT};
 pub(crate) use destinations::Destinations;
-use destinations::{Credential, Destination};
+use destinations::{Credential, Destination, Secrets};
 pub(crate) use follow::deliver_alerts;
-pub(crate) use send::RetryPolicy;
-use send::{Outcome, Request};
+use send::{Attempt, Outcome, Request};
 
 #[derive(Debug, Error)]
 pub enum NotifyError {
@@ -71,39 +77,30 @@ pub(crate) struct TestSent {
     pub(crate) error: Option<String>,
 }
 
-/// A state change that could not be delivered to one destination: the schema of
-/// `<topic>.alerts.undelivered`.
-#[derive(Debug, Serialize)]
-struct Undelivered<'a> {
-    destination: &'a str,
-    webhook_id: String,
-    attempts: u32,
-    error: &'a str,
-    at_ms: i64,
-    alert: &'a AlertEvent,
-}
-
 /// Sends alert state changes to their destinations.
 pub struct Notifier {
     pub(crate) destinations: Arc<Destinations>,
     pub(crate) client: reqwest::Client,
-    pub(crate) policy: RetryPolicy,
+    /// The first retry's wait; each later one waits up to twice as long.
+    pub(crate) first_backoff: Duration,
     pub(crate) public_url: Option<url::Url>,
     /// A FIRING older than this when it is read is not sent (a new notifier group catching up).
     pub(crate) max_age_ms: i64,
     pub(crate) clock: SharedClock,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) undelivered: Option<Arc<ChangelogWriter>>,
+    pub(crate) dead_letters: Arc<ChangelogWriter>,
 }
+
+/// How long to wait before writing a dead letter again when Kafka refused it.
+const DEAD_LETTER_RETRY: Duration = Duration::from_secs(1);
 
 impl Notifier {
     pub(crate) fn http_client() -> Result<reqwest::Client, NotifyError> {
         send::client().map_err(NotifyError::Client)
     }
 
-    /// Delivers `event` to each of its destinations at once; returns when each has been sent
-    /// or recorded as undelivered.
-    pub(crate) async fn deliver(&self, event: &AlertEvent) {
+    /// Whether `event` is a FIRING too old to page anyone about; counted as stale if so.
+    pub(crate) fn is_stale(&self, event: &AlertEvent) -> bool {
         let age_ms = self.clock.now_ms() - event.at_ms;
         // A RESOLVED is always sent: one the receiver never saw open does no harm, and a lost
         // one leaves an incident open.
@@ -112,16 +109,14 @@ impl Notifier {
             for name in &event.destinations {
                 self.metrics.alert_delivery(name, "stale");
             }
-            return;
+            return true;
         }
-        let sends = event
-            .destinations
-            .iter()
-            .map(|name| self.deliver_to(name, event));
-        futures::future::join_all(sends).await;
+        false
     }
 
-    async fn deliver_to(&self, name: &str, event: &AlertEvent) {
+    /// Delivers `event` to the destination `name`: returns once it was taken or its dead
+    /// letter was written.
+    pub(crate) async fn deliver_to(&self, name: &str, event: &AlertEvent) {
         let outcome = match self.destinations.get(name) {
             None => Outcome::Failed {
                 attempts: 0,
@@ -132,27 +127,28 @@ impl Notifier {
                 error: "the destination does not take this tenant's alerts".into(),
             },
             Some(destination) => {
-                let request = self.request(destination, event);
                 let metrics = &self.metrics;
-                send::send(&self.client, destination, &request, self.policy, |took| {
-                    metrics.alert_delivery_time(name, took)
+                let build = |secrets: &Secrets| self.request(destination, secrets, event);
+                let policy = destination.policy(self.first_backoff);
+                send::send(&self.client, destination, build, policy, |attempt, took| {
+                    metrics.alert_delivery_time(name, took);
+                    for outcome in attempt_outcomes(attempt) {
+                        metrics.alert_delivery(name, outcome);
+                    }
                 })
                 .await
             }
         };
-        match outcome {
-            Outcome::Sent { .. } => self.metrics.alert_delivery(name, "sent"),
-            Outcome::Failed { attempts, error } => {
-                self.metrics.alert_delivery(name, "failed");
-                warn!(destination = name, alert = %event.alert_id, attempts, %error, "alert not delivered");
-                self.record_undelivered(name, event, attempts, &error).await;
-            }
+        if let Outcome::Failed { attempts, error } = outcome {
+            warn!(destination = name, alert = %event.alert_id, attempts, %error, "alert not delivered; written to the dead letters");
+            self.write_dead_letter(name, event, attempts, &error).await;
+            self.metrics.alert_delivery(name, "dead_lettered");
         }
     }
 
     /// Sends a test alert about `tenant_id` to the destination `name`, signed and shaped as a
-    /// real one, once: neither retried nor recorded as undelivered, so an operator sees at once
-    /// how the receiver answers (`query alerts test`).
+    /// real one, once: neither retried nor written to the dead letters, so an operator sees at
+    /// once how the receiver answers (`query alerts test`).
     pub(crate) async fn send_test(
         &self,
         name: &str,
@@ -169,12 +165,12 @@ impl Notifier {
             });
         }
         let event = messages::test_event(name, tenant_id, self.clock.now_ms());
-        let request = self.request(destination, &event);
-        let once = RetryPolicy {
+        let build = |secrets: &Secrets| self.request(destination, secrets, &event);
+        let once = send::RetryPolicy {
             attempts: 1,
-            ..self.policy
+            ..destination.policy(self.first_backoff)
         };
-        let outcome = send::send(&self.client, destination, &request, once, |_| {}).await;
+        let outcome = send::send(&self.client, destination, build, once, |_, _| {}).await;
         info!(
             destination = name,
             tenant = tenant_id,
@@ -190,9 +186,24 @@ impl Notifier {
         })
     }
 
-    fn request(&self, destination: &Destination, event: &AlertEvent) -> Request {
+    /// Re-reads every destination's secret files that changed since they were read.
+    pub(crate) fn reload_secrets(&self) {
+        for destination in self.destinations.iter() {
+            match destination.reload_if_changed() {
+                Ok(true) => info!(destination = %destination.name, "destination secrets reloaded"),
+                Ok(false) => {}
+                Err(err) => {
+                    warn!(error = %err, "destination secrets changed but do not load; the previous ones stay in force")
+                }
+            }
+        }
+    }
+
+    /// The request for one attempt: a webhook's carries the same `webhook-id` every time, with
+    /// the attempt's own timestamp and signature.
+    fn request(&self, destination: &Destination, secrets: &Secrets, event: &AlertEvent) -> Request {
         let link = messages::dashboard_link(self.public_url.as_ref(), event);
-        let body = match (&destination.credential, destination.kind) {
+        let body = match (&secrets.credential, destination.kind) {
             (Credential::RoutingKey(key), _) => {
                 serde_json::to_vec(&messages::pagerduty(event, key, link.as_deref()))
             }
@@ -203,7 +214,7 @@ impl Notifier {
             (Credential::Signing(_), _) => serde_json::to_vec(event),
         }
         .unwrap_or_default();
-        let headers = match &destination.credential {
+        let headers = match &secrets.credential {
             Credential::Signing(keys) => {
                 let id = messages::message_id(event);
                 let timestamp = unix_seconds();
@@ -219,22 +230,32 @@ impl Notifier {
         Request { body, headers }
     }
 
-    async fn record_undelivered(&self, name: &str, event: &AlertEvent, attempts: u32, error: &str) {
-        let Some(writer) = &self.undelivered else {
-            return;
-        };
-        let record = Undelivered {
-            destination: name,
+    /// Writes the dead letter, again and again while Kafka refuses it: the delivery is not
+    /// done, and its offset not committed, until it is written.
+    async fn write_dead_letter(&self, name: &str, event: &AlertEvent, attempts: u32, error: &str) {
+        let record = DeadLetter {
+            destination: name.to_owned(),
             webhook_id: messages::message_id(event),
             attempts,
-            error,
+            error: error.to_owned(),
             at_ms: self.clock.now_ms(),
-            alert: event,
+            alert: event.clone(),
         };
         let payload = serde_json::to_vec(&record).unwrap_or_default();
-        if let Err(err) = writer.write(&event.tenant_id, &payload).await {
-            warn!(error = %err, destination = name, alert = %event.alert_id, "cannot record an undelivered alert");
+        while let Err(err) = self.dead_letters.write(&event.tenant_id, &payload).await {
+            warn!(error = %err, destination = name, alert = %event.alert_id, "cannot write a dead letter; trying again");
+            tokio::time::sleep(DEAD_LETTER_RETRY).await;
         }
+    }
+}
+
+/// What an attempt counts as: `failed` is every attempt not taken, `retried` those followed
+/// by another.
+fn attempt_outcomes(attempt: Attempt) -> &'static [&'static str] {
+    match attempt {
+        Attempt::Taken => &["sent"],
+        Attempt::Retried => &["failed", "retried"],
+        Attempt::Failed => &["failed"],
     }
 }
 
@@ -244,13 +265,4 @@ fn unix_seconds() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// Retry settings from the service's.
-pub(crate) fn retry_policy(attempts: u32, first_backoff_ms: u64) -> RetryPolicy {
-    RetryPolicy {
-        attempts: attempts.max(1),
-        first_backoff: Duration::from_millis(first_backoff_ms),
-        max_backoff: Duration::from_secs(60),
-    }
 }

@@ -1,13 +1,14 @@
-//! One request to one destination, retried with backoff and jitter after a 429, a 5xx or a
-//! transport error, never after another 4xx. A redirect is never followed: it fails the
-//! delivery, which is recorded as undelivered with the status.
+//! One state change to one destination, retried with backoff and jitter after a 429, a 5xx
+//! or a transport error, never after another 4xx; a `Retry-After` is honoured up to the
+//! destination's `max_backoff_ms`. A redirect is never followed: it fails the delivery, which
+//! goes to the dead letters with the status.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rand::Rng;
 use reqwest::{redirect, StatusCode};
 
-use super::destinations::Destination;
+use super::destinations::{Destination, Secrets};
 
 /// How often and how patiently a request is retried.
 #[derive(Debug, Clone, Copy)]
@@ -43,35 +44,58 @@ pub(crate) fn client() -> Result<reqwest::Client, reqwest::Error> {
         .build()
 }
 
-/// Sends `request` to `destination` until it is taken, refused for good, or the attempts run
-/// out. `observe` is told each attempt's duration.
+/// What one attempt came to, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    Taken,
+    /// Refused or not answered, and tried again after a wait.
+    Retried,
+    /// Refused or not answered, and not tried again.
+    Failed,
+}
+
+/// Sends to `destination` until a request is taken, refused for good, or the attempts run
+/// out. Each attempt's request is built afresh by `build` from the secrets in force, so it
+/// carries a new timestamp and signature, and a rotated secret is used at once. `observe` is
+/// told how each attempt went and how long it took.
 pub(crate) async fn send(
     client: &reqwest::Client,
     destination: &Destination,
-    request: &Request,
+    build: impl Fn(&Secrets) -> Request,
     policy: RetryPolicy,
-    mut observe: impl FnMut(Duration),
+    mut observe: impl FnMut(Attempt, Duration),
 ) -> Outcome {
     let mut attempts = 0;
     loop {
         attempts += 1;
         destination.wait_turn().await;
+        let secrets = destination.secrets();
+        let request = build(&secrets);
         let started = std::time::Instant::now();
-        let result = attempt(client, destination, request).await;
-        observe(started.elapsed());
+        let result = attempt(client, destination, &secrets.url, &request).await;
+        let took = started.elapsed();
         let (retry, error, wait) = match result {
-            Ok(status) if status.is_success() => return Outcome::Sent { attempts },
-            Ok(status) => (
-                retryable(status.status),
-                refusal(status.status),
-                status.retry_after,
+            Ok(answer) if answer.status.is_success() => {
+                observe(Attempt::Taken, took);
+                return Outcome::Sent { attempts };
+            }
+            Ok(answer) => (
+                retryable(answer.status),
+                refusal(answer.status),
+                answer.retry_after,
             ),
             Err(err) => (true, transport_error(&err), None),
         };
         if !retry || attempts >= policy.attempts {
+            observe(Attempt::Failed, took);
             return Outcome::Failed { attempts, error };
         }
-        tokio::time::sleep(wait.unwrap_or_else(|| backoff(policy, attempts))).await;
+        observe(Attempt::Retried, took);
+        let wait = match wait {
+            Some(asked) => asked.min(policy.max_backoff),
+            None => backoff(policy, attempts),
+        };
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -80,19 +104,14 @@ struct Answer {
     retry_after: Option<Duration>,
 }
 
-impl Answer {
-    fn is_success(&self) -> bool {
-        self.status.is_success()
-    }
-}
-
 async fn attempt(
     client: &reqwest::Client,
     destination: &Destination,
+    url: &url::Url,
     request: &Request,
 ) -> Result<Answer, reqwest::Error> {
     let mut builder = client
-        .post(destination.url.clone())
+        .post(url.clone())
         .timeout(destination.timeout)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(request.body.clone());
@@ -104,12 +123,21 @@ async fn attempt(
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|secs| Duration::from_secs(secs.min(60)));
+        .and_then(|v| retry_after(v, SystemTime::now()));
     Ok(Answer {
         status: response.status(),
         retry_after,
     })
+}
+
+/// A `Retry-After` value: delay-seconds or an HTTP date (a date in the past means now).
+fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// What a refusal is recorded as; a redirect says that it was not followed.
@@ -161,6 +189,23 @@ mod tests {
         assert!(!retryable(StatusCode::BAD_REQUEST));
         assert!(!retryable(StatusCode::NOT_FOUND));
         assert!(!retryable(StatusCode::UNAUTHORIZED));
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        assert_eq!(retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        // 2015-10-21 07:28:00 GMT is now; a minute later is 60 s away.
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:29:00 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon", now), None);
+        assert_eq!(retry_after("-3", now), None);
     }
 
     #[test]

@@ -83,6 +83,7 @@ pub struct Metrics {
     rpc_seconds: Family<RpcNameLabels, Histogram>,
     alert_deliveries: Family<DeliveryLabels, Counter>,
     alert_delivery_seconds: Family<DestinationLabels, Histogram>,
+    alert_notifier_lag: Gauge,
     snapshot_write_seconds: Histogram,
     snapshot_pause_seconds: Histogram,
     next_offset: Family<PartitionLabels, Gauge>,
@@ -132,6 +133,7 @@ impl Metrics {
             rpc_seconds: Family::new_with_constructor(latency_histogram),
             alert_deliveries: Family::default(),
             alert_delivery_seconds: Family::new_with_constructor(delivery_histogram),
+            alert_notifier_lag: Gauge::default(),
             snapshot_write_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             snapshot_pause_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             next_offset: Family::default(),
@@ -250,8 +252,13 @@ impl Metrics {
         );
         registry.register(
             "alert_deliveries",
-            "Alert state changes per destination: sent, failed (recorded as undelivered) or stale (too old to send)",
+            "Alert deliveries per destination: attempts sent (taken), failed and retried; state changes dead_lettered after their last attempt, or stale (too old to send)",
             metrics.alert_deliveries.clone(),
+        );
+        registry.register(
+            "alert_notifier_lag",
+            "Records of <topic>.alerts in this replica's notifier partitions not yet delivered everywhere",
+            metrics.alert_notifier_lag.clone(),
         );
         registry.register(
             "alert_delivery_seconds",
@@ -364,6 +371,10 @@ impl Metrics {
                 outcome,
             })
             .inc();
+    }
+
+    pub(crate) fn set_notifier_lag(&self, records: i64) {
+        self.alert_notifier_lag.set(records);
     }
 
     pub(crate) fn alert_delivery_time(&self, destination: &str, took: Duration) {

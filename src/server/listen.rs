@@ -14,7 +14,7 @@ use crate::clock::SharedClock;
 use crate::cluster::Cluster;
 use crate::ingest::IngestProgress;
 use crate::issues::IssueKeeping;
-use crate::notify::Notifier;
+use crate::notify::{DeadLetterBook, Notifier};
 use crate::ops::Metrics;
 use crate::proto::integration_health_peer_server::IntegrationHealthPeerServer;
 use crate::proto::integration_health_server::IntegrationHealthServer;
@@ -65,6 +65,8 @@ pub struct ApiParts {
     pub rules: Option<Arc<RuleKeeping>>,
     /// Send test alerts (`TestAlertDestination`) with this.
     pub notifier: Option<Arc<Notifier>>,
+    /// Serve `ListAlertDeadLetters` from this.
+    pub dead_letters: Option<Arc<DeadLetterBook>>,
 }
 
 /// Serves `IntegrationHealth`, `grpc.health.v1` and reflection on `listener` until `shutdown`.
@@ -94,7 +96,7 @@ pub fn serve_api(
         .with_issues(parts.issues)
         .with_alerts(parts.alerts)
         .with_rules(parts.rules)
-        .with_notifier(parts.notifier),
+        .with_notifier(parts.notifier, parts.dead_letters),
     );
     let peer = handlers.cluster_addr().map(|addr| {
         IntegrationHealthPeerServer::new(handlers.peer(addr))

@@ -97,7 +97,8 @@ pub struct RunningService {
     issues: std::thread::JoinHandle<()>,
     alerts: std::thread::JoinHandle<()>,
     rules: std::thread::JoinHandle<()>,
-    notifier: Option<std::thread::JoinHandle<()>>,
+    /// The notifier's thread and its dead letters' reader, when alerts are delivered.
+    notifier: Vec<std::thread::JoinHandle<()>>,
     http: std::thread::JoinHandle<()>,
     grpc: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     ingest: IngestHandle,
@@ -121,7 +122,7 @@ impl RunningService {
         let rules = self.rules;
         let notifier = self.notifier;
         let joined = tokio::task::spawn_blocking(move || {
-            let notifier_stopped = notifier.is_none_or(|n| n.join().is_ok());
+            let notifier_stopped = notifier.into_iter().all(|n| n.join().is_ok());
             ingest.join();
             if let Some(cluster) = cluster {
                 cluster.join();
@@ -290,14 +291,21 @@ pub async fn start(
         read_all,
     };
     tasks.spawn(alerts::evaluate_periodically(evaluator, shutdown.clone()));
-    let (notifier, test_sender) = wiring::start_notifier(
+    let delivering = wiring::start_notifier(
         config,
         &kafka_client,
         clock.clone(),
         metrics.clone(),
         shutdown.clone(),
-    )?
-    .unzip();
+    )?;
+    let (notifier, test_sender, dead_letters) = match delivering {
+        Some(d) => (
+            vec![d.thread, d.dead_letters_thread],
+            Some(d.notifier),
+            Some(d.dead_letters),
+        ),
+        None => (Vec::new(), None, None),
+    };
     let tls = match wiring::tls_files(config) {
         Some(files) => Some(ReloadingTls::load(files)?),
         None => None,
@@ -348,6 +356,7 @@ pub async fn start(
             alerts: Some(alert_book.clone()),
             rules: Some(rule_keeping),
             notifier: test_sender,
+            dead_letters,
         },
         shutdown.clone(),
     )?;

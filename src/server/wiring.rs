@@ -17,7 +17,7 @@ use crate::cluster::PeerTls;
 use crate::config::{invalid, Config, ConfigError};
 use crate::ingest::{self, IngestConfig, IngestProgress};
 use crate::issues::{IssueBook, IssueKeeping};
-use crate::notify::{self, Destinations, Notifier};
+use crate::notify::{self, DeadLetterBook, Destinations, Notifier};
 use crate::ops::{CheckReady, OtlpTarget, PartitionGauge, ReadState, StateReading};
 use crate::snapshot::{SnapshotError, SnapshotFiles, SnapshotObjects, Snapshots};
 use crate::store::{Store, StoreLimits, DAY_MS, HOUR_MS, MAX_DEDUP_CAPACITY};
@@ -252,11 +252,17 @@ pub(super) fn follow_alerts(
     changelog::follow(reader, config.alerts_topic(), book.clone(), shutdown)
 }
 
-/// The thread that delivers alerts, and the notifier it delivers with.
-type Delivering = (std::thread::JoinHandle<()>, Arc<Notifier>);
+/// What delivers alerts: the thread that follows the alerts topic, the notifier it delivers
+/// with (which also sends the API's test alerts), the thread that reads the dead letters and
+/// the book it fills.
+pub(super) struct Delivering {
+    pub(super) thread: std::thread::JoinHandle<()>,
+    pub(super) notifier: Arc<Notifier>,
+    pub(super) dead_letters_thread: std::thread::JoinHandle<()>,
+    pub(super) dead_letters: Arc<DeadLetterBook>,
+}
 
-/// The thread that delivers alerts, and the notifier it delivers with (which also sends the
-/// API's test alerts), when any destination is configured.
+/// Starts delivering alerts, when any destination is configured.
 pub(super) fn start_notifier(
     config: &Config,
     client: &rdkafka::ClientConfig,
@@ -273,28 +279,35 @@ pub(super) fn start_notifier(
         ),
         None => None,
     };
+    let dead_letters_topic = config.alert_dead_letters_topic();
     let notifier = Notifier {
         destinations: Arc::new(Destinations::load(&config.alert_destinations)?),
         client: Notifier::http_client()?,
-        policy: notify::retry_policy(
-            config.alert_delivery_attempts,
-            config.alert_delivery_backoff_ms,
-        ),
+        first_backoff: Duration::from_millis(config.alert_delivery_backoff_ms),
         public_url,
         max_age_ms: config.alert_delivery_max_age_ms as i64,
         clock,
         metrics,
-        undelivered: Some(Arc::new(ChangelogWriter::new(
-            client,
-            &config.undelivered_topic(),
-        )?)),
+        dead_letters: Arc::new(ChangelogWriter::new(client, &dead_letters_topic)?),
     };
     let mut consumer = client.clone();
     consumer.set("group.id", config.notifier_group());
     let notifier = Arc::new(notifier);
-    let thread =
-        notify::deliver_alerts(consumer, config.alerts_topic(), notifier.clone(), shutdown)?;
-    Ok(Some((thread, notifier)))
+    let thread = notify::deliver_alerts(
+        consumer,
+        config.alerts_topic(),
+        notifier.clone(),
+        shutdown.clone(),
+    )?;
+    let dead_letters = Arc::new(DeadLetterBook::default());
+    let dead_letters_thread =
+        notify::follow_dead_letters(client, dead_letters_topic, dead_letters.clone(), shutdown)?;
+    Ok(Some(Delivering {
+        thread,
+        notifier,
+        dead_letters_thread,
+        dead_letters,
+    }))
 }
 
 /// The rule book, the thread that fills it from the rules topic, and what the rule calls use.

@@ -300,6 +300,7 @@ async fn call(
         "ListIssues" => list_issues,
         "ListAlerts" => list_alerts,
         "TestAlertDestination" => test_alert_destination,
+        "ListAlertDeadLetters" => list_alert_dead_letters,
         "UpdateIssue" => update_issue,
         "PutAlertRule" => put_alert_rule,
         "ListAlertRules" => list_alert_rules,

@@ -54,24 +54,20 @@ impl DemoReceiver {
         let secret = self.write("webhook.secret", &format!("whsec_{}", STANDARD.encode(key)))?;
         let slack_url = self.write("slack.url", &format!("http://{}/slack", self.addr))?;
         let routing_key = self.write("pagerduty.key", "demo-routing-key")?;
-        let destination = |name: &str, kind| DestinationSettings {
-            max_per_minute: 600,
-            ..DestinationSettings::new(name, kind)
-        };
         Ok(vec![
             DestinationSettings {
                 url: Some(format!("http://{}/webhook", self.addr)),
                 secret_file: Some(secret),
-                ..destination("demo-webhook", DestinationKind::Webhook)
+                ..DestinationSettings::new("demo-webhook", DestinationKind::Webhook)
             },
             DestinationSettings {
                 url_file: Some(slack_url),
-                ..destination("demo-slack", DestinationKind::Slack)
+                ..DestinationSettings::new("demo-slack", DestinationKind::Slack)
             },
             DestinationSettings {
                 url: Some(format!("http://{}/pagerduty", self.addr)),
                 secret_file: Some(routing_key),
-                ..destination("demo-pagerduty", DestinationKind::Pagerduty)
+                ..DestinationSettings::new("demo-pagerduty", DestinationKind::Pagerduty)
             },
         ])
     }

@@ -121,6 +121,7 @@ impl ApiOnly {
                 alerts: None,
                 rules: None,
                 notifier: None,
+                dead_letters: None,
             },
             stop.clone(),
         )

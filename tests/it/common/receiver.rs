@@ -1,8 +1,9 @@
 //! A local HTTP receiver for alert deliveries: it records every request (path, headers, body,
-//! the status it answered) and answers as the test scripts it: a few failures first, a status
-//! for good, or a delay before answering.
+//! the status it answered, when it arrived and was answered) and answers as the test scripts
+//! it: a few failures first, a failure for the first attempt of each message, a status for
+//! good, or a delay before answering.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +20,8 @@ pub struct Received {
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
     pub answered: u16,
+    pub arrived_at: Instant,
+    pub answered_at: Instant,
 }
 
 impl Received {
@@ -39,6 +42,9 @@ struct Script {
     delay: HashMap<String, Duration>,
     arrived: HashMap<String, usize>,
     redirects: HashMap<String, String>,
+    /// Per path: the status (and `Retry-After`) the first request of each `webhook-id` gets.
+    first_of_each: HashMap<String, (u16, Option<String>)>,
+    seen: HashSet<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -71,6 +77,15 @@ impl Receiver {
             .lock()
             .next
             .insert(path.to_owned(), statuses.iter().copied().collect());
+    }
+
+    /// The first request of each `webhook-id` to `path` is answered `status`, with
+    /// `Retry-After: retry_after` when given; the next ones as scripted otherwise.
+    pub fn fail_first_of_each(&self, path: &str, status: u16, retry_after: Option<&str>) {
+        self.script
+            .lock()
+            .first_of_each
+            .insert(path.to_owned(), (status, retry_after.map(str::to_owned)));
     }
 
     /// Every request to `path` is answered with `status`.
@@ -142,6 +157,7 @@ async fn answer(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_owned();
+    let arrived_at = Instant::now();
     let delay = {
         let mut script = script.lock();
         *script.arrived.entry(path.clone()).or_default() += 1;
@@ -151,11 +167,21 @@ async fn answer(
         tokio::time::sleep(delay).await;
     }
     let mut script = script.lock();
+    let id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let first = match script.first_of_each.get(&path).cloned() {
+        Some(answer) if script.seen.insert((path.clone(), id)) => Some(answer),
+        _ => None,
+    };
     let scripted = script.next.get_mut(&path).and_then(VecDeque::pop_front);
     let redirect = script.redirects.get(&path).cloned();
-    let status = match redirect {
-        Some(_) => 307,
-        None => scripted
+    let status = match (&redirect, &first) {
+        (Some(_), _) => 307,
+        (None, Some((status, _))) => *status,
+        (None, None) => scripted
             .or_else(|| script.always.get(&path).copied())
             .unwrap_or(200),
     };
@@ -167,10 +193,14 @@ async fn answer(
             .collect(),
         body: body.to_vec(),
         answered: status,
+        arrived_at,
+        answered_at: Instant::now(),
     });
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    match redirect {
-        Some(location) => (status, [(header::LOCATION, location)]).into_response(),
-        None => status.into_response(),
+    let retry_after = first.and_then(|(_, after)| after);
+    match (redirect, retry_after) {
+        (Some(location), _) => (status, [(header::LOCATION, location)]).into_response(),
+        (None, Some(after)) => (status, [(header::RETRY_AFTER, after)]).into_response(),
+        (None, None) => status.into_response(),
     }
 }

@@ -261,7 +261,8 @@ pub enum QueryCommand {
         snooze: Option<String>,
     },
     /// Firing and recently resolved alerts; --watch prints each change as it is published;
-    /// `alerts test` sends a test alert to one destination.
+    /// `alerts test` sends a test alert to one destination; `alerts dead-letters` lists what
+    /// a destination did not take.
     Alerts {
         #[command(subcommand)]
         action: Option<AlertsAction>,
@@ -303,5 +304,17 @@ pub enum AlertsAction {
         /// limited to some tenants takes only theirs.
         #[arg(long)]
         tenant: Option<String>,
+    },
+    /// A tenant's dead letters: alert changes a destination did not take after its last
+    /// attempt, with the last error, newest first.
+    DeadLetters {
+        #[arg(long)]
+        tenant: String,
+        /// RFC 3339, or a span back from now like 24h or 7d (default 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many (default and maximum 500).
+        #[arg(long)]
+        limit: Option<u32>,
     },
 }

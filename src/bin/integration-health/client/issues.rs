@@ -1,5 +1,5 @@
-//! `query issues`, `query issue <action>` and `query alerts [--watch]`: failure groups with their
-//! lifecycle, and the alerts raised on them.
+//! `query issues`, `query issue <action>` and `query alerts [--watch | test | dead-letters]`:
+//! failure groups with their lifecycle, the alerts raised on them, and their delivery.
 
 use integration_health::proto;
 use integration_health::proto::integration_health_client::IntegrationHealthClient;
@@ -127,6 +127,35 @@ pub(super) fn render_alerts(response: &proto::ListAlertsResponse, json: bool) ->
     format!(
         "{} alerts (firing, or resolved in the last 24 h)\n{table}",
         response.alerts.len()
+    )
+}
+
+pub(super) fn render_dead_letters(
+    response: &proto::ListAlertDeadLettersResponse,
+    json: bool,
+) -> String {
+    if json {
+        return proto_json(response);
+    }
+    let mut table = table(&[
+        "When",
+        "Destination",
+        "Message id",
+        "Attempts",
+        "Last error",
+    ]);
+    for letter in &response.dead_letters {
+        table.add_row(vec![
+            time_text(&letter.at),
+            letter.destination.clone(),
+            letter.message_id.clone(),
+            letter.attempts.to_string(),
+            escape_controls(&letter.error),
+        ]);
+    }
+    format!(
+        "{} dead letters, newest first\n{table}",
+        response.dead_letters.len()
     )
 }
 

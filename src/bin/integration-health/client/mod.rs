@@ -503,6 +503,28 @@ async fn ask(args: QueryArgs) -> Result<String, CliError> {
             issues::render_test_send(&response, json)
         }
         QueryCommand::Alerts {
+            action:
+                Some(AlertsAction::DeadLetters {
+                    tenant,
+                    since,
+                    limit,
+                }),
+            ..
+        } => {
+            let message = proto::ListAlertDeadLettersRequest {
+                tenant_id: tenant,
+                since: since
+                    .map(|s| parse_instant(&s, now_ms()).map(ms_to_timestamp))
+                    .transpose()?,
+                limit: limit.unwrap_or_default(),
+            };
+            let response = client
+                .list_alert_dead_letters(request(message, token)?)
+                .await?
+                .into_inner();
+            Ok(issues::render_dead_letters(&response, json))
+        }
+        QueryCommand::Alerts {
             action: None,
             tenant,
             watch,
