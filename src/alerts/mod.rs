@@ -49,6 +49,22 @@ pub(crate) enum Severity {
     Info,
 }
 
+impl Severity {
+    /// Whether `self` is more urgent than `other`.
+    pub(crate) fn outranks(self, other: Severity) -> bool {
+        self.urgency() > other.urgency()
+    }
+
+    fn urgency(self) -> u8 {
+        match self {
+            Severity::Critical => 3,
+            Severity::Error => 2,
+            Severity::Warning => 1,
+            Severity::Info => 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub(crate) enum AlertState {
@@ -88,6 +104,9 @@ pub(crate) struct AlertEvent {
     /// Where the notifier sends it: chosen when it fires, kept by its RESOLVED.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) destinations: Vec<String>,
+    /// A FIRING again within its episode, at a higher severity than before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) escalated: bool,
 }
 
 impl AlertEvent {
@@ -138,9 +157,10 @@ impl AlertBook {
     pub(crate) fn record(&self, event: AlertEvent) {
         let key = event.subject_key();
         let mut latest = self.latest.write();
-        let known = latest
-            .get(&key)
-            .is_some_and(|e| e.alert_id == event.alert_id && e.state == event.state);
+        // An escalation is the same alert and state at a higher severity: news.
+        let known = latest.get(&key).is_some_and(|e| {
+            e.alert_id == event.alert_id && e.state == event.state && e.severity == event.severity
+        });
         if known {
             return;
         }

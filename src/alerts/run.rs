@@ -125,6 +125,7 @@ pub(crate) fn changes(
                     state: AlertState::Resolved,
                     value: 0.0,
                     at_ms: now_ms,
+                    escalated: false,
                     ..firing
                 });
             }
@@ -173,8 +174,18 @@ fn change(
             firing.severity,
             firing.destinations,
         ),
+        // Within an episode, severity only rises: a slow burn turning fast pages again, under
+        // the same alert id (one PagerDuty incident), and never goes back down.
+        Some(firing) if m.fires && m.severity.outranks(firing.severity) => (
+            AlertState::Firing,
+            firing.alert_id,
+            firing.fired_at_ms,
+            m.severity,
+            firing.destinations,
+        ),
         _ => return None,
     };
+    let escalated = state == AlertState::Firing && fired_at_ms != now_ms;
     describe(&mut m);
     Some(AlertEvent {
         alert_id,
@@ -196,6 +207,7 @@ fn change(
         at_ms: now_ms,
         severity,
         destinations,
+        escalated,
     })
 }
 

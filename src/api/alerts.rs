@@ -16,6 +16,7 @@ use tracing::instrument;
 use super::auth::Access;
 use super::callers::Caller;
 use super::convert::{duration_to_ms, ms_to_timestamp, timestamp_to_ms};
+use super::rules::severity_to_wire;
 use super::service::validate_tenant;
 use super::IntegrationHealthApi;
 use crate::alerts::{AlertBook, AlertEvent, AlertState, Rule};
@@ -61,6 +62,7 @@ impl From<AlertEvent> for proto::Alert {
             guidance: e.guidance,
             fired_at: Some(ms_to_timestamp(e.fired_at_ms)),
             at: Some(ms_to_timestamp(e.at_ms)),
+            severity: severity_to_wire(e.severity) as i32,
         }
     }
 }

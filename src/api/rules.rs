@@ -151,7 +151,7 @@ fn severity_from_wire(value: i32) -> Result<Option<Severity>, Status> {
     }
 }
 
-fn severity_to_wire(severity: Severity) -> proto::AlertSeverity {
+pub(super) fn severity_to_wire(severity: Severity) -> proto::AlertSeverity {
     match severity {
         Severity::Critical => proto::AlertSeverity::Critical,
         Severity::Error => proto::AlertSeverity::Error,

@@ -8,9 +8,17 @@ use crate::alerts::{AlertEvent, AlertState, Rule, Severity};
 use crate::catalog;
 
 /// The `webhook-id` of one state change: the same on every attempt and every repeat, and
-/// different for an episode's FIRING and RESOLVED.
+/// different for an episode's FIRING, each escalation and its RESOLVED.
 pub(crate) fn message_id(event: &AlertEvent) -> String {
-    format!("{}_{}", event.alert_id, state_name(event.state))
+    match event.escalated {
+        true => format!(
+            "{}_{}_{}",
+            event.alert_id,
+            state_name(event.state),
+            severity_name(event.severity).to_uppercase()
+        ),
+        false => format!("{}_{}", event.alert_id, state_name(event.state)),
+    }
 }
 
 /// A FIRING that says it is a test, for `query alerts test`: its `alert_id` starts `test-`,
@@ -35,6 +43,7 @@ pub(crate) fn test_event(destination: &str, tenant_id: &str, now_ms: i64) -> Ale
         fired_at_ms: now_ms,
         at_ms: now_ms,
         severity: Severity::Info,
+        escalated: false,
         destinations: vec![destination.to_owned()],
     }
 }
@@ -107,7 +116,8 @@ pub(crate) fn dashboard_link(public_url: Option<&url::Url>, event: &AlertEvent) 
         let mut query = link.query_pairs_mut();
         query.clear().append_pair("tenant", &event.tenant_id);
         if !event.integration_id.is_empty() {
-            query.append_pair("integration", &event.integration_id);
+            let integration = format!("{}:{}", event.integration_type, event.integration_id);
+            query.append_pair("integration", &integration);
         }
     }
     Some(link.to_string())
@@ -130,7 +140,8 @@ pub(crate) fn slack(event: &AlertEvent, link: Option<&str>) -> Value {
             field("Integration", &format!("{} · {}", subject(event), event.integration_type)),
             field("Rule", rule_name(event.rule)),
             field("Value", &measured(event)),
-            field("Since", &rfc3339(event.fired_at_ms)),
+            field("Severity", severity_name(event.severity)),
+            since_or_lasted(event),
             field("Top error", &truncate(&top_error(event), 500)),
         ]}),
     ];
@@ -145,6 +156,32 @@ pub(crate) fn slack(event: &AlertEvent, link: Option<&str>) -> Value {
     json!({"text": summary(event), "blocks": blocks})
 }
 
+/// Since when a FIRING has been firing; for a RESOLVED, how long the incident lasted.
+fn since_or_lasted(event: &AlertEvent) -> Value {
+    let text = match event.state {
+        AlertState::Firing => format!("*Since*\n{}", rfc3339(event.fired_at_ms)),
+        AlertState::Resolved => format!(
+            "*Lasted*\n{} (since {})",
+            lasted(event.at_ms - event.fired_at_ms),
+            rfc3339(event.fired_at_ms)
+        ),
+    };
+    json!({"type": "mrkdwn", "text": text})
+}
+
+/// A duration in words: "45 s", "12 min", "3 h 5 min", "2 d 4 h".
+fn lasted(ms: i64) -> String {
+    let minutes = ms.max(0) / 60_000;
+    match (minutes / (24 * 60), minutes / 60 % 24, minutes % 60) {
+        _ if minutes == 0 => format!("{} s", ms.max(0) / 1_000),
+        (0, 0, m) => format!("{m} min"),
+        (0, h, 0) => format!("{h} h"),
+        (0, h, m) => format!("{h} h {m} min"),
+        (d, 0, _) => format!("{d} d"),
+        (d, h, _) => format!("{d} d {h} h"),
+    }
+}
+
 /// A PagerDuty Events API v2 event: a FIRING triggers and a RESOLVED resolves the incident
 /// whose `dedup_key` is the alert's id.
 pub(crate) fn pagerduty(event: &AlertEvent, routing_key: &str, link: Option<&str>) -> Value {
@@ -157,9 +194,10 @@ pub(crate) fn pagerduty(event: &AlertEvent, routing_key: &str, link: Option<&str
         },
     });
     if event.state == AlertState::Firing {
+        // A spike is about a (type, code), not an integration.
         let target = match event.integration_id.is_empty() {
-            true => &event.integration_type,
-            false => &event.integration_id,
+            true => format!("{}/{}", event.integration_type, event.status_code),
+            false => event.integration_id.clone(),
         };
         body["payload"] = json!({
             "summary": truncate(&summary(event), 1_024),
@@ -213,6 +251,16 @@ mod tests {
         assert_eq!(truncate("abc", 3), "abc");
         assert_eq!(truncate("abcd", 3), "ab…");
         assert_eq!(truncate("ééééé", 3), "éé…");
+    }
+
+    #[test]
+    fn durations_read_in_words() {
+        assert_eq!(lasted(45_000), "45 s");
+        assert_eq!(lasted(12 * 60_000 + 5_000), "12 min");
+        assert_eq!(lasted(3 * 3_600_000), "3 h");
+        assert_eq!(lasted(3 * 3_600_000 + 5 * 60_000), "3 h 5 min");
+        assert_eq!(lasted(2 * 86_400_000 + 4 * 3_600_000 + 60_000), "2 d 4 h");
+        assert_eq!(lasted(-5), "0 s");
     }
 
     #[test]

@@ -19,7 +19,8 @@ from playwright.sync_api import sync_playwright
 
 URL, TOKEN, NOW_MS, SCREENSHOT = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 # The integration the test's burst of failures is about.
-FOCUS = "dash-crm"
+# As an alert's dashboard link names an integration: <type>:<id>.
+FOCUS = "custom_node:dash-crm"
 SERVICE = "/integration_health.v1.IntegrationHealth/"
 SECTIONS = ["alerts", "overview", "change", "errors", "trends", "integrations", "failures",
             "rules", "catalog"]
@@ -237,6 +238,7 @@ def main():
         wait_ready(page, ["integrations", "failures", "rules"])
         page.wait_for_selector("#integrations tr.focus", timeout=20000)
         report["focused"] = scrape(page, calls)
+        report["focused"]["note"] = page.inner_text("#focus-note")
         browser.close()
     json.dump(report, sys.stdout)
 

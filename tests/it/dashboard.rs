@@ -502,6 +502,11 @@ async fn check_live_alerts_rules_and_actions(
     let filtered = focused["failure_integrations"].as_array().expect("rows");
     assert!(!filtered.is_empty());
     assert!(filtered.iter().all(|i| i == "dash-crm"), "{filtered:?}");
+    let note = focused["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("dash-crm (Custom nodes)") && note.contains("whole tenant"),
+        "the page says what the link narrowed: {note}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

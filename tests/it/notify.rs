@@ -256,7 +256,9 @@ async fn alerts_reach_a_signed_webhook_slack_and_pagerduty_and_resolve_under_one
     );
     let text = message.to_string();
     assert!(
-        text.contains(&format!("{DASHBOARD}?tenant=acme&integration=crm")),
+        text.contains(&format!(
+            "{DASHBOARD}?tenant=acme&integration=custom_node%3Acrm"
+        )),
         "{text}"
     );
     assert!(text.contains("*Guidance*"), "{text}");
@@ -307,6 +309,12 @@ async fn alerts_reach_a_signed_webhook_slack_and_pagerduty_and_resolve_under_one
     let slack = mine(&receiver.wait_for("/slack", "a RESOLVED", both).await);
     let said = |r: &Received| r.json()["text"].as_str().unwrap_or("").to_owned();
     assert!(said(&slack[0]).starts_with("FIRING: ") && said(&slack[1]).starts_with("RESOLVED: "));
+    // The RESOLVED says how long it lasted: the clock moved one minute between the two.
+    assert_eq!(slack_field(&slack[0].json(), "Severity"), "error");
+    assert_eq!(
+        slack_field(&slack[1].json(), "Lasted"),
+        format!("1 min (since {})", rfc3339(NOW))
+    );
     let resolve = mine(&receiver.wait_for("/pd", "a resolve", both).await)[1].json();
     assert_eq!(resolve["event_action"], json!("resolve"));
     assert_eq!(resolve["dedup_key"], json!(id));

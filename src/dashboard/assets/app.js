@@ -17,6 +17,16 @@ const PERIOD_SECONDS = { '1d': 86400, '7d': 7 * 86400, '30d': 30 * 86400, '90d':
 const PAGE_SIZE = 10;
 const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
 
+/** `custom_node:crm` → the type as the API names it and the id (an id alone: any type). */
+function focusFromLink(text) {
+  const at = text.indexOf(':');
+  const type = at > 0 ? text.slice(0, at).toUpperCase() : '';
+  return {
+    integration: at > 0 ? text.slice(at + 1) : text,
+    integrationType: LABEL[type] ? type : '',
+  };
+}
+
 const state = {
   tenant: '',
   token: sessionStorage.getItem('ih-token') || '',
@@ -31,8 +41,9 @@ const state = {
   pageTokens: [''],
   catalogType: '',
   integrationOrder: 'FAILURES_DESC',
-  // From ?integration=: the integration a link (an alert's, say) opened the page on.
-  integration: new URLSearchParams(location.search).get('integration') || '',
+  // From ?integration=<type>:<id>: the integration a link (an alert's, say) opened the page
+  // on. The failures table lists only its failures; its health row is highlighted.
+  ...focusFromLink(new URLSearchParams(location.search).get('integration') || ''),
   // False once the service refused an issue action: the buttons go away.
   canWrite: true,
   refreshMs: 1000,
@@ -393,7 +404,8 @@ function renderIntegrations(answer) {
       .map((t) => h('th', { scope: 'col' }, t)))),
     h('tbody', {}, rows.map((r) => {
       const latency = r.latency || {};
-      const focused = state.integration && state.integration === r.integrationId;
+      const focused = state.integration && state.integration === r.integrationId
+        && (!state.integrationType || state.integrationType === r.integrationType);
       return h('tr', { 'data-integration': r.integrationId, class: focused ? 'focus' : '' },
         h('th', { scope: 'row' }, r.integrationName || r.integrationId),
         h('td', {}, LABEL[r.integrationType] || r.integrationType),
@@ -477,7 +489,8 @@ const refreshFailures = () => load('failures', () => rpc('ListFailures', {
   tenantId: state.tenant,
   range: lastPeriod(state.period.failures),
   integrationId: state.integration,
-  integrationTypes: state.failureType ? [state.failureType] : [],
+  integrationTypes: state.failureType ? [state.failureType]
+    : state.integration && state.integrationType ? [state.integrationType] : [],
   statusCode: state.failureCode,
   pageSize: PAGE_SIZE,
   pageToken: state.pageTokens[state.pageTokens.length - 1],
@@ -678,7 +691,27 @@ async function loadTenants() {
   return true;
 }
 
+/** Says when the failures table shows one integration, and offers every integration back. */
+function showFocus() {
+  const note = document.getElementById('focus-note');
+  note.hidden = !state.integration;
+  if (!state.integration) return;
+  const type = LABEL[state.integrationType];
+  note.replaceChildren(
+    `Only the failures of ${state.integration}${type ? ` (${type})` : ''} are listed, as the link asked; every other section covers the whole tenant. `,
+    h('button', { type: 'button', onclick: () => {
+      state.integration = '';
+      state.integrationType = '';
+      state.pageTokens = [''];
+      history.replaceState(null, '', `?tenant=${encodeURIComponent(state.tenant)}`);
+      showFocus();
+      refreshFailures();
+      refreshIntegrations();
+    } }, 'Show every integration'));
+}
+
 function refreshAll() {
+  showFocus();
   if (!state.tenant) {
     setLive('idle', 'No tenant to show yet.');
     return Promise.resolve();
@@ -831,6 +864,7 @@ async function start() {
     state.tenant = e.target.value;
     state.pageTokens = [''];
     state.integration = '';
+    state.integrationType = '';
     history.replaceState(null, '', `?tenant=${encodeURIComponent(state.tenant)}`);
     refreshAll();
     live();
