@@ -122,7 +122,9 @@ pub(crate) fn evaluate(
 fn route(measured: &mut [Measured], resolved: &Resolved) {
     for m in measured {
         m.destinations = resolved.destinations.clone();
-        if let Some(severity) = resolved.severity {
+        // Before this, an SLO burn is critical exactly when its fast pair fires.
+        let fast_burn = m.severity == Severity::Critical;
+        if let Some(severity) = resolved.severities.of(m.rule, fast_burn) {
             m.severity = severity;
         }
     }

@@ -7,6 +7,10 @@
 //! spike_factor = 3.0
 //! slo_objective = 0.995
 //! destinations = ["acme-oncall"]
+//!
+//! [tenants."acme-retail".severities]   # per rule kind; `severity = "…"` sets them all
+//! failure_rate = "critical"
+//! slo_burn_slow = "error"
 //! ```
 
 use std::collections::HashMap;
@@ -15,8 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
-use super::scoped::{RuleBook, RuleSpec};
-use super::Severity;
+use super::scoped::{RuleBook, RuleSpec, SeverityByRule};
 use crate::config::DestinationSettings;
 use crate::event::IntegrationType;
 
@@ -156,12 +159,12 @@ impl Routes {
     }
 }
 
-/// What one subject's alerts use: thresholds, destinations and any severity a rule set.
+/// What one subject's alerts use: thresholds, destinations and the severities rules set.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Resolved {
     pub(crate) rules: AlertRules,
     pub(crate) destinations: Vec<String>,
-    pub(crate) severity: Option<Severity>,
+    pub(crate) severities: SeverityByRule,
 }
 
 /// The defaults, every tenant's table from the rules file, and the destinations.
@@ -251,17 +254,22 @@ impl RuleOverrides {
     ) -> Resolved {
         let mut rules = self.defaults;
         let mut destinations: Option<&[String]> = None;
-        let mut severity = None;
+        let mut severities = SeverityByRule::default();
         let runtime = book.chain(tenant, integration_type, integration_id);
         for spec in self.tenants.get(tenant).into_iter().chain(&runtime) {
             rules = spec.over(rules);
             destinations = spec.destinations.as_deref().or(destinations);
-            severity = spec.severity.or(severity);
+            if let Some(severity) = spec.severity {
+                severities = SeverityByRule::all(severity);
+            }
+            if let Some(by_rule) = spec.severities {
+                severities = by_rule.over(severities);
+            }
         }
         Resolved {
             rules,
             destinations: self.routes.route(tenant, destinations),
-            severity,
+            severities,
         }
     }
 }
@@ -326,8 +334,37 @@ mod tests {
     }
 
     #[test]
+    fn a_tenant_table_sets_severity_per_rule_kind() {
+        use crate::alerts::{Rule, Severity};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.toml");
+        std::fs::write(
+            &path,
+            "[tenants.acme]\nseverity = \"info\"\n\n[tenants.acme.severities]\n\
+             failure_rate = \"critical\"\nslo_burn_slow = \"error\"\n",
+        )
+        .unwrap();
+        let rules = RuleOverrides::load(AlertRules::default(), Routes::default(), &path).unwrap();
+        let acme = rules
+            .resolve(&RuleBook::default(), "acme", None, None)
+            .severities;
+        assert_eq!(acme.of(Rule::FailureRate, false), Some(Severity::Critical));
+        assert_eq!(acme.of(Rule::SloBurn, false), Some(Severity::Error));
+        assert_eq!(
+            acme.of(Rule::SloBurn, true),
+            Some(Severity::Info),
+            "from severity"
+        );
+        assert_eq!(acme.of(Rule::Spike, false), Some(Severity::Info));
+        let globex = rules.resolve(&RuleBook::default(), "globex", None, None);
+        assert_eq!(globex.severities.of(Rule::FailureRate, false), None);
+        std::fs::write(&path, "[tenants.acme.severities]\nburn = \"info\"\n").unwrap();
+        assert!(RuleOverrides::load(AlertRules::default(), Routes::default(), &path).is_err());
+    }
+
+    #[test]
     fn the_most_specific_scope_wins_field_by_field() {
-        use crate::alerts::{RuleScope, ScopedRule};
+        use crate::alerts::{RuleScope, ScopedRule, Severity};
         use crate::event::IntegrationType::{CustomNode, InboundWebhook};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rules.toml");
@@ -388,7 +425,11 @@ mod tests {
         assert_eq!(crm.rules.slo_objective, 0.95, "from the tenant rule");
         assert_eq!(crm.rules.spike_factor, 4.0, "from the rules file");
         assert_eq!(crm.rules.rate_min_events, 20, "from the defaults");
-        assert_eq!(crm.severity, Some(Severity::Info), "from the type rule");
+        assert_eq!(
+            crm.severities,
+            SeverityByRule::all(Severity::Info),
+            "from the type rule"
+        );
         assert_eq!(crm.destinations, ["ops"]);
         let other_node = rules.resolve(&book, "acme", Some(CustomNode), Some("erp"));
         assert_eq!(
@@ -400,8 +441,8 @@ mod tests {
         );
         let webhook = rules.resolve(&book, "acme", Some(InboundWebhook), Some("x"));
         assert_eq!(
-            (webhook.rules.rate_threshold, webhook.severity),
-            (0.4, None)
+            (webhook.rules.rate_threshold, webhook.severities),
+            (0.4, SeverityByRule::default())
         );
         assert!(webhook.destinations.is_empty());
         let globex = rules.resolve(&book, "globex", Some(CustomNode), Some("crm"));

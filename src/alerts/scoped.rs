@@ -10,7 +10,7 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use super::rules::{AlertRules, RuleOverrides};
-use super::Severity;
+use super::{Rule, Severity};
 use crate::changelog::{ChangelogWriter, Table};
 use crate::event::IntegrationType;
 
@@ -92,8 +92,65 @@ pub(crate) struct RuleSpec {
     pub(crate) silence_min_events: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) destinations: Option<Vec<String>>,
+    /// The severity of every rule kind in the scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) severity: Option<Severity>,
+    /// Severities per rule kind, over `severity`: a rules file's `[tenants.x.severities]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) severities: Option<SeverityByRule>,
+}
+
+/// A severity per rule kind, each unset one inheriting; an SLO burn's fast pair (which
+/// pages) and slow pair are set apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SeverityByRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) failure_rate: Option<Severity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) spike: Option<Severity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) slo_burn_fast: Option<Severity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) slo_burn_slow: Option<Severity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) silence: Option<Severity>,
+}
+
+impl SeverityByRule {
+    /// `severity` for every kind.
+    pub(crate) fn all(severity: Severity) -> Self {
+        let set = Some(severity);
+        SeverityByRule {
+            failure_rate: set,
+            spike: set,
+            slo_burn_fast: set,
+            slo_burn_slow: set,
+            silence: set,
+        }
+    }
+
+    /// What `self` sets, and `under`'s for the rest.
+    pub(crate) fn over(self, under: SeverityByRule) -> SeverityByRule {
+        SeverityByRule {
+            failure_rate: self.failure_rate.or(under.failure_rate),
+            spike: self.spike.or(under.spike),
+            slo_burn_fast: self.slo_burn_fast.or(under.slo_burn_fast),
+            slo_burn_slow: self.slo_burn_slow.or(under.slo_burn_slow),
+            silence: self.silence.or(under.silence),
+        }
+    }
+
+    /// The severity set for `rule` (an SLO burn's by its pair), if any.
+    pub(crate) fn of(&self, rule: Rule, fast_burn: bool) -> Option<Severity> {
+        match rule {
+            Rule::FailureRate => self.failure_rate,
+            Rule::Spike => self.spike,
+            Rule::SloBurn if fast_burn => self.slo_burn_fast,
+            Rule::SloBurn => self.slo_burn_slow,
+            Rule::Silence => self.silence,
+        }
+    }
 }
 
 impl RuleSpec {

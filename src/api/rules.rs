@@ -135,6 +135,8 @@ fn spec_from_wire(rule: &proto::AlertRuleSpec) -> Result<RuleSpec, Status> {
         silence_min_events: rule.silence_min_events,
         destinations,
         severity: severity_from_wire(rule.severity)?,
+        // Per-kind severities come only from the rules file.
+        severities: None,
     })
 }
 

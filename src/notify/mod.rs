@@ -39,6 +39,7 @@ pub(crate) use destinations::Destinations;
 use destinations::{Credential, Destination, Secrets};
 pub(crate) use follow::deliver_alerts;
 use send::{Attempt, Outcome, Request};
+pub use webhook::verify as verify_webhook;
 
 #[derive(Debug, Error)]
 pub enum NotifyError {

@@ -67,6 +67,33 @@ pub(crate) fn signature(keys: &[SigningKey], id: &str, timestamp: i64, body: &[u
     keys.iter().map(signed).collect::<Vec<_>>().join(" ")
 }
 
+/// Whether `signatures` (a `webhook-signature` value) holds a valid signature of `body` sent
+/// as message `id` at `timestamp` under one of the secrets in `secret_text` (a secret file's
+/// text). What a receiver does; the demo's receiver uses it. Compared in constant time.
+pub fn verify(secret_text: &str, id: &str, timestamp: &str, body: &[u8], signatures: &str) -> bool {
+    let Ok(keys) = SigningKey::parse_all(secret_text) else {
+        return false;
+    };
+    let given: Vec<Vec<u8>> = signatures
+        .split(' ')
+        .filter_map(|s| s.strip_prefix("v1,"))
+        .filter_map(|s| STANDARD.decode(s).ok())
+        .collect();
+    keys.iter().any(|key| {
+        given.iter().any(|signature| {
+            let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&key.0) else {
+                return false;
+            };
+            mac.update(id.as_bytes());
+            mac.update(b".");
+            mac.update(timestamp.as_bytes());
+            mac.update(b".");
+            mac.update(body);
+            mac.verify_slice(signature).is_ok()
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +109,20 @@ mod tests {
             br#"{"test": 2432232314}"#,
         );
         assert_eq!(signed, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let body = br#"{"test": 2432232314}"#;
+        let id = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+        let both = format!("v1,AAAA {signed}");
+        assert!(verify(secret, id, "1614265330", body, &both));
+        assert!(!verify(secret, id, "1614265331", body, &signed));
+        assert!(!verify(secret, id, "1614265330", b"{}", &signed));
+        assert!(!verify(
+            "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            id,
+            "1614265330",
+            body,
+            &signed
+        ));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The README's first command, as a new user would run it: `demo` starts, prints where it
 //! listens, `query overview` shows failures for all five types, its alerts reach its own
-//! receiver (a webhook, Slack and PagerDuty, each printed), and SIGTERM stops it cleanly.
+//! receiver (a webhook, its signature verified, Slack and PagerDuty, each printed), and SIGTERM
+//! stops it cleanly.
 
 use crate::common;
 
@@ -98,7 +99,7 @@ fn demo_serves_failures_for_every_type_and_stops_on_sigterm() {
 
     // The incidents' alerts reach the demo's own receiver, which prints each kind whole once.
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    while kinds.len() < 3 {
+    while kinds.len() < 4 {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let line = inbox
             .recv_timeout(left)
@@ -107,7 +108,14 @@ fn demo_serves_failures_for_every_type_and_stops_on_sigterm() {
     }
     assert_eq!(
         kinds,
-        ["webhook", "slack", "pagerduty"].map(str::to_owned).into()
+        [
+            "webhook",
+            "slack",
+            "pagerduty",
+            "a verified webhook signature"
+        ]
+        .map(str::to_owned)
+        .into()
     );
 
     let pid = demo.0.id().to_string();
@@ -137,5 +145,8 @@ fn note_delivery(line: &str, kinds: &mut std::collections::HashSet<String>) {
         .and_then(|rest| rest.split_whitespace().next())
     {
         kinds.insert(kind.to_owned());
+    }
+    if line.starts_with("demo receiver: webhook ") && line.ends_with(": signature verified") {
+        kinds.insert("a verified webhook signature".to_owned());
     }
 }

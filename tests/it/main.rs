@@ -29,4 +29,5 @@ mod peers;
 mod recovery;
 mod replicas;
 mod security;
+mod severity;
 mod unkeyed;

@@ -278,6 +278,20 @@ async fn alerts_reach_a_signed_webhook_slack_and_pagerduty_and_resolve_under_one
     assert_eq!(trigger["payload"]["severity"], json!("error"));
     assert_eq!(trigger["payload"]["summary"], message["text"]);
     assert_eq!(trigger["payload"]["timestamp"], json!(rfc3339(NOW)));
+    assert_eq!(
+        trigger["links"][0]["href"],
+        json!(format!(
+            "{DASHBOARD}?tenant=acme&integration=custom_node%3Acrm"
+        ))
+    );
+    assert_eq!(
+        trigger["payload"]["custom_details"]["measure"],
+        json!(alert.measure)
+    );
+    assert_eq!(
+        trigger["payload"]["custom_details"]["threshold"],
+        json!(0.2)
+    );
     // The SLO-burn alert beside it burns the budget at 30 times the objective's rate: the
     // fast pair, which pages.
     let burn = receiver

@@ -21,6 +21,14 @@ pub struct DemoReceiver {
     pub addr: SocketAddr,
     /// Where the destinations' secret files are; removed with the receiver.
     dir: PathBuf,
+    /// The webhook's signing secret, `whsec_…`: fresh for each demo.
+    secret: String,
+}
+
+/// What the receiver remembers: the kinds it printed whole, and the secret it verifies with.
+struct Inbox {
+    shown: Mutex<HashSet<String>>,
+    secret: String,
 }
 
 impl Drop for DemoReceiver {
@@ -33,8 +41,14 @@ impl Drop for DemoReceiver {
 pub async fn start(shutdown: CancellationToken) -> std::io::Result<DemoReceiver> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let shown: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let app = axum::Router::new().fallback(receive).with_state(shown);
+    let mut key = [0u8; 24];
+    rand::thread_rng().fill_bytes(&mut key);
+    let secret = format!("whsec_{}", STANDARD.encode(key));
+    let inbox = Arc::new(Inbox {
+        shown: Mutex::default(),
+        secret: secret.clone(),
+    });
+    let app = axum::Router::new().fallback(receive).with_state(inbox);
     tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -42,16 +56,14 @@ pub async fn start(shutdown: CancellationToken) -> std::io::Result<DemoReceiver>
     });
     let dir = std::env::temp_dir().join(format!("ih-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    Ok(DemoReceiver { addr, dir })
+    Ok(DemoReceiver { addr, dir, secret })
 }
 
 impl DemoReceiver {
     /// A signed webhook, a Slack channel and a PagerDuty service, all here; the webhook's
     /// secret is a fresh one in a file the demo prints.
     pub fn destinations(&self) -> std::io::Result<Vec<DestinationSettings>> {
-        let mut key = [0u8; 24];
-        rand::thread_rng().fill_bytes(&mut key);
-        let secret = self.write("webhook.secret", &format!("whsec_{}", STANDARD.encode(key)))?;
+        let secret = self.write("webhook.secret", &self.secret)?;
         let slack_url = self.write("slack.url", &format!("http://{}/slack", self.addr))?;
         let routing_key = self.write("pagerduty.key", "demo-routing-key")?;
         Ok(vec![
@@ -84,14 +96,35 @@ impl DemoReceiver {
 }
 
 async fn receive(
-    State(shown): State<Arc<Mutex<HashSet<String>>>>,
+    State(inbox): State<Arc<Inbox>>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
     let kind = uri.path().trim_start_matches('/').to_owned();
     let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let first = shown
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    // As a receiver should: a webhook that does not verify is refused.
+    if kind == "webhook" {
+        let verified = integration_health::notify::verify_webhook(
+            &inbox.secret,
+            header("webhook-id"),
+            header("webhook-timestamp"),
+            &body,
+            header("webhook-signature"),
+        );
+        if !verified {
+            println!("demo receiver: a webhook whose signature does not verify; refused");
+            return StatusCode::UNAUTHORIZED;
+        }
+    }
+    let first = inbox
+        .shown
         .lock()
         .map(|mut s| s.insert(kind.clone()))
         .unwrap_or(false);
@@ -108,6 +141,12 @@ async fn receive(
         }
     } else {
         println!("demo receiver: {kind} {}", one_line(&kind, &json));
+    }
+    if kind == "webhook" {
+        println!(
+            "demo receiver: webhook {}: signature verified",
+            header("webhook-id")
+        );
     }
     StatusCode::OK
 }
