@@ -98,8 +98,12 @@ pub struct ApiLimits {
     /// A call still running after this is cancelled with `CANCELLED`/`DEADLINE_EXCEEDED`.
     pub request_timeout: Duration,
     pub max_streams_per_connection: u32,
-    /// Connections the gRPC listener holds at once; past it, new ones are closed at once.
+    /// Connections the gRPC listener holds at once, and per client address (0: no cap); past
+    /// either, new ones are closed at once.
     pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// How long a connection may stay quiet before its first request and between requests.
+    pub quiet: crate::ops::QuietLimits,
     /// Open watch streams (`WatchTenant`, `WatchAlerts`), in all and per caller.
     pub watches: WatchLimits,
 }
@@ -113,6 +117,11 @@ impl Default for ApiLimits {
             request_timeout: Duration::from_secs(10),
             max_streams_per_connection: 64,
             max_connections: 1_024,
+            max_connections_per_ip: 0,
+            quiet: crate::ops::QuietLimits {
+                first_request: Duration::from_secs(10),
+                idle: Duration::from_secs(120),
+            },
             watches: WatchLimits {
                 total: 1_000,
                 per_caller: 50,

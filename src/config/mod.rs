@@ -131,6 +131,13 @@ pub struct Config {
     pub max_grpc_connections: usize,
     /// How long a client may take to send a request's headers.
     pub header_read_timeout_ms: u64,
+    /// A connection must begin its first request within this of being accepted (of its TLS
+    /// handshake, with TLS), and its next one within `idle_timeout_ms` of the last ending.
+    pub first_byte_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    /// Connections one client address may hold on each listener; 0: no cap (behind an
+    /// ingress, every client shares its address).
+    pub max_connections_per_ip: usize,
     pub max_watch_streams_per_token: usize,
     /// Watch streams one replica (a `peer = true` caller, keyed by its address) holds for its
     /// own callers, one per watched tenant; default `max_watch_streams`.
@@ -244,6 +251,9 @@ impl Default for Config {
             max_http_connections: 1_024,
             max_grpc_connections: 1_024,
             header_read_timeout_ms: 10_000,
+            first_byte_timeout_ms: 10_000,
+            idle_timeout_ms: 120_000,
+            max_connections_per_ip: 0,
             max_watch_streams_per_token: 50,
             max_watch_streams_per_peer: None,
             rate_limit_per_token: 0,
@@ -498,10 +508,13 @@ impl Config {
         if self.max_http_connections == 0
             || self.max_grpc_connections == 0
             || self.header_read_timeout_ms == 0
+            || self.first_byte_timeout_ms == 0
+            || self.idle_timeout_ms == 0
         {
             return Err(invalid(
                 "max_http_connections",
-                "max_http_connections, max_grpc_connections and header_read_timeout_ms must be at least 1",
+                "max_http_connections, max_grpc_connections, header_read_timeout_ms, \
+                 first_byte_timeout_ms and idle_timeout_ms must be at least 1",
             ));
         }
         if self.max_watch_streams == 0

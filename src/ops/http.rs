@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use axum::extract::{ConnectInfo, State};
+
+use super::guard::{Activity, CountRequests, Guarded, QuietLimits};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -96,13 +98,21 @@ fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// What one listener admits: how many connections at once, and how long a client may take to
-/// send a request's headers. Past the cap a new connection is closed at once and counted.
+/// What one listener admits: how many connections at once (and per client address, 0 for no
+/// cap), how long a client may take to send a request's headers, and how long a connection
+/// may stay quiet. Past a cap a new connection is closed at once and counted.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
     pub max_connections: usize,
+    pub max_per_ip: usize,
     pub header_read_timeout: std::time::Duration,
+    pub quiet: QuietLimits,
 }
+
+/// HTTP/2 pings a connection this often, and closes it when a ping is not answered in
+/// `KEEP_ALIVE_TIMEOUT`: a peer that vanished without a FIN does not hold its place.
+pub(crate) const KEEP_ALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+pub(crate) const KEEP_ALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Serves `router` on a thread with its own single-threaded runtime, so probes are answered
 /// even while the main runtime's workers are busy with gRPC traffic; over TLS only when `tls`
@@ -152,9 +162,10 @@ async fn serve(
     (metrics, name): (Arc<Metrics>, &'static str),
     shutdown: CancellationToken,
 ) {
-    let places = super::connections::Places::new(limits.max_connections, metrics, name);
+    let places =
+        super::connections::Places::new(limits.max_connections, limits.max_per_ip, metrics, name);
     while let Some((stream, peer)) = super::connections::accept(&listener, &shutdown, name).await {
-        let Some(place) = places.take() else {
+        let Some(place) = places.take(peer.ip()) else {
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -162,29 +173,32 @@ async fn serve(
         let tls = tls.clone();
         tokio::spawn(async move {
             let _place = place;
-            let service = hyper_util::service::TowerToHyperService::new(router);
             let mut builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             builder
                 .http1()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout);
-            let served = match tls {
-                None => {
-                    builder
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await
-                }
+            builder
+                .http2()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+                .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
+            let stream = match tls {
+                None => super::connections::Stream::Plain(stream),
                 Some(tls) => match crate::tls::handshake(stream, tls.http(), peer).await {
-                    Some(stream) => {
-                        builder
-                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                            .await
-                    }
+                    Some(stream) => super::connections::Stream::Tls(Box::new(stream)),
                     None => return,
                 },
             };
-            if let Err(err) = served {
+            // Quiet from here: after the TLS handshake, if there is one.
+            let activity = Activity::new(limits.quiet);
+            let service = hyper_util::service::TowerToHyperService::new(CountRequests::new(
+                router,
+                Some(activity.clone()),
+            ));
+            let io = hyper_util::rt::TokioIo::new(Guarded::new(stream, activity));
+            if let Err(err) = builder.serve_connection(io, service).await {
                 debug!(listener = name, error = %err, "HTTP connection ended with an error");
             }
         });

@@ -77,6 +77,7 @@ pub struct Metrics {
     tenants_evicted: Counter<u64, AtomicU64>,
     connections_open: Family<ListenerLabels, Gauge>,
     connections_refused: Family<ListenerLabels, Counter>,
+    connections_refused_per_ip: Family<ListenerLabels, Counter>,
     offsets_lost: Family<PartitionLabels, Counter>,
     peer_bytes: Family<PeerBytesLabels, Counter>,
     rpc_requests: Family<RpcLabels, Counter>,
@@ -127,6 +128,7 @@ impl Metrics {
             tenants_evicted: Counter::default(),
             connections_open: Family::default(),
             connections_refused: Family::default(),
+            connections_refused_per_ip: Family::default(),
             offsets_lost: Family::default(),
             peer_bytes: Family::default(),
             rpc_requests: Family::default(),
@@ -189,6 +191,11 @@ impl Metrics {
             "connections_refused",
             "Connections closed at once because the listener was at its connection cap",
             metrics.connections_refused.clone(),
+        );
+        registry.register(
+            "connections_refused_per_ip",
+            "Connections closed at once because their client address held max_connections_per_ip",
+            metrics.connections_refused_per_ip.clone(),
         );
         registry.register(
             "tenants_evicted",
@@ -318,6 +325,12 @@ impl Metrics {
 
     pub(crate) fn connection_refused(&self, listener: &'static str) {
         self.connections_refused
+            .get_or_create(&ListenerLabels { listener })
+            .inc();
+    }
+
+    pub(crate) fn connection_refused_per_ip(&self, listener: &'static str) {
+        self.connections_refused_per_ip
             .get_or_create(&ListenerLabels { listener })
             .inc();
     }

@@ -4,6 +4,7 @@
 //! query engine directly: the server hands in closures that read the service's state.
 
 pub(crate) mod connections;
+pub(crate) mod guard;
 mod http;
 mod metrics;
 mod otlp;
@@ -11,7 +12,9 @@ mod tracing;
 
 use std::sync::Arc;
 
+pub use self::guard::QuietLimits;
 pub use self::http::{http_router, serve_http_apart, ConnectionLimits, HttpState};
+pub(crate) use self::http::{KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT};
 pub use self::metrics::resident_memory_bytes;
 pub use self::metrics::Metrics;
 pub use self::otlp::export_metrics;

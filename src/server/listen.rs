@@ -139,6 +139,14 @@ pub fn serve_api(
     let router = tonic::transport::Server::builder()
         .timeout(limits.request_timeout)
         .max_concurrent_streams(limits.max_streams_per_connection)
+        .http2_keepalive_interval(Some(crate::ops::KEEP_ALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(crate::ops::KEEP_ALIVE_TIMEOUT))
+        .layer(tower::util::MapRequestLayer::new(
+            crate::ops::connections::expose_connect_info,
+        ))
+        .layer(tower::layer::layer_fn(|inner| {
+            crate::ops::guard::CountRequests::new(inner, None)
+        }))
         .add_service(health_service)
         .add_optional_service(reflection)
         .add_optional_service(reflection_alpha)
@@ -148,7 +156,11 @@ pub fn serve_api(
     let streams = crate::ops::connections::grpc_incoming(
         listener,
         parts.tls,
-        limits.max_connections,
+        crate::ops::connections::GrpcLimits {
+            max: limits.max_connections,
+            per_ip: limits.max_connections_per_ip,
+            quiet: limits.quiet,
+        },
         metrics,
         shutdown,
     );

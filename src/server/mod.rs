@@ -5,6 +5,7 @@
 //! operations HTTP server. Every task is spawned on one `TaskTracker`, and `wait` joins them all
 //! and the ingest threads.
 
+mod files;
 mod listen;
 mod loops;
 pub mod wiring;
@@ -155,6 +156,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<RunningService, ServerError> {
     wiring::check(config)?;
+    files::fit_open_files(config)?;
     let snapshots = wiring::snapshots(config)?;
     if let Some(snapshots) = &snapshots {
         ingest::check_snapshots(snapshots)?;
@@ -381,7 +383,9 @@ pub async fn start(
     let api_routes = connect.merge(dashboard::router());
     let limits = ops::ConnectionLimits {
         max_connections: config.max_http_connections,
+        max_per_ip: config.max_connections_per_ip,
         header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+        quiet: wiring::quiet_limits(config),
     };
     let (router, ops, ops_addr) = match ops_listener {
         Some((listener, addr)) => {

@@ -167,6 +167,14 @@ pub(super) fn peer_tls(config: &Config) -> Result<Option<PeerTls>, ConfigError> 
     }))
 }
 
+/// How long any listener's connections may stay quiet.
+pub(super) fn quiet_limits(config: &Config) -> crate::ops::QuietLimits {
+    crate::ops::QuietLimits {
+        first_request: Duration::from_millis(config.first_byte_timeout_ms),
+        idle: Duration::from_millis(config.idle_timeout_ms),
+    }
+}
+
 pub(super) fn api_limits(config: &Config) -> ApiLimits {
     ApiLimits {
         max_concurrent: config.max_concurrent_queries,
@@ -175,6 +183,8 @@ pub(super) fn api_limits(config: &Config) -> ApiLimits {
         request_timeout: Duration::from_millis(config.request_timeout_ms),
         max_streams_per_connection: config.max_streams_per_connection,
         max_connections: config.max_grpc_connections,
+        max_connections_per_ip: config.max_connections_per_ip,
+        quiet: quiet_limits(config),
         watches: api::WatchLimits {
             total: config.max_watch_streams,
             per_caller: config.max_watch_streams_per_token,

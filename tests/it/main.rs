@@ -16,6 +16,7 @@ mod dashboard;
 mod delivery;
 mod demo_smoke;
 mod end_to_end;
+mod held;
 mod hostile;
 mod hostile_corpus;
 mod integration_health;

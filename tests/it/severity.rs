@@ -101,6 +101,7 @@ async fn a_slow_burn_turning_fast_retriggers_the_same_incident_as_critical() {
     let dedup_key = warning["dedup_key"].as_str().expect("key").to_owned();
     assert_eq!(warning["payload"]["severity"], json!("warning"));
     assert_eq!(warning["routing_key"], json!(ROUTING_KEY));
+    assert!(warning.get("links").is_none(), "no public_url, no link");
     assert_eq!(
         warning["payload"]["source"],
         json!("integration-health/acme/crm")

@@ -138,7 +138,9 @@ impl ApiOnly {
         .merge(integration_health::dashboard::router());
         let connections = ops::ConnectionLimits {
             max_connections: 1_024,
+            max_per_ip: 0,
             header_read_timeout: std::time::Duration::from_secs(10),
+            quiet: integration_health::api::ApiLimits::default().quiet,
         };
         let counted = (Arc::new(Metrics::new()), "http");
         ops::serve_http_apart(
