@@ -25,16 +25,32 @@ pub(crate) enum Access<'a> {
     Operator,
 }
 
-/// The grants in force. With none, the API is open, which suits the demo and loopback use;
-/// the configuration refuses an open API on any other address unless told otherwise.
+/// The grants in force, in one of three states: open (no authentication configured, which
+/// suits the demo and loopback use; the configuration refuses an open API on any other
+/// address unless told otherwise), closed (a tokens file with `tokens = []`: every call is
+/// refused), or the grants to check against.
 #[derive(Debug, Clone, Default)]
 pub struct Auth {
     grants: Vec<CheckedGrant>,
+    /// With no grants: refuse every call rather than open the API.
+    closed: bool,
 }
 
 impl Auth {
+    /// Open when `grants` is empty.
     pub fn new(grants: Vec<CheckedGrant>) -> Self {
-        Auth { grants }
+        Auth {
+            grants,
+            closed: false,
+        }
+    }
+
+    /// The grants of a configuration that authenticates: never open, closed when empty.
+    pub fn authenticating(grants: Vec<CheckedGrant>) -> Self {
+        Auth {
+            grants,
+            closed: true,
+        }
     }
 
     /// The grant of `token`, found by comparing its digest with every grant's, without
@@ -115,8 +131,14 @@ impl Auth {
     /// The caller's grant; `None` when the API is open.
     #[allow(clippy::result_large_err)]
     fn caller_grant(&self, metadata: &MetadataMap) -> Result<Option<&CheckedGrant>, Status> {
-        if self.grants.is_empty() {
-            return Ok(None);
+        match (self.grants.is_empty(), self.closed) {
+            (true, false) => return Ok(None),
+            (true, true) => {
+                return Err(Status::unauthenticated(
+                    "every token is revoked (the tokens file grants none)",
+                ))
+            }
+            _ => {}
         }
         let header = metadata
             .get("authorization")
@@ -218,5 +240,16 @@ mod tests {
         assert!(Auth::default()
             .check(&MetadataMap::new(), Access::Operator)
             .is_ok());
+    }
+
+    #[test]
+    fn a_closed_auth_refuses_everyone_and_is_never_open() {
+        let closed = Auth::authenticating(Vec::new());
+        for metadata in [MetadataMap::new(), bearer("s3cret"), bearer("ops")] {
+            let refused = closed.check(&metadata, Access::Any).unwrap_err();
+            assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+        }
+        assert!(!closed.is_peer(&bearer("ops")));
+        assert!(closed.readable_tenants(&MetadataMap::new()).is_err());
     }
 }

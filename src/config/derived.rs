@@ -1,9 +1,7 @@
 //! What follows from the settings alone: topic names, times in milliseconds, and the grants.
 //! What other stages build from them is `server::wiring`'s.
 
-use super::{
-    check_grants, invalid, read_tokens_file, CheckedGrant, Config, ConfigError, KafkaProperties,
-};
+use super::{check_grants, read_tokens_file, CheckedGrant, Config, ConfigError, KafkaProperties};
 
 impl Config {
     pub fn dlq_topic(&self) -> String {
@@ -63,22 +61,21 @@ impl Config {
     }
 
     /// Every grant, inline and from `tokens_file`, checked. With a tokens file, authentication
-    /// is on, and a file that grants nothing (truncated, comments only, an empty Secret key) is
-    /// an error rather than an open API.
+    /// is on whatever it holds: a file without `tokens` (truncated, comments only, an empty
+    /// Secret key) is an error, and `tokens = []` revokes every token (`Auth` is then closed,
+    /// never open).
     pub(crate) fn grants(&self) -> Result<Vec<CheckedGrant>, ConfigError> {
         let mut grants = self.tokens.clone();
         if let Some(path) = &self.tokens_file {
             grants.extend(read_tokens_file(path)?);
         }
-        let checked = check_grants(&grants)?;
-        if checked.is_empty() && self.tokens_file.is_some() {
-            return Err(invalid(
-                "tokens_file",
-                "grants no token; with authentication configured, no grant would leave every \
-                 call refused or, worse, the API open. Add a [[tokens]] grant",
-            ));
-        }
-        Ok(checked)
+        check_grants(&grants)
+    }
+
+    /// Whether calls need a token: with any grant configured, or a tokens file whatever it
+    /// grants. Otherwise the API is open (the demo, loopback use).
+    pub(crate) fn authenticates(&self) -> bool {
+        self.tokens_file.is_some() || !self.tokens.is_empty()
     }
 
     /// `kafka` with `kafka_properties_file` merged over it.

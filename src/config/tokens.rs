@@ -172,8 +172,8 @@ pub fn check_grants(grants: &[TokenGrant]) -> Result<Vec<CheckedGrant>, ConfigEr
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TokensFile {
-    #[serde(default)]
-    tokens: Vec<TokenGrant>,
+    /// Absent (an empty or comment-only file) is a failed load; `tokens = []` revokes all.
+    tokens: Option<Vec<TokenGrant>>,
 }
 
 /// Replicas take calls forwarded by one another only from a `peer = true` grant, so a replica
@@ -222,7 +222,14 @@ pub(crate) fn read_tokens_file(path: &Path) -> Result<Vec<TokenGrant>, ConfigErr
         path: path.to_owned(),
         source: Box::new(source),
     })?;
-    Ok(file.tokens)
+    // A truncated or half-written Secret must not be read as "revoke everything".
+    file.tokens.ok_or_else(|| {
+        invalid(
+            "tokens_file",
+            "grants no token: the file has no `tokens` (empty, or comments only); to revoke \
+             every token on purpose, write `tokens = []`",
+        )
+    })
 }
 
 #[cfg(test)]

@@ -20,8 +20,9 @@ use crate::store::Store;
 pub(super) const FILE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Re-reads the tokens file when its bytes change (`loaded`: their digest taken before the
-/// grants in force were read). A file that does not load is reported and the grants in force
-/// stay, so a half-written Secret update never locks every caller out.
+/// grants in force were read). A file that does not load is reported, once, and the grants in
+/// force stay, so a half-written Secret update never locks every caller out; `tokens = []`
+/// is a deliberate revocation of every token.
 pub(super) async fn reload_tokens(
     config: Config,
     path: std::path::PathBuf,
@@ -39,10 +40,15 @@ pub(super) async fn reload_tokens(
         if now == loaded {
             continue;
         }
+        // Reported once per change: the file is read again only when it changes again.
+        loaded = now;
         match config.grants() {
+            Ok(grants) if grants.is_empty() => {
+                auth.replace(Auth::authenticating(grants));
+                warn!(path = %path.display(), "tokens file grants none: every token is revoked");
+            }
             Ok(grants) => {
-                auth.replace(Auth::new(grants));
-                loaded = now;
+                auth.replace(Auth::authenticating(grants));
                 info!(path = %path.display(), "tokens reloaded");
             }
             Err(err) => {

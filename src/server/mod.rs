@@ -321,7 +321,7 @@ pub async fn start(
     }
     // Taken before the grants are read, so a rewrite in between is seen as a change.
     let tokens_digest = config.tokens_file.as_deref().and_then(file_digest::digest);
-    let auth = SharedAuth::new(Auth::new(config.grants()?));
+    let auth = SharedAuth::new(auth_of(config, config.grants()?));
     if config.tokens.iter().any(|g| g.token.is_some()) {
         warn!("a token is configured in plain text; prefer token_sha256 in a tokens_file");
     }
@@ -433,6 +433,15 @@ pub async fn start(
         grpc: tokio::spawn(grpc),
         ingest,
     })
+}
+
+/// The grants of `config` in force: open without authentication, closed when a tokens file
+/// grants none.
+fn auth_of(config: &Config, grants: Vec<crate::config::CheckedGrant>) -> Auth {
+    match config.authenticates() {
+        true => Auth::authenticating(grants),
+        false => Auth::new(grants),
+    }
 }
 
 /// Runs until `shutdown` is cancelled, then stops within the configured grace period.

@@ -316,7 +316,7 @@ async fn the_query_client_speaks_mtls() {
 }
 
 #[test]
-fn a_tokens_file_that_grants_nothing_or_a_scoped_operator_is_refused() {
+fn a_tokens_file_without_tokens_or_with_a_scoped_operator_is_refused() {
     let dir = tempfile::tempdir().expect("dir");
     let tokens = dir.path().join("tokens.toml");
     let settings = dir.path().join("settings.toml");
@@ -328,12 +328,19 @@ fn a_tokens_file_that_grants_nothing_or_a_scoped_operator_is_refused() {
         ),
     )
     .expect("settings");
-    for granting_nothing in ["", "# every grant commented out\n", "tokens = []\n"] {
+    for granting_nothing in ["", "# every grant commented out\n"] {
         std::fs::write(&tokens, granting_nothing).expect("tokens");
         let (ok, stderr) = config_check(&settings);
         assert!(!ok, "{granting_nothing:?} must not pass");
-        assert!(stderr.contains("grants no token"), "{stderr}");
+        assert!(
+            stderr.contains("grants no token") && stderr.contains("tokens = []"),
+            "{stderr}"
+        );
     }
+    // An explicit empty list is a deliberate revocation: valid, and never an open API.
+    std::fs::write(&tokens, "tokens = []\n").expect("tokens");
+    let (ok, stderr) = config_check(&settings);
+    assert!(ok, "{stderr}");
     std::fs::write(
         &tokens,
         "[[tokens]]\ntoken_sha256 = \"00000000000000000000000000000000000000000000000000000000000000aa\"\ntenants = [\"acme-retail\"]\noperator = true\n",
