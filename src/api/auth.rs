@@ -110,6 +110,14 @@ impl Auth {
         }
     }
 
+    /// The name of the caller's grant; `None` with an open API or an unknown token.
+    pub(crate) fn grant_name(&self, metadata: &MetadataMap) -> Option<String> {
+        match self.caller_grant(metadata) {
+            Ok(Some(grant)) => Some(grant.name.clone()),
+            _ => None,
+        }
+    }
+
     /// Whether the caller's token is a replica's (`peer = true`); never with an open API.
     pub(crate) fn is_peer(&self, metadata: &MetadataMap) -> bool {
         matches!(self.caller_grant(metadata), Ok(Some(grant)) if grant.peer)

@@ -414,7 +414,7 @@ impl From<IssueStatus> for proto::Issue {
                 ActionKind::Reopen => proto::IssueAction::Reopen,
             } as i32;
             issue.actor = action.actor;
-            issue.actor_token = action.token;
+            issue.actor_grant = action.grant;
             issue.acted_at = Some(ms_to_timestamp(action.at_ms));
             issue.note = action.note;
             issue.snoozed_until = action.until_ms.map(ms_to_timestamp);

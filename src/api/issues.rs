@@ -59,15 +59,11 @@ impl IntegrationHealthApi {
         self.timed("UpdateIssue", async {
             let req = request.get_ref();
             self.tenant(&request, &req.tenant_id)?;
-            let grant = self
-                .auth
-                .current()
-                .check(request.metadata(), Access::Write(&req.tenant_id))?;
+            let auth = self.auth.current();
+            auth.check(request.metadata(), Access::Write(&req.tenant_id))?;
             let keeping = self.issues.as_ref().ok_or_else(not_kept)?;
             let mut action = self.action_of(req)?;
-            action.token = grant
-                .map(|digest| hex::encode(&digest[..8]))
-                .unwrap_or_default();
+            action.grant = auth.grant_name(request.metadata()).unwrap_or_default();
             // Only a group the service knows can become an issue.
             self.group_now(&request, &action).await?;
             let payload = serde_json::to_vec(&action).unwrap_or_default();

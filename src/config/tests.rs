@@ -18,6 +18,7 @@ fn toml_overrides_and_passes_kafka_properties_through() {
         "security.protocol" = "SASL_SSL"
         "sasl.mechanisms" = "PLAIN"
         [[tokens]]
+        name = "acme-reader"
         token = "abc"
         tenants = ["acme"]
         "#,

@@ -15,6 +15,11 @@ use crate::event::{is_tenant_char, MAX_TENANT_ID_CHARS};
 #[derive(Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct TokenGrant {
+    /// What the operator calls this grant ("ui-backend", "sre-oncall"): unique, shown beside
+    /// the actor of every issue action made with it. Required; optional here only so that
+    /// `config check` can list every entry that lacks one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// The token itself. Accepted, with a warning at start-up; prefer `token_sha256`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
@@ -44,6 +49,7 @@ pub struct TokenGrant {
 impl std::fmt::Debug for TokenGrant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenGrant")
+            .field("name", &self.name)
             .field("token", &self.token.as_ref().map(|_| super::secrets::MASK))
             .field("token_sha256", &self.token_sha256)
             .field("tenants", &self.tenants)
@@ -58,6 +64,7 @@ impl std::fmt::Debug for TokenGrant {
 /// A grant with its token reduced to a digest: what the API compares against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckedGrant {
+    pub(crate) name: String,
     pub(crate) digest: [u8; 32],
     /// `None`: every tenant.
     pub(crate) tenants: Option<HashSet<String>>,
@@ -74,8 +81,12 @@ pub fn sha256(token: &str) -> [u8; 32] {
 
 impl TokenGrant {
     /// A grant for a plain token, as tests and examples write it.
+    /// Its name is made up, and unique within the process.
     pub fn plain(token: &str, tenants: &[&str]) -> Self {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         TokenGrant {
+            name: Some(format!("grant-{n}")),
             token: Some(token.to_owned()),
             tenants: tenants.iter().map(|t| (*t).to_owned()).collect(),
             ..TokenGrant::default()
@@ -102,6 +113,16 @@ impl TokenGrant {
 
     fn checked(&self) -> Result<CheckedGrant, ConfigError> {
         let digest = self.digest()?;
+        let name = self.name.clone().unwrap_or_default();
+        if !valid_name(&name) {
+            return Err(invalid(
+                "tokens",
+                format!(
+                    "the grant name {:?} must be 1 to 64 letters, digits, '.', '_', '-' or '@'",
+                    crate::event::echo(&name)
+                ),
+            ));
+        }
         if self.tenants.is_empty() {
             return Err(invalid(
                 "tokens",
@@ -123,6 +144,7 @@ impl TokenGrant {
         }
         if all_tenants {
             return Ok(CheckedGrant {
+                name,
                 digest,
                 tenants: None,
                 operator: self.operator || self.peer,
@@ -141,6 +163,7 @@ impl TokenGrant {
             ));
         }
         Ok(CheckedGrant {
+            name,
             digest,
             tenants: Some(self.tenants.iter().cloned().collect()),
             operator: self.operator,
@@ -155,14 +178,44 @@ fn valid_tenant(tenant: &str) -> bool {
     !tenant.is_empty() && tenant.len() <= MAX_TENANT_ID_CHARS && tenant.chars().all(is_tenant_char)
 }
 
-/// Checks every grant and refuses a token that appears twice.
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+}
+
+/// Checks every grant: each named, names and tokens unique.
 pub fn check_grants(grants: &[TokenGrant]) -> Result<Vec<CheckedGrant>, ConfigError> {
+    let unnamed: Vec<String> = grants
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| g.name.is_none())
+        .map(|(i, _)| format!("#{}", i + 1))
+        .collect();
+    if !unnamed.is_empty() {
+        return Err(invalid(
+            "tokens",
+            format!(
+                "every grant needs a name = \"…\" (shown beside the actor of each issue \
+                 action); these [[tokens]] entries, counted from the first, have none: {}",
+                unnamed.join(", ")
+            ),
+        ));
+    }
     let mut seen = HashSet::new();
+    let mut names = HashSet::new();
     let mut checked = Vec::with_capacity(grants.len());
     for grant in grants {
         let grant = grant.checked()?;
         if !seen.insert(grant.digest) {
             return Err(invalid("tokens", "the same token is granted twice"));
+        }
+        if !names.insert(grant.name.clone()) {
+            return Err(invalid(
+                "tokens",
+                format!("the grant name {:?} is used twice", grant.name),
+            ));
         }
         checked.push(grant);
     }
@@ -237,10 +290,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_grant_is_named_once_and_the_unnamed_are_listed() {
+        let unnamed = |token: &str| TokenGrant {
+            name: None,
+            ..TokenGrant::plain(token, &["acme"])
+        };
+        let err = check_grants(&[
+            TokenGrant::plain("a", &["acme"]),
+            unnamed("b"),
+            unnamed("c"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("#2, #3"), "{err}");
+        let twice = |token: &str| TokenGrant {
+            name: Some("ui".into()),
+            ..TokenGrant::plain(token, &["acme"])
+        };
+        let err = check_grants(&[twice("a"), twice("b")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("used twice"), "{err}");
+        let spaced = TokenGrant {
+            name: Some("ui backend".into()),
+            ..TokenGrant::plain("a", &["acme"])
+        };
+        assert!(check_grants(&[spaced]).is_err());
+    }
+
+    #[test]
     fn hashed_and_plain_tokens_reduce_to_the_same_digest() {
         let hashed = TokenGrant {
             token_sha256: Some(hex::encode(sha256("s3cret"))),
             tenants: vec!["acme".into()],
+            name: Some("hashed".into()),
             ..TokenGrant::default()
         };
         let plain = TokenGrant::plain("s3cret", &["acme"]);

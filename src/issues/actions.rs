@@ -36,6 +36,11 @@ pub(crate) enum ActionError {
         "{field} may not hold bidirectional controls, which show text other than what is stored"
     )]
     Bidi { field: &'static str },
+    #[error(
+        "actor may not hold format characters (zero-width, bidirectional and the like), which \
+         make one name look like another"
+    )]
+    Format,
 }
 
 /// What a person asked, before it is checked.
@@ -64,13 +69,32 @@ impl IssueAction {
             tenant_id: request.tenant_id.to_owned(),
             failure_id: format_failure_id(request.failure_id),
             action: request.kind,
-            actor: typed("actor", request.actor, MAX_ACTOR_CHARS)?.to_owned(),
-            token: String::new(),
+            actor: actor_name(request.actor)?,
+            grant: String::new(),
             at_ms: now_ms,
             note: typed("note", request.note, MAX_NOTE_CHARS)?.to_owned(),
             until_ms,
         })
     }
+}
+
+/// Who acted, as typed: no control or format character (a zero-width space or a direction
+/// mark would make two names that look alike differ), and in NFC, so one name is stored one
+/// way however the caller's keyboard composed it.
+fn actor_name(text: &str) -> Result<String, ActionError> {
+    use unicode_general_category::{get_general_category, GeneralCategory};
+    use unicode_normalization::UnicodeNormalization;
+    let text = typed("actor", text, MAX_ACTOR_CHARS)?;
+    if text.contains('\n') {
+        return Err(ActionError::Control { field: "actor" });
+    }
+    if text
+        .chars()
+        .any(|c| get_general_category(c) == GeneralCategory::Format)
+    {
+        return Err(ActionError::Format);
+    }
+    Ok(text.nfc().collect())
 }
 
 /// Text a person typed: at most `max` characters, and no control characters but newlines.
@@ -90,6 +114,18 @@ fn typed<'a>(field: &'static str, text: &'a str, max: usize) -> Result<&'a str, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_actor_is_refused_format_characters_and_stored_in_nfc() {
+        assert_eq!(actor_name("ana").unwrap(), "ana");
+        // "é" as e and a combining acute accent is stored as the one character.
+        assert_eq!(actor_name("Jose\u{301}").unwrap(), "Jos\u{e9}");
+        for hidden in ["a\u{200b}na", "ana\u{feff}", "a\u{2060}na", "a\u{00ad}na"] {
+            assert_eq!(actor_name(hidden), Err(ActionError::Format), "{hidden:?}");
+        }
+        assert!(actor_name("ana\nbob").is_err());
+        assert!(actor_name("ana\u{7}").is_err());
+    }
 
     fn asked(kind: ActionKind, until: Option<i64>, note: &str) -> Request<'_> {
         Request {

@@ -35,10 +35,11 @@ pub(crate) struct IssueAction {
     pub(crate) action: ActionKind,
     /// Who acted, as the caller said.
     pub(crate) actor: String,
-    /// Which grant made the call: the first 8 bytes of its token's SHA-256 in hex, or empty
-    /// with an open API. The actor is free text; this is what the service vouches for.
+    /// The name of the grant that made the call (empty with an open API): what the service
+    /// vouches for, where `actor` is what the caller typed. Records written before grants had
+    /// names carried a token-digest prefix instead, which is no longer read.
     #[serde(default)]
-    pub(crate) token: String,
+    pub(crate) grant: String,
     pub(crate) at_ms: i64,
     #[serde(default)]
     pub(crate) note: String,
@@ -191,7 +192,7 @@ mod tests {
             failure_id: "0".repeat(32),
             action,
             actor: "ana".into(),
-            token: String::new(),
+            grant: String::new(),
             at_ms,
             note: String::new(),
             until_ms,

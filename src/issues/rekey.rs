@@ -105,7 +105,7 @@ mod tests {
             failure_id: format_failure_id(failure_id),
             action: ActionKind::Acknowledge,
             actor: "ana".into(),
-            token: String::new(),
+            grant: String::new(),
             at_ms,
             note: "on it".into(),
             until_ms: None,

@@ -6,8 +6,8 @@ use crate::config::sha256;
 /// operator rights, each by its SHA-256.
 pub fn replica_tokens_toml(peer: &str, reader: &str) -> String {
     format!(
-        "[[tokens]]\ntoken_sha256 = \"{}\"\ntenants = [\"*\"]\npeer = true\n\n\
-         [[tokens]]\ntoken_sha256 = \"{}\"\ntenants = [\"*\"]\noperator = true\n",
+        "[[tokens]]\nname = \"replicas\"\ntoken_sha256 = \"{}\"\ntenants = [\"*\"]\npeer = true\n\n\
+         [[tokens]]\nname = \"reader\"\ntoken_sha256 = \"{}\"\ntenants = [\"*\"]\noperator = true\n",
         hex::encode(sha256(peer)),
         hex::encode(sha256(reader))
     )

@@ -30,6 +30,7 @@ fn grants() -> Vec<TokenGrant> {
     let hashed = TokenGrant {
         token_sha256: Some(hex::encode(sha256("hashed-token"))),
         tenants: vec!["acme".into()],
+        name: Some("hashed".into()),
         ..TokenGrant::default()
     };
     vec![

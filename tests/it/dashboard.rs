@@ -237,7 +237,8 @@ async fn check_failures(api: &mut Api, scrape: &Value, acted_on: &str) {
         if issue.auto_resolved {
             shown.push_str(" (auto)");
         } else if !issue.actor.is_empty() {
-            shown = format!("{shown} by {}", issue.actor);
+            shown = format!("{shown} by {} (via {})", issue.actor, issue.actor_grant);
+            assert!(!issue.actor_grant.is_empty(), "the grant's name is shown");
         }
         assert_eq!(row["issue"].as_str(), Some(shown.as_str()));
     }

@@ -97,7 +97,7 @@ fn config_check_names_the_bad_setting_and_masks_secrets() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("retension_days"));
 
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, "[kafka]\n\"sasl.password\" = \"hunter2\"\n[[tokens]]\ntoken = \"s3cret\"\ntenants = [\"*\"]\n").expect("write");
+    std::fs::write(&good, "[kafka]\n\"sasl.password\" = \"hunter2\"\n[[tokens]]\nname = \"t1\"\ntoken = \"s3cret\"\ntenants = [\"*\"]\n").expect("write");
     let output = Command::new(BIN)
         .args(["config", "check", "--brokers", "k1:9092", "--config"])
         .arg(&good)

@@ -175,7 +175,7 @@ fn replicas_without_a_peer_grant_do_not_start() {
         tokens
     );
     let operator =
-        format!("[[tokens]]\ntoken_sha256 = \"{digest}\"\ntenants = [\"*\"]\noperator = true\n");
+        format!("[[tokens]]\nname = \"t2\"\ntoken_sha256 = \"{digest}\"\ntenants = [\"*\"]\noperator = true\n");
     std::fs::write(&tokens, operator).expect("tokens");
     let (passed, stderr) = check(with_tokens.clone());
     assert!(!passed, "a peer token granted as an operator only");
@@ -185,20 +185,23 @@ fn replicas_without_a_peer_grant_do_not_start() {
         "the grant to add: {stderr}"
     );
 
-    let someone_else = "[[tokens]]\ntoken = \"another\"\ntenants = [\"*\"]\npeer = true\n";
+    let someone_else =
+        "[[tokens]]\nname = \"t3\"\ntoken = \"another\"\ntenants = [\"*\"]\npeer = true\n";
     std::fs::write(&tokens, someone_else).expect("tokens");
     let (passed, stderr) = check(with_tokens.clone());
     assert!(!passed, "a peer token no grant names");
     assert!(stderr.contains("no grant names it"), "{stderr}");
 
     let scoped =
-        format!("[[tokens]]\ntoken_sha256 = \"{digest}\"\ntenants = [\"acme\"]\npeer = true\n");
+        format!("[[tokens]]\nname = \"t4\"\ntoken_sha256 = \"{digest}\"\ntenants = [\"acme\"]\npeer = true\n");
     std::fs::write(&tokens, scoped).expect("tokens");
     let (passed, stderr) = check(with_tokens.clone());
     assert!(!passed, "a peer grant scoped to one tenant");
     assert!(stderr.contains("every tenant"), "{stderr}");
 
-    let peer = format!("[[tokens]]\ntoken_sha256 = \"{digest}\"\ntenants = [\"*\"]\npeer = true\n");
+    let peer = format!(
+        "[[tokens]]\nname = \"t5\"\ntoken_sha256 = \"{digest}\"\ntenants = [\"*\"]\npeer = true\n"
+    );
     std::fs::write(&tokens, peer).expect("tokens");
     let (passed, stderr) = check(with_tokens);
     assert!(passed, "{stderr}");

@@ -18,7 +18,7 @@ const TOKEN: &str = "revocable-token";
 
 fn grant(path: &Path) {
     let text = format!(
-        "[[tokens]]\ntoken_sha256 = \"{}\"\ntenants = [\"acme\"]\n",
+        "[[tokens]]\nname = \"t6\"\ntoken_sha256 = \"{}\"\ntenants = [\"acme\"]\n",
         hex::encode(sha256(TOKEN))
     );
     std::fs::write(path, text).expect("tokens file");

@@ -226,7 +226,7 @@ fn set_modified(path: &Path, time: std::time::SystemTime) {
 
 fn tokens_file(path: &Path, token: &str) {
     let text = format!(
-        "[[tokens]]\ntoken_sha256 = \"{}\"\ntenants = [\"acme\"]\n",
+        "[[tokens]]\nname = \"t7\"\ntoken_sha256 = \"{}\"\ntenants = [\"acme\"]\n",
         hex::encode(sha256(token))
     );
     std::fs::write(path, text).expect("tokens file");
@@ -276,7 +276,11 @@ async fn a_rewritten_tokens_file_takes_effect_while_serving() {
         .unwrap_err();
     assert_eq!(old.code(), Code::Unauthenticated);
 
-    std::fs::write(&path, "[[tokens]]\ntoken_sha256 = \"not hex\"\n").expect("broken file");
+    std::fs::write(
+        &path,
+        "[[tokens]]\nname = \"t8\"\ntoken_sha256 = \"not hex\"\n",
+    )
+    .expect("broken file");
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert!(
         api.get_overview(overview_with("second-token"))
@@ -343,7 +347,7 @@ fn a_tokens_file_without_tokens_or_with_a_scoped_operator_is_refused() {
     assert!(ok, "{stderr}");
     std::fs::write(
         &tokens,
-        "[[tokens]]\ntoken_sha256 = \"00000000000000000000000000000000000000000000000000000000000000aa\"\ntenants = [\"acme-retail\"]\noperator = true\n",
+        "[[tokens]]\nname = \"t9\"\ntoken_sha256 = \"00000000000000000000000000000000000000000000000000000000000000aa\"\ntenants = [\"acme-retail\"]\noperator = true\n",
     )
     .expect("tokens");
     let (ok, stderr) = config_check(&settings);

@@ -445,7 +445,9 @@ function issueText(issue) {
   if (!issue || !issue.state) return '—';
   const state = issue.state.charAt(0) + issue.state.slice(1).toLowerCase();
   if (issue.autoResolved) return `${state} (auto)`;
-  return issue.actor ? `${state} by ${issue.actor}` : state;
+  if (!issue.actor) return state;
+  // Who acted, as typed, and the grant the service checked: "ana (via ui-backend)".
+  return issue.actorGrant ? `${state} by ${issue.actor} (via ${issue.actorGrant})` : `${state} by ${issue.actor}`;
 }
 
 function renderFailures(answer) {

@@ -273,7 +273,7 @@ fn failure_json(f: &proto::FailureGroup) -> Value {
         "first_seen": time_text(&f.first_seen), "last_seen": time_text(&f.last_seen),
         "issue": f.issue.as_ref().map(|i| json!({
             "state": issue_state_name(i.state), "auto_resolved": i.auto_resolved,
-            "actor": i.actor, "note": i.note, "acted_at": time_text(&i.acted_at),
+            "actor": i.actor, "actor_grant": i.actor_grant, "note": i.note, "acted_at": time_text(&i.acted_at),
             "snoozed_until": time_text(&i.snoozed_until),
         })),
     })
@@ -284,6 +284,14 @@ pub(super) fn issue_state_name(state: i32) -> &'static str {
 }
 
 /// An issue's state in a few words: "ACKNOWLEDGED by ana", "RESOLVED (auto)".
+/// "ana (via ui-backend)": who acted as typed, and the grant the service checked.
+fn actor_text(issue: &proto::Issue) -> String {
+    match issue.actor_grant.as_str() {
+        "" => issue.actor.clone(),
+        grant => format!("{} (via {grant})", issue.actor),
+    }
+}
+
 pub(super) fn issue_text(issue: &Option<proto::Issue>) -> String {
     let Some(issue) = issue else {
         return String::new();
@@ -292,7 +300,7 @@ pub(super) fn issue_text(issue: &Option<proto::Issue>) -> String {
     if issue.auto_resolved {
         text.push_str(" (auto)");
     } else if !issue.actor.is_empty() {
-        text.push_str(&format!(" by {}", issue.actor));
+        text.push_str(&format!(" by {}", actor_text(issue)));
     }
     if issue.snoozed_until.is_some() && issue.state == proto::IssueState::Snoozed as i32 {
         text.push_str(&format!(" until {}", time_text(&issue.snoozed_until)));
