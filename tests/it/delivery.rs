@@ -487,6 +487,21 @@ async fn five_sigkills_lose_no_delivery_and_repeat_only_under_the_same_id() {
         service.0.wait().expect("reaped");
         service = spawn_notifying(&config, &log);
     }
+    // Each integration's failure rate has fired (the last one perhaps only once the last
+    // restarted process caught up) before the successes that resolve it are sent.
+    let alerts_topic = format!("{KILLED_TOPIC}.alerts");
+    let rate_firings = |records: &[Keyed]| {
+        records
+            .iter()
+            .filter(|(_, p)| {
+                let text = String::from_utf8_lossy(p);
+                text.contains("\"failure_rate\"") && text.contains("\"FIRING\"")
+            })
+            .count()
+    };
+    read_keyed(&bootstrap, &alerts_topic, |r: &[Keyed]| {
+        rate_firings(r) >= KILLS
+    });
     for integration in &integrations {
         publish(&producer, KILLED_TOPIC, &calls(integration, now, false)).await;
     }
@@ -494,7 +509,6 @@ async fn five_sigkills_lose_no_delivery_and_repeat_only_under_the_same_id() {
     // What was published on the alerts topic: a FIRING and a RESOLVED of the failure rate of
     // each integration (and whatever SLO burns fired); read until every change on it was
     // taken and nothing new came for two seconds.
-    let alerts_topic = format!("{KILLED_TOPIC}.alerts");
     let rate_changes = |records: &[Keyed]| {
         records
             .iter()
