@@ -73,14 +73,20 @@ pub(crate) trait Table: Send + Sync + 'static {
     fn set_caught_up(&self);
 }
 
-/// Reads `topic` from its beginning into `table` until `shutdown`.
+/// Reads `topic` from its beginning into `table` until `shutdown`, with `client`'s settings.
+/// Each instance reads the whole topic and commits nothing: the group, `ih-<reader>-<pid>`,
+/// only names the reader (operators grant Read on the `ih-<reader>-` prefix).
 pub(crate) fn follow(
-    client: ClientConfig,
+    client: &ClientConfig,
+    reader: &str,
     topic: String,
     table: Arc<dyn Table>,
     shutdown: CancellationToken,
 ) -> Result<JoinHandle<()>, ChangelogError> {
     let consumer: BaseConsumer = client
+        .clone()
+        .set("group.id", format!("ih-{reader}-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
         .create()
         .map_err(|err| ChangelogError::Kafka(topic.clone(), err))?;
     let thread_topic = topic.clone();

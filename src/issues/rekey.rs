@@ -166,9 +166,7 @@ mod tests {
 
         let follow = |name: &str, shutdown: CancellationToken| {
             let book = Arc::new(IssueBook::default());
-            let mut reader = client.clone();
-            reader.set("group.id", name);
-            crate::changelog::follow(reader, "t.issues".into(), book.clone(), shutdown)
+            crate::changelog::follow(&client, name, "t.issues".into(), book.clone(), shutdown)
                 .expect("follower");
             book
         };

@@ -6,16 +6,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::alerts::AlertEvent;
-use crate::changelog::{self, ChangelogError, Table};
+use crate::changelog::Table;
 
 /// A state change that could not be delivered to one destination: the schema of
 /// `<topic>.alerts.dlq`.
@@ -82,23 +79,6 @@ impl Table for DeadLetterBook {
     fn set_caught_up(&self) {
         self.caught_up.store(true, Ordering::Release);
     }
-}
-
-/// The thread that reads `topic` (the dead letters) whole into `book`.
-pub(crate) fn follow_dead_letters(
-    client: &rdkafka::ClientConfig,
-    topic: String,
-    book: Arc<DeadLetterBook>,
-    shutdown: CancellationToken,
-) -> Result<JoinHandle<()>, ChangelogError> {
-    let mut reader = client.clone();
-    reader
-        .set(
-            "group.id",
-            format!("ih-dead-letters-{}", std::process::id()),
-        )
-        .set("enable.auto.commit", "false");
-    changelog::follow(reader, topic, book, shutdown)
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ use crate::config::DestinationKind;
 use crate::ops::Metrics;
 
 pub use dead_letters::DeadLetterBook;
-pub(crate) use dead_letters::{follow_dead_letters, DeadLetter, DEAD_LETTERS_PER_TENANT};
+pub(crate) use dead_letters::{DeadLetter, DEAD_LETTERS_PER_TENANT};
 pub(crate) use destinations::Destinations;
 use destinations::{Credential, Destination, Secrets};
 pub(crate) use follow::deliver_alerts;

@@ -255,11 +255,13 @@ pub(super) fn follow_alerts(
     book: &Arc<AlertBook>,
     shutdown: CancellationToken,
 ) -> Result<std::thread::JoinHandle<()>, ChangelogError> {
-    let mut reader = client.clone();
-    reader
-        .set("group.id", format!("ih-alerts-{}", std::process::id()))
-        .set("enable.auto.commit", "false");
-    changelog::follow(reader, config.alerts_topic(), book.clone(), shutdown)
+    changelog::follow(
+        client,
+        "alerts",
+        config.alerts_topic(),
+        book.clone(),
+        shutdown,
+    )
 }
 
 /// What delivers alerts: the thread that follows the alerts topic, the notifier it delivers
@@ -310,8 +312,13 @@ pub(super) fn start_notifier(
         shutdown.clone(),
     )?;
     let dead_letters = Arc::new(DeadLetterBook::default());
-    let dead_letters_thread =
-        notify::follow_dead_letters(client, dead_letters_topic, dead_letters.clone(), shutdown)?;
+    let dead_letters_thread = changelog::follow(
+        client,
+        "dead-letters",
+        dead_letters_topic,
+        dead_letters.clone(),
+        shutdown,
+    )?;
     Ok(Some(Delivering {
         thread,
         notifier,
@@ -328,11 +335,13 @@ pub(super) fn start_rules(
     shutdown: CancellationToken,
 ) -> Result<(Arc<RuleKeeping>, std::thread::JoinHandle<()>), ChangelogError> {
     let book = Arc::new(RuleBook::default());
-    let mut reader = client.clone();
-    reader
-        .set("group.id", format!("ih-rules-{}", std::process::id()))
-        .set("enable.auto.commit", "false");
-    let follower = changelog::follow(reader, config.rules_topic(), book.clone(), shutdown)?;
+    let follower = changelog::follow(
+        client,
+        "rules",
+        config.rules_topic(),
+        book.clone(),
+        shutdown,
+    )?;
     let keeping = Arc::new(RuleKeeping {
         writer: Arc::new(ChangelogWriter::new(client, &config.rules_topic())?),
         book,
@@ -355,12 +364,13 @@ pub(super) fn start_issues(
     shutdown: CancellationToken,
 ) -> Result<IssueParts, ChangelogError> {
     let book = Arc::new(IssueBook::default());
-    let mut reader = client.clone();
-    // Each instance reads the whole topic; the group only names the reader.
-    reader
-        .set("group.id", format!("ih-issues-{}", std::process::id()))
-        .set("enable.auto.commit", "false");
-    let follower = changelog::follow(reader, config.issues_topic(), book.clone(), shutdown)?;
+    let follower = changelog::follow(
+        client,
+        "issues",
+        config.issues_topic(),
+        book.clone(),
+        shutdown,
+    )?;
     let keeping = Arc::new(IssueKeeping {
         writer: Arc::new(ChangelogWriter::new(client, &config.issues_topic())?),
         book: book.clone(),
