@@ -105,21 +105,34 @@ impl ConsumerContext for NotifierContext {
             return;
         };
         let mut progress = self.progress.lock();
-        let mut offsets = TopicPartitionList::new();
+        let mut reached = Vec::new();
         for element in revoked.elements_for_topic(&self.topic) {
             let partition = element.partition();
             if let Some(offset) = progress.committable(partition) {
-                let _ =
-                    offsets.add_partition_offset(&self.topic, partition, Offset::Offset(offset));
+                reached.push((partition, offset));
             }
             progress.revoke(partition);
         }
-        if offsets.count() > 0 {
-            if let Err(err) = consumer.commit(&offsets, CommitMode::Sync) {
-                warn!(error = %err, "cannot commit the alerts delivered before a rebalance; they may be sent again");
-            }
+        if let Err(err) = commit_offsets(consumer, &self.topic, reached) {
+            warn!(error = %err, "cannot commit the alerts delivered before a rebalance; they may be sent again");
         }
     }
+}
+
+/// Commits each (partition, offset) of `topic`, synchronously; nothing to do for none.
+fn commit_offsets<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    offsets: Vec<(i32, i64)>,
+) -> rdkafka::error::KafkaResult<()> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let mut list = TopicPartitionList::new();
+    for (partition, offset) in offsets {
+        list.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    }
+    consumer.commit(&list, CommitMode::Sync)
 }
 
 struct Follower {
@@ -198,14 +211,7 @@ impl Follower {
     /// Commits each partition's committable offset that moved.
     fn commit(&self) {
         let moved = self.progress.lock().take_commits();
-        if moved.is_empty() {
-            return;
-        }
-        let mut offsets = TopicPartitionList::new();
-        for (partition, offset) in moved {
-            let _ = offsets.add_partition_offset(&self.topic, partition, Offset::Offset(offset));
-        }
-        if let Err(err) = self.consumer.commit(&offsets, CommitMode::Sync) {
+        if let Err(err) = commit_offsets(&self.consumer, &self.topic, moved) {
             warn!(error = %err, "delivered, but the commit failed; they may be sent again");
         }
     }

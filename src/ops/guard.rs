@@ -168,7 +168,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
 /// A response body that keeps its request open until it is done or dropped.
 pub(crate) struct GuardedBody<B> {
     inner: B,
-    _open: RequestGuard,
+    /// `None` for a request that came with no activity to count on.
+    _open: Option<RequestGuard>,
 }
 
 impl<B: Body + Unpin> Body for GuardedBody<B> {
@@ -230,20 +231,10 @@ where
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await?;
-            Ok(response.map(|inner| GuardedBody {
-                inner,
-                _open: open.unwrap_or_else(|| Activity::new(UNGUARDED).begin()),
-            }))
+            Ok(response.map(|inner| GuardedBody { inner, _open: open }))
         })
     }
 }
-
-/// For a request that arrived without an activity to count on (none is lost: every listener
-/// gives one); its guard counts on an activity of its own.
-const UNGUARDED: QuietLimits = QuietLimits {
-    first_request: Duration::MAX,
-    idle: Duration::MAX,
-};
 
 #[cfg(test)]
 mod tests {

@@ -165,19 +165,8 @@ async fn an_issue_lives_through_kafka_on_every_instance() {
     // service vouches for; no bit of the token's hash reaches a reader.
     assert_eq!(issue.actor_grant, "ui-backend");
     assert_eq!(issue.actor_token, "");
-    let listed = api
-        .clone()
-        .list_issues(authorized(
-            proto::ListIssuesRequest {
-                tenant_id: "acme".into(),
-                ..Default::default()
-            },
-            READER,
-        ))
-        .await
-        .expect("a reader lists")
-        .into_inner();
-    let seen = listed.issues[0].issue.as_ref().expect("issue");
+    let listed = the_issue(&api).await;
+    let seen = listed.issue.as_ref().expect("issue");
     assert_eq!(
         (seen.actor_grant.as_str(), seen.actor_token.as_str()),
         ("ui-backend", "")

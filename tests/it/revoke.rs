@@ -58,15 +58,14 @@ async fn serve(
 
 /// How a call with `token` (or none) ends: `Ok` or the status code.
 async fn call(grpc: SocketAddr, token: Option<&str>) -> Result<(), Code> {
-    let mut api = client(grpc).await;
-    let mut request = tonic::Request::new(proto::GetOverviewRequest {
+    let mut api = match token {
+        Some(token) => client_as(grpc, token).await,
+        None => client(grpc).await,
+    };
+    let request = proto::GetOverviewRequest {
         tenant_id: "acme".into(),
         ..Default::default()
-    });
-    if let Some(token) = token {
-        let value = format!("Bearer {token}").parse().expect("header");
-        request.metadata_mut().insert("authorization", value);
-    }
+    };
     api.get_overview(request)
         .await
         .map(|_| ())
