@@ -66,6 +66,19 @@ async fn started(
 }
 
 /// The tenant's alerts of `rule`, once `count` of them are listed (firing or resolved).
+/// acme's alerts as `ListAlerts` gives them: firing, or resolved within a day.
+pub(crate) async fn acme_alerts(api: &Api) -> Vec<proto::Alert> {
+    api.clone()
+        .list_alerts(proto::ListAlertsRequest {
+            tenant_id: "acme".into(),
+            resolved_within: None,
+        })
+        .await
+        .expect("alerts")
+        .into_inner()
+        .alerts
+}
+
 pub(crate) async fn alerts_of(
     api: &Api,
     rule: proto::AlertRule,
@@ -74,17 +87,8 @@ pub(crate) async fn alerts_of(
     let mut found = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while std::time::Instant::now() < deadline {
-        let listed = api
-            .clone()
-            .list_alerts(proto::ListAlertsRequest {
-                tenant_id: "acme".into(),
-                resolved_within: None,
-            })
+        found = acme_alerts(api)
             .await
-            .expect("alerts")
-            .into_inner();
-        found = listed
-            .alerts
             .into_iter()
             .filter(|a| a.rule == rule as i32)
             .collect();

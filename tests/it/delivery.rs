@@ -5,7 +5,7 @@
 //! secret signs the next delivery without a restart. Every expectation is computed from what
 //! the receivers recorded and what the test published, not from the service's own counts.
 
-use crate::alerts::event;
+use crate::alerts::{acme_alerts, event};
 use crate::common;
 use crate::notify::{
     crm_failing_30_percent, crm_recovering, kafka_with_alert_topics, spawn_notifying, verified,
@@ -45,17 +45,8 @@ fn config_with(bootstrap: &str, topic: &str, destinations: Vec<DestinationSettin
 
 /// The `webhook-id`s of acme's alert changes so far, as the API lists them.
 async fn change_ids(api: &Api) -> BTreeSet<String> {
-    let listed = api
-        .clone()
-        .list_alerts(proto::ListAlertsRequest {
-            tenant_id: "acme".into(),
-            resolved_within: None,
-        })
-        .await
-        .expect("alerts")
-        .into_inner();
     let mut ids = BTreeSet::new();
-    for alert in listed.alerts {
+    for alert in acme_alerts(api).await {
         ids.insert(format!("{}_FIRING", alert.alert_id));
         if alert.state == proto::AlertState::AlertResolved as i32 {
             ids.insert(format!("{}_RESOLVED", alert.alert_id));
