@@ -12,11 +12,22 @@ use crate::store::{
 
 /// An alert clears only once its value falls below this share of the threshold.
 pub(crate) const HYSTERESIS: f64 = 0.75;
-/// SLO burn-rate pairs of the Google SRE workbook: (long window, short window, burn rate).
-const BURN_PAIRS: [(i64, i64, f64); 2] = [
-    (HOUR_MS, 5 * MINUTE_MS, 14.4),
-    (6 * HOUR_MS, 30 * MINUTE_MS, 6.0),
-];
+/// The burn rates of the SLO's fast and slow pairs, from the Google SRE workbook: at 14.4
+/// over its window (1 h by default) the fast pair has spent 2% of a 30-day budget, and at 6
+/// over the slow pair's (6 h) 5%. A pair's short window is a twelfth of its long one.
+const BURN_RATES: (f64, f64) = (14.4, 6.0);
+
+/// (long window, short window, burn rate) of the fast and the slow pair.
+fn burn_pairs(rules: &AlertRules) -> [(i64, i64, f64); 2] {
+    let pair = |minutes: u32, rate: f64| {
+        let long = i64::from(minutes) * MINUTE_MS;
+        (long, (long / 12).max(MINUTE_MS), rate)
+    };
+    [
+        pair(rules.slo_fast_window_minutes, BURN_RATES.0),
+        pair(rules.slo_slow_window_minutes, BURN_RATES.1),
+    ]
+}
 
 /// One rule's measurement of one subject.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,64 +80,91 @@ impl GroupMatch {
 pub(crate) fn evaluate(
     partition: &PartitionState,
     (tenant_id, tenant): (&str, &TenantState),
-    resolve: &dyn Fn(IntegrationType, Option<&str>) -> Resolved,
+    resolve: &dyn Fn(Rule, IntegrationType, Option<&str>) -> Resolved,
     now_ms: i64,
     trusted: bool,
 ) -> Vec<Measured> {
     let mut measured = Vec::new();
     for (key, integration) in &tenant.integrations {
         let id = partition.interner.resolve(key.integration_id);
-        let resolved = resolve(key.integration_type, Some(id));
-        if !resolved.rules.enabled {
-            continue;
-        }
-        let first = measured.len();
-        let rules = &resolved.rules;
-        let outcomes = FinalOutcomes {
-            integration,
-            retries: partition.retries_of(tenant_id, key),
-        };
-        let window = i64::from(rules.rate_window_minutes) * MINUTE_MS;
-        let (succeeded, failed) = outcomes.within(now_ms - window, now_ms);
-        let subject = Subject::integration(partition, tenant, key, now_ms - window, now_ms);
-        let rate = failed as f64 / (succeeded + failed).max(1) as f64;
-        measured.push(subject.measured(
-            Rule::FailureRate,
-            rate,
-            rules.rate_threshold,
-            format!("failure rate over {} min", rules.rate_window_minutes),
-            Volume {
-                seen: succeeded + failed,
-                minimum: rules.rate_min_events,
+        let watched = Watched {
+            partition,
+            tenant,
+            key,
+            outcomes: FinalOutcomes {
+                integration,
+                retries: partition.retries_of(tenant_id, key),
             },
-        ));
-        measured.push(slo(partition, tenant, key, &outcomes, rules, now_ms));
-        if rules.silence_minutes > 0 {
-            let subject = Subject::integration(partition, tenant, key, now_ms, now_ms);
-            measured.push(silence(subject, integration, rules, now_ms, trusted));
+        };
+        for rule in [Rule::FailureRate, Rule::SloBurn, Rule::Silence] {
+            let resolved = resolve(rule, key.integration_type, Some(id));
+            let rules = &resolved.rules;
+            let one = match rule {
+                _ if !rules.enabled => None,
+                Rule::FailureRate => Some(failure_rate(&watched, rules, now_ms)),
+                Rule::SloBurn => Some(slo(&watched, rules, now_ms)),
+                _ if rules.silence_minutes == 0 => None,
+                _ => {
+                    let subject = watched.subject(now_ms, now_ms);
+                    Some(silence(subject, integration, rules, now_ms, trusted))
+                }
+            };
+            if let Some(mut one) = one {
+                route(&mut one, &resolved);
+                measured.push(one);
+            }
         }
-        route(&mut measured[first..], &resolved);
     }
     for kind in IntegrationType::ALL {
-        let resolved = resolve(kind, None);
+        let resolved = resolve(Rule::Spike, kind, None);
         if resolved.rules.enabled {
-            let first = measured.len();
-            measured.extend(spikes(tenant, kind, &resolved.rules, now_ms));
-            route(&mut measured[first..], &resolved);
+            for mut one in spikes(tenant, kind, &resolved.rules, now_ms) {
+                route(&mut one, &resolved);
+                measured.push(one);
+            }
         }
     }
     measured
 }
 
-/// Gives each measurement its subject's destinations, and the severity a rule set.
-fn route(measured: &mut [Measured], resolved: &Resolved) {
-    for m in measured {
-        m.destinations = resolved.destinations.clone();
-        // Before this, an SLO burn is critical exactly when its fast pair fires.
-        let fast_burn = m.severity == Severity::Critical;
-        if let Some(severity) = resolved.severities.of(m.rule, fast_burn) {
-            m.severity = severity;
-        }
+/// One integration of a tenant, as the failure-rate and SLO rules read it.
+struct Watched<'a> {
+    partition: &'a PartitionState,
+    tenant: &'a TenantState,
+    key: &'a IntegrationKey,
+    outcomes: FinalOutcomes<'a>,
+}
+
+impl Watched<'_> {
+    fn subject(&self, start_ms: i64, end_ms: i64) -> Subject {
+        Subject::integration(self.partition, self.tenant, self.key, start_ms, end_ms)
+    }
+}
+
+/// The share of final outcomes that failed over the rule's window.
+fn failure_rate(watched: &Watched<'_>, rules: &AlertRules, now_ms: i64) -> Measured {
+    let window = i64::from(rules.rate_window_minutes) * MINUTE_MS;
+    let (succeeded, failed) = watched.outcomes.within(now_ms - window, now_ms);
+    let subject = watched.subject(now_ms - window, now_ms);
+    let rate = failed as f64 / (succeeded + failed).max(1) as f64;
+    subject.measured(
+        Rule::FailureRate,
+        rate,
+        rules.rate_threshold,
+        format!("failure rate over {} min", rules.rate_window_minutes),
+        Volume {
+            seen: succeeded + failed,
+            minimum: rules.rate_min_events,
+        },
+    )
+}
+
+/// Gives a measurement its subject's destinations, and the severity a rule set.
+fn route(m: &mut Measured, resolved: &Resolved) {
+    m.destinations = resolved.destinations.clone();
+    let fast_burn = m.rule == Rule::SloBurn && m.severity == Rule::SloBurn.default_severity(true);
+    if let Some(severity) = resolved.severities.of(m.rule, fast_burn) {
+        m.severity = severity;
     }
 }
 
@@ -148,36 +186,30 @@ impl FinalOutcomes<'_> {
     }
 }
 
-fn slo(
-    partition: &PartitionState,
-    tenant: &TenantState,
-    key: &IntegrationKey,
-    outcomes: &FinalOutcomes<'_>,
-    rules: &AlertRules,
-    now_ms: i64,
-) -> Measured {
+fn slo(watched: &Watched<'_>, rules: &AlertRules, now_ms: i64) -> Measured {
     let budget = 1.0 - rules.slo_objective;
     let burn = |window: i64| {
-        let (succeeded, failed) = outcomes.within(now_ms - window, now_ms);
+        let (succeeded, failed) = watched.outcomes.within(now_ms - window, now_ms);
         let rate = failed as f64 / (succeeded + failed).max(1) as f64;
         (rate / budget, succeeded + failed)
     };
     // Each pair's strength: the smaller of its two burn rates, as a share of its threshold.
-    let mut best = (0.0, BURN_PAIRS[0]);
+    let pairs = burn_pairs(rules);
+    let mut best = (0.0, pairs[0]);
     let mut volume = 0;
     let mut fast_burn = false;
-    for pair in BURN_PAIRS {
+    for pair in pairs {
         let (long, long_events) = burn(pair.0);
         let (short, _) = burn(pair.1);
         let strength = long.min(short) / pair.2;
         volume = volume.max(long_events);
-        fast_burn |= pair == BURN_PAIRS[0] && strength >= 1.0;
+        fast_burn |= pair == pairs[0] && strength >= 1.0;
         if strength > best.0 {
             best = (strength, pair);
         }
     }
     let (strength, (long, short, rate)) = best;
-    let subject = Subject::integration(partition, tenant, key, now_ms - long, now_ms);
+    let subject = watched.subject(now_ms - long, now_ms);
     let mut measured = subject.measured(
         Rule::SloBurn,
         strength * rate,
@@ -190,13 +222,13 @@ fn slo(
         ),
         Volume {
             seen: volume,
-            minimum: rules.rate_min_events,
+            minimum: rules.slo_min_events,
         },
     );
     measured.fires = measured.fires && strength >= 1.0;
     // The fast pair pages: at its rate a month's budget is gone in about two days.
     if fast_burn {
-        measured.severity = Severity::Critical;
+        measured.severity = Rule::SloBurn.default_severity(true);
     }
     measured
 }
@@ -412,10 +444,7 @@ impl Subject {
             last_failure_ms: None,
             sample_message: String::new(),
             guidance: String::new(),
-            severity: match rule {
-                Rule::FailureRate => Severity::Error,
-                Rule::Spike | Rule::SloBurn | Rule::Silence => Severity::Warning,
-            },
+            severity: rule.default_severity(false),
             destinations: Vec::new(),
             groups: self.groups,
             window: self.window,

@@ -7,9 +7,12 @@
 //! rebalance nothing already published is sent again.
 //!
 //! - `rules`: the thresholds, their defaults and per-tenant overrides;
+//! - `scoped`: the rules set at runtime, per tenant, integration type or integration;
+//! - `effective`: the rule in force for a subject, with where each field comes from;
 //! - `evaluate`: what each rule measures, and the transitions it causes;
 //! - `run`: the evaluator task and the publisher.
 
+mod effective;
 mod evaluate;
 mod rules;
 mod run;
@@ -23,8 +26,9 @@ use tokio::sync::broadcast;
 
 use crate::changelog::Table;
 
+pub(crate) use effective::effective;
 pub(crate) use evaluate::{evaluate, Measured};
-pub(crate) use rules::{AlertRules, Resolved, Routes, RuleOverrides};
+pub(crate) use rules::{AlertRules, Resolved, Routes, RuleOverrides, RulesError};
 pub(crate) use run::{evaluate_periodically, Evaluator};
 pub use scoped::RuleKeeping;
 pub(crate) use scoped::{RuleBook, RuleScope, RuleSpec, ScopedRule};
@@ -36,6 +40,30 @@ pub(crate) enum Rule {
     Spike,
     SloBurn,
     Silence,
+}
+
+impl Rule {
+    pub(crate) const ALL: [Rule; 4] =
+        [Rule::FailureRate, Rule::Spike, Rule::SloBurn, Rule::Silence];
+
+    /// The severity of this kind's alerts when no rule sets one; `fast` for an SLO burn's
+    /// fast pair, which pages.
+    pub(crate) fn default_severity(self, fast: bool) -> Severity {
+        match self {
+            Rule::FailureRate => Severity::Error,
+            Rule::SloBurn if fast => Severity::Critical,
+            Rule::Spike | Rule::SloBurn | Rule::Silence => Severity::Warning,
+        }
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Rule::FailureRate => "failure_rate",
+            Rule::Spike => "spike",
+            Rule::SloBurn => "slo_burn",
+            Rule::Silence => "silence",
+        }
+    }
 }
 
 /// How urgent an alert is, in PagerDuty's words.

@@ -16,10 +16,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::scoped::{RuleBook, RuleSpec, SeverityByRule};
+use super::Rule;
 use crate::config::DestinationSettings;
 use crate::event::IntegrationType;
 
@@ -39,10 +40,15 @@ pub(crate) enum RulesError {
     },
     #[error("alert rules for {tenant}: {why}")]
     Invalid { tenant: String, why: String },
+    /// A runtime rule refused; the text starts with the field at fault.
+    #[error("{0}")]
+    Field(String),
+    #[error("a tenant may have at most {limit} alert rules (max_alert_rules_per_tenant); delete one first")]
+    TooMany { limit: usize },
 }
 
 /// The thresholds one tenant's alerts use.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AlertRules {
     pub(crate) enabled: bool,
@@ -55,8 +61,13 @@ pub(crate) struct AlertRules {
     /// times that hour's mean over the previous 7 days, and at least `spike_min_failures`.
     pub(crate) spike_factor: f64,
     pub(crate) spike_min_failures: u64,
-    /// SLO: the success-rate objective over 30 days, checked with burn-rate windows.
+    /// SLO: the success-rate objective over 30 days, checked with two pairs of burn-rate
+    /// windows: the fast pair's long window (its short one is a twelfth of it) and the slow
+    /// pair's, each with at least `slo_min_events` events in its long window.
     pub(crate) slo_objective: f64,
+    pub(crate) slo_fast_window_minutes: u32,
+    pub(crate) slo_slow_window_minutes: u32,
+    pub(crate) slo_min_events: u64,
     /// Silence: nothing from an integration for `silence_minutes` (0: off) although, in the same
     /// hours of the previous 7 days, it sent at least `silence_min_events` on average.
     pub(crate) silence_minutes: u32,
@@ -73,6 +84,9 @@ impl Default for AlertRules {
             spike_factor: 5.0,
             spike_min_failures: 10,
             slo_objective: 0.99,
+            slo_fast_window_minutes: 60,
+            slo_slow_window_minutes: 360,
+            slo_min_events: 20,
             silence_minutes: 30,
             silence_min_events: 10,
         }
@@ -97,7 +111,18 @@ impl AlertRules {
             return invalid("spike_factor must be at least 1");
         }
         if !(self.slo_objective > 0.0 && self.slo_objective < 1.0) {
-            return invalid("slo_objective must be between 0 and 1");
+            return invalid("slo_objective must be above 0 and below 1 (100% leaves no budget)");
+        }
+        for (name, minutes) in [
+            ("slo_fast_window_minutes", self.slo_fast_window_minutes),
+            ("slo_slow_window_minutes", self.slo_slow_window_minutes),
+        ] {
+            if !(12..=1440).contains(&minutes) {
+                return invalid(&format!("{name} must be 12 to 1440"));
+            }
+        }
+        if self.slo_fast_window_minutes >= self.slo_slow_window_minutes {
+            return invalid("slo_fast_window_minutes must be below slo_slow_window_minutes");
         }
         if self.silence_minutes > 24 * 60 {
             return invalid("silence_minutes must be at most 1440 (0 turns silence off)");
@@ -131,7 +156,7 @@ impl Routes {
         }
     }
 
-    fn takes(&self, name: &str, tenant: &str) -> bool {
+    pub(super) fn takes(&self, name: &str, tenant: &str) -> bool {
         self.destinations
             .iter()
             .any(|d| d.name == name && d.takes(tenant))
@@ -139,7 +164,7 @@ impl Routes {
 
     /// `named` when a rule names destinations, else the defaults; only those that take the
     /// tenant's alerts.
-    fn route(&self, tenant: &str, named: Option<&[String]>) -> Vec<String> {
+    pub(super) fn route(&self, tenant: &str, named: Option<&[String]>) -> Vec<String> {
         named
             .unwrap_or(&self.defaults)
             .iter()
@@ -148,11 +173,15 @@ impl Routes {
             .collect()
     }
 
+    pub(crate) fn defaults(&self) -> &[String] {
+        &self.defaults
+    }
+
     /// Why a rule of `tenant` may not name `names`, if it may not.
-    fn check(&self, tenant: &str, names: &[String]) -> Result<(), String> {
+    pub(super) fn check(&self, tenant: &str, names: &[String]) -> Result<(), String> {
         match names.iter().find(|n| !self.takes(n, tenant)) {
             Some(name) => Err(format!(
-                "no destination named `{name}` takes this tenant's alerts"
+                "destinations: no destination named `{name}` takes this tenant's alerts"
             )),
             None => Ok(()),
         }
@@ -243,28 +272,39 @@ impl RuleOverrides {
         }
     }
 
-    /// What a subject's alerts use: the defaults, the tenant's table from the file, then the
-    /// runtime rules of `book` from the tenant's down to the subject's own scope.
+    pub(crate) fn routes(&self) -> &Routes {
+        &self.routes
+    }
+
+    pub(crate) fn defaults(&self) -> AlertRules {
+        self.defaults
+    }
+
+    /// The tenant's table from the rules file, if it has one.
+    pub(crate) fn file_table(&self, tenant: &str) -> Option<&RuleSpec> {
+        self.tenants.get(tenant)
+    }
+
+    /// What a subject's alerts of `kind` use: the defaults, the tenant's table from the file,
+    /// then the runtime rules of `kind` in `book` from the tenant's down to the subject's own
+    /// scope.
     pub(crate) fn resolve(
         &self,
         book: &RuleBook,
         tenant: &str,
+        kind: Rule,
         integration_type: Option<IntegrationType>,
         integration_id: Option<&str>,
     ) -> Resolved {
         let mut rules = self.defaults;
         let mut destinations: Option<&[String]> = None;
         let mut severities = SeverityByRule::default();
-        let runtime = book.chain(tenant, integration_type, integration_id);
-        for spec in self.tenants.get(tenant).into_iter().chain(&runtime) {
+        let runtime = book.chain(kind, tenant, integration_type, integration_id);
+        let specs = runtime.iter().map(|rule| &rule.spec);
+        for spec in self.tenants.get(tenant).into_iter().chain(specs) {
             rules = spec.over(rules);
             destinations = spec.destinations.as_deref().or(destinations);
-            if let Some(severity) = spec.severity {
-                severities = SeverityByRule::all(severity);
-            }
-            if let Some(by_rule) = spec.severities {
-                severities = by_rule.over(severities);
-            }
+            severities = spec.severities_set().over(severities);
         }
         Resolved {
             rules,
@@ -317,8 +357,11 @@ mod tests {
         ];
         let routes = Routes::new(&destinations, &["shared".into(), "acme-only".into()]);
         let book = RuleBook::default();
-        let route =
-            |rules: &RuleOverrides, tenant| rules.resolve(&book, tenant, None, None).destinations;
+        let route = |rules: &RuleOverrides, tenant| {
+            rules
+                .resolve(&book, tenant, Rule::FailureRate, None, None)
+                .destinations
+        };
         let rules = RuleOverrides::new(AlertRules::default(), routes.clone());
         assert_eq!(route(&rules, "acme"), ["shared", "acme-only"]);
         assert_eq!(route(&rules, "globex"), ["shared"]);
@@ -346,7 +389,7 @@ mod tests {
         .unwrap();
         let rules = RuleOverrides::load(AlertRules::default(), Routes::default(), &path).unwrap();
         let acme = rules
-            .resolve(&RuleBook::default(), "acme", None, None)
+            .resolve(&RuleBook::default(), "acme", Rule::SloBurn, None, None)
             .severities;
         assert_eq!(acme.of(Rule::FailureRate, false), Some(Severity::Critical));
         assert_eq!(acme.of(Rule::SloBurn, false), Some(Severity::Error));
@@ -356,14 +399,20 @@ mod tests {
             "from severity"
         );
         assert_eq!(acme.of(Rule::Spike, false), Some(Severity::Info));
-        let globex = rules.resolve(&RuleBook::default(), "globex", None, None);
+        let globex = rules.resolve(
+            &RuleBook::default(),
+            "globex",
+            Rule::FailureRate,
+            None,
+            None,
+        );
         assert_eq!(globex.severities.of(Rule::FailureRate, false), None);
         std::fs::write(&path, "[tenants.acme.severities]\nburn = \"info\"\n").unwrap();
         assert!(RuleOverrides::load(AlertRules::default(), Routes::default(), &path).is_err());
     }
 
     #[test]
-    fn the_most_specific_scope_wins_field_by_field() {
+    fn the_most_specific_scope_wins_field_by_field_within_a_kind() {
         use crate::alerts::{RuleScope, ScopedRule, Severity};
         use crate::event::IntegrationType::{CustomNode, InboundWebhook};
         let dir = tempfile::tempdir().unwrap();
@@ -374,14 +423,15 @@ mod tests {
         )
         .unwrap();
         let routes = Routes::new(&[destination("ops", &[])], &[]);
-        let rules = RuleOverrides::load(AlertRules::default(), routes, &path).unwrap();
-        let book = RuleBook::default();
-        let put = |scope: RuleScope, spec: RuleSpec| {
+        let rules = RuleOverrides::load(AlertRules::default(), routes.clone(), &path).unwrap();
+        let book = RuleBook::new(routes);
+        let put = |scope: RuleScope, kind: Rule, spec: RuleSpec| {
             book.record(ScopedRule {
                 scope,
+                kind,
                 spec,
                 updated_at_ms: 0,
-                actor_token: String::new(),
+                updated_by: String::new(),
             })
         };
         let tenant = RuleScope::tenant("acme");
@@ -394,15 +444,24 @@ mod tests {
             ..nodes.clone()
         };
         put(
-            tenant,
+            tenant.clone(),
+            Rule::FailureRate,
             RuleSpec {
                 rate_threshold: Some(0.4),
+                ..RuleSpec::default()
+            },
+        );
+        put(
+            tenant,
+            Rule::SloBurn,
+            RuleSpec {
                 slo_objective: Some(0.95),
                 ..RuleSpec::default()
             },
         );
         put(
             nodes,
+            Rule::FailureRate,
             RuleSpec {
                 rate_threshold: Some(0.5),
                 severity: Some(Severity::Info),
@@ -410,42 +469,93 @@ mod tests {
             },
         );
         put(
-            crm,
+            crm.clone(),
+            Rule::FailureRate,
             RuleSpec {
                 rate_threshold: Some(0.6),
-                silence_minutes: Some(0),
                 destinations: Some(vec!["ops".into()]),
                 ..RuleSpec::default()
             },
         );
+        put(
+            crm,
+            Rule::Silence,
+            RuleSpec {
+                silence_minutes: Some(0),
+                ..RuleSpec::default()
+            },
+        );
 
-        let crm = rules.resolve(&book, "acme", Some(CustomNode), Some("crm"));
+        let resolve = |kind, integration_type, id| {
+            rules.resolve(&book, "acme", kind, Some(integration_type), id)
+        };
+        let crm = resolve(Rule::FailureRate, CustomNode, Some("crm"));
         assert_eq!(crm.rules.rate_threshold, 0.6);
-        assert_eq!(crm.rules.silence_minutes, 0);
-        assert_eq!(crm.rules.slo_objective, 0.95, "from the tenant rule");
-        assert_eq!(crm.rules.spike_factor, 4.0, "from the rules file");
         assert_eq!(crm.rules.rate_min_events, 20, "from the defaults");
         assert_eq!(
-            crm.severities,
-            SeverityByRule::all(Severity::Info),
+            crm.severities.of(Rule::FailureRate, false),
+            Some(Severity::Info),
             "from the type rule"
         );
         assert_eq!(crm.destinations, ["ops"]);
-        let other_node = rules.resolve(&book, "acme", Some(CustomNode), Some("erp"));
         assert_eq!(
-            (
-                other_node.rules.rate_threshold,
-                other_node.rules.silence_minutes
-            ),
-            (0.5, 30)
+            resolve(Rule::Silence, CustomNode, Some("crm"))
+                .rules
+                .silence_minutes,
+            0
         );
-        let webhook = rules.resolve(&book, "acme", Some(InboundWebhook), Some("x"));
+        let slo = resolve(Rule::SloBurn, CustomNode, Some("crm"));
+        assert_eq!(slo.rules.slo_objective, 0.95, "from the tenant's SLO rule");
         assert_eq!(
-            (webhook.rules.rate_threshold, webhook.severities),
-            (0.4, SeverityByRule::default())
+            slo.rules.rate_threshold, 0.3,
+            "a failure-rate rule is not an SLO rule"
         );
-        assert!(webhook.destinations.is_empty());
-        let globex = rules.resolve(&book, "globex", Some(CustomNode), Some("crm"));
+        assert!(slo.destinations.is_empty());
+        let spike = resolve(Rule::Spike, CustomNode, None);
+        assert_eq!(spike.rules.spike_factor, 4.0, "from the rules file");
+        let other_node = resolve(Rule::FailureRate, CustomNode, Some("erp"));
+        assert_eq!(other_node.rules.rate_threshold, 0.5);
+        assert_eq!(
+            resolve(Rule::Silence, CustomNode, Some("erp"))
+                .rules
+                .silence_minutes,
+            30
+        );
+        let webhook = resolve(Rule::FailureRate, InboundWebhook, Some("x"));
+        assert_eq!(webhook.rules.rate_threshold, 0.4);
+        assert_eq!(webhook.severities, SeverityByRule::default());
+        let globex = rules.resolve(
+            &book,
+            "globex",
+            Rule::FailureRate,
+            Some(CustomNode),
+            Some("crm"),
+        );
         assert_eq!(globex.rules, AlertRules::default());
+    }
+
+    #[test]
+    fn a_stored_rule_naming_a_removed_destination_inherits_where_to_deliver() {
+        use crate::alerts::{RuleScope, ScopedRule};
+        let routes = Routes::new(&[destination("ops", &[])], &["ops".into()]);
+        let rules = RuleOverrides::new(AlertRules::default(), routes.clone());
+        let book = RuleBook::new(routes);
+        book.record(ScopedRule {
+            scope: RuleScope::tenant("acme"),
+            kind: Rule::FailureRate,
+            spec: RuleSpec {
+                rate_threshold: Some(0.5),
+                destinations: Some(vec!["gone".into()]),
+                ..RuleSpec::default()
+            },
+            updated_at_ms: 0,
+            updated_by: String::new(),
+        });
+        let resolved = rules.resolve(&book, "acme", Rule::FailureRate, None, None);
+        assert_eq!(resolved.destinations, ["ops"]);
+        assert_eq!(
+            resolved.rules.rate_threshold, 0.5,
+            "the rest of the rule holds"
+        );
     }
 }

@@ -96,8 +96,9 @@ pub(crate) fn changes(
         let trusted = caught_up && !lost_lately(&partition, now_ms);
         for (sym, tenant) in &partition.tenants {
             let tenant_id = partition.interner.resolve(*sym);
-            let resolve =
-                |kind, id: Option<&str>| rules.resolve(rule_book, tenant_id, Some(kind), id);
+            let resolve = |rule, kind, id: Option<&str>| {
+                rules.resolve(rule_book, tenant_id, rule, Some(kind), id)
+            };
             let keys = measured.entry(tenant_id.to_owned()).or_default();
             for m in evaluate(&partition, (tenant_id, tenant), &resolve, now_ms, trusted) {
                 let kind = m.integration_type.as_str();

@@ -1,6 +1,8 @@
-//! Alert rules changed at runtime: a rule per scope (a tenant, a tenant's integration type,
-//! one integration), kept on the compacted `<topic>.rules` topic keyed by scope and read whole
-//! by every instance. A field a rule leaves unset inherits from the less specific scope.
+//! Alert rules changed at runtime: a rule per (scope, kind), where the scope is a tenant, a
+//! tenant's integration type or one integration, and the kind is one of the alert rules. Rules
+//! are kept on the compacted `<topic>.rules` topic under that key and read whole by every
+//! instance. A field a rule leaves unset inherits from the less specific scope's rule of the
+//! same kind, then from the rules file's tenant table, then from the settings.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +11,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
-use super::rules::{AlertRules, RuleOverrides};
+use super::rules::{AlertRules, Routes, RuleOverrides, RulesError};
 use super::{Rule, Severity};
 use crate::changelog::{ChangelogWriter, Table};
 use crate::event::IntegrationType;
@@ -33,18 +35,24 @@ impl RuleScope {
         }
     }
 
-    /// The record key on the rules topic.
-    pub(crate) fn key(&self) -> String {
+    /// The record key on the rules topic of this scope's rule of `kind`.
+    pub(crate) fn key(&self, kind: Rule) -> String {
         format!(
-            "{}|{}|{}",
+            "{}|{}|{}|{}",
             self.tenant_id,
             self.integration_type.map_or("", IntegrationType::as_str),
-            self.integration_id.as_deref().unwrap_or("")
+            self.integration_id.as_deref().unwrap_or(""),
+            kind.as_str()
         )
     }
 
+    /// 0 for a tenant, 1 for an integration type, 2 for one integration.
+    pub(crate) fn depth(&self) -> usize {
+        usize::from(self.integration_type.is_some()) + usize::from(self.integration_id.is_some())
+    }
+
     /// This scope and the less specific ones above it, least specific first.
-    fn chain(
+    pub(crate) fn chain(
         tenant_id: &str,
         integration_type: Option<IntegrationType>,
         integration_id: Option<&str>,
@@ -87,14 +95,25 @@ pub(crate) struct RuleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) slo_objective: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) slo_fast_window_minutes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) slo_slow_window_minutes: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) slo_min_events: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) silence_minutes: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) silence_min_events: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) destinations: Option<Vec<String>>,
-    /// The severity of every rule kind in the scope.
+    /// In a rules file, the severity of every rule kind; in a runtime rule, of its kind (an
+    /// SLO burn's pairs take `severity_fast` and `severity_slow`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) severity: Option<Severity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) severity_fast: Option<Severity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) severity_slow: Option<Severity>,
     /// Severities per rule kind, over `severity`: a rules file's `[tenants.x.severities]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) severities: Option<SeverityByRule>,
@@ -153,7 +172,60 @@ impl SeverityByRule {
     }
 }
 
+/// The fields every rule kind has.
+pub(crate) const COMMON_FIELDS: [&str; 2] = ["enabled", "destinations"];
+
+impl Rule {
+    /// The settings a rule of this kind has, besides `COMMON_FIELDS`.
+    pub(crate) fn fields(self) -> &'static [&'static str] {
+        match self {
+            Rule::FailureRate => &[
+                "rate_window_minutes",
+                "rate_threshold",
+                "rate_min_events",
+                "severity",
+            ],
+            Rule::Spike => &["spike_factor", "spike_min_failures", "severity"],
+            Rule::SloBurn => &[
+                "slo_objective",
+                "slo_fast_window_minutes",
+                "slo_slow_window_minutes",
+                "slo_min_events",
+                "severity_fast",
+                "severity_slow",
+            ],
+            Rule::Silence => &["silence_minutes", "silence_min_events", "severity"],
+        }
+    }
+
+    pub(crate) fn has_field(self, name: &str) -> bool {
+        COMMON_FIELDS.contains(&name) || self.fields().contains(&name)
+    }
+}
+
 impl RuleSpec {
+    /// The fields this spec sets, by name, with their values.
+    pub(crate) fn set_fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(fields)) => fields,
+            _ => serde_json::Map::new(),
+        }
+    }
+
+    /// The severities this spec sets, per kind: `severity` for all, then `severities`, then
+    /// an SLO burn's `severity_fast` and `severity_slow`.
+    pub(crate) fn severities_set(&self) -> SeverityByRule {
+        let all = self
+            .severity
+            .map_or_else(SeverityByRule::default, SeverityByRule::all);
+        let by_kind = self.severities.unwrap_or_default().over(all);
+        SeverityByRule {
+            slo_burn_fast: self.severity_fast.or(by_kind.slo_burn_fast),
+            slo_burn_slow: self.severity_slow.or(by_kind.slo_burn_slow),
+            ..by_kind
+        }
+    }
+
     /// `rules` with what this spec sets laid over it.
     pub(crate) fn over(&self, rules: AlertRules) -> AlertRules {
         AlertRules {
@@ -166,21 +238,35 @@ impl RuleSpec {
             spike_factor: self.spike_factor.unwrap_or(rules.spike_factor),
             spike_min_failures: self.spike_min_failures.unwrap_or(rules.spike_min_failures),
             slo_objective: self.slo_objective.unwrap_or(rules.slo_objective),
+            slo_fast_window_minutes: self
+                .slo_fast_window_minutes
+                .unwrap_or(rules.slo_fast_window_minutes),
+            slo_slow_window_minutes: self
+                .slo_slow_window_minutes
+                .unwrap_or(rules.slo_slow_window_minutes),
+            slo_min_events: self.slo_min_events.unwrap_or(rules.slo_min_events),
             silence_minutes: self.silence_minutes.unwrap_or(rules.silence_minutes),
             silence_min_events: self.silence_min_events.unwrap_or(rules.silence_min_events),
         }
     }
 }
 
-/// A rule as stored: its scope, its settings, and who set it when.
+/// A rule as stored: its scope and kind, its settings, and who set it when.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct ScopedRule {
     pub(crate) scope: RuleScope,
+    pub(crate) kind: Rule,
     pub(crate) spec: RuleSpec,
     pub(crate) updated_at_ms: i64,
-    /// The first 8 bytes of the setter's token digest, hex; empty on an open API.
+    /// The name of the grant that set it; empty on an open API.
     #[serde(default)]
-    pub(crate) actor_token: String,
+    pub(crate) updated_by: String,
+}
+
+impl ScopedRule {
+    pub(crate) fn key(&self) -> String {
+        self.scope.key(self.kind)
+    }
 }
 
 /// Every rule on the rules topic, by key.
@@ -188,22 +274,52 @@ pub(crate) struct ScopedRule {
 pub(crate) struct RuleBook {
     rules: RwLock<BTreeMap<String, ScopedRule>>,
     caught_up: AtomicBool,
+    /// The destinations configured now, which a stored rule may no longer match.
+    routes: Routes,
 }
 
 impl RuleBook {
-    pub(crate) fn record(&self, rule: ScopedRule) {
-        self.rules.write().insert(rule.scope.key(), rule);
+    pub(crate) fn new(routes: Routes) -> Self {
+        RuleBook {
+            routes,
+            ..RuleBook::default()
+        }
     }
 
-    pub(crate) fn remove(&self, scope: &RuleScope) -> Option<ScopedRule> {
-        self.rules.write().remove(&scope.key())
+    /// Keeps `rule`. A rule stored before its destinations were removed from the settings (or
+    /// stopped taking the tenant) is kept without them, so it inherits where to deliver.
+    pub(crate) fn record(&self, mut rule: ScopedRule) {
+        if let Some(names) = &rule.spec.destinations {
+            if let Err(why) = self.routes.check(&rule.scope.tenant_id, names) {
+                tracing::warn!(
+                    rule = %rule.key(),
+                    "a stored alert rule names destinations not configured now ({why}); its \
+                     alerts go where it would inherit"
+                );
+                rule.spec.destinations = None;
+            }
+        }
+        self.rules.write().insert(rule.key(), rule);
     }
 
-    pub(crate) fn get(&self, scope: &RuleScope) -> Option<ScopedRule> {
-        self.rules.read().get(&scope.key()).cloned()
+    pub(crate) fn remove(&self, scope: &RuleScope, kind: Rule) -> Option<ScopedRule> {
+        self.rules.write().remove(&scope.key(kind))
     }
 
-    /// A tenant's rules, least specific first.
+    pub(crate) fn get(&self, scope: &RuleScope, kind: Rule) -> Option<ScopedRule> {
+        self.rules.read().get(&scope.key(kind)).cloned()
+    }
+
+    /// How many rules `tenant_id` has.
+    pub(crate) fn count(&self, tenant_id: &str) -> usize {
+        self.rules
+            .read()
+            .values()
+            .filter(|r| r.scope.tenant_id == tenant_id)
+            .count()
+    }
+
+    /// A tenant's rules, least specific scope first.
     pub(crate) fn of_tenant(&self, tenant_id: &str) -> Vec<ScopedRule> {
         let mut rules: Vec<ScopedRule> = self
             .rules
@@ -213,23 +329,23 @@ impl RuleBook {
             .cloned()
             .collect();
         rules.sort_by(|a, b| {
-            let depth = |s: &RuleScope| {
-                usize::from(s.integration_type.is_some()) + usize::from(s.integration_id.is_some())
-            };
-            depth(&a.scope)
-                .cmp(&depth(&b.scope))
-                .then_with(|| a.scope.cmp(&b.scope))
+            (a.scope.depth(), &a.scope, a.kind.as_str()).cmp(&(
+                b.scope.depth(),
+                &b.scope,
+                b.kind.as_str(),
+            ))
         });
         rules
     }
 
-    /// The specs that apply to a subject, least specific first.
+    /// The rules of `kind` that apply to a subject, least specific first.
     pub(crate) fn chain(
         &self,
+        kind: Rule,
         tenant_id: &str,
         integration_type: Option<IntegrationType>,
         integration_id: Option<&str>,
-    ) -> Vec<RuleSpec> {
+    ) -> Vec<ScopedRule> {
         let rules = self.rules.read();
         // The evaluator asks for every integration on every round; most books are empty.
         if rules.is_empty() {
@@ -237,7 +353,7 @@ impl RuleBook {
         }
         RuleScope::chain(tenant_id, integration_type, integration_id)
             .iter()
-            .filter_map(|scope| rules.get(&scope.key()).map(|r| r.spec.clone()))
+            .filter_map(|scope| rules.get(&scope.key(kind)).cloned())
             .collect()
     }
 
@@ -268,40 +384,69 @@ impl Table for RuleBook {
     }
 }
 
-/// What the rule calls need: the writer of the rules topic, the book it fills, and the rules
-/// from the settings and file that every scope inherits from.
+/// What the rule calls need: the writer of the rules topic, the book it fills, the rules from
+/// the settings and file that every scope inherits from, and how many rules a tenant may have.
 pub struct RuleKeeping {
     pub(crate) writer: Arc<ChangelogWriter>,
     pub(crate) book: Arc<RuleBook>,
     pub(crate) overrides: Arc<RuleOverrides>,
+    pub(crate) max_per_tenant: usize,
 }
 
 impl RuleKeeping {
-    /// Why `rule` cannot be stored, if it cannot: a bad scope, a setting out of range, or a
-    /// destination that does not take the tenant's alerts.
-    pub(crate) fn check(&self, rule: &ScopedRule) -> Result<(), String> {
+    /// Why `rule` cannot be stored, if it cannot: a bad scope, a field its kind does not have,
+    /// a setting out of range, a destination that does not take the tenant's alerts, or one
+    /// rule more than the tenant may have.
+    pub(crate) fn check(&self, rule: &ScopedRule) -> Result<(), RulesError> {
+        let field = |why: String| RulesError::Field(why);
         let scope = &rule.scope;
         if scope.integration_id.is_some() && scope.integration_type.is_none() {
-            return Err("a rule for one integration needs its integration_type too".into());
+            return Err(field(
+                "scope.integration_type: a rule for one integration needs its type too".into(),
+            ));
         }
-        if scope
-            .integration_id
-            .as_ref()
-            .is_some_and(|id| id.is_empty() || id.len() > 256)
+        if rule.kind == Rule::Spike && scope.integration_id.is_some() {
+            return Err(field(
+                "scope.integration_id: spikes are counted per integration type and code, so a \
+                 spike rule is set for a tenant or a type"
+                    .into(),
+            ));
+        }
+        if let Some(name) = rule
+            .spec
+            .set_fields()
+            .keys()
+            .find(|name| !rule.kind.has_field(name))
         {
-            return Err("integration_id must be 1 to 256 bytes".into());
+            return Err(field(format!(
+                "{name}: a {} rule has no such setting",
+                rule.kind.as_str()
+            )));
         }
-        // What the scope would inherit without this rule.
         let tenant = &scope.tenant_id;
-        let inherited = match (scope.integration_type, &scope.integration_id) {
-            (None, _) => self.overrides.for_tenant(tenant),
-            (Some(_), None) => self.overrides.resolve(&self.book, tenant, None, None).rules,
-            (Some(kind), Some(_)) => {
+        let parent = match (scope.integration_type, &scope.integration_id) {
+            (None, _) => None,
+            (Some(_), None) => Some((None, None)),
+            (Some(kind), Some(_)) => Some((Some(kind), None)),
+        };
+        // What the scope would inherit without this rule.
+        let inherited = match parent {
+            None => self.overrides.for_tenant(tenant),
+            Some((kind, id)) => {
                 self.overrides
-                    .resolve(&self.book, tenant, Some(kind), None)
+                    .resolve(&self.book, tenant, rule.kind, kind, id)
                     .rules
             }
         };
-        self.overrides.check(tenant, &rule.spec, inherited)
+        self.overrides
+            .check(tenant, &rule.spec, inherited)
+            .map_err(field)?;
+        let count = self.book.count(tenant);
+        if self.book.get(scope, rule.kind).is_none() && count >= self.max_per_tenant {
+            return Err(RulesError::TooMany {
+                limit: self.max_per_tenant,
+            });
+        }
+        Ok(())
     }
 }

@@ -19,7 +19,7 @@ use super::convert::{duration_to_ms, ms_to_timestamp, timestamp_to_ms};
 use super::rules::severity_to_wire;
 use super::service::validate_tenant;
 use super::IntegrationHealthApi;
-use crate::alerts::{AlertBook, AlertEvent, AlertState, Rule};
+use crate::alerts::{AlertBook, AlertEvent, AlertState};
 use crate::event::IntegrationType;
 use crate::notify::{NotifyError, DEAD_LETTERS_PER_TENANT, TEST_TENANT};
 use crate::proto;
@@ -32,12 +32,7 @@ pub(crate) type AlertStream = Pin<Box<dyn Stream<Item = Result<proto::Alert, Sta
 
 impl From<AlertEvent> for proto::Alert {
     fn from(e: AlertEvent) -> Self {
-        let rule = match e.rule {
-            Rule::FailureRate => proto::AlertRule::FailureRate,
-            Rule::Spike => proto::AlertRule::Spike,
-            Rule::SloBurn => proto::AlertRule::SloBurn,
-            Rule::Silence => proto::AlertRule::Silence,
-        };
+        let rule = super::rules::kind_to_wire(e.rule);
         let state = match e.state {
             AlertState::Firing => proto::AlertState::AlertFiring,
             AlertState::Resolved => proto::AlertState::AlertResolved,

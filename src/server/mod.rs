@@ -254,12 +254,19 @@ pub async fn start(
         issue_keeping.writer.clone(),
         shutdown.clone(),
     ));
+    let overrides = Arc::new(wiring::alert_rules(config)?);
+    let (rule_keeping, rules_follower) =
+        wiring::start_rules(config, &kafka_client, overrides.clone(), shutdown.clone())?;
+    let changelogs = wiring::Changelogs {
+        issues: issue_book.clone(),
+        rules: rule_keeping.book.clone(),
+    };
     let check_ready = readiness_check(
         store.clone(),
         progress.clone(),
         clock.clone(),
         config.ready_max_lag,
-        issue_book.clone(),
+        changelogs.clone(),
         topic_status.clone(),
     );
     // Silence is claimed only with nothing left to read: within `ready_max_lag`, the unread
@@ -269,7 +276,7 @@ pub async fn start(
         progress.clone(),
         clock.clone(),
         0,
-        issue_book.clone(),
+        changelogs,
         topic_status,
     );
     let read_all: ops::CheckReady = {
@@ -278,9 +285,6 @@ pub async fn start(
     };
     let alert_book = Arc::new(AlertBook::default());
     let alerts_follower = follow_alerts(config, &kafka_client, &alert_book, shutdown.clone())?;
-    let overrides = Arc::new(wiring::alert_rules(config)?);
-    let (rule_keeping, rules_follower) =
-        wiring::start_rules(config, &kafka_client, overrides.clone(), shutdown.clone())?;
     let evaluator = alerts::Evaluator {
         store: store.clone(),
         clock: clock.clone(),

@@ -65,6 +65,9 @@ pub(crate) fn alert_defaults(config: &Config) -> AlertRules {
         spike_factor: config.alert_spike_factor,
         spike_min_failures: config.alert_spike_min_failures,
         slo_objective: config.alert_slo_objective,
+        slo_fast_window_minutes: config.alert_slo_fast_window_minutes,
+        slo_slow_window_minutes: config.alert_slo_slow_window_minutes,
+        slo_min_events: config.alert_slo_min_events,
         silence_minutes: config.alert_silence_minutes,
         silence_min_events: config.alert_silence_min_events,
     }
@@ -230,20 +233,31 @@ pub(super) fn state_reader(
     })
 }
 
+/// The changelog books that readiness waits for: an instance that has not read them whole
+/// would answer with issues missing, or evaluate alerts on rules it has not read.
+#[derive(Clone)]
+pub(super) struct Changelogs {
+    pub(super) issues: Arc<IssueBook>,
+    pub(super) rules: Arc<RuleBook>,
+}
+
 pub(super) fn readiness_check(
     store: Arc<Store>,
     progress: Arc<IngestProgress>,
     clock: SharedClock,
     max_lag: i64,
-    issues: Arc<IssueBook>,
+    changelogs: Changelogs,
     topics: Arc<ingest::TopicStatus>,
 ) -> CheckReady {
     Arc::new(move || {
         topics.readiness()?;
         progress.readiness(&store, max_lag, clock.now_ms())?;
-        match issues.caught_up() {
+        if !changelogs.issues.caught_up() {
+            return Err("reading the issues topic".into());
+        }
+        match changelogs.rules.caught_up() {
             true => Ok(()),
-            false => Err("reading the issues topic".into()),
+            false => Err("reading the alert rules topic".into()),
         }
     })
 }
@@ -334,7 +348,7 @@ pub(super) fn start_rules(
     overrides: Arc<RuleOverrides>,
     shutdown: CancellationToken,
 ) -> Result<(Arc<RuleKeeping>, std::thread::JoinHandle<()>), ChangelogError> {
-    let book = Arc::new(RuleBook::default());
+    let book = Arc::new(RuleBook::new(overrides.routes().clone()));
     let follower = changelog::follow(
         client,
         "rules",
@@ -346,6 +360,7 @@ pub(super) fn start_rules(
         writer: Arc::new(ChangelogWriter::new(client, &config.rules_topic())?),
         book,
         overrides,
+        max_per_tenant: config.max_alert_rules_per_tenant,
     });
     Ok((keeping, follower))
 }

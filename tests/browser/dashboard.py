@@ -5,7 +5,7 @@ Usage: dashboard.py URL TOKEN NOW_MS SCREENSHOT
 It pins the browser's clock to NOW_MS (the service under test runs on a manual clock), starts
 without a token, tries a wrong one, then the right one; reads every section's numbers from the
 page, changes the period selectors, opens a failure's details, acknowledges an issue, turns the
-tenant's alerts off with a rule and waits for the live alert list to follow, saves a
+tenant's alerts off with rules and waits for the live alert list to follow, saves a
 screenshot, and opens the page on one integration. Every RPC
 the page sends is recorded, so the Rust test can replay each one over gRPC and compare. The
 output is one JSON document on stdout; the test does all the judging.
@@ -193,14 +193,15 @@ def main():
             timeout=20000,
         )
 
-        # A rule that turns the tenant's alerts off: WatchAlerts brings each RESOLVED, and the
-        # list follows without a reload.
+        # Rules that turn the tenant's alerts off, one per kind: WatchAlerts brings each
+        # RESOLVED, and the list follows without a reload.
         page.evaluate(
-            """(token) => fetch('/integration_health.v1.IntegrationHealth/PutAlertRule', {
-              method: 'POST',
-              headers: {'Content-Type': 'application/json', 'Authorization': 'Bearer ' + token},
-              body: JSON.stringify({rule: {scope: {tenantId: 'acme'}, enabled: false}}),
-            }).then((r) => r.status)""",
+            """(token) => Promise.all(['FAILURE_RATE', 'SPIKE', 'SLO_BURN', 'SILENCE'].map((kind) =>
+              fetch('/integration_health.v1.IntegrationHealth/PutAlertRule', {
+                method: 'POST',
+                headers: {'Content-Type': 'application/json', 'Authorization': 'Bearer ' + token},
+                body: JSON.stringify({rule: {scope: {tenantId: 'acme'}, kind, enabled: false}}),
+              }).then((r) => r.status)))""",
             TOKEN,
         )
         page.wait_for_selector(

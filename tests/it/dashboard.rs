@@ -486,13 +486,15 @@ async fn check_live_alerts_rules_and_actions(
     let rules = api
         .list_alert_rules(authorized(proto::ListAlertRulesRequest {
             tenant_id: "acme".into(),
+            ..Default::default()
         }))
         .await
         .expect("rules")
         .into_inner()
         .rules;
-    // The page lists the rules as it loads them; opened again, it has the one the driver set.
-    assert_eq!(rules.len(), 2);
+    // The page lists the rules as it loads them; opened again, it has the driver's four, one
+    // per kind, beside dash-crm's.
+    assert_eq!(rules.len(), 5);
     assert_eq!(
         report["focused"]["rules"].as_array().map(Vec::len),
         Some(rules.len())
@@ -540,6 +542,7 @@ async fn the_dashboard_shows_what_the_api_answers() {
                 integration_type: proto::IntegrationType::CustomNode as i32,
                 integration_id: "dash-crm".into(),
             }),
+            kind: proto::AlertRule::FailureRate as i32,
             rate_threshold: Some(0.25),
             ..Default::default()
         }),

@@ -583,7 +583,7 @@ async fn a_forwarded_call_is_answered_in_one_hop_and_limited_once() {
 }
 
 /// Of two replicas, the one that owns `tenant`'s partition (of `partitions`), and the other.
-fn owner_and_other<'a>(
+pub(crate) fn owner_and_other<'a>(
     replicas: &'a [TestService],
     tenant: &str,
     partitions: i32,

@@ -122,6 +122,7 @@ pub async fn run_demo(options: DemoOptions, shutdown: CancellationToken) -> Resu
         // The simulator sends a few events a minute per integration; production traffic would
         // meet the default minimum of 20 in the window.
         alert_rate_min_events: 5,
+        alert_slo_min_events: 5,
         alert_interval_ms: 2_000,
         // Alerts go to the receiver above, which prints them.
         alert_default_destinations: destinations.iter().map(|d| d.name.clone()).collect(),

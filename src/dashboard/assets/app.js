@@ -633,15 +633,17 @@ function ruleScope(scope) {
 function renderRules(answer) {
   const rules = answer.rules || [];
   if (rules.length === 0) return { nodes: [emptyState('No rule set at runtime: the service\'s defaults apply.')], empty: true, range: '' };
-  const skip = new Set(['scope', 'updatedAt']);
+  const skip = new Set(['scope', 'kind', 'updatedAt', 'updatedBy']);
   const table = h('table', { class: 'rules' },
-    h('thead', {}, h('tr', {}, ['Scope', 'Settings', 'Set'].map((t) => h('th', { scope: 'col' }, t)))),
-    h('tbody', {}, rules.map((r) => h('tr', { 'data-scope': ruleScope(r.scope) },
+    h('thead', {}, h('tr', {}, ['Scope', 'Rule', 'Settings', 'Set', 'By'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, rules.map((r) => h('tr', { 'data-scope': ruleScope(r.scope), 'data-kind': r.kind },
       h('th', { scope: 'row' }, ruleScope(r.scope)),
+      h('td', {}, RULE_WORDS[r.kind] || r.kind),
       h('td', { 'data-field': 'settings' }, Object.entries(r).filter(([k]) => !skip.has(k))
         .map(([k, v]) => `${k} ${typeof v === 'object' ? (v.names || []).join(', ') || '(none)' : v}`).join(' · ')),
-      h('td', {}, time(r.updatedAt))))));
-  return { nodes: [table], empty: false, range: 'Unset settings inherit from the broader scope, then the service.' };
+      h('td', {}, time(r.updatedAt)),
+      h('td', {}, r.updatedBy || '')))));
+  return { nodes: [table], empty: false, range: 'Unset settings inherit from the same rule of the broader scope, then the rules file, then the service.' };
 }
 
 const refreshRules = () => load('rules', () => rpc('ListAlertRules', { tenantId: state.tenant }), renderRules);

@@ -272,13 +272,12 @@ pub enum QueryCommand {
         #[arg(long)]
         watch: bool,
     },
-    /// A tenant's alert rules, least specific first.
-    Rules {
-        #[arg(long)]
-        tenant: String,
-    },
-    /// Set (or --delete) the alert rule of a tenant, a type or one integration; needs a token
-    /// with alerts_admin = true.
+    /// A tenant's alert rules, least specific first; with --effective, also the rules in force
+    /// for the tenant, a type (--type) or one integration (--type and --integration), with
+    /// where each field comes from.
+    Rules(super::rules::RulesArgs),
+    /// Set (or --delete) the alert rule of one kind for a tenant, a type or one integration;
+    /// needs a token with alerts_admin = true.
     Rule(super::rules::RuleArgs),
     /// The tenants this token may read that have events in the range, busiest first.
     Tenants {

@@ -544,7 +544,7 @@ async fn ask(args: QueryArgs) -> Result<String, CliError> {
                 .into_inner();
             Ok(issues::render_alerts(&response, json))
         }
-        QueryCommand::Rules { tenant } => rules::list(&mut client, tenant, token, json).await,
+        QueryCommand::Rules(args) => rules::list(&mut client, args, token, json).await,
         QueryCommand::Rule(args) => rules::set(&mut client, args, token, json).await,
         QueryCommand::Tenants { since, until } => {
             let message = proto::ListTenantsRequest {

@@ -1,11 +1,12 @@
-//! `query rules` and `query rule`: a tenant's alert rules, and setting or deleting one scope's.
+//! `query rules` and `query rule`: a tenant's alert rules and the rules in force for a scope,
+//! and setting or deleting one scope's rule of one kind.
 
 use integration_health::api::convert::type_to_wire;
 use integration_health::proto;
 use integration_health::proto::integration_health_client::IntegrationHealthClient;
 use tonic::transport::Channel;
 
-use super::render::{proto_json, table, type_label};
+use super::render::{proto_json, table, time_text, type_label};
 use super::{escape_controls, request, CliError, TypeArg};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -16,18 +17,55 @@ pub enum SeverityArg {
     Info,
 }
 
-/// One scope's rule: flags left out inherit from the less specific scope.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum KindArg {
+    FailureRate,
+    Spike,
+    SloBurn,
+    Silence,
+}
+
+impl KindArg {
+    fn wire(self) -> i32 {
+        let kind = match self {
+            KindArg::FailureRate => proto::AlertRule::FailureRate,
+            KindArg::Spike => proto::AlertRule::Spike,
+            KindArg::SloBurn => proto::AlertRule::SloBurn,
+            KindArg::Silence => proto::AlertRule::Silence,
+        };
+        kind as i32
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RulesArgs {
+    #[arg(long)]
+    tenant: String,
+    /// Also show the rules in force, per kind, with each field's origin.
+    #[arg(long)]
+    effective: bool,
+    /// With --effective: for this integration type.
+    #[arg(long = "type", value_enum)]
+    integration_type: Option<TypeArg>,
+    /// With --effective: for this integration (needs --type).
+    #[arg(long)]
+    integration: Option<String>,
+}
+
+/// One scope's rule of one kind: flags left out inherit from the less specific scope.
 #[derive(Debug, clap::Args)]
 pub struct RuleArgs {
     #[arg(long)]
     tenant: String,
-    /// The integration type the rule covers (spikes read this level).
+    #[arg(long, value_enum)]
+    kind: KindArg,
+    /// The integration type the rule covers.
     #[arg(long = "type", value_enum)]
     integration_type: Option<TypeArg>,
-    /// One integration (needs --type).
+    /// One integration (needs --type; not for a spike rule).
     #[arg(long)]
     integration: Option<String>,
-    /// Remove the scope's rule instead, so it inherits again.
+    /// Remove the scope's rule of this kind instead, so it inherits again.
     #[arg(long)]
     delete: bool,
     #[arg(long)]
@@ -44,6 +82,13 @@ pub struct RuleArgs {
     spike_min_failures: Option<u64>,
     #[arg(long)]
     slo_objective: Option<f64>,
+    /// The fast burn-rate pair's long window (its short one is a twelfth).
+    #[arg(long)]
+    slo_fast_window_minutes: Option<u32>,
+    #[arg(long)]
+    slo_slow_window_minutes: Option<u32>,
+    #[arg(long)]
+    slo_min_events: Option<u64>,
     /// Minutes without events before a silence alert; 0 mutes silence for the scope.
     #[arg(long)]
     silence_minutes: Option<u32>,
@@ -54,6 +99,21 @@ pub struct RuleArgs {
     destinations: Option<Vec<String>>,
     #[arg(long, value_enum)]
     severity: Option<SeverityArg>,
+    /// An SLO burn's fast pair's severity.
+    #[arg(long, value_enum)]
+    severity_fast: Option<SeverityArg>,
+    #[arg(long, value_enum)]
+    severity_slow: Option<SeverityArg>,
+}
+
+fn severity_wire(severity: Option<SeverityArg>) -> i32 {
+    let severity = severity.map_or(proto::AlertSeverity::Unspecified, |s| match s {
+        SeverityArg::Critical => proto::AlertSeverity::Critical,
+        SeverityArg::Error => proto::AlertSeverity::Error,
+        SeverityArg::Warning => proto::AlertSeverity::Warning,
+        SeverityArg::Info => proto::AlertSeverity::Info,
+    });
+    severity as i32
 }
 
 impl RuleArgs {
@@ -66,16 +126,9 @@ impl RuleArgs {
     }
 
     fn spec(&self) -> proto::AlertRuleSpec {
-        let severity = self
-            .severity
-            .map_or(proto::AlertSeverity::Unspecified, |s| match s {
-                SeverityArg::Critical => proto::AlertSeverity::Critical,
-                SeverityArg::Error => proto::AlertSeverity::Error,
-                SeverityArg::Warning => proto::AlertSeverity::Warning,
-                SeverityArg::Info => proto::AlertSeverity::Info,
-            });
         proto::AlertRuleSpec {
             scope: Some(self.scope()),
+            kind: self.kind.wire(),
             enabled: self.enabled,
             rate_window_minutes: self.rate_window_minutes,
             rate_threshold: self.rate_threshold,
@@ -83,6 +136,9 @@ impl RuleArgs {
             spike_factor: self.spike_factor,
             spike_min_failures: self.spike_min_failures,
             slo_objective: self.slo_objective,
+            slo_fast_window_minutes: self.slo_fast_window_minutes,
+            slo_slow_window_minutes: self.slo_slow_window_minutes,
+            slo_min_events: self.slo_min_events,
             silence_minutes: self.silence_minutes,
             silence_min_events: self.silence_min_events,
             destinations: self
@@ -91,19 +147,27 @@ impl RuleArgs {
                 .map(|names| proto::AlertDestinations {
                     names: names.into_iter().filter(|n| !n.is_empty()).collect(),
                 }),
-            severity: severity as i32,
+            severity: severity_wire(self.severity),
+            severity_fast: severity_wire(self.severity_fast),
+            severity_slow: severity_wire(self.severity_slow),
             updated_at: None,
+            updated_by: String::new(),
         }
     }
 }
 
 pub(super) async fn list(
     client: &mut IntegrationHealthClient<Channel>,
-    tenant: String,
+    args: RulesArgs,
     token: &Option<String>,
     json: bool,
 ) -> Result<String, CliError> {
-    let message = proto::ListAlertRulesRequest { tenant_id: tenant };
+    let message = proto::ListAlertRulesRequest {
+        tenant_id: args.tenant,
+        effective: args.effective,
+        integration_type: args.integration_type.map_or(0, |t| type_to_wire(t.into())),
+        integration_id: args.integration.unwrap_or_default(),
+    };
     let response = client
         .list_alert_rules(request(message, token)?)
         .await?
@@ -111,11 +175,37 @@ pub(super) async fn list(
     if json {
         return Ok(proto_json(&response));
     }
-    let mut rules = table(&["scope", "settings"]);
+    let mut rules = table(&["scope", "kind", "settings", "set by", "at"]);
     for rule in &response.rules {
-        rules.add_row(vec![scope_text(rule.scope.as_ref()), settings_text(rule)]);
+        rules.add_row(vec![
+            scope_text(rule.scope.as_ref()),
+            kind_text(rule.kind),
+            settings_text(rule),
+            escape_controls(&rule.updated_by),
+            time_text(&rule.updated_at),
+        ]);
     }
-    Ok(format!("{} alert rules\n{rules}", response.rules.len()))
+    let mut text = format!("{} alert rules\n{rules}", response.rules.len());
+    if !response.effective.is_empty() {
+        let mut effective = table(&["kind", "field", "value", "from"]);
+        for rule in &response.effective {
+            for field in &rule.fields {
+                effective.add_row(vec![
+                    kind_text(rule.kind),
+                    field.name.clone(),
+                    escape_controls(&field.value_json),
+                    field.origin.clone(),
+                ]);
+            }
+        }
+        text += &format!("\nin force\n{effective}");
+    }
+    Ok(text)
+}
+
+fn kind_text(kind: i32) -> String {
+    proto::AlertRule::try_from(kind)
+        .map_or_else(|_| kind.to_string(), |k| k.as_str_name().to_lowercase())
 }
 
 pub(super) async fn set(
@@ -127,10 +217,12 @@ pub(super) async fn set(
     if args.delete {
         let message = proto::DeleteAlertRuleRequest {
             scope: Some(args.scope()),
+            kind: args.kind.wire(),
         };
         client.delete_alert_rule(request(message, token)?).await?;
         return Ok(format!(
-            "deleted the rule of {}",
+            "deleted the {} rule of {}",
+            kind_text(args.kind.wire()),
             scope_text(Some(&args.scope()))
         ));
     }
@@ -146,8 +238,9 @@ pub(super) async fn set(
     }
     let rule = response.rule.unwrap_or_default();
     Ok(format!(
-        "{}: {}",
+        "{} {}: {}",
         scope_text(rule.scope.as_ref()),
+        kind_text(rule.kind),
         settings_text(&rule)
     ))
 }
@@ -190,6 +283,15 @@ fn settings_text(rule: &proto::AlertRuleSpec) -> String {
     );
     add("slo_objective", rule.slo_objective.map(|v| v.to_string()));
     add(
+        "slo_fast_window_minutes",
+        rule.slo_fast_window_minutes.map(|v| v.to_string()),
+    );
+    add(
+        "slo_slow_window_minutes",
+        rule.slo_slow_window_minutes.map(|v| v.to_string()),
+    );
+    add("slo_min_events", rule.slo_min_events.map(|v| v.to_string()));
+    add(
         "silence_minutes",
         rule.silence_minutes.map(|v| v.to_string()),
     );
@@ -203,13 +305,15 @@ fn settings_text(rule: &proto::AlertRuleSpec) -> String {
             .as_ref()
             .map(|d| format!("[{}]", escape_controls(&d.names.join(",")))),
     );
-    add(
-        "severity",
-        proto::AlertSeverity::try_from(rule.severity)
+    let severity = |value: i32| {
+        proto::AlertSeverity::try_from(value)
             .ok()
             .filter(|s| *s != proto::AlertSeverity::Unspecified)
-            .map(|s| s.as_str_name().to_lowercase()),
-    );
+            .map(|s| s.as_str_name().to_lowercase())
+    };
+    add("severity", severity(rule.severity));
+    add("severity_fast", severity(rule.severity_fast));
+    add("severity_slow", severity(rule.severity_slow));
     match set.is_empty() {
         true => "(inherits everything)".into(),
         false => set.join(" "),
