@@ -414,6 +414,50 @@ async fn an_integrations_rule_wins_and_a_changed_rule_applies_without_a_restart(
     service.stop().await;
 }
 
+const ROUTED: &str = "routed-events";
+
+/// A mock cluster with `input` and its alerts and rules topics, and a receiver behind two
+/// signed webhook destinations: `defaults`, the default, and `crm-oncall`.
+struct Routing {
+    _kafka: integration_health::testkit::EmbeddedKafka,
+    bootstrap: String,
+    receiver: Receiver,
+    input: &'static str,
+    dir: tempfile::TempDir,
+}
+
+impl Routing {
+    async fn start(input: &'static str) -> Routing {
+        let (kafka, bootstrap) = kafka_with_alert_topics(input);
+        kafka
+            .create_topic(&format!("{input}.rules"), 1)
+            .expect("topic");
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("hook.secret"), SECRET_A).expect("secret");
+        Routing {
+            _kafka: kafka,
+            bootstrap,
+            receiver: Receiver::start().await,
+            input,
+            dir,
+        }
+    }
+
+    fn config(&self) -> Config {
+        let webhook = |name: &str| DestinationSettings {
+            url: Some(self.receiver.url(&format!("/{name}"))),
+            secret_file: Some(self.dir.path().join("hook.secret")),
+            ..DestinationSettings::new(name, DestinationKind::Webhook)
+        };
+        Config {
+            alert_default_destinations: vec!["defaults".into()],
+            alert_destinations: vec![webhook("defaults"), webhook("crm-oncall")],
+            tokens: grants(),
+            ..test_config(&self.bootstrap, self.input, self.input)
+        }
+    }
+}
+
 /// The webhook deliveries at `path` as (rule, state, integration), in arrival order.
 fn deliveries(receiver: &Receiver, path: &str) -> Vec<(String, String, String)> {
     receiver
@@ -430,28 +474,13 @@ fn deliveries(receiver: &Receiver, path: &str) -> Vec<(String, String, String)> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rule_routes_its_own_alerts_and_disabling_or_deleting_it_takes_effect() {
-    const INPUT: &str = "routed-events";
-    let (_kafka, bootstrap) = kafka_with_alert_topics(INPUT);
-    _kafka
-        .create_topic(&format!("{INPUT}.rules"), 1)
-        .expect("topic");
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let secret = dir.path().join("hook.secret");
-    std::fs::write(&secret, SECRET_A).expect("secret");
-    let webhook = |name: &str| DestinationSettings {
-        url: Some(receiver.url(&format!("/{name}"))),
-        secret_file: Some(secret.clone()),
-        ..DestinationSettings::new(name, DestinationKind::Webhook)
-    };
+    let routing = Routing::start(ROUTED).await;
     let config = Config {
         alert_interval_ms: 100,
         alert_delivery_backoff_ms: 20,
-        alert_default_destinations: vec!["defaults".into()],
-        alert_destinations: vec![webhook("defaults"), webhook("crm-oncall")],
-        tokens: grants(),
-        ..test_config(&bootstrap, INPUT, "routed")
+        ..routing.config()
     };
+    let (bootstrap, receiver) = (&routing.bootstrap, &routing.receiver);
     let service = TestService::start(&config, Arc::new(ManualClock::new(NOW))).await;
     let api = service.api.clone();
     let crm = || scope(proto::IntegrationType::CustomNode, "crm");
@@ -464,7 +493,7 @@ async fn a_rule_routes_its_own_alerts_and_disabling_or_deleting_it_takes_effect(
 
     // crm fails 30%: its failure-rate alert goes to crm-oncall alone; its SLO-burn alert,
     // which no rule routes, to the defaults.
-    publish(&producer(&bootstrap), INPUT, &crm_failing_30_percent()).await;
+    publish(&producer(bootstrap), ROUTED, &crm_failing_30_percent()).await;
     let firing = |rule: &str| (rule.to_owned(), "FIRING".to_owned(), "crm".to_owned());
     receiver
         .wait_for("/crm-oncall", "the failure-rate FIRING", |r| !r.is_empty())
@@ -473,10 +502,10 @@ async fn a_rule_routes_its_own_alerts_and_disabling_or_deleting_it_takes_effect(
         .wait_for("/defaults", "the SLO-burn FIRING", |r| !r.is_empty())
         .await;
     assert_eq!(
-        deliveries(&receiver, "/crm-oncall"),
+        deliveries(receiver, "/crm-oncall"),
         [firing("failure_rate")]
     );
-    assert_eq!(deliveries(&receiver, "/defaults"), [firing("slo_burn")]);
+    assert_eq!(deliveries(receiver, "/defaults"), [firing("slo_burn")]);
 
     // Disabled while firing: RESOLVED, where its FIRING went.
     let disabled = rule(crm(), proto::AlertRule::FailureRate, |r| {
@@ -487,7 +516,7 @@ async fn a_rule_routes_its_own_alerts_and_disabling_or_deleting_it_takes_effect(
         .wait_for("/crm-oncall", "the RESOLVED", |r| r.len() == 2)
         .await;
     let resolved = ("failure_rate".into(), "RESOLVED".into(), "crm".into());
-    assert_eq!(deliveries(&receiver, "/crm-oncall")[1], resolved);
+    assert_eq!(deliveries(receiver, "/crm-oncall")[1], resolved);
     let reader = client_as(service.service.grpc_addr, READER).await;
     let rate_alerts = alerts_of(&reader, proto::AlertRule::FailureRate, |a| {
         a.iter()
@@ -509,10 +538,10 @@ async fn a_rule_routes_its_own_alerts_and_disabling_or_deleting_it_takes_effect(
         .wait_for("/defaults", "the failure-rate FIRING", |r| r.len() == 2)
         .await;
     assert_eq!(
-        deliveries(&receiver, "/defaults"),
+        deliveries(receiver, "/defaults"),
         [firing("slo_burn"), firing("failure_rate")]
     );
-    assert_eq!(deliveries(&receiver, "/crm-oncall").len(), 2);
+    assert_eq!(deliveries(receiver, "/crm-oncall").len(), 2);
     service.stop().await;
 }
 
@@ -640,4 +669,112 @@ async fn a_rule_put_through_either_replica_holds_on_the_owner_and_after_a_restar
         ("0.25".to_owned(), "integration".to_owned())
     );
     restarted.stop().await;
+}
+
+/// `query` of the built binary against `grpc` with `token`: (succeeded, stdout, stderr).
+fn query(grpc: std::net::SocketAddr, token: &str, args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_integration-health"))
+        .args(["query", "--addr", &format!("http://{grpc}")])
+        .args(args)
+        .env("IH_TOKEN", token)
+        .output()
+        .expect("runs");
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (
+        output.status.success(),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_sets_lists_and_deletes_rules_and_a_removed_destination_stops_nothing() {
+    let routing = Routing::start("queried-rules").await;
+    let mut config = routing.config();
+    let service = TestService::start_at(&config, NOW).await;
+    let grpc = service.service.grpc_addr;
+    let crm = [
+        "--tenant",
+        "acme",
+        "--kind",
+        "failure-rate",
+        "--type",
+        "custom-node",
+        "--integration",
+        "crm",
+    ];
+
+    let set = [&["--json", "rule"], &crm[..], &["--rate-threshold", "0.3"]].concat();
+    let routed = [&set[..], &["--destinations", "crm-oncall"]].concat();
+    let (ok, stdout, stderr) = query(grpc, ADMIN, &routed);
+    assert!(ok, "{stderr}");
+    let put: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(put["rule"]["rateThreshold"], 0.3);
+    assert_eq!(put["rule"]["kind"], "FAILURE_RATE");
+    assert_eq!(put["rule"]["updatedBy"], ADMIN_NAME);
+    let (ok, _, stderr) = query(grpc, READER, &routed);
+    assert!(!ok && stderr.contains("PermissionDenied"), "{stderr}");
+    let spike = ["rule", "--tenant", "acme", "--kind", "spike"];
+    let (ok, _, stderr) = query(
+        grpc,
+        ADMIN,
+        &[&spike[..], &["--rate-threshold", "0.3"]].concat(),
+    );
+    assert!(!ok && stderr.contains("rate_threshold"), "{stderr}");
+
+    let effective = [
+        "rules",
+        "--tenant",
+        "acme",
+        "--effective",
+        "--type",
+        "custom-node",
+        "--integration",
+        "crm",
+    ];
+    let (ok, text, stderr) = query(grpc, READER, &effective);
+    assert!(ok, "{stderr}");
+    for shown in [
+        "crm-oncall",
+        ADMIN_NAME,
+        "rate_threshold",
+        "integration",
+        "settings",
+    ] {
+        assert!(text.contains(shown), "{shown} in {text}");
+    }
+
+    // Started again without crm-oncall: the rule holds, and its alerts go to the defaults.
+    service.stop().await;
+    config.alert_destinations.retain(|d| d.name != "crm-oncall");
+    let service = TestService::start_at(&config, NOW).await;
+    let grpc = service.service.grpc_addr;
+    let http = service.service.http_addr;
+    wait_until("ready", Duration::from_secs(30), || async move {
+        http_get(http, "/readyz").await.0 == 200
+    })
+    .await;
+    let in_force = effective_for_crm(&service.api, READER).await;
+    let rate = proto::AlertRule::FailureRate as i32;
+    let field = |name: &str| in_force[&(rate, name.to_owned())].clone();
+    assert_eq!(
+        field("rate_threshold"),
+        ("0.3".into(), "integration".into())
+    );
+    assert_eq!(
+        field("destinations"),
+        ("[\"defaults\"]".into(), "settings".into())
+    );
+
+    let delete = [&["rule"], &crm[..], &["--delete"]].concat();
+    let (ok, text, stderr) = query(grpc, ADMIN, &delete);
+    assert!(ok && text.contains("deleted"), "{text}{stderr}");
+    let (ok, listed, stderr) = query(grpc, READER, &["--json", "rules", "--tenant", "acme"]);
+    assert!(ok, "{stderr}");
+    let listed: serde_json::Value = serde_json::from_str(&listed).expect("json");
+    assert!(
+        listed["rules"].as_array().is_none_or(Vec::is_empty),
+        "{listed}"
+    );
+    service.stop().await;
 }
