@@ -118,6 +118,9 @@ fn layer(spec: &RuleSpec, kind: Rule) -> Vec<(String, Value)> {
         .into_iter()
         .filter(|(name, _)| kind.has_field(name) && !name.starts_with("severit"))
         .collect();
+    if let (Rule::Silence, Some(on)) = (kind, spec.silence_enabled) {
+        fields.push(("enabled".to_owned(), Value::Bool(on)));
+    }
     let set = spec.severities_set();
     let severities = match kind {
         Rule::SloBurn => vec![

@@ -51,6 +51,8 @@ pub(crate) struct Measured {
     pub(crate) severity: Severity,
     /// Where its alert is delivered, should it fire.
     pub(crate) destinations: Vec<String>,
+    /// Why this silence was not judged, if it was not (see `Trust`).
+    pub(crate) skipped: Option<&'static str>,
     /// Where `describe` finds the failures behind it: the groups it matches, in its window.
     groups: GroupMatch,
     window: (i64, i64),
@@ -75,14 +77,13 @@ impl GroupMatch {
 }
 
 /// Every rule over every integration and (type, code) of one tenant in one partition.
-/// `trusted` says whether this partition's state is complete enough to claim a silence: the
-/// service is caught up and has lost no offsets lately.
+/// `trust` says whether this partition's state is complete enough to claim a silence.
 pub(crate) fn evaluate(
     partition: &PartitionState,
     (tenant_id, tenant): (&str, &TenantState),
     resolve: &dyn Fn(Rule, IntegrationType, Option<&str>) -> Resolved,
     now_ms: i64,
-    trusted: bool,
+    trust: Trust<'_>,
 ) -> Vec<Measured> {
     let mut measured = Vec::new();
     for (key, integration) in &tenant.integrations {
@@ -103,10 +104,10 @@ pub(crate) fn evaluate(
                 _ if !rules.enabled => None,
                 Rule::FailureRate => Some(failure_rate(&watched, rules, now_ms)),
                 Rule::SloBurn => Some(slo(&watched, rules, now_ms)),
-                _ if rules.silence_minutes == 0 => None,
+                _ if rules.silence_after_minutes == 0 => None,
                 _ => {
                     let subject = watched.subject(now_ms, now_ms);
-                    Some(silence(subject, integration, rules, now_ms, trusted))
+                    Some(silence(subject, integration, rules, now_ms, trust))
                 }
             };
             if let Some(mut one) = one {
@@ -233,29 +234,31 @@ fn slo(watched: &Watched<'_>, rules: &AlertRules, now_ms: i64) -> Measured {
     measured
 }
 
-/// Days of the previous 7 on which a steady integration must have sent something in the
+/// Days of the previous 7 on which a steady integration sent `silence_min_events` in the
 /// hours the silence covers.
-const SILENCE_ACTIVE_DAYS: usize = 5;
+const SILENCE_STEADY_DAYS: u64 = 5;
 /// What a silence alert tells people to check.
 pub(crate) const SILENCE_GUIDANCE: &str = "The integration has stopped sending events at an hour \
 when it usually sends them. Check that it is still enabled and scheduled, that its credentials \
 and endpoint have not changed, and that the system that calls it is running; events that \
 arrive again resolve the alert.";
 
-/// Silence: minutes since the integration's last event, against `silence_minutes`, when the
-/// same clock hours of each of the previous 7 days held at least `silence_min_events` on
-/// average and something on at least 5 of them. Hour buckets make the baseline whole hours:
-/// those that overlap the silence's window, shifted back a day at a time.
+/// Silence: minutes since the integration's last event, against `silence_after_minutes`, for
+/// a steady integration: one that sent at least `silence_min_events` in the clock hours the
+/// silence covers on at least 5 of the previous 7 days. Hour buckets make the baseline whole
+/// hours: those that overlap the silence's window, shifted back a day at a time. The count of
+/// such days is the volume, so the usual hysteresis applies to it: an integration silent for
+/// days drops out of its own baseline, and its alert resolves.
 fn silence(
     subject: Subject,
     integration: &crate::store::IntegrationState,
     rules: &AlertRules,
     now_ms: i64,
-    trusted: bool,
+    trust: Trust<'_>,
 ) -> Measured {
-    let window = i64::from(rules.silence_minutes) * MINUTE_MS;
-    let daily: Vec<u64> = (1..=7)
-        .map(|day| {
+    let window = i64::from(rules.silence_after_minutes) * MINUTE_MS;
+    let steady_days = (1..=7)
+        .filter(|day| {
             let end = now_ms - day * DAY_MS;
             let mut events = 0;
             integration
@@ -263,11 +266,9 @@ fn silence(
                 .for_each_hour_in(floor_to(end - window, HOUR_MS), end, |h| {
                     events += u64::from(h.succeeded) + u64::from(h.failed)
                 });
-            events
+            events >= rules.silence_min_events
         })
-        .collect();
-    let mean = daily.iter().sum::<u64>() as f64 / 7.0;
-    let active = daily.iter().filter(|n| **n > 0).count();
+        .count();
     let silent_ms = match last_event_ms(integration, now_ms) {
         Some(last) => (now_ms - last).clamp(0, 7 * DAY_MS),
         None => 7 * DAY_MS,
@@ -276,20 +277,45 @@ fn silence(
     let mut measured = subject.measured(
         Rule::Silence,
         silent_minutes,
-        f64::from(rules.silence_minutes),
+        f64::from(rules.silence_after_minutes),
         format!(
-            "no events for {silent_minutes:.0} min; in these hours of the previous 7 days it \
-             sent {mean:.1} on average, on {active} of them"
+            "no events for {silent_minutes:.0} min; in these hours it sent at least {} events \
+             on {steady_days} of the previous 7 days (steady from {SILENCE_STEADY_DAYS})",
+            rules.silence_min_events
         ),
         Volume {
-            seen: mean.floor() as u64,
-            minimum: rules.silence_min_events,
+            seen: steady_days as u64,
+            minimum: SILENCE_STEADY_DAYS,
         },
     );
-    measured.fires = measured.fires && active >= SILENCE_ACTIVE_DAYS && trusted;
-    // An untrusted state neither claims a silence nor ends one: events may be missing.
-    measured.clears = measured.clears && trusted;
+    // A state that cannot be trusted neither claims a silence nor ends one: events may be
+    // missing.
+    measured.skipped = trust.blocker(2 * window, now_ms);
+    if measured.skipped.is_some() {
+        measured.fires = false;
+        measured.clears = false;
+    }
     measured
+}
+
+/// What keeps a partition's state from claiming a silence.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Trust<'a> {
+    /// Why the service is behind on the partition, if it is ("lagging", "unassigned").
+    pub(crate) behind: Option<&'static str>,
+    pub(crate) losses: &'a [crate::store::LostOffsets],
+}
+
+impl Trust<'_> {
+    /// Why no silence may be judged now: the service is behind on the partition, or lost
+    /// offsets of it within the last `within_ms`.
+    fn blocker(&self, within_ms: i64, now_ms: i64) -> Option<&'static str> {
+        let lost = self
+            .losses
+            .iter()
+            .any(|loss| loss.detected_at_ms >= now_ms - within_ms);
+        self.behind.or(lost.then_some("lost_offsets"))
+    }
 }
 
 /// The end of the last minute (or, past the minute window, hour) with an event at or before
@@ -446,6 +472,7 @@ impl Subject {
             guidance: String::new(),
             severity: rule.default_severity(false),
             destinations: Vec::new(),
+            skipped: None,
             groups: self.groups,
             window: self.window,
         }

@@ -29,7 +29,7 @@ use crate::changelog::Table;
 pub(crate) use effective::effective;
 pub(crate) use evaluate::{evaluate, Measured};
 pub(crate) use rules::{AlertRules, Resolved, Routes, RuleOverrides, RulesError};
-pub(crate) use run::{evaluate_periodically, Evaluator};
+pub(crate) use run::{evaluate_periodically, BehindCheck, Evaluator};
 pub use scoped::RuleKeeping;
 pub(crate) use scoped::{RuleBook, RuleScope, RuleSpec, ScopedRule};
 

@@ -8,6 +8,8 @@
 //! slo_objective = 0.995
 //! destinations = ["acme-oncall"]
 //!
+//! silence_enabled = false              # mutes silence alone; `enabled` mutes every kind
+//!
 //! [tenants."acme-retail".severities]   # per rule kind; `severity = "…"` sets them all
 //! failure_rate = "critical"
 //! slo_burn_slow = "error"
@@ -68,9 +70,10 @@ pub(crate) struct AlertRules {
     pub(crate) slo_fast_window_minutes: u32,
     pub(crate) slo_slow_window_minutes: u32,
     pub(crate) slo_min_events: u64,
-    /// Silence: nothing from an integration for `silence_minutes` (0: off) although, in the same
-    /// hours of the previous 7 days, it sent at least `silence_min_events` on average.
-    pub(crate) silence_minutes: u32,
+    /// Silence: nothing from a steady integration for `silence_after_minutes`; steady means at
+    /// least `silence_min_events` in the clock hours the silence covers, on at least 5 of the
+    /// previous 7 days.
+    pub(crate) silence_after_minutes: u32,
     pub(crate) silence_min_events: u64,
 }
 
@@ -87,7 +90,7 @@ impl Default for AlertRules {
             slo_fast_window_minutes: 60,
             slo_slow_window_minutes: 360,
             slo_min_events: 20,
-            silence_minutes: 30,
+            silence_after_minutes: 30,
             silence_min_events: 10,
         }
     }
@@ -124,8 +127,8 @@ impl AlertRules {
         if self.slo_fast_window_minutes >= self.slo_slow_window_minutes {
             return invalid("slo_fast_window_minutes must be below slo_slow_window_minutes");
         }
-        if self.silence_minutes > 24 * 60 {
-            return invalid("silence_minutes must be at most 1440 (0 turns silence off)");
+        if !(1..=24 * 60).contains(&self.silence_after_minutes) {
+            return invalid("silence_after_minutes must be 1 to 1440 (enabled = false mutes it)");
         }
         if self.silence_min_events == 0 {
             return invalid("silence_min_events must be at least 1");
@@ -303,6 +306,9 @@ impl RuleOverrides {
         let specs = runtime.iter().map(|rule| &rule.spec);
         for spec in self.tenants.get(tenant).into_iter().chain(specs) {
             rules = spec.over(rules);
+            if kind == Rule::Silence {
+                rules.enabled = spec.silence_enabled.unwrap_or(rules.enabled);
+            }
             destinations = spec.destinations.as_deref().or(destinations);
             severities = spec.severities_set().over(severities);
         }
@@ -481,7 +487,7 @@ mod tests {
             crm,
             Rule::Silence,
             RuleSpec {
-                silence_minutes: Some(0),
+                enabled: Some(false),
                 ..RuleSpec::default()
             },
         );
@@ -498,11 +504,14 @@ mod tests {
             "from the type rule"
         );
         assert_eq!(crm.destinations, ["ops"]);
-        assert_eq!(
-            resolve(Rule::Silence, CustomNode, Some("crm"))
+        assert!(
+            !resolve(Rule::Silence, CustomNode, Some("crm"))
                 .rules
-                .silence_minutes,
-            0
+                .enabled
+        );
+        assert!(
+            crm.rules.enabled,
+            "muting silence leaves the other kinds on"
         );
         let slo = resolve(Rule::SloBurn, CustomNode, Some("crm"));
         assert_eq!(slo.rules.slo_objective, 0.95, "from the tenant's SLO rule");
@@ -515,11 +524,10 @@ mod tests {
         assert_eq!(spike.rules.spike_factor, 4.0, "from the rules file");
         let other_node = resolve(Rule::FailureRate, CustomNode, Some("erp"));
         assert_eq!(other_node.rules.rate_threshold, 0.5);
-        assert_eq!(
+        assert!(
             resolve(Rule::Silence, CustomNode, Some("erp"))
                 .rules
-                .silence_minutes,
-            30
+                .enabled
         );
         let webhook = resolve(Rule::FailureRate, InboundWebhook, Some("x"));
         assert_eq!(webhook.rules.rate_threshold, 0.4);
@@ -532,6 +540,30 @@ mod tests {
             Some("crm"),
         );
         assert_eq!(globex.rules, AlertRules::default());
+    }
+
+    #[test]
+    fn silence_enabled_mutes_silence_alone_and_a_runtime_rule_can_unmute_it() {
+        use crate::alerts::{RuleScope, ScopedRule};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.toml");
+        std::fs::write(&path, "[tenants.acme]\nsilence_enabled = false\n").unwrap();
+        let rules = RuleOverrides::load(AlertRules::default(), Routes::default(), &path).unwrap();
+        let book = RuleBook::default();
+        let on = |kind| rules.resolve(&book, "acme", kind, None, None).rules.enabled;
+        assert!(!on(Rule::Silence));
+        assert!(on(Rule::FailureRate) && on(Rule::Spike) && on(Rule::SloBurn));
+        book.record(ScopedRule {
+            scope: RuleScope::tenant("acme"),
+            kind: Rule::Silence,
+            spec: RuleSpec {
+                enabled: Some(true),
+                ..RuleSpec::default()
+            },
+            updated_at_ms: 0,
+            updated_by: String::new(),
+        });
+        assert!(on(Rule::Silence));
     }
 
     #[test]

@@ -9,13 +9,18 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use super::evaluate::Trust;
 use super::{
     evaluate, subject_key, AlertBook, AlertEvent, AlertState, Measured, RuleBook, RuleOverrides,
 };
 use crate::changelog::ChangelogWriter;
 use crate::clock::SharedClock;
-use crate::ops::CheckReady;
-use crate::store::{PartitionState, Store, DAY_MS};
+use crate::ops::{CheckReady, Metrics};
+use crate::store::{PartitionKey, Store};
+
+/// Why the service is behind on a partition ("lagging", "unassigned"), if it is: given by the
+/// server, since `alerts` does not know ingest.
+pub(crate) type BehindCheck = Arc<dyn Fn(&PartitionKey) -> Option<&'static str> + Send + Sync>;
 
 /// What the evaluator reads and writes.
 pub(crate) struct Evaluator {
@@ -27,9 +32,11 @@ pub(crate) struct Evaluator {
     pub(crate) book: Arc<AlertBook>,
     pub(crate) writer: Arc<ChangelogWriter>,
     pub(crate) interval: Duration,
-    /// Whether the service is ready and has read every message (lag 0, not only within
-    /// `ready_max_lag`): silences are claimed only then.
-    pub(crate) ready: CheckReady,
+    /// Whether the service is behind on a partition: no silence is claimed from it then,
+    /// since the unread messages may be the silent integration's next events.
+    pub(crate) behind: BehindCheck,
+    /// Counts the silences not judged, per reason.
+    pub(crate) metrics: Arc<Metrics>,
     /// Whether every assigned partition is restored and read to its high watermark. No round
     /// is evaluated before: judged on part of the events (a restart catching up, a partition
     /// just moved here), a firing alert would resolve and fire again under a new id.
@@ -46,7 +53,8 @@ pub(crate) async fn evaluate_periodically(evaluator: Evaluator, shutdown: Cancel
         book,
         writer,
         interval,
-        ready,
+        behind,
+        metrics,
         read_all,
     } = evaluator;
     loop {
@@ -58,17 +66,19 @@ pub(crate) async fn evaluate_periodically(evaluator: Evaluator, shutdown: Cancel
             continue;
         }
         let now_ms = clock.now_ms();
-        // Behind, or missing partitions: events may be unread, so no silence is claimed.
-        let caught_up = ready().is_ok();
         let changes = {
-            let (store, book) = (store.clone(), book.clone());
+            let (store, book, behind) = (store.clone(), book.clone(), behind.clone());
             let rules = (rules.clone(), rule_book.clone());
             tokio::task::spawn_blocking(move || {
-                changes(&store, (&rules.0, &rules.1), &book, now_ms, caught_up)
+                changes(&store, (&rules.0, &rules.1), &book, now_ms, &*behind)
             })
             .await
         };
-        for event in changes.unwrap_or_default() {
+        let Round { events, skipped } = changes.unwrap_or_default();
+        for reason in skipped {
+            metrics.silence_skipped(reason);
+        }
+        for event in events {
             let payload = serde_json::to_vec(&event).unwrap_or_default();
             match writer.write(&event.subject_key(), &payload).await {
                 Ok(()) => book.record(event),
@@ -79,6 +89,14 @@ pub(crate) async fn evaluate_periodically(evaluator: Evaluator, shutdown: Cancel
     }
 }
 
+/// What one round calls for: the alert events to publish, and a reason for each silence it
+/// could not judge.
+#[derive(Debug, Default)]
+pub(crate) struct Round {
+    pub(crate) events: Vec<AlertEvent>,
+    pub(crate) skipped: Vec<&'static str>,
+}
+
 /// The alert events that the current state calls for and the book has not seen. With
 /// tenant-affine partitions each tenant is in one partition; otherwise each part is judged on
 /// its own, and one change per subject and round is kept.
@@ -87,20 +105,25 @@ pub(crate) fn changes(
     (rules, rule_book): (&RuleOverrides, &RuleBook),
     book: &AlertBook,
     now_ms: i64,
-    caught_up: bool,
-) -> Vec<AlertEvent> {
+    behind: &dyn Fn(&PartitionKey) -> Option<&'static str>,
+) -> Round {
     let mut events: Vec<AlertEvent> = Vec::new();
+    let mut skipped = Vec::new();
     let mut measured: HashMap<String, HashSet<String>> = HashMap::new();
-    for (_, shared) in store.partitions() {
+    for (key, shared) in store.partitions() {
         let partition = shared.read();
-        let trusted = caught_up && !lost_lately(&partition, now_ms);
+        let trust = Trust {
+            behind: behind(&key),
+            losses: &partition.losses,
+        };
         for (sym, tenant) in &partition.tenants {
             let tenant_id = partition.interner.resolve(*sym);
             let resolve = |rule, kind, id: Option<&str>| {
                 rules.resolve(rule_book, tenant_id, rule, Some(kind), id)
             };
             let keys = measured.entry(tenant_id.to_owned()).or_default();
-            for m in evaluate(&partition, (tenant_id, tenant), &resolve, now_ms, trusted) {
+            for m in evaluate(&partition, (tenant_id, tenant), &resolve, now_ms, trust) {
+                skipped.extend(m.skipped);
                 let kind = m.integration_type.as_str();
                 keys.insert(subject_key(
                     tenant_id,
@@ -134,15 +157,7 @@ pub(crate) fn changes(
     }
     let mut seen = HashSet::new();
     events.retain(|e| seen.insert(e.subject_key()));
-    events
-}
-
-/// Offsets lost in the last day may have held any integration's events.
-fn lost_lately(partition: &PartitionState, now_ms: i64) -> bool {
-    partition
-        .losses
-        .iter()
-        .any(|loss| loss.detected_at_ms >= now_ms - DAY_MS)
+    Round { events, skipped }
 }
 
 /// The event `m` calls for, if any; `describe` fills in its context only then.

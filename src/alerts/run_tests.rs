@@ -4,7 +4,7 @@
 use super::*;
 use crate::alerts::{AlertRules, Routes, Rule};
 use crate::event::{Event, IntegrationType, Outcome};
-use crate::store::{LostOffsets, PartitionKey, StoreLimits, HOUR_MS, MINUTE_MS};
+use crate::store::{LostOffsets, PartitionKey, StoreLimits, DAY_MS, HOUR_MS, MINUTE_MS};
 
 /// Midnight UTC, so the hours below are easy to read.
 const NOW: i64 = 1_767_225_600_000;
@@ -15,8 +15,8 @@ fn success(id: String, integration: &'static str, at: i64) -> Event<'static> {
 }
 
 /// `erp` sends 12 events in the half hour before midnight on each of the previous 7 days, and
-/// last 45 minutes before `NOW`; `nightly` sends only at 06:00, so it is quiet at midnight
-/// every day.
+/// last 45 minutes before `NOW`; `weekly` does the same on only 4 of the 7 days, one short of
+/// steady; `nightly` sends only at 06:00, so it is quiet at midnight every day.
 fn store() -> Store {
     let store = Store::new(StoreLimits::default());
     let shared = store.get_or_create(&PartitionKey::new("events", 0));
@@ -37,23 +37,32 @@ fn store() -> Store {
                 "nightly",
                 NOW - day * DAY_MS + 6 * HOUR_MS + i,
             ));
+            if day <= 4 {
+                apply(success(
+                    format!("w{day}-{i}"),
+                    "weekly",
+                    NOW - day * DAY_MS - 30 * MINUTE_MS + i * MINUTE_MS,
+                ));
+            }
         }
     }
     apply(success("last".into(), "erp", NOW - 45 * MINUTE_MS));
+    apply(success("last-w".into(), "weekly", NOW - 45 * MINUTE_MS));
     drop(partition);
     store
 }
 
-/// `changes` under the default rules and no runtime ones.
-fn changes_at(store: &Store, book: &AlertBook, now_ms: i64, caught_up: bool) -> Vec<AlertEvent> {
+/// `changes` under the default rules and no runtime ones, the partition `behind` or not.
+fn round_at(store: &Store, book: &AlertBook, now_ms: i64, behind: Option<&'static str>) -> Round {
     let rules = RuleOverrides::new(AlertRules::default(), Routes::default());
-    changes(
-        store,
-        (&rules, &RuleBook::default()),
-        book,
-        now_ms,
-        caught_up,
-    )
+    changes(store, (&rules, &RuleBook::default()), book, now_ms, &|_| {
+        behind
+    })
+}
+
+fn changes_at(store: &Store, book: &AlertBook, now_ms: i64, caught_up: bool) -> Vec<AlertEvent> {
+    let behind = (!caught_up).then_some("lagging");
+    round_at(store, book, now_ms, behind).events
 }
 
 fn silences(events: &[AlertEvent]) -> Vec<&AlertEvent> {
@@ -73,7 +82,9 @@ fn a_steady_integration_gone_quiet_fires_and_its_next_event_resolves_it() {
     // The minute of the last event counts as heard: silent from its end, 44 minutes.
     assert_eq!((alert.value, alert.threshold), (44.0, 30.0));
     assert!(
-        alert.measure.contains("12.0 on average, on 7"),
+        alert
+            .measure
+            .contains("at least 10 events on 7 of the previous 7 days"),
         "{}",
         alert.measure
     );
@@ -104,20 +115,28 @@ fn a_steady_integration_gone_quiet_fires_and_its_next_event_resolves_it() {
 fn no_silence_is_claimed_while_behind_or_after_lost_offsets() {
     let store = store();
     let book = AlertBook::default();
-    assert!(silences(&changes_at(&store, &book, NOW, false)).is_empty());
+    for reason in ["lagging", "unassigned"] {
+        let round = round_at(&store, &book, NOW, Some(reason));
+        assert!(silences(&round.events).is_empty());
+        // One silence evaluation per integration (erp, nightly, weekly), each skipped.
+        assert_eq!(round.skipped, [reason; 3]);
+    }
     store.partitions()[0].1.write().losses.push(LostOffsets {
         topic: "events".into(),
         partition: 0,
         from: 10,
         to: 20,
-        detected_at_ms: NOW - HOUR_MS,
+        detected_at_ms: NOW - 59 * MINUTE_MS,
         upstream: false,
     });
-    assert!(silences(&changes_at(&store, &book, NOW, true)).is_empty());
-    // A day later the loss is older than a day, and the silence (a day long now, against a
-    // baseline of 6 days of 12 and the 23:00 hour of the last day) is claimed.
-    let later = changes_at(&store, &book, NOW + DAY_MS, true);
-    assert_eq!(silences(&later).len(), 1);
+    let round = round_at(&store, &book, NOW, None);
+    assert!(silences(&round.events).is_empty());
+    assert_eq!(round.skipped, ["lost_offsets"; 3]);
+    // Two minutes on, the loss is older than twice the 30-minute silence, and erp's silence
+    // (46 minutes now, in hours it was steady in) is claimed.
+    let later = round_at(&store, &book, NOW + 2 * MINUTE_MS, None);
+    assert_eq!(silences(&later.events).len(), 1);
+    assert!(later.skipped.is_empty());
 }
 
 #[test]

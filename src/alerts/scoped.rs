@@ -101,9 +101,13 @@ pub(crate) struct RuleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) slo_min_events: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) silence_minutes: Option<u32>,
+    pub(crate) silence_after_minutes: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) silence_min_events: Option<u64>,
+    /// A rules file's switch for silence alone, over `enabled`; a runtime silence rule uses
+    /// `enabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) silence_enabled: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) destinations: Option<Vec<String>>,
     /// In a rules file, the severity of every rule kind; in a runtime rule, of its kind (an
@@ -194,7 +198,7 @@ impl Rule {
                 "severity_fast",
                 "severity_slow",
             ],
-            Rule::Silence => &["silence_minutes", "silence_min_events", "severity"],
+            Rule::Silence => &["silence_after_minutes", "silence_min_events", "severity"],
         }
     }
 
@@ -245,7 +249,9 @@ impl RuleSpec {
                 .slo_slow_window_minutes
                 .unwrap_or(rules.slo_slow_window_minutes),
             slo_min_events: self.slo_min_events.unwrap_or(rules.slo_min_events),
-            silence_minutes: self.silence_minutes.unwrap_or(rules.silence_minutes),
+            silence_after_minutes: self
+                .silence_after_minutes
+                .unwrap_or(rules.silence_after_minutes),
             silence_min_events: self.silence_min_events.unwrap_or(rules.silence_min_events),
         }
     }

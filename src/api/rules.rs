@@ -255,8 +255,9 @@ fn spec_from_wire(rule: &proto::AlertRuleSpec) -> Result<RuleSpec, Status> {
         slo_fast_window_minutes: rule.slo_fast_window_minutes,
         slo_slow_window_minutes: rule.slo_slow_window_minutes,
         slo_min_events: rule.slo_min_events,
-        silence_minutes: rule.silence_minutes,
+        silence_after_minutes: rule.silence_after_minutes,
         silence_min_events: rule.silence_min_events,
+        silence_enabled: None,
         destinations,
         severity: severity_from_wire("severity", rule.severity)?,
         severity_fast: severity_from_wire("severity_fast", rule.severity_fast)?,
@@ -312,7 +313,7 @@ impl From<ScopedRule> for proto::AlertRuleSpec {
             slo_fast_window_minutes: spec.slo_fast_window_minutes,
             slo_slow_window_minutes: spec.slo_slow_window_minutes,
             slo_min_events: spec.slo_min_events,
-            silence_minutes: spec.silence_minutes,
+            silence_after_minutes: spec.silence_after_minutes,
             silence_min_events: spec.silence_min_events,
             destinations: spec
                 .destinations

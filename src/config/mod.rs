@@ -174,7 +174,7 @@ pub struct Config {
     pub alert_slo_min_events: u64,
     /// Silence: minutes without an event (0: off), and the events the same hours of the
     /// previous 7 days must average for an integration to count as steady.
-    pub alert_silence_minutes: u32,
+    pub alert_silence_after_minutes: u32,
     pub alert_silence_min_events: u64,
     /// Per-tenant overrides of the thresholds, TOML; read at start.
     pub alert_rules_file: Option<PathBuf>,
@@ -282,7 +282,7 @@ impl Default for Config {
             alert_slo_fast_window_minutes: 60,
             alert_slo_slow_window_minutes: 360,
             alert_slo_min_events: 20,
-            alert_silence_minutes: 30,
+            alert_silence_after_minutes: 30,
             alert_silence_min_events: 10,
             alert_rules_file: None,
             max_alert_rules_per_tenant: 200,

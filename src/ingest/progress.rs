@@ -216,6 +216,30 @@ impl IngestProgress {
         }
     }
 
+    /// Why the service is behind on `key`, if it is: "unassigned" while the group has not
+    /// assigned it (or the partition is being restored, or its high watermark is unknown),
+    /// "lagging" while messages of it, or of the repartition stage's input, are unread.
+    pub(crate) fn behind(
+        &self,
+        store: &Store,
+        key: &PartitionKey,
+        now_ms: i64,
+    ) -> Option<&'static str> {
+        let restoring = self.attaching.load(Ordering::SeqCst) > 0;
+        if !self.has_assignment() || restoring || self.high_watermark(key).is_none() {
+            return Some("unassigned");
+        }
+        let status = self.status(store, now_ms);
+        let own = status
+            .partitions
+            .iter()
+            .filter(|p| *p.topic == *key.topic && p.partition == key.partition);
+        let lagging = own
+            .chain(&status.upstream)
+            .any(|p| p.lag > 0 || p.high_watermark < 0);
+        lagging.then_some("lagging")
+    }
+
     /// Ready once ingest has its assignment and every assigned partition is restored, has a
     /// reported high watermark, and is within `max_lag` messages of it.
     pub(crate) fn readiness(&self, store: &Store, max_lag: i64, now_ms: i64) -> Result<(), String> {

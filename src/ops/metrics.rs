@@ -85,6 +85,7 @@ pub struct Metrics {
     alert_deliveries: Family<DeliveryLabels, Counter>,
     alert_delivery_seconds: Family<DestinationLabels, Histogram>,
     alert_notifier_lag: Gauge,
+    silence_skipped: Family<ReasonLabels, Counter>,
     snapshot_write_seconds: Histogram,
     snapshot_pause_seconds: Histogram,
     next_offset: Family<PartitionLabels, Gauge>,
@@ -136,6 +137,7 @@ impl Metrics {
             alert_deliveries: Family::default(),
             alert_delivery_seconds: Family::new_with_constructor(delivery_histogram),
             alert_notifier_lag: Gauge::default(),
+            silence_skipped: Family::default(),
             snapshot_write_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             snapshot_pause_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             next_offset: Family::default(),
@@ -268,6 +270,11 @@ impl Metrics {
             metrics.alert_notifier_lag.clone(),
         );
         registry.register(
+            "alert_silence_skipped",
+            "Silence evaluations not judged, per reason: lagging or unassigned (the partition is behind) or lost_offsets (offsets lost within twice the silence's window)",
+            metrics.silence_skipped.clone(),
+        );
+        registry.register(
             "alert_delivery_seconds",
             "Time of each attempt to deliver an alert, per destination",
             metrics.alert_delivery_seconds.clone(),
@@ -383,6 +390,12 @@ impl Metrics {
                 destination: destination.to_owned(),
                 outcome,
             })
+            .inc();
+    }
+
+    pub(crate) fn silence_skipped(&self, reason: &'static str) {
+        self.silence_skipped
+            .get_or_create(&ReasonLabels { reason })
             .inc();
     }
 

@@ -266,19 +266,15 @@ pub async fn start(
         progress.clone(),
         clock.clone(),
         config.ready_max_lag,
-        changelogs.clone(),
-        topic_status.clone(),
-    );
-    // Silence is claimed only with nothing left to read: within `ready_max_lag`, the unread
-    // messages may be the silent integration's next events.
-    let caught_up = readiness_check(
-        store.clone(),
-        progress.clone(),
-        clock.clone(),
-        0,
         changelogs,
         topic_status,
     );
+    // Silence is claimed only from a partition with nothing left to read: within
+    // `ready_max_lag`, the unread messages may be the silent integration's next events.
+    let behind: alerts::BehindCheck = {
+        let (store, progress, clock) = (store.clone(), progress.clone(), clock.clone());
+        Arc::new(move |key| progress.behind(&store, key, clock.now_ms()))
+    };
     let read_all: ops::CheckReady = {
         let (store, progress, clock) = (store.clone(), progress.clone(), clock.clone());
         Arc::new(move || progress.readiness(&store, 0, clock.now_ms()))
@@ -293,7 +289,8 @@ pub async fn start(
         book: alert_book.clone(),
         writer: Arc::new(ChangelogWriter::new(&kafka_client, &config.alerts_topic())?),
         interval: Duration::from_millis(config.alert_interval_ms),
-        ready: caught_up,
+        behind,
+        metrics: metrics.clone(),
         read_all,
     };
     tasks.spawn(alerts::evaluate_periodically(evaluator, shutdown.clone()));

@@ -68,7 +68,7 @@ pub(crate) fn alert_defaults(config: &Config) -> AlertRules {
         slo_fast_window_minutes: config.alert_slo_fast_window_minutes,
         slo_slow_window_minutes: config.alert_slo_slow_window_minutes,
         slo_min_events: config.alert_slo_min_events,
-        silence_minutes: config.alert_silence_minutes,
+        silence_after_minutes: config.alert_silence_after_minutes,
         silence_min_events: config.alert_silence_min_events,
     }
 }

@@ -22,13 +22,15 @@ use tonic::{Code, Request};
 
 const TOPIC: &str = "rule-events";
 const MINUTE: i64 = 60_000;
-const ADMIN: &str = "acme-admin";
-const READER: &str = "acme-reader";
+/// Reads every tenant and the ingest status.
+pub(crate) const OPERATOR: &str = "operator-token";
+pub(crate) const ADMIN: &str = "acme-admin";
+pub(crate) const READER: &str = "acme-reader";
 const OTHER_ADMIN: &str = "globex-admin";
 /// The name of ADMIN's grant, which rules record as their setter.
 const ADMIN_NAME: &str = "acme-oncall-lead";
 
-fn grants() -> Vec<TokenGrant> {
+pub(crate) fn grants() -> Vec<TokenGrant> {
     let admin = |token, tenant| TokenGrant {
         alerts_admin: true,
         ..TokenGrant::plain(token, &[tenant])
@@ -40,6 +42,10 @@ fn grants() -> Vec<TokenGrant> {
         },
         admin(OTHER_ADMIN, "globex"),
         TokenGrant::plain(READER, &["acme"]),
+        TokenGrant {
+            operator: true,
+            ..TokenGrant::plain(OPERATOR, &["*"])
+        },
     ]
 }
 
@@ -52,14 +58,14 @@ fn config(bootstrap: &str) -> Config {
     }
 }
 
-fn authorized<T>(message: T, token: &str) -> Request<T> {
+pub(crate) fn authorized<T>(message: T, token: &str) -> Request<T> {
     let mut request = Request::new(message);
     let value = format!("Bearer {token}").parse().expect("header");
     request.metadata_mut().insert("authorization", value);
     request
 }
 
-fn scope(kind: proto::IntegrationType, integration: &str) -> proto::AlertRuleScope {
+pub(crate) fn scope(kind: proto::IntegrationType, integration: &str) -> proto::AlertRuleScope {
     proto::AlertRuleScope {
         tenant_id: "acme".into(),
         integration_type: kind as i32,
@@ -78,7 +84,7 @@ fn threshold(scope: proto::AlertRuleScope, rate: f64) -> proto::PutAlertRuleRequ
     }
 }
 
-async fn put(
+pub(crate) async fn put(
     api: &Api,
     rule: proto::PutAlertRuleRequest,
     token: &str,
@@ -98,7 +104,7 @@ async fn put_status(
 }
 
 /// A rule of `kind` for `scope` with `set` applied to it.
-fn rule(
+pub(crate) fn rule(
     scope: proto::AlertRuleScope,
     kind: proto::AlertRule,
     set: impl FnOnce(&mut proto::AlertRuleSpec),
@@ -418,16 +424,16 @@ const ROUTED: &str = "routed-events";
 
 /// A mock cluster with `input` and its alerts and rules topics, and a receiver behind two
 /// signed webhook destinations: `defaults`, the default, and `crm-oncall`.
-struct Routing {
+pub(crate) struct Routing {
     _kafka: integration_health::testkit::EmbeddedKafka,
-    bootstrap: String,
-    receiver: Receiver,
+    pub(crate) bootstrap: String,
+    pub(crate) receiver: Receiver,
     input: &'static str,
     dir: tempfile::TempDir,
 }
 
 impl Routing {
-    async fn start(input: &'static str) -> Routing {
+    pub(crate) async fn start(input: &'static str) -> Routing {
         let (kafka, bootstrap) = kafka_with_alert_topics(input);
         kafka
             .create_topic(&format!("{input}.rules"), 1)
@@ -443,7 +449,7 @@ impl Routing {
         }
     }
 
-    fn config(&self) -> Config {
+    pub(crate) fn config(&self) -> Config {
         let webhook = |name: &str| DestinationSettings {
             url: Some(self.receiver.url(&format!("/{name}"))),
             secret_file: Some(self.dir.path().join("hook.secret")),
@@ -459,7 +465,7 @@ impl Routing {
 }
 
 /// The webhook deliveries at `path` as (rule, state, integration), in arrival order.
-fn deliveries(receiver: &Receiver, path: &str) -> Vec<(String, String, String)> {
+pub(crate) fn deliveries(receiver: &Receiver, path: &str) -> Vec<(String, String, String)> {
     receiver
         .received(path)
         .iter()

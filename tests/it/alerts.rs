@@ -101,7 +101,7 @@ pub(crate) async fn alerts_of(
 }
 
 /// Rounds of the evaluator that see the current state, with nothing expected to change.
-async fn let_it_evaluate() {
+pub(crate) async fn let_it_evaluate() {
     tokio::time::sleep(Duration::from_millis(600)).await;
 }
 

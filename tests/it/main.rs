@@ -32,4 +32,5 @@ mod replicas;
 mod revoke;
 mod security;
 mod severity;
+mod silence;
 mod unkeyed;

@@ -250,7 +250,10 @@ async fn publish_in_order(bootstrap: &str, topic: &str, payloads: &[(Vec<u8>, bo
 
 /// More than the mock cluster keeps per partition, published before the service starts: the
 /// log start is past 0, so the oldest offsets are gone for good.
-async fn trimmed_topic(bootstrap: &str, topic: &str) -> (Vec<(Vec<u8>, bool)>, i64, i64) {
+pub(crate) async fn trimmed_topic(
+    bootstrap: &str,
+    topic: &str,
+) -> (Vec<(Vec<u8>, bool)>, i64, i64) {
     let events = big_events(9_000);
     publish_in_order(bootstrap, topic, &events).await;
     let watcher: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()

@@ -91,7 +91,7 @@ pub struct RuleArgs {
     slo_min_events: Option<u64>,
     /// Minutes without events before a silence alert; 0 mutes silence for the scope.
     #[arg(long)]
-    silence_minutes: Option<u32>,
+    silence_after_minutes: Option<u32>,
     #[arg(long)]
     silence_min_events: Option<u64>,
     /// Destination names, comma-separated; an empty value sends nowhere.
@@ -139,7 +139,7 @@ impl RuleArgs {
             slo_fast_window_minutes: self.slo_fast_window_minutes,
             slo_slow_window_minutes: self.slo_slow_window_minutes,
             slo_min_events: self.slo_min_events,
-            silence_minutes: self.silence_minutes,
+            silence_after_minutes: self.silence_after_minutes,
             silence_min_events: self.silence_min_events,
             destinations: self
                 .destinations
@@ -292,8 +292,8 @@ fn settings_text(rule: &proto::AlertRuleSpec) -> String {
     );
     add("slo_min_events", rule.slo_min_events.map(|v| v.to_string()));
     add(
-        "silence_minutes",
-        rule.silence_minutes.map(|v| v.to_string()),
+        "silence_after_minutes",
+        rule.silence_after_minutes.map(|v| v.to_string()),
     );
     add(
         "silence_min_events",
