@@ -66,7 +66,7 @@ pub(crate) struct IntegrationRow {
     pub(crate) top_error_code: Option<u16>,
     /// (UTC day start, failures) for each day of the range.
     pub(crate) daily_failures: Vec<(i64, u64)>,
-    /// Failures that were retried, and failures a later attempt recovered.
+    /// Failures that were retried, and transactions a retry recovered.
     pub(crate) retried_failures: u64,
     pub(crate) recovered_failures: u64,
 }

@@ -254,10 +254,11 @@ mod tests {
             Err(SnapshotError::Corrupt { .. })
         ));
         let mut future = image.clone();
-        future[8] = 10;
+        let next = FORMAT_VERSION + 1;
+        future[8..12].copy_from_slice(&next.to_le_bytes());
         assert!(matches!(
             decode(Path::new("x"), &future, &limits),
-            Err(SnapshotError::UnsupportedVersion { found: 10, .. })
+            Err(SnapshotError::UnsupportedVersion { found, .. }) if found == next
         ));
     }
 

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use super::SnapshotError;
-use crate::store::{Days, DaysOf, PartitionState, StoreLimits};
+use crate::store::{Days, DaysOf, PartitionState, Retries, StoreLimits};
 
 const MAGIC: &[u8; 8] = b"IHSNAP\0\0";
 /// Version 6: the state ends with the offsets never read (`PartitionState::losses`); an older
@@ -22,7 +22,10 @@ const MAGIC: &[u8; 8] = b"IHSNAP\0\0";
 /// no days and nothing rolled, and the owner's first upkeep rolls its hours into days.
 /// Version 9: quiet integrations' and tenants' events end the day section; a version 8
 /// section is read as one with none.
-pub(crate) const FORMAT_VERSION: u32 = 9;
+/// Version 10: same layout; a retry's `recovered` counts transactions (final successes with
+/// `attempt > 1`) where 7 to 9 counted their failed attempts, so an older payload's recovered
+/// counts are cleared rather than added to counts of another unit.
+pub(crate) const FORMAT_VERSION: u32 = 10;
 /// The oldest version this build reads.
 const OLDEST_READABLE: u32 = 4;
 pub(super) const HEADER_LEN: usize = 8 + 4 + 8 + 8;
@@ -141,6 +144,12 @@ pub fn decode(
         return Err(corrupt("checksum mismatch".into()));
     }
     let mut state = decode_payload(version, payload).map_err(corrupt)?;
+    if version < 10 {
+        state
+            .retries
+            .values_mut()
+            .for_each(Retries::forget_recovered);
+    }
     state.dedup.set_capacity(limits.dedup_capacity);
     if version < 5 {
         state.rekeys = state.merge_catalog_named_groups();
@@ -190,6 +199,39 @@ mod tests {
         old.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(payload).to_le_bytes());
         old.extend_from_slice(payload);
         old
+    }
+
+    #[test]
+    fn a_version_9_snapshot_keeps_its_retries_and_clears_recovered_attempts() {
+        use crate::event::IntegrationType;
+        use crate::store::retries_tests::attempt;
+        use crate::store::{RetryKey, HOUR_MS};
+        let mut state = legacy_state(&legacy_failures());
+        let mut retries = Retries::default();
+        let at = 10 * HOUR_MS;
+        retries.record_now(&attempt(1, Some(false), true, at), 0);
+        retries.record_now(&attempt(2, None, false, at + 1), 0);
+        let key = RetryKey {
+            tenant_id: "t".into(),
+            integration_type: IntegrationType::OutboundWebhook,
+            integration_id: "hook".into(),
+        };
+        state.retries.insert(key.clone(), retries);
+        let full = bincode::serialize(&(&state, DaysOf::of(&state))).expect("encodes");
+        let limits = StoreLimits::default();
+        let sums = |s: &PartitionState| {
+            let sum = s.retries[&key].sum_in(at, at + HOUR_MS, i64::MIN);
+            (sum.retried, sum.recovered)
+        };
+        assert_eq!(sums(&state), (1, 1));
+        let read = decode(Path::new("v9"), &image_of(9, &full), &limits).expect("version 9");
+        assert_eq!(
+            sums(&read),
+            (1, 0),
+            "retried kept, recovered of another unit cleared"
+        );
+        let read = decode(Path::new("v10"), &image_of(10, &full), &limits).expect("version 10");
+        assert_eq!(sums(&read), (1, 1));
     }
 
     #[test]

@@ -57,6 +57,10 @@ pub(crate) use losses::{gaps, losses_for_tenant, lost_ranges, LostOffsets, Parti
 pub use partition::PartitionState;
 pub(crate) use partition::{Applied, IngestTotals};
 pub(crate) use ranking::{CodesByIntegration, CANDIDATES};
+#[cfg(test)]
+pub(crate) use retries::tests as retries_tests;
+#[cfg(test)]
+pub(crate) use retries::RetryKey;
 pub(crate) use retries::{Retries, RetrySum};
 pub(crate) use sketch::LatencySketch;
 pub use sketch::RELATIVE_ACCURACY;

@@ -1,6 +1,6 @@
 //! Outcomes that were not their transaction's last. Runtimes that retry send `attempt` and
 //! `final`; the failure-rate and SLO rules count only final outcomes, and the integrations
-//! table shows the failures that were retried and those a later attempt recovered. Kept apart
+//! table shows the failures that were retried and the transactions a retry recovered. Kept apart
 //! from the integration cube, per integration, and only for integrations whose events say
 //! anything about retries.
 
@@ -25,7 +25,7 @@ pub(crate) struct RetryKey {
 pub(crate) struct RetryHour {
     /// Failures another attempt followed (`final: false`).
     pub(crate) retried: u32,
-    /// Failures a final success made good: `attempt - 1` for each final success.
+    /// Transactions a retry made good: final successes with `attempt > 1`.
     pub(crate) recovered: u32,
 }
 
@@ -63,7 +63,7 @@ impl Retries {
         let at = event.occurred_at_ms;
         let failed = event.outcome == Outcome::Failure;
         let (retried, recovered) = match (event.is_final(), failed) {
-            (true, false) => (0, event.attempt.unwrap_or(1).saturating_sub(1)),
+            (true, false) => (0, u32::from(event.attempt.unwrap_or(1) > 1)),
             (true, true) => (0, 0),
             (false, failed) => (u32::from(failed), 0),
         };
@@ -87,6 +87,17 @@ impl Retries {
         let minute = floor_to(at, MINUTE_MS);
         if minute >= recent_floor {
             self.minutes.record(minute, failed);
+        }
+    }
+
+    /// Clears the recovered counts: snapshot formats 7 to 9 counted a recovered transaction's
+    /// failed attempts, which do not add to the transactions counted since.
+    pub(crate) fn forget_recovered(&mut self) {
+        for hour in self.buckets.hours.values_mut() {
+            hour.recovered = 0;
+        }
+        for day in self.buckets.days.values_mut() {
+            day.recovered = 0;
         }
     }
 
@@ -123,10 +134,10 @@ impl Retries {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn attempt(n: u32, last: Option<bool>, failed: bool, at: i64) -> Event<'static> {
+    pub(crate) fn attempt(n: u32, last: Option<bool>, failed: bool, at: i64) -> Event<'static> {
         let outcome = match failed {
             true => Outcome::Failure,
             false => Outcome::Success,
@@ -141,13 +152,13 @@ mod tests {
     }
 
     impl Retries {
-        fn record_now(&mut self, event: &Event<'_>, recent_floor: i64) {
+        pub(crate) fn record_now(&mut self, event: &Event<'_>, recent_floor: i64) {
             self.record(event, recent_floor, i64::MIN);
         }
     }
 
     #[test]
-    fn two_retried_failures_and_a_final_success_recover_two() {
+    fn two_retried_failures_and_a_final_success_recover_one_transaction() {
         let mut retries = Retries::default();
         let at = 10 * HOUR_MS;
         retries.record_now(&attempt(1, Some(false), true, at), 0);
@@ -158,7 +169,7 @@ mod tests {
         retries.record_now(&attempt(2, Some(false), true, at + MINUTE_MS), 0);
         retries.record_now(&attempt(3, Some(true), true, at + MINUTE_MS), 0);
         let hour = retries.sum_in(at, at + HOUR_MS, i64::MIN);
-        assert_eq!((hour.retried, hour.recovered), (4, 2));
+        assert_eq!((hour.retried, hour.recovered), (4, 1));
         assert_eq!(retries.not_final_in(at, at + HOUR_MS), (0, 4));
         assert_eq!(retries.not_final_in(at, at + MINUTE_MS), (0, 2));
     }

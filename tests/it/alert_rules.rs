@@ -553,7 +553,7 @@ async fn a_rule_routes_its_own_alerts_and_disabling_or_deleting_it_takes_effect(
 
 /// A replica of `input` at a free port, reading through the repartition stage so that a
 /// tenant has one owner, with the admin grants beside `as_replica`'s.
-fn replica_config(bootstrap: &str, input: &str) -> Config {
+pub(crate) fn replica_config(bootstrap: &str, input: &str) -> Config {
     let addr = format!("127.0.0.1:{}", free_port());
     let mut config = Config {
         alert_interval_ms: 100,
@@ -566,16 +566,21 @@ fn replica_config(bootstrap: &str, input: &str) -> Config {
     config
 }
 
-/// Waits until each of `replicas` owns its share of `partitions` and knows the other's.
-async fn settled(replicas: &[&TestService], partitions: usize) {
+/// Waits until the group has split `partitions` evenly among `replicas`, each is ready and
+/// knows every partition's owner: only then does no hand-over re-publish a tail mid-test.
+pub(crate) async fn settled(replicas: &[&TestService], partitions: usize) {
+    let share = partitions / replicas.len();
     for replica in replicas {
-        let api = replica.api.clone();
+        let (api, http) = (replica.api.clone(), replica.service.http_addr);
+        let store = replica.service.store.clone();
         wait_until("the replicas settle", Duration::from_secs(90), || {
-            let mut api = api.clone();
+            let (mut api, store) = (api.clone(), store.clone());
             async move {
                 let status = ingest_status(&mut api).await;
                 status.partitions.len() == partitions
                     && status.partitions.iter().all(|p| !p.owner.is_empty())
+                    && store.partitions().len() == share
+                    && http_get(http, "/readyz").await.0 == 200
             }
         })
         .await;

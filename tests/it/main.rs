@@ -29,6 +29,7 @@ mod otlp;
 mod peers;
 mod recovery;
 mod replicas;
+mod retries;
 mod revoke;
 mod security;
 mod severity;

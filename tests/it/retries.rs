@@ -1,0 +1,167 @@
+//! Retried attempts through Kafka: `attempt` and `final` out of their bounds go to the DLQ with
+//! their reason, and `ListIntegrations` shows retried failures and recovered transactions as a
+//! recount of what was sent says, through the replica that owns the tenant and the other one.
+
+use crate::alert_rules::{replica_config, settled};
+use crate::alerts::{attempt, event};
+use crate::common;
+use crate::replicas::owner_and_other;
+
+use std::collections::BTreeMap;
+
+use common::harness::TestService;
+use common::*;
+use integration_health::ingest::{HEADER_ERROR, HEADER_REASON};
+use integration_health::proto;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+const MINUTE: i64 = 60_000;
+
+/// `event` with `field` set to `value`.
+fn with(id: &str, field: &str, value: Value) -> Message {
+    let mut message = event(id, "crm", "outbound_webhook", NOW - MINUTE, true, 503);
+    let mut body: Value = serde_json::from_slice(&message.payload).expect("json");
+    body[field] = value;
+    message.payload = serde_json::to_vec(&body).expect("json");
+    message
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempt_and_final_out_of_bounds_go_to_the_dlq_with_their_reason() {
+    const INPUT: &str = "retry-fields";
+    let (_kafka, bootstrap) = kafka_with_topic(INPUT, 1);
+    let service = TestService::start_at(&test_config(&bootstrap, INPUT, INPUT), NOW).await;
+    let bad = [
+        with("zero", "attempt", json!(0)),
+        with("too-many", "attempt", json!(1001)),
+        with("text", "attempt", json!("2")),
+        with("yes", "final", json!("yes")),
+        with("one", "final", json!(1)),
+    ];
+    let good = [
+        with("first", "attempt", json!(1)),
+        with("last", "attempt", json!(1000)),
+    ];
+    publish(
+        &producer(&bootstrap),
+        INPUT,
+        &[&bad[..], &good[..]].concat(),
+    )
+    .await;
+    let letters = read_dead_letters(&bootstrap, &format!("{INPUT}.dlq"), |l| l.len() >= 5);
+    let mut seen: Vec<(String, String)> = letters
+        .iter()
+        .map(|(payload, headers)| {
+            let body: Value = serde_json::from_slice(payload).expect("the event as sent");
+            let id = body["event_id"].as_str().unwrap_or_default().to_owned();
+            assert!(
+                headers[HEADER_ERROR].contains("attempt")
+                    || headers[HEADER_ERROR].contains("final"),
+                "{id}: {}",
+                headers[HEADER_ERROR]
+            );
+            (id, headers[HEADER_REASON].clone())
+        })
+        .collect();
+    seen.sort();
+    let reason = |id: &str| (id.to_owned(), "invalid_field".to_owned());
+    let expected: Vec<_> = ["one", "text", "too-many", "yes", "zero"]
+        .map(reason)
+        .into();
+    assert_eq!(seen, expected);
+    // Every message is seen: five dead-lettered, two counted.
+    wait_applied(&service.api, 7).await;
+    service.stop().await;
+}
+
+/// What a recount of the sent attempts says per integration: (failed attempts, retried
+/// failures, recovered transactions).
+type Recount = BTreeMap<String, (u64, u64, u64)>;
+
+/// Transactions of three outbound webhooks, each retried up to 3 times; a transaction's last
+/// attempt says `final: true` or leaves `final` out, and succeeds or fails at random.
+fn retried_transactions(seed: u64) -> (Vec<Message>, Recount) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut messages = Vec::new();
+    let mut recount = Recount::new();
+    for integration in ["crm", "erp", "billing"] {
+        let counts = recount.entry(integration.to_owned()).or_default();
+        for t in 0..40 {
+            let at = NOW - 20 * MINUTE + t * 20_000;
+            let attempts: u32 = rng.gen_range(1..=4);
+            let succeeds = rng.gen_bool(0.6);
+            for n in 1..=attempts {
+                let last = n == attempts;
+                let failed = !(last && succeeds);
+                let said = match last {
+                    true => rng.gen_bool(0.5).then_some(true),
+                    false => Some(false),
+                };
+                let id = format!("{integration}-{t}-{n}");
+                messages.push(attempt(
+                    &id,
+                    integration,
+                    at + i64::from(n),
+                    n,
+                    said,
+                    failed,
+                ));
+                counts.0 += u64::from(failed);
+                counts.1 += u64::from(failed && !last);
+                counts.2 += u64::from(last && !failed && n > 1);
+            }
+        }
+    }
+    (messages, recount)
+}
+
+async fn listed(replica: &TestService) -> Recount {
+    let request = proto::ListIntegrationsRequest {
+        tenant_id: "acme".into(),
+        ..Default::default()
+    };
+    let rows = replica
+        .api
+        .clone()
+        .list_integrations(request)
+        .await
+        .expect("integrations")
+        .into_inner()
+        .integrations;
+    rows.into_iter()
+        .map(|r| {
+            let counts = (r.failed, r.retried_failures, r.recovered_failures);
+            (r.integration_id, counts)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_and_recovered_match_a_recount_through_either_replica() {
+    const INPUT: &str = "retried";
+    let kafka = integration_health::testkit::EmbeddedKafka::start(1).expect("mock cluster");
+    for (topic, partitions) in [
+        (INPUT.to_owned(), 2),
+        (format!("{INPUT}.by-tenant"), 2),
+        (format!("{INPUT}.dlq"), 1),
+    ] {
+        kafka.create_topic(&topic, partitions).expect("topic");
+    }
+    let bootstrap = kafka.bootstrap_servers();
+    let a = TestService::start_at(&replica_config(&bootstrap, INPUT), NOW).await;
+    let b = TestService::start_at(&replica_config(&bootstrap, INPUT), NOW).await;
+    settled(&[&a, &b], 2).await;
+    let (messages, recount) = retried_transactions(43);
+    assert!(recount.values().all(|c| c.1 > 0 && c.2 > 0), "{recount:?}");
+    publish(&producer(&bootstrap), INPUT, &messages).await;
+    let replicas = [a, b];
+    let (owner, other) = owner_and_other(&replicas, "acme", 2);
+    wait_applied(&owner.api, messages.len() as u64).await;
+    assert_eq!(listed(owner).await, recount);
+    assert_eq!(listed(other).await, recount, "forwarded to the owner");
+    let [a, b] = replicas;
+    a.stop().await;
+    b.stop().await;
+}
