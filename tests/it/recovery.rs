@@ -13,7 +13,12 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
 
-async fn start(bootstrap: &str, topic: &str, group: &str, state_dir: &Path) -> TestService {
+pub(crate) async fn start(
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    state_dir: &Path,
+) -> TestService {
     let mut config = test_config(bootstrap, topic, group);
     config.state_dir = Some(state_dir.to_owned());
     config.snapshot_interval_ms = 200;
@@ -21,7 +26,7 @@ async fn start(bootstrap: &str, topic: &str, group: &str, state_dir: &Path) -> T
 }
 
 /// Waits until every owned partition has a durable snapshot at its current offset.
-async fn wait_snapshotted(api: &mut Api) {
+pub(crate) async fn wait_snapshotted(api: &mut Api) {
     wait_until("snapshots caught up", Duration::from_secs(30), || {
         let mut api = api.clone();
         async move {
