@@ -111,9 +111,12 @@ pub(crate) fn changes(
     let mut skipped = Vec::new();
     let mut measured: HashMap<String, HashSet<String>> = HashMap::new();
     for (key, shared) in store.partitions() {
+        // Before the partition's lock: `behind` reads every partition's status, and a second
+        // read of a lock that a writer waits for blocks for good.
+        let behind = behind(&key);
         let partition = shared.read();
         let trust = Trust {
-            behind: behind(&key),
+            behind,
             losses: &partition.losses,
         };
         for (sym, tenant) in &partition.tenants {
