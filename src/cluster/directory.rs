@@ -1,7 +1,10 @@
 //! Who owns which partition, learned from Kafka: every replica announces its address and its
-//! partitions on a members topic whenever its assignment changes, and every replica reads that
-//! topic whole. For each partition the newest announcement that lists it names the owner. No
-//! consensus of our own: the consumer group decides ownership, this only spreads the word.
+//! partitions on a members topic whenever its assignment changes and again every
+//! `member_announce_interval_ms`, and every replica reads that topic whole. For each partition
+//! the newest announcement that lists it names the owner; a member whose newest announcement
+//! is older than `member_ttl_ms` is dropped, so a dead replica, a forged record or a forged
+//! tombstone heals on its own. No consensus of our own: the consumer group decides ownership,
+//! this only spreads the word.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,10 +36,18 @@ pub(crate) struct Announcement {
 }
 
 /// The announcements seen so far, and how many partitions the input topic has.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Directory {
     latest: RwLock<HashMap<String, Announcement>>,
     partition_count: AtomicUsize,
+    /// How old a member's newest announcement may be before the member is dropped.
+    ttl_ms: i64,
+}
+
+impl Default for Directory {
+    fn default() -> Self {
+        Directory::new(i64::MAX)
+    }
 }
 
 /// Why an announcement read from the members topic was not taken.
@@ -49,6 +60,29 @@ pub(crate) enum Refused {
 }
 
 impl Directory {
+    pub(crate) fn new(ttl_ms: i64) -> Self {
+        Directory {
+            latest: RwLock::new(HashMap::new()),
+            partition_count: AtomicUsize::new(0),
+            ttl_ms,
+        }
+    }
+
+    /// Drops the members whose newest announcement is older than the TTL at `now_ms`.
+    pub(crate) fn expire(&self, now_ms: i64) {
+        let horizon = now_ms.saturating_sub(self.ttl_ms);
+        if self.latest.read().values().all(|a| a.at_ms >= horizon) {
+            return;
+        }
+        self.latest.write().retain(|addr, a| {
+            let live = a.at_ms >= horizon;
+            if !live {
+                warn!(%addr, age_ms = now_ms - a.at_ms, "replica dropped from the members: no announcement within member_ttl_ms");
+            }
+            live
+        });
+    }
+
     /// Takes an announcement read from the members topic, unless it is dated further ahead
     /// of `now_ms` than `max_skew_ms` or its record's key names another address.
     pub(crate) fn accept(
@@ -77,12 +111,14 @@ impl Directory {
 
     pub(crate) fn record(&self, announcement: Announcement) {
         let mut latest = self.latest.write();
-        let newer = latest
-            .get(&announcement.addr)
-            .is_none_or(|known| known.at_ms <= announcement.at_ms);
-        if newer {
-            latest.insert(announcement.addr.clone(), announcement);
+        let known = latest.get(&announcement.addr);
+        if known.is_some_and(|known| known.at_ms > announcement.at_ms) {
+            return;
         }
+        if known.is_none() {
+            warn_of_takeover(&latest, &announcement);
+        }
+        latest.insert(announcement.addr.clone(), announcement);
     }
 
     /// The replica that announced `partition` last.
@@ -117,11 +153,28 @@ impl Directory {
     }
 }
 
-/// Publishes this replica's announcements.
+/// A new member that claims partitions another member announced: a rebalance that moved
+/// them, or a record that is not a replica's. Either way worth a line with both addresses.
+fn warn_of_takeover(latest: &HashMap<String, Announcement>, new: &Announcement) {
+    for (addr, member) in latest {
+        let taken: Vec<i32> = member
+            .partitions
+            .intersection(&new.partitions)
+            .copied()
+            .collect();
+        if !taken.is_empty() {
+            warn!(new_member = %new.addr, from = %addr, partitions = ?taken, "a new member announces partitions a live member holds");
+        }
+    }
+}
+
+/// Publishes this replica's announcements, and repeats the newest one.
 pub(crate) struct Announcer {
     producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
     topic: String,
     addr: String,
+    /// What was announced last, once anything was.
+    last: parking_lot::Mutex<Option<BTreeSet<i32>>>,
 }
 
 impl Announcer {
@@ -134,10 +187,21 @@ impl Announcer {
             producer: client.create().map_err(ClusterError::Kafka)?,
             topic: topic.to_owned(),
             addr: addr.to_owned(),
+            last: parking_lot::Mutex::new(None),
         })
     }
 
+    /// Announces again what was announced last, newly dated, so the others keep this replica
+    /// as a member and a forged tombstone of it is undone.
+    pub(crate) fn repeat(&self, now_ms: i64, directory: &Directory) {
+        let last = self.last.lock().clone();
+        if let Some(partitions) = last {
+            self.announce(partitions, now_ms, directory);
+        }
+    }
+
     pub(crate) fn announce(&self, partitions: BTreeSet<i32>, now_ms: i64, directory: &Directory) {
+        *self.last.lock() = Some(partitions.clone());
         let announcement = Announcement {
             addr: self.addr.clone(),
             partitions,
@@ -155,6 +219,28 @@ impl Announcer {
         }
         let _ = self.producer.flush(Duration::from_secs(5));
     }
+}
+
+/// Repeats this replica's newest announcement every `interval` until `shutdown`.
+pub(crate) fn repeat(
+    announcer: Arc<Announcer>,
+    directory: Arc<Directory>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) -> Result<JoinHandle<()>, ClusterError> {
+    std::thread::Builder::new()
+        .name("ih-announce".into())
+        .spawn(move || {
+            let mut last = Instant::now();
+            while !shutdown.is_cancelled() {
+                std::thread::sleep(Duration::from_millis(50).min(interval));
+                if last.elapsed() >= interval {
+                    last = Instant::now();
+                    announcer.repeat(crate::clock::SystemClock.now_ms(), &directory);
+                }
+            }
+        })
+        .map_err(ClusterError::Thread)
 }
 
 /// Reads the members topic from its beginning, and the input topic's partition count, until
@@ -191,6 +277,7 @@ pub(crate) fn follow(
                     Some(Err(err)) => debug!(error = %err, "members topic read failed"),
                     None => {}
                 }
+                directory.expire(crate::clock::SystemClock.now_ms());
             }
         })
         .map_err(ClusterError::Thread)
@@ -201,7 +288,7 @@ pub(crate) fn follow(
 fn take(directory: &Directory, key: Option<&[u8]>, payload: Option<&[u8]>, max_skew_ms: i64) {
     let Some(payload) = payload else {
         if let Some(addr) = key.map(String::from_utf8_lossy) {
-            debug!(%addr, "replica left the members topic");
+            tracing::info!(%addr, "a tombstone on the members topic removes this replica until it announces again");
             directory.forget(&addr);
         }
         return;
@@ -303,6 +390,23 @@ mod tests {
         let skewed = announce("a:1", &[0], now + 59_000);
         assert_eq!(directory.accept(Some(b"a:1"), skewed, now, 60_000), Ok(()));
         assert_eq!(directory.owner_of(0).as_deref(), Some("a:1"));
+    }
+
+    #[test]
+    fn a_member_silent_past_the_ttl_is_dropped_and_its_next_announcement_brings_it_back() {
+        let directory = Directory::new(3_000);
+        directory.record(announce("a:1", &[0], 10_000));
+        directory.record(announce("b:1", &[1], 12_000));
+        directory.expire(13_000);
+        assert_eq!(directory.members(), ["a:1", "b:1"]);
+        directory.expire(13_001);
+        assert_eq!(directory.members(), ["b:1"], "a is 3,001 ms old");
+        assert_eq!(directory.owner_of(0), None);
+        // A forged tombstone of b, then b's next announcement.
+        take(&directory, Some(b"b:1"), None, 60_000);
+        assert!(directory.members().is_empty());
+        directory.record(announce("b:1", &[1], 14_000));
+        assert_eq!(directory.owner_of(1).as_deref(), Some("b:1"));
     }
 
     #[test]

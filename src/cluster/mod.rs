@@ -44,6 +44,10 @@ pub(crate) struct ClusterConfig {
     pub(crate) peer_timeout: Duration,
     /// How far ahead of this replica's clock an announcement may be dated.
     pub(crate) max_clock_skew: Duration,
+    /// How often this replica repeats its announcement, and how old a member's newest one may
+    /// be before the member is dropped.
+    pub(crate) announce_interval: Duration,
+    pub(crate) member_ttl: Duration,
     /// The aggregated topic is keyed by tenant with librdkafka's `consistent` partitioner (the
     /// repartition stage's): a tenant's events all sit in one known partition, so only it is
     /// asked for.
@@ -111,9 +115,9 @@ pub(crate) struct Coverage {
 pub struct Cluster {
     pub(crate) config: ClusterConfig,
     pub(crate) directory: Arc<Directory>,
-    announcer: Announcer,
+    announcer: Arc<Announcer>,
     channels: RwLock<BTreeMap<String, Channel>>,
-    follower: parking_lot::Mutex<Option<JoinHandle<()>>>,
+    threads: parking_lot::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Cluster {
@@ -124,8 +128,13 @@ impl Cluster {
         client: &ClientConfig,
         shutdown: CancellationToken,
     ) -> Result<Arc<Cluster>, ClusterError> {
-        let directory = Arc::new(Directory::default());
-        let announcer = Announcer::new(client, &config.members_topic, &config.advertise_addr)?;
+        let ttl_ms = i64::try_from(config.member_ttl.as_millis()).unwrap_or(i64::MAX);
+        let directory = Arc::new(Directory::new(ttl_ms));
+        let announcer = Arc::new(Announcer::new(
+            client,
+            &config.members_topic,
+            &config.advertise_addr,
+        )?);
         let mut reader = client.clone();
         reader
             .set("group.id", format!("ih-members-{}", config.advertise_addr))
@@ -136,6 +145,12 @@ impl Cluster {
             config.input_topic.clone(),
             directory.clone(),
             i64::try_from(config.max_clock_skew.as_millis()).unwrap_or(i64::MAX),
+            shutdown.clone(),
+        )?;
+        let repeater = directory::repeat(
+            announcer.clone(),
+            directory.clone(),
+            config.announce_interval,
             shutdown,
         )?;
         Ok(Arc::new(Cluster {
@@ -143,7 +158,7 @@ impl Cluster {
             directory,
             announcer,
             channels: RwLock::new(BTreeMap::new()),
-            follower: parking_lot::Mutex::new(Some(follower)),
+            threads: parking_lot::Mutex::new(vec![follower, repeater]),
         }))
     }
 
@@ -152,16 +167,24 @@ impl Cluster {
         self.announcer.announce(partitions, now_ms, &self.directory);
     }
 
-    /// Waits for the members thread after shutdown.
+    /// Waits for the members and announcing threads after shutdown.
     pub(crate) fn join(&self) {
-        if let Some(follower) = self.follower.lock().take() {
-            let _ = follower.join();
+        for thread in self.threads.lock().drain(..) {
+            let _ = thread.join();
         }
     }
 
     fn channel(&self, addr: &str) -> Option<Channel> {
         if let Some(channel) = self.channels.read().get(addr) {
             return Some(channel.clone());
+        }
+        // The peer token never crosses a network in clear text, whatever an announcement says.
+        if self.config.peer_token.is_some()
+            && self.config.tls.is_none()
+            && !crate::config::is_loopback(addr)
+        {
+            tracing::warn!(%addr, "not asking a replica at a non-loopback address without TLS");
+            return None;
         }
         let scheme = if self.config.tls.is_some() {
             "https"

@@ -40,6 +40,8 @@ mod secrets;
 mod tokens;
 mod validate;
 
+pub(crate) use validate::is_loopback;
+
 pub use destinations::{check_url, DestinationKind, DestinationSettings, PAGERDUTY_EVENTS_URL};
 pub(crate) use secrets::KafkaProperties;
 pub use secrets::{ObjectStoreOptions, Secret};
@@ -88,6 +90,10 @@ pub struct Config {
     /// How far ahead of this replica's clock an announcement on the members topic may be dated
     /// before it is refused.
     pub member_clock_skew_ms: u64,
+    /// How often a replica repeats its announcement, and how old a member's newest one may be
+    /// before the others drop it (at least three intervals).
+    pub member_announce_interval_ms: u64,
+    pub member_ttl_ms: u64,
     /// Dead-letter topic; default `<topic>.dlq`.
     pub dlq_topic: Option<String>,
     pub grpc_addr: SocketAddr,
@@ -239,6 +245,8 @@ impl Default for Config {
             peer_timeout_ms: 2_000,
             peer_ca: None,
             member_clock_skew_ms: 60_000,
+            member_announce_interval_ms: 10_000,
+            member_ttl_ms: 30_000,
             dlq_topic: None,
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),

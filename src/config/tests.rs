@@ -171,3 +171,41 @@ fn bad_values_name_the_setting() {
         assert!(message.contains(setting), "{message}");
     }
 }
+
+#[test]
+fn replicas_off_loopback_need_tls_for_their_token_and_a_ttl_of_three_intervals() {
+    let peer = crate::config::TokenGrant {
+        peer: true,
+        ..crate::config::TokenGrant::plain("peer-secret", &["*"])
+    };
+    let replica = |addr: &str| Config {
+        advertise_addr: Some(addr.into()),
+        peer_token: Some(crate::config::Secret::new("peer-secret")),
+        tokens: vec![peer.clone()],
+        ..Config::default()
+    };
+    let err = replica("10.0.0.7:50051")
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("tls_cert") && err.contains("clear text"),
+        "{err}"
+    );
+    replica("127.0.0.1:50051").validate().unwrap();
+    replica("localhost:50051").validate().unwrap();
+    for (interval, ttl, valid) in [
+        (10_000, 30_000, true),
+        (10_000, 29_999, false),
+        (50, 1_000, false),
+    ] {
+        let config = Config {
+            member_announce_interval_ms: interval,
+            member_ttl_ms: ttl,
+            ..Config::default()
+        };
+        assert_eq!(config.validate().is_ok(), valid, "{interval} {ttl}");
+    }
+    assert!(crate::config::is_loopback("[::1]:50051"));
+    assert!(!crate::config::is_loopback("replica-0.svc:50051"));
+}

@@ -84,6 +84,26 @@ impl Config {
                  anyone with a certificate for some name could pose as a replica",
             ));
         }
+        let exposed_peer = self
+            .advertise_addr
+            .as_deref()
+            .is_some_and(|addr| !is_loopback(addr));
+        if exposed_peer && self.peer_token.is_some() && !tls_on {
+            return Err(invalid(
+                "tls_cert",
+                "replicas at a non-loopback advertise_addr send the peer token to each other, \
+                 never in clear text: set tls_cert, tls_key and peer_ca",
+            ));
+        }
+        if self.member_announce_interval_ms < 100
+            || self.member_ttl_ms < 3 * self.member_announce_interval_ms
+        {
+            return Err(invalid(
+                "member_ttl_ms",
+                "member_announce_interval_ms must be at least 100, and member_ttl_ms at least \
+                 three times it",
+            ));
+        }
         if self.ready_max_lag < 0 {
             return Err(invalid("ready_max_lag", "must not be negative"));
         }
@@ -221,4 +241,14 @@ fn check_topic(setting: &'static str, topic: &str) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// Whether `addr` (`host:port`) names this machine: a loopback IP or `localhost`.
+pub(crate) fn is_loopback(addr: &str) -> bool {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }

@@ -195,6 +195,8 @@ pub async fn start(
                 peer_token: config.peer_token.clone(),
                 peer_timeout: Duration::from_millis(config.peer_timeout_ms),
                 max_clock_skew: Duration::from_millis(config.member_clock_skew_ms),
+                announce_interval: Duration::from_millis(config.member_announce_interval_ms),
+                member_ttl: Duration::from_millis(config.member_ttl_ms),
                 tls: peer_tls(config)?,
                 route_by_tenant: !config.input_keyed_by_tenant,
             },

@@ -22,6 +22,7 @@ mod hostile_corpus;
 mod integration_health;
 mod issues;
 mod load;
+mod membership;
 mod notify;
 mod object_storage;
 mod operations;
