@@ -84,17 +84,6 @@ impl Config {
                  anyone with a certificate for some name could pose as a replica",
             ));
         }
-        let exposed_peer = self
-            .advertise_addr
-            .as_deref()
-            .is_some_and(|addr| !is_loopback(addr));
-        if exposed_peer && self.peer_token.is_some() && !tls_on {
-            return Err(invalid(
-                "tls_cert",
-                "replicas at a non-loopback advertise_addr send the peer token to each other, \
-                 never in clear text: set tls_cert, tls_key and peer_ca",
-            ));
-        }
         if self.member_announce_interval_ms < 100
             || self.member_ttl_ms < 3 * self.member_announce_interval_ms
         {
@@ -211,6 +200,17 @@ impl Config {
             self.peer_token.as_ref(),
             &grants,
         )?;
+        let exposed_peer = self
+            .advertise_addr
+            .as_deref()
+            .is_some_and(|addr| !is_loopback(addr));
+        if exposed_peer && self.peer_token.is_some() && !tls_on {
+            return Err(invalid(
+                "tls_cert",
+                "replicas at a non-loopback advertise_addr send the peer token to each other, \
+                 never in clear text: set tls_cert, tls_key and peer_ca",
+            ));
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(invalid("tls_cert", "and tls_key must be set together"));
         }

@@ -203,7 +203,10 @@ fn replicas_without_a_peer_grant_do_not_start() {
         "[[tokens]]\nname = \"t5\"\ntoken_sha256 = \"{digest}\"\ntenants = [\"*\"]\npeer = true\n"
     );
     std::fs::write(&tokens, peer).expect("tokens");
-    let (passed, stderr) = check(with_tokens);
+    let (passed, stderr) = check(with_tokens.clone());
+    assert!(!passed, "the peer token in clear text off loopback");
+    assert!(stderr.contains("tls_cert"), "{stderr}");
+    let (passed, stderr) = check(with_tokens.replace("10.0.0.7", "127.0.0.1"));
     assert!(passed, "{stderr}");
 }
 
