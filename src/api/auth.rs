@@ -118,6 +118,36 @@ impl Auth {
         }
     }
 
+    /// What the caller's token may do: its grant's name and rights, or everything on an open
+    /// API.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn describe_caller(
+        &self,
+        metadata: &MetadataMap,
+    ) -> Result<crate::proto::GetCallerResponse, Status> {
+        let Some(grant) = self.caller_grant(metadata)? else {
+            return Ok(crate::proto::GetCallerResponse {
+                open: true,
+                all_tenants: true,
+                may_write: true,
+                alerts_admin: true,
+                operator: true,
+                ..Default::default()
+            });
+        };
+        let mut tenants: Vec<String> = grant.tenants.iter().flatten().cloned().collect();
+        tenants.sort();
+        Ok(crate::proto::GetCallerResponse {
+            grant_name: grant.name.clone(),
+            open: false,
+            tenants,
+            all_tenants: grant.tenants.is_none(),
+            may_write: grant.write,
+            alerts_admin: grant.alerts_admin,
+            operator: grant.operator,
+        })
+    }
+
     /// Whether the caller's token is a replica's (`peer = true`); never with an open API.
     pub(crate) fn is_peer(&self, metadata: &MetadataMap) -> bool {
         matches!(self.caller_grant(metadata), Ok(Some(grant)) if grant.peer)

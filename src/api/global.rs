@@ -1,5 +1,5 @@
 //! The calls about the whole service rather than one tenant: `ListCommonErrors`,
-//! `ListTenants` and `GetIngestStatus`.
+//! `ListTenants`, `GetIngestStatus` and `GetCaller`.
 
 // Handlers must return `tonic::Status`.
 #![allow(clippy::result_large_err)]
@@ -63,6 +63,19 @@ impl IntegrationHealthApi {
                 ..Default::default()
             };
             Ok(respond(&coverage, answer))
+        })
+        .await
+    }
+
+    #[instrument(name = "get_caller", skip_all, fields(rpc = "GetCaller"))]
+    pub(super) async fn caller_call(
+        &self,
+        request: Request<proto::GetCallerRequest>,
+    ) -> Result<Response<proto::GetCallerResponse>, Status> {
+        self.timed("GetCaller", async {
+            self.caller(&request, Access::Any)?;
+            let answer = self.auth.current().describe_caller(request.metadata())?;
+            Ok(Response::new(answer))
         })
         .await
     }

@@ -164,4 +164,11 @@ impl IntegrationHealth for IntegrationHealthApi {
     ) -> Answer<proto::GetIngestStatusResponse> {
         self.ingest_status_call(request).await
     }
+
+    async fn get_caller(
+        &self,
+        request: Request<proto::GetCallerRequest>,
+    ) -> Answer<proto::GetCallerResponse> {
+        self.caller_call(request).await
+    }
 }

@@ -623,3 +623,58 @@ async fn watch_streams_in_connects_enveloped_form() {
     let end: serde_json::Value = serde_json::from_slice(&frames[0].1).expect("json");
     assert_eq!(end["error"]["code"], "unauthenticated");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_caller_says_what_a_token_may_do_and_nothing_secret() {
+    let writer = TokenGrant {
+        name: Some("acme-desk".into()),
+        write: true,
+        alerts_admin: true,
+        ..TokenGrant::plain("acme-writer", &["globex", "acme"])
+    };
+    let mut tokens = grants();
+    tokens.push(writer);
+    let served = ApiOnly::start(tokens, NOW).await;
+    let caller = |token: &'static str| {
+        let mut api = served.api.clone();
+        async move {
+            api.get_caller(authorized(proto::GetCallerRequest {}, token))
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let reader = caller("acme-only").await.expect("a reader");
+    assert_eq!(reader.tenants, ["acme"]);
+    assert!(!reader.open && !reader.all_tenants);
+    assert!(!reader.may_write && !reader.alerts_admin && !reader.operator);
+    let desk = caller("acme-writer").await.expect("a writer");
+    assert_eq!(desk.grant_name, "acme-desk");
+    assert_eq!(desk.tenants, ["acme", "globex"], "sorted");
+    assert!(desk.may_write && desk.alerts_admin && !desk.operator);
+    let sre = caller("sre").await.expect("an operator");
+    assert!(sre.all_tenants && sre.operator && sre.tenants.is_empty());
+    let unknown = caller("nobody").await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::Unauthenticated);
+
+    // Over Connect, the same answer as JSON, with neither the token nor its hash in it.
+    let answer = post_json(&served, "GetCaller", b"{}", Some("acme-writer")).await;
+    assert_eq!(answer.status, 200);
+    let body = String::from_utf8_lossy(&answer.body).into_owned();
+    let json: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(json["grantName"], "acme-desk");
+    assert_eq!(json["mayWrite"], true);
+    let digest = hex::encode(integration_health::config::sha256("acme-writer"));
+    assert!(
+        !body.contains("acme-writer") && !body.contains(&digest),
+        "{body}"
+    );
+
+    let open = ApiOnly::start(Vec::new(), NOW).await;
+    let mut api = open.api.clone();
+    let everything = api
+        .get_caller(proto::GetCallerRequest {})
+        .await
+        .expect("open")
+        .into_inner();
+    assert!(everything.open && everything.all_tenants && everything.may_write);
+}

@@ -307,6 +307,7 @@ async fn call(
         "DeleteAlertRule" => delete_alert_rule,
         "ListTenants" => list_tenants,
         "GetIngestStatus" => get_ingest_status,
+        "GetCaller" => get_caller,
     }
 }
 
