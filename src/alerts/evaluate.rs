@@ -49,6 +49,9 @@ pub(crate) struct Measured {
     pub(crate) sample_message: String,
     pub(crate) guidance: String,
     pub(crate) severity: Severity,
+    /// The volume the rule needs before it fires: events in the window (failure rate, SLO
+    /// burn), failures in the hour (spike), events in a steady day's hours (silence).
+    pub(crate) min_volume: u64,
     /// Where its alert is delivered, should it fire.
     pub(crate) destinations: Vec<String>,
     /// Why this silence was not judged, if it was not (see `Trust`).
@@ -288,6 +291,7 @@ fn silence(
             minimum: SILENCE_STEADY_DAYS,
         },
     );
+    measured.min_volume = rules.silence_min_events;
     // A state that cannot be trusted neither claims a silence nor ends one: events may be
     // missing.
     measured.skipped = trust.blocker(2 * window, now_ms);
@@ -471,6 +475,7 @@ impl Subject {
             sample_message: String::new(),
             guidance: String::new(),
             severity: rule.default_severity(false),
+            min_volume: volume.minimum,
             destinations: Vec::new(),
             skipped: None,
             groups: self.groups,

@@ -117,6 +117,10 @@ pub(crate) struct AlertEvent {
     /// What was measured, and the threshold it crossed (or fell below, with the hysteresis).
     pub(crate) value: f64,
     pub(crate) threshold: f64,
+    /// The minimum volume the rule applied (see `Measured::min_volume`); 0 in events
+    /// published before it was recorded.
+    #[serde(default)]
+    pub(crate) min_volume: u64,
     /// What `value` is, in words: "failure rate over 15 min", "burn rate 1 h / 5 min".
     pub(crate) measure: String,
     pub(crate) first_failure_ms: Option<i64>,

@@ -217,6 +217,7 @@ fn change(
         status_code: m.status_code,
         value: m.value,
         threshold: m.threshold,
+        min_volume: m.min_volume,
         measure: m.measure,
         first_failure_ms: m.first_failure_ms,
         last_failure_ms: m.last_failure_ms,

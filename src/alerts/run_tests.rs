@@ -81,6 +81,7 @@ fn a_steady_integration_gone_quiet_fires_and_its_next_event_resolves_it() {
     assert_eq!(alert.state, AlertState::Firing);
     // The minute of the last event counts as heard: silent from its end, 44 minutes.
     assert_eq!((alert.value, alert.threshold), (44.0, 30.0));
+    assert_eq!(alert.min_volume, 10, "the events a steady day's hours hold");
     assert!(
         alert
             .measure

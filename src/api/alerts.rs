@@ -58,6 +58,7 @@ impl From<AlertEvent> for proto::Alert {
             fired_at: Some(ms_to_timestamp(e.fired_at_ms)),
             at: Some(ms_to_timestamp(e.at_ms)),
             severity: severity_to_wire(e.severity) as i32,
+            min_volume: e.min_volume,
         }
     }
 }

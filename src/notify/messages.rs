@@ -35,6 +35,7 @@ pub(crate) fn test_event(destination: &str, tenant_id: &str, now_ms: i64) -> Ale
         status_code: 0,
         value: 0.0,
         threshold: 0.0,
+        min_volume: 0,
         measure: format!("a test of destination {destination}, sent by query alerts test"),
         first_failure_ms: None,
         last_failure_ms: None,

@@ -173,6 +173,10 @@ async fn a_failure_rate_fires_holds_through_a_dip_and_resolves_once() {
         alert.value
     );
     assert_eq!(alert.threshold, 0.2);
+    assert_eq!(
+        alert.min_volume, 20,
+        "the settings' minimum events in the window"
+    );
     assert_eq!(alert.integration_id, "crm");
     assert_eq!(alert.status_code, 503);
     let guidance = catalog::lookup(503)
@@ -329,6 +333,10 @@ async fn a_spike_against_the_same_hour_of_the_last_week_fires() {
     // Five times a baseline of one is five, under the minimum of ten: ten is what it is
     // compared with, and what it shows.
     assert_eq!(spike.threshold, 10.0);
+    assert_eq!(
+        spike.min_volume, 10,
+        "the settings' minimum failures in the hour"
+    );
     assert_eq!(
         (spike.status_code, spike.integration_id.as_str()),
         (884, "")

@@ -613,7 +613,8 @@ function renderAlerts(answer) {
       h('strong', { class: 'badge' }, on ? 'Firing' : 'Resolved'), ' ',
       h('span', {}, `${RULE_WORDS[a.rule] || a.rule} · `), link,
       h('span', { class: 'measured', 'data-value': num(a.value), 'data-threshold': num(a.threshold) },
-        ` · ${Number(a.value || 0).toFixed(3)} against ${Number(a.threshold || 0).toFixed(3)} (${a.measure || ''})`),
+        ` · ${Number(a.value || 0).toFixed(3)} against ${Number(a.threshold || 0).toFixed(3)} (${a.measure || ''})`
+        + (Number(a.minVolume || 0) > 0 ? `, at least ${num(a.minVolume)} ${a.rule === 'SPIKE' ? 'failures' : 'events'}` : '')),
       h('span', { class: 'muted' }, on ? ` · since ${time(a.firedAt)}` : ` · resolved ${time(a.at)}`));
   }));
   return { nodes: [list], empty: false, range };
