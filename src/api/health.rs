@@ -78,11 +78,14 @@ impl IntegrationHealthApi {
                 Caller::Replica(_) => Counting::Here(self.engine.clone(), req.tenant_id.clone()),
                 _ => Counting::Shared(self.feeds().subscribe(&req.tenant_id)),
             };
+            let book = self.issues.as_ref().map(|keeping| keeping.book.clone());
+            let tenant = req.tenant_id.clone();
             let watched = Watched {
                 counting,
                 permit: self.watches.open(caller)?,
                 interval: watch_interval(req.min_interval.as_ref())?,
                 shutdown: self.shutdown.clone(),
+                actions: Box::new(move || book.as_ref().map_or(0, |b| b.actions_read(&tenant))),
             };
             Ok(Response::new(watched.stream()))
         })

@@ -1,4 +1,5 @@
-//! `WatchTenant`: a small update whenever a tenant's counters move, at most once per interval.
+//! `WatchTenant`: a small update whenever a tenant's counters move, or an issue action of the
+//! tenant is read, at most once per interval.
 //! The sender waits for the client to take each update before it looks again, so a slow client
 //! holds at most one update and gets the newest state next, never a backlog.
 
@@ -38,6 +39,11 @@ const FAILURE_SECTIONS: [&str; 6] = [
     "integrations",
 ];
 const EVENT_SECTIONS: [&str; 3] = ["overview", "change", "integrations"];
+/// What an issue action moves: the failures table's issue states.
+const ACTION_SECTIONS: [&str; 1] = ["failures"];
+
+/// How many issue actions of the watched tenant have been read so far.
+pub(crate) type ActionsRead = Box<dyn Fn() -> u64 + Send + Sync>;
 
 pub(crate) fn watch_interval(requested: Option<&proto::Duration>) -> Result<Duration, Status> {
     let Some(requested) = requested else {
@@ -68,6 +74,9 @@ pub(crate) struct Watched {
     pub(crate) permit: WatchPermit,
     pub(crate) interval: Duration,
     pub(crate) shutdown: CancellationToken,
+    /// Moves with the tenant's issue actions; every replica reads them all, so a local count
+    /// suffices.
+    pub(crate) actions: ActionsRead,
 }
 
 impl Watched {
@@ -86,6 +95,7 @@ impl Watched {
             let mut ticker = tokio::time::interval(self.interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             let mut last: Option<TenantCounters> = None;
+            let mut actions = (self.actions)();
             loop {
                 tokio::select! {
                     _ = self.shutdown.cancelled() => return,
@@ -95,17 +105,32 @@ impl Watched {
                 let Some(now) = self.counters() else {
                     continue;
                 };
-                if last == Some(now) {
+                let acted = (self.actions)();
+                if last == Some(now) && acted == actions {
                     continue;
                 }
-                let update = update(last, now);
+                let update = match last == Some(now) {
+                    true => acted_on(now),
+                    false => update(last, now),
+                };
                 last = Some(now);
+                actions = acted;
                 if updates.send(Ok(update)).await.is_err() {
                     return;
                 }
             }
         });
         Box::pin(ReceiverStream::new(receiver))
+    }
+}
+
+/// An update for an issue action alone: the counters have not moved.
+fn acted_on(now: TenantCounters) -> proto::TenantUpdate {
+    proto::TenantUpdate {
+        version: now.events,
+        changed_sections: ACTION_SECTIONS.iter().map(|s| (*s).to_owned()).collect(),
+        events: now.events,
+        failures: now.failures,
     }
 }
 

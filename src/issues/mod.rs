@@ -130,11 +130,27 @@ pub(crate) fn derive_state(
 pub(crate) struct IssueBook {
     actions: RwLock<HashMap<String, IssueAction>>,
     caught_up: std::sync::atomic::AtomicBool,
+    /// Actions read per tenant, so a tenant's live feed can move on them.
+    read_per_tenant: RwLock<HashMap<String, u64>>,
 }
 
 impl IssueBook {
     pub(crate) fn record(&self, action: IssueAction) {
+        *self
+            .read_per_tenant
+            .write()
+            .entry(action.tenant_id.clone())
+            .or_default() += 1;
         self.actions.write().insert(action.key(), action);
+    }
+
+    /// How many actions this book has read for `tenant_id`: it moves with every action.
+    pub(crate) fn actions_read(&self, tenant_id: &str) -> u64 {
+        self.read_per_tenant
+            .read()
+            .get(tenant_id)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// A tombstone on the compacted topic: the issue's actions are gone.

@@ -377,3 +377,46 @@ async fn issue_once_applied(api: &Api) -> proto::FailureGroup {
     .await;
     the_issue(api).await
 }
+
+/// The next update of a watch, within 10 s.
+async fn next(updates: &mut tonic::Streaming<proto::TenantUpdate>) -> proto::TenantUpdate {
+    tokio::time::timeout(Duration::from_secs(10), updates.message())
+        .await
+        .expect("an update in time")
+        .expect("the stream")
+        .expect("an update")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issue_action_moves_the_tenants_live_feed() {
+    let (_kafka, bootstrap) = kafka_with_topic(TOPIC, 1);
+    let service = TestService::start_at(&config(&bootstrap, "issues-watch"), NOW).await;
+    publish(&producer(&bootstrap), TOPIC, &[failure("w1", NOW - HOUR)]).await;
+    wait_ready(&service, 1).await;
+    let api = service.api.clone();
+    let id = the_issue(&api).await.failure_id;
+    let request = proto::WatchTenantRequest {
+        tenant_id: "acme".into(),
+        min_interval: Some(proto::Duration {
+            seconds: 0,
+            nanos: 100_000_000,
+        }),
+    };
+    let mut updates = api
+        .clone()
+        .watch_tenant(authorized(request, READER))
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = next(&mut updates).await;
+    assert_eq!(first.events, 1);
+
+    // No event arrives; the acknowledgement alone moves the feed, for the failures table.
+    act(&api, &id, proto::IssueAction::Acknowledge, None, WRITER)
+        .await
+        .expect("acknowledged");
+    let acted = next(&mut updates).await;
+    assert_eq!(acted.changed_sections, ["failures"]);
+    assert_eq!((acted.events, acted.version), (first.events, first.version));
+    service.stop().await;
+}
