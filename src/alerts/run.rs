@@ -18,9 +18,10 @@ use crate::clock::SharedClock;
 use crate::ops::{CheckReady, Metrics};
 use crate::store::{PartitionKey, Store};
 
-/// Why the service is behind on a partition ("lagging", "unassigned"), if it is: given by the
-/// server, since `alerts` does not know ingest.
-pub(crate) type BehindCheck = Arc<dyn Fn(&PartitionKey) -> Option<&'static str> + Send + Sync>;
+/// The partitions the service is behind on, each with why ("lagging", "unassigned"): given by
+/// the server, since `alerts` does not know ingest.
+pub(crate) type BehindCheck = Arc<dyn Fn() -> Behind + Send + Sync>;
+pub(crate) type Behind = HashMap<PartitionKey, &'static str>;
 
 /// What the evaluator reads and writes.
 pub(crate) struct Evaluator {
@@ -32,8 +33,8 @@ pub(crate) struct Evaluator {
     pub(crate) book: Arc<AlertBook>,
     pub(crate) writer: Arc<ChangelogWriter>,
     pub(crate) interval: Duration,
-    /// Whether the service is behind on a partition: no silence is claimed from it then,
-    /// since the unread messages may be the silent integration's next events.
+    /// Which partitions the service is behind on: no silence is claimed from them, since the
+    /// unread messages may be the silent integration's next events.
     pub(crate) behind: BehindCheck,
     /// Counts the silences not judged, per reason.
     pub(crate) metrics: Arc<Metrics>,
@@ -70,7 +71,9 @@ pub(crate) async fn evaluate_periodically(evaluator: Evaluator, shutdown: Cancel
             let (store, book, behind) = (store.clone(), book.clone(), behind.clone());
             let rules = (rules.clone(), rule_book.clone());
             tokio::task::spawn_blocking(move || {
-                changes(&store, (&rules.0, &rules.1), &book, now_ms, &*behind)
+                // Before any partition's lock: it reads every partition's status.
+                let behind = behind();
+                changes(&store, (&rules.0, &rules.1), &book, now_ms, &behind)
             })
             .await
         };
@@ -105,18 +108,15 @@ pub(crate) fn changes(
     (rules, rule_book): (&RuleOverrides, &RuleBook),
     book: &AlertBook,
     now_ms: i64,
-    behind: &dyn Fn(&PartitionKey) -> Option<&'static str>,
+    behind: &Behind,
 ) -> Round {
     let mut events: Vec<AlertEvent> = Vec::new();
     let mut skipped = Vec::new();
     let mut measured: HashMap<String, HashSet<String>> = HashMap::new();
     for (key, shared) in store.partitions() {
-        // Before the partition's lock: `behind` reads every partition's status, and a second
-        // read of a lock that a writer waits for blocks for good.
-        let behind = behind(&key);
         let partition = shared.read();
         let trust = Trust {
-            behind,
+            behind: behind.get(&key).copied(),
             losses: &partition.losses,
         };
         for (sym, tenant) in &partition.tenants {

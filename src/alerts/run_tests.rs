@@ -55,9 +55,11 @@ fn store() -> Store {
 /// `changes` under the default rules and no runtime ones, the partition `behind` or not.
 fn round_at(store: &Store, book: &AlertBook, now_ms: i64, behind: Option<&'static str>) -> Round {
     let rules = RuleOverrides::new(AlertRules::default(), Routes::default());
-    changes(store, (&rules, &RuleBook::default()), book, now_ms, &|_| {
-        behind
-    })
+    let behind: Behind = behind
+        .map(|reason| (PartitionKey::new("events", 0), reason))
+        .into_iter()
+        .collect();
+    changes(store, (&rules, &RuleBook::default()), book, now_ms, &behind)
 }
 
 fn changes_at(store: &Store, book: &AlertBook, now_ms: i64, caught_up: bool) -> Vec<AlertEvent> {

@@ -216,28 +216,41 @@ impl IngestProgress {
         }
     }
 
-    /// Why the service is behind on `key`, if it is: "unassigned" while the group has not
-    /// assigned it (or the partition is being restored, or its high watermark is unknown),
-    /// "lagging" while messages of it, or of the repartition stage's input, are unread.
+    /// The store's partitions the service is behind on, each with why: "unassigned" while the
+    /// group has not assigned it (or a partition is being restored, or its high watermark is
+    /// unknown), "lagging" while messages of it, or of the repartition stage's input, are
+    /// unread. One status for every partition.
     pub(crate) fn behind(
         &self,
         store: &Store,
-        key: &PartitionKey,
         now_ms: i64,
-    ) -> Option<&'static str> {
+    ) -> std::collections::HashMap<PartitionKey, &'static str> {
         let restoring = self.attaching.load(Ordering::SeqCst) > 0;
-        if !self.has_assignment() || restoring || self.high_watermark(key).is_none() {
-            return Some("unassigned");
-        }
         let status = self.status(store, now_ms);
-        let own = status
-            .partitions
+        let upstream_lags = status
+            .upstream
             .iter()
-            .filter(|p| *p.topic == *key.topic && p.partition == key.partition);
-        let lagging = own
-            .chain(&status.upstream)
             .any(|p| p.lag > 0 || p.high_watermark < 0);
-        lagging.then_some("lagging")
+        let lags = |key: &PartitionKey| {
+            upstream_lags
+                || status.partitions.iter().any(|p| {
+                    *p.topic == *key.topic
+                        && p.partition == key.partition
+                        && (p.lag > 0 || p.high_watermark < 0)
+                })
+        };
+        let mut behind = std::collections::HashMap::new();
+        for (key, _) in store.partitions() {
+            let unassigned =
+                !self.has_assignment() || restoring || self.high_watermark(&key).is_none();
+            let reason = match () {
+                _ if unassigned => "unassigned",
+                _ if lags(&key) => "lagging",
+                _ => continue,
+            };
+            behind.insert(key, reason);
+        }
+        behind
     }
 
     /// Ready once ingest has its assignment and every assigned partition is restored, has a

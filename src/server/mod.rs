@@ -275,7 +275,7 @@ pub async fn start(
     // `ready_max_lag`, the unread messages may be the silent integration's next events.
     let behind: alerts::BehindCheck = {
         let (store, progress, clock) = (store.clone(), progress.clone(), clock.clone());
-        Arc::new(move |key| progress.behind(&store, key, clock.now_ms()))
+        Arc::new(move || progress.behind(&store, clock.now_ms()))
     };
     let read_all: ops::CheckReady = {
         let (store, progress, clock) = (store.clone(), progress.clone(), clock.clone());
