@@ -553,7 +553,7 @@ async fn a_rule_routes_its_own_alerts_and_disabling_or_deleting_it_takes_effect(
 
 /// A replica of `input` at a free port, reading through the repartition stage so that a
 /// tenant has one owner, with the admin grants beside `as_replica`'s.
-pub(crate) fn replica_config(bootstrap: &str, input: &str) -> Config {
+fn replica_config(bootstrap: &str, input: &str) -> Config {
     let addr = format!("127.0.0.1:{}", free_port());
     let mut config = Config {
         alert_interval_ms: 100,
@@ -568,7 +568,7 @@ pub(crate) fn replica_config(bootstrap: &str, input: &str) -> Config {
 
 /// Waits until the group has split `partitions` evenly among `replicas`, each is ready and
 /// knows every partition's owner: only then does no hand-over re-publish a tail mid-test.
-pub(crate) async fn settled(replicas: &[&TestService], partitions: usize) {
+async fn settled(replicas: &[&TestService], partitions: usize) {
     let share = partitions / replicas.len();
     for replica in replicas {
         let (api, http) = (replica.api.clone(), replica.service.http_addr);
@@ -585,6 +585,37 @@ pub(crate) async fn settled(replicas: &[&TestService], partitions: usize) {
         })
         .await;
     }
+}
+
+/// A mock cluster with `input` (2 partitions) and the topics the replicas use, and two
+/// replicas of it, settled: the cluster, its address, their settings and the replicas.
+pub(crate) async fn settled_replicas(
+    input: &str,
+) -> (
+    integration_health::testkit::EmbeddedKafka,
+    String,
+    [Config; 2],
+    [TestService; 2],
+) {
+    let kafka = integration_health::testkit::EmbeddedKafka::start(1).expect("mock cluster");
+    for (topic, partitions) in [
+        (input.to_owned(), 2),
+        (format!("{input}.by-tenant"), 2),
+        (format!("{input}.dlq"), 1),
+        (format!("{input}.alerts"), 1),
+        (format!("{input}.rules"), 1),
+    ] {
+        kafka.create_topic(&topic, partitions).expect("topic");
+    }
+    let bootstrap = kafka.bootstrap_servers();
+    let configs = [
+        replica_config(&bootstrap, input),
+        replica_config(&bootstrap, input),
+    ];
+    let a = TestService::start_at(&configs[0], NOW).await;
+    let b = TestService::start_at(&configs[1], NOW).await;
+    settled(&[&a, &b], 2).await;
+    (kafka, bootstrap, configs, [a, b])
 }
 
 /// The failure-rate rules of acme, as (integration, threshold, set by), through `replica`.
@@ -613,24 +644,7 @@ async fn listed(replica: &TestService) -> Vec<(String, Option<f64>, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rule_put_through_either_replica_holds_on_the_owner_and_after_a_restart() {
     const INPUT: &str = "replicated-rules";
-    let kafka = integration_health::testkit::EmbeddedKafka::start(1).expect("mock cluster");
-    for (topic, partitions) in [
-        (INPUT.to_owned(), 2),
-        (format!("{INPUT}.by-tenant"), 2),
-        (format!("{INPUT}.dlq"), 1),
-        (format!("{INPUT}.alerts"), 1),
-        (format!("{INPUT}.rules"), 1),
-    ] {
-        kafka.create_topic(&topic, partitions).expect("topic");
-    }
-    let bootstrap = kafka.bootstrap_servers();
-    let configs = [
-        replica_config(&bootstrap, INPUT),
-        replica_config(&bootstrap, INPUT),
-    ];
-    let a = TestService::start_at(&configs[0], NOW).await;
-    let b = TestService::start_at(&configs[1], NOW).await;
-    settled(&[&a, &b], 2).await;
+    let (_kafka, bootstrap, configs, [a, b]) = settled_replicas(INPUT).await;
     let replicas = [a, b];
     let (owner, other) = owner_and_other(&replicas, "acme", 2);
 

@@ -2,7 +2,7 @@
 //! their reason, and `ListIntegrations` shows retried failures and recovered transactions as a
 //! recount of what was sent says, through the replica that owns the tenant and the other one.
 
-use crate::alert_rules::{replica_config, settled};
+use crate::alert_rules::settled_replicas;
 use crate::alerts::{attempt, event};
 use crate::common;
 use crate::recovery::{start, wait_snapshotted};
@@ -142,18 +142,7 @@ async fn listed(replica: &TestService) -> Recount {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retried_and_recovered_match_a_recount_through_either_replica() {
     const INPUT: &str = "retried";
-    let kafka = integration_health::testkit::EmbeddedKafka::start(1).expect("mock cluster");
-    for (topic, partitions) in [
-        (INPUT.to_owned(), 2),
-        (format!("{INPUT}.by-tenant"), 2),
-        (format!("{INPUT}.dlq"), 1),
-    ] {
-        kafka.create_topic(&topic, partitions).expect("topic");
-    }
-    let bootstrap = kafka.bootstrap_servers();
-    let a = TestService::start_at(&replica_config(&bootstrap, INPUT), NOW).await;
-    let b = TestService::start_at(&replica_config(&bootstrap, INPUT), NOW).await;
-    settled(&[&a, &b], 2).await;
+    let (_kafka, bootstrap, _, [a, b]) = settled_replicas(INPUT).await;
     let (messages, recount) = retried_transactions(43);
     assert!(recount.values().all(|c| c.1 > 0 && c.2 > 0), "{recount:?}");
     publish(&producer(&bootstrap), INPUT, &messages).await;
