@@ -1,23 +1,28 @@
-"""Drives the dashboard in headless Chromium the way a person would, and prints what it saw.
+"""Drives the dashboard in headless Chromium the way people would, and prints what it saw.
 
-Usage: dashboard.py URL TOKEN NOW_MS SCREENSHOT
+Usage: dashboard.py URL TOKEN VIEWER_TOKEN NOW_MS ACME_EVENTS SCREENSHOT
 
 It pins the browser's clock to NOW_MS (the service under test runs on a manual clock), starts
-without a token, tries a wrong one, then the right one; reads every section's numbers from the
-page, changes the period selectors, opens a failure's details, acknowledges an issue, turns the
-tenant's alerts off with rules and waits for the live alert list to follow, saves a
-screenshot, and opens the page on one integration. Every RPC
-the page sends is recorded, so the Rust test can replay each one over gRPC and compare. The
-output is one JSON document on stdout; the test does all the judging.
+without a token, tries a wrong one, then the right one. Then it asks the test for a burst of
+failures (a line `{"step": "burst"}` on stdout, answered by a line on stdin) and waits for the
+burst's alert to appear live and for the page to have counted ACME_EVENTS events; reads every
+section's numbers, saves a screenshot, changes the period selectors, opens a failure's details,
+opens a second page with the same token and a third with a read-only one, acknowledges and
+snoozes issues from the first and watches the others follow, turns the tenant's alerts off with
+rules and waits for the live alert list to follow, and opens the page on one integration. Every
+RPC the first page sends is recorded, so the Rust test can replay each one over gRPC and compare.
+The last line on stdout is one JSON document; the test does all the judging.
 """
 
 import datetime
 import json
 import sys
+import time
 
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeout, sync_playwright
 
-URL, TOKEN, NOW_MS, SCREENSHOT = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+URL, TOKEN, VIEWER_TOKEN = sys.argv[1], sys.argv[2], sys.argv[3]
+NOW_MS, ACME_EVENTS, SCREENSHOT = int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 # The integration the test's burst of failures is about.
 # As an alert's dashboard link names an integration: <type>:<id>.
 FOCUS = "custom_node:dash-crm"
@@ -71,14 +76,25 @@ SCRAPE = """() => {
     id: tr.dataset.failureId,
     total_errors: num(tr.querySelector('[data-field=total_errors]')),
     description: tr.querySelector('[data-field=description]').textContent,
-    issue: tr.querySelector('[data-field=issue]').textContent,
+    issue: tr.querySelector('[data-field=issue] .issue-state').textContent,
+    acted_at: tr.querySelector('[data-field=issue]').dataset.actedAt,
+    buttons: tr.querySelectorAll('.issue-action').length,
   }));
   out.alerts = rows('#alerts li').map((li) => ({id: li.dataset.alertId, state: li.dataset.state,
+    integration: li.dataset.integration, severity: li.dataset.severity,
+    link: li.querySelector('a') ? li.querySelector('a').getAttribute('href') : null,
     value: Number(li.querySelector('.measured').dataset.value),
-    threshold: Number(li.querySelector('.measured').dataset.threshold)}));
+    threshold: Number(li.querySelector('.measured').dataset.threshold),
+    min_volume: Number(li.querySelector('.measured').dataset.minVolume)}));
+  out.alerts_empty = document.querySelector('#alerts .body').dataset.state === 'empty'
+    ? document.querySelector('#alerts .body').textContent : null;
   out.drivers = Object.fromEntries(rows('#change .drivers li').map((li) => [li.dataset.type,
     [...li.querySelectorAll('.driver')].map((d) => [d.dataset.key, Number(d.dataset.value)])]));
-  out.rules = rows('#rules tbody tr').map((tr) => tr.dataset.scope);
+  out.rules = rows('#rules table.rules tbody tr').map((tr) => tr.dataset.scope);
+  out.effective = rows('#rules table.effective tbody tr').map((tr) => ({kind: tr.dataset.kind,
+    fields: [...tr.querySelectorAll('li')].map((li) => [li.dataset.name, li.dataset.value, li.dataset.origin])}));
+  const caller = document.querySelector('#caller');
+  out.caller = {text: caller.textContent, may_write: caller.dataset.mayWrite || null};
   out.focused = rows('#integrations tr.focus').map((tr) => tr.dataset.integration);
   out.failure_integrations = rows('#failures tbody tr').map((tr) => tr.dataset.integration);
   out.catalog = Object.fromEntries(rows('#catalog tbody tr').map((tr) => [tr.dataset.code,
@@ -89,16 +105,123 @@ SCRAPE = """() => {
 
 def wait_ready(page, sections):
     for section in sections:
-        page.wait_for_selector(
-            f"#{section} .body[data-state=ready], #{section} .body[data-state=empty]",
-            timeout=20000,
-        )
+        try:
+            page.wait_for_selector(
+                f"#{section} .body[data-state=ready], #{section} .body[data-state=empty]",
+                timeout=20000,
+            )
+        except PlaywrightTimeout:
+            body = page.eval_on_selector(f"#{section}", "(s) => s.outerHTML")
+            raise RuntimeError(f"section {section} never got its answer; it shows: {body}")
+
+
+def wait_idle(page):
+    """Every section has its answer: none is waiting for one."""
+    page.wait_for_function(
+        "document.querySelectorAll('main section[aria-busy=true]').length === 0", timeout=20000
+    )
 
 
 def scrape(page, calls):
     seen = page.evaluate(SCRAPE)
     seen["calls"] = dict(calls)
     return seen
+
+
+def step(name):
+    """Tells the test that the page waits for it, and waits for its answer."""
+    print(json.dumps({"step": name}), flush=True)
+    sys.stdin.readline()
+
+
+def open_page(browser, token, sections):
+    """A page in a context of its own, on the pinned clock, past the token prompt."""
+    context = browser.new_context(
+        viewport={"width": 1400, "height": 1000}, timezone_id="America/New_York"
+    )
+    page = context.new_page()
+    page.clock.set_fixed_time(
+        datetime.datetime.fromtimestamp(NOW_MS / 1000, tz=datetime.timezone.utc)
+    )
+    page.goto(URL)
+    page.wait_for_selector("#auth:not([hidden])", timeout=20000)
+    page.fill("#token", token)
+    page.click("#auth button[type=submit]")
+    wait_ready(page, sections)
+    page.wait_for_selector("#live[data-version]", timeout=20000)
+    return page
+
+
+def issue_state(failure_id, state):
+    return (
+        f"#failures tr[data-failure-id='{failure_id}'] [data-field=issue][data-state={state}]"
+    )
+
+
+def read_only_view(viewer):
+    """What a read-only token sees, and what the service says to its attempt to act."""
+    seen = {
+        "caller": viewer.inner_text("#caller"),
+        "may_write": viewer.get_attribute("#caller", "data-may-write"),
+        "table_buttons": viewer.locator("#failures .issue-action").count(),
+    }
+    failure_id = viewer.locator("#failures tbody tr").first.get_attribute("data-failure-id")
+    viewer.locator("#failures tbody tr").first.locator("button.details").click()
+    viewer.wait_for_selector("#details .body[data-state=ready]", timeout=20000)
+    seen["details_state"] = viewer.inner_text("#details .issue-line")
+    seen["details_buttons"] = viewer.locator("#details .issue-action").count()
+    viewer.keyboard.press("Escape")
+    seen["update"] = viewer.evaluate(
+        """async ([token, failureId]) => {
+          const r = await fetch('/integration_health.v1.IntegrationHealth/UpdateIssue', {
+            method: 'POST',
+            headers: {'Content-Type': 'application/json', 'Authorization': 'Bearer ' + token},
+            body: JSON.stringify({tenantId: 'acme', failureId, action: 'ACKNOWLEDGE', actor: 'viewer'}),
+          });
+          return {status: r.status, body: await r.json()};
+        }""",
+        [VIEWER_TOKEN, failure_id],
+    )
+    return seen
+
+
+def act_on_issues(page, second, viewer, report):
+    """Acknowledges the first row by mouse and snoozes the second for 4 hours by keyboard, and
+    waits for the other open pages to show both without a reload."""
+    open_rows = page.locator("#failures tbody tr:has(button[data-action=ACKNOWLEDGE])")
+    acknowledged = open_rows.nth(0).get_attribute("data-failure-id")
+    snoozed = open_rows.nth(1).get_attribute("data-failure-id")
+    report["acknowledged"], report["snoozed"] = acknowledged, snoozed
+    with page.expect_response(lambda r: r.url.endswith("UpdateIssue")):
+        open_rows.nth(0).locator("button[data-action=ACKNOWLEDGE]").click()
+    page.wait_for_selector(issue_state(acknowledged, "ACKNOWLEDGED"), timeout=20000)
+
+    row = page.locator(f"#failures tr[data-failure-id='{snoozed}']")
+    row.locator("select.snooze-for").focus()
+    row.locator("select.snooze-for").select_option(label="4 hours")
+    row.locator("button[data-action=SNOOZE]").focus()
+    with page.expect_response(lambda r: r.url.endswith("UpdateIssue")):
+        page.keyboard.press("Enter")
+    page.wait_for_selector(issue_state(snoozed, "SNOOZED"), timeout=20000)
+
+    seen = {}
+    for name, other in [("second", second), ("viewer", viewer)]:
+        other.wait_for_selector(issue_state(acknowledged, "ACKNOWLEDGED"), timeout=20000)
+        other.wait_for_selector(issue_state(snoozed, "SNOOZED"), timeout=20000)
+        seen[name] = {
+            failure_id: {
+                "state": other.inner_text(
+                    f"#failures tr[data-failure-id='{failure_id}'] .issue-state"
+                ),
+                "acted_at": other.get_attribute(
+                    f"#failures tr[data-failure-id='{failure_id}'] [data-field=issue]",
+                    "data-acted-at",
+                ),
+            }
+            for failure_id in (acknowledged, snoozed)
+        }
+        seen[name]["buttons"] = other.locator("#failures .issue-action").count()
+    report["followed"] = seen
 
 
 def main():
@@ -148,7 +271,21 @@ def main():
         wait_ready(page, SECTIONS)
         page.wait_for_selector("#live[data-version]", timeout=20000)
         report["auth_hidden_after_right_token"] = page.is_hidden("#auth")
+        report["before_burst"] = scrape(page, calls)
+
+        # The burst of failures arrives while the page is open: its alert appears live, and
+        # every section whose numbers moved follows the feed.
+        step("burst")
+        started = time.monotonic()
+        page.wait_for_selector(
+            "#alerts li[data-state=ALERT_FIRING][data-integration=dash-crm]", timeout=30000
+        )
+        report["alert_seconds"] = time.monotonic() - started
+        page.wait_for_selector(f"#live[data-version='{ACME_EVENTS}']", timeout=30000)
+        wait_idle(page)
         report["initial"] = scrape(page, calls)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=SCREENSHOT)
 
         for section, method in [
             ("overview", "GetOverview"),
@@ -178,20 +315,17 @@ def main():
                 "(cells) => cells.map((c) => c.textContent)",
             ),
             "request": calls.get("GetFailureDetails"),
+            "buttons": page.locator("#details .issue-action").count(),
         }
         page.screenshot(path=SCREENSHOT.replace(".png", "-details.png"))
         page.keyboard.press("Escape")
 
-        # An issue action from the failures table, as a person with a write token takes it.
-        row = page.locator("#failures tbody tr").first
-        report["acknowledged"] = row.get_attribute("data-failure-id")
-        with page.expect_response(lambda r: r.url.endswith("UpdateIssue")):
-            row.locator("button[data-action=ACKNOWLEDGE]").click()
-        page.wait_for_selector(
-            f"#failures tr[data-failure-id='{report['acknowledged']}']"
-            " [data-field=issue][data-state=ACKNOWLEDGED]",
-            timeout=20000,
-        )
+        # Two more people look at the same tenant: one with the same rights, one read only.
+        second = open_page(browser, TOKEN, ["failures"])
+        viewer = open_page(browser, VIEWER_TOKEN, ["failures", "alerts", "rules"])
+        report["viewer"] = read_only_view(viewer)
+        act_on_issues(page, second, viewer, report)
+        report["viewer"]["after"] = scrape(viewer, {})
 
         # Rules that turn the tenant's alerts off, one per kind: WatchAlerts brings each
         # RESOLVED, and the list follows without a reload.
@@ -213,8 +347,6 @@ def main():
         with page.expect_response(lambda r: r.url.endswith("GetTrends")):
             page.select_option("#trend-granularity", "DAY")
         page.wait_for_selector("#trends[aria-busy=false]")
-        page.evaluate("window.scrollTo(0, 0)")
-        page.screenshot(path=SCREENSHOT)
 
         # The long views: a quarter's change and failures, a year of the rest, from day buckets.
         long_views = [
@@ -241,7 +373,7 @@ def main():
         report["focused"] = scrape(page, calls)
         report["focused"]["note"] = page.inner_text("#focus-note")
         browser.close()
-    json.dump(report, sys.stdout)
+    print(json.dumps(report), flush=True)
 
 
 if __name__ == "__main__":

@@ -697,7 +697,11 @@ async fn a_rule_put_through_either_replica_holds_on_the_owner_and_after_a_restar
 }
 
 /// `query` of the built binary against `grpc` with `token`: (succeeded, stdout, stderr).
-fn query(grpc: std::net::SocketAddr, token: &str, args: &[&str]) -> (bool, String, String) {
+pub(crate) fn query(
+    grpc: std::net::SocketAddr,
+    token: &str,
+    args: &[&str],
+) -> (bool, String, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_integration-health"))
         .args(["query", "--addr", &format!("http://{grpc}")])
         .args(args)

@@ -3,10 +3,12 @@
 //! number the page shows is checked against the gRPC answer to the very request the page sent.
 
 use crate::common;
+use crate::dashboard_live;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +22,9 @@ use serde_json::Value;
 use tonic::Request;
 
 const TOPIC: &str = "dashboard-events";
-const TOKEN: &str = "dashboard-reader";
+pub(crate) const TOKEN: &str = "dashboard-reader";
+/// A token that may read acme and nothing more.
+const VIEWER: &str = "dashboard-viewer";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// The test venv's Python with Playwright in it, and Debian's Chromium, installing either when
@@ -61,7 +65,7 @@ fn browser_driver() -> PathBuf {
     python
 }
 
-fn authorized<T>(message: T) -> Request<T> {
+pub(crate) fn authorized<T>(message: T) -> Request<T> {
     let mut request = Request::new(message);
     let value = format!("Bearer {TOKEN}").parse().expect("header");
     request.metadata_mut().insert("authorization", value);
@@ -69,7 +73,7 @@ fn authorized<T>(message: T) -> Request<T> {
 }
 
 /// A request the page sent, as the message gRPC takes.
-fn sent<T: DeserializeOwned>(scrape: &Value, method: &str) -> T {
+pub(crate) fn sent<T: DeserializeOwned>(scrape: &Value, method: &str) -> T {
     let body = scrape["calls"][method]
         .as_str()
         .unwrap_or_else(|| panic!("the page called {method}"));
@@ -195,7 +199,7 @@ async fn check_long_views(api: &mut Api, long: &Value, week_total: u64) {
     check_errors(api, long).await;
     check_trends(api, long, proto::Granularity::Day).await;
     check_integrations(api, long).await;
-    check_failures(api, long, "").await;
+    check_failures(api, long, &[]).await;
     for section in ["overview", "errors", "integrations"] {
         let text = long["ranges"][section].as_str().unwrap_or_default();
         assert!(text.contains("in whole UTC days"), "{section}: {text}");
@@ -207,8 +211,22 @@ async fn check_long_views(api: &mut Api, long: &Value, week_total: u64) {
     );
 }
 
-/// `acted_on` was acknowledged after the scrape: its issue is checked on its own.
-async fn check_failures(api: &mut Api, scrape: &Value, acted_on: &str) {
+/// An issue's state as the page words it: "Acknowledged by ana (via grant-1)".
+pub(crate) fn issue_text(issue: &proto::Issue) -> String {
+    let state = proto::IssueState::try_from(issue.state).expect("state");
+    let name = state.as_str_name();
+    let mut shown = format!("{}{}", &name[..1], name[1..].to_lowercase());
+    if issue.auto_resolved {
+        shown.push_str(" (auto)");
+    } else if !issue.actor.is_empty() {
+        shown = format!("{shown} by {} (via {})", issue.actor, issue.actor_grant);
+        assert!(!issue.actor_grant.is_empty(), "the grant's name is shown");
+    }
+    shown
+}
+
+/// `acted_on` were acted on after the scrape: their issues are checked on their own.
+async fn check_failures(api: &mut Api, scrape: &Value, acted_on: &[&str]) {
     let answer = api
         .list_failures(authorized(sent::<proto::ListFailuresRequest>(
             scrape,
@@ -226,21 +244,17 @@ async fn check_failures(api: &mut Api, scrape: &Value, acted_on: &str) {
             row["description"].as_str(),
             Some(failure.failure_description.as_str())
         );
+        assert!(row["buttons"].as_u64() > Some(0), "a writer may act: {row}");
         let issue = failure.issue.as_ref().expect("the service keeps issues");
-        if failure.failure_id == acted_on {
-            assert_eq!(row["issue"].as_str(), Some("Open"));
+        if acted_on.contains(&failure.failure_id.as_str()) {
             continue;
         }
-        let state = proto::IssueState::try_from(issue.state).expect("state");
-        let name = state.as_str_name();
-        let mut shown = format!("{}{}", &name[..1], name[1..].to_lowercase());
-        if issue.auto_resolved {
-            shown.push_str(" (auto)");
-        } else if !issue.actor.is_empty() {
-            shown = format!("{shown} by {} (via {})", issue.actor, issue.actor_grant);
-            assert!(!issue.actor_grant.is_empty(), "the grant's name is shown");
-        }
-        assert_eq!(row["issue"].as_str(), Some(shown.as_str()));
+        assert_eq!(row["issue"].as_str(), Some(issue_text(issue).as_str()));
+        assert_eq!(
+            dashboard_live::shown_ms(&row["acted_at"]),
+            dashboard_live::timestamp_ms(&issue.acted_at),
+            "{row}"
+        );
     }
 }
 
@@ -370,136 +384,110 @@ fn burst_of_failures() -> Vec<Message> {
         .collect()
 }
 
-async fn list_alerts(api: &mut Api) -> Vec<proto::Alert> {
-    let request = proto::ListAlertsRequest {
-        tenant_id: "acme".into(),
-        resolved_within: None,
-    };
-    let answer = api.list_alerts(authorized(request)).await.expect("alerts");
-    answer.into_inner().alerts
+/// The browser driver, run with a line protocol: it prints `{"step": NAME}` when it waits for
+/// the test, reads one line back, and prints its report as the last line.
+struct Driver {
+    child: std::process::Child,
+    lines: Option<BufReader<std::process::ChildStdout>>,
+    log: PathBuf,
 }
 
-/// The tenant's alerts once the burst's failure-rate alert fires and the evaluator has seen
-/// the same state twice more (nothing changes while the clock stands still).
-async fn wait_for_firing(api: &mut Api) -> Vec<proto::Alert> {
-    wait_until("the burst's alert fires", Duration::from_secs(30), || {
-        let mut api = api.clone();
-        async move {
-            list_alerts(&mut api).await.iter().any(|a| {
-                a.integration_id == "dash-crm" && a.rule == proto::AlertRule::FailureRate as i32
-            })
-        }
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    list_alerts(api).await
-}
-
-/// The alerts the page listed were the API's; after the rule turned them off, the page showed
-/// every one resolved without a reload; the acknowledged issue is acknowledged; the drivers
-/// are the API's; the rules list has the test's rule; and opened on dash-crm, the page
-/// focused its row and filtered the failures to it.
-async fn check_live_alerts_rules_and_actions(
-    api: &mut Api,
-    report: &Value,
-    firing: &[proto::Alert],
-) {
-    let ids = |alerts: &Value| -> Vec<(String, String)> {
-        let mut ids: Vec<(String, String)> = alerts
-            .as_array()
-            .expect("alerts")
-            .iter()
-            .map(|a| {
-                (
-                    a["id"].as_str().unwrap_or("").to_owned(),
-                    a["state"].as_str().unwrap_or("").to_owned(),
-                )
-            })
-            .collect();
-        ids.sort();
-        ids
-    };
-    let wire = |alerts: &[proto::Alert]| -> Vec<(String, String)> {
-        let mut ids: Vec<(String, String)> = alerts
-            .iter()
-            .map(|a| {
-                let state = proto::AlertState::try_from(a.state).expect("state");
-                (a.alert_id.clone(), state.as_str_name().to_owned())
-            })
-            .collect();
-        ids.sort();
-        ids
-    };
-    assert!(!firing.is_empty());
-    assert_eq!(ids(&report["initial"]["alerts"]), wire(firing));
-    let now = list_alerts(api).await;
-    assert!(now
-        .iter()
-        .all(|a| a.state == proto::AlertState::AlertResolved as i32));
-    assert_eq!(ids(&report["after_rule"]["alerts"]), wire(&now));
-    assert!(
-        report["after_rule"]["calls"].get("WatchAlerts").is_some(),
-        "the page follows WatchAlerts"
-    );
-    let firing_ids: Vec<&String> = firing.iter().map(|a| &a.alert_id).collect();
-    assert!(now.iter().all(|a| firing_ids.contains(&&a.alert_id)));
-
-    let acknowledged = report["acknowledged"].as_str().expect("a failure id");
-    let details = api
-        .get_failure_details(authorized(proto::GetFailureDetailsRequest {
-            tenant_id: "acme".into(),
-            failure_id: acknowledged.into(),
-            ..Default::default()
-        }))
-        .await
-        .expect("details")
-        .into_inner();
-    let issue = details.failure.and_then(|f| f.issue).expect("an issue");
-    assert_eq!(issue.state, proto::IssueState::Acknowledged as i32);
-    assert_eq!(issue.actor, "dashboard");
-
-    let change = api
-        .get_percentage_change(authorized(sent::<proto::GetPercentageChangeRequest>(
-            &report["after_rule"],
-            "GetPercentageChange",
-        )))
-        .await
-        .expect("change")
-        .into_inner();
-    let shown = report["after_rule"]["drivers"]
-        .as_object()
-        .expect("drivers");
-    for t in &change.types {
-        let expected: Vec<Value> = t
-            .integration_drivers
-            .iter()
-            .map(|d| serde_json::json!([d.key, d.change]))
-            .collect();
-        let name = proto::IntegrationType::try_from(t.integration_type).expect("type");
-        let seen = shown
-            .get(name.as_str_name())
-            .cloned()
-            .unwrap_or(Value::Array(vec![]));
-        assert_eq!(seen, Value::Array(expected), "{name:?}");
+impl Driver {
+    fn start(python: &Path, url: &str, acme_events: usize) -> Driver {
+        let screenshot = match std::env::var_os("IH_UPDATE_SCREENSHOT") {
+            Some(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.png"),
+            None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dashboard.png"),
+        };
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.py");
+        let log = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dashboard-driver.log");
+        let stderr = std::fs::File::create(&log).expect("the driver's log");
+        let mut child = die_with_parent(&mut Command::new(python))
+            .arg(&script)
+            .args([
+                url,
+                TOKEN,
+                VIEWER,
+                &NOW.to_string(),
+                &acme_events.to_string(),
+            ])
+            .arg(&screenshot)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("the driver starts");
+        let lines = child.stdout.take().map(BufReader::new);
+        Driver { child, lines, log }
     }
 
-    let rules = api
-        .list_alert_rules(authorized(proto::ListAlertRulesRequest {
-            tenant_id: "acme".into(),
-            ..Default::default()
-        }))
-        .await
-        .expect("rules")
-        .into_inner()
-        .rules;
-    // The page lists the rules as it loads them; opened again, it has the driver's four, one
-    // per kind, beside dash-crm's.
-    assert_eq!(rules.len(), 5);
-    assert_eq!(
-        report["focused"]["rules"].as_array().map(Vec::len),
-        Some(rules.len())
-    );
+    fn failed(&self, what: &str) -> ! {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        panic!("the driver {what}:\n{log}");
+    }
 
+    async fn next_line(&mut self) -> String {
+        let mut lines = self.lines.take().expect("stdout");
+        let (line, lines) = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            let _ = lines.read_line(&mut line);
+            (line, lines)
+        })
+        .await
+        .expect("reader");
+        self.lines = Some(lines);
+        line
+    }
+
+    /// Waits until the driver says it waits at `step`; the next call lets it go on.
+    async fn wait_for(&mut self, step: &str) {
+        let line = self.next_line().await;
+        let said: Value = serde_json::from_str(&line).unwrap_or_default();
+        if said != serde_json::json!({ "step": step }) {
+            self.failed(&format!("did not reach {step} (it said {line:?})"));
+        }
+    }
+
+    /// Lets the driver go on, and returns its report once it exits.
+    async fn finish(mut self) -> Value {
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        stdin.write_all(b"go\n").expect("the driver reads");
+        let line = self.next_line().await;
+        let mut child = self.child;
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .expect("waiter")
+            .expect("the driver exits");
+        if !status.success() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            panic!("the driver failed:\n{log}");
+        }
+        serde_json::from_str(&line).expect("the driver's report")
+    }
+}
+
+/// Before the burst, the page listed the alerts the API had, or said that nothing fires.
+fn check_before_burst(report: &Value, listed: &[proto::Alert]) {
+    let shown = &report["before_burst"];
+    if listed.is_empty() {
+        let empty = shown["alerts_empty"].as_str().unwrap_or_default();
+        assert!(empty.contains("Nothing is firing"), "{shown}");
+        return;
+    }
+    let mut ids: Vec<&str> = listed.iter().map(|a| a.alert_id.as_str()).collect();
+    let mut seen: Vec<&str> = shown["alerts"]
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .filter_map(|a| a["id"].as_str())
+        .collect();
+    ids.sort();
+    seen.sort();
+    assert_eq!(seen, ids);
+}
+
+/// Opened on dash-crm, as an alert's link opens it, the page focused its row and filtered
+/// the failures to it, and said so.
+fn check_focus(report: &Value) {
     let focused = &report["focused"];
     assert_eq!(focused["focused"], serde_json::json!(["dash-crm"]));
     let filtered = focused["failure_integrations"].as_array().expect("rows");
@@ -525,14 +513,13 @@ async fn the_dashboard_shows_what_the_api_answers() {
         alerts_admin: true,
         ..TokenGrant::plain(TOKEN, &["*"])
     }];
+    config.tokens.push(TokenGrant::plain(VIEWER, &["acme"]));
     config.alert_interval_ms = 100;
     let service = TestService::start(&config, Arc::new(ManualClock::new(NOW))).await;
     let generated = generate(23, 4_000, NOW);
-    let mut messages: Vec<Message> = generated.messages.iter().map(|(_, m)| m.clone()).collect();
-    // A burst of failures in the last minutes: the alerts the page lists live.
-    let burst = burst_of_failures();
-    messages.extend(burst.iter().cloned());
-    publish(&producer(&bootstrap), TOPIC, &messages).await;
+    let messages: Vec<Message> = generated.messages.iter().map(|(_, m)| m.clone()).collect();
+    let producer = producer(&bootstrap);
+    publish(&producer, TOPIC, &messages).await;
     wait_ingested(&service, messages.len() as u64).await;
     let mut api = service.api.clone();
     let rule = proto::PutAlertRuleRequest {
@@ -543,33 +530,27 @@ async fn the_dashboard_shows_what_the_api_answers() {
                 integration_id: "dash-crm".into(),
             }),
             kind: proto::AlertRule::FailureRate as i32,
-            rate_threshold: Some(0.25),
+            rate_threshold: Some(dashboard_live::CRM_THRESHOLD),
             ..Default::default()
         }),
     };
     api.put_alert_rule(authorized(rule)).await.expect("rule");
-    let firing = wait_for_firing(&mut api).await;
 
+    // A burst of failures in the last minutes, published while the page is open.
+    let burst = burst_of_failures();
+    let acme_events = generated.truth.of("acme").count() + burst.len();
     let url = format!("http://{}/?tenant=acme", service.service.http_addr);
-    let screenshot = match std::env::var_os("IH_UPDATE_SCREENSHOT") {
-        Some(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.png"),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dashboard.png"),
+    let mut driver = Driver::start(&python, &url, acme_events);
+    let before_burst = dashboard_live::list_alerts(&mut api).await;
+    driver.wait_for("burst").await;
+    publish(&producer, TOPIC, &burst).await;
+    let report = driver.finish().await;
+    check_before_burst(&report, &before_burst);
+    let expected = dashboard_live::Expected {
+        crm_rate: dashboard_live::burst_rate(&burst, NOW, config.alert_rate_window_minutes),
+        rate_min_events: config.alert_rate_min_events,
+        grpc: service.service.grpc_addr,
     };
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.py");
-    let driver = die_with_parent(&mut Command::new(&python))
-        .arg(&script)
-        .args([&url, TOKEN, &NOW.to_string()])
-        .arg(&screenshot)
-        .output();
-    let output = tokio::task::spawn_blocking(move || driver.expect("the driver runs"))
-        .await
-        .expect("driver thread");
-    assert!(
-        output.status.success(),
-        "driver failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_slice(&output.stdout).expect("the driver's report");
 
     let prompt = report["prompt_without_token"].as_str().expect("a prompt");
     assert!(prompt.contains("access token"), "{prompt}");
@@ -592,12 +573,12 @@ async fn the_dashboard_shows_what_the_api_answers() {
     let day_change = check_change(&mut api, initial).await;
     let month_errors = check_errors(&mut api, initial).await;
     check_trends(&mut api, initial, proto::Granularity::Day).await;
-    let acted_on = report["acknowledged"].as_str().unwrap_or_default();
-    check_failures(&mut api, initial, acted_on).await;
+    let acted_on = ["acknowledged", "snoozed"].map(|k| report[k].as_str().unwrap_or_default());
+    check_failures(&mut api, initial, &acted_on).await;
     check_integrations(&mut api, initial).await;
     check_catalog(&mut api, initial).await;
     // The page follows WatchTenant: its version is every event counted for the tenant.
-    let acme_events = (generated.truth.of("acme").count() + burst.len()).to_string();
+    let acme_events = acme_events.to_string();
     assert_eq!(initial["live"]["state"], "live");
     assert_eq!(
         initial["live"]["version"].as_str(),
@@ -619,7 +600,11 @@ async fn the_dashboard_shows_what_the_api_answers() {
     check_trends(&mut api, &report["hourly"], proto::Granularity::Hour).await;
     check_long_views(&mut api, &report["long"], week_total).await;
     check_details(&mut api, &report).await;
-    check_live_alerts_rules_and_actions(&mut api, &report, &firing).await;
+    dashboard_live::check_alerts(&mut api, &report, &expected).await;
+    dashboard_live::check_actions(&mut api, &report, &expected).await;
+    dashboard_live::check_read_only(&report);
+    dashboard_live::check_rules(&mut api, &report).await;
+    check_focus(&report);
 
     let origin = format!("http://{}/", service.service.http_addr);
     for requested in report["requests"].as_array().expect("requests") {

@@ -13,6 +13,7 @@ mod clock;
 mod connect;
 mod crash;
 mod dashboard;
+mod dashboard_live;
 mod delivery;
 mod demo_smoke;
 mod end_to_end;

@@ -44,8 +44,11 @@ const state = {
   // From ?integration=<type>:<id>: the integration a link (an alert's, say) opened the page
   // on. The failures table lists only its failures; its health row is highlighted.
   ...focusFromLink(new URLSearchParams(location.search).get('integration') || ''),
-  // False once the service refused an issue action: the buttons go away.
-  canWrite: true,
+  // What GetCaller said of the token: issue actions are offered only when it may write.
+  caller: null,
+  canWrite: false,
+  // The failure whose details the dialog shows: live updates refresh it.
+  detailsFor: '',
   refreshMs: 1000,
   paused: false,
   watch: null,
@@ -450,6 +453,16 @@ function issueText(issue) {
   return issue.actorGrant ? `${state} by ${issue.actor} (via ${issue.actorGrant})` : `${state} by ${issue.actor}`;
 }
 
+// The state with who acted last and when ("Snoozed by ana · Dec 7, 9:12 PM, until Dec 8, 9:12 PM").
+function issueState(issue, tag) {
+  const at = (issue && issue.actedAt) || '';
+  const until = issue && issue.state === 'SNOOZED' && issue.snoozedUntil ? `, until ${time(issue.snoozedUntil)}` : '';
+  return h(tag, {
+    class: 'issue', 'data-field': 'issue', 'data-state': (issue && issue.state) || 'OPEN', 'data-acted-at': at,
+  }, h('span', { class: 'issue-state' }, issueText(issue)),
+  at ? h('span', { class: 'acted-at muted' }, ` · ${time(at)}${until}`) : '');
+}
+
 function renderFailures(answer) {
   const failures = answer.failures || [];
   const range = covers(answer);
@@ -469,7 +482,7 @@ function renderFailures(answer) {
       h('td', {}, f.flowName || f.flowId || '—'),
       cell(f.totalErrors, 'total_errors'),
       h('td', { 'data-field': 'last_seen', 'data-value': f.lastSeen || '' }, time(f.lastSeen)),
-      h('td', { 'data-field': 'issue', 'data-state': (f.issue && f.issue.state) || 'OPEN' }, issueText(f.issue)),
+      issueState(f.issue, 'td'),
       h('td', { class: 'actions' }, h('button', {
         type: 'button', class: 'details', 'aria-label': `Details of ${f.failureDescription || 'this failure'}`,
         onclick: () => openDetails(f.failureId),
@@ -499,12 +512,19 @@ const refreshFailures = () => load('failures', () => rpc('ListFailures', {
   orderBy: state.order,
 }), renderFailures);
 
+// Opens the details dialog on a failure, or redraws it in place when it is open already (a
+// live update, an action taken in it), keeping the keyboard focus inside it.
 async function openDetails(failureId) {
   const dialog = document.getElementById('details');
   const body = dialog.querySelector('.body');
-  body.dataset.state = 'loading';
-  body.replaceChildren(h('p', { class: 'state loading' }, 'Loading…'));
+  const redraw = dialog.open && state.detailsFor === failureId;
+  state.detailsFor = failureId;
+  if (!redraw) {
+    body.dataset.state = 'loading';
+    body.replaceChildren(h('p', { class: 'state loading' }, 'Loading…'));
+  }
   if (!dialog.open) dialog.showModal();
+  const hadFocus = body.contains(document.activeElement);
   try {
     const answer = await rpc('GetFailureDetails', { tenantId: state.tenant, failureId });
     body.replaceChildren(...renderDetails(answer));
@@ -513,6 +533,7 @@ async function openDetails(failureId) {
     body.dataset.state = 'error';
     body.replaceChildren(h('p', { class: 'state error', role: 'alert' }, `Could not load: ${err.message}`));
   }
+  if (redraw && hadFocus) body.querySelector('.issue-line')?.focus();
 }
 
 function renderDetails(answer) {
@@ -540,7 +561,7 @@ function renderDetails(answer) {
   const samples = answer.recentSamples || [];
   return [
     h('h3', { class: 'description' }, f.failureDescription || ''),
-    h('p', { class: 'issue' }, `Issue: ${issueText(f.issue)} `,
+    h('p', { class: 'issue-line', tabindex: '-1' }, 'Issue: ', issueState(f.issue, 'span'), ' ',
       issueButtons(f, () => { refreshFailures(); openDetails(f.failureId); })),
     h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
     h('h3', {}, 'How to fix it'),
@@ -560,7 +581,10 @@ function renderDetails(answer) {
 
 // ---- Issue actions ----
 
-// The actions an issue in its state allows; none once the service refused this token one.
+const SNOOZE_FOR = [['1 hour', 3600], ['4 hours', 4 * 3600], ['1 day', 86400], ['7 days', 7 * 86400]];
+const ACTION_WORDS = { ACKNOWLEDGE: 'Acknowledge', RESOLVE: 'Resolve', REOPEN: 'Reopen' };
+
+// The actions an issue in its state allows, offered only to a token that may write.
 function issueButtons(f, after) {
   if (!state.canWrite) return '';
   const issueState = (f.issue && f.issue.state) || 'OPEN';
@@ -571,16 +595,26 @@ function issueButtons(f, after) {
     SNOOZED: ['REOPEN', 'RESOLVE'],
     RESOLVED: ['REOPEN'],
   }[issueState] || [];
-  const words = { ACKNOWLEDGE: 'Acknowledge', RESOLVE: 'Resolve', SNOOZE: 'Snooze 1 day', REOPEN: 'Reopen' };
-  return h('span', { class: 'issue-actions' }, actions.map((action) => h('button', {
-    type: 'button', class: 'issue-action', 'data-action': action,
-    onclick: () => updateIssue(f.failureId, action).then(after),
-  }, words[action])));
+  const what = f.failureDescription || 'this failure';
+  return h('span', { class: 'issue-actions' }, actions.map((action) => {
+    if (action !== 'SNOOZE') {
+      return h('button', {
+        type: 'button', class: 'issue-action', 'data-action': action, 'aria-label': `${ACTION_WORDS[action]}: ${what}`,
+        onclick: () => updateIssue(f.failureId, action).then(after),
+      }, ACTION_WORDS[action]);
+    }
+    const length = h('select', { class: 'snooze-for', 'aria-label': `Snooze ${what} for` },
+      SNOOZE_FOR.map(([words, seconds]) => h('option', { value: seconds, selected: seconds === 86400 }, words)));
+    return h('span', { class: 'snooze' }, h('button', {
+      type: 'button', class: 'issue-action', 'data-action': action, 'aria-label': `Snooze: ${what}, for the chosen time`,
+      onclick: () => updateIssue(f.failureId, action, Number(length.value)).then(after),
+    }, 'Snooze for'), ' ', length);
+  }));
 }
 
-async function updateIssue(failureId, action) {
+async function updateIssue(failureId, action, snoozeSeconds) {
   const request = { tenantId: state.tenant, failureId, action, actor: 'dashboard' };
-  if (action === 'SNOOZE') request.snoozeUntil = new Date(Date.now() + 86400 * 1000).toISOString();
+  if (action === 'SNOOZE') request.snoozeUntil = new Date(Date.now() + snoozeSeconds * 1000).toISOString();
   try {
     await rpc('UpdateIssue', request);
   } catch (err) {
@@ -588,6 +622,24 @@ async function updateIssue(failureId, action) {
     const notice = document.querySelector('#failures .body');
     notice.prepend(h('p', { class: 'state error', role: 'alert' }, `The issue was not changed: ${err.message}`));
   }
+}
+
+// Asks the service what this token may do; without an answer the page offers no action.
+async function loadCaller() {
+  const who = document.getElementById('caller');
+  try {
+    state.caller = await rpc('GetCaller', {});
+  } catch (err) {
+    state.caller = null;
+    state.canWrite = false;
+    who.textContent = `Could not ask what this token may do (${err.message}): no actions offered.`;
+    return;
+  }
+  const c = state.caller;
+  state.canWrite = Boolean(c.mayWrite);
+  const name = c.open ? 'No token needed' : `Token ${c.grantName || '(unnamed)'}`;
+  who.textContent = `${name} · ${state.canWrite ? 'may act on issues' : 'read only'}`;
+  who.dataset.mayWrite = String(state.canWrite);
 }
 
 // ---- Alerts: firing and recently resolved, live from WatchAlerts ----
@@ -599,23 +651,37 @@ function alertSubject(a) {
   return `${LABEL[a.integrationType] || a.integrationType}, code ${num(a.statusCode)}`;
 }
 
+const SEVERITY_WORDS = { CRITICAL: 'Critical', ERROR: 'Error', WARNING: 'Warning', INFO: 'Info' };
+
+// The link that opens the page on an alert's integration, as `?integration=<type>:<id>`.
+function integrationLink(a) {
+  const target = `${(a.integrationType || '').toLowerCase()}:${a.integrationId}`;
+  return h('a', {
+    href: `?tenant=${encodeURIComponent(state.tenant)}&integration=${encodeURIComponent(target)}`,
+    'aria-label': `Show only ${alertSubject(a)}`,
+  }, alertSubject(a));
+}
+
 function renderAlerts(answer) {
   const alerts = answer.alerts || [];
   const firing = alerts.filter((a) => a.state === 'ALERT_FIRING').length;
   const range = `${firing} firing; resolved ones stay listed for 24 hours.`;
-  if (alerts.length === 0) return { nodes: [emptyState('No alert is firing, and none resolved in the last 24 hours.')], empty: true, range };
+  if (alerts.length === 0) return { nodes: [emptyState('Nothing is firing, and nothing resolved in the last 24 hours.')], empty: true, range };
   const list = h('ul', { class: 'alerts' }, alerts.map((a) => {
     const on = a.state === 'ALERT_FIRING';
-    const link = a.integrationId
-      ? h('a', { href: `?tenant=${encodeURIComponent(state.tenant)}&integration=${encodeURIComponent(a.integrationId)}` }, alertSubject(a))
-      : alertSubject(a);
-    return h('li', { class: on ? 'firing' : 'resolved', 'data-alert-id': a.alertId, 'data-state': a.state },
-      h('strong', { class: 'badge' }, on ? 'Firing' : 'Resolved'), ' ',
-      h('span', {}, `${RULE_WORDS[a.rule] || a.rule} · `), link,
-      h('span', { class: 'measured', 'data-value': num(a.value), 'data-threshold': num(a.threshold) },
-        ` · ${Number(a.value || 0).toFixed(3)} against ${Number(a.threshold || 0).toFixed(3)} (${a.measure || ''})`
-        + (Number(a.minVolume || 0) > 0 ? `, at least ${num(a.minVolume)} ${a.rule === 'SPIKE' ? 'failures' : 'events'}` : '')),
-      h('span', { class: 'muted' }, on ? ` · since ${time(a.firedAt)}` : ` · resolved ${time(a.at)}`));
+    const volume = Number(a.minVolume || 0) > 0
+      ? `, at least ${count(a.minVolume)} ${a.rule === 'SPIKE' ? 'failures' : 'events'}` : '';
+    return h('li', {
+      class: on ? 'firing' : 'resolved', 'data-alert-id': a.alertId, 'data-state': a.state,
+      'data-integration': a.integrationId || '', 'data-severity': a.severity || '',
+    },
+    h('strong', { class: 'badge' }, on ? 'Firing' : 'Resolved'), ' ',
+    h('span', { class: `severity s-${a.severity || 'NONE'}` }, SEVERITY_WORDS[a.severity] || 'No severity'), ' ',
+    h('span', {}, `${RULE_WORDS[a.rule] || a.rule} · `), a.integrationId ? integrationLink(a) : alertSubject(a),
+    h('span', {
+      class: 'measured', 'data-value': num(a.value), 'data-threshold': num(a.threshold), 'data-min-volume': num(a.minVolume),
+    }, ` · ${Number(a.value || 0).toFixed(3)} against ${Number(a.threshold || 0).toFixed(3)} (${a.measure || ''})${volume}`),
+    h('span', { class: 'muted' }, on ? ` · firing since ${time(a.firedAt)}` : ` · fired ${time(a.firedAt)}, resolved ${time(a.at)}`));
   }));
   return { nodes: [list], empty: false, range };
 }
@@ -631,11 +697,42 @@ function ruleScope(scope) {
   return 'The whole tenant';
 }
 
+const ORIGIN_WORDS = {
+  settings: 'service default', rules_file: 'rules file', tenant: 'tenant rule',
+  integration_type: 'type rule', integration: 'integration rule',
+};
+
+// A field's JSON value as a person reads it: destinations as a list, `(none)` for an empty one.
+function fieldValue(json) {
+  let value;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    return json;
+  }
+  if (Array.isArray(value)) return value.length ? value.join(', ') : '(none)';
+  return String(value);
+}
+
+// The rules in force, one per kind, each field with the scope or file it came from.
+function effectiveTable(effective) {
+  return h('table', { class: 'effective' },
+    h('thead', {}, h('tr', {}, ['Rule', 'Settings in force, and where each was set'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, effective.map((r) => h('tr', { 'data-kind': r.kind },
+      h('th', { scope: 'row' }, RULE_WORDS[r.kind] || r.kind),
+      h('td', {}, h('ul', { class: 'fields' }, (r.fields || []).map((f) => h('li', {
+        'data-name': f.name, 'data-value': f.valueJson, 'data-origin': f.origin,
+      }, h('span', { class: 'field-name' }, f.name.replaceAll('_', ' ')), ' ', h('strong', {}, fieldValue(f.valueJson)),
+      ' ', h('span', { class: `origin o-${f.origin}` }, ORIGIN_WORDS[f.origin] || f.origin)))))))));
+}
+
 function renderRules(answer) {
   const rules = answer.rules || [];
-  if (rules.length === 0) return { nodes: [emptyState('No rule set at runtime: the service\'s defaults apply.')], empty: true, range: '' };
+  const effective = answer.effective || [];
+  const subject = state.integration && state.integrationType
+    ? `${state.integration} (${LABEL[state.integrationType]})` : 'the whole tenant';
   const skip = new Set(['scope', 'kind', 'updatedAt', 'updatedBy']);
-  const table = h('table', { class: 'rules' },
+  const set = rules.length === 0 ? emptyState('No rule set at runtime: the rules file and the service\'s defaults apply.') : h('table', { class: 'rules' },
     h('thead', {}, h('tr', {}, ['Scope', 'Rule', 'Settings', 'Set', 'By'].map((t) => h('th', { scope: 'col' }, t)))),
     h('tbody', {}, rules.map((r) => h('tr', { 'data-scope': ruleScope(r.scope), 'data-kind': r.kind },
       h('th', { scope: 'row' }, ruleScope(r.scope)),
@@ -644,10 +741,20 @@ function renderRules(answer) {
         .map(([k, v]) => `${k} ${typeof v === 'object' ? (v.names || []).join(', ') || '(none)' : v}`).join(' · ')),
       h('td', {}, time(r.updatedAt)),
       h('td', {}, r.updatedBy || '')))));
-  return { nodes: [table], empty: false, range: 'Unset settings inherit from the same rule of the broader scope, then the rules file, then the service.' };
+  return {
+    nodes: [h('h3', {}, `In force for ${subject}`), effectiveTable(effective), h('h3', {}, 'Set at runtime'), set],
+    empty: false,
+    range: 'Read only. An unset field comes from the same rule of the broader scope, then the rules file, then the service\'s defaults.',
+  };
 }
 
-const refreshRules = () => load('rules', () => rpc('ListAlertRules', { tenantId: state.tenant }), renderRules);
+// Focused on one integration, the rules in force are that integration's.
+const refreshRules = () => load('rules', () => rpc('ListAlertRules', {
+  tenantId: state.tenant,
+  effective: true,
+  integrationType: state.integration && state.integrationType ? state.integrationType : undefined,
+  integrationId: state.integration && state.integrationType ? state.integration : undefined,
+}), renderRules);
 
 // ---- Common errors ----
 
@@ -712,6 +819,7 @@ function showFocus() {
       showFocus();
       refreshFailures();
       refreshIntegrations();
+      refreshRules();
     } }, 'Show every integration'));
 }
 
@@ -760,6 +868,9 @@ function onUpdate(update) {
   lastOverview = null;
   document.getElementById('stamp').textContent = `updated ${when.format(new Date())}`;
   for (const section of update.changedSections || []) SECTION_REFRESH[section]?.();
+  // An issue action moves "failures": an open details view shows the new state too.
+  const dialog = document.getElementById('details');
+  if ((update.changedSections || []).includes('failures') && dialog.open && state.detailsFor) openDetails(state.detailsFor);
 }
 
 // Reads WatchTenant until it ends; refreshes only the sections an update names.
@@ -897,11 +1008,13 @@ async function start() {
     sessionStorage.setItem('ih-token', state.token);
     document.getElementById('auth').hidden = true;
     if (await loadTenants()) {
+      await loadCaller();
       refreshAll();
       live();
     }
   });
   if (await loadTenants()) {
+    await loadCaller();
     await refreshAll();
     live();
   }
