@@ -103,6 +103,38 @@ SCRAPE = """() => {
 }"""
 
 
+# The new parts' text, each against the background it is drawn on.
+CONTRAST_OF = ["#caller", "#alerts li", "#alerts li .badge", "#alerts .severity", "#alerts li a",
+               "#alerts li .muted", "#failures .acted-at", "#failures .issue-action",
+               "#failures select.snooze-for", "#rules .field-name", "#rules .origin"]
+
+# WCAG 2 contrast: the worst ratio of text colour to the first opaque background behind it, per
+# selector (null when nothing matches).
+CONTRAST = """(selectors) => {
+  const rgb = (c) => c.match(/[\\d.]+/g).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const behind = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length < 4 || c[3] > 0) return c;
+    }
+    return [255, 255, 255];
+  };
+  return Object.fromEntries(selectors.map((sel) => {
+    let worst = null;
+    for (const el of document.querySelectorAll(sel)) {
+      const [hi, lo] = [lum(rgb(getComputedStyle(el).color)), lum(behind(el))].sort((a, b) => b - a);
+      const ratio = (hi + 0.05) / (lo + 0.05);
+      worst = worst === null ? ratio : Math.min(worst, ratio);
+    }
+    return [sel, worst];
+  }));
+}"""
+
+
 def wait_ready(page, sections):
     for section in sections:
         try:
@@ -222,6 +254,7 @@ def act_on_issues(page, second, viewer, report):
         }
         seen[name]["buttons"] = other.locator("#failures .issue-action").count()
     report["followed"] = seen
+    report["contrast"] = page.evaluate(CONTRAST, CONTRAST_OF)
 
 
 def main():

@@ -547,7 +547,12 @@ async fn the_dashboard_shows_what_the_api_answers() {
     let report = driver.finish().await;
     check_before_burst(&report, &before_burst);
     let expected = dashboard_live::Expected {
-        crm_rate: dashboard_live::burst_rate(&burst, NOW, config.alert_rate_window_minutes),
+        crm_rates: dashboard_live::burst_rates(
+            &burst,
+            NOW,
+            config.alert_rate_window_minutes,
+            config.alert_rate_min_events,
+        ),
         rate_min_events: config.alert_rate_min_events,
         grpc: service.service.grpc_addr,
     };
@@ -603,6 +608,7 @@ async fn the_dashboard_shows_what_the_api_answers() {
     dashboard_live::check_alerts(&mut api, &report, &expected).await;
     dashboard_live::check_actions(&mut api, &report, &expected).await;
     dashboard_live::check_read_only(&report);
+    dashboard_live::check_contrast(&report);
     dashboard_live::check_rules(&mut api, &report).await;
     check_focus(&report);
 
