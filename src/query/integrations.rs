@@ -80,6 +80,15 @@ pub struct IntegrationPage {
     pub(crate) resolution: Resolution,
 }
 
+impl IntegrationPage {
+    /// The listed integrations' types and ids, in the page's order.
+    pub fn ids(&self) -> impl Iterator<Item = (IntegrationType, &str)> {
+        self.integrations
+            .iter()
+            .map(|r| (r.integration_type, r.integration_id.as_str()))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct IntegrationPoint {
     pub(crate) bucket_start_ms: i64,

@@ -113,6 +113,10 @@ pub fn query_latencies(
         page_size: 50,
         page_token: None,
     };
+    let top_integration = engine
+        .list_integrations(&integrations)
+        .ok()
+        .and_then(|p| p.ids().next().map(|(kind, id)| (kind, id.to_owned())));
     let queries: Vec<Query<'_>> = vec![
         (
             "overview",
@@ -139,6 +143,15 @@ pub fn query_latencies(
         (
             "integrations",
             Box::new(|| drop(engine.list_integrations(&integrations))),
+        ),
+        (
+            "integration_health",
+            Box::new(move || {
+                if let Some((kind, id)) = &top_integration {
+                    let day = Granularity::Day;
+                    drop(engine.integration_health(tenant, Some(*kind), id, None, day, "UTC"))
+                }
+            }),
         ),
         (
             "errors",
