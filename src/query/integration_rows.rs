@@ -48,11 +48,7 @@ pub(super) fn summed(integration: &Merged) -> TotalsPart {
 }
 
 pub(super) fn latency_percentiles(sketch: &LatencySketch) -> Percentiles {
-    let mut out = [0.0; 3];
-    for (slot, q) in out.iter_mut().zip(QUANTILES) {
-        *slot = sketch.quantile(q)?;
-    }
-    Some(out)
+    sketch.quantiles(QUANTILES)
 }
 
 pub(super) fn row(
@@ -61,33 +57,71 @@ pub(super) fn row(
     codes: Option<&BTreeMap<u16, u64>>,
     range: TimeRange,
 ) -> IntegrationRow {
-    let latency = totals.latency;
-    let events = (totals.succeeded + totals.failed).max(1);
-    let first_day = range.start_ms.div_euclid(DAY_MS) * DAY_MS;
-    let daily_failures = (first_day..range.end_ms)
-        .step_by(DAY_MS as usize)
-        .map(|day| (day, totals.daily.get(&day).copied().unwrap_or(0)))
-        .collect();
-    let top_error_code = codes.and_then(|codes| {
-        codes
-            .iter()
-            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-            .map(|(code, _)| *code)
-    });
-    IntegrationRow {
-        integration_type: id.0,
-        integration_id: id.1.clone(),
-        integration_name: totals.name.text,
-        succeeded: totals.succeeded,
-        failed: totals.failed,
-        failure_rate: totals.failed as f64 / events as f64,
-        latency: latency_percentiles(&latency),
-        latency_count: latency.count(),
-        last_failure_ms: totals.last_failure_ms,
-        top_error_code,
-        daily_failures,
-        retried_failures: totals.retried,
-        recovered_failures: totals.recovered,
+    PendingRow::new(id, totals, codes, range).finish()
+}
+
+/// A row whose latency percentiles and daily failures are worked out only once it is known to
+/// be served (or sorted by its p99): most rows of a big tenant fall off the page.
+pub(super) struct PendingRow {
+    pub(super) row: IntegrationRow,
+    latency: Option<LatencySketch>,
+    daily: Option<(BTreeMap<i64, u64>, TimeRange)>,
+}
+
+impl PendingRow {
+    pub(super) fn new(
+        id: &Id,
+        totals: TotalsPart,
+        codes: Option<&BTreeMap<u16, u64>>,
+        range: TimeRange,
+    ) -> PendingRow {
+        let events = (totals.succeeded + totals.failed).max(1);
+        let top_error_code = codes.and_then(|codes| {
+            codes
+                .iter()
+                .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+                .map(|(code, _)| *code)
+        });
+        let row = IntegrationRow {
+            integration_type: id.0,
+            integration_id: id.1.clone(),
+            integration_name: totals.name.text,
+            succeeded: totals.succeeded,
+            failed: totals.failed,
+            failure_rate: totals.failed as f64 / events as f64,
+            latency: None,
+            latency_count: totals.latency.count(),
+            last_failure_ms: totals.last_failure_ms,
+            top_error_code,
+            daily_failures: Vec::new(),
+            retried_failures: totals.retried,
+            recovered_failures: totals.recovered,
+        };
+        PendingRow {
+            row,
+            latency: Some(totals.latency),
+            daily: Some((totals.daily, range)),
+        }
+    }
+
+    /// Works out the percentiles, which ordering by p99 needs before the page is known.
+    pub(super) fn with_percentiles(mut self) -> PendingRow {
+        if let Some(sketch) = self.latency.take() {
+            self.row.latency = latency_percentiles(&sketch);
+        }
+        self
+    }
+
+    pub(super) fn finish(self) -> IntegrationRow {
+        let mut done = self.with_percentiles();
+        if let Some((daily, range)) = done.daily.take() {
+            let first_day = range.start_ms.div_euclid(DAY_MS) * DAY_MS;
+            done.row.daily_failures = (first_day..range.end_ms)
+                .step_by(DAY_MS as usize)
+                .map(|day| (day, daily.get(&day).copied().unwrap_or(0)))
+                .collect();
+        }
+        done.row
     }
 }
 

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use super::calendar::{day_boundaries, hour_boundaries, parse_time_zone};
 use super::engine::utc_days_until;
-use super::integration_rows::{latency_percentiles, row, sort_key, summed, top_groups, Position};
+use super::integration_rows::{
+    latency_percentiles, row, sort_key, summed, top_groups, PendingRow, Position,
+};
 use super::paging;
 use super::parts::Part;
 use super::types::{ErrorCount, Granularity, Resolution, TimeRange, TypeFilter};
@@ -419,14 +421,21 @@ impl QueryEngine {
         let local = self.local_integration_totals(&request.tenant_id, range, |t| types.includes(t));
         let totals = self.gathered(Part::IntegrationTotals { range, types }, local)?;
         let codes = self.codes_by_integration(&request.tenant_id, range)?;
-        let rows: Vec<IntegrationRow> = totals
+        let order = request.order;
+        let rows: Vec<PendingRow> = totals
             .into_iter()
-            .map(|(id, totals)| row(&id, totals, codes.get(&id), range))
+            .map(|(id, totals)| {
+                let pending = PendingRow::new(&id, totals, codes.get(&id), range);
+                match order {
+                    IntegrationOrder::P99Desc => pending.with_percentiles(),
+                    _ => pending,
+                }
+            })
             .collect();
         let total_integrations = rows.len() as u64;
-        let order = request.order;
         let (rows, next) =
-            paging::take_page(rows, after.as_ref(), page_size, |r| sort_key(r, order));
+            paging::take_page(rows, after.as_ref(), page_size, |r| sort_key(&r.row, order));
+        let rows = rows.into_iter().map(PendingRow::finish).collect();
         let next_page_token = next.map(|position| paging::encode_token(fingerprint, &position));
         Ok(IntegrationPage {
             integrations: rows,
@@ -478,8 +487,8 @@ impl QueryEngine {
             },
             local,
         )?;
-        let codes = self.codes_by_integration(tenant_id, range)?;
-        let groups = self.integration_groups(tenant_id, range, integration_type, integration_id)?;
+        let failures =
+            self.integration_failures(tenant_id, range, integration_type, integration_id)?;
         let mut found = merged.into_iter();
         let (id, integration) = match (found.next(), found.next()) {
             (Some(one), None) => one,
@@ -491,7 +500,8 @@ impl QueryEngine {
             }
             (Some(_), Some(_)) => return Err(QueryError::AmbiguousIntegration),
         };
-        let summary = row(&id, summed(&integration), codes.get(&id), range);
+        let codes = failures.codes_of(id.0);
+        let summary = row(&id, summed(&integration), Some(&codes), range);
         let series = boundaries
             .windows(2)
             .map(|w| {
@@ -510,9 +520,7 @@ impl QueryEngine {
             })
             .collect();
         let mut error_codes: Vec<ErrorCount> = codes
-            .get(&id)
-            .into_iter()
-            .flatten()
+            .iter()
             .map(|(code, failed)| ErrorCount {
                 status_code: *code,
                 name: catalog::name_of(*code),
@@ -528,7 +536,7 @@ impl QueryEngine {
             summary,
             series,
             error_codes,
-            top_failures: top_groups(groups, id.0),
+            top_failures: top_groups(failures.top, id.0),
             effective_range: range,
             resolution: self.resolution(range, tier, false),
             utc_days_until_ms: utc_days_until(how, range),

@@ -29,22 +29,24 @@ pub(super) fn fingerprint(query: &impl Debug) -> u64 {
 /// position to continue from when more rows follow. Only the page and one more row are put in
 /// order, so a page costs a selection, not a sort of every row.
 pub(super) fn take_page<T, K: Ord + Clone>(
-    mut rows: Vec<T>,
+    rows: Vec<T>,
     after: Option<&K>,
     size: usize,
     key: impl Fn(&T) -> K,
 ) -> (Vec<T>, Option<K>) {
+    // Each row's key once: a key may own strings, and sorting would make one per comparison.
+    let mut keyed: Vec<(K, T)> = rows.into_iter().map(|row| (key(&row), row)).collect();
     if let Some(after) = after {
-        rows.retain(|row| key(row) > *after);
+        keyed.retain(|(k, _)| k > after);
     }
-    if rows.len() > size + 1 {
-        rows.select_nth_unstable_by_key(size, |row| key(row));
-        rows.truncate(size + 1);
+    if keyed.len() > size + 1 {
+        keyed.select_nth_unstable_by(size, |a, b| a.0.cmp(&b.0));
+        keyed.truncate(size + 1);
     }
-    rows.sort_unstable_by_key(|row| key(row));
-    let next = (rows.len() > size).then(|| key(&rows[size - 1]));
-    rows.truncate(size);
-    (rows, next)
+    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let next = (keyed.len() > size).then(|| keyed[size - 1].0.clone());
+    keyed.truncate(size);
+    (keyed.into_iter().map(|(_, row)| row).collect(), next)
 }
 
 /// A page token's text: base64url of `{"v":1,"f":fingerprint,"p":position}`.

@@ -170,6 +170,7 @@ impl LatencySketch {
 
     /// The value at quantile `q` (0..=1), within `RELATIVE_ACCURACY` of the value of rank
     /// `floor(q × (n − 1))` among the values counted; `None` when nothing was counted.
+    #[cfg(test)]
     pub(crate) fn quantile(&self, q: f64) -> Option<f64> {
         let total = self.count();
         if total == 0 {
@@ -186,6 +187,27 @@ impl LatencySketch {
             }
         }
         last.map(value_of)
+    }
+
+    /// The values at the quantiles `qs`, which must ascend, in one pass over the bins: each as
+    /// `quantile` gives it.
+    pub(crate) fn quantiles<const N: usize>(&self, qs: [f64; N]) -> Option<[f64; N]> {
+        debug_assert!(qs.windows(2).all(|w| w[0] <= w[1]), "{qs:?} ascend");
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let ranks = qs.map(|q| (q.clamp(0.0, 1.0) * (total - 1) as f64).floor() as u64);
+        let mut out = [0.0; N];
+        let (mut next, mut seen) = (0, 0);
+        self.for_each_bin(|bin, count| {
+            seen += u64::from(count);
+            while next < N && ranks[next] < seen {
+                out[next] = value_of(bin);
+                next += 1;
+            }
+        });
+        Some(out)
     }
 
     /// Heap bytes held by the bins beyond the first.
@@ -262,9 +284,41 @@ impl<'de> Deserialize<'de> for LatencySketch {
     }
 }
 
-/// Sums many sketches into one through a dense array over every bin `add` can produce: linear
-/// in the bins summed, where merging sparse sketches pairwise would shift them over and over.
+/// Many sketches summed into one: the first kept as it is, so that summing one sketch costs a
+/// copy; from the second on, a dense count per bin over every bin a latency can fall in, so each
+/// further sketch costs one pass over its bins and the sum one encoding at the end.
+#[derive(Default)]
 pub(crate) struct SketchSum {
+    only: LatencySketch,
+    dense: Option<DenseSum>,
+}
+
+impl SketchSum {
+    pub(crate) fn add(&mut self, sketch: &LatencySketch) {
+        if sketch.first.1 == 0 {
+            return;
+        }
+        if let Some(dense) = &mut self.dense {
+            dense.add(sketch);
+        } else if self.only.first.1 == 0 {
+            self.only = sketch.clone();
+        } else {
+            let mut dense = DenseSum::default();
+            dense.add(&std::mem::take(&mut self.only));
+            dense.add(sketch);
+            self.dense = Some(dense);
+        }
+    }
+
+    pub(crate) fn finish(self) -> LatencySketch {
+        match self.dense {
+            Some(dense) => dense.finish(),
+            None => self.only,
+        }
+    }
+}
+
+struct DenseSum {
     zeros: u32,
     lowest: i16,
     counts: Vec<u32>,
@@ -272,11 +326,11 @@ pub(crate) struct SketchSum {
     rest: LatencySketch,
 }
 
-impl Default for SketchSum {
+impl Default for DenseSum {
     fn default() -> Self {
         let lowest = bin_of(SMALLEST_MS);
         let highest = bin_of(LARGEST_MS);
-        SketchSum {
+        DenseSum {
             zeros: 0,
             lowest,
             counts: vec![0; (highest - lowest + 1) as usize],
@@ -285,8 +339,8 @@ impl Default for SketchSum {
     }
 }
 
-impl SketchSum {
-    pub(crate) fn add(&mut self, sketch: &LatencySketch) {
+impl DenseSum {
+    fn add(&mut self, sketch: &LatencySketch) {
         sketch.for_each_bin(|bin, count| {
             if bin == ZERO_BIN {
                 self.zeros = self.zeros.saturating_add(count);
@@ -302,7 +356,7 @@ impl SketchSum {
         });
     }
 
-    pub(crate) fn finish(self) -> LatencySketch {
+    fn finish(self) -> LatencySketch {
         let zeros = (self.zeros > 0).then_some((ZERO_BIN, self.zeros));
         let dense = self.counts.iter().enumerate().filter(|(_, c)| **c > 0);
         let bins: Vec<(i16, u32)> = zeros
@@ -371,6 +425,20 @@ mod tests {
             let estimate = sketch.quantile(q).unwrap();
             let truth = exact(&mut values, q);
             prop_assert!(close(estimate, truth), "q={q} estimate={estimate} truth={truth}");
+        }
+
+        #[test]
+        fn one_pass_quantiles_equal_each_quantile(
+            values in prop::collection::vec(latency(), 0..400),
+            mut qs in prop::array::uniform4(0.0f64..=1.0),
+        ) {
+            qs.sort_by(f64::total_cmp);
+            let mut sketch = LatencySketch::default();
+            for v in &values {
+                sketch.add(*v);
+            }
+            let each: Option<Vec<f64>> = qs.iter().map(|q| sketch.quantile(*q)).collect();
+            prop_assert_eq!(sketch.quantiles(qs).map(|a| a.to_vec()), each);
         }
 
         #[test]
