@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use super::integrations::{
     GroupSummary, Id, IntegrationOrder, IntegrationRow, Merged, Percentiles, Totals, TotalsPart,
     QUANTILES, TOP_GROUPS,
@@ -33,10 +35,10 @@ pub(super) fn top_groups(
 /// bucket placed at a local day's midday counted in the UTC day of that instant.
 pub(super) fn summed(integration: &Merged) -> TotalsPart {
     let mut sum = IntegrationSum::default();
-    let mut daily: BTreeMap<i64, u64> = BTreeMap::new();
+    let mut daily = Daily::default();
     for (at, counts) in &integration.buckets {
         sum.add(counts);
-        *daily.entry(floor_to(*at, DAY_MS)).or_default() += counts.failed;
+        daily.add(floor_to(*at, DAY_MS), counts.failed);
     }
     Totals {
         name: integration.name.clone(),
@@ -65,7 +67,7 @@ pub(super) fn row(
 pub(super) struct PendingRow {
     pub(super) row: IntegrationRow,
     latency: Option<LatencySketch>,
-    daily: Option<(BTreeMap<i64, u64>, TimeRange)>,
+    daily: Option<(Daily, TimeRange)>,
 }
 
 impl PendingRow {
@@ -118,7 +120,7 @@ impl PendingRow {
             let first_day = range.start_ms.div_euclid(DAY_MS) * DAY_MS;
             done.row.daily_failures = (first_day..range.end_ms)
                 .step_by(DAY_MS as usize)
-                .map(|day| (day, daily.get(&day).copied().unwrap_or(0)))
+                .map(|day| (day, daily.get(day)))
                 .collect();
         }
         done.row
@@ -144,4 +146,38 @@ pub(super) fn sort_key(row: &IntegrationRow, order: IntegrationOrder) -> Positio
         row.integration_type,
         row.integration_id.clone(),
     )
+}
+
+/// Failures per UTC day, sorted by day: a month is a few dozen entries, which a sorted vector
+/// holds in one allocation. Between replicas it travels as the map it replaced did (bincode
+/// writes a map and a sequence of pairs alike).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Daily(Vec<(i64, u64)>);
+
+impl Daily {
+    pub(super) fn add(&mut self, day: i64, failed: u64) {
+        if let Some((last, n)) = self.0.last_mut() {
+            if *last == day {
+                *n += failed;
+                return;
+            }
+        }
+        match self.0.binary_search_by_key(&day, |(d, _)| *d) {
+            Ok(at) => self.0[at].1 += failed,
+            Err(at) => self.0.insert(at, (day, failed)),
+        }
+    }
+
+    pub(super) fn merge(&mut self, other: Daily) {
+        for (day, failed) in other.0 {
+            self.add(day, failed);
+        }
+    }
+
+    pub(super) fn get(&self, day: i64) -> u64 {
+        self.0
+            .binary_search_by_key(&day, |(d, _)| *d)
+            .map_or(0, |at| self.0[at].1)
+    }
 }

@@ -4,12 +4,13 @@
 //! partitions by the integration's id.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 use super::calendar::{day_boundaries, hour_boundaries, parse_time_zone};
 use super::engine::utc_days_until;
+use super::integration_rows::Daily;
 use super::integration_rows::{
     latency_percentiles, row, sort_key, summed, top_groups, PendingRow, Position,
 };
@@ -22,7 +23,7 @@ use crate::catalog;
 use crate::event::IntegrationType;
 use crate::store::{
     floor_to, Bucket, CodesByIntegration, HourTier, IntegrationDay, IntegrationSum, LatencySketch,
-    PartitionState, RetrySum, RollsInto, SeriesRead, TenantState, DAY_MS, HOUR_MS,
+    PartitionState, RetrySum, RollsInto, SeriesRead, Sym, TenantState, DAY_MS, HOUR_MS,
 };
 
 /// Percentiles every latency answer carries.
@@ -129,7 +130,7 @@ pub(super) struct Totals {
     pub(super) name: Name,
     pub(super) sum: IntegrationSum,
     /// UTC day start → failures.
-    pub(super) daily: BTreeMap<i64, u64>,
+    pub(super) daily: Daily,
     pub(super) retries: RetrySum,
 }
 
@@ -158,7 +159,7 @@ impl Totals {
                 if window.is_none() {
                     self.sum.add_latency(latency);
                 }
-                *self.daily.entry(floor_to(at, DAY_MS)).or_default() += failed;
+                self.daily.add(floor_to(at, DAY_MS), failed);
             });
         if let Some(window) = window {
             self.sum.add_latency(&window.latency);
@@ -191,7 +192,7 @@ pub(crate) struct TotalsPart {
     pub(super) failed: u64,
     pub(super) last_failure_ms: Option<i64>,
     pub(super) latency: LatencySketch,
-    pub(super) daily: BTreeMap<i64, u64>,
+    pub(super) daily: Daily,
     pub(super) retried: u64,
     pub(super) recovered: u64,
 }
@@ -205,9 +206,7 @@ impl TotalsPart {
         self.latency.merge(&other.latency);
         self.retried += other.retried;
         self.recovered += other.recovered;
-        for (day, failed) in other.daily {
-            *self.daily.entry(day).or_default() += failed;
-        }
+        self.daily.merge(other.daily);
     }
 }
 
@@ -383,13 +382,21 @@ impl QueryEngine {
                 Some(ranking) => Cow::Borrowed(&ranking.codes),
                 None => Cow::Owned(summed_codes(partition, tenant, range)),
             };
+            // By symbol first, so each integration's id is copied once, not once per code.
+            let mut per_integration: HashMap<(IntegrationType, Sym), Vec<(u16, u64)>> =
+                HashMap::new();
             for (&(kind, sym, code), &total) in by_symbol.iter() {
-                let id = partition.interner.resolve(sym).to_owned();
-                *codes
-                    .entry((kind, id))
+                per_integration
+                    .entry((kind, sym))
                     .or_default()
-                    .entry(code)
-                    .or_default() += total;
+                    .push((code, total));
+            }
+            for ((kind, sym), counts) in per_integration {
+                let id = partition.interner.resolve(sym).to_owned();
+                let slot = codes.entry((kind, id)).or_default();
+                for (code, total) in counts {
+                    *slot.entry(code).or_default() += total;
+                }
             }
         });
         codes

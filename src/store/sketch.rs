@@ -22,6 +22,10 @@ fn gamma() -> f64 {
     (1.0 + RELATIVE_ACCURACY) / (1.0 - RELATIVE_ACCURACY)
 }
 
+/// A sketch whose bins past the lowest take at most this many bytes (about ten sparse pairs)
+/// is merged bin by bin.
+const FEW_BINS_BYTES: usize = 64;
+
 /// Values at or below `SMALLEST_MS` are counted in this bin, below every other.
 const ZERO_BIN: i16 = i16::MIN;
 
@@ -123,6 +127,12 @@ impl LatencySketch {
         }
         if self.first.1 == 0 {
             *self = other.clone();
+            return;
+        }
+        // An hour's few bins into a month's many: added where they are, mostly in place,
+        // rather than decoding and re-encoding every bin.
+        if other.heap_bytes() <= FEW_BINS_BYTES {
+            other.for_each_bin(|bin, count| self.add_to_bin(bin, count));
             return;
         }
         let mine: Vec<(i16, u32)> = self.bins().collect();
@@ -284,14 +294,19 @@ impl<'de> Deserialize<'de> for LatencySketch {
     }
 }
 
-/// Many sketches summed into one: the first kept as it is, so that summing one sketch costs a
-/// copy; from the second on, a dense count per bin over every bin a latency can fall in, so each
-/// further sketch costs one pass over its bins and the sum one encoding at the end.
+/// Many sketches summed into one: the first few merged pairwise, which for a handful costs less
+/// than clearing and scanning a dense array; from then on, a dense count per bin over every bin
+/// a latency can fall in, so each further sketch costs one pass over its bins and the sum one
+/// encoding at the end.
 #[derive(Default)]
 pub(crate) struct SketchSum {
-    only: LatencySketch,
+    merged: LatencySketch,
+    merges: u8,
     dense: Option<DenseSum>,
 }
+
+/// How many sketches are merged pairwise before the dense sum takes over.
+const PAIRWISE: u8 = 4;
 
 impl SketchSum {
     pub(crate) fn add(&mut self, sketch: &LatencySketch) {
@@ -300,11 +315,12 @@ impl SketchSum {
         }
         if let Some(dense) = &mut self.dense {
             dense.add(sketch);
-        } else if self.only.first.1 == 0 {
-            self.only = sketch.clone();
+        } else if self.merges < PAIRWISE {
+            self.merged.merge(sketch);
+            self.merges += 1;
         } else {
             let mut dense = DenseSum::default();
-            dense.add(&std::mem::take(&mut self.only));
+            dense.add(&std::mem::take(&mut self.merged));
             dense.add(sketch);
             self.dense = Some(dense);
         }
@@ -313,7 +329,7 @@ impl SketchSum {
     pub(crate) fn finish(self) -> LatencySketch {
         match self.dense {
             Some(dense) => dense.finish(),
-            None => self.only,
+            None => self.merged,
         }
     }
 }

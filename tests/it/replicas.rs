@@ -81,6 +81,20 @@ async fn every_replica_answers_for_every_partition_exactly() {
                 .expect("integrations")
                 .into_inner();
             assert_integrations_match(&listed, &generated.truth, tenant);
+            // An integration's health merges its groups from every owner.
+            for row in listed.integrations.iter().take(3) {
+                let health = api
+                    .get_integration_health(proto::GetIntegrationHealthRequest {
+                        tenant_id: tenant.into(),
+                        integration_type: row.integration_type,
+                        integration_id: row.integration_id.clone(),
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("integration health")
+                    .into_inner();
+                assert_integration_health_matches(&health, &generated.truth, tenant);
+            }
         }
     }
 

@@ -712,3 +712,54 @@ pub fn assert_integrations_match(
         .collect();
     assert_eq!(shown, expected, "{tenant}");
 }
+
+/// One integration's health as the test's own recount has it over the answer's range: its
+/// failures and successes, failures per code, its top code, and its busiest failure groups'
+/// totals (a group being one code, description, service and flow).
+pub fn assert_integration_health_matches(
+    health: &proto::GetIntegrationHealthResponse,
+    truth: &Truth,
+    tenant: &str,
+) {
+    let summary = health.integration.as_ref().expect("a summary");
+    let kind = type_name(summary.integration_type);
+    let id = summary.integration_id.as_str();
+    let (start, end) = bounds(&health.effective_range);
+    let events: Vec<&TruthEvent> = truth
+        .of(tenant)
+        .filter(|e| e.kind == kind && e.integration_id == id)
+        .filter(|e| e.at >= start && e.at < end)
+        .collect();
+    let failed = events.iter().filter(|e| e.failed).count() as u64;
+    assert_eq!(summary.failed, failed, "{tenant} {id}");
+    assert_eq!(
+        summary.succeeded,
+        events.len() as u64 - failed,
+        "{tenant} {id}"
+    );
+    let mut codes: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut groups: BTreeMap<(u16, &str, &str, &str), u64> = BTreeMap::new();
+    for e in events.iter().filter(|e| e.failed) {
+        *codes.entry(u32::from(e.code)).or_default() += 1;
+        let key = (
+            e.code,
+            e.description.as_str(),
+            e.service_id.as_str(),
+            e.flow_id.as_str(),
+        );
+        *groups.entry(key).or_default() += 1;
+    }
+    let shown: BTreeMap<u32, u64> = health
+        .error_codes
+        .iter()
+        .map(|c| (c.status_code, c.failed))
+        .collect();
+    assert_eq!(shown, codes, "{tenant} {id}");
+    let busiest = codes.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)));
+    assert_eq!(summary.top_error_code, busiest.map_or(0, |(code, _)| *code));
+    let mut totals: Vec<u64> = groups.into_values().collect();
+    totals.sort_unstable_by(|a, b| b.cmp(a));
+    totals.truncate(5);
+    let top: Vec<u64> = health.top_failures.iter().map(|f| f.total_errors).collect();
+    assert_eq!(top, totals, "{tenant} {id}: the busiest groups");
+}
