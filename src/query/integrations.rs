@@ -139,6 +139,12 @@ impl Totals {
     /// the hours since, when the range starts where the window does.
     fn add(&mut self, state: &crate::store::IntegrationState, range: TimeRange, rolled: i64) {
         let (start, end) = (range.start_ms, range.end_ms);
+        let daily = &mut self.daily;
+        let quiet = state.quiet_sum(start, end, |at| daily.add(floor_to(at, DAY_MS), 1));
+        if let Some(sum) = quiet {
+            self.sum.add(&sum);
+            return;
+        }
         let window = state
             .window
             .as_deref()

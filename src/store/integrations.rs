@@ -339,6 +339,26 @@ impl IntegrationState {
         }));
     }
 
+    /// A quiet integration's events whose hour starts in `[start_ms, end_ms)`, summed into one
+    /// bucket, with `on_failure` told each failure's time: what reading its buckets gives, without
+    /// building them. `None` once it keeps buckets.
+    pub(crate) fn quiet_sum(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        mut on_failure: impl FnMut(i64),
+    ) -> Option<IntegrationDay> {
+        let events = self.buckets.events()?;
+        let mut sum = IntegrationDay::default();
+        for event in hours_within(events, start_ms, end_ms) {
+            sum.record(event);
+            if event.failed {
+                on_failure(event.at_ms);
+            }
+        }
+        Some(sum)
+    }
+
     /// Failures in `[start_ms, end_ms)`, without touching the latency sketches.
     pub(crate) fn failed_in(&self, start_ms: i64, end_ms: i64, rolled_until: i64) -> u64 {
         match &self.buckets {
@@ -481,6 +501,31 @@ mod tests {
                 quiet.buckets.any_in(start, end, rolled),
                 tiered.buckets.any_in(start, end, rolled)
             );
+            // The quiet sum is the buckets' sum by UTC day, failures by day included.
+            let mut by_day = BTreeMap::new();
+            let summed = quiet.quiet_sum(start, end, |at| {
+                *by_day.entry(floor_to(at, DAY_MS)).or_insert(0_u64) += 1;
+            });
+            if let Some(summed) = summed {
+                let (mut sum, mut expected) = (IntegrationSum::default(), BTreeMap::new());
+                tiered.buckets.each(start, end, SeriesRead::UtcDays, rolled, |at, bucket| {
+                    let failed = match bucket {
+                        Bucket::Hour(h) => {
+                            sum.add(h);
+                            u64::from(h.failed)
+                        }
+                        Bucket::Day(d) => {
+                            sum.add(d);
+                            d.failed
+                        }
+                    };
+                    if failed > 0 {
+                        *expected.entry(floor_to(at, DAY_MS)).or_insert(0) += failed;
+                    }
+                });
+                prop_assert_eq!(summed, sum.finish());
+                prop_assert_eq!(by_day, expected);
+            }
             // Buckets forget hours past their tier; events keep them until the day floor.
             let newest = |s: &IntegrationState| {
                 s.buckets.newest_hour_before(end).filter(|h| *h >= hour_floor)

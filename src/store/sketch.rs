@@ -56,6 +56,13 @@ impl LatencySketch {
         total
     }
 
+    /// Every (bin, count), by bin, decoded in tight loops.
+    fn bin_list(&self) -> Vec<(i16, u32)> {
+        let mut bins = Vec::with_capacity(1 + self.heap_bytes() / 2);
+        self.for_each_bin(|bin, count| bins.push((bin, count)));
+        bins
+    }
+
     /// Calls `f` with every (bin, count), by bin, in tight loops.
     fn for_each_bin(&self, mut f: impl FnMut(i16, u32)) {
         if self.first.1 > 0 {
@@ -135,17 +142,28 @@ impl LatencySketch {
             other.for_each_bin(|bin, count| self.add_to_bin(bin, count));
             return;
         }
-        let mine: Vec<(i16, u32)> = self.bins().collect();
-        let mut merged = Vec::with_capacity(mine.len() + 8);
-        let mut theirs = other.bins().peekable();
-        for (bin, count) in mine {
-            while let Some(lower) = theirs.next_if(|(b, _)| *b < bin) {
-                merged.push(lower);
+        let (mine, theirs) = (self.bin_list(), other.bin_list());
+        let mut merged = Vec::with_capacity(mine.len() + theirs.len());
+        let (mut i, mut j) = (0, 0);
+        while i < mine.len() && j < theirs.len() {
+            let (a, b) = (mine[i], theirs[j]);
+            match a.0.cmp(&b.0) {
+                std::cmp::Ordering::Less => {
+                    merged.push(a);
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    merged.push(b);
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    merged.push((a.0, a.1.saturating_add(b.1)));
+                    (i, j) = (i + 1, j + 1);
+                }
             }
-            let same = theirs.next_if(|(b, _)| *b == bin).map_or(0, |(_, c)| c);
-            merged.push((bin, count.saturating_add(same)));
         }
-        merged.extend(theirs);
+        merged.extend_from_slice(&mine[i..]);
+        merged.extend_from_slice(&theirs[j..]);
         *self = LatencySketch::from_bins(&merged);
     }
 
