@@ -309,11 +309,11 @@ def main():
         # The burst of failures arrives while the page is open: its alert appears live, and
         # every section whose numbers moved follows the feed.
         step("burst")
-        started = time.monotonic()
         page.wait_for_selector(
             "#alerts li[data-state=ALERT_FIRING][data-integration=dash-crm]", timeout=30000
         )
-        report["alert_seconds"] = time.monotonic() - started
+        # Wall-clock seconds: the test knows when it started publishing.
+        report["alert_seen_at"] = time.time()
         page.wait_for_selector(f"#live[data-version='{ACME_EVENTS}']", timeout=30000)
         wait_idle(page)
         report["initial"] = scrape(page, calls)

@@ -543,6 +543,10 @@ async fn the_dashboard_shows_what_the_api_answers() {
     let mut driver = Driver::start(&python, &url, acme_events);
     let before_burst = dashboard_live::list_alerts(&mut api).await;
     driver.wait_for("burst").await;
+    let burst_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64();
     publish(&producer, TOPIC, &burst).await;
     let report = driver.finish().await;
     check_before_burst(&report, &before_burst);
@@ -555,6 +559,7 @@ async fn the_dashboard_shows_what_the_api_answers() {
         ),
         rate_min_events: config.alert_rate_min_events,
         grpc: service.service.grpc_addr,
+        burst_at,
     };
 
     let prompt = report["prompt_without_token"].as_str().expect("a prompt");
