@@ -269,6 +269,41 @@ const SERVER_ERROR: &str = "The receiver failed to handle a valid request. Retry
 const OTHER_ERROR: &str =
     "An unusual status. Check the receiver's documentation for what this code means.";
 
+/// The coarse reason behind a failure, the first thing a person on call asks: a broken
+/// credential, a rate limit, a provider that is down, our configuration, or our own request.
+/// Derived from the code when read, never stored; docs/events.md lists the mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ErrorClass {
+    Auth,
+    RateLimited,
+    ProviderUnavailable,
+    Config,
+    Client,
+}
+
+impl ErrorClass {
+    pub const ALL: [ErrorClass; 5] = [
+        ErrorClass::Auth,
+        ErrorClass::RateLimited,
+        ErrorClass::ProviderUnavailable,
+        ErrorClass::Config,
+        ErrorClass::Client,
+    ];
+}
+
+/// The class of a code: the catalog's codes by what each means, any other code by its range
+/// (5xx the provider's, everything else the request's).
+pub fn class_of(status_code: u16) -> ErrorClass {
+    match status_code {
+        401 | 403 => ErrorClass::Auth,
+        429 | 882 | 883 => ErrorClass::RateLimited,
+        408 | 521 | 523 => ErrorClass::ProviderUnavailable,
+        816 | 844 | 852 | 884 => ErrorClass::Config,
+        500..=599 => ErrorClass::ProviderUnavailable,
+        _ => ErrorClass::Client,
+    }
+}
+
 /// Looks a code up; unknown codes get a generic entry for their class.
 pub fn lookup(status_code: u16) -> CatalogEntry {
     if let Ok(i) = CATALOG.binary_search_by_key(&status_code, |e| e.status_code) {
@@ -368,6 +403,49 @@ mod tests {
         ] {
             assert!(na(code).is_empty(), "{code}");
         }
+    }
+
+    #[test]
+    fn every_catalogued_code_has_the_class_docs_events_gives_it() {
+        use ErrorClass::*;
+        let classes: Vec<(u16, ErrorClass)> = CATALOG
+            .iter()
+            .map(|e| (e.status_code, class_of(e.status_code)))
+            .collect();
+        let unavailable = ProviderUnavailable;
+        let expected = [
+            (308, Client),
+            (400, Client),
+            (401, Auth),
+            (403, Auth),
+            (404, Client),
+            (405, Client),
+            (406, Client),
+            (408, unavailable),
+            (409, Client),
+            (413, Client),
+            (429, RateLimited),
+            (500, unavailable),
+            (502, unavailable),
+            (503, unavailable),
+            (504, unavailable),
+            (521, unavailable),
+            (523, unavailable),
+            (804, Client),
+            (811, Client),
+            (816, Config),
+            (844, Config),
+            (852, Config),
+            (882, RateLimited),
+            (883, RateLimited),
+            (884, Config),
+        ];
+        assert_eq!(classes, expected);
+        // Codes outside the catalog by their range.
+        assert_eq!(class_of(418), Client);
+        assert_eq!(class_of(599), unavailable);
+        assert_eq!(class_of(302), Client);
+        assert_eq!(class_of(777), Client);
     }
 
     #[test]

@@ -38,7 +38,16 @@ impl From<PercentageChange> for proto::GetPercentageChangeResponse {
 
 impl From<ErrorBreakdown> for proto::GetErrorBreakdownResponse {
     fn from(breakdown: ErrorBreakdown) -> Self {
+        let classes = breakdown
+            .classes()
+            .into_iter()
+            .map(|(class, failed)| proto::ClassCount {
+                class: super::convert::class_to_wire(class),
+                failed,
+            })
+            .collect();
         proto::GetErrorBreakdownResponse {
+            classes,
             errors: breakdown.errors.into_iter().map(Into::into).collect(),
             effective_range: Some(breakdown.effective_range.into()),
             granularity: resolution_to_wire(breakdown.resolution),

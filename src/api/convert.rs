@@ -5,7 +5,7 @@ use crate::proto::{Duration as ProtoDuration, Timestamp};
 use thiserror::Error;
 use tonic::Status;
 
-use crate::catalog::CatalogEntry;
+use crate::catalog::{self, CatalogEntry};
 use crate::event::IntegrationType;
 use crate::issues::{ActionKind, IssueState, IssueStatus};
 use crate::proto;
@@ -240,6 +240,7 @@ impl From<query::ErrorCount> for proto::ErrorCount {
             status_code: u32::from(e.status_code),
             name: e.name.to_owned(),
             failed: e.failed,
+            class: class_to_wire(catalog::class_of(e.status_code)),
         }
     }
 }
@@ -438,6 +439,7 @@ impl From<(CatalogEntry, Vec<(IntegrationType, query::Guidance)>)> for proto::Co
                 })
                 .collect(),
             cataloged: entry.cataloged,
+            class: class_to_wire(catalog::class_of(entry.status_code)),
         }
     }
 }
@@ -464,6 +466,17 @@ pub(crate) fn action_from_wire(action: i32) -> Result<ActionKind, ConvertError> 
         Ok(proto::IssueAction::Reopen) => Ok(ActionKind::Reopen),
         _ => Err(ConvertError::UnknownAction),
     }
+}
+
+pub(crate) fn class_to_wire(class: catalog::ErrorClass) -> i32 {
+    let wire = match class {
+        catalog::ErrorClass::Auth => proto::ErrorClass::Auth,
+        catalog::ErrorClass::RateLimited => proto::ErrorClass::RateLimited,
+        catalog::ErrorClass::ProviderUnavailable => proto::ErrorClass::ProviderUnavailable,
+        catalog::ErrorClass::Config => proto::ErrorClass::Config,
+        catalog::ErrorClass::Client => proto::ErrorClass::Client,
+    };
+    wire as i32
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::{self, ErrorClass};
 use crate::event::{IntegrationType, PerType};
 
 /// Half-open `[start_ms, end_ms)`.
@@ -138,6 +139,21 @@ pub struct ErrorBreakdown {
     pub(crate) errors: Vec<ErrorCount>,
     pub(crate) effective_range: TimeRange,
     pub(crate) resolution: Resolution,
+}
+
+impl ErrorBreakdown {
+    /// The failures summed by class, from the counts per code: every class, in
+    /// `ErrorClass::ALL`'s order.
+    pub(crate) fn classes(&self) -> [(ErrorClass, u64); 5] {
+        let mut sums = ErrorClass::ALL.map(|class| (class, 0));
+        for error in &self.errors {
+            let class = catalog::class_of(error.status_code);
+            if let Some(slot) = sums.iter_mut().find(|(c, _)| *c == class) {
+                slot.1 += error.failed;
+            }
+        }
+        sums
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

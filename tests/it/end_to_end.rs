@@ -502,6 +502,11 @@ async fn check_catalog(api: &mut Api) {
         .errors
         .iter()
         .all(|e| e.guidance.len() == 5 && e.cataloged));
+    for e in &c.errors {
+        let class = proto::ErrorClass::try_from(e.class).map(|c| c.as_str_name());
+        let code = e.status_code as u16;
+        assert_eq!(class, Ok(class_by_the_docs(code)), "{code}");
+    }
     let outbound = proto::ListCommonErrorsRequest {
         integration_type: proto::IntegrationType::OutboundWebhook as i32,
         status_code: 882,

@@ -209,6 +209,10 @@ pub(super) fn render_errors(response: &proto::GetErrorBreakdownResponse, json: b
         return pretty(json!({
             "errors": response.errors.iter().map(|e| json!({
                 "status_code": e.status_code, "name": e.name, "failed": e.failed,
+                "class": class_name(e.class),
+            })).collect::<Vec<_>>(),
+            "classes": response.classes.iter().map(|c| json!({
+                "class": class_name(c.class), "failed": c.failed,
             })).collect::<Vec<_>>(),
             "effective_range": range_json(&response.effective_range),
             "granularity": granularity_name(response.granularity),
@@ -221,18 +225,25 @@ pub(super) fn render_errors(response: &proto::GetErrorBreakdownResponse, json: b
         .max()
         .unwrap_or(0)
         .max(1);
-    let mut table = table(&["Code", "Error", "Failed", ""]);
+    let mut table = table(&["Code", "Error", "Class", "Failed", ""]);
     for e in &response.errors {
         table.add_row(vec![
             Cell::new(e.status_code),
             Cell::new(&e.name),
+            Cell::new(class_name(e.class)),
             Cell::new(e.failed).set_alignment(CellAlignment::Right),
             Cell::new(bar(e.failed as f64 / max as f64, 30)),
         ]);
     }
+    let classes: Vec<String> = response
+        .classes
+        .iter()
+        .map(|c| format!("{} {}", class_name(c.class), c.failed))
+        .collect();
     format!(
-        "Errors on integrations, {}\n{table}",
-        served(&response.effective_range, response.granularity)
+        "Errors on integrations, {}\nBy class: {}\n{table}",
+        served(&response.effective_range, response.granularity),
+        classes.join(", ")
     )
 }
 
@@ -453,19 +464,21 @@ pub(super) fn render_catalog(response: &proto::ListCommonErrorsResponse, json: b
         return pretty(json!({
             "errors": response.errors.iter().map(|e| json!({
                 "status_code": e.status_code, "name": e.name, "description": e.description, "cataloged": e.cataloged,
+                "class": class_name(e.class),
                 "guidance": e.guidance.iter().map(|g| json!({
                     "integration_type": type_name(g.integration_type), "applicable": g.applicable, "resolution": g.resolution,
                 })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         }));
     }
-    let mut table = table(&["Code", "Error", "Integration type", "Resolution"]);
+    let mut table = table(&["Code", "Error", "Class", "Integration type", "Resolution"]);
     for e in &response.errors {
         for g in &e.guidance {
             let resolution = g.resolution.clone();
             table.add_row(vec![
                 e.status_code.to_string(),
                 e.name.clone(),
+                class_name(e.class).to_owned(),
                 type_label(g.integration_type).to_owned(),
                 resolution,
             ]);
@@ -526,6 +539,18 @@ pub(super) fn render_status(response: &proto::GetIngestStatusResponse, json: boo
         ));
     }
     text
+}
+
+/// A class as docs/events.md names it: `auth`, `rate_limited`, …
+fn class_name(class: i32) -> &'static str {
+    match proto::ErrorClass::try_from(class) {
+        Ok(proto::ErrorClass::Auth) => "auth",
+        Ok(proto::ErrorClass::RateLimited) => "rate_limited",
+        Ok(proto::ErrorClass::ProviderUnavailable) => "provider_unavailable",
+        Ok(proto::ErrorClass::Config) => "config",
+        Ok(proto::ErrorClass::Client) => "client",
+        _ => "unknown",
+    }
 }
 
 #[cfg(test)]
