@@ -20,6 +20,7 @@ mod drivers;
 mod engine;
 mod failures;
 mod groups;
+mod integration_failures;
 mod integration_rows;
 mod integrations;
 mod paging;
