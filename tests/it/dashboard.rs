@@ -452,14 +452,9 @@ impl Driver {
         let stdin = self.child.stdin.as_mut().expect("stdin");
         stdin.write_all(b"go\n").expect("the driver reads");
         let line = self.next_line().await;
-        let mut child = self.child;
-        let status = tokio::task::spawn_blocking(move || child.wait())
-            .await
-            .expect("waiter")
-            .expect("the driver exits");
+        let status = tokio::task::block_in_place(|| self.child.wait()).expect("the driver exits");
         if !status.success() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            panic!("the driver failed:\n{log}");
+            self.failed("failed");
         }
         serde_json::from_str(&line).expect("the driver's report")
     }

@@ -64,8 +64,7 @@ pub(crate) async fn list_alerts(api: &mut Api) -> Vec<proto::Alert> {
 }
 
 pub(crate) fn timestamp_ms(at: &Option<proto::Timestamp>) -> Option<i64> {
-    at.as_ref()
-        .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+    at.is_some().then(|| ts(at))
 }
 
 /// A time as the page holds it (the API's JSON), in ms; `None` for an empty one.

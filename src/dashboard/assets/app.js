@@ -697,6 +697,9 @@ function ruleScope(scope) {
   return 'The whole tenant';
 }
 
+// Whether the page is opened on one integration whose type is known: its rules then apply.
+const focusedOnOne = () => Boolean(state.integration && state.integrationType);
+
 const ORIGIN_WORDS = {
   settings: 'service default', rules_file: 'rules file', tenant: 'tenant rule',
   integration_type: 'type rule', integration: 'integration rule',
@@ -729,7 +732,7 @@ function effectiveTable(effective) {
 function renderRules(answer) {
   const rules = answer.rules || [];
   const effective = answer.effective || [];
-  const subject = state.integration && state.integrationType
+  const subject = focusedOnOne()
     ? `${state.integration} (${LABEL[state.integrationType]})` : 'the whole tenant';
   const skip = new Set(['scope', 'kind', 'updatedAt', 'updatedBy']);
   const set = rules.length === 0 ? emptyState('No rule set at runtime: the rules file and the service\'s defaults apply.') : h('table', { class: 'rules' },
@@ -749,12 +752,15 @@ function renderRules(answer) {
 }
 
 // Focused on one integration, the rules in force are that integration's.
-const refreshRules = () => load('rules', () => rpc('ListAlertRules', {
-  tenantId: state.tenant,
-  effective: true,
-  integrationType: state.integration && state.integrationType ? state.integrationType : undefined,
-  integrationId: state.integration && state.integrationType ? state.integration : undefined,
-}), renderRules);
+const refreshRules = () => {
+  const one = focusedOnOne();
+  return load('rules', () => rpc('ListAlertRules', {
+    tenantId: state.tenant,
+    effective: true,
+    integrationType: one ? state.integrationType : undefined,
+    integrationId: one ? state.integration : undefined,
+  }), renderRules);
+};
 
 // ---- Common errors ----
 
