@@ -1,15 +1,27 @@
-//! A fast path for the common shape of outcome event: a flat JSON object whose strings carry no
-//! escapes. It borrows every string and allocates nothing. Anything outside that shape (escapes,
-//! a type mismatch, a duplicate field, deep nesting, bad syntax) returns `None`, and the caller
-//! falls back to the general serde decoder, which accepts or rejects it with a precise error.
-//! So this only ever has to agree with serde on what it accepts; the property test in
-//! `event.rs` checks that it does.
+//! The fast path: one pass over a payload that validates each field as it reads it and builds the
+//! `Event` directly, borrowing every string from the payload.
+//!
+//! It takes the common shape: a JSON object whose strings carry no escapes and whose fields all
+//! pass the rules of docs/events.md. Anything else (an escape, a type mismatch, a duplicate or
+//! null required field, a value out of range, deep nesting, bad syntax) returns `None`, and the
+//! caller falls back to the general decoder, which accepts or rejects the payload with a precise
+//! error. So this only has to agree with the general decoder on what it accepts; the property
+//! tests in `scan_tests.rs` and the decode fuzz target check that it does.
 
 use std::borrow::Cow;
 
-use super::validate::{RawEvent, RawTime};
+use super::plain::plain_prefix;
+use super::validate::{epoch_ms_in_range, is_tenant_char, rfc3339_ms, text_fits, MAX_ATTEMPT};
+use super::{
+    Event, IntegrationType, Outcome, MAX_ERROR_MESSAGE_CHARS, MAX_EVENT_ID_CHARS,
+    MAX_INTEGRATION_ID_CHARS, MAX_NAME_CHARS, MAX_TENANT_ID_CHARS,
+};
 
 const MAX_DEPTH: usize = 32;
+
+/// A string value and whether it is plain (printable ASCII: its length in bytes is its length in
+/// characters, and it holds no control character).
+type Text<'a> = (&'a str, bool);
 
 struct Scanner<'a> {
     text: &'a str,
@@ -17,14 +29,39 @@ struct Scanner<'a> {
     pos: usize,
 }
 
-/// Records a known field once; a second occurrence makes serde fail, so it makes us bail.
-fn take<T>(seen: &mut u16, bit: u16, slot: &mut Option<T>, value: Option<T>) -> Option<()> {
-    if *seen & bit != 0 {
-        return None;
+/// The fields read so far, each already valid, and which have been seen.
+#[derive(Default)]
+struct Fields<'a> {
+    seen: u16,
+    event_id: Option<&'a str>,
+    tenant_id: Option<&'a str>,
+    occurred_at_ms: Option<i64>,
+    integration_type: Option<IntegrationType>,
+    integration_id: Option<&'a str>,
+    integration_name: Option<&'a str>,
+    outcome: Option<Outcome>,
+    status_code: Option<u16>,
+    error_message: Option<&'a str>,
+    flow_id: Option<&'a str>,
+    flow_name: Option<&'a str>,
+    service_id: Option<&'a str>,
+    service_name: Option<&'a str>,
+    latency_ms: Option<f64>,
+    attempt: Option<u32>,
+    final_attempt: Option<bool>,
+}
+
+impl Fields<'_> {
+    /// Marks field number `bit` seen; a second occurrence makes the general decoder fail, so it
+    /// makes us bail.
+    fn first_time(&mut self, bit: u16) -> Option<()> {
+        let flag = 1 << bit;
+        if self.seen & flag != 0 {
+            return None;
+        }
+        self.seen |= flag;
+        Some(())
     }
-    *seen |= bit;
-    *slot = value;
-    Some(())
 }
 
 impl<'a> Scanner<'a> {
@@ -57,23 +94,31 @@ impl<'a> Scanner<'a> {
         Some(())
     }
 
-    /// A string without escapes or control characters, borrowed from the payload.
-    fn string(&mut self) -> Option<&'a str> {
+    /// A string without escapes or raw control bytes, borrowed from the payload.
+    fn string(&mut self) -> Option<Text<'a>> {
         self.expect(b'"')?;
         let start = self.pos;
         let rest = self.bytes.get(start..)?;
-        let length = memchr::memchr2(b'"', b'\\', rest)?;
-        let body = &rest[..length];
-        if *rest.get(length)? == b'\\' || body.iter().any(|b| *b < 0x20) {
-            return None;
-        }
+        let plain = plain_prefix(rest);
+        let (length, is_plain) = match *rest.get(plain)? {
+            b'"' => (plain, true),
+            b'\\' => return None,
+            byte if byte < 0x20 => return None,
+            // DEL or a multi-byte character: find the end the slow way.
+            _ => {
+                let length = plain + memchr::memchr2(b'"', b'\\', rest.get(plain..)?)?;
+                if *rest.get(length)? == b'\\' || rest[plain..length].iter().any(|b| *b < 0x20) {
+                    return None;
+                }
+                (length, false)
+            }
+        };
         self.pos = start + length + 1;
-        self.text.get(start..start + length)
+        Some((self.text.get(start..start + length)?, is_plain))
     }
 
-    /// The extent of a JSON number, and whether it has a fraction or exponent.
-    fn number(&mut self) -> Option<(&'a str, bool)> {
-        let start = self.pos;
+    /// The end of a JSON number starting here, and whether it has a fraction or exponent.
+    fn number(&mut self) -> Option<bool> {
         if self.peek() == Some(b'-') {
             self.pos += 1;
         }
@@ -96,7 +141,7 @@ impl<'a> Scanner<'a> {
             self.one_or_more_digits()?;
             is_float = true;
         }
-        Some((self.text.get(start..self.pos)?, is_float))
+        Some(is_float)
     }
 
     fn digits(&mut self) {
@@ -113,24 +158,39 @@ impl<'a> Scanner<'a> {
         Some(())
     }
 
-    fn null_or<T>(&mut self, value: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
-        if self.peek()? == b'n' {
-            self.literal(b"null")?;
-            return Some(None);
-        }
-        value(self).map(Some)
-    }
-
-    fn text_field(&mut self) -> Option<Option<Cow<'a, str>>> {
-        self.null_or(|s| s.string().map(Cow::Borrowed))
-    }
-
+    /// An integer without fraction or exponent that fits an i64.
     fn integer(&mut self) -> Option<i64> {
-        let (digits, is_float) = self.number()?;
-        if is_float {
+        let start = self.pos;
+        if self.number()? {
             return None;
         }
-        digits.parse().ok()
+        let digits = self.bytes.get(start..self.pos)?;
+        let (negative, digits) = match digits.split_first() {
+            Some((b'-', rest)) => (true, rest),
+            _ => (false, digits),
+        };
+        let mut magnitude = 0u64;
+        for digit in digits {
+            magnitude = magnitude
+                .checked_mul(10)?
+                .checked_add(u64::from(digit - b'0'))?;
+        }
+        if negative {
+            0i64.checked_sub_unsigned(magnitude)
+        } else {
+            i64::try_from(magnitude).ok()
+        }
+    }
+
+    fn float(&mut self) -> Option<f64> {
+        let start = self.pos;
+        let is_float = self.number()?;
+        let digits = self.text.get(start..self.pos)?;
+        // Up to 15 digits an integer is exact in an f64, and the general decoder agrees.
+        if !is_float && digits.len() <= 15 {
+            return digits.parse::<i64>().ok().map(|v| v as f64);
+        }
+        digits.parse::<f64>().ok().filter(|v| v.is_finite())
     }
 
     fn boolean(&mut self) -> Option<bool> {
@@ -141,16 +201,143 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn float(&mut self) -> Option<f64> {
-        let (digits, _) = self.number()?;
-        digits.parse::<f64>().ok().filter(|v| v.is_finite())
+    /// `Some(None)` for null, `Some(Some(value))` for a value `read` accepts, `None` otherwise.
+    fn null_or<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
+        if self.peek()? == b'n' {
+            self.literal(b"null")?;
+            return Some(None);
+        }
+        read(self).map(Some)
     }
 
-    fn time(&mut self) -> Option<RawTime<'a>> {
-        match self.peek()? {
-            b'"' => self.string().map(|t| RawTime::Text(Cow::Borrowed(t))),
-            _ => self.integer().map(RawTime::EpochMillis),
+    /// A text field whose length in characters lies in `min..=max`, without control characters.
+    fn text(&mut self, min: usize, max: usize) -> Option<&'a str> {
+        let (text, is_plain) = self.string()?;
+        let fits = if is_plain {
+            (min..=max).contains(&text.len())
+        } else {
+            text_fits(text, min, max)
+        };
+        fits.then_some(text)
+    }
+
+    fn optional_text(&mut self, max: usize) -> Option<Option<&'a str>> {
+        self.null_or(|s| s.text(0, max))
+    }
+
+    fn tenant(&mut self) -> Option<&'a str> {
+        let (text, is_plain) = self.string()?;
+        let fits = is_plain && (1..=MAX_TENANT_ID_CHARS).contains(&text.len());
+        (fits && text.bytes().all(|b| is_tenant_char(char::from(b)))).then_some(text)
+    }
+
+    fn time(&mut self) -> Option<i64> {
+        if self.peek()? == b'"' {
+            return rfc3339_ms(self.string()?.0);
         }
+        self.integer().filter(|ms| epoch_ms_in_range(*ms))
+    }
+
+    fn integration_type(&mut self) -> Option<IntegrationType> {
+        IntegrationType::parse(self.string()?.0)
+    }
+
+    fn outcome(&mut self) -> Option<Outcome> {
+        match self.string()?.0 {
+            "success" => Some(Outcome::Success),
+            "failure" => Some(Outcome::Failure),
+            _ => None,
+        }
+    }
+
+    fn status_code(&mut self) -> Option<Option<u16>> {
+        self.null_or(|s| {
+            let code = s.integer()?;
+            u16::try_from(code).ok().filter(|c| (100..=999).contains(c))
+        })
+    }
+
+    fn latency(&mut self) -> Option<Option<f64>> {
+        self.null_or(|s| s.float().filter(|v| *v >= 0.0))
+    }
+
+    fn attempt(&mut self) -> Option<Option<u32>> {
+        self.null_or(|s| {
+            let n = s.integer()?;
+            (1..=MAX_ATTEMPT).contains(&n).then_some(n as u32)
+        })
+    }
+
+    /// Reads the value of `key` into `fields`, or skips it when the event does not know it.
+    fn field(&mut self, key: &str, f: &mut Fields<'a>) -> Option<()> {
+        match key {
+            "event_id" => {
+                f.first_time(0)?;
+                f.event_id = Some(self.text(1, MAX_EVENT_ID_CHARS)?);
+            }
+            "tenant_id" => {
+                f.first_time(1)?;
+                f.tenant_id = Some(self.tenant()?);
+            }
+            "occurred_at" => {
+                f.first_time(2)?;
+                f.occurred_at_ms = Some(self.time()?);
+            }
+            "integration_type" => {
+                f.first_time(3)?;
+                f.integration_type = Some(self.integration_type()?);
+            }
+            "integration_id" => {
+                f.first_time(4)?;
+                f.integration_id = Some(self.text(1, MAX_INTEGRATION_ID_CHARS)?);
+            }
+            "integration_name" => {
+                f.first_time(5)?;
+                f.integration_name = Some(self.text(0, MAX_NAME_CHARS)?);
+            }
+            "outcome" => {
+                f.first_time(6)?;
+                f.outcome = Some(self.outcome()?);
+            }
+            "status_code" => {
+                f.first_time(7)?;
+                f.status_code = self.status_code()?;
+            }
+            "error_message" => {
+                f.first_time(8)?;
+                f.error_message = self.optional_text(MAX_ERROR_MESSAGE_CHARS)?;
+            }
+            "flow_id" => {
+                f.first_time(9)?;
+                f.flow_id = self.optional_text(MAX_NAME_CHARS)?;
+            }
+            "flow_name" => {
+                f.first_time(10)?;
+                f.flow_name = self.optional_text(MAX_NAME_CHARS)?;
+            }
+            "service_id" => {
+                f.first_time(11)?;
+                f.service_id = self.optional_text(MAX_NAME_CHARS)?;
+            }
+            "service_name" => {
+                f.first_time(12)?;
+                f.service_name = self.optional_text(MAX_NAME_CHARS)?;
+            }
+            "latency_ms" => {
+                f.first_time(13)?;
+                f.latency_ms = self.latency()?;
+            }
+            "attempt" => {
+                f.first_time(14)?;
+                f.attempt = self.attempt()?;
+            }
+            "final" => {
+                f.first_time(15)?;
+                f.final_attempt = self.null_or(Scanner::boolean)?;
+            }
+            _ => self.skip_value(0)?,
+        }
+        Some(())
     }
 
     /// Skips any JSON value, checking its syntax.
@@ -192,94 +379,67 @@ impl<'a> Scanner<'a> {
             }
         }
     }
-}
 
-pub(super) fn scan(payload: &[u8]) -> Option<RawEvent<'_>> {
-    let text = std::str::from_utf8(payload).ok()?;
-    let mut s = Scanner {
-        text,
-        bytes: text.as_bytes(),
-        pos: 0,
-    };
-    let mut raw = RawEvent::default();
-    let mut seen = 0u16;
-    s.whitespace();
-    s.expect(b'{')?;
-    s.whitespace();
-    if s.peek()? == b'}' {
-        s.pos += 1;
-    } else {
-        loop {
-            let key = s.string()?;
-            s.whitespace();
-            s.expect(b':')?;
-            s.whitespace();
-            match key {
-                "event_id" => take(&mut seen, 1, &mut raw.event_id, s.text_field()?)?,
-                "tenant_id" => take(&mut seen, 1 << 1, &mut raw.tenant_id, s.text_field()?)?,
-                "occurred_at" => take(
-                    &mut seen,
-                    1 << 2,
-                    &mut raw.occurred_at,
-                    s.null_or(Scanner::time)?,
-                )?,
-                "integration_type" => take(
-                    &mut seen,
-                    1 << 3,
-                    &mut raw.integration_type,
-                    s.text_field()?,
-                )?,
-                "integration_id" => {
-                    take(&mut seen, 1 << 4, &mut raw.integration_id, s.text_field()?)?
+    fn object(&mut self) -> Option<Fields<'a>> {
+        let mut fields = Fields::default();
+        self.whitespace();
+        self.expect(b'{')?;
+        self.whitespace();
+        if self.peek()? == b'}' {
+            self.pos += 1;
+        } else {
+            loop {
+                let (key, _) = self.string()?;
+                self.whitespace();
+                self.expect(b':')?;
+                self.whitespace();
+                self.field(key, &mut fields)?;
+                self.whitespace();
+                match self.bump()? {
+                    b',' => self.whitespace(),
+                    b'}' => break,
+                    _ => return None,
                 }
-                "integration_name" => take(
-                    &mut seen,
-                    1 << 5,
-                    &mut raw.integration_name,
-                    s.text_field()?,
-                )?,
-                "outcome" => take(&mut seen, 1 << 6, &mut raw.outcome, s.text_field()?)?,
-                "status_code" => take(
-                    &mut seen,
-                    1 << 7,
-                    &mut raw.status_code,
-                    s.null_or(Scanner::integer)?,
-                )?,
-                "error_message" => {
-                    take(&mut seen, 1 << 8, &mut raw.error_message, s.text_field()?)?
-                }
-                "flow_id" => take(&mut seen, 1 << 9, &mut raw.flow_id, s.text_field()?)?,
-                "flow_name" => take(&mut seen, 1 << 10, &mut raw.flow_name, s.text_field()?)?,
-                "service_id" => take(&mut seen, 1 << 11, &mut raw.service_id, s.text_field()?)?,
-                "service_name" => take(&mut seen, 1 << 12, &mut raw.service_name, s.text_field()?)?,
-                "latency_ms" => take(
-                    &mut seen,
-                    1 << 13,
-                    &mut raw.latency_ms,
-                    s.null_or(Scanner::float)?,
-                )?,
-                "attempt" => take(
-                    &mut seen,
-                    1 << 14,
-                    &mut raw.attempt,
-                    s.null_or(Scanner::integer)?,
-                )?,
-                "final" => take(
-                    &mut seen,
-                    1 << 15,
-                    &mut raw.final_attempt,
-                    s.null_or(Scanner::boolean)?,
-                )?,
-                _ => s.skip_value(0)?,
-            }
-            s.whitespace();
-            match s.bump()? {
-                b',' => s.whitespace(),
-                b'}' => break,
-                _ => return None,
             }
         }
+        self.whitespace();
+        (self.pos == self.bytes.len()).then_some(fields)
     }
-    s.whitespace();
-    (s.pos == s.bytes.len()).then_some(raw)
 }
+
+/// The event, when `payload` has the common shape and every field is valid.
+pub(super) fn scan(payload: &[u8]) -> Option<Event<'_>> {
+    let text = simdutf8::basic::from_utf8(payload).ok()?;
+    let mut scanner = Scanner {
+        text,
+        bytes: payload,
+        pos: 0,
+    };
+    let f = scanner.object()?;
+    let outcome = f.outcome?;
+    if outcome == Outcome::Failure && f.status_code.is_none() {
+        return None;
+    }
+    Some(Event {
+        event_id: Cow::Borrowed(f.event_id?),
+        tenant_id: Cow::Borrowed(f.tenant_id?),
+        occurred_at_ms: f.occurred_at_ms?,
+        integration_type: f.integration_type?,
+        integration_id: Cow::Borrowed(f.integration_id?),
+        integration_name: Cow::Borrowed(f.integration_name?),
+        outcome,
+        status_code: f.status_code,
+        error_message: f.error_message.map(Cow::Borrowed),
+        flow_id: f.flow_id.map(Cow::Borrowed),
+        flow_name: f.flow_name.map(Cow::Borrowed),
+        service_id: f.service_id.map(Cow::Borrowed),
+        service_name: f.service_name.map(Cow::Borrowed),
+        latency_ms: f.latency_ms,
+        attempt: f.attempt,
+        final_attempt: f.final_attempt,
+    })
+}
+
+#[cfg(test)]
+#[path = "scan_tests.rs"]
+mod tests;

@@ -155,7 +155,7 @@ fn diagnose(payload: &[u8]) -> EventError {
 }
 
 /// The highest retry attempt an event may number.
-const MAX_ATTEMPT: i64 = 1_000;
+pub(super) const MAX_ATTEMPT: i64 = 1_000;
 
 pub(super) fn validate(raw: RawEvent<'_>) -> Result<Event<'_>, EventError> {
     let event_id = required_text(raw.event_id, "event_id", 1, MAX_EVENT_ID_CHARS)?;
@@ -273,6 +273,11 @@ fn find_control(text: &str) -> Option<char> {
     text.get(at..).and_then(|rest| rest.chars().next())
 }
 
+/// Whether `text` passes `check_length`, without saying why not.
+pub(super) fn text_fits(text: &str, min: usize, max: usize) -> bool {
+    find_control(text).is_none() && (min..=max).contains(&text.chars().count())
+}
+
 /// Lengths are counted in Unicode scalar values, not bytes. Control characters are refused.
 fn check_length(text: &str, field: &'static str, min: usize, max: usize) -> Result<(), EventError> {
     if let Some(c) = find_control(text) {
@@ -325,12 +330,8 @@ fn optional_text<'a>(
 
 fn parse_time(raw: RawTime<'_>) -> Result<i64, EventError> {
     match raw {
-        RawTime::EpochMillis(ms) => {
-            if chrono::DateTime::from_timestamp_millis(ms).is_none() {
-                return Err(EventError::invalid("occurred_at", "is out of range"));
-            }
-            Ok(ms)
-        }
+        RawTime::EpochMillis(ms) if epoch_ms_in_range(ms) => Ok(ms),
+        RawTime::EpochMillis(_) => Err(EventError::invalid("occurred_at", "is out of range")),
         RawTime::Text(text) => chrono::DateTime::parse_from_rfc3339(&text)
             .map(|t| t.timestamp_millis())
             .map_err(|err| {
@@ -340,4 +341,16 @@ fn parse_time(raw: RawTime<'_>) -> Result<i64, EventError> {
                 )
             }),
     }
+}
+
+/// Whether epoch milliseconds name a time that a timestamp can hold.
+pub(super) fn epoch_ms_in_range(ms: i64) -> bool {
+    chrono::DateTime::from_timestamp_millis(ms).is_some()
+}
+
+/// RFC 3339 text with an offset, as epoch milliseconds.
+pub(super) fn rfc3339_ms(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis())
 }

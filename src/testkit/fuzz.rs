@@ -10,8 +10,10 @@ use crate::store::{PartitionState, Store, StoreLimits};
 
 const NOW: i64 = 1_767_225_600_000;
 
-/// Decode, and count what decodes, as the owner would.
+/// Decode, and count what decodes, as the owner would. The fast path must agree with the
+/// general one wherever it takes a payload.
 pub fn fuzz_decode(payload: &[u8]) {
+    crate::event::check_fast_path(payload);
     let limits = StoreLimits::default();
     let mut state = PartitionState::new(&limits);
     if let Ok(event) = decode(payload, DecodeLimits::at(NOW)) {

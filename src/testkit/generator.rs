@@ -112,3 +112,24 @@ pub fn generate_lines(spec: GenSpec) -> Vec<Vec<u8>> {
         .map(<[u8]>::to_vec)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_generated_event_takes_the_decoders_fast_path() {
+        let lines = generate_lines(GenSpec {
+            events: 2_000,
+            tenants: 7,
+            days: 3,
+            seed: 11,
+            end_ms: 1_767_225_600_000,
+        });
+        let taken = lines
+            .iter()
+            .filter(|line| crate::event::check_fast_path(line))
+            .count();
+        assert_eq!(taken, lines.len());
+    }
+}
