@@ -60,15 +60,9 @@ impl Dedup {
         }
         if self.ring.len() < self.capacity {
             self.grow_table_for(self.ring.len() + 1);
-            if self.ring.len() == self.ring.capacity() {
-                // Doubling, but never past the window.
-                let room = self
-                    .ring
-                    .len()
-                    .max(1024)
-                    .min(self.capacity - self.ring.len());
-                self.ring.reserve_exact(room);
-            }
+            // The whole window at once: the ring fills in order, so the kernel maps its pages
+            // only as they are reached, and it is never copied to grow.
+            self.ring.reserve_exact(self.capacity - self.ring.len());
             self.ring.push(key);
             self.place(key, self.ring.len() - 1);
             return true;
@@ -85,9 +79,10 @@ impl Dedup {
         self.ring.len()
     }
 
-    /// Heap bytes of the ring and the table.
+    /// Heap bytes of the ring and the table. The ring counts the keys it holds: the rest of its
+    /// reservation is not touched, so it costs no memory.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.ring.capacity() * std::mem::size_of::<u64>()
+        self.ring.len() * std::mem::size_of::<u64>()
             + self.table.capacity() * std::mem::size_of::<u32>()
     }
 
@@ -104,7 +99,6 @@ impl Dedup {
     fn from_keys(capacity: usize, keys: Vec<u64>) -> Self {
         let mut dedup = Dedup::new(capacity);
         let kept = keys.len().min(dedup.capacity);
-        dedup.ring.reserve_exact(kept);
         dedup.grow_table_for(kept);
         let skip = keys.len() - kept;
         for key in keys.into_iter().skip(skip) {
@@ -181,15 +175,17 @@ impl Dedup {
         self.table[hole] = 0;
     }
 
-    /// Keeps the load at or below 0.75 for `keys` keys, doubling the table (up to its size
-    /// for the whole window) and placing every key again when it must grow.
+    /// Keeps the load at or below 0.75 for `keys` keys, growing the table eightfold (up to its
+    /// size for the whole window) and placing every key again when it must grow. Eightfold
+    /// rather than doubling: placing again is a cache miss per key, and a filling window then
+    /// places each key about 0.14 times more instead of once more.
     fn grow_table_for(&mut self, keys: usize) {
         let needed = (keys as f64 * SLOTS_PER_KEY).ceil() as usize;
         if self.table.len() >= needed {
             return;
         }
         let full = (self.capacity as f64 * SLOTS_PER_KEY).ceil() as usize + 1;
-        let size = (self.table.len() * 2)
+        let size = (self.table.len() * 8)
             .max(needed)
             .max(64)
             .min(full.max(needed));
