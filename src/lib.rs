@@ -6,6 +6,7 @@
 //! invariants and decisions.
 
 #![warn(unreachable_pub)]
+#![deny(unsafe_code)]
 
 pub mod alerts;
 pub mod api;
@@ -21,6 +22,7 @@ pub mod ingest;
 pub mod issues;
 pub mod notify;
 pub mod ops;
+mod prefetch;
 pub mod query;
 pub mod server;
 pub mod snapshot;

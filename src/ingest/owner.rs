@@ -19,7 +19,7 @@ use super::progress::{IngestProgress, SnapshotStatus};
 use super::snapshots::SnapshotSchedule;
 use super::Command;
 use crate::clock::SharedClock;
-use crate::event::{decode, DecodeLimits, EventError, IntegrationType, PerType};
+use crate::event::{decode_batch, DecodeLimits, Event, EventError, IntegrationType, PerType};
 use crate::ops::Metrics;
 use crate::store::{
     gaps, lost_ranges, Applied, LostOffsets, PartitionKey, PartitionState, SharedPartition, Store,
@@ -27,7 +27,10 @@ use crate::store::{
 };
 
 /// Messages applied per write-lock hold (about 0.3 ms of work).
-const LOCK_CHUNK: usize = 256;
+pub const LOCK_CHUNK: usize = 256;
+/// How many events ahead the owner asks the memory for an event's dedup slot (measured in
+/// docs/performance.md).
+pub const EVENT_AHEAD: usize = 8;
 /// How often an idle owner wakes up to check whether a snapshot is due.
 const OWNER_TICK: Duration = Duration::from_millis(200);
 
@@ -330,10 +333,19 @@ impl Owner {
             for range in self.lost_in(&key, &shared, &messages) {
                 self.record_loss(&key, &mut shared.write(), range, false);
             }
-            // Short write-lock holds keep query latency flat while a big batch is applied.
+            // Short write-lock holds keep query latency flat while a big batch is applied, and
+            // each chunk is decoded before its lock is taken.
             for chunk in messages.chunks(LOCK_CHUNK) {
+                let payloads: Vec<&[u8]> = chunk
+                    .iter()
+                    .map(|m| m.payload().unwrap_or_default())
+                    .collect();
+                let events = decode_batch(&payloads, limits);
                 let mut state = shared.write();
-                for message in chunk {
+                for (i, (message, decoded)) in chunk.iter().zip(&events).enumerate() {
+                    if let Some(Ok(ahead)) = events.get(i + EVENT_AHEAD) {
+                        state.prefetch(ahead);
+                    }
                     if state.already_applied(message.offset()) {
                         continue;
                     }
@@ -351,23 +363,22 @@ impl Owner {
                         state.mark_applied(message.offset());
                         continue;
                     }
-                    let payload = message.payload().unwrap_or_default();
                     let store_limits = self.store.limits();
                     // A bug must not stop the partition for good: the message is set aside like
                     // a malformed one and the partition moves on.
                     let applied = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        apply_one(&mut state, payload, limits, store_limits)
+                        apply_one(&mut state, decoded, limits.now_ms, store_limits)
                     }))
-                    .unwrap_or_else(|_| {
-                        error!(topic = %key.topic, partition = key.partition, offset = message.offset(), "applying a message panicked; it goes to the dead-letter topic");
-                        Err(EventError::Internal)
-                    });
+                    .unwrap_or(Err(EventError::Internal));
                     match applied {
                         Ok((integration_type, applied, new_tenant)) => {
                             outcomes[integration_type][applied as usize] += 1;
                             new_tenants.extend(new_tenant);
                         }
                         Err(reason) => {
+                            if reason == EventError::Internal {
+                                error!(topic = %key.topic, partition = key.partition, offset = message.offset(), "decoding or applying a message panicked; it goes to the dead-letter topic");
+                            }
                             state.record_rejected();
                             rejected.push((message, reason));
                         }
@@ -392,21 +403,21 @@ impl Owner {
     }
 }
 
-/// Decodes and counts one message: what it was counted as, or why it is rejected.
+/// Counts one decoded message: what it was counted as, or why it is rejected.
 /// The tenant is returned when the event was its first in this partition.
 fn apply_one(
     state: &mut PartitionState,
-    payload: &[u8],
-    limits: DecodeLimits,
+    decoded: &Result<Event<'_>, EventError>,
+    now_ms: i64,
     store_limits: &StoreLimits,
 ) -> Result<(IntegrationType, Applied, Option<String>), EventError> {
+    let event = decoded.as_ref().map_err(Clone::clone)?;
     #[cfg(test)]
-    if payload == tests::PANIC_PAYLOAD {
+    if event.event_id == tests::PANIC_EVENT_ID {
         panic!("injected by a test");
     }
-    let event = decode(payload, limits)?;
     let tenants_before = state.tenants.len();
-    let applied = state.apply(&event, store_limits, limits.now_ms)?;
+    let applied = state.apply(event, store_limits, now_ms)?;
     let new_tenant = (state.tenants.len() > tenants_before).then(|| event.tenant_id.to_string());
     Ok((event.integration_type, applied, new_tenant))
 }

@@ -8,7 +8,7 @@ use super::*;
 use crate::clock::ManualClock;
 
 const NOW: i64 = 1_767_225_600_000;
-pub(super) const PANIC_PAYLOAD: &[u8] = b"<panic>";
+pub(super) const PANIC_EVENT_ID: &str = "<panic>";
 
 /// Keeps what the owner dead-letters, in order.
 #[derive(Clone, Default)]
@@ -213,15 +213,7 @@ fn a_panic_while_applying_sets_the_message_aside_and_moves_on() {
     let letters = Letters::default();
     let mut owner = owner(letters.clone());
     assign(&mut owner, &[0]);
-    let panicking = OwnedMessage::new(
-        Some(PANIC_PAYLOAD.to_vec()),
-        None,
-        "events".into(),
-        Timestamp::NotAvailable,
-        0,
-        0,
-        None,
-    );
+    let panicking = message(0, 0, &event(PANIC_EVENT_ID));
     owner.handle(Command::Batch(vec![panicking, message(0, 1, &event("a"))]));
     assert_eq!(*letters.0.lock(), vec![(0, "internal_error")]);
     let totals = owner.store.totals();

@@ -34,6 +34,7 @@ pub(super) fn fit_open_files(config: &Config) -> Result<(), ServerError> {
 }
 
 /// The soft limit after raising it as far as allowed.
+#[allow(unsafe_code)]
 fn raise_to_hard_limit() -> u64 {
     let mut limit = libc::rlimit {
         rlim_cur: 0,

@@ -79,6 +79,13 @@ impl Dedup {
         self.ring.len()
     }
 
+    /// Hints that `key` will be inserted soon: its table slot is asked for ahead.
+    pub(crate) fn prefetch(&self, key: u64) {
+        if let Some(slot) = self.table.get(self.home(key)) {
+            crate::prefetch::prefetch(slot);
+        }
+    }
+
     /// Heap bytes of the ring and the table. The ring counts the keys it holds: the rest of its
     /// reservation is not touched, so it costs no memory.
     pub(crate) fn heap_bytes(&self) -> usize {

@@ -152,6 +152,13 @@ impl PartitionState {
 
     /// Counts one valid event. Refuses, without counting anything, the first event of a new
     /// tenant once the partition holds `tenant_cap_per_partition` tenants.
+    /// Hints that `event` will be applied soon, so the memory it will touch is fetched while the
+    /// events before it are applied.
+    pub fn prefetch(&self, event: &Event<'_>) {
+        self.dedup
+            .prefetch(Dedup::key(&event.tenant_id, &event.event_id));
+    }
+
     pub fn apply(
         &mut self,
         event: &Event<'_>,

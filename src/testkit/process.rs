@@ -17,6 +17,7 @@ mod imp {
     use std::os::unix::process::CommandExt;
     use std::process::Command;
 
+    #[allow(unsafe_code)]
     pub(super) fn die_with_parent(command: &mut Command) -> &mut Command {
         let parent = std::process::id();
         // SAFETY: between fork and exec the closure makes only async-signal-safe system calls

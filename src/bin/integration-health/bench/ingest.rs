@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use integration_health::clock::ManualClock;
-use integration_health::event::{decode, DecodeLimits};
+use integration_health::event::{decode, decode_batch, DecodeLimits};
+use integration_health::ingest::{EVENT_AHEAD, LOCK_CHUNK};
 use integration_health::ops::resident_memory_bytes;
 use integration_health::query::{
     Granularity, ListFailuresRequest, QueryEngine, TimeRange, TypeFilter,
@@ -69,13 +70,28 @@ fn apply_line(state: &mut PartitionState, line: &[u8], decode: DecodeLimits, lim
     }
 }
 
-/// Applies every line to a partition state, as the owner thread does.
+/// Applies every line to a partition state, as the owner thread does: a chunk is decoded, then
+/// applied.
 fn apply_all(lines: &[&[u8]], limits: &StoreLimits, now_ms: i64) -> PartitionState {
     let mut state = PartitionState::new(limits);
     let decode_limits = DecodeLimits::at(now_ms);
-    for (offset, line) in lines.iter().enumerate() {
-        apply_line(&mut state, line, decode_limits, limits);
-        state.mark_applied(offset as i64);
+    let mut offset = 0;
+    for chunk in lines.chunks(LOCK_CHUNK) {
+        let events = decode_batch(chunk, decode_limits);
+        for (i, event) in events.iter().enumerate() {
+            if let Some(Ok(ahead)) = events.get(i + EVENT_AHEAD) {
+                state.prefetch(ahead);
+            }
+            let applied = event
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|event| state.apply(event, limits, now_ms));
+            if applied.is_err() {
+                state.record_rejected();
+            }
+            state.mark_applied(offset);
+            offset += 1;
+        }
     }
     state
 }
