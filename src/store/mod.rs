@@ -54,8 +54,8 @@ pub(crate) use groups::{
 pub(crate) use integrations::{IntegrationDay, IntegrationKey, IntegrationState, IntegrationSum};
 pub(crate) use interner::Sym;
 pub(crate) use losses::{gaps, losses_for_tenant, lost_ranges, LostOffsets, PartitionLosses};
-pub use partition::PartitionState;
 pub(crate) use partition::{Applied, IngestTotals};
+pub use partition::{KeyedEvent, PartitionState};
 pub(crate) use ranking::{CodesByIntegration, CANDIDATES};
 #[cfg(test)]
 pub(crate) use retries::tests as retries_tests;

@@ -50,6 +50,26 @@ impl IngestTotals {
     }
 }
 
+/// An event and its dedup key, computed once for both `PartitionState::prefetch` and
+/// `PartitionState::apply_keyed`.
+pub struct KeyedEvent<'e, 'a> {
+    event: &'e Event<'a>,
+    key: u64,
+}
+
+impl<'e, 'a> KeyedEvent<'e, 'a> {
+    pub fn new(event: &'e Event<'a>) -> Self {
+        KeyedEvent {
+            event,
+            key: Dedup::key(&event.tenant_id, &event.event_id),
+        }
+    }
+
+    pub fn event(&self) -> &'e Event<'a> {
+        self.event
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PartitionState {
     /// Exclusive: the offset of the next message to apply. Every message below it has been
@@ -150,21 +170,31 @@ impl PartitionState {
             .and_then(|sym| self.tenants.get(&sym))
     }
 
-    /// Counts one valid event. Refuses, without counting anything, the first event of a new
-    /// tenant once the partition holds `tenant_cap_per_partition` tenants.
     /// Hints that `event` will be applied soon, so the memory it will touch is fetched while the
     /// events before it are applied.
-    pub fn prefetch(&self, event: &Event<'_>) {
-        self.dedup
-            .prefetch(Dedup::key(&event.tenant_id, &event.event_id));
+    pub fn prefetch(&self, event: &KeyedEvent<'_, '_>) {
+        self.dedup.prefetch(event.key);
     }
 
+    /// Counts one valid event. Refuses, without counting anything, the first event of a new
+    /// tenant once the partition holds `tenant_cap_per_partition` tenants.
     pub fn apply(
         &mut self,
         event: &Event<'_>,
         limits: &StoreLimits,
         now_ms: i64,
     ) -> Result<Applied, EventError> {
+        self.apply_keyed(&KeyedEvent::new(event), limits, now_ms)
+    }
+
+    /// `apply` for an event whose dedup key was computed already, for `prefetch`.
+    pub fn apply_keyed(
+        &mut self,
+        keyed: &KeyedEvent<'_, '_>,
+        limits: &StoreLimits,
+        now_ms: i64,
+    ) -> Result<Applied, EventError> {
+        let event = keyed.event;
         self.debug_assert_single_writer();
         if event.occurred_at_ms < now_ms - limits.day_retention_ms {
             self.totals.late_dropped += 1;
@@ -181,10 +211,7 @@ impl PartitionState {
                 cap: limits.tenant_cap_per_partition,
             });
         }
-        if !self
-            .dedup
-            .insert(Dedup::key(&event.tenant_id, &event.event_id))
-        {
+        if !self.dedup.insert(keyed.key) {
             self.totals.duplicates += 1;
             return Ok(Applied::Duplicate);
         }

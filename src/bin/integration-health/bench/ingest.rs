@@ -15,7 +15,7 @@ use integration_health::query::{
 };
 use integration_health::snapshot::{self, SnapshotFiles, Snapshots};
 use integration_health::store::{
-    PartitionKey, PartitionState, StateBytes, Store, StoreLimits, DAY_MS, MINUTE_MS,
+    KeyedEvent, PartitionKey, PartitionState, StateBytes, Store, StoreLimits, DAY_MS, MINUTE_MS,
 };
 use serde::Serialize;
 
@@ -78,15 +78,19 @@ fn apply_all(lines: &[&[u8]], limits: &StoreLimits, now_ms: i64) -> PartitionSta
     let mut offset = 0;
     for chunk in lines.chunks(LOCK_CHUNK) {
         let events = decode_batch(chunk, decode_limits);
-        for (i, event) in events.iter().enumerate() {
-            if let Some(Ok(ahead)) = events.get(i + EVENT_AHEAD) {
+        let keyed: Vec<_> = events
+            .iter()
+            .map(|e| e.as_ref().map(KeyedEvent::new))
+            .collect();
+        for (i, event) in keyed.iter().enumerate() {
+            if let Some(Ok(ahead)) = keyed.get(i + EVENT_AHEAD) {
                 state.prefetch(ahead);
             }
-            let applied = event
-                .as_ref()
-                .map_err(Clone::clone)
-                .and_then(|event| state.apply(event, limits, now_ms));
-            if applied.is_err() {
+            let applied = match event {
+                Ok(event) => state.apply_keyed(event, limits, now_ms).is_ok(),
+                Err(_) => false,
+            };
+            if !applied {
                 state.record_rejected();
             }
             state.mark_applied(offset);
