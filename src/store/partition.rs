@@ -13,7 +13,6 @@ use super::integrations::{
 };
 use super::interner::{Interner, Sym};
 use super::losses::LostOffsets;
-use super::ranking::Ranking;
 use super::retries::{Retries, RetryKey};
 use super::tenant::TenantState;
 use super::time::{floor_to, StoreLimits, HOUR_MS, MINUTE_MS};
@@ -419,8 +418,7 @@ impl PartitionState {
             let hour = floor_to(event.occurred_at_ms, HOUR_MS);
             ranking.note(key, window, hour);
             if ranking.needs_choosing_again() {
-                let start_ms = ranking.start_ms;
-                tenant.ranking = Some(Ranking::build(&mut tenant.groups, start_ms));
+                ranking.choose_again(&mut tenant.groups);
             }
         }
     }

@@ -326,3 +326,27 @@ proptest! {
         prop_assert_eq!(total, offsets.len() as u64);
     }
 }
+
+#[test]
+fn choosing_candidates_again_keeps_what_a_fresh_ranking_holds() {
+    let limits = StoreLimits::default();
+    let mut state = PartitionState::new(&limits);
+    let groups = 1_500;
+    for i in 0..3 * groups {
+        let mut event = failure(&format!("e{i}"), NOW - DAY_MS + i as i64 * 1_000, 500);
+        event.integration_id = Cow::Owned(format!("node-{}", i % groups));
+        state.apply(&event, &limits, NOW).unwrap();
+    }
+    let sym = state.interner.get("t1").unwrap();
+    let tenant = &state.tenants[&sym];
+    let kept = tenant.ranking.clone().unwrap();
+    assert!(
+        kept.by_last_seen.keys.len() < groups,
+        "the candidates were chosen again on ingest"
+    );
+    let fresh = crate::store::ranking::Ranking::build(&mut tenant.groups.clone(), kept.start_ms);
+    assert_eq!(kept.ids, fresh.ids);
+    assert_eq!(kept.codes, fresh.codes);
+    assert_eq!(kept.groups_with_failures, fresh.groups_with_failures);
+    assert_eq!(kept.newest_hour, fresh.newest_hour);
+}

@@ -69,11 +69,35 @@ impl Ranking {
                 rows.push((*key, group.failure_id, *window));
             }
         }
-        ranking.by_total = choose(&mut rows, |w| w.total as i64);
-        ranking.by_last_seen = choose(&mut rows, |w| w.last_ms);
+        ranking.choose_from(rows, groups);
+        ranking
+    }
+
+    /// Chooses the candidates again when a list has grown too long. What ingest keeps up to
+    /// date between rounds (`ids`, `codes`, `groups_with_failures`, `newest_hour`) stays as it
+    /// is: rebuilding it is most of `build`'s cost.
+    pub(crate) fn choose_again(&mut self, groups: &mut HashMap<GroupKey, GroupState>) {
+        let mut rows: Vec<(GroupKey, u128, Window)> = Vec::with_capacity(groups.len());
+        for (key, group) in groups.iter_mut() {
+            if let Some(window) = &mut group.window {
+                window.ranked = 0;
+                rows.push((*key, group.failure_id, *window));
+            }
+        }
+        self.choose_from(rows, groups);
+    }
+
+    /// Chooses both lists among `rows` (every group with a window, unmarked) and marks them.
+    fn choose_from(
+        &mut self,
+        mut rows: Vec<(GroupKey, u128, Window)>,
+        groups: &mut HashMap<GroupKey, GroupState>,
+    ) {
+        self.by_total = choose(&mut rows, |w| w.total as i64);
+        self.by_last_seen = choose(&mut rows, |w| w.last_ms);
         for (candidates, flag) in [
-            (&ranking.by_total, BY_TOTAL),
-            (&ranking.by_last_seen, BY_LAST_SEEN),
+            (&self.by_total, BY_TOTAL),
+            (&self.by_last_seen, BY_LAST_SEEN),
         ] {
             for key in &candidates.keys {
                 if let Some(window) = groups.get_mut(key).and_then(|g| g.window.as_mut()) {
@@ -81,7 +105,6 @@ impl Ranking {
                 }
             }
         }
-        ranking
     }
 
     /// Gives a group created since the last round its window and its place in `ids`.
