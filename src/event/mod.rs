@@ -280,7 +280,6 @@ pub(crate) fn nesting_within(payload: &[u8], max: usize) -> bool {
 
 #[cfg(test)]
 mod tests {
-
     use super::*;
 
     const NOW: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z

@@ -41,7 +41,7 @@ pub use dead_letters::{
 pub(crate) use log_start::KafkaLogStarts;
 pub(crate) use owner::AssignmentHook;
 use owner::Owner;
-pub use owner::{EVENT_AHEAD, LOCK_CHUNK};
+pub use owner::LOCK_CHUNK;
 pub use progress::IngestProgress;
 pub(crate) use progress::{IngestStatus, PartitionStatus};
 pub(crate) use repartition::{is_rejection_marker, loss_marker};

@@ -28,9 +28,6 @@ use crate::store::{
 
 /// Messages applied per write-lock hold (about 0.3 ms of work).
 pub const LOCK_CHUNK: usize = 256;
-/// How many events ahead the owner asks the memory for an event's dedup slot (measured in
-/// docs/performance.md).
-pub const EVENT_AHEAD: usize = 8;
 /// How often an idle owner wakes up to check whether a snapshot is due.
 const OWNER_TICK: Duration = Duration::from_millis(200);
 
@@ -341,15 +338,10 @@ impl Owner {
                     .map(|m| m.payload().unwrap_or_default())
                     .collect();
                 let events = decode_batch(&payloads, limits);
-                let keyed: Vec<_> = events
-                    .iter()
-                    .map(|e| e.as_ref().map(KeyedEvent::new))
-                    .collect();
+                let keyed = KeyedEvent::chunk(&events);
                 let mut state = shared.write();
                 for (i, (message, decoded)) in chunk.iter().zip(&keyed).enumerate() {
-                    if let Some(Ok(ahead)) = keyed.get(i + EVENT_AHEAD) {
-                        state.prefetch(ahead);
-                    }
+                    state.prefetch_ahead(&keyed, i);
                     if state.already_applied(message.offset()) {
                         continue;
                     }

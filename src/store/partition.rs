@@ -49,7 +49,11 @@ impl IngestTotals {
     }
 }
 
-/// An event and its dedup key, computed once for both `PartitionState::prefetch` and
+/// How many events ahead of the one being applied `PartitionState::prefetch_ahead` asks the
+/// memory for a dedup slot (measured in docs/performance.md).
+const EVENT_AHEAD: usize = 8;
+
+/// An event and its dedup key, computed once for both `PartitionState::prefetch_ahead` and
 /// `PartitionState::apply_keyed`.
 pub struct KeyedEvent<'e, 'a> {
     event: &'e Event<'a>,
@@ -62,6 +66,14 @@ impl<'e, 'a> KeyedEvent<'e, 'a> {
             event,
             key: Dedup::key(&event.tenant_id, &event.event_id),
         }
+    }
+
+    /// Each decoded event of a chunk with its key; the errors stay as they are.
+    pub fn chunk(events: &'e [Result<Event<'a>, EventError>]) -> Vec<Result<Self, &'e EventError>> {
+        events
+            .iter()
+            .map(|event| event.as_ref().map(KeyedEvent::new))
+            .collect()
     }
 
     pub fn event(&self) -> &'e Event<'a> {
@@ -169,10 +181,13 @@ impl PartitionState {
             .and_then(|sym| self.tenants.get(&sym))
     }
 
-    /// Hints that `event` will be applied soon, so the memory it will touch is fetched while the
-    /// events before it are applied.
-    pub fn prefetch(&self, event: &KeyedEvent<'_, '_>) {
-        self.dedup.prefetch(event.key);
+    /// Called before applying the `i`th event of `chunk`: hints that an event a few places on
+    /// will be applied soon, so the memory it will touch is fetched while the ones before it
+    /// are applied.
+    pub fn prefetch_ahead(&self, chunk: &[Result<KeyedEvent<'_, '_>, &EventError>], i: usize) {
+        if let Some(Ok(ahead)) = chunk.get(i + EVENT_AHEAD) {
+            self.dedup.prefetch(ahead.key);
+        }
     }
 
     /// Counts one valid event. Refuses, without counting anything, the first event of a new
@@ -186,7 +201,7 @@ impl PartitionState {
         self.apply_keyed(&KeyedEvent::new(event), limits, now_ms)
     }
 
-    /// `apply` for an event whose dedup key was computed already, for `prefetch`.
+    /// `apply` for an event whose dedup key was computed already, for `prefetch_ahead`.
     pub fn apply_keyed(
         &mut self,
         keyed: &KeyedEvent<'_, '_>,

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use integration_health::clock::ManualClock;
 use integration_health::event::{decode, decode_batch, DecodeLimits};
-use integration_health::ingest::{EVENT_AHEAD, LOCK_CHUNK};
+use integration_health::ingest::LOCK_CHUNK;
 use integration_health::ops::resident_memory_bytes;
 use integration_health::query::{
     Granularity, ListFailuresRequest, QueryEngine, TimeRange, TypeFilter,
@@ -78,14 +78,9 @@ fn apply_all(lines: &[&[u8]], limits: &StoreLimits, now_ms: i64) -> PartitionSta
     let mut offset = 0;
     for chunk in lines.chunks(LOCK_CHUNK) {
         let events = decode_batch(chunk, decode_limits);
-        let keyed: Vec<_> = events
-            .iter()
-            .map(|e| e.as_ref().map(KeyedEvent::new))
-            .collect();
+        let keyed = KeyedEvent::chunk(&events);
         for (i, event) in keyed.iter().enumerate() {
-            if let Some(Ok(ahead)) = keyed.get(i + EVENT_AHEAD) {
-                state.prefetch(ahead);
-            }
+            state.prefetch_ahead(&keyed, i);
             let applied = match event {
                 Ok(event) => state.apply_keyed(event, limits, now_ms).is_ok(),
                 Err(_) => false,
