@@ -289,6 +289,11 @@ impl ErrorClass {
         ErrorClass::Config,
         ErrorClass::Client,
     ];
+
+    /// Its place in `ALL`.
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// The class of a code: the catalog's codes by what each means, any other code by its range

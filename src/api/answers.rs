@@ -1,7 +1,8 @@
 //! Every answer's message, built from the query's domain answer. The coverage fields are
 //! filled afterwards by `coverage::respond`.
 
-use super::convert::{ms_to_timestamp, resolution_to_wire, type_to_wire};
+use super::convert::{class_to_wire, ms_to_timestamp, resolution_to_wire, type_to_wire};
+use crate::catalog::ErrorClass;
 use crate::proto;
 use crate::query::{
     ErrorBreakdown, FailureDetails, FailurePage, IntegrationHealth, IntegrationPage, Overview,
@@ -17,11 +18,20 @@ impl From<Overview> for proto::GetOverviewResponse {
         });
         proto::GetOverviewResponse {
             types: types.collect(),
+            classes: classes_to_wire(overview.classes),
             effective_range: Some(overview.effective_range.into()),
             granularity: resolution_to_wire(overview.resolution),
             ..Default::default()
         }
     }
+}
+
+fn classes_to_wire(classes: [(ErrorClass, u64); ErrorClass::ALL.len()]) -> Vec<proto::ClassCount> {
+    let count = |(class, failed)| proto::ClassCount {
+        class: class_to_wire(class),
+        failed,
+    };
+    classes.into_iter().map(count).collect()
 }
 
 impl From<PercentageChange> for proto::GetPercentageChangeResponse {
@@ -38,14 +48,7 @@ impl From<PercentageChange> for proto::GetPercentageChangeResponse {
 
 impl From<ErrorBreakdown> for proto::GetErrorBreakdownResponse {
     fn from(breakdown: ErrorBreakdown) -> Self {
-        let classes = breakdown
-            .classes()
-            .into_iter()
-            .map(|(class, failed)| proto::ClassCount {
-                class: super::convert::class_to_wire(class),
-                failed,
-            })
-            .collect();
+        let classes = classes_to_wire(breakdown.classes());
         proto::GetErrorBreakdownResponse {
             classes,
             errors: breakdown.errors.into_iter().map(Into::into).collect(),

@@ -10,7 +10,7 @@ use crate::event::IntegrationType;
 use crate::issues::{ActionKind, IssueState, IssueStatus};
 use crate::proto;
 use crate::query::{
-    self, Contribution, FailureOrder, Granularity, GroupSummary, IntegrationOrder,
+    self, ClassFilter, Contribution, FailureOrder, Granularity, GroupSummary, IntegrationOrder,
     IntegrationPoint, IntegrationRow, Percentiles, Resolution, TenantEvents, TimeRange, TypeChange,
     TypeFilter,
 };
@@ -40,6 +40,8 @@ pub enum ConvertError {
     UnknownState(i32),
     #[error("action must be ACKNOWLEDGE, RESOLVE, SNOOZE or REOPEN")]
     UnknownAction,
+    #[error("classes: {0} is not an error class (1..=5)")]
+    UnknownClass(i32),
 }
 
 impl From<ConvertError> for Status {
@@ -468,6 +470,26 @@ pub(crate) fn action_from_wire(action: i32) -> Result<ActionKind, ConvertError> 
     }
 }
 
+/// The classes a request keeps; none means every class.
+pub(crate) fn classes_from_wire(values: &[i32]) -> Result<ClassFilter, ConvertError> {
+    let classes = values
+        .iter()
+        .map(|v| class_from_wire(*v))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ClassFilter::from_classes(&classes))
+}
+
+pub(crate) fn class_from_wire(value: i32) -> Result<catalog::ErrorClass, ConvertError> {
+    match proto::ErrorClass::try_from(value) {
+        Ok(proto::ErrorClass::Auth) => Ok(catalog::ErrorClass::Auth),
+        Ok(proto::ErrorClass::RateLimited) => Ok(catalog::ErrorClass::RateLimited),
+        Ok(proto::ErrorClass::ProviderUnavailable) => Ok(catalog::ErrorClass::ProviderUnavailable),
+        Ok(proto::ErrorClass::Config) => Ok(catalog::ErrorClass::Config),
+        Ok(proto::ErrorClass::Client) => Ok(catalog::ErrorClass::Client),
+        _ => Err(ConvertError::UnknownClass(value)),
+    }
+}
+
 pub(crate) fn class_to_wire(class: catalog::ErrorClass) -> i32 {
     let wire = match class {
         catalog::ErrorClass::Auth => proto::ErrorClass::Auth,
@@ -512,6 +534,18 @@ mod tests {
         for t in IntegrationType::ALL {
             assert_eq!(type_from_wire(type_to_wire(t)), Ok(t));
         }
+    }
+
+    #[test]
+    fn classes_round_trip_and_unknown_ones_are_invalid() {
+        for value in [0, 6, -1] {
+            let status = Status::from(classes_from_wire(&[value]).unwrap_err());
+            assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        }
+        for class in catalog::ErrorClass::ALL {
+            assert_eq!(class_from_wire(class_to_wire(class)), Ok(class));
+        }
+        assert_eq!(classes_from_wire(&[]), Ok(ClassFilter::all()));
     }
 
     #[test]

@@ -6,7 +6,9 @@
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
-use super::convert::{bounded, non_empty, optional_range, status_code_filter, types_from_wire};
+use super::convert::{
+    bounded, classes_from_wire, non_empty, optional_range, status_code_filter, types_from_wire,
+};
 use super::service::ApiClient;
 use super::IntegrationHealthApi;
 use crate::event::{MAX_INTEGRATION_ID_CHARS, MAX_NAME_CHARS};
@@ -62,6 +64,7 @@ fn failures_request(
             status_code: status_code_filter(req.status_code)?,
             flow_id: text("flow_id", &req.flow_id, MAX_NAME_CHARS * 4)?,
             service_id: text("service_id", &req.service_id, MAX_NAME_CHARS * 4)?,
+            classes: classes_from_wire(&req.classes)?,
         },
         page_size: req.page_size as usize,
         page_token: text("page_token", &req.page_token, 256)?,

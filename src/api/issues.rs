@@ -8,8 +8,8 @@ use tracing::instrument;
 
 use super::auth::Access;
 use super::convert::{
-    action_from_wire, bounded, non_empty, optional_range, states_from_wire, status_code_filter,
-    timestamp_to_ms, types_from_wire,
+    action_from_wire, bounded, classes_from_wire, non_empty, optional_range, states_from_wire,
+    status_code_filter, timestamp_to_ms, types_from_wire,
 };
 use super::service::ApiClient;
 use super::IntegrationHealthApi;
@@ -40,6 +40,7 @@ impl IntegrationHealthApi {
                 types: types_from_wire(&req.integration_types)?,
                 filter: query::FailureFilter {
                     status_code: status_code_filter(req.status_code)?,
+                    classes: classes_from_wire(&req.classes)?,
                     ..query::FailureFilter::default()
                 },
                 page_size: req.page_size as usize,

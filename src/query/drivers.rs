@@ -5,11 +5,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::engine::hours_and_minutes;
 use super::parts::Part;
 use super::types::{Contribution, Drivers, TimeRange};
 use super::{QueryEngine, QueryError};
 use crate::event::IntegrationType;
-use crate::store::{ceil_to, floor_to, IntegrationKey, PartitionState, TenantState, HOUR_MS};
+use crate::store::{IntegrationKey, PartitionState, TenantState};
 use serde::{Deserialize, Serialize};
 
 /// How many integrations and codes are named per type; the rest is "other".
@@ -91,26 +92,12 @@ impl QueryEngine {
     pub(super) fn local_tally(&self, tenant_id: &str, range: TimeRange, by_minute: bool) -> Tally {
         let mut tally = Tally::default();
         self.for_tenant(tenant_id, |partition, tenant| {
-            if !by_minute {
-                tally_hours(partition, tenant, range, &mut tally);
-                return;
+            for (span, minutes) in hours_and_minutes(range, by_minute) {
+                match minutes {
+                    true => tally_minutes(partition, tenant, span, &mut tally),
+                    false => tally_hours(partition, tenant, span, &mut tally),
+                }
             }
-            // The whole hours from the hour buckets, only the minutes at either end from the
-            // minute lists: the same events either way inside the minute window, and a day's
-            // tally reads 48 hours instead of 2,880 minutes.
-            let first_hour = ceil_to(range.start_ms, HOUR_MS).min(range.end_ms);
-            let last_hour = floor_to(range.end_ms, HOUR_MS).max(first_hour);
-            let span = |start_ms, end_ms| TimeRange { start_ms, end_ms };
-            tally_minutes(
-                partition,
-                tenant,
-                span(range.start_ms, first_hour),
-                &mut tally,
-            );
-            if first_hour < last_hour {
-                tally_hours(partition, tenant, span(first_hour, last_hour), &mut tally);
-            }
-            tally_minutes(partition, tenant, span(last_hour, range.end_ms), &mut tally);
         });
         tally
     }

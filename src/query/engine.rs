@@ -196,20 +196,37 @@ impl QueryEngine {
         counts
     }
 
-    /// The tenant's failures per (type, code) over `range`.
+    /// The tenant's failures per (type, code) over `range`, from minute lists inside the
+    /// minute window (`by_minute`) or from hour and day buckets.
     pub(super) fn local_codes(
         &self,
         tenant_id: &str,
         range: TimeRange,
+        by_minute: bool,
     ) -> BTreeMap<(IntegrationType, u16), u64> {
         let mut by_code = BTreeMap::new();
         self.for_tenant(tenant_id, |partition, tenant| {
             let rolled = partition.rolled_until;
-            tenant.for_each_code_in(range.start_ms, range.end_ms, rolled, |key, count| {
-                *by_code.entry(key).or_insert(0) += count;
-            });
+            let mut add = |key, count| *by_code.entry(key).or_insert(0) += count;
+            for (span, minutes) in hours_and_minutes(range, by_minute) {
+                match minutes {
+                    true => tenant.for_each_minute_code_in(span.start_ms, span.end_ms, &mut add),
+                    false => tenant.for_each_code_in(span.start_ms, span.end_ms, rolled, &mut add),
+                }
+            }
         });
         by_code
+    }
+
+    /// The tenant's failures per (type, code) over `range`, from every partition.
+    pub(super) fn codes(
+        &self,
+        tenant_id: &str,
+        range: TimeRange,
+        by_minute: bool,
+    ) -> Result<BTreeMap<(IntegrationType, u16), u64>, QueryError> {
+        let local = self.local_codes(tenant_id, range, by_minute);
+        self.gathered(Part::Codes { range, by_minute }, local)
     }
 
     /// Failures per type in `[first, last)` read as `how`, bucket by bucket, partition by
@@ -248,9 +265,13 @@ impl QueryEngine {
         let tier = HourTier::Tenant;
         let effective_range = self.effective(range, DEFAULT_RANGE_MS, now, width, tier)?;
         let counts = self.counts(tenant_id, effective_range, by_minute)?;
+        let codes = self.codes(tenant_id, effective_range, by_minute)?;
+        let wanted = codes.into_iter().filter(|((t, _), _)| types.includes(*t));
+        let classes = sum_by_class(wanted.map(|((_, code), failed)| (code, failed)));
         let types = types.types().map(|t| TypeTotals::of(t, &counts)).collect();
         Ok(Overview {
             types,
+            classes,
             effective_range,
             resolution: self.resolution(effective_range, tier, by_minute),
         })
@@ -335,13 +356,7 @@ impl QueryEngine {
         let now = self.now_ms();
         let tier = HourTier::Tenant;
         let effective_range = self.effective(range, DEFAULT_RANGE_MS, now, HOUR_MS, tier)?;
-        let local = self.local_codes(tenant_id, effective_range);
-        let codes = self.gathered(
-            Part::Codes {
-                range: effective_range,
-            },
-            local,
-        )?;
+        let codes = self.codes(tenant_id, effective_range, false)?;
         let mut by_code: HashMap<u16, u64> = HashMap::new();
         for ((t, code), count) in codes {
             if types.includes(t) {
@@ -449,6 +464,26 @@ fn asked(
         return Err(QueryError::StartNotBeforeEnd);
     }
     Ok(range)
+}
+
+/// `range` in the spans to read: whole hours from hour buckets, and with `by_minute` the
+/// minutes at either end from minute lists (`true`). Inside the minute window both hold the
+/// same events, and a day reads 24 hours instead of 1,440 minutes.
+pub(super) fn hours_and_minutes(range: TimeRange, by_minute: bool) -> Vec<(TimeRange, bool)> {
+    if !by_minute {
+        return vec![(range, false)];
+    }
+    let first_hour = ceil_to(range.start_ms, HOUR_MS).min(range.end_ms);
+    let last_hour = floor_to(range.end_ms, HOUR_MS).max(first_hour);
+    let spans = [
+        (TimeRange::new(range.start_ms, first_hour), true),
+        (TimeRange::new(first_hour, last_hour), false),
+        (TimeRange::new(last_hour, range.end_ms), true),
+    ];
+    spans
+        .into_iter()
+        .filter(|(span, _)| span.start_ms < span.end_ms)
+        .collect()
 }
 
 /// Where a local-calendar series read as `how` over `range` stops standing in UTC days for

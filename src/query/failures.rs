@@ -85,6 +85,7 @@ fn partition_groups(
         .filter(|(key, _)| {
             types.includes(key.integration_type)
                 && filter.status_code.is_none_or(|c| c == key.status_code)
+                && filter.classes.includes_code(key.status_code)
                 && sym_matches(integration, key.integration_id)
                 && sym_matches(flow, key.flow_id)
                 && sym_matches(service, key.service_id)

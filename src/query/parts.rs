@@ -29,7 +29,7 @@ use crate::store::{SeriesRead, TypeCounts};
 
 /// Bumped whenever `Part` or `Answer` change shape; replicas on different versions do not
 /// exchange parts (the asker reports those partitions as not answered).
-pub(crate) const PARTS_VERSION: u32 = 3;
+pub(crate) const PARTS_VERSION: u32 = 4;
 
 /// The most parts one query plans (checked for every query by the property test below); a
 /// replica refuses a request for more.
@@ -43,8 +43,8 @@ const MAX_ENCODED_BYTES: u64 = 64 * 1024 * 1024;
 pub(crate) enum Part {
     /// Failed and succeeded per type in a range, from minute or hour buckets.
     Counts { range: TimeRange, by_minute: bool },
-    /// Failures per (type, code) in a range.
-    Codes { range: TimeRange },
+    /// Failures per (type, code) in a range, from minute lists or from hour buckets.
+    Codes { range: TimeRange, by_minute: bool },
     /// Failures per type in `[first, last)`, bucket by bucket, read as `how`.
     Trend {
         first: i64,
@@ -267,7 +267,9 @@ impl QueryEngine {
             Part::Counts { range, by_minute } => {
                 Answer::Counts(self.local_counts(tenant_id, range, by_minute))
             }
-            Part::Codes { range } => Answer::Codes(self.local_codes(tenant_id, range)),
+            Part::Codes { range, by_minute } => {
+                Answer::Codes(self.local_codes(tenant_id, range, by_minute))
+            }
             Part::Trend { first, last, how } => {
                 Answer::Trend(self.local_trend(tenant_id, first, last, how))
             }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use super::*;
+use crate::catalog::ErrorClass;
 use crate::clock::ManualClock;
 use crate::event::{Event, IntegrationType, Outcome};
 use crate::store::{PartitionKey, Store, StoreLimits, DAY_MS, HOUR_MS, MINUTE_MS};
@@ -112,6 +113,26 @@ fn counted(specs: &[Spec], range: TimeRange) -> (u64, u64) {
     (failed, all - failed)
 }
 
+/// Failures in `range` per class, counted from the specs alone: 400 is the request's, 429 a
+/// rate limit, 500 and 503 the provider's.
+fn counted_classes(specs: &[Spec], range: TimeRange) -> [(ErrorClass, u64); 5] {
+    let mut classes = ErrorClass::ALL.map(|c| (c, 0));
+    let inside = |s: &&Spec| (range.start_ms..range.end_ms).contains(&(NOW - s.5 * MINUTE_MS));
+    for spec in specs.iter().filter(inside).filter(|s| s.3) {
+        let class = match spec.4 % 4 {
+            0 => ErrorClass::Client,
+            1 => ErrorClass::RateLimited,
+            _ => ErrorClass::ProviderUnavailable,
+        };
+        classes[ErrorClass::ALL
+            .iter()
+            .position(|c| *c == class)
+            .unwrap_or(0)]
+        .1 += 1;
+    }
+    classes
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
@@ -133,6 +154,7 @@ proptest! {
         let failed: u64 = overview.types.iter().map(|t| t.failed).sum();
         let succeeded: u64 = overview.types.iter().map(|t| t.succeeded).sum();
         prop_assert_eq!((failed, succeeded), counted(&specs, overview.effective_range));
+        prop_assert_eq!(overview.classes, counted_classes(&specs, overview.effective_range));
 
         let errors = tiered.error_breakdown("acme", asked, all).map_err(fail)?;
         let served = Some(errors.effective_range);
@@ -207,6 +229,28 @@ proptest! {
         let mut expected = full.percentage_change("acme", length, end, all, true).map_err(fail)?;
         expected.resolution = change.resolution;
         prop_assert_eq!(change, expected);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Inside the minute window the overview reads minutes at either end of the range and whole
+    /// hours between; its classes count the same events as its totals.
+    #[test]
+    fn overview_classes_count_every_minute_of_a_recent_range(
+        specs in proptest::collection::vec(
+            spec().prop_map(|mut s| { s.5 %= 47 * 60; s }),
+            1..150,
+        ),
+        (start, minutes) in (1_i64..(47 * 60), 1_i64..(47 * 60)),
+    ) {
+        let (tiered, _) = engines(&specs);
+        let start_ms = NOW - start * MINUTE_MS;
+        let asked = Some(TimeRange::new(start_ms, start_ms + minutes * MINUTE_MS));
+        let overview = tiered.overview("acme", asked, TypeFilter::all()).map_err(fail)?;
+        prop_assert_eq!(overview.resolution, Resolution::Minute);
+        prop_assert_eq!(overview.classes, counted_classes(&specs, overview.effective_range));
     }
 }
 

@@ -50,6 +50,52 @@ impl TypeFilter {
     }
 }
 
+/// Which error classes to include, by the class of each failure's code. Empty means all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassFilter([bool; ErrorClass::ALL.len()]);
+
+impl Default for ClassFilter {
+    fn default() -> Self {
+        Self::all()
+    }
+}
+
+impl ClassFilter {
+    pub fn all() -> Self {
+        ClassFilter([true; ErrorClass::ALL.len()])
+    }
+
+    pub fn from_classes(classes: &[ErrorClass]) -> Self {
+        if classes.is_empty() {
+            return Self::all();
+        }
+        let mut wanted = [false; ErrorClass::ALL.len()];
+        for class in classes {
+            wanted[class.index()] = true;
+        }
+        ClassFilter(wanted)
+    }
+
+    pub(crate) fn includes(&self, class: ErrorClass) -> bool {
+        self.0[class.index()]
+    }
+
+    pub(crate) fn includes_code(&self, status_code: u16) -> bool {
+        self.includes(catalog::class_of(status_code))
+    }
+}
+
+/// Failures summed by class from failures per code: every class, in `ErrorClass::ALL`'s order.
+pub(crate) fn sum_by_class(
+    codes: impl IntoIterator<Item = (u16, u64)>,
+) -> [(ErrorClass, u64); ErrorClass::ALL.len()] {
+    let mut sums = ErrorClass::ALL.map(|class| (class, 0));
+    for (code, failed) in codes {
+        sums[catalog::class_of(code).index()].1 += failed;
+    }
+    sums
+}
+
 /// Everything counted for a tenant so far: what `WatchTenant` compares.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct TenantCounters {
@@ -75,6 +121,8 @@ pub(crate) struct TypeTotals {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Overview {
     pub(crate) types: Vec<TypeTotals>,
+    /// The failures of those types by class.
+    pub(crate) classes: [(ErrorClass, u64); ErrorClass::ALL.len()],
     pub(crate) effective_range: TimeRange,
     pub(crate) resolution: Resolution,
 }
@@ -142,17 +190,9 @@ pub struct ErrorBreakdown {
 }
 
 impl ErrorBreakdown {
-    /// The failures summed by class, from the counts per code: every class, in
-    /// `ErrorClass::ALL`'s order.
-    pub(crate) fn classes(&self) -> [(ErrorClass, u64); 5] {
-        let mut sums = ErrorClass::ALL.map(|class| (class, 0));
-        for error in &self.errors {
-            let class = catalog::class_of(error.status_code);
-            if let Some(slot) = sums.iter_mut().find(|(c, _)| *c == class) {
-                slot.1 += error.failed;
-            }
-        }
-        sums
+    /// The failures summed by class, from the counts per code.
+    pub(crate) fn classes(&self) -> [(ErrorClass, u64); ErrorClass::ALL.len()] {
+        sum_by_class(self.errors.iter().map(|e| (e.status_code, e.failed)))
     }
 }
 
@@ -200,6 +240,7 @@ pub struct FailureFilter {
     pub(crate) status_code: Option<u16>,
     pub(crate) flow_id: Option<String>,
     pub(crate) service_id: Option<String>,
+    pub(crate) classes: ClassFilter,
 }
 
 #[derive(Debug, Clone)]

@@ -310,6 +310,21 @@ impl TenantState {
         }
     }
 
+    /// Calls `on` with each (type, code) and its failures in a minute of `[start_ms, end_ms)`,
+    /// inside the minute window.
+    pub(crate) fn for_each_minute_code_in(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        mut on: impl FnMut((IntegrationType, u16), u64),
+    ) {
+        let minutes = self.minute_failures.range(start_ms..end_ms);
+        for failure in minutes.flat_map(|(_, failures)| failures) {
+            let key = (failure.integration.integration_type, failure.status_code);
+            on(key, u64::from(failure.count));
+        }
+    }
+
     /// Failures per (type, code) in the hour starting at `hour`, if it had any.
     pub(crate) fn codes_at(&self, hour: i64) -> Option<CodeCounts> {
         let mut found = None;

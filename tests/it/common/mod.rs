@@ -4,11 +4,13 @@
 #![allow(dead_code)]
 
 pub mod certs;
+mod classes;
 pub mod harness;
 pub mod receiver;
 pub mod tansu;
 mod truth;
 
+pub use classes::*;
 pub use truth::*;
 
 use std::collections::HashMap;
@@ -367,6 +369,16 @@ pub async fn all_failures(
     tenant: &str,
     page_size: u32,
 ) -> (Vec<proto::FailureGroup>, (i64, i64), u64) {
+    all_failures_of(api, tenant, page_size, &[]).await
+}
+
+/// Every page of the failures table, kept to groups of `classes` (all when empty).
+pub async fn all_failures_of(
+    api: &mut Api,
+    tenant: &str,
+    page_size: u32,
+    classes: &[proto::ErrorClass],
+) -> (Vec<proto::FailureGroup>, (i64, i64), u64) {
     let mut rows = Vec::new();
     let mut token = String::new();
     loop {
@@ -376,6 +388,7 @@ pub async fn all_failures(
                 tenant_id: tenant.into(),
                 page_size,
                 page_token: token.clone(),
+                classes: classes.iter().map(|c| *c as i32).collect(),
                 ..Default::default()
             })
             .await

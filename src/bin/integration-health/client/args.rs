@@ -42,6 +42,45 @@ pub struct Scope {
     pub types: Vec<TypeArg>,
 }
 
+/// An error class (docs/events.md lists each code's).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ClassArg {
+    Auth,
+    RateLimited,
+    ProviderUnavailable,
+    Config,
+    Client,
+}
+
+impl From<ClassArg> for proto::ErrorClass {
+    fn from(c: ClassArg) -> Self {
+        match c {
+            ClassArg::Auth => proto::ErrorClass::Auth,
+            ClassArg::RateLimited => proto::ErrorClass::RateLimited,
+            ClassArg::ProviderUnavailable => proto::ErrorClass::ProviderUnavailable,
+            ClassArg::Config => proto::ErrorClass::Config,
+            ClassArg::Client => proto::ErrorClass::Client,
+        }
+    }
+}
+
+/// Only failures whose code is of these classes (comma-separated); every class when absent.
+#[derive(Debug, Args)]
+pub struct ClassScope {
+    /// Only failures of these error classes (comma-separated); every class when absent.
+    #[arg(long = "class", value_enum, value_delimiter = ',')]
+    pub classes: Vec<ClassArg>,
+}
+
+impl ClassScope {
+    pub fn to_wire(&self) -> Vec<i32> {
+        self.classes
+            .iter()
+            .map(|c| proto::ErrorClass::from(*c) as i32)
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum GranularityArg {
     Hour,
@@ -175,6 +214,8 @@ pub enum QueryCommand {
         flow: Option<String>,
         #[arg(long)]
         service: Option<String>,
+        #[command(flatten)]
+        classes: ClassScope,
         #[arg(long, default_value_t = 20)]
         page_size: u32,
         #[arg(long)]
@@ -239,6 +280,8 @@ pub enum QueryCommand {
         state: Vec<IssueStateArg>,
         #[arg(long)]
         code: Option<u32>,
+        #[command(flatten)]
+        classes: ClassScope,
         #[arg(long, default_value_t = 20)]
         page_size: u32,
         #[arg(long)]

@@ -328,6 +328,7 @@ async fn ask(args: QueryArgs) -> Result<String, CliError> {
             code,
             flow,
             service,
+            classes,
             page_size,
             page_token,
             order,
@@ -344,6 +345,7 @@ async fn ask(args: QueryArgs) -> Result<String, CliError> {
                 page_size,
                 page_token: page_token.unwrap_or_default(),
                 order_by: proto::FailureOrder::from(FailureOrder::from(order)) as i32,
+                classes: classes.to_wire(),
             };
             let response = client
                 .list_failures(request(message, token)?)
@@ -437,6 +439,7 @@ async fn ask(args: QueryArgs) -> Result<String, CliError> {
             scope,
             state,
             code,
+            classes,
             page_size,
             page_token,
         } => {
@@ -453,6 +456,7 @@ async fn ask(args: QueryArgs) -> Result<String, CliError> {
                 page_size,
                 page_token: page_token.unwrap_or_default(),
                 order_by: 0,
+                classes: classes.to_wire(),
             };
             let response = client
                 .list_issues(request(message, token)?)

@@ -90,6 +90,7 @@ pub(super) fn render_overview(response: &proto::GetOverviewResponse, json: bool)
             "types": response.types.iter().map(|t| json!({
                 "integration_type": type_name(t.integration_type), "failed": t.failed, "succeeded": t.succeeded,
             })).collect::<Vec<_>>(),
+            "classes": classes_json(&response.classes),
             "effective_range": range_json(&response.effective_range),
             "granularity": granularity_name(response.granularity),
         }));
@@ -115,8 +116,9 @@ pub(super) fn render_overview(response: &proto::GetOverviewResponse, json: bool)
         ]);
     }
     format!(
-        "Failures by integration type, {}\n{table}\nTotal failed: {total_failed}",
-        served(&response.effective_range, response.granularity)
+        "Failures by integration type, {}\n{table}\nTotal failed: {total_failed}\nBy class: {}",
+        served(&response.effective_range, response.granularity),
+        classes_line(&response.classes)
     )
 }
 
@@ -211,9 +213,7 @@ pub(super) fn render_errors(response: &proto::GetErrorBreakdownResponse, json: b
                 "status_code": e.status_code, "name": e.name, "failed": e.failed,
                 "class": class_name(e.class),
             })).collect::<Vec<_>>(),
-            "classes": response.classes.iter().map(|c| json!({
-                "class": class_name(c.class), "failed": c.failed,
-            })).collect::<Vec<_>>(),
+            "classes": classes_json(&response.classes),
             "effective_range": range_json(&response.effective_range),
             "granularity": granularity_name(response.granularity),
         }));
@@ -235,16 +235,22 @@ pub(super) fn render_errors(response: &proto::GetErrorBreakdownResponse, json: b
             Cell::new(bar(e.failed as f64 / max as f64, 30)),
         ]);
     }
-    let classes: Vec<String> = response
-        .classes
-        .iter()
-        .map(|c| format!("{} {}", class_name(c.class), c.failed))
-        .collect();
     format!(
         "Errors on integrations, {}\nBy class: {}\n{table}",
         served(&response.effective_range, response.granularity),
-        classes.join(", ")
+        classes_line(&response.classes)
     )
+}
+
+fn classes_json(classes: &[proto::ClassCount]) -> Vec<serde_json::Value> {
+    let class = |c: &proto::ClassCount| json!({"class": class_name(c.class), "failed": c.failed});
+    classes.iter().map(class).collect()
+}
+
+/// "auth 3, rate_limited 0, ...": failures per class on one line.
+fn classes_line(classes: &[proto::ClassCount]) -> String {
+    let class = |c: &proto::ClassCount| format!("{} {}", class_name(c.class), c.failed);
+    classes.iter().map(class).collect::<Vec<_>>().join(", ")
 }
 
 pub(super) fn render_trends(response: &proto::GetTrendsResponse, json: bool) -> String {

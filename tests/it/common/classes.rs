@@ -1,0 +1,104 @@
+//! Error classes against the recount: the mapping as docs/events.md writes it, and each view
+//! that shows or filters by class.
+
+use std::collections::BTreeMap;
+
+use integration_health::proto;
+
+use super::{all_failures_of, bounds, default_overview, group_id, Api, Truth};
+
+/// A code's class as docs/events.md defines it, written out here for the recount.
+pub fn class_by_the_docs(code: u16) -> &'static str {
+    match code {
+        401 | 403 => "AUTH",
+        429 | 882 | 883 => "RATE_LIMITED",
+        408 | 500 | 502 | 503 | 504 | 521 | 523 => "PROVIDER_UNAVAILABLE",
+        816 | 844 | 852 | 884 => "CONFIG",
+        c if (500..600).contains(&c) => "PROVIDER_UNAVAILABLE",
+        _ => "CLIENT",
+    }
+}
+
+/// Every class, in the order answers list them.
+pub const CLASSES: [proto::ErrorClass; 5] = [
+    proto::ErrorClass::Auth,
+    proto::ErrorClass::RateLimited,
+    proto::ErrorClass::ProviderUnavailable,
+    proto::ErrorClass::Config,
+    proto::ErrorClass::Client,
+];
+
+fn class_name(class: i32) -> &'static str {
+    proto::ErrorClass::try_from(class).map_or("?", |c| c.as_str_name())
+}
+
+/// The recount's failures per class, every class present.
+pub fn expected_classes(codes: &BTreeMap<u16, u64>) -> BTreeMap<&'static str, u64> {
+    let mut expected: BTreeMap<&str, u64> = CLASSES.iter().map(|c| (c.as_str_name(), 0)).collect();
+    for (code, failed) in codes {
+        *expected.entry(class_by_the_docs(*code)).or_default() += failed;
+    }
+    expected
+}
+
+fn shown_classes(classes: &[proto::ClassCount]) -> BTreeMap<&'static str, u64> {
+    classes
+        .iter()
+        .map(|c| (class_name(c.class), c.failed))
+        .collect()
+}
+
+/// The answer's failures per class, and each code's class, against the recount's codes.
+pub fn assert_classes_match(
+    answer: &proto::GetErrorBreakdownResponse,
+    codes: &BTreeMap<u16, u64>,
+    tenant: &str,
+) {
+    let shown = shown_classes(&answer.classes);
+    assert_eq!(
+        shown,
+        expected_classes(codes),
+        "{tenant} failures per class"
+    );
+    for error in &answer.errors {
+        let code = error.status_code as u16;
+        assert_eq!(
+            class_name(error.class),
+            class_by_the_docs(code),
+            "{tenant} {code}"
+        );
+    }
+}
+
+/// The overview's failures per class over its own range (minutes inside the minute window).
+pub async fn assert_overview_classes_match(api: &mut Api, truth: &Truth, tenant: &str) {
+    let o = default_overview(api, tenant).await;
+    let (start, end) = bounds(&o.effective_range);
+    let expected = expected_classes(&truth.by_code(tenant, start, end));
+    assert_eq!(
+        shown_classes(&o.classes),
+        expected,
+        "{tenant} overview per class"
+    );
+}
+
+/// The failures table kept to each class holds the recount's groups of that class, no more,
+/// read in small pages so the filter carries across page tokens.
+pub async fn assert_failures_by_class_match(api: &mut Api, truth: &Truth, tenant: &str) {
+    for class in CLASSES {
+        let (rows, (start, end), total) = all_failures_of(api, tenant, 7, &[class]).await;
+        let expected: BTreeMap<_, u64> = truth
+            .groups(tenant, start, end)
+            .into_iter()
+            .filter(|(id, _)| class_by_the_docs(id.5) == class.as_str_name())
+            .map(|(id, group)| (id, group.total))
+            .collect();
+        let shown: BTreeMap<_, u64> = rows
+            .iter()
+            .map(|row| (group_id(tenant, row), row.total_errors))
+            .collect();
+        assert_eq!(shown.len(), rows.len(), "{tenant}: a group listed twice");
+        assert_eq!(total, expected.len() as u64, "{tenant} {class:?} total");
+        assert_eq!(shown, expected, "{tenant} {class:?}");
+    }
+}
