@@ -8,7 +8,7 @@ use integration_health::clock::ManualClock;
 use integration_health::event::IntegrationType;
 use integration_health::event::{decode, DecodeLimits};
 use integration_health::query::{
-    FailureOrder, Granularity, ListFailuresRequest, QueryEngine, TypeFilter,
+    ClassFilter, FailureOrder, Granularity, ListFailuresRequest, QueryEngine, TypeFilter,
 };
 use integration_health::store::{Dedup, PartitionKey, PartitionState, Store, StoreLimits, DAY_MS};
 use integration_health::testkit::{generate_lines, GenSpec};
@@ -88,7 +88,16 @@ fn bench_queries(c: &mut Criterion) {
         b.iter(|| black_box(engine.error_breakdown(tenant, None, all)))
     });
     group.bench_function("trends_day_berlin", |b| {
-        b.iter(|| black_box(engine.trends(tenant, None, all, Granularity::Day, "Europe/Berlin")))
+        b.iter(|| {
+            black_box(engine.trends(
+                tenant,
+                None,
+                all,
+                ClassFilter::all(),
+                Granularity::Day,
+                "Europe/Berlin",
+            ))
+        })
     });
     group.bench_function("list_failures", |b| {
         b.iter(|| black_box(engine.list_failures(&failures)))

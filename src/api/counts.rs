@@ -6,7 +6,9 @@
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
-use super::convert::{bounded, duration_to_ms, optional_range, timestamp_to_ms, types_from_wire};
+use super::convert::{
+    bounded, classes_from_wire, duration_to_ms, optional_range, timestamp_to_ms, types_from_wire,
+};
 use super::service::ApiClient;
 use super::IntegrationHealthApi;
 use crate::proto;
@@ -77,12 +79,11 @@ impl IntegrationHealthApi {
             let granularity = Granularity::try_from(req.granularity)?;
             let range = optional_range(req.range.as_ref())?;
             let types = types_from_wire(&req.integration_types)?;
+            let classes = classes_from_wire(&req.classes)?;
             let zone = bounded("time_zone", &req.time_zone, 64)?.to_owned();
-            Ok(
-                move |engine: &QueryEngine| {
-                    engine.trends(&tenant, range, types, granularity, &zone)
-                },
-            )
+            Ok(move |engine: &QueryEngine| {
+                engine.trends(&tenant, range, types, classes, granularity, &zone)
+            })
         })
         .await
     }

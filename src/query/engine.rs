@@ -230,22 +230,37 @@ impl QueryEngine {
     }
 
     /// Failures per type in `[first, last)` read as `how`, bucket by bucket, partition by
-    /// partition, each at the instant the bucket is placed at.
+    /// partition, each at the instant the bucket is placed at. With classes, from the failures
+    /// per code, keeping the codes of those classes.
     pub(super) fn local_trend(
         &self,
         tenant_id: &str,
         first: i64,
         last: i64,
         how: SeriesRead,
+        classes: ClassFilter,
     ) -> Vec<(i64, PerType<u64>)> {
         let mut points = Vec::new();
         self.for_tenant(tenant_id, |partition, tenant| {
             let rolled = partition.rolled_until;
-            tenant.counts.each(first, last, how, rolled, |at, bucket| {
-                let failed = match bucket {
-                    Bucket::Hour(hour) => hour.failed.map(u64::from),
-                    Bucket::Day(day) => day.failed,
-                };
+            if classes == ClassFilter::all() {
+                tenant.counts.each(first, last, how, rolled, |at, bucket| {
+                    let failed = match bucket {
+                        Bucket::Hour(hour) => hour.failed.map(u64::from),
+                        Bucket::Day(day) => day.failed,
+                    };
+                    points.push((at, failed));
+                });
+                return;
+            }
+            tenant.codes.each(first, last, how, rolled, |at, bucket| {
+                let (Bucket::Hour(codes) | Bucket::Day(codes)) = bucket;
+                let mut failed = PerType::<u64>::default();
+                for (&(t, code), &count) in codes {
+                    if classes.includes_code(code) {
+                        failed[t] += count;
+                    }
+                }
                 points.push((at, failed));
             });
         });
@@ -388,6 +403,7 @@ impl QueryEngine {
         tenant_id: &str,
         range: Option<TimeRange>,
         types: TypeFilter,
+        classes: ClassFilter,
         granularity: Granularity,
         time_zone: &str,
     ) -> Result<Trends, QueryError> {
@@ -405,8 +421,14 @@ impl QueryEngine {
         let (Some(&first), Some(&last)) = (boundaries.first(), boundaries.last()) else {
             return Err(QueryError::EmptyRange);
         };
-        let local = self.local_trend(tenant_id, first, last, how);
-        let mut points = self.gathered(Part::Trend { first, last, how }, local)?;
+        let local = self.local_trend(tenant_id, first, last, how, classes);
+        let part = Part::Trend {
+            first,
+            last,
+            how,
+            classes,
+        };
+        let mut points = self.gathered(part, local)?;
         // Partitions each give their buckets in order; one sort interleaves them.
         points.sort_by_key(|(at, _)| *at);
         let series = types

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::drivers::Tally;
 use super::groups::{GroupDetail, GroupPart};
 use super::integrations::{Id, Merged, TotalsPart};
-use super::types::{FailureFilter, TenantCounters, TimeRange, TypeFilter};
+use super::types::{ClassFilter, FailureFilter, TenantCounters, TimeRange, TypeFilter};
 use super::{QueryEngine, QueryError};
 use crate::event::{IntegrationType, PerType};
 use crate::store::{SeriesRead, TypeCounts};
@@ -45,11 +45,13 @@ pub(crate) enum Part {
     Counts { range: TimeRange, by_minute: bool },
     /// Failures per (type, code) in a range, from minute lists or from hour buckets.
     Codes { range: TimeRange, by_minute: bool },
-    /// Failures per type in `[first, last)`, bucket by bucket, read as `how`.
+    /// Failures per type in `[first, last)`, bucket by bucket, read as `how`, of the codes of
+    /// `classes`.
     Trend {
         first: i64,
         last: i64,
         how: SeriesRead,
+        classes: ClassFilter,
     },
     /// Failures per integration and per code in a range, for the change's drivers.
     Tally { range: TimeRange, by_minute: bool },
@@ -270,9 +272,12 @@ impl QueryEngine {
             Part::Codes { range, by_minute } => {
                 Answer::Codes(self.local_codes(tenant_id, range, by_minute))
             }
-            Part::Trend { first, last, how } => {
-                Answer::Trend(self.local_trend(tenant_id, first, last, how))
-            }
+            Part::Trend {
+                first,
+                last,
+                how,
+                classes,
+            } => Answer::Trend(self.local_trend(tenant_id, first, last, how, classes)),
             Part::Tally { range, by_minute } => {
                 Answer::Tally(self.local_tally(tenant_id, range, by_minute))
             }
@@ -340,6 +345,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::catalog::ErrorClass;
     use crate::clock::ManualClock;
     use crate::event::{Event, Outcome};
     use crate::query::{
@@ -467,10 +473,13 @@ mod tests {
                 e.percentage_change("acme", Some(7 * DAY_MS), None, all, true)
             })?;
             same(&whole, &mine, &theirs, |e| e.error_breakdown("acme", None, all))?;
+            let provider = ClassFilter::from_classes(&[ErrorClass::ProviderUnavailable]);
             for granularity in [Granularity::Hour, Granularity::Day] {
-                same(&whole, &mine, &theirs, |e| {
-                    e.trends("acme", None, all, granularity, "Asia/Kolkata")
-                })?;
+                for classes in [ClassFilter::all(), provider] {
+                    same(&whole, &mine, &theirs, |e| {
+                        e.trends("acme", None, all, classes, granularity, "Asia/Kolkata")
+                    })?;
+                }
             }
             same(&whole, &mine, &theirs, |e| e.tenant_counters("acme"))?;
             for order in [FailureOrder::TotalErrorsDesc, FailureOrder::LastSeenDesc] {
@@ -496,6 +505,9 @@ mod tests {
             filtered.filter.integration_id = Some("int-1".into());
             filtered.filter.status_code = Some(500);
             same(&whole, &mine, &theirs, |e| e.list_failures(&filtered))?;
+            let mut by_class = ListFailuresRequest::first_page("acme", 1000);
+            by_class.filter.classes = ClassFilter::from_classes(&[ErrorClass::Auth]);
+            same(&whole, &mine, &theirs, |e| e.list_failures(&by_class))?;
             for order in [
                 IntegrationOrder::FailuresDesc,
                 IntegrationOrder::FailureRateDesc,

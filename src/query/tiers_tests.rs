@@ -145,6 +145,7 @@ proptest! {
         let (tiered, full) = engines(&specs);
         let asked = range(start, hours);
         let all = TypeFilter::all();
+        let every_class = ClassFilter::all();
 
         let overview = tiered.overview("acme", asked, all).map_err(fail)?;
         let served = Some(overview.effective_range);
@@ -161,7 +162,21 @@ proptest! {
         prop_assert_eq!(errors.errors, upto(&full, served).error_breakdown("acme", served, all).map_err(fail)?.errors);
 
         for granularity in [Granularity::Day, Granularity::Hour] {
-            let trend = tiered.trends("acme", asked, all, granularity, "").map_err(fail)?;
+            let trend = tiered.trends("acme", asked, all, every_class, granularity, "").map_err(fail)?;
+            // Each class's trend counts its own failures: together, every failure once.
+            let mut summed = trend.series.clone();
+            summed.iter_mut().flat_map(|s| &mut s.points).for_each(|p| p.1 = 0);
+            for class in ErrorClass::ALL {
+                let only = ClassFilter::from_classes(&[class]);
+                let part = tiered.trends("acme", asked, all, only, granularity, "").map_err(fail)?;
+                prop_assert_eq!(part.effective_range, trend.effective_range);
+                for (sum, series) in summed.iter_mut().zip(&part.series) {
+                    for (slot, point) in sum.points.iter_mut().zip(&series.points) {
+                        slot.1 += point.1;
+                    }
+                }
+            }
+            prop_assert_eq!(&summed, &trend.series);
             let served = trend.effective_range;
             if served.start_ms == served.end_ms {
                 // An hourly series of a range wholly before the hour tier has no points.
@@ -170,7 +185,7 @@ proptest! {
             }
             let served = Some(served);
             let full = upto(&full, served);
-            let expected = full.trends("acme", served, all, granularity, "").map_err(fail)?;
+            let expected = full.trends("acme", served, all, every_class, granularity, "").map_err(fail)?;
             prop_assert_eq!(trend.series, expected.series);
         }
 

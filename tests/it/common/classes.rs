@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use integration_health::proto;
 
-use super::{all_failures_of, bounds, default_overview, group_id, Api, Truth};
+use super::{all_failures_of, bounds, default_overview, group_id, ts, type_name, Api, Truth};
 
 /// A code's class as docs/events.md defines it, written out here for the recount.
 pub fn class_by_the_docs(code: u16) -> &'static str {
@@ -100,5 +100,47 @@ pub async fn assert_failures_by_class_match(api: &mut Api, truth: &Truth, tenant
         assert_eq!(shown.len(), rows.len(), "{tenant}: a group listed twice");
         assert_eq!(total, expected.len() as u64, "{tenant} {class:?} total");
         assert_eq!(shown, expected, "{tenant} {class:?}");
+    }
+}
+
+/// The trend kept to each class, by UTC day and by hour over the default range: each point counts the recount's failures of that class, type and bucket.
+pub async fn assert_trends_by_class_match(api: &mut Api, truth: &Truth, tenant: &str) {
+    for (granularity, width) in [
+        (proto::Granularity::Day, 86_400_000),
+        (proto::Granularity::Hour, 3_600_000),
+    ] {
+        for class in CLASSES {
+            let t = api
+                .get_trends(proto::GetTrendsRequest {
+                    tenant_id: tenant.into(),
+                    granularity: granularity as i32,
+                    classes: vec![class as i32],
+                    ..Default::default()
+                })
+                .await
+                .expect("trends")
+                .into_inner();
+            let (start, end) = bounds(&t.effective_range);
+            let mut expected: BTreeMap<(&str, i64), u64> = BTreeMap::new();
+            let wanted = |e: &&super::TruthEvent| {
+                e.failed
+                    && e.at >= start
+                    && e.at < end
+                    && class_by_the_docs(e.code) == class.as_str_name()
+            };
+            for e in truth.of(tenant).filter(wanted) {
+                *expected
+                    .entry((e.kind, e.at.div_euclid(width) * width))
+                    .or_default() += 1;
+            }
+            let mut shown: BTreeMap<(&str, i64), u64> = BTreeMap::new();
+            for series in &t.series {
+                for p in series.points.iter().filter(|p| p.failed > 0) {
+                    let key = (type_name(series.integration_type), ts(&p.bucket_start));
+                    shown.insert(key, p.failed);
+                }
+            }
+            assert_eq!(shown, expected, "{tenant} {class:?} {granularity:?} trend");
+        }
     }
 }

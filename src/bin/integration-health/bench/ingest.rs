@@ -11,7 +11,7 @@ use integration_health::event::{decode, decode_batch, DecodeLimits};
 use integration_health::ingest::LOCK_CHUNK;
 use integration_health::ops::resident_memory_bytes;
 use integration_health::query::{
-    Granularity, ListFailuresRequest, QueryEngine, TimeRange, TypeFilter,
+    ClassFilter, Granularity, ListFailuresRequest, QueryEngine, TimeRange, TypeFilter,
 };
 use integration_health::snapshot::{self, SnapshotFiles, Snapshots};
 use integration_health::store::{
@@ -115,6 +115,7 @@ pub fn query_latencies(
 ) -> Vec<Latency> {
     type Query<'a> = (&'static str, Box<dyn Fn() + 'a>);
     let all = TypeFilter::all();
+    let every_class = ClassFilter::all();
     let top_failure = engine
         .list_failures(&ListFailuresRequest::first_page(tenant, 1))
         .ok()
@@ -174,18 +175,36 @@ pub fn query_latencies(
         ),
         (
             "trends_day",
-            Box::new(|| drop(engine.trends(tenant, None, all, Granularity::Day, "Europe/Berlin"))),
+            Box::new(|| {
+                drop(engine.trends(
+                    tenant,
+                    None,
+                    all,
+                    every_class,
+                    Granularity::Day,
+                    "Europe/Berlin",
+                ))
+            }),
         ),
         (
             "trends_year",
             Box::new(|| {
                 let year = TimeRange::new(now_ms - 365 * DAY_MS, now_ms);
-                drop(engine.trends(tenant, Some(year), all, Granularity::Day, "UTC"))
+                drop(engine.trends(
+                    tenant,
+                    Some(year),
+                    all,
+                    every_class,
+                    Granularity::Day,
+                    "UTC",
+                ))
             }),
         ),
         (
             "trends_hour",
-            Box::new(|| drop(engine.trends(tenant, None, all, Granularity::Hour, "UTC"))),
+            Box::new(|| {
+                drop(engine.trends(tenant, None, all, every_class, Granularity::Hour, "UTC"))
+            }),
         ),
         (
             "failures",

@@ -201,6 +201,8 @@ pub enum QueryCommand {
         /// IANA time zone for day buckets.
         #[arg(long, default_value = "UTC")]
         tz: String,
+        #[command(flatten)]
+        classes: ClassScope,
     },
     /// The failures table.
     Failures {

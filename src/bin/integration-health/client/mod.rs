@@ -307,6 +307,7 @@ async fn ask(args: QueryArgs) -> Result<String, CliError> {
             scope,
             granularity,
             tz,
+            classes,
         } => {
             let message = proto::GetTrendsRequest {
                 allow_partial,
@@ -315,6 +316,7 @@ async fn ask(args: QueryArgs) -> Result<String, CliError> {
                 integration_types: types_of(&scope.types),
                 granularity: proto::Granularity::from(Granularity::from(granularity)) as i32,
                 time_zone: tz,
+                classes: classes.to_wire(),
             };
             let response = client
                 .get_trends(request(message, token)?)
