@@ -304,6 +304,7 @@ impl From<IntegrationRow> for proto::IntegrationSummary {
             top_error_code: row.top_error_code.map_or(0, u32::from),
             retried_failures: row.retried_failures,
             recovered_failures: row.recovered_failures,
+            class_failures: row.class_failures,
             daily_failures: row
                 .daily_failures
                 .into_iter()

@@ -7,7 +7,9 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::callers::Caller;
-use super::convert::{bounded, non_empty, optional_range, type_from_wire, types_from_wire};
+use super::convert::{
+    bounded, classes_from_wire, non_empty, optional_range, type_from_wire, types_from_wire,
+};
 use super::service::ApiClient;
 use super::watch::{watch_interval, Counting, WatchStream, Watched};
 use super::IntegrationHealthApi;
@@ -27,6 +29,7 @@ impl IntegrationHealthApi {
                 tenant_id: req.tenant_id.clone(),
                 range: optional_range(req.range.as_ref())?,
                 types: types_from_wire(&req.integration_types)?,
+                classes: classes_from_wire(&req.classes)?,
                 order: IntegrationOrder::try_from(req.order_by)?,
                 page_size: req.page_size as usize,
                 page_token: non_empty(bounded("page_token", &req.page_token, 1024)?),

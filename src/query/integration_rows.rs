@@ -9,7 +9,7 @@ use super::integrations::{
     GroupSummary, Id, IntegrationOrder, IntegrationRow, Merged, Percentiles, Totals, TotalsPart,
     QUANTILES, TOP_GROUPS,
 };
-use super::types::TimeRange;
+use super::types::{ClassFilter, TimeRange};
 use crate::event::IntegrationType;
 use crate::store::{floor_to, IntegrationSum, LatencySketch, RetrySum, DAY_MS};
 
@@ -98,12 +98,31 @@ impl PendingRow {
             daily_failures: Vec::new(),
             retried_failures: totals.retried,
             recovered_failures: totals.recovered,
+            class_failures: None,
         };
         PendingRow {
             row,
             latency: Some(totals.latency),
             daily: Some((totals.daily, range)),
         }
+    }
+
+    /// With a class filter, the row's failures of those classes, or no row when it has none.
+    pub(super) fn of_classes(
+        mut self,
+        classes: ClassFilter,
+        codes: Option<&BTreeMap<u16, u64>>,
+    ) -> Option<PendingRow> {
+        if classes == ClassFilter::all() {
+            return Some(self);
+        }
+        let codes = codes.into_iter().flatten();
+        let failed: u64 = codes
+            .filter(|(code, _)| classes.includes_code(**code))
+            .map(|(_, count)| count)
+            .sum();
+        self.row.class_failures = Some(failed);
+        (failed > 0).then_some(self)
     }
 
     /// Works out the percentiles, which ordering by p99 needs before the page is known.
@@ -132,7 +151,10 @@ pub(super) type Position = (i64, String, IntegrationType, String);
 
 pub(super) fn sort_key(row: &IntegrationRow, order: IntegrationOrder) -> Position {
     let primary = match order {
-        IntegrationOrder::FailuresDesc => -(row.failed.min(i64::MAX as u64) as i64),
+        IntegrationOrder::FailuresDesc => {
+            let failed = row.class_failures.unwrap_or(row.failed);
+            -(failed.min(i64::MAX as u64) as i64)
+        }
         // Parts per billion keep the order exact enough and the token an integer.
         IntegrationOrder::FailureRateDesc => -((row.failure_rate * 1e9).round() as i64),
         IntegrationOrder::P99Desc => row

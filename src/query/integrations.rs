@@ -16,7 +16,7 @@ use super::integration_rows::{
 };
 use super::paging;
 use super::parts::Part;
-use super::types::{ErrorCount, Granularity, Resolution, TimeRange, TypeFilter};
+use super::types::{ClassFilter, ErrorCount, Granularity, Resolution, TimeRange, TypeFilter};
 use super::{QueryEngine, QueryError, DEFAULT_RANGE_MS};
 
 use crate::catalog;
@@ -45,6 +45,8 @@ pub struct ListIntegrationsRequest {
     pub tenant_id: String,
     pub range: Option<TimeRange>,
     pub types: TypeFilter,
+    /// Only integrations with failures of these classes, and `FailuresDesc` counts those.
+    pub classes: ClassFilter,
     pub order: IntegrationOrder,
     pub page_size: usize,
     pub page_token: Option<String>,
@@ -72,6 +74,8 @@ pub(crate) struct IntegrationRow {
     /// Failures that were retried, and transactions a retry recovered.
     pub(crate) retried_failures: u64,
     pub(crate) recovered_failures: u64,
+    /// With a class filter: the failures of those classes, from its failure groups.
+    pub(crate) class_failures: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -422,7 +426,12 @@ impl QueryEngine {
         request: &ListIntegrationsRequest,
     ) -> Result<IntegrationPage, QueryError> {
         let page_size = paging::page_size(request.page_size)?;
-        let fingerprint = paging::fingerprint(&(&request.tenant_id, request.types, request.order));
+        let fingerprint = paging::fingerprint(&(
+            &request.tenant_id,
+            request.types,
+            request.classes,
+            request.order,
+        ));
         let after: Option<Position> = match &request.page_token {
             Some(token) => Some(paging::decode_token(token, fingerprint)?),
             None => None,
@@ -434,15 +443,16 @@ impl QueryEngine {
         let local = self.local_integration_totals(&request.tenant_id, range, |t| types.includes(t));
         let totals = self.gathered(Part::IntegrationTotals { range, types }, local)?;
         let codes = self.codes_by_integration(&request.tenant_id, range)?;
-        let order = request.order;
+        let (order, classes) = (request.order, request.classes);
         let rows: Vec<PendingRow> = totals
             .into_iter()
-            .map(|(id, totals)| {
+            .filter_map(|(id, totals)| {
                 let pending = PendingRow::new(&id, totals, codes.get(&id), range);
-                match order {
+                let pending = pending.of_classes(classes, codes.get(&id))?;
+                Some(match order {
                     IntegrationOrder::P99Desc => pending.with_percentiles(),
                     _ => pending,
-                }
+                })
             })
             .collect();
         let total_integrations = rows.len() as u64;

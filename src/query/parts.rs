@@ -516,6 +516,7 @@ mod tests {
             ] {
                 let request = ListIntegrationsRequest {
                     tenant_id: "acme".into(),
+                    classes: Default::default(),
                     range: None,
                     types: all,
                     order,
@@ -523,6 +524,11 @@ mod tests {
                     page_token: None,
                 };
                 same(&whole, &mine, &theirs, |e| e.list_integrations(&request))?;
+                let by_class = ListIntegrationsRequest {
+                    classes: ClassFilter::from_classes(&[ErrorClass::RateLimited]),
+                    ..request
+                };
+                same(&whole, &mine, &theirs, |e| e.list_integrations(&by_class))?;
             }
             for integration in 0..6 {
                 let id = format!("int-{integration}");

@@ -191,6 +191,7 @@ proptest! {
 
         let request = |range| ListIntegrationsRequest {
             tenant_id: "acme".into(),
+            classes: Default::default(),
             range,
             types: all,
             order: IntegrationOrder::NameAsc,
@@ -204,6 +205,11 @@ proptest! {
             let full = upto(&full, served);
             let expected = full.list_integrations(&request(served)).map_err(fail)?;
             prop_assert_eq!(&integrations.integrations, &expected.integrations);
+            let provider = ClassFilter::from_classes(&[ErrorClass::ProviderUnavailable]);
+            let by_class = ListIntegrationsRequest { classes: provider, ..request(asked) };
+            let listed = tiered.list_integrations(&by_class).map_err(fail)?;
+            let by_class = ListIntegrationsRequest { classes: provider, ..request(served) };
+            prop_assert_eq!(listed.integrations, full.list_integrations(&by_class).map_err(fail)?.integrations);
             // One integration's series, codes and top groups by UTC day, sketches included.
             for row in integrations.integrations.iter().take(3) {
                 let health = |engine: &QueryEngine, range| {

@@ -202,6 +202,7 @@ async fn integrations_match_a_recount_and_page_in_every_order() {
             let page = api
                 .list_integrations(proto::ListIntegrationsRequest {
                     tenant_id: TENANT.into(),
+                    classes: Default::default(),
                     order_by: order as i32,
                     page_size: 2,
                     page_token: token.clone(),
@@ -242,6 +243,7 @@ async fn integrations_match_a_recount_and_page_in_every_order() {
     let custom_nodes = api
         .list_integrations(proto::ListIntegrationsRequest {
             tenant_id: TENANT.into(),
+            classes: Default::default(),
             integration_types: vec![proto::IntegrationType::CustomNode as i32],
             ..Default::default()
         })
@@ -550,6 +552,7 @@ async fn snapshot_and_restore_keep_the_cube_exactly() {
     let after = QueryEngine::new(Arc::new(restored), clock);
     let list = ListIntegrationsRequest {
         tenant_id: TENANT.into(),
+        classes: Default::default(),
         range: None,
         types: TypeFilter::all(),
         order: IntegrationOrder::P99Desc,

@@ -144,3 +144,54 @@ pub async fn assert_trends_by_class_match(api: &mut Api, truth: &Truth, tenant: 
         }
     }
 }
+
+/// The integrations list kept to each class, read in small pages: exactly the integrations with
+/// failures of that class in the range, each with the recount's failures of it, most first.
+pub async fn assert_integrations_by_class_match(api: &mut Api, truth: &Truth, tenant: &str) {
+    for class in CLASSES {
+        let mut rows = Vec::new();
+        let mut token = String::new();
+        let range = loop {
+            let page = api
+                .list_integrations(proto::ListIntegrationsRequest {
+                    tenant_id: tenant.into(),
+                    classes: vec![class as i32],
+                    page_size: 3,
+                    page_token: token,
+                    ..Default::default()
+                })
+                .await
+                .expect("integrations")
+                .into_inner();
+            rows.extend(page.integrations);
+            token = page.next_page_token;
+            if token.is_empty() {
+                break bounds(&page.effective_range);
+            }
+        };
+        let mut expected: BTreeMap<(&str, String), u64> = BTreeMap::new();
+        let wanted = |e: &&super::TruthEvent| {
+            e.failed
+                && (range.0..range.1).contains(&e.at)
+                && class_by_the_docs(e.code) == class.as_str_name()
+        };
+        for e in truth.of(tenant).filter(wanted) {
+            *expected
+                .entry((e.kind, e.integration_id.clone()))
+                .or_default() += 1;
+        }
+        let shown: BTreeMap<(&str, String), u64> = rows
+            .iter()
+            .map(|r| {
+                let key = (type_name(r.integration_type), r.integration_id.clone());
+                (key, r.class_failures.expect("class failures with a filter"))
+            })
+            .collect();
+        assert_eq!(shown, expected, "{tenant} {class:?} integrations");
+        let order: Vec<u64> = rows.iter().filter_map(|r| r.class_failures).collect();
+        assert!(
+            order.windows(2).all(|w| w[0] >= w[1]),
+            "{tenant} {class:?}: most failures of the class first"
+        );
+    }
+}

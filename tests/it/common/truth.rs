@@ -616,6 +616,7 @@ pub async fn assert_matches_truth(api: &mut Api, truth: &Truth, tenants: &[&str]
         assert_overview_classes_match(api, truth, tenant).await;
         assert_failures_by_class_match(api, truth, tenant).await;
         assert_trends_by_class_match(api, truth, tenant).await;
+        assert_integrations_by_class_match(api, truth, tenant).await;
 
         assert_daily_trend_matches(api, truth, tenant, None).await;
 

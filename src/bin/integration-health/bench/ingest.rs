@@ -123,6 +123,7 @@ pub fn query_latencies(
         .map(|row| row.failure_id);
     let integrations = integration_health::query::ListIntegrationsRequest {
         tenant_id: tenant.to_owned(),
+        classes: Default::default(),
         range: None,
         types: all,
         order: integration_health::query::IntegrationOrder::FailuresDesc,

@@ -244,6 +244,8 @@ pub enum QueryCommand {
     Integrations {
         #[command(flatten)]
         scope: Scope,
+        #[command(flatten)]
+        classes: ClassScope,
         #[arg(long, value_enum, default_value = "failures")]
         order: IntegrationOrderArg,
         #[arg(long, default_value_t = 20)]

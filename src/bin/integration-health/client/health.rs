@@ -45,7 +45,7 @@ pub(super) fn render_integrations(
         table.add_row(vec![
             Cell::new(type_label(row.integration_type)),
             Cell::new(format!("{} ({})", row.integration_name, row.integration_id)),
-            Cell::new(row.failed).set_alignment(CellAlignment::Right),
+            Cell::new(failed_text(row)).set_alignment(CellAlignment::Right),
             Cell::new(row.retried_failures).set_alignment(CellAlignment::Right),
             Cell::new(row.recovered_failures).set_alignment(CellAlignment::Right),
             Cell::new(row.succeeded).set_alignment(CellAlignment::Right),
@@ -72,6 +72,14 @@ pub(super) fn render_integrations(
         response.total_integrations,
         served(&response.effective_range, response.granularity)
     )
+}
+
+/// The row's failures; with a class filter, those of the classes out of all of them.
+fn failed_text(row: &proto::IntegrationSummary) -> String {
+    match row.class_failures {
+        Some(of_classes) => format!("{of_classes} of {}", row.failed),
+        None => row.failed.to_string(),
+    }
 }
 
 pub(super) fn render_integration(

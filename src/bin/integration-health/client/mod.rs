@@ -388,6 +388,7 @@ async fn ask(args: QueryArgs) -> Result<String, CliError> {
         }
         QueryCommand::Integrations {
             scope,
+            classes,
             order,
             page_size,
             page_token,
@@ -400,6 +401,7 @@ async fn ask(args: QueryArgs) -> Result<String, CliError> {
                 order_by: proto::IntegrationOrder::from(order) as i32,
                 page_size,
                 page_token: page_token.unwrap_or_default(),
+                classes: classes.to_wire(),
             };
             let response = client
                 .list_integrations(request(message, token)?)
