@@ -51,12 +51,18 @@ SCRAPE = """() => {
     const r = s.querySelector('.range');
     if (r) out.ranges[s.id] = r.textContent;
   }
-  out.overview = Object.fromEntries(rows('#overview tbody tr').map((tr) => [tr.dataset.type, {
+  out.overview = Object.fromEntries(rows('#overview table.legend tbody tr').map((tr) => [tr.dataset.type, {
     failed: num(tr.querySelector('[data-field=failed]')),
     succeeded: num(tr.querySelector('[data-field=succeeded]')),
     share: tr.querySelector('[data-field=share]').textContent,
   }]));
   out.overview_total = num(document.querySelector('#overview tfoot [data-field=total]'));
+  out.overview_classes = Object.fromEntries(rows('#overview table.classes tbody tr').map((tr) => [tr.dataset.class, {
+    failed: num(tr.querySelector('[data-field=failed]')),
+    share: tr.querySelector('[data-field=share]').textContent,
+    pressed: tr.querySelector('button').getAttribute('aria-pressed') === 'true',
+  }]));
+  out.failure_class = document.querySelector('#failure-class').value;
   out.change = Object.fromEntries(rows('#change tbody tr').map((tr) => [tr.dataset.type,
     Object.fromEntries([...tr.querySelectorAll('[data-field]')].map((td) => [td.dataset.field, td.dataset.value]))]));
   out.errors = Object.fromEntries(rows('#errors tbody tr').map((tr) => [tr.dataset.code,
@@ -79,6 +85,7 @@ SCRAPE = """() => {
     issue: tr.querySelector('[data-field=issue] .issue-state').textContent,
     acted_at: tr.querySelector('[data-field=issue]').dataset.actedAt,
     buttons: tr.querySelectorAll('.issue-action').length,
+    code: Number(tr.dataset.code),
   }));
   out.alerts = rows('#alerts li').map((li) => ({id: li.dataset.alertId, state: li.dataset.state,
     integration: li.dataset.integration, severity: li.dataset.severity,
@@ -106,7 +113,8 @@ SCRAPE = """() => {
 # The new parts' text, each against the background it is drawn on.
 CONTRAST_OF = ["#caller", "#alerts li", "#alerts li .badge", "#alerts .severity", "#alerts li a",
                "#alerts li .muted", "#failures .acted-at", "#failures .issue-action",
-               "#failures select.snooze-for", "#rules .field-name", "#rules .origin"]
+               "#failures select.snooze-for", "#rules .field-name", "#rules .origin",
+               "#overview .class-filter"]
 
 # WCAG 2 contrast: the worst ratio of text colour to the first opaque background behind it, per
 # selector (null when nothing matches).
@@ -334,6 +342,23 @@ def main():
             page.select_option("#trend-granularity", "HOUR")
         page.wait_for_selector("#trends[aria-busy=false]")
         report["hourly"] = scrape(page, calls)
+
+        # The class filter, from its select and from the class's button beside the donut; the
+        # button pressed again lists every class.
+        with page.expect_response(lambda r: r.url.endswith("ListFailures")):
+            page.select_option("#failure-class", "RATE_LIMITED")
+        page.wait_for_selector("#failures[aria-busy=false]")
+        report["class_selected"] = scrape(page, calls)
+        with page.expect_response(lambda r: r.url.endswith("ListFailures")):
+            page.click("#overview tr[data-class=AUTH] button")
+        page.wait_for_selector("#overview tr[data-class=AUTH] button[aria-pressed=true]")
+        page.wait_for_selector("#failures[aria-busy=false]")
+        report["class_pressed"] = scrape(page, calls)
+        with page.expect_response(lambda r: r.url.endswith("ListFailures")):
+            page.click("#overview tr[data-class=AUTH] button")
+        page.wait_for_selector("#overview tr[data-class=AUTH] button[aria-pressed=false]")
+        page.wait_for_selector("#failures[aria-busy=false]")
+        report["class_cleared"] = scrape(page, calls)
 
         row = page.locator("#failures tbody tr").first
         report["details_for"] = row.get_attribute("data-failure-id")

@@ -104,7 +104,54 @@ async fn check_overview(api: &mut Api, scrape: &Value) -> u64 {
         assert_eq!(shown["share"].as_str(), Some(share.as_str()));
     }
     assert_eq!(scrape["overview_total"].as_u64(), Some(total));
+    let class_total: u64 = answer.classes.iter().map(|c| c.failed).sum();
+    assert_eq!(class_total, total, "each failure in one class");
+    for c in &answer.classes {
+        let name = class_name(c.class);
+        let shown = &scrape["overview_classes"][name];
+        assert_eq!(shown["failed"].as_u64(), Some(c.failed), "{name}: {shown}");
+        let share = format!("{:.1}%", c.failed as f64 * 100.0 / total as f64);
+        assert_eq!(shown["share"].as_str(), Some(share.as_str()), "{name}");
+    }
     total
+}
+
+fn class_name(class: i32) -> &'static str {
+    proto::ErrorClass::try_from(class)
+        .expect("known class")
+        .as_str_name()
+}
+
+/// The failures table kept to one class: the page asked for that class, shows what the API
+/// answers to its request, and every row's code is of the class; the class's button beside
+/// the donut is pressed exactly when the filter is on.
+async fn check_class_filter(api: &mut Api, scrape: &Value, class: Option<proto::ErrorClass>) {
+    let request: proto::ListFailuresRequest = sent(scrape, "ListFailures");
+    let wanted: Vec<i32> = class.iter().map(|c| *c as i32).collect();
+    assert_eq!(request.classes, wanted, "the page asked for the class");
+    let name = class.map_or("", |c| c.as_str_name());
+    assert_eq!(scrape["failure_class"].as_str(), Some(name));
+    for (shown, row) in scrape["overview_classes"].as_object().expect("classes") {
+        assert_eq!(row["pressed"].as_bool(), Some(shown == name), "{shown}");
+    }
+    let answer = api
+        .list_failures(authorized(request))
+        .await
+        .expect("failures")
+        .into_inner();
+    let shown = scrape["failures"].as_array().expect("rows");
+    let ids: Vec<&str> = shown.iter().filter_map(|r| r["id"].as_str()).collect();
+    let expected: Vec<&str> = answer
+        .failures
+        .iter()
+        .map(|f| f.failure_id.as_str())
+        .collect();
+    assert_eq!(ids, expected);
+    assert!(!ids.is_empty(), "{name} has failures to show");
+    for row in shown.iter().filter(|_| class.is_some()) {
+        let code = row["code"].as_u64().expect("a code") as u16;
+        assert_eq!(class_by_the_docs(code), name, "{row}");
+    }
 }
 
 async fn check_change(api: &mut Api, scrape: &Value) -> Vec<u64> {
@@ -603,6 +650,11 @@ async fn the_dashboard_shows_what_the_api_answers() {
     assert_ne!(week_change, day_change);
     assert_ne!(week_errors, month_errors);
     check_trends(&mut api, &report["hourly"], proto::Granularity::Hour).await;
+    let rate_limited = Some(proto::ErrorClass::RateLimited);
+    check_class_filter(&mut api, &report["class_selected"], rate_limited).await;
+    let auth = Some(proto::ErrorClass::Auth);
+    check_class_filter(&mut api, &report["class_pressed"], auth).await;
+    check_class_filter(&mut api, &report["class_cleared"], None).await;
     check_long_views(&mut api, &report["long"], week_total).await;
     check_details(&mut api, &report).await;
     dashboard_live::check_alerts(&mut api, &report, &expected).await;

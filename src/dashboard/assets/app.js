@@ -12,6 +12,15 @@ const TYPES = [
   ['CUSTOM_EVENT', 'Custom events'],
 ];
 const LABEL = Object.fromEntries(TYPES);
+// The error classes, as docs/events.md maps codes to them.
+const CLASSES = [
+  ['AUTH', 'Authentication'],
+  ['RATE_LIMITED', 'Rate limited'],
+  ['PROVIDER_UNAVAILABLE', 'Provider unavailable'],
+  ['CONFIG', 'Configuration'],
+  ['CLIENT', 'Request refused'],
+];
+const CLASS_LABEL = Object.fromEntries(CLASSES);
 const DASHES = ['', '6 3', '2 3', '8 3 2 3', '1 2'];
 const PERIOD_SECONDS = { '1d': 86400, '7d': 7 * 86400, '30d': 30 * 86400, '90d': 90 * 86400, '1y': 365 * 86400 };
 const PAGE_SIZE = 10;
@@ -37,6 +46,7 @@ const state = {
   granularity: 'DAY',
   failureType: '',
   failureCode: 0,
+  failureClass: '',
   order: 'TOTAL_ERRORS_DESC',
   pageTokens: [''],
   catalogType: '',
@@ -217,10 +227,38 @@ function renderOverview(answer) {
     })),
     h('tfoot', {}, h('tr', {}, h('th', { scope: 'row' }, 'Total shown'), cell(total, 'total'), h('td'), h('td'))));
   return {
-    nodes: [h('div', { class: 'overview' }, chart, table)],
+    nodes: [h('div', { class: 'overview' }, chart, table, classTable(answer.classes || []))],
     empty: rows.every((r) => r.failed + r.succeeded === 0),
     range: covers(answer),
   };
+}
+
+// The failures of the shown types per class, beside the donut; a class's button keeps the
+// failures table to that class (pressed again, to every class).
+function classTable(classes) {
+  const rows = CLASSES.map(([name, label]) => ({
+    name, label, failed: num((classes.find((c) => c.class === name) || {}).failed),
+  }));
+  const total = rows.reduce((sum, r) => sum + r.failed, 0);
+  return h('table', { class: 'classes' },
+    h('caption', {}, 'Failures per error class. Press a class to list only its failures below.'),
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Error class'), h('th', { scope: 'col' }, 'Failed'),
+      h('th', { scope: 'col' }, 'Share'))),
+    h('tbody', {}, rows.map((r) => h('tr', { 'data-class': r.name },
+      h('th', { scope: 'row' }, h('button', {
+        type: 'button', class: 'class-filter', 'aria-pressed': String(state.failureClass === r.name),
+        onclick: () => setFailureClass(state.failureClass === r.name ? '' : r.name),
+      }, r.label)),
+      cell(r.failed, 'failed'),
+      h('td', { class: 'num', 'data-field': 'share' }, total === 0 ? '—' : `${((r.failed / total) * 100).toFixed(1)}%`)))));
+}
+
+function setFailureClass(name) {
+  state.failureClass = name;
+  state.pageTokens = [''];
+  document.getElementById('failure-class').value = name;
+  refreshOverview();
+  return refreshFailures();
 }
 
 function toggle(set, value) {
@@ -474,7 +512,9 @@ function renderFailures(answer) {
       ['Integration type', 'Integration name', 'Failure description', 'Services', 'Flows'].map((t) => h('th', { scope: 'col' }, t)),
       sortHeader('Total errors', 'TOTAL_ERRORS_DESC'), sortHeader('Last seen', 'LAST_SEEN_DESC'),
       h('th', { scope: 'col' }, 'Issue'), h('th', { scope: 'col' }, 'Actions'))),
-    h('tbody', {}, failures.map((f) => h('tr', { 'data-failure-id': f.failureId, 'data-integration': f.integrationId },
+    h('tbody', {}, failures.map((f) => h('tr', {
+      'data-failure-id': f.failureId, 'data-integration': f.integrationId, 'data-code': num(f.statusCode),
+    },
       h('td', {}, LABEL[f.integrationType] || f.integrationType),
       h('td', {}, f.integrationName || f.integrationId || ''),
       h('td', { 'data-field': 'description' }, f.failureDescription || ''),
@@ -507,6 +547,7 @@ const refreshFailures = () => load('failures', () => rpc('ListFailures', {
   integrationTypes: state.failureType ? [state.failureType]
     : state.integration && state.integrationType ? [state.integrationType] : [],
   statusCode: state.failureCode,
+  classes: state.failureClass ? [state.failureClass] : [],
   pageSize: PAGE_SIZE,
   pageToken: state.pageTokens[state.pageTokens.length - 1],
   orderBy: state.order,
@@ -972,6 +1013,8 @@ function on(id, event, handler) {
 
 async function start() {
   ['trend-type', 'failure-type', 'catalog-type'].forEach(fillTypeSelect);
+  document.getElementById('failure-class')
+    .append(...CLASSES.map(([name, label]) => h('option', { value: name }, label)));
   for (const select of document.querySelectorAll('select.period')) {
     select.addEventListener('change', () => {
       state.period[select.dataset.for] = select.value;
@@ -996,6 +1039,7 @@ async function start() {
   on('trend-granularity', 'change', (e) => { state.granularity = e.target.value; refreshTrends(); });
   on('failure-type', 'change', (e) => { state.failureType = e.target.value; state.pageTokens = ['']; refreshFailures(); });
   on('failure-code', 'change', (e) => { state.failureCode = Number(e.target.value); state.pageTokens = ['']; refreshFailures(); });
+  on('failure-class', 'change', (e) => setFailureClass(e.target.value));
   on('catalog-type', 'change', (e) => { state.catalogType = e.target.value; refreshCatalog(); });
   on('refresh', 'change', (e) => { state.refreshMs = Number(e.target.value); live(); });
   on('refresh-now', 'click', refreshAll);
