@@ -83,6 +83,30 @@ fn demo_serves_failures_for_every_type_and_stops_on_sigterm() {
     for t in types {
         assert!(t["failed"].as_u64().unwrap_or(0) > 0, "no failures for {t}");
     }
+    let failed: u64 = types.iter().filter_map(|t| t["failed"].as_u64()).sum();
+    let classes = overview["classes"].as_array().expect("classes");
+    let by_class: u64 = classes.iter().filter_map(|c| c["failed"].as_u64()).sum();
+    assert_eq!((classes.len(), by_class), (5, failed), "{classes:?}");
+
+    // Kept to two classes, every group's code is of one of them.
+    let output = Command::new(BIN)
+        .args(["query", "--addr", &addr, "--json", "failures"])
+        .args([
+            "--tenant",
+            "acme-retail",
+            "--class",
+            "auth,provider-unavailable",
+        ])
+        .output()
+        .expect("query runs");
+    let kept: serde_json::Value = serde_json::from_str(&succeeded(&output)).expect("json output");
+    let rows = kept["failures"].as_array().expect("rows");
+    assert!(!rows.is_empty(), "the demo has auth or provider failures");
+    for row in rows {
+        let code = row["status_code"].as_u64().expect("a code") as u16;
+        let class = common::class_by_the_docs(code);
+        assert!(["AUTH", "PROVIDER_UNAVAILABLE"].contains(&class), "{row}");
+    }
 
     let table = Command::new(BIN)
         .args([
