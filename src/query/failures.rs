@@ -79,16 +79,18 @@ fn partition_groups(
     let integration = resolve_filter(partition, &filter.integration_id);
     let flow = resolve_filter(partition, &filter.flow_id);
     let service = resolve_filter(partition, &filter.service_id);
+    // Checked once: a code's class is a branch per group that most tables do not need.
+    let every_class = filter.classes == ClassFilter::all();
     tenant
         .groups
         .iter()
         .filter(|(key, _)| {
             types.includes(key.integration_type)
                 && filter.status_code.is_none_or(|c| c == key.status_code)
-                && filter.classes.includes_code(key.status_code)
                 && sym_matches(integration, key.integration_id)
                 && sym_matches(flow, key.flow_id)
                 && sym_matches(service, key.service_id)
+                && (every_class || filter.classes.includes_code(key.status_code))
         })
         .map(|(key, group)| {
             GroupSummary::local(

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::drivers::Tally;
 use super::groups::{GroupDetail, GroupPart};
 use super::integrations::{Id, Merged, TotalsPart};
-use super::types::{ClassFilter, FailureFilter, TenantCounters, TimeRange, TypeFilter};
+use super::types::{ClassFilter, FailureFilter, PerClass, TenantCounters, TimeRange, TypeFilter};
 use super::{QueryEngine, QueryError};
 use crate::event::{IntegrationType, PerType};
 use crate::store::{SeriesRead, TypeCounts};
@@ -43,8 +43,14 @@ const MAX_ENCODED_BYTES: u64 = 64 * 1024 * 1024;
 pub(crate) enum Part {
     /// Failed and succeeded per type in a range, from minute or hour buckets.
     Counts { range: TimeRange, by_minute: bool },
-    /// Failures per (type, code) in a range, from minute lists or from hour buckets.
-    Codes { range: TimeRange, by_minute: bool },
+    /// Failures per (type, code) in a range.
+    Codes { range: TimeRange },
+    /// Failures per class of some types in a range, from minute lists or from hour buckets.
+    Classes {
+        range: TimeRange,
+        by_minute: bool,
+        types: TypeFilter,
+    },
     /// Failures per type in `[first, last)`, bucket by bucket, read as `how`, of the codes of
     /// `classes`.
     Trend {
@@ -93,6 +99,7 @@ pub(crate) enum Part {
 pub(crate) enum Answer {
     Counts(TypeCounts),
     Codes(BTreeMap<(IntegrationType, u16), u64>),
+    Classes(PerClass),
     Trend(Vec<(i64, PerType<u64>)>),
     Tally(Tally),
     Groups(Vec<GroupPart>),
@@ -137,6 +144,14 @@ impl Mergeable for TypeCounts {
 fn add_counts<K: Ord>(into: &mut BTreeMap<K, u64>, other: BTreeMap<K, u64>) {
     for (key, count) in other {
         *into.entry(key).or_default() += count;
+    }
+}
+
+impl Mergeable for PerClass {
+    fn merge(&mut self, other: Self) {
+        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
+            *mine += theirs;
+        }
     }
 }
 
@@ -209,6 +224,7 @@ impl Mergeable for TenantCounters {
 
 answer_kind!(Counts, TypeCounts);
 answer_kind!(Codes, BTreeMap<(IntegrationType, u16), u64>);
+answer_kind!(Classes, PerClass);
 answer_kind!(Trend, Vec<(i64, PerType<u64>)>);
 answer_kind!(Tally, Tally);
 answer_kind!(Groups, Vec<GroupPart>);
@@ -269,9 +285,12 @@ impl QueryEngine {
             Part::Counts { range, by_minute } => {
                 Answer::Counts(self.local_counts(tenant_id, range, by_minute))
             }
-            Part::Codes { range, by_minute } => {
-                Answer::Codes(self.local_codes(tenant_id, range, by_minute))
-            }
+            Part::Codes { range } => Answer::Codes(self.local_codes(tenant_id, range)),
+            Part::Classes {
+                range,
+                by_minute,
+                types,
+            } => Answer::Classes(self.local_classes(tenant_id, range, by_minute, types)),
             Part::Trend {
                 first,
                 last,

@@ -85,15 +85,24 @@ impl ClassFilter {
     }
 }
 
-/// Failures summed by class from failures per code: every class, in `ErrorClass::ALL`'s order.
-pub(crate) fn sum_by_class(
-    codes: impl IntoIterator<Item = (u16, u64)>,
-) -> [(ErrorClass, u64); ErrorClass::ALL.len()] {
-    let mut sums = ErrorClass::ALL.map(|class| (class, 0));
-    for (code, failed) in codes {
-        sums[catalog::class_of(code).index()].1 += failed;
+/// Failures per class, in `ErrorClass::ALL`'s order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PerClass(pub(crate) [u64; ErrorClass::ALL.len()]);
+
+impl PerClass {
+    /// Sums failures per code by class.
+    pub(crate) fn of_codes(codes: impl IntoIterator<Item = (u16, u64)>) -> Self {
+        let mut sums = PerClass::default();
+        for (code, failed) in codes {
+            sums.0[catalog::class_of(code).index()] += failed;
+        }
+        sums
     }
-    sums
+
+    /// Each class with its failures.
+    pub(crate) fn named(self) -> [(ErrorClass, u64); ErrorClass::ALL.len()] {
+        std::array::from_fn(|i| (ErrorClass::ALL[i], self.0[i]))
+    }
 }
 
 /// Everything counted for a tenant so far: what `WatchTenant` compares.
@@ -192,7 +201,7 @@ pub struct ErrorBreakdown {
 impl ErrorBreakdown {
     /// The failures summed by class, from the counts per code.
     pub(crate) fn classes(&self) -> [(ErrorClass, u64); ErrorClass::ALL.len()] {
-        sum_by_class(self.errors.iter().map(|e| (e.status_code, e.failed)))
+        PerClass::of_codes(self.errors.iter().map(|e| (e.status_code, e.failed))).named()
     }
 }
 
