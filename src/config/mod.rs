@@ -191,9 +191,11 @@ pub struct Config {
     pub integration_cap_per_tenant: usize,
     /// Tenants one partition may hold; events of further tenants go to the DLQ.
     pub tenant_cap_per_partition: usize,
-    /// At the cap, an idle tenant with at most this many events makes room for a new one
-    /// (0: never).
+    /// A tenant stays on probation, and may be evicted at the cap to admit a new one, until it
+    /// has more events than this (0: none is ever evicted) ...
     pub tenant_evict_max_events: u64,
+    /// ... or has sent events in this many distinct minutes.
+    pub tenant_settled_minutes: u32,
     /// Larger messages go to the DLQ as `too_large`.
     pub max_message_bytes: usize,
     pub dedup_capacity: usize,
@@ -296,7 +298,8 @@ impl Default for Config {
             max_alert_rules_per_tenant: 200,
             integration_cap_per_tenant: 10_000,
             tenant_cap_per_partition: 50_000,
-            tenant_evict_max_events: 3,
+            tenant_evict_max_events: 10,
+            tenant_settled_minutes: 3,
             max_message_bytes: 1 << 20,
             dedup_capacity: 1_000_000,
             log_format: LogFormat::Pretty,

@@ -138,6 +138,12 @@ impl Config {
         if self.tenant_cap_per_partition == 0 {
             return Err(invalid("tenant_cap_per_partition", "must be at least 1"));
         }
+        if !(1..=1440).contains(&self.tenant_settled_minutes) {
+            return Err(invalid(
+                "tenant_settled_minutes",
+                "must be between 1 and 1440",
+            ));
+        }
         if !(1024..=64 << 20).contains(&self.max_message_bytes) {
             return Err(invalid(
                 "max_message_bytes",

@@ -384,8 +384,8 @@ impl Owner {
                 evicted.append(&mut state.evicted);
             }
             for (tenant, events) in evicted {
-                self.metrics.tenant_evicted();
-                warn!(%tenant, events, topic = %key.topic, partition = key.partition, "the partition is at tenant_cap_per_partition: an idle tenant with few events was evicted to admit a new one (docs/operating.md: Sizing)");
+                self.metrics.tenant_evicted(&key.topic, key.partition);
+                warn!(%tenant, events, topic = %key.topic, partition = key.partition, "the partition is at tenant_cap_per_partition: the tenant on probation idle longest was evicted to admit a new one (docs/operating.md: Sizing)");
             }
             self.count(&outcomes);
             if self.input_keyed_by_tenant {
@@ -393,6 +393,9 @@ impl Owner {
             }
             for (message, reason) in rejected {
                 self.metrics.rejected(reason.reason_code());
+                if matches!(reason, EventError::TenantLimit { .. }) {
+                    self.metrics.tenant_refused(&key.topic, key.partition);
+                }
                 self.dead_letters.send(message, &reason);
             }
         }

@@ -224,8 +224,10 @@ fn a_panic_while_applying_sets_the_message_aside_and_moves_on() {
 fn a_new_tenant_past_the_cap_is_dead_lettered() {
     let letters = Letters::default();
     let mut owner = owner(letters.clone());
+    // Every tenant settled at its first event, so none makes room.
     owner.store = Arc::new(Store::new(StoreLimits {
         tenant_cap_per_partition: 1,
+        tenant_evict_max_events: 0,
         ..StoreLimits::default()
     }));
     assign(&mut owner, &[0]);

@@ -1,8 +1,9 @@
 //! The Prometheus registry: counters bumped where things happen, gauges set from a
 //! `StateReading` at scrape time.
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -74,7 +75,11 @@ pub struct Metrics {
     rejected: Family<ReasonLabels, Counter>,
     pub(crate) dlq_failures: Counter<u64, AtomicU64>,
     tenants_split: Counter<u64, AtomicU64>,
-    tenants_evicted: Counter<u64, AtomicU64>,
+    tenants_evicted: Family<PartitionLabels, Counter>,
+    tenants_refused: Family<PartitionLabels, Counter>,
+    tenant_cap_full: Family<PartitionLabels, Gauge>,
+    /// When each partition last refused a new tenant, for `tenant_cap_full`.
+    last_refusal: parking_lot::Mutex<HashMap<PartitionLabels, Instant>>,
     connections_open: Family<ListenerLabels, Gauge>,
     connections_refused: Family<ListenerLabels, Counter>,
     connections_refused_per_ip: Family<ListenerLabels, Counter>,
@@ -126,7 +131,10 @@ impl Metrics {
             rejected: Family::default(),
             dlq_failures: Counter::default(),
             tenants_split: Counter::default(),
-            tenants_evicted: Counter::default(),
+            tenants_evicted: Family::default(),
+            tenants_refused: Family::default(),
+            tenant_cap_full: Family::default(),
+            last_refusal: parking_lot::Mutex::default(),
             connections_open: Family::default(),
             connections_refused: Family::default(),
             connections_refused_per_ip: Family::default(),
@@ -201,8 +209,18 @@ impl Metrics {
         );
         registry.register(
             "tenants_evicted",
-            "Idle tenants with few events evicted at tenant_cap_per_partition to admit a new one",
+            "Tenants on probation evicted at tenant_cap_per_partition to admit a new one, per partition",
             metrics.tenants_evicted.clone(),
+        );
+        registry.register(
+            "tenants_refused",
+            "First events of new tenants refused (tenant_limit) because every tenant of the partition had settled",
+            metrics.tenants_refused.clone(),
+        );
+        registry.register(
+            "tenant_cap_full",
+            "1 while a partition refuses new tenants (a refusal within the last minute), else 0",
+            metrics.tenant_cap_full.clone(),
         );
         registry.register(
             "offsets_lost",
@@ -342,8 +360,16 @@ impl Metrics {
             .inc();
     }
 
-    pub(crate) fn tenant_evicted(&self) {
-        self.tenants_evicted.inc();
+    pub(crate) fn tenant_evicted(&self, topic: &str, partition: i32) {
+        self.tenants_evicted
+            .get_or_create(&partition_labels(topic, partition))
+            .inc();
+    }
+
+    pub(crate) fn tenant_refused(&self, topic: &str, partition: i32) {
+        let labels = partition_labels(topic, partition);
+        self.tenants_refused.get_or_create(&labels).inc();
+        self.last_refusal.lock().insert(labels, Instant::now());
     }
 
     pub(crate) fn tenant_split(&self) {
@@ -452,6 +478,10 @@ impl Metrics {
                 .get_or_create(&labels)
                 .set(p.snapshot_failing_seconds);
         }
+        for (labels, at) in self.last_refusal.lock().iter() {
+            let full = cap_full(at.elapsed());
+            self.tenant_cap_full.get_or_create(labels).set(full);
+        }
         let cardinality = state.cardinality;
         self.tenants.set(cardinality.tenants as i64);
         self.failure_groups.set(cardinality.groups as i64);
@@ -462,6 +492,22 @@ impl Metrics {
         let _ = encode(&mut text, &self.registry);
         text
     }
+}
+
+fn partition_labels(topic: &str, partition: i32) -> PartitionLabels {
+    PartitionLabels {
+        topic: topic.to_owned(),
+        partition: partition.to_string(),
+    }
+}
+
+/// How long after its last refusal a partition still counts as full: long enough that a
+/// scrape every 15 to 30 seconds sees it, and an alert's `for` spans several refusals.
+const CAP_FULL_FOR: Duration = Duration::from_secs(60);
+
+/// `tenant_cap_full`'s value, `since` the partition's last refusal.
+fn cap_full(since: Duration) -> i64 {
+    i64::from(since < CAP_FULL_FOR)
 }
 
 pub fn resident_memory_bytes() -> u64 {

@@ -52,6 +52,7 @@ pub(crate) fn store_limits(config: &Config) -> StoreLimits {
         integration_cap_per_tenant: config.integration_cap_per_tenant,
         tenant_cap_per_partition: config.tenant_cap_per_partition,
         tenant_evict_max_events: config.tenant_evict_max_events,
+        tenant_settled_minutes: config.tenant_settled_minutes,
         dedup_capacity: config.dedup_capacity,
     }
 }

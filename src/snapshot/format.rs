@@ -8,7 +8,9 @@
 use std::path::Path;
 
 use super::SnapshotError;
-use crate::store::{Days, DaysOf, PartitionState, Retries, StoreLimits};
+use crate::store::{
+    probation, Days, DaysOf, PartitionState, ProbationSection, Retries, StoreLimits,
+};
 
 const MAGIC: &[u8; 8] = b"IHSNAP\0\0";
 /// Version 6: the state ends with the offsets never read (`PartitionState::losses`); an older
@@ -25,14 +27,17 @@ const MAGIC: &[u8; 8] = b"IHSNAP\0\0";
 /// Version 10: same layout; a retry's `recovered` counts transactions (final successes with
 /// `attempt > 1`) where 7 to 9 counted their failed attempts, so an older payload's recovered
 /// counts are cleared rather than added to counts of another unit.
-pub(crate) const FORMAT_VERSION: u32 = 10;
+/// Version 11: the tenants on probation (`store::probation`) follow the days; in an older
+/// payload, a tenant with at most `tenant_evict_max_events` events is put back on probation.
+pub(crate) const FORMAT_VERSION: u32 = 11;
 /// The oldest version this build reads.
 const OLDEST_READABLE: u32 = 4;
 pub(super) const HEADER_LEN: usize = 8 + 4 + 8 + 8;
 
 /// Encodes a partition's state into a snapshot file image.
 pub fn encode(state: &PartitionState) -> Result<Vec<u8>, SnapshotError> {
-    let payload = bincode::serialize(&(state, DaysOf::of(state)))
+    let on_probation = probation::section_of(&state.tenants);
+    let payload = bincode::serialize(&(state, DaysOf::of(state), on_probation))
         .map_err(|e| SnapshotError::Encode(e.to_string()))?;
     let mut image = Vec::with_capacity(HEADER_LEN + payload.len());
     image.extend_from_slice(MAGIC);
@@ -85,9 +90,28 @@ pub(super) fn check_header(path: &Path, image: &[u8]) -> Result<Header, Snapshot
     })
 }
 
-/// The state in a payload of `version`, its days put back when it has them.
-fn decode_payload(version: u32, payload: &[u8]) -> Result<PartitionState, String> {
+/// The state in a payload of `version`, its days and its tenants on probation put back when
+/// it has them.
+fn decode_payload(
+    version: u32,
+    payload: &[u8],
+    limits: &StoreLimits,
+) -> Result<PartitionState, String> {
     let undecodable = |e: bincode::Error| format!("undecodable payload: {e}");
+    if version >= 11 {
+        let (mut state, days, on_probation): (PartitionState, Days, ProbationSection) =
+            bincode::deserialize(payload).map_err(undecodable)?;
+        days.restore(&mut state);
+        probation::restore(&mut state, Some(on_probation), limits);
+        return Ok(state);
+    }
+    let mut state = decode_before_probation(version, payload).map_err(undecodable)?;
+    probation::restore(&mut state, None, limits);
+    Ok(state)
+}
+
+/// A payload of format 10 or older.
+fn decode_before_probation(version: u32, payload: &[u8]) -> Result<PartitionState, bincode::Error> {
     if version >= 8 {
         // The three empty lists of quiet series are their lengths: zero u64s.
         let padded;
@@ -98,8 +122,7 @@ fn decode_payload(version: u32, payload: &[u8]) -> Result<PartitionState, String
             }
             _ => payload,
         };
-        let (mut state, days): (PartitionState, Days) =
-            bincode::deserialize(payload).map_err(undecodable)?;
+        let (mut state, days): (PartitionState, Days) = bincode::deserialize(payload)?;
         days.restore(&mut state);
         return Ok(state);
     }
@@ -112,8 +135,7 @@ fn decode_payload(version: u32, payload: &[u8]) -> Result<PartitionState, String
     let mut state: PartitionState = match missing_lengths {
         0 => bincode::deserialize(payload),
         n => bincode::deserialize(&[payload, &vec![0u8; 8 * n][..]].concat()),
-    }
-    .map_err(undecodable)?;
+    }?;
     state.roll_restored();
     Ok(state)
 }
@@ -143,7 +165,7 @@ pub fn decode(
     if xxhash_rust::xxh3::xxh3_64(payload) != checksum {
         return Err(corrupt("checksum mismatch".into()));
     }
-    let mut state = decode_payload(version, payload).map_err(corrupt)?;
+    let mut state = decode_payload(version, payload, limits).map_err(corrupt)?;
     if version < 10 {
         state
             .retries
@@ -162,6 +184,8 @@ pub fn decode(
 mod tests {
     use super::*;
     use crate::store::description_tests::{legacy_failures, legacy_state};
+    use crate::store::probation::Probation;
+    use crate::store::HOUR_MS;
 
     /// A version 4 image of `state`: the layout without the trailing losses and retries, under
     /// the older version number, with its own length and checksum.
@@ -242,6 +266,8 @@ mod tests {
         let read = decode(Path::new("v6"), &image, &limits).expect("version 6 is read");
         assert!(read.retries.is_empty());
         state.roll_restored();
+        // Before format 11 the small tenants go back on probation with no history.
+        probation::restore(&mut state, None, &limits);
         assert_eq!(encode(&read).unwrap(), encode(&state).unwrap());
     }
 
@@ -270,6 +296,7 @@ mod tests {
         let image = image_of(8, &full[..full.len() - 24]);
         let read = decode(Path::new("v8"), &image, &limits).expect("version 8 is read");
         assert!(quiet(&read).is_empty());
+        probation::restore(&mut state, None, &limits);
         assert_eq!(encode(&read).unwrap(), encode(&state).unwrap());
     }
 
@@ -314,6 +341,53 @@ mod tests {
         let back = decode(Path::new("v6"), &image, &StoreLimits::default()).expect("reads");
         assert_eq!(back.losses, state.losses);
         assert_eq!(back.lost_here(), 240);
+    }
+
+    #[test]
+    fn tenants_on_probation_stay_on_it_and_older_snapshots_put_the_small_ones_back() {
+        use crate::event::{Event, IntegrationType, Outcome};
+        use crate::store::{Applied, MINUTE_MS};
+        let limits = StoreLimits {
+            tenant_cap_per_partition: 3,
+            ..StoreLimits::default()
+        };
+        let now = 1_800_000_000_000;
+        let mut state = PartitionState::new(&limits);
+        let send = |state: &mut PartitionState, tenant: &'static str, n: i64, arrives: i64| {
+            let id = format!("{tenant}-{n}");
+            let kind = IntegrationType::CustomNode;
+            let event = Event::bare(id, tenant, kind, "crm".into(), Outcome::Success, now);
+            assert_eq!(state.apply(&event, &limits, arrives), Ok(Applied::Accepted));
+        };
+        // Settled in three minutes with three events; on probation with four in one minute.
+        for m in 0..3 {
+            send(&mut state, "settled", m, now + m * MINUTE_MS);
+        }
+        for n in 0..4 {
+            send(&mut state, "probation", n, now + 5 * MINUTE_MS);
+        }
+        let probation = |s: &PartitionState, t: &str| s.tenant(t).expect("kept").probation.clone();
+        assert!(probation(&state, "settled").is_none());
+        let kept = probation(&state, "probation");
+        assert!(kept.is_some());
+
+        let read =
+            decode(Path::new("v11"), &encode(&state).expect("encodes"), &limits).expect("reads");
+        assert_eq!(probation(&read, "settled"), None);
+        assert_eq!(probation(&read, "probation"), kept);
+
+        // Format 10 had no section: three events are at most tenant_evict_max_events (10), so
+        // "settled" goes back on probation with "probation", idle since before any other.
+        let full = bincode::serialize(&(&state, DaysOf::of(&state))).expect("encodes");
+        let read = decode(Path::new("v10"), &image_of(10, &full), &limits).expect("version 10");
+        for tenant in ["settled", "probation"] {
+            assert_eq!(probation(&read, tenant), Some(Box::new(Probation::new())));
+        }
+        // Restored queues evict: a newcomer at the cap takes one of their places.
+        let mut read = read;
+        send(&mut read, "a", 0, now + HOUR_MS);
+        send(&mut read, "b", 0, now + HOUR_MS);
+        assert_eq!(read.evicted.len(), 1);
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod interner;
 mod losses;
 mod migrate;
 mod partition;
+pub(crate) mod probation;
 mod ranking;
 mod retries;
 mod series;
@@ -56,6 +57,7 @@ pub(crate) use interner::Sym;
 pub(crate) use losses::{gaps, losses_for_tenant, lost_ranges, LostOffsets, PartitionLosses};
 pub(crate) use partition::{Applied, IngestTotals};
 pub use partition::{KeyedEvent, PartitionState};
+pub(crate) use probation::ProbationSection;
 pub(crate) use ranking::{CodesByIntegration, CANDIDATES};
 #[cfg(test)]
 pub(crate) use retries::tests as retries_tests;

@@ -13,6 +13,7 @@ use super::integrations::{
 };
 use super::interner::{Interner, Sym};
 use super::losses::LostOffsets;
+use super::probation::ProbationQueue;
 use super::retries::{Retries, RetryKey};
 use super::tenant::TenantState;
 use super::time::{floor_to, StoreLimits, HOUR_MS, MINUTE_MS};
@@ -109,10 +110,10 @@ pub struct PartitionState {
     /// Ids that a migration on restore changed, until their issue actions are moved.
     #[serde(skip)]
     pub(crate) rekeys: Vec<Rekey>,
-    /// Tenants that may be evicted to admit a new one at the cap, the likeliest last; chosen
-    /// by eviction rounds.
+    /// Tenants on probation, which may be evicted to admit a new one at the cap, longest idle
+    /// first; rebuilt by eviction rounds and on restore.
     #[serde(skip)]
-    evictable: Vec<Sym>,
+    pub(crate) probation: ProbationQueue,
     /// Tenants evicted since the owner last looked, with their event counts, to report.
     #[serde(skip)]
     pub(crate) evicted: Vec<(String, u64)>,
@@ -132,7 +133,7 @@ impl PartitionState {
             losses: Vec::new(),
             retries: HashMap::default(),
             rolled_until: i64::MIN,
-            evictable: Vec::new(),
+            probation: ProbationQueue::default(),
             evicted: Vec::new(),
         }
     }
@@ -218,7 +219,7 @@ impl PartitionState {
         let known_tenant = interned.is_some_and(|sym| self.tenants.contains_key(&sym));
         if !known_tenant
             && self.tenants.len() >= limits.tenant_cap_per_partition
-            && !self.make_room(limits, now_ms)
+            && !self.make_room()
         {
             return Err(EventError::TenantLimit {
                 tenant: event.tenant_id.to_string(),
@@ -251,6 +252,10 @@ impl PartitionState {
             event.status_code.unwrap_or(0),
         );
         tenant.record(at, kind, outcome, code, self.rolled_until);
+        // `record_integration` counts this event in `tenant.events` below.
+        let events = tenant.events + 1;
+        self.probation
+            .note(tenant_sym, tenant, events, now_ms, limits);
         self.record_integration(tenant_sym, event, limits, now_ms);
         if event.outcome == Outcome::Failure {
             let code = event.status_code.unwrap_or(0);
@@ -513,6 +518,8 @@ impl PartitionState {
         }
         self.interner = fresh;
         self.interned_after_compaction = self.interner.len();
+        // Its keys are the old symbols.
+        self.probation = ProbationQueue::of(&self.tenants);
     }
 
     /// The retried outcomes of a tenant's integration, if its events told any.
@@ -527,18 +534,12 @@ impl PartitionState {
         })
     }
 
-    /// Evicts one idle, tiny tenant to admit a new one; false when none qualifies. A flood of
-    /// made-up tenant ids fills the cap with such tenants, and without this a real tenant
-    /// arriving later would be refused for the whole retention.
-    fn make_room(&mut self, limits: &StoreLimits, now_ms: i64) -> bool {
-        while let Some(sym) = self.evictable.pop() {
-            let still_idle = self
-                .tenants
-                .get(&sym)
-                .is_some_and(|t| is_evictable(t, limits, now_ms));
-            if !still_idle {
-                continue;
-            }
+    /// Evicts the tenant on probation that has been idle longest, to admit a new one; false
+    /// when every tenant has settled. A flood of made-up tenant ids fills the cap with tenants
+    /// on probation, and without this a real tenant arriving later would be refused for the
+    /// whole retention.
+    fn make_room(&mut self) -> bool {
+        while let Some(sym) = self.probation.pop_longest_idle() {
             if let Some(tenant) = self.tenants.remove(&sym) {
                 let id = self.interner.resolve(sym).to_owned();
                 self.evicted.push((id, tenant.events));
@@ -546,26 +547,6 @@ impl PartitionState {
             }
         }
         false
-    }
-
-    /// Chooses the tenants `make_room` may evict: the fewest events first, then the longest
-    /// idle. Only needed while the partition is near its cap.
-    pub(super) fn choose_evictable(&mut self, limits: &StoreLimits, now_ms: i64) {
-        self.evictable.clear();
-        if limits.tenant_evict_max_events == 0
-            || self.tenants.len() < limits.tenant_cap_per_partition * 9 / 10
-        {
-            return;
-        }
-        let mut chosen: Vec<(u64, i64, Sym)> = self
-            .tenants
-            .iter()
-            .filter(|(_, t)| is_evictable(t, limits, now_ms))
-            .map(|(sym, t)| (t.events, newest_hour(t), *sym))
-            .collect();
-        // Popped from the end: the fewest events and the oldest activity last.
-        chosen.sort_unstable_by_key(|c| std::cmp::Reverse((c.0, c.1)));
-        self.evictable = chosen.into_iter().map(|(_, _, sym)| sym).collect();
     }
 
     /// Offsets of this partition itself that were never read, among the losses still kept.
@@ -581,18 +562,6 @@ impl PartitionState {
     pub(crate) fn group_count(&self) -> usize {
         self.tenants.values().map(|t| t.groups.len()).sum()
     }
-}
-
-/// How long, in event time, a tenant must have been quiet to be evicted.
-const EVICT_IDLE_MS: i64 = 2 * HOUR_MS;
-
-fn newest_hour(tenant: &TenantState) -> i64 {
-    tenant.newest_bucket().unwrap_or(i64::MIN)
-}
-
-fn is_evictable(tenant: &TenantState, limits: &StoreLimits, now_ms: i64) -> bool {
-    tenant.events <= limits.tenant_evict_max_events
-        && newest_hour(tenant) + HOUR_MS <= now_ms - EVICT_IDLE_MS
 }
 
 #[cfg(test)]

@@ -99,47 +99,101 @@ fn group_cap_overflows_into_a_counted_catch_all() {
 }
 
 #[test]
-fn at_the_tenant_cap_an_idle_tiny_tenant_makes_room_and_an_active_one_does_not() {
+fn at_the_tenant_cap_the_longest_idle_tenant_on_probation_makes_room_and_a_settled_one_never() {
     let limits = StoreLimits {
         tenant_cap_per_partition: 3,
+        tenant_evict_max_events: 10,
+        tenant_settled_minutes: 3,
         ..StoreLimits::default()
     };
     let mut state = PartitionState::new(&limits);
-    let of = |tenant: &'static str, id: &str, at: i64| Event {
-        tenant_id: Cow::Borrowed(tenant),
-        ..failure(id, at, 500)
+    let mut n = 0;
+    let mut send = |state: &mut PartitionState, tenant: &'static str, arrives: i64| {
+        n += 1;
+        let event = Event {
+            tenant_id: Cow::Borrowed(tenant),
+            // Dated now whatever the arrival: probation reads the arrival, not occurred_at.
+            ..failure(&format!("e{n}"), NOW, 500)
+        };
+        state.apply(&event, &limits, arrives)
     };
-    // Two junk tenants, one event each, hours ago; one real tenant, busy now.
-    for (i, junk) in ["junk-1", "junk-2"].into_iter().enumerate() {
-        let _ = state.apply(&of(junk, &format!("j{i}"), NOW - 5 * HOUR_MS), &limits, NOW);
+    let minute = |m: i64| NOW + m * MINUTE_MS;
+    // Settled: events in three distinct minutes of arrival, four events in all.
+    for m in [0, 0, 1, 2] {
+        assert_eq!(send(&mut state, "real", minute(m)), Ok(Applied::Accepted));
     }
-    for i in 0..10 {
-        let _ = state.apply(&of("busy", &format!("b{i}"), NOW - 60_000), &limits, NOW);
+    // Two junk tenants, four events each, each within one minute.
+    for (tenant, m) in [("junk-1", 3), ("junk-2", 4)] {
+        for _ in 0..4 {
+            assert_eq!(send(&mut state, tenant, minute(m)), Ok(Applied::Accepted));
+        }
     }
-    let refused = state.apply(&of("newcomer", "n0", NOW), &limits, NOW);
-    assert!(
-        refused.is_err(),
-        "no eviction round has chosen candidates yet"
-    );
-    state.evict(&limits, NOW);
+    // A newcomer takes the place of the longest idle junk, then another of the other.
+    assert_eq!(send(&mut state, "new-1", minute(5)), Ok(Applied::Accepted));
+    assert_eq!(send(&mut state, "new-2", minute(6)), Ok(Applied::Accepted));
+    let evicted: Vec<&str> = state.evicted.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(evicted, ["junk-1", "junk-2"]);
+    // new-1 stays active; new-2 goes quiet, so it is the one to make room.
+    assert_eq!(send(&mut state, "new-1", minute(7)), Ok(Applied::Accepted));
+    assert_eq!(send(&mut state, "new-3", minute(8)), Ok(Applied::Accepted));
     assert_eq!(
-        state.apply(&of("newcomer", "n1", NOW), &limits, NOW),
-        Ok(Applied::Accepted)
+        state.evicted.last().map(|(id, _)| id.as_str()),
+        Some("new-2")
     );
-    assert_eq!(state.evicted.len(), 1);
-    assert!(state.evicted[0].0.starts_with("junk-"));
+    // Eleven events settle new-1 within one minute: from now on the one tenant on probation
+    // is the newest, and each newcomer takes its place.
+    for _ in 0..10 {
+        assert_eq!(send(&mut state, "new-1", minute(9)), Ok(Applied::Accepted));
+    }
+    for (tenant, m, replaced) in [("new-4", 10, "new-3"), ("new-5", 11, "new-4")] {
+        assert_eq!(send(&mut state, tenant, minute(m)), Ok(Applied::Accepted));
+        assert_eq!(
+            state.evicted.last().map(|(id, _)| id.as_str()),
+            Some(replaced)
+        );
+    }
+    // An eviction round rebuilds the queue from the tenants: the same one is next.
+    state.evict(&limits, minute(12));
+    assert_eq!(send(&mut state, "new-6", minute(13)), Ok(Applied::Accepted));
     assert_eq!(
-        state.apply(&of("another", "a0", NOW), &limits, NOW),
-        Ok(Applied::Accepted)
+        state.evicted.last().map(|(id, _)| id.as_str()),
+        Some("new-5")
     );
-    assert!(
-        state.tenant("busy").is_some(),
-        "an active tenant is never evicted"
-    );
-    assert!(
-        state.apply(&of("third", "t0", NOW), &limits, NOW).is_err(),
-        "no idle one left"
-    );
+    for settled in ["real", "new-1"] {
+        assert!(
+            state.tenant(settled).is_some(),
+            "{settled} is never evicted"
+        );
+    }
+}
+
+#[test]
+fn with_every_tenant_settled_a_new_one_is_refused() {
+    let limits = StoreLimits {
+        tenant_cap_per_partition: 2,
+        ..StoreLimits::default()
+    };
+    let mut state = PartitionState::new(&limits);
+    for (i, tenant) in ["a", "b"].into_iter().enumerate() {
+        for m in 0..3 {
+            let event = Event {
+                tenant_id: Cow::Borrowed(tenant),
+                ..failure(&format!("{tenant}{m}"), NOW, 500)
+            };
+            let arrives = NOW + (m + 3 * i as i64) * MINUTE_MS;
+            assert_eq!(state.apply(&event, &limits, arrives), Ok(Applied::Accepted));
+        }
+    }
+    let newcomer = Event {
+        tenant_id: Cow::Borrowed("c"),
+        ..failure("c0", NOW, 500)
+    };
+    let refused = state.apply(&newcomer, &limits, NOW + HOUR_MS);
+    assert!(matches!(
+        refused,
+        Err(EventError::TenantLimit { cap: 2, .. })
+    ));
+    assert!(state.evicted.is_empty());
 }
 
 #[test]

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::compact::{hours_within, Compact, Entry};
 use super::groups::{GroupKey, GroupState};
 use super::integrations::{IntegrationKey, IntegrationState, MinuteFailures};
+use super::probation::Probation;
 use super::ranking::Ranking;
 use super::series::Series;
 use super::tiers::RollsInto;
@@ -227,6 +228,10 @@ pub(crate) struct TenantState {
     /// Candidates for the failures table's first page; rebuilt by eviction, not stored.
     #[serde(skip)]
     pub(crate) ranking: Option<Ranking>,
+    /// While the tenant may still be evicted at the tenant cap; the snapshot keeps it in a
+    /// section of its own.
+    #[serde(skip)]
+    pub(crate) probation: Option<Box<Probation>>,
 }
 
 impl TenantState {
@@ -236,6 +241,7 @@ impl TenantState {
     pub(crate) fn new(window_start_ms: i64) -> Self {
         TenantState {
             ranking: Some(Ranking::build(&mut HashMap::default(), window_start_ms)),
+            probation: Some(Box::new(Probation::new())),
             ..TenantState::default()
         }
     }

@@ -39,9 +39,11 @@ pub struct StoreLimits {
     /// Tenants one partition may hold; the first event of one more is refused unless an idle
     /// tenant can make room.
     pub(crate) tenant_cap_per_partition: usize,
-    /// At the cap, a tenant with at most this many events and none in the last two hours (of
-    /// event time) is evicted to admit a new one; 0 never evicts.
+    /// A tenant with more events than this is settled, never evicted at the cap (0: every
+    /// tenant is settled at its first event, so none is evicted).
     pub(crate) tenant_evict_max_events: u64,
+    /// A tenant that has sent events in this many distinct minutes is settled too.
+    pub(crate) tenant_settled_minutes: u32,
     /// Distinct (tenant, event_id) keys remembered per partition for dedup.
     pub(crate) dedup_capacity: usize,
 }
@@ -56,7 +58,8 @@ impl Default for StoreLimits {
             group_cap_per_tenant: 10_000,
             integration_cap_per_tenant: 10_000,
             tenant_cap_per_partition: 50_000,
-            tenant_evict_max_events: 3,
+            tenant_evict_max_events: 10,
+            tenant_settled_minutes: 3,
             dedup_capacity: 1_000_000,
         }
     }

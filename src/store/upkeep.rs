@@ -3,6 +3,7 @@
 
 use super::integrations::RECENT_MS;
 use super::partition::PartitionState;
+use super::probation::ProbationQueue;
 use super::ranking::Ranking;
 use super::tenant::TenantState;
 use super::time::{floor_to, HourTier, StoreLimits, DAY_MS, HOUR_MS};
@@ -54,7 +55,7 @@ impl PartitionState {
         });
         self.losses.retain(|loss| loss.detected_at_ms >= day_floor);
         self.compact_if_grown();
-        self.choose_evictable(limits, now_ms);
+        self.probation = ProbationQueue::of(&self.tenants);
         for tenant in self.tenants.values_mut() {
             tenant.ranking = Some(Ranking::build(&mut tenant.groups, window_start));
         }

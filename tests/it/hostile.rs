@@ -54,6 +54,9 @@ async fn service(bootstrap: &str, state: &Path) -> TestService {
     config.max_message_bytes = MAX_MESSAGE_BYTES;
     config.group_cap_per_tenant = 5;
     config.tenant_cap_per_partition = 10;
+    // Every tenant settles at its first event, so past the cap new ones are refused
+    // (tests/it/tenant_admission.rs has tenants on probation making room).
+    config.tenant_evict_max_events = 0;
     config.state_dir = Some(state.to_owned());
     config.snapshot_interval_ms = 100;
     TestService::start_at(&config, NOW).await

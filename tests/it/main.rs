@@ -36,4 +36,5 @@ mod revoke;
 mod security;
 mod severity;
 mod silence;
+mod tenant_admission;
 mod unkeyed;
