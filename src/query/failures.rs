@@ -131,12 +131,12 @@ fn ranked_candidates(
     let guard = partition.read();
     let tenant = guard.tenant(&request.tenant_id)?;
     let ranking = tenant.ranking.as_ref()?;
-    if ranking.start_ms != range.start_ms || ranking.newest_hour >= range.end_ms {
+    if !ranking.answers(range.start_ms, range.end_ms) {
         return None;
     }
     let keys = match order {
-        FailureOrder::TotalErrorsDesc => &ranking.by_total.keys,
-        FailureOrder::LastSeenDesc => &ranking.by_last_seen.keys,
+        FailureOrder::TotalErrorsDesc => ranking.by_total(),
+        FailureOrder::LastSeenDesc => ranking.by_last_seen(),
     };
     let summaries = keys
         .iter()
@@ -154,7 +154,7 @@ fn ranked_candidates(
         })
         .filter(|s| s.numbers.total > 0)
         .collect();
-    Some((summaries, ranking.groups_with_failures))
+    Some((summaries, ranking.groups_with_failures()))
 }
 
 fn merge_part(merged: &mut FxHashMap<u128, GroupSummary>, part: GroupSummary) {
@@ -376,7 +376,7 @@ impl QueryEngine {
             let Some(tenant) = guard.tenant(tenant_id) else {
                 continue;
             };
-            let indexed = tenant.ranking.as_ref().map(|r| r.ids.get(&id));
+            let indexed = tenant.ranking.as_ref().map(|r| r.group_with_id(id));
             let found = match indexed {
                 Some(key) => key.and_then(|k| Some((k, tenant.groups.get(k)?))),
                 None => tenant.groups.iter().find(|(_, g)| g.failure_id == id),

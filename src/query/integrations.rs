@@ -387,9 +387,9 @@ impl QueryEngine {
             let kept = tenant
                 .ranking
                 .as_ref()
-                .filter(|r| r.start_ms == range.start_ms && r.newest_hour < range.end_ms);
+                .filter(|r| r.answers(range.start_ms, range.end_ms));
             let by_symbol = match kept {
-                Some(ranking) => Cow::Borrowed(&ranking.codes),
+                Some(ranking) => Cow::Borrowed(ranking.codes()),
                 None => Cow::Owned(summed_codes(partition, tenant, range)),
             };
             // By symbol first, so each integration's id is copied once, not once per code.

@@ -24,7 +24,7 @@ const BY_LAST_SEEN: u8 = 2;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Candidates {
-    pub(crate) keys: Vec<GroupKey>,
+    pub(super) keys: Vec<GroupKey>,
     /// The lowest total (or last seen) among the candidates chosen at the last round.
     threshold: i64,
 }
@@ -32,21 +32,51 @@ pub(crate) struct Candidates {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Ranking {
     /// The default range's start at the last eviction round; every group's window starts here.
-    pub(crate) start_ms: i64,
-    pub(crate) by_total: Candidates,
-    pub(crate) by_last_seen: Candidates,
+    pub(super) start_ms: i64,
+    pub(super) by_total: Candidates,
+    pub(super) by_last_seen: Candidates,
     /// Groups with at least one failure from `start_ms` on.
-    pub(crate) groups_with_failures: u64,
+    pub(super) groups_with_failures: u64,
     /// Every group's key by failure id, for a failure's details.
-    pub(crate) ids: HashMap<u128, GroupKey>,
+    pub(super) ids: HashMap<u128, GroupKey>,
     /// The newest hour any group has a failure in. A range ending at or before it cuts some
     /// group's window short, so its totals need summing hour by hour.
-    pub(crate) newest_hour: i64,
+    pub(super) newest_hour: i64,
     /// The groups' window totals summed by integration and code, for the integrations table.
-    pub(crate) codes: CodesByIntegration,
+    pub(super) codes: CodesByIntegration,
 }
 
 impl Ranking {
+    /// Whether its sums answer `[start_ms, end_ms)`: the default range as of the last round,
+    /// ending after every failure it counted.
+    pub(crate) fn answers(&self, start_ms: i64, end_ms: i64) -> bool {
+        self.start_ms == start_ms && self.newest_hour < end_ms
+    }
+
+    /// The candidates for the first page by total errors, and by last seen.
+    pub(crate) fn by_total(&self) -> &[GroupKey] {
+        &self.by_total.keys
+    }
+
+    pub(crate) fn by_last_seen(&self) -> &[GroupKey] {
+        &self.by_last_seen.keys
+    }
+
+    /// Groups with at least one failure in the range it answers.
+    pub(crate) fn groups_with_failures(&self) -> u64 {
+        self.groups_with_failures
+    }
+
+    /// The key of the group with this failure id.
+    pub(crate) fn group_with_id(&self, failure_id: u128) -> Option<&GroupKey> {
+        self.ids.get(&failure_id)
+    }
+
+    /// The groups' totals in the range it answers, by integration and code.
+    pub(crate) fn codes(&self) -> &CodesByIntegration {
+        &self.codes
+    }
+
     /// Chooses the candidates among `groups`, whose windows all start at `start_ms`, and marks
     /// them.
     pub(crate) fn build(groups: &mut HashMap<GroupKey, GroupState>, start_ms: i64) -> Ranking {
