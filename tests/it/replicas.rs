@@ -161,10 +161,13 @@ async fn every_replica_answers_for_every_partition_exactly() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis() as i64;
+    // Dated 30 s ahead, within the 60 s of skew a reader allows: the true owner re-announces
+    // every 10 s, and an announcement of it dated between now and the claim's arrival would
+    // otherwise outrank the claim before the test sees it.
     publish(
         &producer(&bootstrap),
         &members,
-        &[claim("127.0.0.1:1", wall_clock_now)],
+        &[claim("127.0.0.1:1", wall_clock_now + 30_000)],
     )
     .await;
     wait_until("the claim is seen", Duration::from_secs(30), || {
