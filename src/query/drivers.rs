@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::engine::hours_and_minutes;
+use super::classes::hours_and_minutes;
 use super::parts::Part;
 use super::types::{Contribution, Drivers, TimeRange};
 use super::{QueryEngine, QueryError};

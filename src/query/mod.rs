@@ -16,6 +16,7 @@
 //! - `tenants`: the tenants with events in a range, for the dashboard's picker.
 
 mod calendar;
+mod classes;
 mod drivers;
 mod engine;
 mod failures;

@@ -2,6 +2,7 @@
 //! with what each means on the wire.
 
 use clap::{Args, Subcommand, ValueEnum};
+use integration_health::api::convert::type_to_wire;
 use integration_health::event::IntegrationType;
 use integration_health::proto;
 use integration_health::query::{FailureOrder, Granularity};
@@ -25,6 +26,11 @@ impl From<TypeArg> for IntegrationType {
             TypeArg::CustomEvent => IntegrationType::CustomEvent,
         }
     }
+}
+
+/// Integration types as the wire names them.
+pub fn types_of(types: &[TypeArg]) -> Vec<i32> {
+    types.iter().map(|t| type_to_wire((*t).into())).collect()
 }
 
 #[derive(Debug, Args)]
@@ -64,7 +70,7 @@ impl From<ClassArg> for proto::ErrorClass {
     }
 }
 
-/// Only failures whose code is of these classes (comma-separated); every class when absent.
+/// The `--class` flag of the commands that can keep to some error classes.
 #[derive(Debug, Args)]
 pub struct ClassScope {
     /// Only failures of these error classes (comma-separated); every class when absent.

@@ -203,10 +203,6 @@ fn range_of(
     })
 }
 
-fn types_of(types: &[TypeArg]) -> Vec<i32> {
-    types.iter().map(|t| type_to_wire((*t).into())).collect()
-}
-
 fn request<T>(message: T, token: &Option<String>) -> Result<Request<T>, CliError> {
     let mut request = Request::new(message);
     if let Some(token) = token {
