@@ -113,7 +113,7 @@ pub struct PartitionState {
     /// Tenants on probation, which may be evicted to admit a new one at the cap, longest idle
     /// first; rebuilt by eviction rounds and on restore.
     #[serde(skip)]
-    pub(crate) probation: ProbationQueue,
+    pub(super) probation: ProbationQueue,
     /// Tenants evicted since the owner last looked, with their event counts, to report.
     #[serde(skip)]
     pub(crate) evicted: Vec<(String, u64)>,
